@@ -1,8 +1,36 @@
-//! nrf-models: classifiers with a representation output (penultimate layer g(x)), input
-//! normalisation inside the model, the training loop and checkpoints.
-use tch::{nn, Tensor};
+//! nrf-models: classifiers with a representation output (the penultimate layer g(x)), input
+//! normalisation inside the model, the training loop (standard or adversarial), and checkpoints.
+//!
+//! ```no_run
+//! use nrf_models::{Arch, Model, ModelSpec, TrainConfig, train, Classifier};
+//! # fn main() -> anyhow::Result<()> {
+//! let train_set = nrf_data::idx::load_fashion_mnist(nrf_data::idx::FASHION_MNIST_DIR, nrf_data::Split::Train)?;
+//! let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+//! let mut model = Model::new(&spec, tch::Device::cuda_if_available(), 0)?;
+//! let cfg = TrainConfig { epochs: 2, ..TrainConfig::default() };
+//! let history = train(&mut model, &train_set, &cfg, None, None, None)?;
+//! println!("final train accuracy {:.3}", history.last().unwrap().train_acc);
+//! let x = nrf_models::images_to_tensor(&train_set, &[0, 1, 2], model.device());
+//! let (logits, rep) = model.forward_rep(&x, false);
+//! assert_eq!(logits.size(), vec![3, 10]);
+//! assert_eq!(rep.size(), vec![3, 256]);
+//! # Ok(()) }
+//! ```
+pub mod arch;
+pub mod checkpoint;
+pub mod optim;
+pub mod train;
 
-/// A classifier over images in `[0, 1]` (NCHW). Normalisation happens inside `forward`, so
+pub use arch::Arch;
+pub use checkpoint::{load_model, save_model};
+pub use optim::{LrSchedule, Sgd};
+pub use train::{train, EpochReport, TrainConfig};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+
+/// A classifier over images in `[0, 1]` (NCHW). Normalisation happens inside `forward_rep`, so
 /// attacks always work in pixel space.
 pub trait Classifier {
     /// Returns `(logits [N, classes], representation g(x) [N, d])`.
@@ -13,4 +41,144 @@ pub trait Classifier {
     }
     /// Number of classes.
     fn num_classes(&self) -> i64;
+}
+
+/// A per-batch perturbation applied during training (adversarial training). nrf-attacks
+/// implements it for PGD; models know nothing about norms.
+pub trait BatchPerturber {
+    /// Returns the inputs to train on for clean inputs `x` (in `[0,1]`) with labels `y`.
+    fn perturb(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Tensor>;
+    /// One-line description, e.g. "L2 PGD eps=1 7x0.357 random start".
+    fn describe(&self) -> String;
+}
+
+/// Everything needed to rebuild a model: stored in every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub arch: Arch,
+    /// Input shape (channels, height, width).
+    pub in_shape: [i64; 3],
+    pub num_classes: i64,
+    /// Per-channel normalisation applied inside the model.
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl ModelSpec {
+    /// A spec with identity normalisation (mean 0, std 1).
+    pub fn new(arch: Arch, in_shape: [i64; 3], num_classes: i64) -> Self {
+        let c = in_shape[0] as usize;
+        ModelSpec { arch, in_shape, num_classes, mean: vec![0.0; c], std: vec![1.0; c] }
+    }
+    /// Sets the per-channel normalisation.
+    pub fn with_normalization(mut self, mean: Vec<f64>, std: Vec<f64>) -> Self {
+        self.mean = mean;
+        self.std = std;
+        self
+    }
+    /// Checks the spec for inconsistent values.
+    pub fn validate(&self) -> Result<()> {
+        let c = self.in_shape[0] as usize;
+        if self.in_shape.iter().any(|&d| d <= 0) {
+            bail!("model spec: in_shape {:?} must be positive", self.in_shape);
+        }
+        if self.num_classes < 2 {
+            bail!("model spec: num_classes {} must be at least 2", self.num_classes);
+        }
+        if self.mean.len() != c || self.std.len() != c {
+            bail!("model spec: mean/std need {c} values (one per channel), got {}/{}", self.mean.len(), self.std.len());
+        }
+        if self.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
+            bail!("model spec: std values must be positive and finite, got {:?}", self.std);
+        }
+        Ok(())
+    }
+}
+
+/// A classifier: its variables, its network and its spec.
+pub struct Model {
+    pub vs: nn::VarStore,
+    pub spec: ModelSpec,
+    net: Box<dyn arch::Net>,
+    mean: Tensor,
+    std: Tensor,
+}
+
+impl Model {
+    /// Builds a freshly initialised model; `seed` fixes the initialisation.
+    pub fn new(spec: &ModelSpec, device: Device, seed: i64) -> Result<Model> {
+        spec.validate()?;
+        tch::manual_seed(seed);
+        let vs = nn::VarStore::new(device);
+        let net = arch::build(&vs.root(), &spec.arch, spec.in_shape, spec.num_classes);
+        let c = spec.in_shape[0];
+        let mean = Tensor::from_slice(&spec.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
+        let std = Tensor::from_slice(&spec.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
+        Ok(Model { vs, spec: spec.clone(), net, mean, std })
+    }
+    /// The device the model lives on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> i64 {
+        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+}
+
+impl Classifier for Model {
+    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let x = if x.dim() == 4 { x.shallow_clone() } else { x.view([-1, self.spec.in_shape[0], self.spec.in_shape[1], self.spec.in_shape[2]]) };
+        let xn = (x - &self.mean) / &self.std;
+        self.net.forward_rep(&xn, train)
+    }
+    fn num_classes(&self) -> i64 {
+        self.spec.num_classes
+    }
+}
+
+/// Copies the images at `indices` of `data` into a float tensor `[n, C, H, W]` on `device`.
+pub fn images_to_tensor(data: &nrf_data::Dataset, indices: &[usize], device: Device) -> Tensor {
+    let s = data.example_size();
+    let mut buf = Vec::with_capacity(indices.len() * s);
+    for &i in indices {
+        buf.extend_from_slice(data.image(i));
+    }
+    let [c, h, w] = data.shape;
+    Tensor::from_slice(&buf).view([indices.len() as i64, c as i64, h as i64, w as i64]).to_device(device)
+}
+
+/// The whole dataset as `(images [N,C,H,W] float, labels [N] int64)` on `device`.
+pub fn dataset_to_tensors(data: &nrf_data::Dataset, device: Device) -> (Tensor, Tensor) {
+    let [c, h, w] = data.shape;
+    let x = Tensor::from_slice(&data.images).view([data.len() as i64, c as i64, h as i64, w as i64]).to_device(device);
+    let y = Tensor::from_slice(&data.labels).to_device(device);
+    (x, y)
+}
+
+/// Accuracy of `model` on `(x, y)` in batches (evaluation mode, no gradients).
+pub fn accuracy(model: &dyn Classifier, x: &Tensor, y: &Tensor, batch_size: i64) -> f64 {
+    let _g = tch::no_grad_guard();
+    let n = x.size()[0];
+    let mut correct = 0i64;
+    let mut i = 0;
+    while i < n {
+        let len = batch_size.min(n - i);
+        let xb = x.narrow(0, i, len);
+        let yb = y.narrow(0, i, len);
+        let pred = model.logits(&xb, false).argmax(-1, false);
+        correct += pred.eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
+        i += len;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        correct as f64 / n as f64
+    }
+}
+
+/// Converts a tensor of images `[N,C,H,W]` (float, `[0,1]`) back to flat `f32` pixels.
+pub fn tensor_to_vec(x: &Tensor) -> Result<Vec<f32>> {
+    let x = x.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    Ok(Vec::<f32>::try_from(&x)?)
 }

@@ -1,0 +1,142 @@
+//! Shape tests for every architecture, checkpoint round trip, exact resume, NaN detection.
+use nrf_models::train::Augment;
+use nrf_models::*;
+use tch::{Device, Kind, Tensor};
+
+fn synthetic(n: usize, shape: [usize; 3], classes: usize, seed: u64) -> nrf_data::Dataset {
+    // Class-dependent mean brightness pattern plus noise: learnable.
+    tch::manual_seed(seed as i64);
+    let d: usize = shape.iter().product();
+    let labels: Vec<i64> = (0..n).map(|i| (i % classes) as i64).collect();
+    let noise = Tensor::rand([n as i64, d as i64], (Kind::Float, Device::Cpu)) * 0.5;
+    let mut images = Vec::<f32>::try_from(&noise.view([-1])).unwrap();
+    for (i, &y) in labels.iter().enumerate() {
+        let lo = (y as usize) * d / classes;
+        let hi = (y as usize + 1) * d / classes;
+        for v in &mut images[i * d + lo..i * d + hi] {
+            *v += 0.5;
+        }
+    }
+    nrf_data::Dataset {
+        name: "synthetic".into(),
+        images,
+        labels,
+        shape,
+        num_classes: classes,
+        class_names: vec![],
+    }
+}
+
+#[test]
+fn every_architecture_has_the_right_shapes() {
+    let cases: Vec<(Arch, [i64; 3], i64)> = vec![
+        (Arch::FmnistCnn, [1, 28, 28], 256),
+        (Arch::Mlp { hidden: vec![64, 32] }, [1, 28, 28], 32),
+        (Arch::ResNet18 { width: 8 }, [3, 32, 32], 64),
+        (Arch::ResNet50 { width: 4 }, [3, 32, 32], 128),
+        (Arch::Vgg16 { width: 4 }, [3, 32, 32], 32),
+        (Arch::Vgg16 { width: 4 }, [1, 28, 28], 32),
+        (Arch::DenseNet { growth: 4, blocks: vec![2, 2, 2] }, [3, 32, 32], 0),
+    ];
+    for (arch, shape, rep_dim) in cases {
+        let spec = ModelSpec::new(arch.clone(), shape, 10);
+        let model = Model::new(&spec, Device::Cpu, 0).unwrap();
+        let x = Tensor::rand([2, shape[0], shape[1], shape[2]], (Kind::Float, Device::Cpu));
+        let (logits, rep) = model.forward_rep(&x, false);
+        assert_eq!(logits.size(), vec![2, 10], "{arch:?}");
+        assert_eq!(rep.size()[0], 2, "{arch:?}");
+        if rep_dim > 0 {
+            assert_eq!(rep.size()[1], rep_dim, "{arch:?}");
+        }
+        let (l2, _) = model.forward_rep(&x, true);
+        assert_eq!(l2.size(), vec![2, 10]);
+    }
+}
+
+#[test]
+fn bad_spec_is_an_error() {
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5, 0.5], vec![1.0, 1.0]);
+    let err = Model::new(&spec, Device::Cpu, 0).err().unwrap().to_string();
+    assert!(err.contains("mean/std"), "{err}");
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5], vec![0.0]);
+    assert!(Model::new(&spec, Device::Cpu, 0).is_err());
+}
+
+#[test]
+fn normalisation_is_inside_the_model() {
+    let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 2, 2], 2);
+    let a = Model::new(&spec, Device::Cpu, 3).unwrap();
+    let b = Model::new(&spec.clone().with_normalization(vec![0.5], vec![0.25]), Device::Cpu, 3).unwrap();
+    let x = Tensor::rand([4, 1, 2, 2], (Kind::Float, Device::Cpu));
+    let xa = (&x - 0.5) / 0.25;
+    let diff = (a.logits(&xa, false) - b.logits(&x, false)).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "{diff}");
+}
+
+#[test]
+fn checkpoint_round_trip_and_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 1).unwrap();
+    let stem = dir.path().join("m");
+    save_model(&model, &stem).unwrap();
+    let back = load_model(&stem, Device::Cpu).unwrap();
+    let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let d = (model.logits(&x, false) - back.logits(&x, false)).abs().max().double_value(&[]);
+    assert_eq!(d, 0.0);
+    std::fs::write(dir.path().join("m.safetensors"), b"garbage").unwrap();
+    let err = format!("{:#}", load_model(&stem, Device::Cpu).err().unwrap());
+    assert!(err.contains("m.safetensors"), "{err}");
+}
+
+fn cfg(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        schedule: LrSchedule::CosineWarmup { lr: 0.2, warmup: 0.1 },
+        augment: Augment::CropFlip { pad: 1 },
+        seed: 7,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn training_learns_and_resume_is_exact() {
+    tch::set_num_threads(1);
+    let data = synthetic(256, [1, 8, 8], 4, 0);
+    let spec = ModelSpec::new(Arch::Mlp { hidden: vec![32] }, [1, 8, 8], 4);
+    let (x, y) = dataset_to_tensors(&data, Device::Cpu);
+
+    // Uninterrupted run.
+    let mut full = Model::new(&spec, Device::Cpu, 5).unwrap();
+    let hist = train(&mut full, &data, &cfg(6), None, Some((&x, &y)), None).unwrap();
+    assert_eq!(hist.len(), 6);
+    assert!(hist[5].test_acc.unwrap() > 0.9, "{hist:?}");
+
+    // Interrupted after 2 epochs, then resumed from the checkpoint by a new model.
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("ckpt");
+    let mut first = Model::new(&spec, Device::Cpu, 5).unwrap();
+    let mut two = cfg(6);
+    two.stop_after = Some(2);
+    let h2 = train(&mut first, &data, &two, None, None, Some(&stem)).unwrap();
+    assert_eq!(h2.len(), 2);
+    let mut resumed = Model::new(&spec, Device::Cpu, 99).unwrap();
+    let again = train(&mut resumed, &data, &cfg(6), None, None, Some(&stem)).unwrap();
+    assert_eq!(again.len(), 6);
+    let d = (full.logits(&x, false) - resumed.logits(&x, false)).abs().max().double_value(&[]);
+    assert_eq!(d, 0.0, "resumed weights differ from an uninterrupted run");
+}
+
+#[test]
+fn nan_loss_stops_training() {
+    let mut data = synthetic(64, [1, 4, 4], 2, 1);
+    let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 4, 4], 2);
+    let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
+    let mut c = cfg(1);
+    c.augment = Augment::None;
+    c.schedule = LrSchedule::Constant { lr: 1e30 };
+    data.images.iter_mut().for_each(|v| *v *= 1e10);
+    let err = train(&mut model, &data, &c, None, None, None).err().unwrap().to_string();
+    assert!(err.contains("diverged"), "{err}");
+}
