@@ -1,6 +1,113 @@
 //! nrf-data: datasets for nrf, with no libtorch dependency.
 //!
 //! Images are stored as `f32` in `[0, 1]`, layout N x C x H x W (row-major), labels as `i64`.
+//!
+//! * [`idx`]: IDX files (MNIST, Fashion-MNIST), gzipped or not; [`load_fashion_mnist`].
+//! * [`cifar`]: the CIFAR-10 binary version; [`load_cifar10`].
+//! * [`folder`]: image folders (one sub-folder per class) and Restricted ImageNet.
+//! * [`synthetic`]: `make_circles` and the two-Gaussian model of the paper's Sec. 4.
+//! * [`batch`]: seeded shuffling, batching and fixed random subsets.
+//! * [`augment`]: CIFAR-style random crop and horizontal flip.
+//! * [`store`]: constructed datasets (D_R, D_NR, D_rand, D_det) as safetensors + JSON,
+//!   atomic writes and SHA-256 checksums.
+//!
+//! Every fallible function returns [`Result`], whose [`DataError`] names the file it is about.
+//!
+//! # Example
+//!
+//! Load the Fashion-MNIST test split, take a fixed random subset and iterate over it in
+//! shuffled mini-batches:
+//!
+//! ```rust
+//! use nrf_data::{batch, data_info, load_fashion_mnist, Split, FASHION_MNIST_DIR};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     if !std::path::Path::new(FASHION_MNIST_DIR).exists() {
+//!         eprintln!("Fashion-MNIST not installed in {FASHION_MNIST_DIR}; nothing to show");
+//!         return Ok(());
+//!     }
+//!     let test = load_fashion_mnist(FASHION_MNIST_DIR, Split::Test)?;
+//!     test.validate("fashion-mnist/test")?;
+//!     assert_eq!(test.shape, [1, 28, 28]);
+//!
+//!     // A fixed subset of 1000 examples, the same for every run with this seed.
+//!     let subset = test.subset(&batch::random_subset(test.len(), 1000, 7)?);
+//!     println!("{}", data_info(&subset));
+//!
+//!     // One epoch of shuffled mini-batches of 128 (the last one holds 1000 - 7 * 128 = 104).
+//!     let order = batch::shuffled_indices(subset.len(), 42, 0);
+//!     let mut seen = 0;
+//!     for indices in batch::batches(&order, 128) {
+//!         let mini = subset.subset(indices);
+//!         seen += mini.len();
+//!     }
+//!     assert_eq!(seen, 1000);
+//!     Ok(())
+//! }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod batch;
+pub mod cifar;
+pub mod error;
+pub mod folder;
+pub mod idx;
+mod info;
+mod rng;
+pub mod store;
+pub mod synthetic;
+
+use std::path::PathBuf;
+
+pub use cifar::load_cifar10;
+pub use error::{DataError, Result};
+pub use folder::{load_image_folder, load_restricted_imagenet};
+pub use idx::{load_fashion_mnist, load_mnist, FASHION_MNIST_DIR};
+pub use info::{data_info, DataInfo};
+pub use store::{load_constructed, save_constructed, ConstructedDataset, ConstructedMetadata};
+pub use synthetic::TabularDataset;
+
+/// Which part of a dataset to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The training set.
+    Train,
+    /// The test set (for ImageNet: the `val` folder).
+    Test,
+}
+
+impl Split {
+    /// "train" or "test".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Split> {
+        match s {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            other => Err(DataError::invalid(
+                "split",
+                format!("unknown split {other:?} (expected \"train\" or \"test\")"),
+            )),
+        }
+    }
+}
 
 /// An in-memory labelled image dataset. Pixels are `f32` in `[0, 1]`, NCHW row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,5 +161,79 @@ impl Dataset {
             num_classes: self.num_classes,
             class_names: self.class_names.clone(),
         }
+    }
+
+    /// Number of examples of each class (`num_classes` entries). Labels outside
+    /// `0..num_classes` are not counted (see [`Dataset::validate`]).
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0usize; self.num_classes];
+        for &l in &self.labels {
+            if l >= 0 && (l as usize) < self.num_classes {
+                counts[l as usize] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Checks the invariants of a dataset: a non-degenerate shape, `images.len() == len() *
+    /// example_size()`, `class_names` empty or one per class, every label in
+    /// `0..num_classes`, and every pixel finite and in `[0, 1]`. `source` (a file path or a
+    /// dataset name) is what the error message names.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let path = PathBuf::from(source);
+        if self.shape.contains(&0) {
+            return Err(DataError::bad_shape(
+                path,
+                format!("shape {:?} has a zero dimension", self.shape),
+            ));
+        }
+        let expected = self.len().checked_mul(self.example_size());
+        if expected != Some(self.images.len()) {
+            return Err(DataError::bad_shape(
+                path,
+                format!(
+                    "{} pixels for {} examples of shape {:?} (expected {})",
+                    self.images.len(),
+                    self.len(),
+                    self.shape,
+                    expected.map_or_else(|| "an overflowing count".to_string(), |e| e.to_string())
+                ),
+            ));
+        }
+        if self.num_classes == 0 && !self.is_empty() {
+            return Err(DataError::bad_shape(
+                path,
+                "num_classes is 0 but there are examples",
+            ));
+        }
+        if !self.class_names.is_empty() && self.class_names.len() != self.num_classes {
+            return Err(DataError::bad_shape(
+                path,
+                format!(
+                    "{} class names for {} classes",
+                    self.class_names.len(),
+                    self.num_classes
+                ),
+            ));
+        }
+        for (index, &label) in self.labels.iter().enumerate() {
+            if label < 0 || label as u64 >= self.num_classes as u64 {
+                return Err(DataError::LabelOutOfRange {
+                    path,
+                    index,
+                    label,
+                    num_classes: self.num_classes,
+                });
+            }
+        }
+        for (index, &value) in self.images.iter().enumerate() {
+            if !value.is_finite() {
+                return Err(DataError::NonFinite { path, index, value });
+            }
+            if !(0.0..=1.0).contains(&value) {
+                return Err(DataError::PixelOutOfRange { path, index, value });
+            }
+        }
+        Ok(())
     }
 }

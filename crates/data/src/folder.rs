@@ -1,0 +1,266 @@
+//! Image folders (one sub-folder per class, as torchvision's `ImageFolder`) and Restricted
+//! ImageNet.
+//!
+//! Class folders are the sub-directories of the root, sorted by name; a folder's position in
+//! that order is its class index (torchvision's `class_to_idx`). The images of a class are the
+//! files below its folder (recursively) whose extension is `png`, `jpg` or `jpeg` (any case),
+//! sorted by path; other files and hidden files are ignored. Each image is decoded with the
+//! `image` crate (by content, not by extension), converted to RGB, resized so that its shorter
+//! side is `size` (bilinear), centre-cropped to `size x size`, and scaled to `[0, 1]`.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::{self, FilterType};
+use image::ImageReader;
+
+use crate::error::{DataError, Result};
+use crate::{Dataset, Split};
+
+/// The Restricted ImageNet super-classes, by new label: inclusive ranges of ImageNet class
+/// indices (positions in the sorted WordNet-id folder list). From the robustness library's
+/// `RESTRICTED_IMAGNET_RANGES`; 203 ImageNet classes in all.
+pub const RESTRICTED_IMAGENET_RANGES: [(usize, usize); 9] = [
+    (151, 268),
+    (281, 285),
+    (30, 32),
+    (33, 37),
+    (80, 100),
+    (365, 382),
+    (389, 397),
+    (118, 121),
+    (300, 319),
+];
+
+/// The names of the Restricted ImageNet super-classes, by new label.
+pub const RESTRICTED_IMAGENET_CLASSES: [&str; 9] = [
+    "dog", "cat", "frog", "turtle", "bird", "primate", "fish", "crab", "insect",
+];
+
+/// The Restricted ImageNet label of ImageNet class `imagenet_index`, or `None` when that class
+/// belongs to no super-class.
+pub fn restricted_imagenet_label(imagenet_index: usize) -> Option<usize> {
+    RESTRICTED_IMAGENET_RANGES
+        .iter()
+        .position(|&(lo, hi)| (lo..=hi).contains(&imagenet_index))
+}
+
+/// The class folders of an image-folder root: sub-directory names, sorted.
+pub fn class_folders(root: impl AsRef<Path>) -> Result<Vec<String>> {
+    let root = root.as_ref();
+    let entries = std::fs::read_dir(root).map_err(|e| DataError::io(root, "list directory", e))?;
+    let mut classes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::io(root, "list directory", e))?;
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().into_string().map_err(|n| {
+            DataError::format(root, format!("class folder name {n:?} is not UTF-8"))
+        })?;
+        if name.starts_with('.') {
+            continue;
+        }
+        classes.push(name);
+    }
+    classes.sort();
+    Ok(classes)
+}
+
+fn is_image_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    !hidden && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+}
+
+/// The image files below `dir` (recursively), sorted by path.
+pub fn image_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.as_ref().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| DataError::io(&d, "list directory", e))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| DataError::io(&d, "list directory", e))?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if is_image_file(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Decodes one image file and returns it as `[3, size, size]` RGB in `[0, 1]`: shorter side
+/// resized to `size` (bilinear), then centre-cropped. Fails with
+/// [`DataError::UnreadableImage`] naming the file when it cannot be decoded.
+pub fn load_image(path: impl AsRef<Path>, size: usize) -> Result<Vec<f32>> {
+    let path = path.as_ref();
+    if size == 0 {
+        return Err(DataError::invalid("load_image: size", "must be positive"));
+    }
+    let unreadable = |reason: String| DataError::UnreadableImage {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let img = ImageReader::open(path)
+        .map_err(|e| DataError::io(path, "open image", e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, "read image", e))?
+        .decode()
+        .map_err(|e| unreadable(e.to_string()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(unreadable(format!("image has size {w}x{h}")));
+    }
+    let s = size as u64;
+    let short = w.min(h) as u64;
+    // Shorter side -> size, keeping the aspect ratio (rounded, never below size).
+    let nw = ((w as u64 * s + short / 2) / short).max(s) as u32;
+    let nh = ((h as u64 * s + short / 2) / short).max(s) as u32;
+    let resized = if (nw, nh) == (w, h) {
+        img
+    } else {
+        imageops::resize(&img, nw, nh, FilterType::Triangle)
+    };
+    let size32 = size as u32;
+    let x0 = (nw - size32) / 2;
+    let y0 = (nh - size32) / 2;
+    let cropped = imageops::crop_imm(&resized, x0, y0, size32, size32).to_image();
+    let plane = size * size;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, px) in cropped.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px[c] as f32 / 255.0;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `files` (with their labels) into a [`Dataset`] of `[3, size, size]` images.
+fn decode_all(
+    files: &[(PathBuf, usize)],
+    size: usize,
+    name: String,
+    class_names: Vec<String>,
+) -> Result<Dataset> {
+    let mut images = Vec::with_capacity(files.len() * 3 * size * size);
+    let mut labels = Vec::with_capacity(files.len());
+    for (path, label) in files {
+        images.extend(load_image(path, size)?);
+        labels.push(*label as i64);
+    }
+    Ok(Dataset {
+        name,
+        images,
+        labels,
+        shape: [3, size, size],
+        num_classes: class_names.len(),
+        class_names,
+    })
+}
+
+/// Loads an image folder: class = index of the sub-folder in sorted order, at most
+/// `max_per_class` images per class (the first ones in path order), each `[3, size, size]`.
+/// The class names are the folder names.
+pub fn load_image_folder(
+    dir: impl AsRef<Path>,
+    size: usize,
+    max_per_class: Option<usize>,
+) -> Result<Dataset> {
+    let dir = dir.as_ref();
+    let classes = class_folders(dir)?;
+    let mut files = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let mut f = image_files(dir.join(class))?;
+        if let Some(k) = max_per_class {
+            f.truncate(k);
+        }
+        files.extend(f.into_iter().map(|p| (p, label)));
+    }
+    let name = dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    decode_all(&files, size, name, classes)
+}
+
+/// Loads Restricted ImageNet from an ImageNet root `dir` holding `train/` and `val/`, each with
+/// one folder per WordNet id (`Split::Test` reads `val/`). Folder `i` in sorted order is
+/// ImageNet class `i`; classes in [`RESTRICTED_IMAGENET_RANGES`] get their super-class label,
+/// the others are skipped. `max_per_class` caps the images per super-class, taken round-robin
+/// over its WordNet folders (first image of each folder, then the second...), so a small cap
+/// still covers many of them. Images are `[3, size, size]` (the paper uses 224).
+///
+/// Fails when the split folder holds fewer than 398 class folders (the highest index used is
+/// 397), since the sorted-index mapping would then be meaningless.
+pub fn load_restricted_imagenet(
+    dir: impl AsRef<Path>,
+    split: Split,
+    size: usize,
+    max_per_class: Option<usize>,
+) -> Result<Dataset> {
+    let root = dir.as_ref().join(match split {
+        Split::Train => "train",
+        Split::Test => "val",
+    });
+    let classes = class_folders(&root)?;
+    let needed = RESTRICTED_IMAGENET_RANGES
+        .iter()
+        .map(|&(_, hi)| hi + 1)
+        .max()
+        .unwrap_or(0);
+    if classes.len() < needed {
+        return Err(DataError::format(
+            &root,
+            format!(
+                "{} class folders, but Restricted ImageNet needs the ImageNet folder list (at least {needed}, normally 1000)",
+                classes.len()
+            ),
+        ));
+    }
+    // Per super-class: the file lists of its WordNet folders, in folder order.
+    let mut per_class: Vec<Vec<Vec<PathBuf>>> = vec![Vec::new(); RESTRICTED_IMAGENET_RANGES.len()];
+    for (index, class) in classes.iter().enumerate() {
+        if let Some(label) = restricted_imagenet_label(index) {
+            per_class[label].push(image_files(root.join(class))?);
+        }
+    }
+    let mut files = Vec::new();
+    for (label, folders) in per_class.iter().enumerate() {
+        let total: usize = folders.iter().map(Vec::len).sum();
+        let cap = max_per_class.map_or(total, |k| k.min(total));
+        let mut taken = 0;
+        let mut round = 0;
+        while taken < cap {
+            for folder in folders {
+                if taken < cap {
+                    if let Some(p) = folder.get(round) {
+                        files.push((p.clone(), label));
+                        taken += 1;
+                    }
+                }
+            }
+            round += 1;
+        }
+    }
+    decode_all(
+        &files,
+        size,
+        format!("restricted-imagenet/{split}"),
+        RESTRICTED_IMAGENET_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+}
