@@ -357,8 +357,7 @@ fn render(browser: &Path, html: &Path, png: &Path, profile: &Path) -> Result<()>
     screenshot_arg.push(&tmp);
     let mut user_data = OsString::from("--user-data-dir=");
     user_data.push(profile);
-    let mut url = OsString::from("file://");
-    url.push(html);
+    let url = file_url(html);
     let (mut cmd, summary) = Cmd::new(browser)
         .args([
             "--headless",
@@ -424,9 +423,35 @@ fn render(browser: &Path, html: &Path, png: &Path, profile: &Path) -> Result<()>
     Ok(())
 }
 
+/// `file://` URL of an absolute path, percent-encoding everything but unreserved characters and
+/// `/`.
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.as_os_str().to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            file_url(Path::new("/r/report.html")),
+            "file:///r/report.html"
+        );
+        assert_eq!(
+            file_url(Path::new("/a b/#1/é.html")),
+            "file:///a%20b/%231/%C3%A9.html"
+        );
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
