@@ -1,1 +1,104 @@
-fn main() {}
+//! The `nrf` command line. Run it through `cargo xtask nrf -- <args>` (which sets libtorch up).
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use nrf_experiments::preset::{Preset, BUILTIN};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "nrf", version, about = "Reproduce \"Adversarial Examples Are Not Bugs, They Are Features\" (Ilyas et al. 2019)")]
+struct Cli {
+    /// Log level filter (e.g. info, debug).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a preset end to end (cached stages are skipped; an interrupted run resumes).
+    Reproduce {
+        /// Built-in preset name (smoke, fashion-mnist, cifar10, restricted-imagenet) or a TOML file.
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Results directory (default results/<preset name>).
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Dataset directory (overrides the preset's data.dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print a dataset's shapes, value range and class counts.
+    DataInfo {
+        /// fashion-mnist, mnist, cifar10 or restricted-imagenet.
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// (Re)write report.html and report.md of a results directory.
+    Report {
+        #[arg(long)]
+        results: PathBuf,
+    },
+    /// Section 4's theory only: tables and plots into a directory.
+    Theory {
+        #[arg(long, default_value = "results/theory")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// List the built-in presets, or print one.
+    Presets { name: Option<String> },
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.cmd {
+        Cmd::Reproduce { preset, results, data_dir, quiet } => {
+            let (p, text) = Preset::load(&preset)?;
+            let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
+            let start = std::time::Instant::now();
+            let summary = nrf_experiments::reproduce(p, text, results.clone(), data_dir.as_deref(), !quiet)?;
+            println!("{summary}");
+            println!("wall time {:.1} min; report: {}", start.elapsed().as_secs_f64() / 60.0, results.join("report.html").display());
+        }
+        Cmd::DataInfo { dataset, data_dir } => {
+            let (mut p, _) = Preset::load("fashion-mnist")?;
+            p.data.dataset = dataset;
+            p.data.dir = None;
+            let dir = data_dir.or_else(|| (p.data.dataset.contains("mnist")).then(|| PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR)));
+            let (train, test) = nrf_experiments::pipeline::load_data(&p, dir.as_deref())?;
+            println!("{}", nrf_data::data_info(&train));
+            println!("{}", nrf_data::data_info(&test));
+        }
+        Cmd::Report { results } => {
+            let s = nrf_report::write_report(&results).with_context(|| format!("writing the report of {}", results.display()))?;
+            println!("{s:?}");
+            println!("{}", nrf_report::summary_markdown(&results)?);
+        }
+        Cmd::Theory { out, seed } => {
+            let s = nrf_theory::run_all(&out, seed)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Cmd::Presets { name } => match name {
+            Some(n) => println!("{}", Preset::load(&n)?.1),
+            None => BUILTIN.iter().for_each(|(n, _)| println!("{n}")),
+        },
+    }
+    Ok(())
+}

@@ -14,13 +14,17 @@ pub enum Arch {
     /// Fully connected network; the last hidden layer is g(x).
     Mlp { hidden: Vec<i64> },
     /// ResNet-18, CIFAR variant (3x3 stem, no max-pool); `width` = first stage channels (64 in the paper).
+    #[serde(rename = "resnet18")]
     ResNet18 { width: i64 },
     /// ResNet-50, CIFAR variant (bottleneck blocks); `width` = first stage channels (64 in the paper).
+    #[serde(rename = "resnet50")]
     ResNet50 { width: i64 },
     /// VGG-16 with batch norm; `width` = first block channels (64 in the paper). Max-pools are
     /// skipped once the feature map is 1x1, so small inputs work.
+    #[serde(rename = "vgg16")]
     Vgg16 { width: i64 },
     /// DenseNet-BC; DenseNet-121 is `growth: 32, blocks: [6, 12, 24, 16]`.
+    #[serde(rename = "densenet")]
     DenseNet { growth: i64, blocks: Vec<i64> },
 }
 

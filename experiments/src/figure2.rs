@@ -1,0 +1,107 @@
+//! Figure 2 of the paper: models trained on D (standard and adversarial), and fresh standard
+//! models trained on D_R (robust features, from C_rob) and D_NR (non-robust features, from
+//! C_std), plus a clean control of the same size. The paper: the D_R model is robust, the D_NR
+//! model is accurate but not robust.
+use crate::pipeline::Ctx;
+use anyhow::Result;
+use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
+use nrf_features::repmatch::{build, RepMatchConfig};
+use nrf_report::results::ConstructedInfo;
+
+/// Keys of the stages other modules build on.
+pub struct Sources {
+    pub c_std: String,
+    pub c_rob: String,
+    /// Indices of the training images D_R / D_NR (and the control) are made from.
+    pub subset: Vec<usize>,
+}
+
+/// Trains C_std and C_rob on D (cached).
+pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
+    let train = ctx.train.clone();
+    let data_key = ctx.data_key.clone();
+    let std_section = ctx.preset.train_std.clone();
+    let (_, c_std) = ctx.model_stage("C_std", "D", &train, &data_key, &std_section)?;
+    let rob_section = ctx.preset.train_rob.clone();
+    let (_, c_rob) = ctx.model_stage("C_rob", "D", &train, &data_key, &rob_section)?;
+    let n = ctx.preset.rep_match.n.max(ctx.preset.relabel.n).min(train.len());
+    let subset = nrf_data::batch::random_subset(train.len(), n, ctx.preset.stage_seed("construct-subset"))?;
+    Ok(Sources { c_std, c_rob, subset })
+}
+
+/// Builds D_R or D_NR from the model `source` (cached, resumable); returns the stage key.
+pub fn construct_rep(ctx: &mut Ctx, name: &str, source: &str, source_key: &str, subset: &[usize], cfg: &RepMatchConfig) -> Result<String> {
+    let targets: Vec<usize> = subset[..ctx.preset.rep_match.n.min(subset.len())].to_vec();
+    let method = if source == "C_rob" { "robust_features" } else { "non_robust_features" };
+    let (_, key) = ctx.stage(&format!("construct:{name}"), &(source_key, cfg, &targets), |ctx, work| {
+        let model = ctx.load_weights(source)?;
+        let out = build(&model, &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
+        let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
+        let s = &out.summary;
+        tracing::info!("{name}: relative representation error {:.3} -> {:.3}; distance to x {:.2}, to x0 {:.2}", s.init_rel_err, s.final_rel_err, s.mean_dist_to_x, s.mean_dist_to_x0);
+        let mut meta = ConstructedMetadata {
+            method: method.into(),
+            steps: Some(cfg.steps),
+            step_size: Some(cfg.step_start),
+            source_model_sha256: Some(nrf_data::store::sha256_file(ctx.path(&format!("weights/{source}.safetensors")))?),
+            seed: Some(cfg.seed),
+            ..Default::default()
+        };
+        meta.extra.insert("config".into(), serde_json::to_value(cfg)?);
+        meta.extra.insert("summary".into(), serde_json::to_value(s)?);
+        meta.extra.insert("start_indices".into(), serde_json::to_value(&out.start_indices)?);
+        let stored = ConstructedDataset { dataset: ds, source_indices: targets.iter().map(|&i| i as i64).collect(), metadata: meta };
+        let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
+        let info = ConstructedInfo {
+            name: name.into(),
+            method: method.into(),
+            source_model: source.into(),
+            n: targets.len(),
+            epsilon: None,
+            steps: cfg.steps,
+            step_size: cfg.step_start,
+            success_rate: None,
+            init_rel_err: Some(s.init_rel_err),
+            final_rel_err: Some(s.final_rel_err),
+            mean_dist_to_x: Some(s.mean_dist_to_x),
+            mean_dist_to_x0: Some(s.mean_dist_to_x0),
+            grid,
+            file: Some(format!("data/{name}.safetensors")),
+            wall_s: 0.0,
+        };
+        ctx.store_constructed(&stored, &info)?;
+        Ok(info)
+    })?;
+    Ok(key)
+}
+
+/// The representation-matching configuration of the preset.
+pub fn rep_config(ctx: &Ctx, stage: &str) -> RepMatchConfig {
+    let r = &ctx.preset.rep_match;
+    RepMatchConfig {
+        steps: r.steps,
+        step_start: r.step_start,
+        step_end: r.step_end,
+        batch_size: r.batch_size,
+        distance: r.distance(),
+        start: r.start_mode(),
+        seed: ctx.preset.stage_seed(stage),
+    }
+}
+
+/// Figure 2: D_NR, D_R, the control, and fresh models on each.
+pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+    let cfg = rep_config(ctx, "rep-match-starts");
+    let k_nr = construct_rep(ctx, "D_NR", "C_std", &src.c_std, &src.subset, &cfg)?;
+    let k_r = construct_rep(ctx, "D_R", "C_rob", &src.c_rob, &src.subset, &cfg)?;
+    let fresh = ctx.preset.fresh.clone();
+    for (name, key) in [("D_R", k_r), ("D_NR", k_nr)] {
+        let ds = ctx.load_constructed(name)?.dataset;
+        ctx.model_stage(&format!("on_{name}"), name, &ds, &key, &fresh)?;
+    }
+    let n = ctx.preset.rep_match.n.min(src.subset.len());
+    let control = ctx.train.subset(&src.subset[..n]);
+    let key = crate::pipeline::hash_key(&(&ctx.data_key, &src.subset[..n]));
+    ctx.model_stage("on_control", "D_control", &control, &key, &fresh)?;
+    Ok(())
+}
