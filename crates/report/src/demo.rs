@@ -1,0 +1,315 @@
+//! A small fake results directory, for tests, the example and trying the report out.
+//! Every number in it is invented (preset "demo"); none is a result.
+use crate::grid::{image_grid, GridCell, GridRow};
+use crate::io::write_json_atomic;
+use crate::plot::{line_plot, scatter_plot};
+use crate::results::*;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn synthetic_image(seed: usize) -> Vec<f32> {
+    // A 28x28 grey blob whose position and size depend on `seed`.
+    let (cx, cy) = (8.0 + (seed * 7 % 12) as f32, 8.0 + (seed * 5 % 12) as f32);
+    let r = 5.0 + (seed % 4) as f32;
+    (0..28 * 28)
+        .map(|i| {
+            let (y, x) = ((i / 28) as f32, (i % 28) as f32);
+            let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+            (1.0 - (d / r).powi(2)).clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
+fn model(
+    name: &str,
+    trained_on: &str,
+    std_acc: f64,
+    rob: [f64; 5],
+    adversarial: Option<&str>,
+) -> ModelResult {
+    let epochs = (1..=6)
+        .map(|e| {
+            let t = e as f64 / 6.0;
+            EpochMetrics {
+                epoch: e,
+                lr: 0.05 * (1.0 - t),
+                train_loss: 1.5 * (1.0 - 0.8 * t),
+                train_acc: (std_acc + 0.08 * t).min(1.0) * (0.6 + 0.4 * t),
+                test_acc: Some(std_acc * (0.7 + 0.3 * t.sqrt())),
+                wall_s: 3.0,
+            }
+        })
+        .collect();
+    let mut robust: Vec<RobustPoint> = [0.25, 0.5, 1.0, 2.0]
+        .iter()
+        .zip(rob)
+        .map(|(eps, acc)| RobustPoint {
+            norm: "L2".into(),
+            eps: *eps,
+            acc,
+            steps: 20,
+            n: 1000,
+        })
+        .collect();
+    robust.push(RobustPoint {
+        norm: "Linf".into(),
+        eps: 0.1,
+        acc: rob[4],
+        steps: 20,
+        n: 1000,
+    });
+    ModelResult {
+        name: name.into(),
+        arch: "fmnist_cnn".into(),
+        trained_on: trained_on.into(),
+        train_size: if trained_on == "D" { 60000 } else { 10000 },
+        adversarial: adversarial.map(str::to_string),
+        epochs,
+        std_acc,
+        test_size: 10000,
+        robust,
+        final_train_acc: Some((std_acc + 0.06).min(1.0)),
+        wall_s: 18.0,
+    }
+}
+
+/// The demo models (invented numbers).
+pub fn demo_models() -> Vec<ModelResult> {
+    vec![
+        model("C_std", "D", 0.915, [0.35, 0.08, 0.0, 0.0, 0.01], None),
+        model(
+            "C_rob",
+            "D",
+            0.83,
+            [0.78, 0.72, 0.55, 0.2, 0.6],
+            Some("L2 PGD eps=1.0, 7 steps"),
+        ),
+        model("on_D_R", "D_R", 0.78, [0.62, 0.45, 0.2, 0.03, 0.3], None),
+        model("on_D_NR", "D_NR", 0.80, [0.2, 0.03, 0.0, 0.0, 0.0], None),
+        model(
+            "on_D_rand",
+            "D_rand",
+            0.55,
+            [0.05, 0.0, 0.0, 0.0, 0.0],
+            None,
+        ),
+        model("on_D_det", "D_det", 0.31, [0.02, 0.0, 0.0, 0.0, 0.0], None),
+        model(
+            "on_D_det_eps2",
+            "D_det_eps2",
+            0.47,
+            [0.03, 0.0, 0.0, 0.0, 0.0],
+            None,
+        ),
+        model(
+            "on_control",
+            "D_control",
+            0.87,
+            [0.3, 0.06, 0.0, 0.0, 0.01],
+            None,
+        ),
+    ]
+}
+
+/// Writes a complete fake results directory (run.json, models, datasets with grids, theory,
+/// one extra section) under `dir`. Numbers are invented.
+pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
+    let dir = dir.as_ref();
+    let config = "# demo preset (fake)\n[data]\nname = \"fashion-mnist\"\nnum_classes = 10\n\n[eval]\nheadline_eps = 0.5\nl2_eps = [0.25, 0.5, 1.0, 2.0]\nlinf_eps = [0.1]\n";
+    let stages: Vec<StageInfo> = [
+        "data",
+        "train:C_std",
+        "train:C_rob",
+        "construct:D_R",
+        "construct:D_NR",
+        "construct:D_rand",
+        "construct:D_det",
+        "train:on_D_R",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, n)| StageInfo {
+        name: n.to_string(),
+        status: if i % 3 == 0 {
+            StageStatus::Cached
+        } else {
+            StageStatus::Done
+        },
+        wall_s: 12.5 * (i + 1) as f64,
+        key: format!("{:016x}", 0x9e3779b97f4a7c15u64.wrapping_mul(i as u64 + 1)),
+        message: None,
+    })
+    .collect();
+    let mut versions = BTreeMap::new();
+    versions.insert("tch".to_string(), "0.26.0".to_string());
+    let run = RunInfo {
+        preset: "demo".into(),
+        config_toml: config.into(),
+        seed: 1234,
+        machine: MachineInfo {
+            hostname: "demo-host".into(),
+            os: "linux x86_64".into(),
+            cpu: "demo CPU".into(),
+            cpus: 2,
+            torch_threads: 2,
+            device: "cpu".into(),
+        },
+        torch_version: "2.13.0".into(),
+        nrf_version: env!("CARGO_PKG_VERSION").into(),
+        crate_versions: versions,
+        started: "2025-01-01T00:00:00Z".into(),
+        finished: Some("2025-01-01T00:40:00Z".into()),
+        stages,
+        total_wall_s: 2400.0,
+        missing: vec![],
+        headline_eps: Some(0.5),
+        num_classes: Some(10),
+    };
+    write_json_atomic(dir.join("run.json"), &run)?;
+    for m in demo_models() {
+        write_json_atomic(dir.join("models").join(format!("{}.json", m.name)), &m)?;
+    }
+    let datasets = [
+        (
+            "D_R",
+            "robust_features",
+            "C_rob",
+            None,
+            None,
+            Some((0.95, 0.12)),
+        ),
+        (
+            "D_NR",
+            "non_robust_features",
+            "C_std",
+            None,
+            None,
+            Some((0.97, 0.05)),
+        ),
+        (
+            "D_rand",
+            "random_target",
+            "C_std",
+            Some(1.0),
+            Some(0.93),
+            None,
+        ),
+        (
+            "D_det",
+            "deterministic_target",
+            "C_std",
+            Some(1.0),
+            Some(0.91),
+            None,
+        ),
+    ];
+    for (i, (name, method, src, eps, success, rel)) in datasets.into_iter().enumerate() {
+        let grid = format!("grids/{name}.png");
+        let captions: [&str; 3] = if rel.is_some() {
+            ["x (target)", "x0 (start)", "x_r"]
+        } else {
+            ["x", "x_adv", "δ (×5)"]
+        };
+        let rows: Vec<GridRow> = (0..3)
+            .map(|r| GridRow {
+                label: if rel.is_some() {
+                    format!("label {}", (r + i) % 10)
+                } else {
+                    format!("true {} →\ntarget {}", r, (r + 1) % 10)
+                },
+                cells: (0..3)
+                    .map(|c| GridCell {
+                        pixels: synthetic_image(10 * r + c + i),
+                        caption: captions[c].to_string(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        image_grid(dir.join(&grid), &rows, [1, 28, 28], 3)?;
+        let info = ConstructedInfo {
+            name: name.into(),
+            method: method.into(),
+            source_model: src.into(),
+            n: 10000,
+            epsilon: eps,
+            steps: if rel.is_some() { 300 } else { 100 },
+            step_size: if rel.is_some() { 0.2 } else { 0.1 },
+            success_rate: success,
+            init_rel_err: rel.map(|r| r.0),
+            final_rel_err: rel.map(|r| r.1),
+            mean_dist_to_x: Some(if rel.is_some() { 2.1 } else { 0.98 }),
+            mean_dist_to_x0: rel.map(|_| 7.5),
+            grid: Some(grid),
+            file: Some(format!("datasets/{name}.safetensors")),
+            wall_s: 95.0,
+        };
+        write_json_atomic(dir.join("datasets").join(format!("{name}.json")), &info)?;
+    }
+    let theory = serde_json::json!({
+        "figure4": { "mu": [1.0, 0.5], "eps": [0.0, 1.0, 10.0] },
+        "thm2_check": {
+            "caption": "Closed-form Σ_r vs numerical minimisation (demo values)",
+            "headers": ["λ", "max |Σ_closed − Σ_numeric|", "verdict"],
+            "rows": [[1.0, 1.2e-7, "holds"], [10.0, 3.4e-8, "holds"]]
+        },
+        "note": "demo"
+    });
+    write_json_atomic(dir.join("theory").join("theory.json"), &theory)?;
+    line_plot(
+        dir.join("theory").join("figure4.png"),
+        "Figure 4 (demo): eigenvalues of Σ_r vs ε",
+        "ε",
+        "eigenvalue",
+        &[
+            (
+                "σ1".into(),
+                (0..=10)
+                    .map(|i| (i as f64, 2.0 - 0.05 * i as f64))
+                    .collect(),
+            ),
+            (
+                "σ2".into(),
+                (0..=10)
+                    .map(|i| (i as f64, 0.2 + 0.08 * i as f64))
+                    .collect(),
+            ),
+        ],
+    )?;
+    scatter_plot(
+        dir.join("sections").join("figure3.png"),
+        "Figure 3 (demo): transfer rate vs accuracy on D_det",
+        "accuracy on D when trained on D_det",
+        "transfer success rate",
+        &[
+            (0.2, 0.3, "VGG".into()),
+            (0.31, 0.42, "ResNet-18".into()),
+            (0.4, 0.6, "ResNet-50".into()),
+        ],
+    )?;
+    let section = Section {
+        id: "figure3".into(),
+        title: "Figure 3: transferability vs learning from non-robust features".into(),
+        claim:
+            "Architectures that learn more from D_det are more vulnerable to transferred attacks."
+                .into(),
+        finding: "Demo data: accuracy and transfer rate rise together.".into(),
+        verdict: "holds".into(),
+        tables: vec![Table {
+            caption: "Per architecture (demo values)".into(),
+            headers: vec![
+                "Arch".into(),
+                "Acc on D (trained on D_det)".into(),
+                "Transfer rate".into(),
+            ],
+            rows: vec![
+                vec!["VGG".into(), "20.0%".into(), "30.0%".into()],
+                vec!["ResNet-18".into(), "31.0%".into(), "42.0%".into()],
+                vec!["ResNet-50".into(), "40.0%".into(), "60.0%".into()],
+            ],
+        }],
+        images: vec!["sections/figure3.png".into()],
+    };
+    write_json_atomic(dir.join("sections").join("figure3.json"), &section)?;
+    Ok(())
+}

@@ -1,0 +1,1526 @@
+//! The report: `report.html` (self-contained) and `report.md`, plus the plots under `plots/`.
+use crate::doc::{
+    render_html, render_markdown, table_markdown, Block, DocSection, DocTable, Status,
+};
+use crate::io::atomic_write;
+use crate::load::Results;
+use crate::paper::{cell_text, fmt_num, paper_numbers, select};
+use crate::plot::{
+    bar_plot_with, line_plot_with, panel_line_plot, LineSeriesSpec, Panel, PlotOptions,
+};
+use crate::results::{norm_eq, Headline, ModelResult};
+use crate::verdict::{ClaimVerdict, ModelKind, Verdict};
+use anyhow::Result;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What [`write_report`] produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReportSummary {
+    /// Path of report.html.
+    pub html: PathBuf,
+    /// Path of report.md.
+    pub markdown: PathBuf,
+    /// Plots written under plots/.
+    pub plots: Vec<PathBuf>,
+    /// Titles of sections with content (complete or partial).
+    pub sections_present: Vec<String>,
+    /// Titles of sections with some content missing (a subset of `sections_present`).
+    pub sections_partial: Vec<String>,
+    /// Titles of sections with no content at all.
+    pub sections_missing: Vec<String>,
+    /// Every missing artefact, e.g. "models/on_D_R.json".
+    pub missing: Vec<String>,
+    /// Files that could not be read, invalid values, failed plots.
+    pub problems: Vec<String>,
+    /// The Figure 2 and Table 1 claim verdicts.
+    pub verdicts: Vec<ClaimVerdict>,
+}
+
+/// Section titles, in report order (also the headings of report.html / report.md).
+pub const SECTION_TITLES: [(&str, &str); 10] = [
+    ("summary", "Summary of verdicts"),
+    (
+        "figure2",
+        "Figure 2: training on robust and non-robust features",
+    ),
+    (
+        "table1",
+        "Table 1: non-robust features suffice (D_rand, D_det)",
+    ),
+    ("robust", "Robust accuracy vs ε"),
+    ("datasets", "Constructed datasets"),
+    ("training", "Training curves and over-fitting"),
+    ("theory", "Theory (Section 4, Figure 4)"),
+    ("sections", "Further experiments"),
+    ("paper", "Paper numbers used for comparison"),
+    ("run", "Run info"),
+];
+
+fn title(id: &str) -> String {
+    SECTION_TITLES
+        .iter()
+        .find(|t| t.0 == id)
+        .map(|t| t.1)
+        .unwrap_or(id)
+        .to_string()
+}
+
+pub(crate) fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map(pct).unwrap_or_else(|| "—".into())
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.map(|x| fmt_num((x * 1000.0).round() / 1000.0))
+        .unwrap_or_else(|| "—".into())
+}
+
+fn dur(s: f64) -> String {
+    if !s.is_finite() {
+        return "—".into();
+    }
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!(
+            "{} min {:02} s",
+            (s / 60.0).floor(),
+            (s % 60.0).round() as u64 % 60
+        )
+    } else {
+        format!(
+            "{} h {:02} min",
+            (s / 3600.0).floor(),
+            ((s % 3600.0) / 60.0).floor()
+        )
+    }
+}
+
+/// Collects missing artefacts and problems while sections are built.
+struct Ctx<'a> {
+    r: &'a Results,
+    missing: Vec<String>,
+    problems: Vec<String>,
+    plots: Vec<PathBuf>,
+    make_plots: bool,
+}
+
+impl Ctx<'_> {
+    fn miss(&mut self, artefact: &str) -> String {
+        if !self.missing.iter().any(|m| m == artefact) {
+            self.missing.push(artefact.to_string());
+        }
+        format!("not computed yet: {artefact}")
+    }
+
+    /// Renders a plot into plots/<file>; returns the image block or a "missing" block.
+    fn plot(
+        &mut self,
+        file: &str,
+        caption: &str,
+        draw: impl FnOnce(&Path) -> Result<()>,
+    ) -> Option<Block> {
+        if !self.make_plots {
+            return None;
+        }
+        let rel = format!("plots/{file}");
+        let path = self.r.dir.join(&rel);
+        match draw(&path) {
+            Ok(()) => {
+                self.plots.push(path);
+                Some(Block::Image {
+                    rel,
+                    caption: caption.to_string(),
+                })
+            }
+            Err(e) => {
+                let msg = format!("plot {rel} failed: {e:#}");
+                self.problems.push(msg.clone());
+                Some(Block::Missing(msg))
+            }
+        }
+    }
+}
+
+fn headline_text(h: Option<&Headline>) -> String {
+    match h {
+        Some(h) => format!("{} ε={}", h.norm, fmt_num(h.eps)),
+        None => "headline ε (unknown)".into(),
+    }
+}
+
+fn rob_cell(m: &ModelResult, h: Option<&Headline>) -> String {
+    match h {
+        Some(h) => match m.robust_at(&h.norm, h.eps) {
+            Some(p) => pct(p.acc),
+            None => format!("not measured at {} ε={}", h.norm, fmt_num(h.eps)),
+        },
+        None => "—".into(),
+    }
+}
+
+fn verdict_cell(verdicts: &[ClaimVerdict], ids: &[&str]) -> String {
+    let parts: Vec<String> = verdicts
+        .iter()
+        .filter(|v| ids.contains(&v.id.as_str()))
+        .map(|v| format!("{}: {}", v.id, v.verdict.as_str()))
+        .collect();
+    if parts.is_empty() {
+        "—".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn claims_table(caption: &str, verdicts: &[ClaimVerdict]) -> DocTable {
+    DocTable {
+        caption: caption.into(),
+        headers: vec![
+            "Claim".into(),
+            "Statement".into(),
+            "Rule".into(),
+            "Our numbers".into(),
+            "Verdict".into(),
+        ],
+        rows: verdicts
+            .iter()
+            .map(|v| {
+                vec![
+                    v.id.clone(),
+                    v.claim.clone(),
+                    v.rule.clone(),
+                    v.evidence.clone(),
+                    v.verdict.as_str().into(),
+                ]
+            })
+            .collect(),
+        verdict_cols: vec![4],
+    }
+}
+
+fn models_of<'a>(
+    r: &'a Results,
+    kinds: &[ModelKind],
+) -> Vec<(ModelKind, Option<&'a ModelResult>, bool)> {
+    // (kind, model, is_variant): every base kind (present or not) followed by its variants.
+    let mut out = Vec::new();
+    for k in kinds {
+        out.push((*k, r.model(k.base_name()), false));
+        for m in &r.models {
+            if ModelKind::of(&m.name) == Some((*k, true)) {
+                out.push((*k, Some(m), true));
+            }
+        }
+    }
+    out
+}
+
+/// The Figure 2 table (also used by [`summary_markdown`]).
+fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
+    let h = ctx.r.headline();
+    let numbers = paper_numbers().unwrap_or(&[]);
+    let kinds = [
+        ModelKind::Std,
+        ModelKind::Rob,
+        ModelKind::DR,
+        ModelKind::DNR,
+        ModelKind::Control,
+    ];
+    let mut rows = Vec::new();
+    for (k, m, variant) in models_of(ctx.r, &kinds) {
+        let paper_cell = match k.paper_key() {
+            Some(key) if !variant => cell_text(&select(numbers, "Figure 2", "CIFAR-10", key)),
+            Some(_) => "(variant)".into(),
+            None => "— (not in the paper)".into(),
+        };
+        let verdict = if variant {
+            "—".to_string()
+        } else {
+            match k {
+                ModelKind::DR => verdict_cell(verdicts, &["F2a", "F2c"]),
+                ModelKind::DNR => verdict_cell(verdicts, &["F2b"]),
+                _ => "reference".to_string(),
+            }
+        };
+        match m {
+            Some(m) => rows.push(vec![
+                k.label().to_string(),
+                format!("`{}`", m.name),
+                pct(m.std_acc),
+                rob_cell(m, h.as_ref()),
+                paper_cell,
+                verdict,
+            ]),
+            None => {
+                let miss = ctx.miss(&format!("models/{}.json", k.base_name()));
+                rows.push(vec![
+                    k.label().to_string(),
+                    format!("`{}`", k.base_name()),
+                    miss,
+                    "—".into(),
+                    paper_cell,
+                    verdict,
+                ])
+            }
+        }
+    }
+    DocTable {
+        caption: format!(
+            "Standard accuracy on the real test set and robust accuracy at {} (ours) next to the paper's CIFAR-10 numbers (ℓ2 ε=0.25, ResNet-50).",
+            headline_text(h.as_ref())
+        ),
+        headers: vec![
+            "Training set".into(),
+            "Model".into(),
+            "Std acc".into(),
+            format!("Robust acc ({})", headline_text(h.as_ref())),
+            "Paper (CIFAR-10)".into(),
+            "Verdict".into(),
+        ],
+        rows,
+        verdict_cols: vec![5],
+    }
+}
+
+fn table1_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
+    let h = ctx.r.headline();
+    let (nc, _) = ctx.r.num_classes();
+    let chance = 1.0 / nc as f64;
+    let numbers = paper_numbers().unwrap_or(&[]);
+    let kinds = [
+        ModelKind::Std,
+        ModelKind::DRand,
+        ModelKind::DDet,
+        ModelKind::Control,
+    ];
+    let mut rows = Vec::new();
+    for (k, m, variant) in models_of(ctx.r, &kinds) {
+        let paper = |ds: &str| match k.paper_key() {
+            Some(key) if !variant => {
+                let sel: Vec<_> = select(numbers, "Table 1", ds, key)
+                    .into_iter()
+                    .filter(|n| n.metric == "std_acc")
+                    .collect();
+                cell_text(&sel)
+            }
+            Some(_) => "(variant)".into(),
+            None => "— (not in the paper)".into(),
+        };
+        let verdict = match (k, m) {
+            (ModelKind::DRand | ModelKind::DDet, Some(m)) => {
+                let id = if k == ModelKind::DRand { "T1a" } else { "T1b" };
+                let id = if variant {
+                    format!("{id}[{}]", m.name)
+                } else {
+                    id.to_string()
+                };
+                verdict_cell(verdicts, &[id.as_str()])
+            }
+            (ModelKind::DRand | ModelKind::DDet, None) => "undetermined".into(),
+            _ => "reference".into(),
+        };
+        let (cifar, rin) = (paper("CIFAR-10"), paper("Restricted ImageNet"));
+        match m {
+            Some(m) => rows.push(vec![
+                k.label().replace(", standard training", "").to_string(),
+                format!("`{}`", m.name),
+                pct(m.std_acc),
+                rob_cell(m, h.as_ref()),
+                cifar,
+                rin,
+                pct(chance),
+                verdict,
+            ]),
+            None => {
+                let miss = ctx.miss(&format!("models/{}.json", k.base_name()));
+                rows.push(vec![
+                    k.label().replace(", standard training", "").to_string(),
+                    format!("`{}`", k.base_name()),
+                    miss,
+                    "—".into(),
+                    cifar,
+                    rin,
+                    pct(chance),
+                    verdict,
+                ])
+            }
+        }
+    }
+    DocTable {
+        caption:
+            "Accuracy on the real test set (true labels) of models trained on D, D_rand and D_det."
+                .into(),
+        headers: vec![
+            "Training set".into(),
+            "Model".into(),
+            "Test acc".into(),
+            format!("Robust acc ({})", headline_text(h.as_ref())),
+            "Paper (CIFAR-10)".into(),
+            "Paper (Restricted ImageNet)".into(),
+            "Chance".into(),
+            "Verdict".into(),
+        ],
+        rows,
+        verdict_cols: vec![7],
+    }
+}
+
+fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    match &r.run {
+        Some(run) => {
+            let state = match &run.finished {
+                Some(f) => format!("finished {f}"),
+                None => "**not finished**".into(),
+            };
+            b.push(Block::Para(format!(
+                "Preset `{}`, seed {}, started {}, {state}; total wall time {}.",
+                run.preset,
+                run.seed,
+                run.started,
+                dur(run.total_wall_s)
+            )));
+            if !run.missing.is_empty() {
+                b.push(Block::Missing(format!(
+                    "the run has not completed {} stage(s) the preset asks for (run.json `missing`): {}",
+                    run.missing.len(),
+                    run.missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let failed: Vec<String> = run
+                .stages
+                .iter()
+                .filter(|s| s.status == crate::results::StageStatus::Failed)
+                .map(|s| format!("`{}`: {}", s.name, s.message.clone().unwrap_or_default()))
+                .collect();
+            if !failed.is_empty() {
+                b.push(Block::Missing(format!(
+                    "failed stages: {}",
+                    failed.join("; ")
+                )));
+            }
+        }
+        None => {
+            let m = ctx.miss("run.json");
+            b.push(Block::Missing(m));
+        }
+    }
+    let h = r.headline();
+    let (nc, nc_src) = r.num_classes();
+    b.push(Block::Para(format!(
+        "Robust accuracies in the verdicts are at **{}** ({}); chance is 1/{nc} = {} ({nc_src}). The rules are fixed in advance and listed with each claim; \"undetermined\" means an input is missing.",
+        headline_text(h.as_ref()),
+        h.as_ref().map(|h| h.source.as_str()).unwrap_or("no headline_eps in run.json or the preset"),
+        pct(1.0 / nc as f64)
+    )));
+    let mut rows: Vec<Vec<String>> = f2
+        .iter()
+        .chain(t1.iter())
+        .map(|v| {
+            vec![
+                v.id.clone(),
+                v.claim.clone(),
+                v.evidence.clone(),
+                v.verdict.as_str().into(),
+            ]
+        })
+        .collect();
+    for s in &r.sections {
+        let v = Verdict::parse(&s.verdict)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_else(|| s.verdict.clone());
+        rows.push(vec![
+            format!("`{}`", s.id),
+            s.claim.clone(),
+            s.finding.clone(),
+            v,
+        ]);
+    }
+    b.push(Block::Table(DocTable {
+        caption: "Every claim checked in this run.".into(),
+        headers: vec![
+            "Claim".into(),
+            "Statement".into(),
+            "Our numbers / finding".into(),
+            "Verdict".into(),
+        ],
+        rows,
+        verdict_cols: vec![3],
+    }));
+    if !r.problems.is_empty() {
+        b.push(Block::Missing("some files could not be used:".into()));
+        b.push(Block::List(r.problems.clone()));
+    }
+    DocSection {
+        id: "summary",
+        title: title("summary"),
+        status: Status::Complete,
+        blocks: b,
+    }
+}
+
+fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
+    let h = ctx.r.headline();
+    let mut b = vec![Block::Para(
+        "The paper (Figure 2, CIFAR-10) trains fresh models with standard training on D_R (robust features of an adversarially trained model) and on D_NR (features of a standard model), and compares their standard and robust accuracy with standard and adversarial training on D. Claim: D_R gives robustness without adversarial training; D_NR gives accuracy without robustness. Our dataset, model and ε differ from the paper's; compare the pattern, not the exact values.".into(),
+    )];
+    let missing_before = ctx.missing.len();
+    let table = figure2_table(ctx, f2);
+    let present = [
+        ModelKind::Std,
+        ModelKind::Rob,
+        ModelKind::DR,
+        ModelKind::DNR,
+        ModelKind::Control,
+    ]
+    .iter()
+    .filter(|k| ctx.r.model(k.base_name()).is_some())
+    .count();
+    b.push(Block::Table(table));
+    // The plot as the paper draws it: grouped bars of standard and robust accuracy.
+    let mut cats = Vec::new();
+    let (mut std_v, mut rob_v) = (Vec::new(), Vec::new());
+    for (k, m, _) in models_of(
+        ctx.r,
+        &[
+            ModelKind::Std,
+            ModelKind::Rob,
+            ModelKind::DR,
+            ModelKind::DNR,
+            ModelKind::Control,
+        ],
+    ) {
+        if let Some(m) = m {
+            let label = match k {
+                ModelKind::Std => "Std training on D".to_string(),
+                ModelKind::Rob => "Adv training on D".to_string(),
+                ModelKind::Control => "Std training on control".to_string(),
+                _ => format!("Std training on {}", m.name.trim_start_matches("on_")),
+            };
+            cats.push(label);
+            std_v.push(m.std_acc);
+            rob_v.push(
+                h.as_ref()
+                    .and_then(|h| m.robust_at(&h.norm, h.eps))
+                    .map(|p| p.acc)
+                    .unwrap_or(f64::NAN),
+            );
+        }
+    }
+    if !cats.is_empty() {
+        let rob_name = format!("Adv ({})", headline_text(h.as_ref()));
+        let caption = format!(
+            "Figure 2 reproduced: standard accuracy and robust accuracy at {} on the real test set, per training set. A missing bar was not measured.",
+            headline_text(h.as_ref())
+        );
+        if let Some(img) = ctx.plot("figure2.png", &caption, |p| {
+            bar_plot_with(
+                p,
+                "Figure 2: standard and robust accuracy by training set",
+                "Test accuracy",
+                &cats,
+                &[
+                    ("Std".into(), std_v.clone()),
+                    (rob_name.clone(), rob_v.clone()),
+                ],
+                &PlotOptions {
+                    width: 1040,
+                    ..PlotOptions::accuracy()
+                },
+            )
+        }) {
+            b.push(img);
+        }
+    }
+    b.push(Block::Table(claims_table(
+        "Figure 2 claims and how they are decided.",
+        f2,
+    )));
+    let status = section_status(present, 5, ctx.missing.len() > missing_before);
+    DocSection {
+        id: "figure2",
+        title: title("figure2"),
+        status,
+        blocks: b,
+    }
+}
+
+fn section_status(present: usize, _expected: usize, anything_missing: bool) -> Status {
+    if present == 0 {
+        Status::Missing
+    } else if anything_missing {
+        Status::Partial
+    } else {
+        Status::Complete
+    }
+}
+
+fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
+    let mut b = vec![Block::Para(
+        "The paper (Table 1) relabels adversarial examples of a standard model with their target class t: D_rand (t uniform) and D_det (t = y+1 mod C). To a human every label is wrong; a model trained on them still scores well above chance on the real test set, so the non-robust features the attack put in generalise.".into(),
+    )];
+    let missing_before = ctx.missing.len();
+    let table = table1_table(ctx, t1);
+    let present = [
+        ModelKind::Std,
+        ModelKind::DRand,
+        ModelKind::DDet,
+        ModelKind::Control,
+    ]
+    .iter()
+    .filter(|k| ctx.r.model(k.base_name()).is_some())
+    .count();
+    b.push(Block::Table(table));
+    let (nc, _) = ctx.r.num_classes();
+    let mut cats = Vec::new();
+    let mut vals = Vec::new();
+    for (k, m, _) in models_of(
+        ctx.r,
+        &[
+            ModelKind::Std,
+            ModelKind::DRand,
+            ModelKind::DDet,
+            ModelKind::Control,
+        ],
+    ) {
+        if let Some(m) = m {
+            cats.push(match k {
+                ModelKind::Std => "D".to_string(),
+                ModelKind::Control => "control".to_string(),
+                _ => m.name.trim_start_matches("on_").to_string(),
+            });
+            vals.push(m.std_acc);
+        }
+    }
+    if !cats.is_empty() {
+        let caption = "Table 1 as bars: accuracy on the real test set; dashed line = chance.";
+        if let Some(img) = ctx.plot("table1.png", caption, |p| {
+            bar_plot_with(
+                p,
+                "Table 1: test accuracy on D by training set",
+                "Test accuracy",
+                &cats,
+                &[("Test accuracy".into(), vals.clone())],
+                &PlotOptions {
+                    hlines: vec![(
+                        1.0 / nc as f64,
+                        format!("chance ({})", pct(1.0 / nc as f64)),
+                    )],
+                    legend: crate::plot::LegendPlace::None,
+                    ..PlotOptions::accuracy()
+                },
+            )
+        }) {
+            b.push(img);
+        }
+    }
+    b.push(Block::Table(claims_table(
+        "Table 1 claims and how they are decided.",
+        t1,
+    )));
+    let status = section_status(present, 4, ctx.missing.len() > missing_before);
+    DocSection {
+        id: "table1",
+        title: title("table1"),
+        status,
+        blocks: b,
+    }
+}
+
+fn robust_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    let mut norms: Vec<String> = Vec::new();
+    for m in &r.models {
+        for p in &m.robust {
+            if !norms.iter().any(|n| norm_eq(n, &p.norm)) {
+                norms.push(p.norm.clone());
+            }
+        }
+    }
+    norms.sort_by_key(|n| {
+        (
+            if norm_eq(n, "L2") {
+                0
+            } else if norm_eq(n, "Linf") {
+                1
+            } else {
+                2
+            },
+            n.clone(),
+        )
+    });
+    if norms.is_empty() {
+        let m = if r.models.is_empty() {
+            ctx.miss("models/*.json")
+        } else {
+            "no model has robust-accuracy points yet".into()
+        };
+        b.push(Block::Missing(m));
+        return DocSection {
+            id: "robust",
+            title: title("robust"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    }
+    b.push(Block::Para(
+        "Robust accuracy on the fixed evaluation subset under PGD at each ε; the ε = 0 column is the standard accuracy on the full test set.".into(),
+    ));
+    for norm in &norms {
+        let mut eps: Vec<f64> = Vec::new();
+        let mut attack: BTreeSet<String> = BTreeSet::new();
+        for m in &r.models {
+            for p in m.robust.iter().filter(|p| norm_eq(&p.norm, norm)) {
+                if !eps.iter().any(|e| crate::results::eps_eq(*e, p.eps)) {
+                    eps.push(p.eps);
+                }
+                attack.insert(format!("{} steps, n = {}", p.steps, p.n));
+            }
+        }
+        eps.sort_by(|a, b| a.total_cmp(b));
+        let mut headers = vec![
+            "Model".to_string(),
+            "Trained on".into(),
+            "ε = 0 (std)".into(),
+        ];
+        headers.extend(eps.iter().map(|e| format!("ε = {}", fmt_num(*e))));
+        let mut rows = Vec::new();
+        let mut series = Vec::new();
+        for (i, m) in r.models.iter().enumerate() {
+            let mut row = vec![
+                format!("`{}`", m.name),
+                m.trained_on.clone(),
+                pct(m.std_acc),
+            ];
+            let mut pts = vec![(0.0, m.std_acc)];
+            for e in &eps {
+                match m.robust_at(norm, *e) {
+                    Some(p) => {
+                        row.push(pct(p.acc));
+                        pts.push((*e, p.acc));
+                    }
+                    None => row.push("—".into()),
+                }
+            }
+            rows.push(row);
+            if pts.len() > 1 {
+                series.push(LineSeriesSpec {
+                    name: m.name.clone(),
+                    points: pts,
+                    dashed: false,
+                    color: Some(i),
+                });
+            }
+        }
+        b.push(Block::Heading(format!("{norm} attacks")));
+        b.push(Block::Table(DocTable {
+            caption: format!(
+                "Accuracy (%) under {norm} PGD ({}).",
+                attack.into_iter().collect::<Vec<_>>().join("; ")
+            ),
+            headers,
+            rows,
+            verdict_cols: vec![],
+        }));
+        let file = format!(
+            "robust_{}.png",
+            norm.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let caption =
+            format!("Robust accuracy vs {norm} ε, one line per model (ε = 0: standard accuracy).");
+        if let Some(img) = ctx.plot(&file, &caption, |p| {
+            line_plot_with(
+                p,
+                &format!("Robust accuracy vs {norm} ε"),
+                &format!("{norm} ε"),
+                "Accuracy",
+                &series,
+                &PlotOptions::accuracy(),
+            )
+        }) {
+            b.push(img);
+        }
+    }
+    DocSection {
+        id: "robust",
+        title: title("robust"),
+        status: Status::Complete,
+        blocks: b,
+    }
+}
+
+fn datasets_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    let mut partial = false;
+    let expected = ["D_R", "D_NR", "D_rand", "D_det"];
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|n| r.dataset(n).is_none())
+        .map(|n| format!("datasets/{n}.json"))
+        .collect();
+    for m in &missing {
+        let s = ctx.miss(m);
+        b.push(Block::Missing(s));
+        partial = true;
+    }
+    if r.datasets.is_empty() && r.grid_images.is_empty() {
+        return DocSection {
+            id: "datasets",
+            title: title("datasets"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    }
+    if !r.datasets.is_empty() {
+        let rows = r
+            .datasets
+            .iter()
+            .map(|d| {
+                vec![
+                    format!("`{}`", d.name),
+                    d.method.clone(),
+                    format!("`{}`", d.source_model),
+                    d.n.to_string(),
+                    opt_num(d.epsilon),
+                    d.steps.to_string(),
+                    opt_num(Some(d.step_size)),
+                    opt_pct(d.success_rate),
+                    match (d.init_rel_err, d.final_rel_err) {
+                        (None, None) => "—".into(),
+                        (a, b) => format!("{} → {}", opt_num(a), opt_num(b)),
+                    },
+                    opt_num(d.mean_dist_to_x),
+                    opt_num(d.mean_dist_to_x0),
+                    dur(d.wall_s),
+                ]
+            })
+            .collect();
+        b.push(Block::Table(DocTable {
+            caption: "Constructed training sets. Success rate: share of targeted examples the source model classifies as the target. Rel. error: mean ‖g(x_r) − g(x)‖ / ‖g(x)‖ at the start and the end of representation matching. Distances: mean ℓ2 pixel distance of the result to the target image x and to the start x0.".into(),
+            headers: ["Dataset", "Method", "Source model", "n", "ε", "Steps", "Step size", "Success rate", "Rel. error start → end", "Dist. to x", "Dist. to x0", "Wall time"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            rows,
+            verdict_cols: vec![],
+        }));
+    }
+    let mut shown = BTreeSet::new();
+    for d in &r.datasets {
+        b.push(Block::Heading(format!("{} examples", d.name)));
+        match &d.grid {
+            Some(g) => {
+                shown.insert(g.clone());
+                b.push(Block::Image {
+                    rel: g.clone(),
+                    caption: format!(
+                        "Samples of {} ({}, from {}).",
+                        d.name, d.method, d.source_model
+                    ),
+                });
+                if !r.dir.join(g).exists() {
+                    ctx.miss(g);
+                    partial = true;
+                }
+            }
+            None => {
+                let guess = format!("grids/{}.png", d.name);
+                if r.grid_images.contains(&guess) {
+                    shown.insert(guess.clone());
+                    b.push(Block::Image {
+                        rel: guess,
+                        caption: format!("Samples of {}.", d.name),
+                    });
+                } else {
+                    b.push(Block::Missing(format!(
+                        "no image grid for {} (datasets/{}.json has no `grid`)",
+                        d.name, d.name
+                    )));
+                }
+            }
+        }
+    }
+    let others: Vec<&String> = r
+        .grid_images
+        .iter()
+        .filter(|g| !shown.contains(*g))
+        .collect();
+    if !others.is_empty() {
+        b.push(Block::Heading("Other image grids".into()));
+        for g in others {
+            b.push(Block::Image {
+                rel: g.clone(),
+                caption: g.trim_start_matches("grids/").to_string(),
+            });
+        }
+    }
+    let status = if partial {
+        Status::Partial
+    } else {
+        Status::Complete
+    };
+    DocSection {
+        id: "datasets",
+        title: title("datasets"),
+        status,
+        blocks: b,
+    }
+}
+
+fn training_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    if r.models.is_empty() {
+        let m = ctx.miss("models/*.json");
+        b.push(Block::Missing(m));
+        return DocSection {
+            id: "training",
+            title: title("training"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    }
+    let mut running = false;
+    let rows = r
+        .models
+        .iter()
+        .map(|m| {
+            let train = match m.train_acc() {
+                Some((a, true)) => {
+                    running = true;
+                    format!("{}*", pct(a))
+                }
+                Some((a, false)) => pct(a),
+                None => "—".into(),
+            };
+            vec![
+                format!("`{}`", m.name),
+                m.trained_on.clone(),
+                m.arch.clone(),
+                m.train_size.to_string(),
+                m.adversarial.clone().unwrap_or_else(|| "—".into()),
+                m.epochs.len().to_string(),
+                train,
+                pct(m.std_acc),
+                m.gap()
+                    .map(|g| format!("{:+.1}", g * 100.0))
+                    .unwrap_or_else(|| "—".into()),
+                dur(m.wall_s),
+            ]
+        })
+        .collect();
+    b.push(Block::Table(DocTable {
+        caption: "Training summary. Gap = training accuracy − test accuracy, in points; a large gap means over-fitting (expected for small constructed sets).".into(),
+        headers: ["Model", "Trained on", "Arch", "Train size", "Adversarial training", "Epochs", "Final train acc", "Test acc", "Gap (points)", "Wall time"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rows,
+        verdict_cols: vec![],
+    }));
+    if running {
+        b.push(Block::Para("\\* no `final_train_acc` recorded: last epoch's running accuracy on the training batches (for adversarial training: on adversarial batches).".into()));
+    }
+    let panels: Vec<Panel> = r
+        .models
+        .iter()
+        .map(|m| Panel {
+            title: m.name.clone(),
+            series: vec![
+                LineSeriesSpec {
+                    name: "train acc (running)".into(),
+                    points: m
+                        .epochs
+                        .iter()
+                        .map(|e| (e.epoch as f64, e.train_acc))
+                        .collect(),
+                    dashed: true,
+                    color: Some(0),
+                },
+                LineSeriesSpec {
+                    name: "test acc".into(),
+                    points: m
+                        .epochs
+                        .iter()
+                        .filter_map(|e| e.test_acc.map(|t| (e.epoch as f64, t)))
+                        .collect(),
+                    dashed: false,
+                    color: Some(3),
+                },
+            ],
+        })
+        .collect();
+    if r.models.iter().any(|m| !m.epochs.is_empty()) {
+        if let Some(img) = ctx.plot("training_curves.png", "Training curves: accuracy per epoch (dashed: running train accuracy; solid: test accuracy).", |p| {
+            panel_line_plot(p, "Training curves", "epoch", "accuracy", &panels, &PlotOptions { y_range: Some((0.0, 1.0)), percent_y: true, ..Default::default() })
+        }) {
+            b.push(img);
+        }
+    } else {
+        b.push(Block::Missing("no model has per-epoch metrics".into()));
+    }
+    DocSection {
+        id: "training",
+        title: title("training"),
+        status: Status::Complete,
+        blocks: b,
+    }
+}
+
+/// Finds tables ({headers, rows}) and scalar fields in arbitrary JSON.
+fn json_tables(
+    v: &serde_json::Value,
+    path: &str,
+    tables: &mut Vec<DocTable>,
+    scalars: &mut Vec<Vec<String>>,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            if let (Some(Value::Array(h)), Some(Value::Array(rows))) =
+                (o.get("headers"), o.get("rows"))
+            {
+                let cell = |x: &Value| match x {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n
+                        .as_f64()
+                        .map(|f| fmt_num((f * 1e4).round() / 1e4))
+                        .unwrap_or_else(|| n.to_string()),
+                    other => other.to_string(),
+                };
+                tables.push(DocTable {
+                    caption: o
+                        .get("caption")
+                        .and_then(|c| c.as_str())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| path.trim_start_matches('.').to_string()),
+                    headers: h.iter().map(cell).collect(),
+                    rows: rows
+                        .iter()
+                        .map(|r| match r {
+                            Value::Array(cells) => cells.iter().map(cell).collect(),
+                            other => vec![cell(other)],
+                        })
+                        .collect(),
+                    verdict_cols: h
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| {
+                            x.as_str()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("verdict"))
+                        })
+                        .map(|(i, _)| i)
+                        .collect(),
+                });
+                return;
+            }
+            for (k, x) in o {
+                json_tables(x, &format!("{path}.{k}"), tables, scalars);
+            }
+        }
+        Value::Array(a) => {
+            if a.iter().all(|x| x.is_number()) {
+                let preview: Vec<String> = a.iter().take(6).map(|x| x.to_string()).collect();
+                let more = if a.len() > 6 { ", …" } else { "" };
+                scalars.push(vec![
+                    format!("`{}`", path.trim_start_matches('.')),
+                    format!("[{}{more}] ({} numbers)", preview.join(", "), a.len()),
+                ]);
+            } else {
+                for (i, x) in a.iter().enumerate() {
+                    json_tables(x, &format!("{path}[{i}]"), tables, scalars);
+                }
+            }
+        }
+        Value::Null => {}
+        Value::Number(n) => {
+            let s = n
+                .as_f64()
+                .map(|f| {
+                    if f != 0.0 && f.abs() < 1e-3 {
+                        format!("{f:.3e}")
+                    } else {
+                        fmt_num((f * 1e6).round() / 1e6)
+                    }
+                })
+                .unwrap_or_else(|| n.to_string());
+            scalars.push(vec![format!("`{}`", path.trim_start_matches('.')), s]);
+        }
+        other => scalars.push(vec![
+            format!("`{}`", path.trim_start_matches('.')),
+            other
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| other.to_string()),
+        ]),
+    }
+}
+
+fn theory_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    if r.theory.is_none() && r.theory_images.is_empty() {
+        let m = ctx.miss("theory/theory.json");
+        b.push(Block::Missing(m));
+        return DocSection {
+            id: "theory",
+            title: title("theory"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    }
+    b.push(Block::Para("Section 4's Gaussian model: robust training keeps the mean and blends the covariance toward the identity (Figure 4); results written by nrf-theory.".into()));
+    let mut partial = false;
+    match &r.theory {
+        Some(v) => {
+            let (mut tables, mut scalars) = (Vec::new(), Vec::new());
+            json_tables(v, "", &mut tables, &mut scalars);
+            for t in tables {
+                b.push(Block::Table(t));
+            }
+            if !scalars.is_empty() {
+                let n = scalars.len();
+                scalars.truncate(80);
+                b.push(Block::Table(DocTable {
+                    caption: if n > 80 {
+                        format!("Values in theory.json (first 80 of {n}).")
+                    } else {
+                        "Values in theory.json.".into()
+                    },
+                    headers: vec!["Field".into(), "Value".into()],
+                    rows: scalars,
+                    verdict_cols: vec![],
+                }));
+            }
+            let mut pretty = serde_json::to_string_pretty(v).unwrap_or_default();
+            if pretty.len() > 30_000 {
+                let cut = (0..=30_000)
+                    .rev()
+                    .find(|i| pretty.is_char_boundary(*i))
+                    .unwrap_or(0);
+                pretty.truncate(cut);
+                pretty.push_str("\n… (truncated)");
+            }
+            b.push(Block::Details {
+                summary: "theory.json (pretty-printed)".into(),
+                body: vec![Block::Pre(pretty)],
+            });
+        }
+        None => {
+            let m = ctx.miss("theory/theory.json");
+            b.push(Block::Missing(m));
+            partial = true;
+        }
+    }
+    if r.theory_images.is_empty() {
+        b.push(Block::Missing("no plots under theory/".into()));
+        partial = true;
+    }
+    for img in &r.theory_images {
+        b.push(Block::Image {
+            rel: img.clone(),
+            caption: img.trim_start_matches("theory/").to_string(),
+        });
+    }
+    DocSection {
+        id: "theory",
+        title: title("theory"),
+        status: if partial {
+            Status::Partial
+        } else {
+            Status::Complete
+        },
+        blocks: b,
+    }
+}
+
+fn sections_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    if r.sections.is_empty() {
+        b.push(Block::Missing(
+            "no further experiments yet (sections/*.json)".into(),
+        ));
+        return DocSection {
+            id: "sections",
+            title: title("sections"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    }
+    for s in &r.sections {
+        let v = Verdict::parse(&s.verdict)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_else(|| s.verdict.clone());
+        b.push(Block::Heading(if s.title.is_empty() {
+            s.id.clone()
+        } else {
+            s.title.clone()
+        }));
+        b.push(Block::Table(DocTable {
+            caption: String::new(),
+            headers: vec![
+                "Claim / question".into(),
+                "Finding".into(),
+                "Verdict".into(),
+            ],
+            rows: vec![vec![s.claim.clone(), s.finding.clone(), v]],
+            verdict_cols: vec![2],
+        }));
+        for t in &s.tables {
+            b.push(Block::Table(DocTable {
+                caption: t.caption.clone(),
+                headers: t.headers.clone(),
+                rows: t.rows.clone(),
+                verdict_cols: t
+                    .headers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| h.eq_ignore_ascii_case("verdict"))
+                    .map(|(i, _)| i)
+                    .collect(),
+            }));
+        }
+        for img in &s.images {
+            b.push(Block::Image {
+                rel: img.clone(),
+                caption: format!("{}: {}", s.id, img),
+            });
+            if !r.dir.join(img).exists() {
+                ctx.miss(img);
+            }
+        }
+    }
+    DocSection {
+        id: "sections",
+        title: title("sections"),
+        status: Status::Complete,
+        blocks: b,
+    }
+}
+
+fn paper_section(ctx: &mut Ctx) -> DocSection {
+    let mut b = vec![Block::Para(
+        "Every reference number, from `crates/report/paper_numbers.toml`. Status: **confirmed** = the paper's number as quoted by the authors' dataset release [CD]; **proxy** = the authors' library's model of the same kind [RL], not the figure's own bar; **third-party replication** = Benz et al. [PB]; **unconfirmed** = recollection of the paper (MEM), not checked.".into(),
+    )];
+    match paper_numbers() {
+        Ok(nums) => b.push(Block::Table(DocTable {
+            caption: String::new(),
+            headers: [
+                "Table",
+                "Dataset",
+                "Training set",
+                "Metric",
+                "Value",
+                "Source",
+                "Status",
+                "Note",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            rows: nums
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.table.clone(),
+                        n.dataset.clone(),
+                        n.training_set.clone(),
+                        n.metric_text(),
+                        n.value_text(),
+                        n.source.clone(),
+                        n.status.label().to_string(),
+                        n.note.clone(),
+                    ]
+                })
+                .collect(),
+            verdict_cols: vec![],
+        })),
+        Err(e) => {
+            ctx.problems.push(format!("{e:#}"));
+            b.push(Block::Missing(format!("{e:#}")));
+        }
+    }
+    DocSection {
+        id: "paper",
+        title: title("paper"),
+        status: Status::Complete,
+        blocks: b,
+    }
+}
+
+fn run_section(ctx: &mut Ctx) -> DocSection {
+    let r = ctx.r;
+    let mut b = Vec::new();
+    let Some(run) = &r.run else {
+        let m = ctx.miss("run.json");
+        b.push(Block::Missing(m));
+        return DocSection {
+            id: "run",
+            title: title("run"),
+            status: Status::Missing,
+            blocks: b,
+        };
+    };
+    let h = run.resolved_headline();
+    let (nc, nc_src) = run.resolved_num_classes();
+    let kv = |k: &str, v: String| vec![k.to_string(), v];
+    b.push(Block::Table(DocTable {
+        caption: String::new(),
+        headers: vec!["Item".into(), "Value".into()],
+        rows: vec![
+            kv("Preset", format!("`{}`", run.preset)),
+            kv("Seed", run.seed.to_string()),
+            kv("Started", run.started.clone()),
+            kv(
+                "Finished",
+                run.finished
+                    .clone()
+                    .unwrap_or_else(|| "not finished".into()),
+            ),
+            kv("Total wall time", dur(run.total_wall_s)),
+            kv(
+                "Headline threat model",
+                h.map(|h| format!("{} ε={} ({})", h.norm, fmt_num(h.eps), h.source))
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+            kv("Classes", format!("{nc} ({nc_src})")),
+            kv("nrf version", run.nrf_version.clone()),
+            kv("libtorch version", run.torch_version.clone()),
+            kv(
+                "Machine",
+                format!(
+                    "{} — {}, {} ({} CPUs)",
+                    run.machine.hostname, run.machine.os, run.machine.cpu, run.machine.cpus
+                ),
+            ),
+            kv(
+                "Device",
+                format!(
+                    "{} (torch threads: {})",
+                    run.machine.device, run.machine.torch_threads
+                ),
+            ),
+        ],
+        verdict_cols: vec![],
+    }));
+    if !run.crate_versions.is_empty() {
+        b.push(Block::Table(DocTable {
+            caption: "Crate versions.".into(),
+            headers: vec!["Crate".into(), "Version".into()],
+            rows: run
+                .crate_versions
+                .iter()
+                .map(|(k, v)| vec![k.clone(), v.clone()])
+                .collect(),
+            verdict_cols: vec![],
+        }));
+    }
+    if run.stages.is_empty() {
+        b.push(Block::Missing("run.json lists no stages".into()));
+    } else {
+        b.push(Block::Table(DocTable {
+            caption: "Stages in execution order (cached: loaded from an earlier run with the same key; wall time is the original computation's).".into(),
+            headers: ["Stage", "Status", "Wall time", "Cache key", "Message"].iter().map(|s| s.to_string()).collect(),
+            rows: run
+                .stages
+                .iter()
+                .map(|s| {
+                    let key: String = s.key.chars().take(12).collect();
+                    vec![
+                        format!("`{}`", s.name),
+                        match s.status {
+                            crate::results::StageStatus::Done => "done".into(),
+                            crate::results::StageStatus::Cached => "cached".into(),
+                            crate::results::StageStatus::Failed => "**failed**".into(),
+                        },
+                        dur(s.wall_s),
+                        if key.is_empty() { "—".into() } else { format!("`{key}`") },
+                        s.message.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+            verdict_cols: vec![],
+        }));
+    }
+    if !run.missing.is_empty() {
+        b.push(Block::Missing(
+            "stages not completed (run.json `missing`):".into(),
+        ));
+        b.push(Block::List(
+            run.missing.iter().map(|m| format!("`{m}`")).collect(),
+        ));
+    }
+    b.push(Block::Details {
+        summary: "Preset (configuration as used)".into(),
+        body: vec![Block::Pre(run.config_toml.clone())],
+    });
+    let status = if run.missing.is_empty() && run.finished.is_some() {
+        Status::Complete
+    } else {
+        Status::Partial
+    };
+    DocSection {
+        id: "run",
+        title: title("run"),
+        status,
+        blocks: b,
+    }
+}
+
+fn build(r: &Results, make_plots: bool) -> (Vec<DocSection>, Ctx<'_>, Vec<ClaimVerdict>) {
+    let f2 = r.figure2_verdicts();
+    let t1 = r.table1_verdicts();
+    let mut ctx = Ctx {
+        r,
+        missing: Vec::new(),
+        problems: Vec::new(),
+        plots: Vec::new(),
+        make_plots,
+    };
+    // Built in dependency order, shown in SECTION_TITLES order; the summary comes last so it can
+    // list everything the other sections found missing.
+    let fig2 = figure2_section(&mut ctx, &f2);
+    let tab1 = table1_section(&mut ctx, &t1);
+    let robust = robust_section(&mut ctx);
+    let datasets = datasets_section(&mut ctx);
+    let training = training_section(&mut ctx);
+    let theory = theory_section(&mut ctx);
+    let sections = sections_section(&mut ctx);
+    let paper = paper_section(&mut ctx);
+    let run = run_section(&mut ctx);
+    let mut summary = summary_section(&mut ctx, &f2, &t1);
+    if !ctx.missing.is_empty() {
+        summary.blocks.push(Block::Missing(format!(
+            "{} artefact(s) not computed yet:",
+            ctx.missing.len()
+        )));
+        summary.blocks.push(Block::List(
+            ctx.missing.iter().map(|m| format!("`{m}`")).collect(),
+        ));
+    }
+    if !ctx.problems.is_empty() {
+        summary
+            .blocks
+            .push(Block::Missing("problems while writing the report:".into()));
+        summary.blocks.push(Block::List(ctx.problems.clone()));
+    }
+    let verdicts = f2.into_iter().chain(t1).collect();
+    (
+        vec![
+            summary, fig2, tab1, robust, datasets, training, theory, sections, paper, run,
+        ],
+        ctx,
+        verdicts,
+    )
+}
+
+/// Writes `results_dir/report.html` (one self-contained page: images embedded as base64 data
+/// URIs) and `results_dir/report.md` (GitHub markdown, images by relative path), after
+/// rendering the report's plots into `results_dir/plots/`. A partial run gives a partial report
+/// in which each missing artefact is named. Fails only if the directory is unreadable or the
+/// report files cannot be written.
+pub fn write_report(results_dir: impl AsRef<Path>) -> Result<ReportSummary> {
+    let dir = results_dir.as_ref();
+    let r = Results::load(dir)?;
+    let (sections, ctx, verdicts) = build(&r, true);
+    let preset = r.run.as_ref().map(|x| x.preset.clone()).unwrap_or_else(|| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let title = format!("nrf report: {preset}");
+    let meta = format!(
+        "Reproduction of Ilyas et al. 2019, \"Adversarial Examples Are Not Bugs, They Are Features\". Generated by nrf-report {} from `{}`.",
+        env!("CARGO_PKG_VERSION"),
+        dir.display()
+    );
+    let html = render_html(dir, &title, &meta, &sections);
+    let md = render_markdown(dir, &title, &meta, &sections);
+    let html_path = dir.join("report.html");
+    let md_path = dir.join("report.md");
+    atomic_write(&html_path, html.as_bytes())?;
+    atomic_write(&md_path, md.as_bytes())?;
+    let mut problems = r.problems.clone();
+    problems.extend(ctx.problems.iter().cloned());
+    Ok(ReportSummary {
+        html: html_path,
+        markdown: md_path,
+        plots: ctx.plots.clone(),
+        sections_present: sections
+            .iter()
+            .filter(|s| s.status != Status::Missing)
+            .map(|s| s.title.clone())
+            .collect(),
+        sections_partial: sections
+            .iter()
+            .filter(|s| s.status == Status::Partial)
+            .map(|s| s.title.clone())
+            .collect(),
+        sections_missing: sections
+            .iter()
+            .filter(|s| s.status == Status::Missing)
+            .map(|s| s.title.clone())
+            .collect(),
+        missing: ctx.missing.clone(),
+        problems,
+        verdicts,
+    })
+}
+
+/// The Figure 2 and Table 1 tables with verdicts, as markdown (no images, nothing written),
+/// e.g. for the `nrf` binary to print at the end of a run.
+pub fn summary_markdown(results_dir: impl AsRef<Path>) -> Result<String> {
+    let r = Results::load(results_dir.as_ref())?;
+    let f2 = r.figure2_verdicts();
+    let t1 = r.table1_verdicts();
+    let mut ctx = Ctx {
+        r: &r,
+        missing: Vec::new(),
+        problems: Vec::new(),
+        plots: Vec::new(),
+        make_plots: false,
+    };
+    let mut out = String::new();
+    let preset = r.run.as_ref().map(|x| x.preset.as_str()).unwrap_or("?");
+    out.push_str(&format!("## nrf results: {preset}\n\n"));
+    if let Some(run) = &r.run {
+        if !run.missing.is_empty() {
+            out.push_str(&format!(
+                "> **Incomplete run:** {} stage(s) missing: {}\n\n",
+                run.missing.len(),
+                run.missing.join(", ")
+            ));
+        }
+    }
+    out.push_str("### Figure 2\n\n");
+    out.push_str(&table_markdown(&figure2_table(&mut ctx, &f2)));
+    out.push_str("### Table 1\n\n");
+    out.push_str(&table_markdown(&table1_table(&mut ctx, &t1)));
+    out.push_str("### Verdicts\n\n");
+    let all: Vec<ClaimVerdict> = f2.into_iter().chain(t1).collect();
+    out.push_str(&table_markdown(&DocTable {
+        caption: String::new(),
+        headers: vec!["Claim".into(), "Our numbers".into(), "Verdict".into()],
+        rows: all
+            .iter()
+            .map(|v| vec![v.id.clone(), v.evidence.clone(), v.verdict.as_str().into()])
+            .collect(),
+        verdict_cols: vec![2],
+    }));
+    if !r.problems.is_empty() {
+        out.push_str("**Unreadable files:**\n\n");
+        for p in &r.problems {
+            out.push_str(&format!("- {p}\n"));
+        }
+    }
+    Ok(out)
+}

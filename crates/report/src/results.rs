@@ -1,0 +1,408 @@
+//! The results schema: what the experiments write under `results/<preset>/` and the report reads.
+//!
+//! Layout of a results directory:
+//! - `run.json` — [`RunInfo`]: configuration, machine, versions, seed, wall time per stage.
+//! - `models/<name>.json` — [`ModelResult`]: one per trained model (training curve, accuracies).
+//! - `datasets/<name>.json` — [`ConstructedInfo`]: one per constructed dataset (D_R, D_NR, ...).
+//! - `grids/<name>.png` — image grids of constructed datasets.
+//! - `theory/theory.json` + PNGs — written by nrf-theory.
+//! - `sections/<name>.json` — [`Section`]: any further experiment (Figure 3, reviewers' questions),
+//!   rendered generically: a statement, tables and plots.
+//!
+//! Every file is optional: a partial run gives a partial report that says what is missing.
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Machine description recorded with every run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MachineInfo {
+    /// Host name of the machine.
+    pub hostname: String,
+    /// Operating system (e.g. "linux x86_64").
+    pub os: String,
+    /// CPU model name.
+    pub cpu: String,
+    /// Number of logical CPUs.
+    pub cpus: usize,
+    /// Threads libtorch was allowed to use.
+    pub torch_threads: i64,
+    /// "cpu" or "cuda:0 (<name>)".
+    pub device: String,
+}
+
+/// Status of one pipeline stage.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Computed in this run.
+    Done,
+    /// Loaded from the cache of an earlier run (same configuration hash).
+    Cached,
+    /// Failed; see `message`.
+    Failed,
+}
+
+/// One pipeline stage (e.g. "train:C_std", "construct:D_R").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StageInfo {
+    /// Stage name, e.g. "train:C_std".
+    pub name: String,
+    /// Whether the stage was computed, loaded from cache, or failed.
+    pub status: StageStatus,
+    /// Wall time of the computation in seconds (for cached stages: the original computation's).
+    pub wall_s: f64,
+    /// Hash of the stage's configuration and inputs (cache key).
+    pub key: String,
+    /// Error or note (failed stages).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `run.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    /// Preset name, e.g. "fmnist".
+    pub preset: String,
+    /// The preset file's full text, as used.
+    pub config_toml: String,
+    /// Master seed of the run.
+    pub seed: u64,
+    /// The machine the run used.
+    pub machine: MachineInfo,
+    /// libtorch version.
+    pub torch_version: String,
+    /// Version of nrf.
+    pub nrf_version: String,
+    /// Versions of key crates (tch, ...).
+    pub crate_versions: BTreeMap<String, String>,
+    /// RFC 3339 or unix-seconds strings.
+    pub started: String,
+    /// When the run finished (None while running or after a crash).
+    pub finished: Option<String>,
+    /// Every stage, in execution order.
+    pub stages: Vec<StageInfo>,
+    /// Wall time of the whole run in seconds.
+    pub total_wall_s: f64,
+    /// Stages the preset asks for that have not completed (empty when finished).
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// The ε of the headline robust-accuracy number (Figure 2's "robust accuracy" column and the
+    /// verdicts). Added by nrf-report; when absent the report falls back to the preset's
+    /// `[eval] headline_eps` (see [`RunInfo::resolved_headline`]).
+    #[serde(default)]
+    pub headline_eps: Option<f64>,
+    /// Number of classes of the dataset (chance level = 1 / num_classes). Added by nrf-report; when
+    /// absent the preset's `[data] num_classes`, then 10, is used (see [`RunInfo::resolved_num_classes`]).
+    #[serde(default)]
+    pub num_classes: Option<usize>,
+}
+
+/// One epoch of training.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based.
+    pub epoch: usize,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Accuracy on the (possibly adversarial) training batches seen during the epoch.
+    pub train_acc: f64,
+    /// Accuracy on the real test set (or its evaluation subset), when measured.
+    pub test_acc: Option<f64>,
+    /// Wall time of the epoch in seconds.
+    pub wall_s: f64,
+}
+
+/// Robust accuracy at one threat model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RobustPoint {
+    /// "L2" or "Linf".
+    pub norm: String,
+    /// Perturbation budget (pixels in [0, 1]).
+    pub eps: f64,
+    /// Fraction of the evaluation subset still correct under attack, in [0, 1].
+    pub acc: f64,
+    /// Number of attack steps.
+    pub steps: usize,
+    /// Number of evaluated examples.
+    pub n: usize,
+}
+
+/// `models/<name>.json`: one trained model and its evaluation on the real test set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelResult {
+    /// Identifier, e.g. "C_std", "C_rob", "on_D_R", "on_D_NR", "on_D_rand", "on_D_det", "on_control".
+    pub name: String,
+    /// Architecture, e.g. "fmnist_cnn".
+    pub arch: String,
+    /// Training set identifier, e.g. "D", "D_R", "D_NR", "D_rand", "D_det", "D_control".
+    pub trained_on: String,
+    /// Number of training examples.
+    pub train_size: usize,
+    /// e.g. Some("L2 PGD eps=1.0, 7 steps") for adversarial training.
+    pub adversarial: Option<String>,
+    /// Per-epoch training metrics.
+    pub epochs: Vec<EpochMetrics>,
+    /// Standard accuracy on the whole real test set, in [0, 1].
+    pub std_acc: f64,
+    /// Size of the real test set used for `std_acc`.
+    pub test_size: usize,
+    /// Robust accuracy on the fixed evaluation subset.
+    pub robust: Vec<RobustPoint>,
+    /// Accuracy on the training set it was trained on (for the generalisation gap).
+    #[serde(default)]
+    pub final_train_acc: Option<f64>,
+    /// Training wall time in seconds.
+    pub wall_s: f64,
+}
+
+/// `datasets/<name>.json`: a constructed dataset's summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConstructedInfo {
+    /// "D_R", "D_NR", "D_rand", "D_det", or a variant name like "D_det_eps2".
+    pub name: String,
+    /// "robust_features", "non_robust_features", "random_target", "deterministic_target".
+    pub method: String,
+    /// Model used to build it ("C_rob" / "C_std").
+    pub source_model: String,
+    /// Number of examples.
+    pub n: usize,
+    /// Perturbation budget (targeted attacks); None for representation matching.
+    pub epsilon: Option<f64>,
+    /// Optimisation steps per example.
+    pub steps: usize,
+    /// Step size (initial step size for schedules).
+    pub step_size: f64,
+    /// Targeted attacks: fraction classified as the target by the source model.
+    pub success_rate: Option<f64>,
+    /// Representation matching: mean relative error ||g(x_r)-g(x)|| / ||g(x)|| at start / end.
+    pub init_rel_err: Option<f64>,
+    /// See `init_rel_err`.
+    pub final_rel_err: Option<f64>,
+    /// Mean L2 pixel distance from the result to the target image x / to the start x0.
+    pub mean_dist_to_x: Option<f64>,
+    /// See `mean_dist_to_x`.
+    pub mean_dist_to_x0: Option<f64>,
+    /// Relative path of an image grid under the results dir, e.g. "grids/D_R.png".
+    pub grid: Option<String>,
+    /// Relative path of the stored dataset (safetensors).
+    pub file: Option<String>,
+    /// Construction wall time in seconds.
+    pub wall_s: f64,
+}
+
+/// A table: headers and rows of cells (already formatted strings).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Table {
+    /// Caption shown above the table.
+    pub caption: String,
+    /// Column headers.
+    pub headers: Vec<String>,
+    /// Rows; each should have as many cells as there are headers.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// `sections/<name>.json`: a further experiment, rendered generically.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Section {
+    /// Stable id, also the file name, e.g. "figure3", "eps_sensitivity".
+    pub id: String,
+    /// Heading of the section in the report.
+    pub title: String,
+    /// What the paper (or the reviewer) claims or asks.
+    pub claim: String,
+    /// One or two sentences stating what our result shows, including "no effect" or a contradiction.
+    pub finding: String,
+    /// "holds", "partly", "does not hold", or "n/a" (for questions, not claims).
+    pub verdict: String,
+    /// Tables of results.
+    pub tables: Vec<Table>,
+    /// Relative paths of plots / image grids under the results dir.
+    pub images: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers (added by nrf-report; they do not change the file format).
+// ---------------------------------------------------------------------------------------------
+
+/// Whether two ε values are the same threat-model budget (relative tolerance 1e-6).
+pub fn eps_eq(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Whether two norm names denote the same norm ("L2" = "l2", "Linf" = "linf" = "L∞").
+pub fn norm_eq(a: &str, b: &str) -> bool {
+    fn canon(s: &str) -> String {
+        s.trim().to_ascii_lowercase().replace('∞', "inf")
+    }
+    canon(a) == canon(b)
+}
+
+/// The threat model of the headline robust-accuracy number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline {
+    /// "L2" or "Linf".
+    pub norm: String,
+    /// Perturbation budget.
+    pub eps: f64,
+    /// Where the value came from, e.g. "run.json headline_eps".
+    pub source: String,
+}
+
+fn config_value<'a>(config: &'a toml::Value, table: &str, key: &str) -> Option<&'a toml::Value> {
+    config.get(table)?.get(key)
+}
+
+fn check_unit(what: &str, v: f64) -> Result<()> {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        bail!("{what} = {v} is not a fraction in [0, 1]");
+    }
+    Ok(())
+}
+
+fn check_nonneg(what: &str, v: f64) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        bail!("{what} = {v} is not a finite non-negative number");
+    }
+    Ok(())
+}
+
+impl RunInfo {
+    /// The preset text parsed as TOML (None when empty or not valid TOML).
+    pub fn config(&self) -> Option<toml::Value> {
+        if self.config_toml.trim().is_empty() {
+            return None;
+        }
+        toml::from_str(&self.config_toml).ok()
+    }
+
+    /// The headline threat model: `headline_eps` from run.json, else `[eval] headline_eps` of the
+    /// preset text. The norm is `[eval] headline_norm` of the preset, else "L2" (the paper's
+    /// Figure 2 uses ℓ2). None when neither source gives an ε.
+    pub fn resolved_headline(&self) -> Option<Headline> {
+        let config = self.config();
+        let norm = config
+            .as_ref()
+            .and_then(|c| config_value(c, "eval", "headline_norm"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("L2")
+            .to_string();
+        if let Some(eps) = self.headline_eps.filter(|e| e.is_finite() && *e >= 0.0) {
+            return Some(Headline {
+                norm,
+                eps,
+                source: "run.json headline_eps".into(),
+            });
+        }
+        let v = config_value(config.as_ref()?, "eval", "headline_eps")?;
+        let eps = v.as_float().or_else(|| v.as_integer().map(|i| i as f64))?;
+        (eps.is_finite() && eps >= 0.0).then(|| Headline {
+            norm,
+            eps,
+            source: "preset [eval] headline_eps".into(),
+        })
+    }
+
+    /// Number of classes and where it came from: `num_classes` from run.json, else
+    /// `[data] num_classes` of the preset, else 10 (Fashion-MNIST and CIFAR-10 both have 10).
+    pub fn resolved_num_classes(&self) -> (usize, &'static str) {
+        if let Some(n) = self.num_classes.filter(|n| *n >= 2) {
+            return (n, "run.json num_classes");
+        }
+        let from_config = self
+            .config()
+            .as_ref()
+            .and_then(|c| config_value(c, "data", "num_classes"))
+            .and_then(|v| v.as_integer())
+            .filter(|n| *n >= 2);
+        match from_config {
+            Some(n) => (n as usize, "preset [data] num_classes"),
+            None => (10, "assumed (run.json has no num_classes)"),
+        }
+    }
+
+    /// Checks values a report relies on (finite, non-negative wall times).
+    pub fn validate(&self) -> Result<()> {
+        check_nonneg("total_wall_s", self.total_wall_s)?;
+        for (i, s) in self.stages.iter().enumerate() {
+            check_nonneg(&format!("stages[{i}] ({}).wall_s", s.name), s.wall_s)?;
+        }
+        if let Some(e) = self.headline_eps {
+            check_nonneg("headline_eps", e)?;
+        }
+        Ok(())
+    }
+}
+
+impl ModelResult {
+    /// The robust-accuracy point at (`norm`, `eps`), if measured.
+    pub fn robust_at(&self, norm: &str, eps: f64) -> Option<&RobustPoint> {
+        self.robust
+            .iter()
+            .find(|p| norm_eq(&p.norm, norm) && eps_eq(p.eps, eps))
+    }
+
+    /// The last test accuracy recorded in the training curve.
+    pub fn last_epoch_test_acc(&self) -> Option<f64> {
+        self.epochs.iter().rev().find_map(|e| e.test_acc)
+    }
+
+    /// Final training accuracy: `final_train_acc` (measured on the whole training set) when
+    /// present, else the last epoch's running `train_acc`. The flag is true in the second case.
+    pub fn train_acc(&self) -> Option<(f64, bool)> {
+        match self.final_train_acc {
+            Some(a) => Some((a, false)),
+            None => self.epochs.last().map(|e| (e.train_acc, true)),
+        }
+    }
+
+    /// Generalisation gap: training accuracy ([`ModelResult::train_acc`]) minus `std_acc`.
+    pub fn gap(&self) -> Option<f64> {
+        self.train_acc().map(|(a, _)| a - self.std_acc)
+    }
+
+    /// Checks every accuracy is a fraction in [0, 1] and every ε / wall time is finite and
+    /// non-negative; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        check_unit("std_acc", self.std_acc)?;
+        if let Some(a) = self.final_train_acc {
+            check_unit("final_train_acc", a)?;
+        }
+        check_nonneg("wall_s", self.wall_s)?;
+        for (i, e) in self.epochs.iter().enumerate() {
+            check_unit(&format!("epochs[{i}].train_acc"), e.train_acc)?;
+            if let Some(a) = e.test_acc {
+                check_unit(&format!("epochs[{i}].test_acc"), a)?;
+            }
+        }
+        for (i, p) in self.robust.iter().enumerate() {
+            check_unit(&format!("robust[{i}].acc"), p.acc)?;
+            check_nonneg(&format!("robust[{i}].eps"), p.eps)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConstructedInfo {
+    /// Checks rates are fractions in [0, 1] and errors / distances are finite and non-negative.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.success_rate {
+            check_unit("success_rate", r)?;
+        }
+        for (name, v) in [
+            ("epsilon", self.epsilon),
+            ("init_rel_err", self.init_rel_err),
+            ("final_rel_err", self.final_rel_err),
+            ("mean_dist_to_x", self.mean_dist_to_x),
+            ("mean_dist_to_x0", self.mean_dist_to_x0),
+        ] {
+            if let Some(v) = v {
+                check_nonneg(name, v)?;
+            }
+        }
+        check_nonneg("step_size", self.step_size)?;
+        check_nonneg("wall_s", self.wall_s)
+    }
+}
