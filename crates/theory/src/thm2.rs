@@ -1,0 +1,662 @@
+//! Theorem 2: the robust maximum-likelihood parameters.
+//!
+//! **Penalty form.** Against the quadratic-penalty adversary the inner maximum of the loss is
+//! `½vᵀ(Σ - I/λ)⁻¹v + ½ln|Σ|` (for `Σ ≻ I/λ`), so the robust objective with `E[vvᵀ] = Σ*` is
+//!
+//! `J_λ(Σ) = ½ tr[(Σ - I/λ)⁻¹ Σ*] + ½ ln|Σ|`.
+//!
+//! Its minimiser is, in Σ*'s eigenbasis ([`robust_covariance_penalty`]),
+//! `Σ_r = ½Σ* + (1/λ)I + sqrt((1/λ)Σ* + ¼Σ*²)`, and `μ_r = μ*`.
+//! [`minimise_penalty_objective`] checks this by direct numerical minimisation over all SPD
+//! matrices (Cholesky parametrisation of `Σ - I/λ`).
+//!
+//! **Constrained form.** The robust MLE of the paper minimises
+//! `E[max_{‖δ‖₂≤ε} ℓ(x+δ, y; μ, Σ)]`. The inner problem (maximise a convex quadratic over a ball)
+//! is a trust-region problem solved exactly by the secular equation ([`constrained_inner_max`]);
+//! [`fit_constrained_robust`] minimises the sample objective over `(μ, Σ)` numerically.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_nonneg, check_positive, invalid, Result};
+use crate::gaussian::{GaussianModel, LabelledSamples};
+use crate::linalg::{
+    check_spd, check_vector, cholesky, frobenius, spd_inverse, spd_log_det, sym_eig, SymEig,
+};
+use crate::optim::{minimise, GdOptions, GdReport};
+
+/// Closed-form robust covariance of Theorem 2 (penalty form):
+/// `Σ_r = ½Σ* + (1/λ)I + sqrt((1/λ)Σ* + ¼Σ*²)`, computed in Σ*'s eigenbasis
+/// (eigenvalue-wise `r(σ) = σ/2 + 1/λ + sqrt(σ/λ + σ²/4)`).
+///
+/// `λ = ∞` is allowed and returns `Σ*`.
+pub fn robust_covariance_penalty(sigma_star: ArrayView2<f64>, lambda: f64) -> Result<Array2<f64>> {
+    check_spd("sigma_star", sigma_star)?;
+    if lambda.is_nan() || lambda <= 0.0 {
+        return Err(invalid("lambda", format!("must be > 0, got {lambda}")));
+    }
+    let e = sym_eig(sigma_star)?;
+    let t = if lambda.is_infinite() {
+        0.0
+    } else {
+        1.0 / lambda
+    };
+    Ok(e.map(|s| robust_eigenvalue(s, t)))
+}
+
+/// `r(σ, t) = σ/2 + t + sqrt(tσ + σ²/4)` with `t = 1/λ`: the positive root `s` of
+/// `s² - σs - σt = 0` shifted by `t`.
+pub fn robust_eigenvalue(sigma: f64, t: f64) -> f64 {
+    0.5 * sigma + t + (t * sigma + 0.25 * sigma * sigma).sqrt()
+}
+
+/// Root-mean-square size of the penalty adversary's perturbation against the robust fit:
+/// with `v ~ N(0, Σ*)` and `δ = (λΣ_r - I)⁻¹v`, `E‖δ‖² = tr[(λΣ_r - I)⁻¹Σ*(λΣ_r - I)⁻¹]`, which
+/// simplifies (eigenvalue-wise, using the stationarity `s² = σ(s + 1/λ)`, `s = r - 1/λ`) to
+/// `tr(Σ_r⁻¹)/λ²`. Returns `sqrt(tr(Σ_r⁻¹))/λ`.
+pub fn penalty_rms_radius(sigma_star: ArrayView2<f64>, lambda: f64) -> Result<f64> {
+    check_positive("lambda", lambda)?;
+    check_spd("sigma_star", sigma_star)?;
+    let e = sym_eig(sigma_star)?;
+    let t = 1.0 / lambda;
+    let tr_inv: f64 = e
+        .values
+        .iter()
+        .map(|&s| 1.0 / robust_eigenvalue(s, t))
+        .sum();
+    Ok(tr_inv.sqrt() / lambda)
+}
+
+/// The λ at which the penalty adversary's RMS perturbation size [`penalty_rms_radius`] equals
+/// `eps` (the function is strictly decreasing in λ; bisection on `ln λ`). A principled, but not
+/// unique, way to map a constraint radius ε to a penalty λ.
+pub fn lambda_for_rms_radius(sigma_star: ArrayView2<f64>, eps: f64) -> Result<f64> {
+    check_positive("eps", eps)?;
+    let (mut lo, mut hi) = (-30.0f64, 30.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if penalty_rms_radius(sigma_star, mid.exp())? > eps {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok((0.5 * (lo + hi)).exp())
+}
+
+/// Penalty-form robust objective `J_λ(Σ) = ½tr[(Σ - I/λ)⁻¹Σ*] + ½ln|Σ|`
+/// (the constant `(d/2)ln 2π` omitted). Fails unless `Σ - I/λ ≻ 0`.
+pub fn penalty_robust_objective(
+    sigma: ArrayView2<f64>,
+    sigma_star: ArrayView2<f64>,
+    lambda: f64,
+) -> Result<f64> {
+    check_positive("lambda", lambda)?;
+    let d = check_spd("sigma_star", sigma_star)?;
+    check_spd("sigma", sigma)?;
+    if sigma.nrows() != d {
+        return Err(invalid("sigma", "dimension differs from sigma_star"));
+    }
+    let s = &sigma - &(Array2::<f64>::eye(d) / lambda);
+    let s_inv = spd_inverse("sigma - I/lambda", s.view())?;
+    Ok(0.5 * (&s_inv * &sigma_star).sum() + 0.5 * spd_log_det("sigma", sigma)?)
+}
+
+/// Result of a numerical covariance fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumericalCovariance {
+    /// The minimiser found.
+    pub sigma: Array2<f64>,
+    /// Objective value there.
+    pub objective: f64,
+    /// Optimiser diagnostics.
+    pub report: GdReport,
+}
+
+fn tril_to_mat(theta: &[f64], d: usize) -> Array2<f64> {
+    let mut l = Array2::<f64>::zeros((d, d));
+    let mut k = 0;
+    for i in 0..d {
+        for j in 0..=i {
+            l[[i, j]] = theta[k];
+            k += 1;
+        }
+    }
+    l
+}
+
+fn mat_to_tril(l: ArrayView2<f64>) -> Vec<f64> {
+    let d = l.nrows();
+    let mut out = Vec::with_capacity(d * (d + 1) / 2);
+    for i in 0..d {
+        for j in 0..=i {
+            out.push(l[[i, j]]);
+        }
+    }
+    out
+}
+
+/// Directly minimises the penalty-form objective [`penalty_robust_objective`] over all SPD
+/// matrices by gradient descent on the Cholesky factor `L` of `S = Σ - I/λ = LLᵀ`
+/// (gradient `∂J/∂L = 2GL`, `G = ½[(S + I/λ)⁻¹ - S⁻¹Σ*S⁻¹]`). Starts from `Σ*/2 + I/λ` unless
+/// `init` (a candidate `Σ` with `Σ - I/λ ≻ 0`) is given. Does not use the closed form.
+pub fn minimise_penalty_objective(
+    sigma_star: ArrayView2<f64>,
+    lambda: f64,
+    init: Option<ArrayView2<f64>>,
+    opts: GdOptions,
+) -> Result<NumericalCovariance> {
+    check_positive("lambda", lambda)?;
+    let d = check_spd("sigma_star", sigma_star)?;
+    let eye_t = Array2::<f64>::eye(d) / lambda;
+    let s0 = match init {
+        Some(s) => {
+            check_spd("init", s)?;
+            &s - &eye_t
+        }
+        None => &sigma_star * 0.5,
+    };
+    let l0 = cholesky("init - I/lambda", s0.view())?;
+    let ss = sigma_star.to_owned();
+    let obj = |theta: &[f64]| {
+        let l = tril_to_mat(theta, d);
+        let s = l.dot(&l.t());
+        let s_inv = spd_inverse("S", s.view()).ok()?;
+        let sigma = &s + &eye_t;
+        let sig_inv = spd_inverse("sigma", sigma.view()).ok()?;
+        let logdet = spd_log_det("sigma", sigma.view()).ok()?;
+        let val = 0.5 * (&s_inv * &ss).sum() + 0.5 * logdet;
+        let g = (&sig_inv - &s_inv.dot(&ss).dot(&s_inv)) * 0.5;
+        let gl = g.dot(&l) * 2.0;
+        Some((val, mat_to_tril(gl.view())))
+    };
+    let report = minimise(obj, mat_to_tril(l0.view()), opts)?;
+    let l = tril_to_mat(&report.x, d);
+    let sigma = l.dot(&l.t()) + &eye_t;
+    Ok(NumericalCovariance {
+        sigma,
+        objective: report.value,
+        report,
+    })
+}
+
+/// Exact solution of the inner problem `max_{‖δ‖≤ε} ½(v+δ)ᵀA(v+δ)` for SPD `A` given by its
+/// eigendecomposition: `δ = (ηI - A)⁻¹Av` with the multiplier `η ≥ a_max` fixed by the secular
+/// equation `‖δ(η)‖ = ε` (safeguarded Newton on `1/‖δ(η)‖ - 1/ε`; the "hard case" with `v` orthogonal
+/// to the top eigenvector is handled). Returns `(δ, η)`; `ε = 0` gives `(0, ∞)`.
+pub fn constrained_inner_max(
+    a: &SymEig,
+    v: ArrayView1<f64>,
+    eps: f64,
+) -> Result<(Array1<f64>, f64)> {
+    let d = a.values.len();
+    check_vector("v", v, d)?;
+    check_nonneg("eps", eps)?;
+    if a.min() <= 0.0 {
+        return Err(invalid("A", "must be positive definite"));
+    }
+    let c = a.to_basis(v);
+    let av: Vec<f64> = a.values.to_vec();
+    let (y, eta) = trust_region_coords(&av, c.as_slice().expect("owned"), eps);
+    Ok((a.vectors.dot(&Array1::from_vec(y)), eta))
+}
+
+/// The trust-region maximiser in the eigenbasis of `A`: eigenvalues `av` (ascending, > 0), the
+/// coordinates `c = Qᵀv`; returns the coordinates of `δ` and the multiplier `η`.
+fn trust_region_coords(av: &[f64], c: &[f64], eps: f64) -> (Vec<f64>, f64) {
+    let d = av.len();
+    if eps == 0.0 {
+        return (vec![0.0; d], f64::INFINITY);
+    }
+    let amax = av[d - 1];
+    let b: Vec<f64> = (0..d).map(|i| av[i] * c[i]).collect();
+    let bnorm = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let norm_at = |eta: f64| -> f64 {
+        b.iter()
+            .zip(av.iter())
+            .map(|(bi, ai)| (bi / (eta - ai)).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    // Components in the top eigenspace (numerically tied eigenvalues).
+    let tol = 1e-12 * amax;
+    let is_top = |i: usize| amax - av[i] <= tol;
+    let top_mass = (0..d)
+        .filter(|&i| is_top(i))
+        .map(|i| b[i] * b[i])
+        .sum::<f64>()
+        .sqrt();
+    let hard = top_mass <= 1e-14 * bnorm.max(1e-300);
+    if hard {
+        // Norm as eta -> amax from the non-top components only.
+        let rest: f64 = (0..d)
+            .filter(|&i| !is_top(i))
+            .map(|i| (b[i] / (amax - av[i])).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if rest <= eps {
+            let mut y = vec![0.0; d];
+            for i in 0..d {
+                if !is_top(i) {
+                    y[i] = b[i] / (amax - av[i]);
+                }
+            }
+            let tau = (eps * eps - rest * rest).max(0.0).sqrt();
+            let i0 = d - 1;
+            y[i0] = if c[i0] < 0.0 { -tau } else { tau };
+            return (y, amax);
+        }
+    }
+    // phi(eta) = 1/norm(eta) - 1/eps increases on (amax, inf); it is < 0 near amax (non-hard
+    // case) and >= 0 at hi = amax + ‖b‖/ε since norm(eta) <= ‖b‖/(eta - amax).
+    let mut lo = amax;
+    let mut hi = amax + bnorm / eps;
+    let mut eta = amax + top_mass.max(1e-300) / eps; // root of the top term alone
+    if !(eta > lo && eta <= hi) {
+        eta = 0.5 * (lo + hi);
+    }
+    for _ in 0..200 {
+        let n = norm_at(eta);
+        let phi = 1.0 / n - 1.0 / eps;
+        if phi.abs() <= 1e-14 / eps {
+            break;
+        }
+        if phi < 0.0 {
+            lo = eta;
+        } else {
+            hi = eta;
+        }
+        if (hi - lo) <= 1e-15 * hi {
+            break;
+        }
+        // dphi/deta = n^{-3} Σ b²/(eta-a)³ > 0.
+        let s3: f64 = b
+            .iter()
+            .zip(av.iter())
+            .map(|(bi, ai)| bi * bi / (eta - ai).powi(3))
+            .sum();
+        let mut next = eta - phi * n * n * n / s3;
+        if !(next > lo && next < hi && next.is_finite()) {
+            next = 0.5 * (lo + hi);
+        }
+        eta = next;
+    }
+    ((0..d).map(|i| b[i] / (eta - av[i])).collect(), eta)
+}
+
+/// Sample value of the ε-constrained robust objective
+/// `(1/n) Σᵢ max_{‖δ‖≤ε} ½(vᵢ+δ)ᵀΣ⁻¹(vᵢ+δ) + ½ln|Σ|`, `vᵢ = xᵢ - yᵢμ`
+/// (constant omitted), together with the mean multiplier `η̄`.
+pub fn constrained_robust_objective(
+    samples: &LabelledSamples,
+    mu: ArrayView1<f64>,
+    sigma: ArrayView2<f64>,
+    eps: f64,
+) -> Result<(f64, f64)> {
+    let r = constrained_eval(samples, mu, sigma, eps)?;
+    Ok((r.value, r.mean_multiplier))
+}
+
+struct ConstrainedEval {
+    value: f64,
+    grad_mu: Array1<f64>,
+    grad_sigma: Array2<f64>,
+    mean_multiplier: f64,
+}
+
+fn constrained_eval(
+    samples: &LabelledSamples,
+    mu: ArrayView1<f64>,
+    sigma: ArrayView2<f64>,
+    eps: f64,
+) -> Result<ConstrainedEval> {
+    let d = check_spd("sigma", sigma)?;
+    check_vector("mu", mu, samples.dim())?;
+    if d != samples.dim() {
+        return Err(invalid("sigma", "dimension differs from the samples"));
+    }
+    check_nonneg("eps", eps)?;
+    // Work in the eigenbasis of Σ (eigenvalues σᵢ, A = Σ⁻¹ has eigenvalues 1/σᵢ).
+    let es = sym_eig(sigma)?;
+    let q = &es.vectors;
+    // Ascending eigenvalues of A correspond to descending σ: reverse the order.
+    let order: Vec<usize> = (0..d).rev().collect();
+    let av: Vec<f64> = order.iter().map(|&k| 1.0 / es.values[k]).collect();
+    let qf: Vec<f64> = (0..d)
+        .flat_map(|i| order.iter().map(move |&k| (i, k)))
+        .map(|(i, k)| q[[i, k]])
+        .collect(); // row-major d×d, column j = eigenvector of av[j]
+    let mu_s: Vec<f64> = mu.to_vec();
+    let n = samples.len() as f64;
+    let mut quad = 0.0;
+    let mut u_mom = vec![0.0; d * d];
+    let mut yu = vec![0.0; d];
+    let mut eta_sum = 0.0;
+    let mut v = vec![0.0; d];
+    let mut c = vec![0.0; d];
+    for (row, &y) in samples.x.axis_iter(Axis(0)).zip(samples.y.iter()) {
+        for i in 0..d {
+            v[i] = row[i] - y * mu_s[i];
+        }
+        for j in 0..d {
+            let mut s = 0.0;
+            for i in 0..d {
+                s += qf[i * d + j] * v[i];
+            }
+            c[j] = s;
+        }
+        let (delta, eta) = trust_region_coords(&av, &c, eps);
+        eta_sum += eta;
+        for j in 0..d {
+            let uj = c[j] + delta[j];
+            quad += 0.5 * av[j] * uj * uj;
+            yu[j] += y * uj;
+            for k in 0..d {
+                u_mom[j * d + k] += uj * (c[k] + delta[k]);
+            }
+        }
+    }
+    // Back to the original basis: A U A = Q diag(a) U_eig diag(a) Qᵀ, A·yu = Q diag(a) yu_eig.
+    let mut grad_sigma = Array2::<f64>::zeros((d, d));
+    let mut grad_mu = Array1::<f64>::zeros(d);
+    for r in 0..d {
+        for s2 in 0..d {
+            let mut acc = 0.0;
+            for j in 0..d {
+                for k in 0..d {
+                    let m = av[j] * u_mom[j * d + k] / n * av[k];
+                    let a_jk = if j == k { av[j] } else { 0.0 };
+                    acc += qf[r * d + j] * (a_jk - m) * qf[s2 * d + k];
+                }
+            }
+            grad_sigma[[r, s2]] = 0.5 * acc;
+        }
+        let mut g = 0.0;
+        for j in 0..d {
+            g += qf[r * d + j] * av[j] * yu[j] / n;
+        }
+        grad_mu[r] = -g;
+    }
+    let log_det: f64 = es.values.iter().map(|s| s.ln()).sum();
+    // Danskin: the maximiser is unique almost surely, so the gradient is that of the quadratic
+    // at the fixed maximiser u = v + δ*.
+    Ok(ConstrainedEval {
+        value: quad / n + 0.5 * log_det,
+        grad_mu,
+        grad_sigma,
+        mean_multiplier: eta_sum / n,
+    })
+}
+
+/// A robust MLE fitted under the ε-constrained adversary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConstrainedFit {
+    /// The perturbation radius.
+    pub eps: f64,
+    /// Fitted `(μ, Σ)`.
+    pub model: GaussianModel,
+    /// Objective at the fit.
+    pub objective: f64,
+    /// Mean trust-region multiplier `η̄` over samples (the per-sample analogue of λ).
+    pub mean_multiplier: f64,
+    /// Optimiser diagnostics.
+    pub report: GdReport,
+}
+
+/// Numerically minimises the sample ε-constrained robust objective over `(μ, Σ)`
+/// (`Σ = LLᵀ`, gradient by Danskin's theorem), starting from `init` (e.g. the MLE or the fit at a
+/// smaller ε).
+pub fn fit_constrained_robust(
+    samples: &LabelledSamples,
+    eps: f64,
+    init: &GaussianModel,
+    opts: GdOptions,
+) -> Result<ConstrainedFit> {
+    check_nonneg("eps", eps)?;
+    let d = samples.dim();
+    if init.dim() != d {
+        return Err(invalid("init", "dimension differs from the samples"));
+    }
+    let l0 = cholesky("init sigma", init.sigma().view())?;
+    let mut theta0 = init.mu().to_vec();
+    theta0.extend(mat_to_tril(l0.view()));
+    let obj = |theta: &[f64]| {
+        let mu = ArrayView1::from(&theta[..d]);
+        let l = tril_to_mat(&theta[d..], d);
+        let sigma = l.dot(&l.t());
+        let r = constrained_eval(samples, mu, sigma.view(), eps).ok()?;
+        let gl = r.grad_sigma.dot(&l) * 2.0;
+        let mut g = r.grad_mu.to_vec();
+        g.extend(mat_to_tril(gl.view()));
+        Some((r.value, g))
+    };
+    let report = minimise(obj, theta0, opts)?;
+    let mu = Array1::from_vec(report.x[..d].to_vec());
+    let l = tril_to_mat(&report.x[d..], d);
+    let sigma = l.dot(&l.t());
+    let r = constrained_eval(samples, mu.view(), sigma.view(), eps)?;
+    Ok(ConstrainedFit {
+        eps,
+        model: GaussianModel::new(mu, sigma)?,
+        objective: r.value,
+        mean_multiplier: r.mean_multiplier,
+        report,
+    })
+}
+
+/// Largest decrease of the sample constrained objective found by probing `fit` along random
+/// directions in the `(μ, L)` parametrisation with relative step lengths 1e-3, 1e-4, 1e-5
+/// ([`crate::optim::descent_probe`]). A value ≤ ~1e-12 means no descent direction was found, i.e.
+/// the fit is a (possibly nonsmooth) local minimum.
+pub fn constrained_descent_probe<R: rand::Rng + ?Sized>(
+    samples: &LabelledSamples,
+    fit: &ConstrainedFit,
+    n_dirs: usize,
+    rng: &mut R,
+) -> Result<f64> {
+    let d = samples.dim();
+    let l = cholesky("fit sigma", fit.model.sigma().view())?;
+    let mut theta = fit.model.mu().to_vec();
+    theta.extend(mat_to_tril(l.view()));
+    let scale = theta.iter().map(|v| v * v).sum::<f64>().sqrt().max(1.0);
+    let steps: Vec<f64> = [1e-3, 1e-4, 1e-5].iter().map(|h| h * scale).collect();
+    let eps = fit.eps;
+    let f = |th: &[f64]| {
+        let mu = ArrayView1::from(&th[..d]);
+        let l = tril_to_mat(&th[d..], d);
+        let sigma = l.dot(&l.t());
+        constrained_eval(samples, mu, sigma.view(), eps)
+            .ok()
+            .map(|r| r.value)
+    };
+    crate::optim::descent_probe(f, &theta, &steps, n_dirs, rng)
+}
+
+/// Anisotropy of a covariance: `‖Σ/(tr Σ/d) - I‖_F`, zero exactly for multiples of the identity.
+pub fn anisotropy(sigma: ArrayView2<f64>) -> Result<f64> {
+    let d = check_spd("sigma", sigma)?;
+    let tr = sigma.diag().sum();
+    let scaled = &sigma * (d as f64 / tr);
+    Ok(frobenius((&scaled - &Array2::<f64>::eye(d)).view()))
+}
+
+/// The `λ` whose closed-form `Σ_r(λ)` is closest (relative Frobenius) to `sigma`, searched on a
+/// log grid over `[1e-3, 1e6]` then refined by golden section. Returns `(λ, relative error)`.
+pub fn best_fit_lambda(sigma_star: ArrayView2<f64>, sigma: ArrayView2<f64>) -> Result<(f64, f64)> {
+    check_spd("sigma", sigma)?;
+    let norm = frobenius(sigma);
+    let err = |log_l: f64| -> Result<f64> {
+        let r = robust_covariance_penalty(sigma_star, log_l.exp())?;
+        Ok(frobenius((&r - &sigma).view()) / norm)
+    };
+    let (a, b) = (1e-3f64.ln(), 1e6f64.ln());
+    let steps = 200;
+    let mut best = (a, err(a)?);
+    for k in 1..=steps {
+        let t = a + (b - a) * k as f64 / steps as f64;
+        let e = err(t)?;
+        if e < best.1 {
+            best = (t, e);
+        }
+    }
+    let h = (b - a) / steps as f64;
+    let (mut lo, mut hi) = (best.0 - h, best.0 + h);
+    let g = 0.5 * (5f64.sqrt() - 1.0);
+    for _ in 0..80 {
+        let m1 = hi - g * (hi - lo);
+        let m2 = lo + g * (hi - lo);
+        if err(m1)? < err(m2)? {
+            hi = m2;
+        } else {
+            lo = m1;
+        }
+    }
+    let t = 0.5 * (lo + hi);
+    Ok((t.exp(), err(t)?))
+}
+
+/// Comparison of the closed form with a numerical minimisation (relative Frobenius error and
+/// objective gap `J(numerical) - J(closed form)`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClosedFormCheck {
+    /// `‖Σ_num - Σ_r‖_F / ‖Σ_r‖_F`.
+    pub rel_error: f64,
+    /// `J(Σ_num) - J(Σ_r)`; ≥ 0 up to round-off if the closed form is the minimiser.
+    pub objective_gap: f64,
+    /// Optimiser iterations.
+    pub iterations: usize,
+    /// Whether the optimiser met its gradient tolerance.
+    pub converged: bool,
+    /// Why the optimiser stopped.
+    pub stop: crate::optim::StopReason,
+}
+
+/// Runs [`minimise_penalty_objective`] and compares with [`robust_covariance_penalty`].
+pub fn check_closed_form(
+    sigma_star: ArrayView2<f64>,
+    lambda: f64,
+    opts: GdOptions,
+) -> Result<ClosedFormCheck> {
+    let cf = robust_covariance_penalty(sigma_star, lambda)?;
+    let num = minimise_penalty_objective(sigma_star, lambda, None, opts)?;
+    let j_cf = penalty_robust_objective(cf.view(), sigma_star, lambda)?;
+    Ok(ClosedFormCheck {
+        rel_error: frobenius((&num.sigma - &cf).view()) / frobenius(cf.view()),
+        objective_gap: num.objective - j_cf,
+        iterations: num.report.iterations,
+        converged: num.report.converged,
+        stop: num.report.stop,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linalg::{random_spd, rotation2};
+    use ndarray::array;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn closed_form_limits() {
+        let s = array![[2.0, 0.3], [0.3, 0.5]];
+        let inf = robust_covariance_penalty(s.view(), f64::INFINITY).unwrap();
+        assert!(frobenius((&inf - &s).view()) < 1e-12);
+        let big = robust_covariance_penalty(s.view(), 1e9).unwrap();
+        assert!(frobenius((&big - &s).view()) < 1e-4);
+        // Small lambda: Σ_r ≈ (1/λ)(I + ...) dominated by (2/λ)·I... anisotropy vanishes.
+        let small = robust_covariance_penalty(s.view(), 1e-6).unwrap();
+        assert!(anisotropy(small.view()).unwrap() < 1e-2);
+        assert!(anisotropy(s.view()).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn rms_radius_identity() {
+        let mut rng = ChaCha8Rng::seed_from_u64(22);
+        let s = random_spd(3, 0.1, 3.0, &mut rng);
+        for lambda in [0.3, 2.0, 30.0] {
+            let r = robust_covariance_penalty(s.view(), lambda).unwrap();
+            let m = &r * lambda - &Array2::<f64>::eye(3);
+            let mi = spd_inverse("m", m.view()).unwrap();
+            let direct = mi.dot(&s).dot(&mi).diag().sum().sqrt();
+            let formula = penalty_rms_radius(s.view(), lambda).unwrap();
+            assert!(
+                (direct - formula).abs() < 1e-10 * direct,
+                "{direct} {formula}"
+            );
+            let back = lambda_for_rms_radius(s.view(), formula).unwrap();
+            assert!((back - lambda).abs() < 1e-8 * lambda);
+        }
+    }
+
+    #[test]
+    fn closed_form_is_stationary_and_beats_perturbations() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let s = random_spd(3, 0.1, 3.0, &mut rng);
+        let lambda = 0.7;
+        let r = robust_covariance_penalty(s.view(), lambda).unwrap();
+        let j = penalty_robust_objective(r.view(), s.view(), lambda).unwrap();
+        for _ in 0..50 {
+            let p = random_spd(3, 0.5, 1.5, &mut rng) * 1e-3;
+            let jr = penalty_robust_objective((&r + &p).view(), s.view(), lambda).unwrap();
+            assert!(jr >= j - 1e-12);
+        }
+    }
+
+    #[test]
+    fn trust_region_matches_brute_force_2d() {
+        let sigma = rotation2(0.4)
+            .dot(&array![[1.0, 0.0], [0.0, 0.05]])
+            .dot(&rotation2(0.4).t());
+        let a = spd_inverse("s", sigma.view()).unwrap();
+        let ea = sym_eig(a.view()).unwrap();
+        for (v, eps) in [
+            (array![0.3, -0.2], 0.5),
+            (array![1.0, 0.5], 0.1),
+            (array![0.0, 0.0], 0.3),
+            (array![-2.0, 0.7], 2.0),
+        ] {
+            let (delta, _) = constrained_inner_max(&ea, v.view(), eps).unwrap();
+            assert!((delta.dot(&delta).sqrt() - eps).abs() < 1e-9);
+            let val = |dl: &Array1<f64>| {
+                let u = &v + dl;
+                0.5 * u.dot(&a.dot(&u))
+            };
+            let best = (0..20_000)
+                .map(|k| {
+                    let t = k as f64 / 20_000.0 * std::f64::consts::TAU;
+                    val(&array![eps * t.cos(), eps * t.sin()])
+                })
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                val(&delta) >= best - 1e-9 * best.abs().max(1.0),
+                "{v} {eps}"
+            );
+            assert!(val(&delta) - best < 1e-4 * best.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn hard_case_is_handled() {
+        // v orthogonal to the top eigenvector of A = diag(1, 10).
+        let a = array![[1.0, 0.0], [0.0, 10.0]];
+        let ea = sym_eig(a.view()).unwrap();
+        let v = array![0.1, 0.0];
+        let (delta, eta) = constrained_inner_max(&ea, v.view(), 1.0).unwrap();
+        assert!((delta.dot(&delta).sqrt() - 1.0).abs() < 1e-12);
+        assert_eq!(eta, 10.0);
+        let u = &v + &delta;
+        // Optimal value: most mass on the stiff axis.
+        assert!(0.5 * u.dot(&a.dot(&u)) > 4.9);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let s = array![[1.0, 0.0], [0.0, 1.0]];
+        assert!(robust_covariance_penalty(s.view(), 0.0).is_err());
+        assert!(robust_covariance_penalty(s.view(), f64::NAN).is_err());
+        assert!(robust_covariance_penalty(array![[1.0, 2.0], [2.0, 1.0]].view(), 1.0).is_err());
+        // sigma - I/lambda not PD.
+        assert!(penalty_robust_objective(s.view(), s.view(), 0.5).is_err());
+    }
+}
