@@ -14,6 +14,8 @@ pub(crate) struct DocTable {
     pub rows: Vec<Vec<String>>,
     /// Columns whose cells hold verdicts ("holds" or "F2a: holds; F2c: partly").
     pub verdict_cols: Vec<usize>,
+    /// Never right-align numeric-looking cells (key / value tables).
+    pub left_align: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub(crate) enum Block {
     Para(Text),
     /// Something is not there yet; shown in a highlighted box.
     Missing(Text),
+    /// Something went wrong (unreadable file, failed stage or plot); shown in a red box.
+    Problem(Text),
     Table(DocTable),
     /// An image under the results dir (relative path) with a caption.
     Image {
@@ -191,7 +195,7 @@ fn table_html(t: &DocTable, out: &mut String) {
                 out.push_str("</td>");
             } else if cell.starts_with("not computed yet") || cell.starts_with("missing") {
                 let _ = write!(out, "<td class=\"miss\">{}</td>", inline_html(cell));
-            } else if looks_numeric(cell) {
+            } else if !t.left_align && looks_numeric(cell) {
                 let _ = write!(out, "<td class=\"num\">{}</td>", inline_html(cell));
             } else {
                 let _ = write!(out, "<td>{}</td>", inline_html(cell).replace('\n', "<br>"));
@@ -294,6 +298,13 @@ fn blocks_html(dir: &Path, blocks: &[Block], out: &mut String) {
                     inline_html(t)
                 );
             }
+            Block::Problem(t) => {
+                let _ = writeln!(
+                    out,
+                    "<div class=\"missing problem\"><strong>Problem:</strong> {}</div>",
+                    inline_html(t)
+                );
+            }
             Block::Table(t) => table_html(t, out),
             Block::Image { rel, caption } => match load_image(dir, rel) {
                 Ok(bytes) => {
@@ -345,6 +356,9 @@ fn blocks_md(dir: &Path, blocks: &[Block], out: &mut String) {
             }
             Block::Missing(t) => {
                 let _ = writeln!(out, "> **Missing:** {t}\n");
+            }
+            Block::Problem(t) => {
+                let _ = writeln!(out, "> **Problem:** {t}\n");
             }
             Block::Table(t) => table_md(t, out),
             Block::Image { rel, caption } => match load_image(dir, rel) {
@@ -399,7 +413,7 @@ nav.toc h2 { border:0; margin:.4em 0; font-size:1.1em; }
 nav.toc ol { margin:.3em 0 .6em; padding-left:1.4em; columns:2; column-gap:40px; }
 nav.toc li { margin:2px 0; break-inside:avoid; }
 .tag { font-size:11.5px; border-radius:9px; padding:0 7px; margin-left:6px; font-weight:600; }
-.tag.partial { background:#fff8c5; color:#7d4e00; } .tag.missing { background:#ffebe9; color:#a40e26; }
+.tag-partial { background:#fff8c5; color:#7d4e00; } .tag-missing { background:#ffebe9; color:#a40e26; }
 .table-wrap { overflow-x:auto; margin:6px 0 22px; }
 table { border-collapse:collapse; font-size:14px; }
 p.caption { color:var(--muted); font-weight:600; margin:14px 0 4px; font-size:14px; }
@@ -413,6 +427,7 @@ td.verdict div { white-space:nowrap; margin:1px 0; }
 .v-holds { background:#dafbe1; color:#116329; } .v-partly { background:#fff8c5; color:#7d4e00; }
 .v-not { background:#ffebe9; color:#a40e26; } .v-und { background:#eef1f4; color:#59636e; }
 .missing { border-left:4px solid #d4a72c; background:#fff8c5; padding:8px 14px; margin:12px 0; border-radius:4px; }
+.missing.problem { border-left-color:#cf222e; background:#ffebe9; }
 figure { margin:18px 0; }
 figure img { max-width:100%; height:auto; border:1px solid var(--border); border-radius:6px; }
 figcaption { color:var(--muted); font-size:14px; margin-top:4px; } figcaption .path { font-family:monospace; font-size:12px; }
@@ -424,8 +439,8 @@ details { margin:10px 0; } summary { cursor:pointer; color:var(--accent); }
 fn status_tag(s: Status) -> &'static str {
     match s {
         Status::Complete => "",
-        Status::Partial => " <span class=\"tag partial\">partial</span>",
-        Status::Missing => " <span class=\"tag missing\">missing</span>",
+        Status::Partial => " <span class=\"tag tag-partial\">partial</span>",
+        Status::Missing => " <span class=\"tag tag-missing\">missing</span>",
     }
 }
 

@@ -210,11 +210,41 @@ impl Results {
 
     /// Figure 2 claims.
     pub fn figure2_verdicts(&self) -> Vec<ClaimVerdict> {
-        figure2_verdicts(&self.models, self.headline().as_ref(), self.num_classes().0)
+        self.explain(figure2_verdicts(
+            &self.models,
+            self.headline().as_ref(),
+            self.num_classes().0,
+        ))
     }
 
     /// Table 1 claims.
     pub fn table1_verdicts(&self) -> Vec<ClaimVerdict> {
-        table1_verdicts(&self.models, self.headline().as_ref(), self.num_classes().0)
+        self.explain(table1_verdicts(
+            &self.models,
+            self.headline().as_ref(),
+            self.num_classes().0,
+        ))
+    }
+
+    /// A model file that exists but could not be used is not "not computed yet".
+    fn explain(&self, mut v: Vec<ClaimVerdict>) -> Vec<ClaimVerdict> {
+        for c in &mut v {
+            let Some(list) = c.evidence.strip_prefix("not computed yet: ") else {
+                continue;
+            };
+            let (bad, absent): (Vec<&str>, Vec<&str>) = list
+                .split(", ")
+                .partition(|rel| self.dir.join(rel).exists());
+            if bad.is_empty() {
+                continue;
+            }
+            let mut parts = Vec::new();
+            if !absent.is_empty() {
+                parts.push(format!("not computed yet: {}", absent.join(", ")));
+            }
+            parts.push(format!("could not be read: {}", bad.join(", ")));
+            c.evidence = parts.join("; ");
+        }
+        v
     }
 }

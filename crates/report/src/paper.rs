@@ -102,7 +102,7 @@ impl PaperNumber {
 
 /// Formats a number without trailing zeros (84.0 → "84", 95.25 → "95.25").
 pub(crate) fn fmt_num(v: f64) -> String {
-    let s = format!("{v:.4}");
+    let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s.is_empty() || s == "-" {
         "0".into()

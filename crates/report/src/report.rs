@@ -112,6 +112,10 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn miss(&mut self, artefact: &str) -> String {
+        if !artefact.contains('*') && self.r.dir.join(artefact).exists() {
+            // Present but unreadable or invalid: listed under the problems.
+            return format!("could not be read: {artefact} (see the summary)");
+        }
         if !self.missing.iter().any(|m| m == artefact) {
             self.missing.push(artefact.to_string());
         }
@@ -141,7 +145,7 @@ impl Ctx<'_> {
             Err(e) => {
                 let msg = format!("plot {rel} failed: {e:#}");
                 self.problems.push(msg.clone());
-                Some(Block::Missing(msg))
+                Some(Block::Problem(msg))
             }
         }
     }
@@ -200,6 +204,7 @@ fn claims_table(caption: &str, verdicts: &[ClaimVerdict]) -> DocTable {
             })
             .collect(),
         verdict_cols: vec![4],
+        left_align: false,
     }
 }
 
@@ -249,7 +254,11 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
         };
         match m {
             Some(m) => rows.push(vec![
-                k.label().to_string(),
+                if variant {
+                    m.trained_on.clone()
+                } else {
+                    k.label().to_string()
+                },
                 format!("`{}`", m.name),
                 pct(m.std_acc),
                 rob_cell(m, h.as_ref()),
@@ -284,6 +293,7 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
         ],
         rows,
         verdict_cols: vec![5],
+        left_align: false,
     }
 }
 
@@ -327,7 +337,11 @@ fn table1_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
         let (cifar, rin) = (paper("CIFAR-10"), paper("Restricted ImageNet"));
         match m {
             Some(m) => rows.push(vec![
-                k.label().replace(", standard training", "").to_string(),
+                if variant {
+                    m.trained_on.clone()
+                } else {
+                    k.label().replace(", standard training", "")
+                },
                 format!("`{}`", m.name),
                 pct(m.std_acc),
                 rob_cell(m, h.as_ref()),
@@ -367,6 +381,7 @@ fn table1_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
         ],
         rows,
         verdict_cols: vec![7],
+        left_align: false,
     }
 }
 
@@ -400,7 +415,7 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
                 .map(|s| format!("`{}`: {}", s.name, s.message.clone().unwrap_or_default()))
                 .collect();
             if !failed.is_empty() {
-                b.push(Block::Missing(format!(
+                b.push(Block::Problem(format!(
                     "failed stages: {}",
                     failed.join("; ")
                 )));
@@ -442,6 +457,27 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
             v,
         ]);
     }
+    {
+        let all: Vec<Verdict> = f2
+            .iter()
+            .chain(t1.iter())
+            .map(|v| v.verdict)
+            .chain(r.sections.iter().filter_map(|s| Verdict::parse(&s.verdict)))
+            .collect();
+        let n = |v: Verdict| all.iter().filter(|x| **x == v).count();
+        b.push(Block::Para(format!(
+            "**{} claims checked: {} hold, {} partly, {} do not hold, {} undetermined**{}.",
+            all.iter().filter(|v| **v != Verdict::NotApplicable).count(),
+            n(Verdict::Holds),
+            n(Verdict::Partly),
+            n(Verdict::DoesNotHold),
+            n(Verdict::Undetermined),
+            match n(Verdict::NotApplicable) {
+                0 => String::new(),
+                k => format!(" (and {k} question(s) without a verdict)"),
+            }
+        )));
+    }
     b.push(Block::Table(DocTable {
         caption: "Every claim checked in this run.".into(),
         headers: vec![
@@ -452,9 +488,10 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
         ],
         rows,
         verdict_cols: vec![3],
+        left_align: false,
     }));
     if !r.problems.is_empty() {
-        b.push(Block::Missing("some files could not be used:".into()));
+        b.push(Block::Problem("some files could not be used:".into()));
         b.push(Block::List(r.problems.clone()));
     }
     DocSection {
@@ -514,7 +551,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
         }
     }
     if !cats.is_empty() {
-        let rob_name = format!("Adv ({})", headline_text(h.as_ref()));
+        let rob_name = format!("Robust acc. ({})", headline_text(h.as_ref()));
         let caption = format!(
             "Figure 2 reproduced: standard accuracy and robust accuracy at {} on the real test set, per training set. A missing bar was not measured.",
             headline_text(h.as_ref())
@@ -526,7 +563,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
                 "Test accuracy",
                 &cats,
                 &[
-                    ("Std".into(), std_v.clone()),
+                    ("Standard acc.".into(), std_v.clone()),
                     (rob_name.clone(), rob_v.clone()),
                 ],
                 &PlotOptions {
@@ -551,10 +588,10 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
     }
 }
 
-fn section_status(present: usize, _expected: usize, anything_missing: bool) -> Status {
+fn section_status(present: usize, expected: usize, anything_missing: bool) -> Status {
     if present == 0 {
         Status::Missing
-    } else if anything_missing {
+    } else if present < expected || anything_missing {
         Status::Partial
     } else {
         Status::Complete
@@ -728,6 +765,7 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
             headers,
             rows,
             verdict_cols: vec![],
+            left_align: false,
         }));
         let file = format!(
             "robust_{}.png",
@@ -811,6 +849,7 @@ fn datasets_section(ctx: &mut Ctx) -> DocSection {
                 .collect(),
             rows,
             verdict_cols: vec![],
+            left_align: false,
         }));
     }
     let mut shown = BTreeSet::new();
@@ -925,6 +964,7 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
             .collect(),
         rows,
         verdict_cols: vec![],
+        left_align: false,
     }));
     if running {
         b.push(Block::Para("\\* no `final_train_acc` recorded: last epoch's running accuracy on the training batches (for adversarial training: on adversarial batches).".into()));
@@ -975,6 +1015,16 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
     }
 }
 
+/// Formats a JSON number: scientific below 1e-3 or from 1e6, else at most 6 decimals.
+fn fmt_json_num(f: f64) -> String {
+    let a = f.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        format!("{f:.3e}")
+    } else {
+        fmt_num((f * 1e6).round() / 1e6)
+    }
+}
+
 /// Finds tables ({headers, rows}) and scalar fields in arbitrary JSON.
 fn json_tables(
     v: &serde_json::Value,
@@ -992,7 +1042,7 @@ fn json_tables(
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n
                         .as_f64()
-                        .map(|f| fmt_num((f * 1e4).round() / 1e4))
+                        .map(fmt_json_num)
                         .unwrap_or_else(|| n.to_string()),
                     other => other.to_string(),
                 };
@@ -1019,6 +1069,7 @@ fn json_tables(
                         })
                         .map(|(i, _)| i)
                         .collect(),
+                    left_align: false,
                 });
                 return;
             }
@@ -1044,13 +1095,7 @@ fn json_tables(
         Value::Number(n) => {
             let s = n
                 .as_f64()
-                .map(|f| {
-                    if f != 0.0 && f.abs() < 1e-3 {
-                        format!("{f:.3e}")
-                    } else {
-                        fmt_num((f * 1e6).round() / 1e6)
-                    }
-                })
+                .map(fmt_json_num)
                 .unwrap_or_else(|| n.to_string());
             scalars.push(vec![format!("`{}`", path.trim_start_matches('.')), s]);
         }
@@ -1098,6 +1143,7 @@ fn theory_section(ctx: &mut Ctx) -> DocSection {
                     headers: vec!["Field".into(), "Value".into()],
                     rows: scalars,
                     verdict_cols: vec![],
+                    left_align: false,
                 }));
             }
             let mut pretty = serde_json::to_string_pretty(v).unwrap_or_default();
@@ -1174,6 +1220,7 @@ fn sections_section(ctx: &mut Ctx) -> DocSection {
             ],
             rows: vec![vec![s.claim.clone(), s.finding.clone(), v]],
             verdict_cols: vec![2],
+            left_align: false,
         }));
         for t in &s.tables {
             b.push(Block::Table(DocTable {
@@ -1187,6 +1234,7 @@ fn sections_section(ctx: &mut Ctx) -> DocSection {
                     .filter(|(_, h)| h.eq_ignore_ascii_case("verdict"))
                     .map(|(i, _)| i)
                     .collect(),
+                left_align: false,
             }));
         }
         for img in &s.images {
@@ -1212,38 +1260,51 @@ fn paper_section(ctx: &mut Ctx) -> DocSection {
         "Every reference number, from `crates/report/paper_numbers.toml`. Status: **confirmed** = the paper's number as quoted by the authors' dataset release [CD]; **proxy** = the authors' library's model of the same kind [RL], not the figure's own bar; **third-party replication** = Benz et al. [PB]; **unconfirmed** = recollection of the paper (MEM), not checked.".into(),
     )];
     match paper_numbers() {
-        Ok(nums) => b.push(Block::Table(DocTable {
-            caption: String::new(),
-            headers: [
-                "Table",
-                "Dataset",
-                "Training set",
-                "Metric",
-                "Value",
-                "Source",
-                "Status",
-                "Note",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            rows: nums
+        Ok(nums) => {
+            let table = |sel: Vec<&crate::paper::PaperNumber>| DocTable {
+                caption: String::new(),
+                headers: [
+                    "Table",
+                    "Dataset",
+                    "Training set",
+                    "Metric",
+                    "Value",
+                    "Source",
+                    "Status",
+                    "Note",
+                ]
                 .iter()
-                .map(|n| {
-                    vec![
-                        n.table.clone(),
-                        n.dataset.clone(),
-                        n.training_set.clone(),
-                        n.metric_text(),
-                        n.value_text(),
-                        n.source.clone(),
-                        n.status.label().to_string(),
-                        n.note.clone(),
-                    ]
-                })
+                .map(|s| s.to_string())
                 .collect(),
-            verdict_cols: vec![],
-        })),
+                rows: sel
+                    .iter()
+                    .map(|n| {
+                        vec![
+                            n.table.clone(),
+                            n.dataset.clone(),
+                            n.training_set.clone(),
+                            n.metric_text(),
+                            n.value_text(),
+                            n.source.clone(),
+                            n.status.label().to_string(),
+                            n.note.clone(),
+                        ]
+                    })
+                    .collect(),
+                verdict_cols: vec![],
+                left_align: false,
+            };
+            let (rep, main): (Vec<_>, Vec<_>) = nums
+                .iter()
+                .partition(|n| n.status == crate::paper::SourceStatus::Replication);
+            b.push(Block::Table(table(main)));
+            if !rep.is_empty() {
+                b.push(Block::Details {
+                    summary: format!("Benz et al. replication [PB]: {} numbers", rep.len()),
+                    body: vec![Block::Table(table(rep))],
+                });
+            }
+        }
         Err(e) => {
             ctx.problems.push(format!("{e:#}"));
             b.push(Block::Missing(format!("{e:#}")));
@@ -1311,6 +1372,7 @@ fn run_section(ctx: &mut Ctx) -> DocSection {
             ),
         ],
         verdict_cols: vec![],
+        left_align: true,
     }));
     if !run.crate_versions.is_empty() {
         b.push(Block::Table(DocTable {
@@ -1322,6 +1384,7 @@ fn run_section(ctx: &mut Ctx) -> DocSection {
                 .map(|(k, v)| vec![k.clone(), v.clone()])
                 .collect(),
             verdict_cols: vec![],
+            left_align: false,
         }));
     }
     if run.stages.is_empty() {
@@ -1349,6 +1412,7 @@ fn run_section(ctx: &mut Ctx) -> DocSection {
                 })
                 .collect(),
             verdict_cols: vec![],
+            left_align: false,
         }));
     }
     if !run.missing.is_empty() {
@@ -1410,7 +1474,7 @@ fn build(r: &Results, make_plots: bool) -> (Vec<DocSection>, Ctx<'_>, Vec<ClaimV
     if !ctx.problems.is_empty() {
         summary
             .blocks
-            .push(Block::Missing("problems while writing the report:".into()));
+            .push(Block::Problem("problems while writing the report:".into()));
         summary.blocks.push(Block::List(ctx.problems.clone()));
     }
     let verdicts = f2.into_iter().chain(t1).collect();
@@ -1515,6 +1579,7 @@ pub fn summary_markdown(results_dir: impl AsRef<Path>) -> Result<String> {
             .map(|v| vec![v.id.clone(), v.evidence.clone(), v.verdict.as_str().into()])
             .collect(),
         verdict_cols: vec![2],
+        left_align: false,
     }));
     if !r.problems.is_empty() {
         out.push_str("**Unreadable files:**\n\n");

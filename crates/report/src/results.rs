@@ -406,3 +406,92 @@ impl ConstructedInfo {
         check_nonneg("wall_s", self.wall_s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_and_classes_resolution() {
+        let mut run = RunInfo::default();
+        assert_eq!(run.resolved_headline(), None);
+        assert_eq!(run.resolved_num_classes().0, 10);
+        run.config_toml =
+            "[eval]\nheadline_eps = 0.25\nheadline_norm = \"Linf\"\n[data]\nnum_classes = 9\n"
+                .into();
+        let h = run.resolved_headline().unwrap();
+        assert_eq!((h.norm.as_str(), h.eps), ("Linf", 0.25));
+        assert!(h.source.contains("preset"));
+        assert_eq!(run.resolved_num_classes(), (9, "preset [data] num_classes"));
+        run.headline_eps = Some(0.5);
+        run.num_classes = Some(10);
+        assert_eq!(run.resolved_headline().unwrap().eps, 0.5);
+        assert_eq!(run.resolved_num_classes().0, 10);
+        // Integer eps in the preset, and an unparsable preset.
+        run.headline_eps = None;
+        run.config_toml = "[eval]\nheadline_eps = 1\n".into();
+        assert_eq!(run.resolved_headline().unwrap().eps, 1.0);
+        run.config_toml = "not toml [".into();
+        assert_eq!(run.resolved_headline(), None);
+    }
+
+    #[test]
+    fn old_run_json_without_new_fields_parses() {
+        let mut v = serde_json::to_value(RunInfo::default()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("headline_eps");
+        o.remove("num_classes");
+        o.remove("missing");
+        let run: RunInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(run.headline_eps, None);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut m = ModelResult {
+            name: "m".into(),
+            arch: "a".into(),
+            trained_on: "D".into(),
+            train_size: 1,
+            adversarial: None,
+            epochs: vec![],
+            std_acc: 0.5,
+            test_size: 1,
+            robust: vec![RobustPoint {
+                norm: "l2".into(),
+                eps: 0.5000000001,
+                acc: 0.2,
+                steps: 1,
+                n: 1,
+            }],
+            final_train_acc: None,
+            wall_s: 1.0,
+        };
+        assert!(m.validate().is_ok());
+        assert_eq!(m.robust_at("L2", 0.5).unwrap().acc, 0.2);
+        assert!(m.robust_at("Linf", 0.5).is_none());
+        m.robust[0].acc = f64::NAN;
+        assert!(format!("{:#}", m.validate().unwrap_err()).contains("robust[0].acc"));
+        m.robust[0].acc = 0.2;
+        m.epochs.push(EpochMetrics {
+            epoch: 1,
+            lr: 0.1,
+            train_loss: 1.0,
+            train_acc: 1.2,
+            test_acc: None,
+            wall_s: 1.0,
+        });
+        assert!(format!("{:#}", m.validate().unwrap_err()).contains("epochs[0].train_acc"));
+        m.epochs[0].train_acc = 0.9;
+        assert_eq!(m.train_acc(), Some((0.9, true)));
+        assert!((m.gap().unwrap() - 0.4).abs() < 1e-12);
+        m.final_train_acc = Some(0.95);
+        assert_eq!(m.train_acc(), Some((0.95, false)));
+    }
+
+    #[test]
+    fn norms_and_eps_compare_loosely() {
+        assert!(norm_eq("L2", "l2") && norm_eq("Linf", "L∞") && !norm_eq("L2", "Linf"));
+        assert!(eps_eq(0.1 + 0.2, 0.3) && !eps_eq(0.25, 0.5));
+    }
+}

@@ -126,6 +126,13 @@ fn partial_run_says_what_is_missing() {
     let mut run: RunInfo = read_json(dir.join("run.json")).unwrap();
     run.finished = None;
     run.missing = vec!["train:on_D_R".into(), "train:on_D_det".into()];
+    run.stages.push(nrf_report::results::StageInfo {
+        name: "train:on_D_R".into(),
+        status: nrf_report::results::StageStatus::Failed,
+        wall_s: 3.0,
+        key: "abc".into(),
+        message: Some("out of memory".into()),
+    });
     write_json_atomic(dir.join("run.json"), &run).unwrap();
 
     let s = write_report(dir).unwrap();
@@ -162,10 +169,20 @@ fn partial_run_says_what_is_missing() {
         .sections_missing
         .contains(&"Further experiments".to_string()));
     assert!(s.sections_partial.iter().any(|t| t.starts_with("Figure 2")));
+    assert!(
+        s.sections_partial.iter().any(|t| t.starts_with("Table 1")),
+        "{:?}",
+        s.sections_partial
+    );
     let f2a = s.verdicts.iter().find(|v| v.id == "F2a").unwrap();
     assert_eq!(f2a.verdict, Verdict::Undetermined);
     let t1b = s.verdicts.iter().find(|v| v.id == "T1b").unwrap();
     assert_eq!(t1b.verdict, Verdict::Undetermined);
+    assert_eq!(t1b.evidence, "could not be read: models/on_D_det.json");
+    assert!(
+        !s.missing.contains(&"models/on_D_det.json".to_string()),
+        "present but unreadable is not missing"
+    );
     // The variant on_D_det_eps2 is still judged.
     assert!(s
         .verdicts
