@@ -76,7 +76,7 @@ impl Default for RunConfig {
             circles_samples: 4_000,
             circles_noise: 0.1,
             circles_factor: 0.5,
-            circles_eps: (0..=12).map(|k| 0.05 * k as f64).collect(),
+            circles_eps: (0..=12).map(|k| k as f64 / 20.0).collect(),
         }
     }
 }

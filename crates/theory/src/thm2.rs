@@ -136,10 +136,29 @@ fn mat_to_tril(l: ArrayView2<f64>) -> Vec<f64> {
     out
 }
 
+/// A fixed SPD starting point `S₀ = m(I + 0.3P)` (`m = tr Σ*/d`, `P` symmetric with zero diagonal
+/// and off-diagonal entries `±1/d` alternating in sign), which in general does not commute with `Σ*`.
+pub fn generic_start(sigma_star: ArrayView2<f64>) -> Array2<f64> {
+    let d = sigma_star.nrows();
+    let m = sigma_star.diag().sum() / d as f64;
+    Array2::from_shape_fn((d, d), |(i, j)| {
+        if i == j {
+            m
+        } else {
+            let sign = if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
+            m * 0.3 * sign / d as f64
+        }
+    })
+}
+
 /// Directly minimises the penalty-form objective [`penalty_robust_objective`] over all SPD
 /// matrices by gradient descent on the Cholesky factor `L` of `S = Σ - I/λ = LLᵀ`
-/// (gradient `∂J/∂L = 2GL`, `G = ½[(S + I/λ)⁻¹ - S⁻¹Σ*S⁻¹]`). Starts from `Σ*/2 + I/λ` unless
-/// `init` (a candidate `Σ` with `Σ - I/λ ≻ 0`) is given. Does not use the closed form.
+/// (gradient `∂J/∂L = 2GL`, `G = ½[(S + I/λ)⁻¹ - S⁻¹Σ*S⁻¹]`). Does not use the closed form.
+///
+/// Unless `init` (a candidate `Σ` with `Σ - I/λ ≻ 0`) is given, it starts from
+/// [`generic_start`], which does not commute with `Σ*`: a start commuting with `Σ*` would keep every
+/// iterate in `Σ*`'s eigenbasis (the gradient then commutes too), which would make the check blind
+/// to minimisers outside that family.
 pub fn minimise_penalty_objective(
     sigma_star: ArrayView2<f64>,
     lambda: f64,
@@ -154,7 +173,7 @@ pub fn minimise_penalty_objective(
             check_spd("init", s)?;
             &s - &eye_t
         }
-        None => &sigma_star * 0.5,
+        None => generic_start(sigma_star),
     };
     let l0 = cholesky("init - I/lambda", s0.view())?;
     let ss = sigma_star.to_owned();
@@ -568,6 +587,20 @@ mod tests {
         let small = robust_covariance_penalty(s.view(), 1e-6).unwrap();
         assert!(anisotropy(small.view()).unwrap() < 1e-2);
         assert!(anisotropy(s.view()).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn numerical_check_starts_off_the_commuting_family() {
+        let sigma = rotation2(0.4)
+            .dot(&array![[1.0, 0.0], [0.0, 0.05]])
+            .dot(&rotation2(0.4).t());
+        let s0 = generic_start(sigma.view());
+        check_spd("s0", s0.view()).unwrap();
+        let comm = s0.dot(&sigma) - sigma.dot(&s0);
+        assert!(frobenius(comm.view()) > 1e-3);
+        // ... and still reaches the closed form.
+        let c = check_closed_form(sigma.view(), 2.0, GdOptions::default()).unwrap();
+        assert!(c.rel_error < 1e-6, "{c:?}");
     }
 
     #[test]
