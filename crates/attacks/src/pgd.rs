@@ -1,0 +1,336 @@
+//! Projected gradient ascent on an arbitrary differentiable per-example objective.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use crate::threat::{per_example_shape, ThreatModel};
+
+/// A per-example objective to maximise: inputs `[N, ...]` to values `[N]`.
+pub type Objective<'a> = dyn FnMut(&Tensor) -> Tensor + 'a;
+
+/// Called with `(iterate index, iterate)` for every PGD iterate.
+pub type IterateHook<'a> = dyn FnMut(usize, &Tensor) + 'a;
+
+/// Step size schedule of a PGD run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepSize {
+    /// The same step size at every step.
+    Constant(f64),
+    /// Cosine decay from `start` (first step) to `end` (last step).
+    Cosine {
+        /// Step size of the first step.
+        start: f64,
+        /// Step size of the last step.
+        end: f64,
+    },
+}
+
+impl StepSize {
+    /// Step size of step `step` (0-based) out of `steps`.
+    pub fn at(&self, step: usize, steps: usize) -> f64 {
+        match *self {
+            StepSize::Constant(s) => s,
+            StepSize::Cosine { start, end } => {
+                if steps <= 1 {
+                    return start;
+                }
+                let t = step.min(steps - 1) as f64 / (steps - 1) as f64;
+                end + (start - end) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+    /// Checks that all step sizes are finite and non-negative.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |s: f64| s.is_finite() && s >= 0.0;
+        match *self {
+            StepSize::Constant(s) if !ok(s) => {
+                bail!("PGD config: step size must be finite and non-negative, got {s}")
+            }
+            StepSize::Cosine { start, end } if !ok(start) || !ok(end) => bail!(
+                "PGD config: cosine step sizes must be finite and non-negative, got {start} -> {end}"
+            ),
+            _ => Ok(()),
+        }
+    }
+    fn describe(&self) -> String {
+        match *self {
+            StepSize::Constant(s) => format!("{s}"),
+            StepSize::Cosine { start, end } => format!("cos({start}->{end})"),
+        }
+    }
+}
+
+/// Configuration of a PGD run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PgdConfig {
+    /// Number of gradient steps per restart.
+    pub steps: usize,
+    /// Step size schedule.
+    pub step_size: StepSize,
+    /// Start each restart from [`ThreatModel::random_start`] around the start point (otherwise
+    /// from the start point itself).
+    pub random_start: bool,
+    /// Number of independent runs (at least 1); the per-example best final point is kept.
+    pub restarts: usize,
+    /// Return the per-example best iterate (the start point included) instead of the last one.
+    pub use_best: bool,
+}
+
+impl PgdConfig {
+    /// `steps` constant steps of `step_size`, no random start, one run, best iterate kept.
+    pub fn new(steps: usize, step_size: f64) -> PgdConfig {
+        PgdConfig {
+            steps,
+            step_size: StepSize::Constant(step_size),
+            random_start: false,
+            restarts: 1,
+            use_best: true,
+        }
+    }
+    /// The usual evaluation attack (MadryLab/robustness README): `steps` steps of
+    /// `2.5 · eps / steps`, random start, last iterate.
+    pub fn eval(eps: f64, steps: usize) -> PgdConfig {
+        PgdConfig {
+            steps,
+            step_size: StepSize::Constant(if steps == 0 {
+                0.0
+            } else {
+                2.5 * eps / steps as f64
+            }),
+            random_start: true,
+            restarts: 1,
+            use_best: false,
+        }
+    }
+    /// Sets the step size schedule.
+    pub fn with_step_size(mut self, step_size: StepSize) -> Self {
+        self.step_size = step_size;
+        self
+    }
+    /// Sets `random_start`.
+    pub fn with_random_start(mut self, random_start: bool) -> Self {
+        self.random_start = random_start;
+        self
+    }
+    /// Sets `restarts`.
+    pub fn with_restarts(mut self, restarts: usize) -> Self {
+        self.restarts = restarts;
+        self
+    }
+    /// Sets `use_best`.
+    pub fn with_use_best(mut self, use_best: bool) -> Self {
+        self.use_best = use_best;
+        self
+    }
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<()> {
+        if self.restarts == 0 {
+            bail!("PGD config: restarts must be at least 1");
+        }
+        if self.steps == 0 && !self.use_best && !self.random_start {
+            bail!("PGD config: steps = 0 without random start returns the start point unchanged; use steps >= 1");
+        }
+        self.step_size.validate()
+    }
+    /// One-line description, e.g. `"20x0.125 rand-start last"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}x{}{}{}{}",
+            self.steps,
+            self.step_size.describe(),
+            if self.random_start { " rand-start" } else { "" },
+            if self.restarts > 1 {
+                format!(" {} restarts", self.restarts)
+            } else {
+                String::new()
+            },
+            if self.use_best { " best" } else { " last" },
+        )
+    }
+}
+
+/// Result of [`pgd`].
+#[derive(Debug)]
+pub struct PgdOutput {
+    /// The returned points, same shape as the centre.
+    pub x: Tensor,
+    /// The objective at `x`, shape `[N]`.
+    pub objective: Tensor,
+    /// The objective at the first iterate of the first run (the start point, or the random start),
+    /// shape `[N]`.
+    pub start_objective: Tensor,
+    /// For each example, the iterate index (0 = start point) within its run at which `x` was found,
+    /// shape `[N]`, int64.
+    pub best_step: Tensor,
+}
+
+/// Runs the objective on a leaf copy of `x` and returns `(objective [N], d objective / d x)`.
+/// Only the gradient w.r.t. the input is computed: no parameter gradient accumulates.
+fn value_and_grad(
+    objective: &mut Objective<'_>,
+    x: &Tensor,
+    what: &str,
+) -> Result<(Tensor, Tensor)> {
+    tch::with_grad(|| {
+        let xg = x.detach().set_requires_grad(true);
+        let obj = objective(&xg);
+        let total = obj
+            .f_sum(obj.kind())
+            .with_context(|| format!("{what}: summing the objective"))?;
+        let grads = Tensor::f_run_backward(&[&total], &[&xg], false, false).map_err(|e| {
+            anyhow!("{what}: the objective is not differentiable w.r.t. the input: {e}")
+        })?;
+        let grad = grads
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("{what}: no gradient returned"))?;
+        Ok((obj.detach(), grad))
+    })
+}
+
+fn check_objective(obj: &Tensor, n: i64, what: &str, step: usize) -> Result<()> {
+    if obj.size() != [n] {
+        bail!(
+            "{what}: the objective must return one value per example (shape [{n}]), got {:?}",
+            obj.size()
+        );
+    }
+    let bad = obj
+        .isfinite()
+        .logical_not()
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    if bad > 0 {
+        bail!("{what}: objective is NaN or infinite at iterate {step} for {bad} of {n} example(s)");
+    }
+    Ok(())
+}
+
+fn check_grad(grad: &Tensor, what: &str, step: usize) -> Result<()> {
+    let bad = grad.isfinite().logical_not().any().int64_value(&[]);
+    if bad != 0 {
+        bail!("{what}: gradient of the objective is NaN or infinite at iterate {step}");
+    }
+    Ok(())
+}
+
+struct Best {
+    x: Tensor,
+    obj: Tensor,
+    step: Tensor,
+}
+
+impl Best {
+    fn update(slot: &mut Option<Best>, x: &Tensor, obj: &Tensor, step: usize) {
+        match slot {
+            None => {
+                *slot = Some(Best {
+                    x: x.copy(),
+                    obj: obj.copy(),
+                    step: obj.full_like(step as i64).to_kind(Kind::Int64),
+                })
+            }
+            Some(b) => {
+                let better = obj.gt_tensor(&b.obj);
+                b.obj = obj.where_self(&better, &b.obj);
+                b.step = b.step.where_scalarother(&better.logical_not(), step as i64);
+                b.x = x.where_self(&better.view(per_example_shape(x).as_slice()), &b.x);
+            }
+        }
+    }
+}
+
+/// Projected gradient **ascent**: maximises `objective` (one value per example, shape `[N]`) over
+/// the ball of `threat` around `center`, starting from `start` (projected into the ball first).
+///
+/// - `center` and `start` have the same shape `[N, ...]`; they may differ (D_R is built with an
+///   [`Unconstrained`](crate::Unconstrained) ball and a start that is another image).
+/// - Each step: gradient of `objective` w.r.t. the input only, `threat.step`, `threat.project`.
+///   The step and projection run without autograd.
+/// - With `cfg.use_best` the per-example best iterate (the first iterate included) is returned,
+///   otherwise the last one; over `cfg.restarts` runs the per-example best is kept.
+/// - `on_iterate(t, x)` is called for every iterate of every run, `t = 0..=steps` (0 = the first
+///   iterate of the run, i.e. the projected start or random start).
+/// - To minimise (a targeted attack), negate the objective.
+///
+/// Errors for bad configurations, shape mismatches, and a NaN or infinite objective or gradient
+/// (the message names the attack).
+pub fn pgd(
+    threat: &dyn ThreatModel,
+    center: &Tensor,
+    start: &Tensor,
+    cfg: &PgdConfig,
+    objective: &mut Objective<'_>,
+    mut on_iterate: Option<&mut IterateHook<'_>>,
+) -> Result<PgdOutput> {
+    let what = format!("PGD ({}, {})", threat.describe(), cfg.describe());
+    threat.validate().with_context(|| what.clone())?;
+    cfg.validate().with_context(|| what.clone())?;
+    if center.size() != start.size() {
+        bail!(
+            "{what}: center shape {:?} differs from start shape {:?}",
+            center.size(),
+            start.size()
+        );
+    }
+    if center.dim() == 0 {
+        bail!("{what}: inputs need a batch dimension, got a scalar");
+    }
+    if !matches!(
+        center.kind(),
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    ) {
+        bail!(
+            "{what}: inputs must be floating point, got {:?}",
+            center.kind()
+        );
+    }
+    let n = center.size()[0];
+    let center = center.detach();
+    let mut best: Option<Best> = None;
+    let mut start_objective: Option<Tensor> = None;
+
+    for _run in 0..cfg.restarts {
+        let mut x = tch::no_grad(|| {
+            if cfg.random_start {
+                threat.project(&threat.random_start(start), &center)
+            } else {
+                threat.project(start, &center)
+            }
+        });
+        for t in 0..cfg.steps {
+            let (obj, grad) = value_and_grad(objective, &x, &what)?;
+            check_objective(&obj, n, &what, t)?;
+            check_grad(&grad, &what, t)?;
+            if start_objective.is_none() {
+                start_objective = Some(obj.copy());
+            }
+            if cfg.use_best {
+                Best::update(&mut best, &x, &obj, t);
+            }
+            if let Some(f) = on_iterate.as_mut() {
+                f(t, &x);
+            }
+            let lr = cfg.step_size.at(t, cfg.steps);
+            x = tch::no_grad(|| threat.project(&threat.step(&x, &grad, lr), &center));
+        }
+        let obj = tch::no_grad(|| objective(&x)).detach();
+        check_objective(&obj, n, &what, cfg.steps)?;
+        if start_objective.is_none() {
+            start_objective = Some(obj.copy());
+        }
+        if let Some(f) = on_iterate.as_mut() {
+            f(cfg.steps, &x);
+        }
+        Best::update(&mut best, &x, &obj, cfg.steps);
+    }
+    let best = best.ok_or_else(|| anyhow!("{what}: no iterate evaluated"))?;
+    Ok(PgdOutput {
+        x: best.x,
+        objective: best.obj,
+        start_objective: start_objective.ok_or_else(|| anyhow!("{what}: no iterate evaluated"))?,
+        best_step: best.step,
+    })
+}
