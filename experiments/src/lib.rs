@@ -12,6 +12,7 @@
 //! nrf_experiments::reproduce(preset, text, "results/smoke".into(), None, true)?;
 //! # Ok(()) }
 //! ```
+pub mod bench;
 pub mod figure2;
 pub mod grids;
 pub mod pipeline;

@@ -53,6 +53,19 @@ enum Cmd {
     },
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
+    /// Time a training step, a PGD step and a rep-matching step in Rust and in PyTorch-in-Python
+    /// (interpreter from NRF_PYTHON, else python3); print the ratios, write a JSON report.
+    Bench {
+        /// Timed repetitions per row (default 10; 3 with --quick).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Fewer repetitions and shorter PGD runs.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the JSON report.
+        #[arg(long, default_value = nrf_experiments::bench::DEFAULT_OUT)]
+        out: PathBuf,
+    },
 }
 
 fn main() {
@@ -99,6 +112,10 @@ fn run() -> Result<()> {
             Some(n) => println!("{}", Preset::load(&n)?.1),
             None => BUILTIN.iter().for_each(|(n, _)| println!("{n}")),
         },
+        Cmd::Bench { reps, quick, out } => {
+            println!("{}", nrf_experiments::bench::run(reps, quick, &out)?.to_markdown());
+            println!("written {}", out.display());
+        }
     }
     Ok(())
 }
