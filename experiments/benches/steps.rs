@@ -11,7 +11,10 @@ use std::time::Duration;
 
 fn steps(c: &mut Criterion) {
     let mut group = c.benchmark_group("steps");
-    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
     let mut s = Steps::new(128, 1).expect("building the benchmark models");
     for threads in [1, 2] {
         for row in Row::ALL {

@@ -26,7 +26,9 @@
 //! # Ok(()) }
 //! ```
 use anyhow::{anyhow, bail, Context, Result};
-use nrf_attacks::{pgd, rep_match, untargeted_ce, Distance, PgdConfig, PgdOutput, StepSize, Unconstrained, L2};
+use nrf_attacks::{
+    pgd, rep_match, untargeted_ce, Distance, PgdConfig, PgdOutput, StepSize, Unconstrained, L2,
+};
 use nrf_models::{Arch, Model, ModelSpec, Sgd};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -102,7 +104,10 @@ impl Row {
 /// `scale · sin(a·j + b)` for `j = 0..n`, computed in `f64` and returned as `f32` (the Python
 /// script uses the same formula and ops, so both sides get bit-identical values).
 fn det_values(n: i64, a: f64, b: f64, scale: f64) -> Tensor {
-    (Tensor::arange(n, (Kind::Double, Device::Cpu)) * a + b).sin().g_mul_scalar(scale).to_kind(Kind::Float)
+    (Tensor::arange(n, (Kind::Double, Device::Cpu)) * a + b)
+        .sin()
+        .g_mul_scalar(scale)
+        .to_kind(Kind::Float)
 }
 
 /// Overwrites every parameter with a deterministic value (parameters sorted by name; weights
@@ -113,7 +118,11 @@ fn det_init(model: &mut Model) {
     let _g = tch::no_grad_guard();
     for (k, (name, mut p)) in vars.into_iter().enumerate() {
         let n = p.numel() as i64;
-        let scale = if name.ends_with("bias") { 0.01 } else { 1.0 / ((n / p.size()[0]) as f64).sqrt() };
+        let scale = if name.ends_with("bias") {
+            0.01
+        } else {
+            1.0 / ((n / p.size()[0]) as f64).sqrt()
+        };
         let v = det_values(n, 0.37, 1.3 * k as f64, scale).view(p.size().as_slice());
         p.copy_(&v);
     }
@@ -163,11 +172,30 @@ impl Steps {
         } else {
             tch::manual_seed(2);
             let opts = (Kind::Float, Device::Cpu);
-            (Tensor::rand(shape, opts), Tensor::randint(CLASSES, [batch], (Kind::Int64, Device::Cpu)), Tensor::rand(shape, opts))
+            (
+                Tensor::rand(shape, opts),
+                Tensor::randint(CLASSES, [batch], (Kind::Int64, Device::Cpu)),
+                Tensor::rand(shape, opts),
+            )
         };
-        let sgd = Sgd::new(train_model.vs.trainable_variables(), MOMENTUM, true, WEIGHT_DECAY);
-        let target_rep = tch::no_grad(|| nrf_models::Classifier::forward_rep(&attack_model, &x, false).1);
-        Ok(Steps { train_model, sgd, attack_model, x, y, x0, target_rep, pgd_steps })
+        let sgd = Sgd::new(
+            train_model.vs.trainable_variables(),
+            MOMENTUM,
+            true,
+            WEIGHT_DECAY,
+        );
+        let target_rep =
+            tch::no_grad(|| nrf_models::Classifier::forward_rep(&attack_model, &x, false).1);
+        Ok(Steps {
+            train_model,
+            sgd,
+            attack_model,
+            x,
+            y,
+            x0,
+            target_rep,
+            pgd_steps,
+        })
     }
 
     /// One training step; returns `(loss, correct)` (computed before the update).
@@ -178,7 +206,11 @@ impl Steps {
     /// An L2 PGD run of [`Steps::pgd_steps`] steps (last iterate, no random start).
     pub fn pgd_l2(&self) -> Result<PgdOutput> {
         let threat = L2::new(PGD_EPS)?;
-        let cfg = PgdConfig::new(self.pgd_steps, PGD_STEP_FACTOR * PGD_EPS / self.pgd_steps as f64).with_use_best(false);
+        let cfg = PgdConfig::new(
+            self.pgd_steps,
+            PGD_STEP_FACTOR * PGD_EPS / self.pgd_steps as f64,
+        )
+        .with_use_best(false);
         let mut obj = untargeted_ce(&self.attack_model, &self.y);
         pgd(&threat, &self.x, &self.x, &cfg, &mut obj, None)
     }
@@ -187,7 +219,10 @@ impl Steps {
     /// the representation of the batch (as `nrf_features::repmatch::build` does per chunk).
     pub fn rep_match(&self) -> Result<PgdOutput> {
         let cfg = PgdConfig::new(self.pgd_steps, REP_STEPS.0)
-            .with_step_size(StepSize::Cosine { start: REP_STEPS.0, end: REP_STEPS.1 })
+            .with_step_size(StepSize::Cosine {
+                start: REP_STEPS.0,
+                end: REP_STEPS.1,
+            })
             .with_use_best(false);
         let mut obj = rep_match(&self.attack_model, &self.target_rep, Distance::L2Squared);
         pgd(&Unconstrained, &self.x0, &self.x0, &cfg, &mut obj, None)
@@ -248,8 +283,19 @@ impl CheckValues {
         let mut s = Steps::deterministic(batch, pgd_steps)?;
         let (train_loss_1, train_correct_1) = s.train_step()?;
         let (train_loss_2, _) = s.train_step()?;
-        let mean = |o: PgdOutput| o.objective.to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
-        Ok(CheckValues { train_loss_1, train_correct_1, train_loss_2, pgd_objective_mean: mean(s.pgd_l2()?), rep_match_objective_mean: mean(s.rep_match()?) })
+        let mean = |o: PgdOutput| {
+            o.objective
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
+        };
+        Ok(CheckValues {
+            train_loss_1,
+            train_correct_1,
+            train_loss_2,
+            pgd_objective_mean: mean(s.pgd_l2()?),
+            rep_match_objective_mean: mean(s.rep_match()?),
+        })
     }
 
     /// Largest relative difference over the float values, and whether the correct counts agree.
@@ -258,9 +304,15 @@ impl CheckValues {
             (self.train_loss_1, other.train_loss_1),
             (self.train_loss_2, other.train_loss_2),
             (self.pgd_objective_mean, other.pgd_objective_mean),
-            (self.rep_match_objective_mean, other.rep_match_objective_mean),
+            (
+                self.rep_match_objective_mean,
+                other.rep_match_objective_mean,
+            ),
         ];
-        let worst = pairs.iter().map(|&(a, b)| rel_diff(a, b)).fold(0.0, f64::max);
+        let worst = pairs
+            .iter()
+            .map(|&(a, b)| rel_diff(a, b))
+            .fold(0.0, f64::max);
         (worst, self.train_correct_1 == other.train_correct_1)
     }
 }
@@ -298,22 +350,46 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        BenchConfig { reps: 10, warmup: 2, rounds: 2, threads: vec![1, 2], batch: 128, pgd_steps: 10, python: Some(python_from_env()), rows: Row::ALL.to_vec() }
+        BenchConfig {
+            reps: 10,
+            warmup: 2,
+            rounds: 2,
+            threads: vec![1, 2],
+            batch: 128,
+            pgd_steps: 10,
+            python: Some(python_from_env()),
+            rows: Row::ALL.to_vec(),
+        }
     }
 }
 
 impl BenchConfig {
     /// `--quick`: 3 repetitions, one warm-up, one round, 2-step PGD runs.
     pub fn quick() -> Self {
-        BenchConfig { reps: 3, warmup: 1, rounds: 1, pgd_steps: 2, ..Default::default() }
+        BenchConfig {
+            reps: 3,
+            warmup: 1,
+            rounds: 1,
+            pgd_steps: 2,
+            ..Default::default()
+        }
     }
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
         if self.reps == 0 || self.rounds == 0 || self.batch < 1 || self.pgd_steps == 0 {
-            bail!("bench: reps ({}), rounds ({}), batch ({}) and pgd_steps ({}) must be at least 1", self.reps, self.rounds, self.batch, self.pgd_steps);
+            bail!(
+                "bench: reps ({}), rounds ({}), batch ({}) and pgd_steps ({}) must be at least 1",
+                self.reps,
+                self.rounds,
+                self.batch,
+                self.pgd_steps
+            );
         }
         if self.threads.is_empty() || self.threads.iter().any(|&t| t < 1) {
-            bail!("bench: thread counts must be at least 1, got {:?}", self.threads);
+            bail!(
+                "bench: thread counts must be at least 1, got {:?}",
+                self.threads
+            );
         }
         if self.rows.is_empty() {
             bail!("bench: no rows to time");
@@ -324,7 +400,10 @@ impl BenchConfig {
 
 /// The interpreter from [`PYTHON_ENV`], else [`PYTHON_FALLBACK`].
 pub fn python_from_env() -> PathBuf {
-    std::env::var_os(PYTHON_ENV).filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(PYTHON_FALLBACK))
+    std::env::var_os(PYTHON_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PYTHON_FALLBACK))
 }
 
 /// One line of the table.
@@ -423,7 +502,10 @@ impl BenchReport {
         for r in &self.rows {
             let py = r.python_ms.map_or("n/a".to_string(), |v| format!("{v:.2}"));
             let ratio = r.ratio.map_or("n/a".to_string(), |v| format!("{v:.2}"));
-            s.push_str(&format!("| {} | {} | {:.2} | {} | {} |\n", r.label, r.threads, r.rust_ms, py, ratio));
+            s.push_str(&format!(
+                "| {} | {} | {:.2} | {} | {} |\n",
+                r.label, r.threads, r.rust_ms, py, ratio
+            ));
         }
         s.push_str("\nratio = Python ms / Rust ms (>= 1: Rust at least as fast). ms per step; PGD and rep-matching runs divided by their steps.\n");
         if let Some(ch) = &self.check {
@@ -489,8 +571,18 @@ impl PyBench {
             .map_err(|e| format!("could not start the Python interpreter `{what}` ({e}); set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does); Python column skipped"))?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut py = PyBench { child, stdin, stdout, what };
-        let hello: Hello = py.read().map_err(|e| format!("the Python interpreter `{}` did not answer: {e:#}; Python column skipped", py.what))?;
+        let mut py = PyBench {
+            child,
+            stdin,
+            stdout,
+            what,
+        };
+        let hello: Hello = py.read().map_err(|e| {
+            format!(
+                "the Python interpreter `{}` did not answer: {e:#}; Python column skipped",
+                py.what
+            )
+        })?;
         if !hello.ok {
             return Err(format!(
                 "{}; PyTorch-in-Python was not timed. Set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does)",
@@ -502,25 +594,59 @@ impl PyBench {
 
     fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).with_context(|| format!("reading from `{}`", self.what))?;
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .with_context(|| format!("reading from `{}`", self.what))?;
         if n == 0 {
-            let status = self.child.try_wait().ok().flatten().map_or("still running".to_string(), |s| s.to_string());
-            bail!("`{}` closed its output (exit status: {status}; see its messages above)", self.what);
+            let status = self
+                .child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map_or("still running".to_string(), |s| s.to_string());
+            bail!(
+                "`{}` closed its output (exit status: {status}; see its messages above)",
+                self.what
+            );
         }
-        let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| format!("`{}` answered something that is not JSON: {:?}", self.what, line.trim()))?;
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()).filter(|_| v.get("ok").is_none()) {
+        let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| {
+            format!(
+                "`{}` answered something that is not JSON: {:?}",
+                self.what,
+                line.trim()
+            )
+        })?;
+        if let Some(e) = v
+            .get("error")
+            .and_then(|e| e.as_str())
+            .filter(|_| v.get("ok").is_none())
+        {
             bail!("`{}` reported: {e}", self.what);
         }
-        serde_json::from_value(v).with_context(|| format!("unexpected answer from `{}`: {}", self.what, line.trim()))
+        serde_json::from_value(v)
+            .with_context(|| format!("unexpected answer from `{}`: {}", self.what, line.trim()))
     }
 
     fn request<T: serde::de::DeserializeOwned>(&mut self, req: serde_json::Value) -> Result<T> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("`{}` is closed", self.what))?;
-        writeln!(stdin, "{req}").and_then(|_| stdin.flush()).with_context(|| format!("writing to `{}`", self.what))?;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("`{}` is closed", self.what))?;
+        writeln!(stdin, "{req}")
+            .and_then(|_| stdin.flush())
+            .with_context(|| format!("writing to `{}`", self.what))?;
         self.read()
     }
 
-    fn time(&mut self, row: Row, threads: i32, warmup: usize, reps: usize, cfg: &BenchConfig) -> Result<Vec<f64>> {
+    fn time(
+        &mut self,
+        row: Row,
+        threads: i32,
+        warmup: usize,
+        reps: usize,
+        cfg: &BenchConfig,
+    ) -> Result<Vec<f64>> {
         #[derive(Deserialize)]
         struct Times {
             times_ms: Vec<f64>,
@@ -528,7 +654,12 @@ impl PyBench {
         let req = serde_json::json!({"cmd": "time", "row": row.name(), "threads": threads, "warmup": warmup, "reps": reps, "batch": cfg.batch, "pgd_steps": cfg.pgd_steps});
         let t: Times = self.request(req)?;
         if t.times_ms.len() != reps || t.times_ms.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            bail!("`{}` returned {} timings for {reps} repetitions, or bad values: {:?}", self.what, t.times_ms.len(), t.times_ms);
+            bail!(
+                "`{}` returned {} timings for {reps} repetitions, or bad values: {:?}",
+                self.what,
+                t.times_ms.len(),
+                t.times_ms
+            );
         }
         Ok(t.times_ms)
     }
@@ -561,7 +692,9 @@ impl Drop for PyBench {
 }
 
 fn loadavg() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn torch_base_version(v: &str) -> &str {
@@ -572,7 +705,10 @@ fn torch_base_version(v: &str) -> &str {
 pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
     let started = Instant::now();
-    let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let load_before = loadavg();
     let release_build = !cfg!(debug_assertions);
     let libtorch_version = option_env!("NRF_TORCH_VERSION").map(str::to_string);
@@ -582,7 +718,14 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
     }
     let prev_threads = tch::get_num_threads();
 
-    let mut python = PythonInfo { interpreter: cfg.python.as_ref().map_or("-".into(), |p| p.display().to_string()), python_version: None, torch_version: None };
+    let mut python = PythonInfo {
+        interpreter: cfg
+            .python
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string()),
+        python_version: None,
+        torch_version: None,
+    };
     let mut py = match &cfg.python {
         None => {
             notes.push("Python not requested: Rust only".into());
@@ -619,10 +762,17 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
                 if !agree {
                     notes.push(format!("Rust and Python steps give different values on the same weights and inputs (max relative difference {max_rel_diff:.2e}): rust {rust:?}, python {pyv:?}"));
                 }
-                check = Some(CheckResult { rust, python: pyv, max_rel_diff, agree });
+                check = Some(CheckResult {
+                    rust,
+                    python: pyv,
+                    max_rel_diff,
+                    agree,
+                });
             }
             Err(e) => {
-                notes.push(format!("the Python agreement check failed: {e:#}; Python column skipped"));
+                notes.push(format!(
+                    "the Python agreement check failed: {e:#}; Python column skipped"
+                ));
                 py = None;
             }
         }
@@ -639,9 +789,17 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
                 if reps == 0 {
                     continue;
                 }
-                let warmup = if round == 0 { cfg.warmup } else { cfg.warmup.min(1) };
+                let warmup = if round == 0 {
+                    cfg.warmup
+                } else {
+                    cfg.warmup.min(1)
+                };
                 tch::set_num_threads(threads);
-                rust_samples.extend(steps.time(row, warmup, reps).with_context(|| format!("timing {} in Rust", row.name()))?);
+                rust_samples.extend(
+                    steps
+                        .time(row, warmup, reps)
+                        .with_context(|| format!("timing {} in Rust", row.name()))?,
+                );
                 if let Some(p) = py.as_mut() {
                     match p.time(row, threads, warmup, reps, cfg) {
                         Ok(t) => python_samples.extend(t),
@@ -656,14 +814,24 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
                 }
             }
             let rust_ms = median(&rust_samples);
-            let python_ms = (!python_samples.is_empty() && py.is_some()).then(|| median(&python_samples));
+            let python_ms =
+                (!python_samples.is_empty() && py.is_some()).then(|| median(&python_samples));
             let ratio = python_ms.map(|p| p / rust_ms);
             eprintln!(
                 "nrf bench: {:<15} threads {threads}: Rust {rust_ms:.2} ms, Python {}",
                 row.name(),
                 python_ms.map_or("n/a".to_string(), |v| format!("{v:.2} ms"))
             );
-            rows.push(BenchRow { row, label: row.label().into(), threads, rust_ms, python_ms, ratio, rust_samples_ms: rust_samples, python_samples_ms: python_samples });
+            rows.push(BenchRow {
+                row,
+                label: row.label().into(),
+                threads,
+                rust_ms,
+                python_ms,
+                ratio,
+                rust_samples_ms: rust_samples,
+                python_samples_ms: python_samples,
+            });
         }
     }
     tch::set_num_threads(prev_threads);
@@ -676,7 +844,9 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
         python,
         check,
         rows,
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         load_before,
         load_after: loadavg(),
         started_unix,
@@ -688,7 +858,11 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
 /// `nrf bench [--reps N] [--quick] [--out PATH]`: runs the benchmark, writes the report to `out`
 /// (atomically) and returns it.
 pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<BenchReport> {
-    let mut cfg = if quick { BenchConfig::quick() } else { BenchConfig::default() };
+    let mut cfg = if quick {
+        BenchConfig::quick()
+    } else {
+        BenchConfig::default()
+    };
     if let Some(r) = reps {
         if r == 0 {
             bail!("--reps must be at least 1");
@@ -700,7 +874,8 @@ pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<BenchReport> 
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    nrf_data::store::write_json_atomic(out, &report).with_context(|| format!("writing {}", out.display()))?;
+    nrf_data::store::write_json_atomic(out, &report)
+        .with_context(|| format!("writing {}", out.display()))?;
     Ok(report)
 }
 
@@ -709,7 +884,16 @@ mod tests {
     use super::*;
 
     fn tiny(python: Option<PathBuf>) -> BenchConfig {
-        BenchConfig { reps: 2, warmup: 0, rounds: 2, threads: vec![1], batch: 4, pgd_steps: 1, python, rows: Row::ALL.to_vec() }
+        BenchConfig {
+            reps: 2,
+            warmup: 0,
+            rounds: 2,
+            threads: vec![1],
+            batch: 4,
+            pgd_steps: 1,
+            python,
+            rows: Row::ALL.to_vec(),
+        }
     }
 
     #[test]
@@ -722,12 +906,30 @@ mod tests {
     #[test]
     fn bad_configs_are_rejected() {
         for cfg in [
-            BenchConfig { reps: 0, ..tiny(None) },
-            BenchConfig { threads: vec![0], ..tiny(None) },
-            BenchConfig { threads: vec![], ..tiny(None) },
-            BenchConfig { batch: 0, ..tiny(None) },
-            BenchConfig { pgd_steps: 0, ..tiny(None) },
-            BenchConfig { rows: vec![], ..tiny(None) },
+            BenchConfig {
+                reps: 0,
+                ..tiny(None)
+            },
+            BenchConfig {
+                threads: vec![0],
+                ..tiny(None)
+            },
+            BenchConfig {
+                threads: vec![],
+                ..tiny(None)
+            },
+            BenchConfig {
+                batch: 0,
+                ..tiny(None)
+            },
+            BenchConfig {
+                pgd_steps: 0,
+                ..tiny(None)
+            },
+            BenchConfig {
+                rows: vec![],
+                ..tiny(None)
+            },
         ] {
             assert!(cfg.validate().is_err(), "{cfg:?}");
         }
@@ -741,10 +943,17 @@ mod tests {
         let a = CheckValues::rust(4, 2).unwrap();
         let b = CheckValues::rust(4, 2).unwrap();
         assert_eq!(a.compare(&b), (0.0, true));
-        assert!(a.train_loss_1.is_finite() && a.pgd_objective_mean.is_finite() && a.rep_match_objective_mean.is_finite());
+        assert!(
+            a.train_loss_1.is_finite()
+                && a.pgd_objective_mean.is_finite()
+                && a.rep_match_objective_mean.is_finite()
+        );
         // One SGD step on the same batch changes the loss; a PGD ascent increases the CE.
         assert!(a.train_loss_2 != a.train_loss_1);
-        let c = CheckValues { pgd_objective_mean: a.pgd_objective_mean * 1.01, ..a.clone() };
+        let c = CheckValues {
+            pgd_objective_mean: a.pgd_objective_mean * 1.01,
+            ..a.clone()
+        };
         assert!(a.compare(&c).0 > CHECK_RTOL);
     }
 
@@ -759,7 +968,13 @@ mod tests {
             assert!(row.rust_ms > 0.0 && row.rust_ms.is_finite());
             assert_eq!((row.python_ms, row.ratio), (None, None));
         }
-        assert!(r.notes.iter().any(|n| n.contains("no-such-python") && n.contains(PYTHON_ENV)), "{:?}", r.notes);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("no-such-python") && n.contains(PYTHON_ENV)),
+            "{:?}",
+            r.notes
+        );
         let md = r.to_markdown();
         assert!(md.contains("| row | threads | Rust ms | Python ms | ratio |"));
         assert_eq!(md.matches("| n/a | n/a |").count(), 3, "{md}");
@@ -780,11 +995,16 @@ mod tests {
             Some(c) => {
                 assert!(c.agree, "Rust and Python disagree: {c:?}");
                 for row in &r.rows {
-                    assert!(row.python_ms.is_some() && row.ratio.unwrap() > 0.0, "{row:?}");
+                    assert!(
+                        row.python_ms.is_some() && row.ratio.unwrap() > 0.0,
+                        "{row:?}"
+                    );
                     assert_eq!(row.python_samples_ms.len(), 2);
                 }
             }
-            None => assert!(!r.notes.is_empty() && r.rows.iter().all(|row| row.python_ms.is_none())),
+            None => {
+                assert!(!r.notes.is_empty() && r.rows.iter().all(|row| row.python_ms.is_none()))
+            }
         }
     }
 }

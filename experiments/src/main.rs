@@ -113,7 +113,8 @@ fn run() -> Result<()> {
             None => BUILTIN.iter().for_each(|(n, _)| println!("{n}")),
         },
         Cmd::Bench { reps, quick, out } => {
-            println!("{}", nrf_experiments::bench::run(reps, quick, &out)?.to_markdown());
+            let report = nrf_experiments::bench::run(reps, quick, &out)?;
+            println!("{}", report.to_markdown());
             println!("written {}", out.display());
         }
     }
