@@ -7,7 +7,10 @@ use nrf_attacks::{evaluate_grid, AdvTraining, Linf, PgdConfig, ThreatModel, L2};
 use nrf_data::store::{read_json, write_json_atomic};
 use nrf_data::{Dataset, Split};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
-use nrf_report::results::{ConstructedInfo, EpochMetrics, MachineInfo, ModelResult, RobustPoint, RunInfo, StageInfo, StageStatus};
+use nrf_report::results::{
+    ConstructedInfo, EpochMetrics, MachineInfo, ModelResult, RobustPoint, RunInfo, StageInfo,
+    StageStatus,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -63,7 +66,11 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
     let dir: PathBuf = match (data_dir, &p.data.dir) {
         (Some(d), _) => d.to_path_buf(),
         (None, Some(d)) => d.clone(),
-        (None, None) => bail!("preset {}: dataset {} needs --data-dir (no data.dir in the preset)", p.name, p.data.dataset),
+        (None, None) => bail!(
+            "preset {}: dataset {} needs --data-dir (no data.dir in the preset)",
+            p.name,
+            p.data.dataset
+        ),
     };
     let load = |split| -> Result<Dataset> {
         Ok(match p.data.dataset.as_str() {
@@ -77,9 +84,25 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
             other => bail!("unknown dataset {other}"),
         })
     };
-    let hint = if p.data.dataset == "fashion-mnist" { " (install it with: apt-get install -y dataset-fashion-mnist)" } else { "" };
-    let mut train = load(Split::Train).with_context(|| format!("loading the {} training set from {}{hint}", p.data.dataset, dir.display()))?;
-    let mut test = load(Split::Test).with_context(|| format!("loading the {} test set from {}", p.data.dataset, dir.display()))?;
+    let hint = if p.data.dataset == "fashion-mnist" {
+        " (install it with: apt-get install -y dataset-fashion-mnist)"
+    } else {
+        ""
+    };
+    let mut train = load(Split::Train).with_context(|| {
+        format!(
+            "loading the {} training set from {}{hint}",
+            p.data.dataset,
+            dir.display()
+        )
+    })?;
+    let mut test = load(Split::Test).with_context(|| {
+        format!(
+            "loading the {} test set from {}",
+            p.data.dataset,
+            dir.display()
+        )
+    })?;
     if p.data.train_limit > 0 && p.data.train_limit < train.len() {
         train = train.subset(&(0..p.data.train_limit).collect::<Vec<_>>());
     }
@@ -91,12 +114,20 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
 
 fn machine_info(device: Device) -> MachineInfo {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo").lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("").trim().to_string();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     MachineInfo {
         hostname: read("/etc/hostname").trim().to_string(),
         os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
         cpu,
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         torch_threads: tch::get_num_threads() as i64,
         device: match device {
             Device::Cuda(i) => format!("cuda:{i}"),
@@ -106,29 +137,49 @@ fn machine_info(device: Device) -> MachineInfo {
 }
 
 fn now() -> String {
-    let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!("unix:{s}")
 }
 
 impl Ctx {
     /// Loads data, prepares the evaluation tensors and the run record.
-    pub fn new(preset: Preset, preset_text: String, results: PathBuf, data_dir: Option<&Path>, progress: bool) -> Result<Ctx> {
+    pub fn new(
+        preset: Preset,
+        preset_text: String,
+        results: PathBuf,
+        data_dir: Option<&Path>,
+        progress: bool,
+    ) -> Result<Ctx> {
         if preset.threads > 0 {
             tch::set_num_threads(preset.threads);
         }
         let device = Device::cuda_if_available();
         let (train, test) = load_data(&preset, data_dir)?;
-        tracing::info!("data: {} train / {} test images of shape {:?} on {:?}", train.len(), test.len(), train.shape, device);
+        tracing::info!(
+            "data: {} train / {} test images of shape {:?} on {:?}",
+            train.len(),
+            test.len(),
+            train.shape,
+            device
+        );
         let (test_x, test_y) = dataset_to_tensors(&test, device);
         let k = preset.eval.robust_n.min(test.len());
         let sub = nrf_data::batch::random_subset(test.len(), k, preset.stage_seed("eval-subset"))?;
-        let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+        let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(device);
         let (robust_x, robust_y) = (test_x.index_select(0, &idx), test_y.index_select(0, &idx));
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
-        std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+        std::fs::create_dir_all(&results)
+            .with_context(|| format!("creating {}", results.display()))?;
         let mut crate_versions = std::collections::BTreeMap::new();
         crate_versions.insert("tch".into(), "0.26.0".into());
-        crate_versions.insert("rustc".into(), option_env!("NRF_RUSTC_VERSION").unwrap_or("unknown").into());
+        crate_versions.insert(
+            "rustc".into(),
+            option_env!("NRF_RUSTC_VERSION").unwrap_or("unknown").into(),
+        );
         let run = RunInfo {
             preset: preset.name.clone(),
             config_toml: preset_text,
@@ -141,7 +192,21 @@ impl Ctx {
             headline_eps: Some(preset.eval.headline_eps),
             ..RunInfo::default()
         };
-        let mut ctx = Ctx { preset, results, device, progress, train, test, test_x, test_y, robust_x, robust_y, data_key, run, started: Instant::now() };
+        let mut ctx = Ctx {
+            preset,
+            results,
+            device,
+            progress,
+            train,
+            test,
+            test_x,
+            test_y,
+            robust_x,
+            robust_y,
+            data_key,
+            run,
+            started: Instant::now(),
+        };
         ctx.save_run()?;
         Ok(ctx)
     }
@@ -173,7 +238,13 @@ impl Ctx {
             if let Ok(rec) = read_json::<StageRecord<T>>(&record_path) {
                 if rec.key == key {
                     tracing::info!("{name}: cached ({key})");
-                    self.record(StageInfo { name: name.into(), status: StageStatus::Cached, wall_s: rec.wall_s, key: key.clone(), message: None })?;
+                    self.record(StageInfo {
+                        name: name.into(),
+                        status: StageStatus::Cached,
+                        wall_s: rec.wall_s,
+                        key: key.clone(),
+                        message: None,
+                    })?;
                     return Ok((rec.output, key));
                 }
             }
@@ -185,15 +256,34 @@ impl Ctx {
         match f(self, &work) {
             Ok(output) => {
                 let wall_s = start.elapsed().as_secs_f64();
-                write_json_atomic(&record_path, &StageRecord { key: key.clone(), wall_s, output: &output })?;
-                self.record(StageInfo { name: name.into(), status: StageStatus::Done, wall_s, key: key.clone(), message: None })?;
+                write_json_atomic(
+                    &record_path,
+                    &StageRecord {
+                        key: key.clone(),
+                        wall_s,
+                        output: &output,
+                    },
+                )?;
+                self.record(StageInfo {
+                    name: name.into(),
+                    status: StageStatus::Done,
+                    wall_s,
+                    key: key.clone(),
+                    message: None,
+                })?;
                 tracing::info!("{name}: done in {wall_s:.1}s");
                 let _ = std::fs::remove_dir_all(&work);
                 Ok((output, key))
             }
             Err(e) => {
                 let wall_s = start.elapsed().as_secs_f64();
-                self.record(StageInfo { name: name.into(), status: StageStatus::Failed, wall_s, key, message: Some(format!("{e:#}")) })?;
+                self.record(StageInfo {
+                    name: name.into(),
+                    status: StageStatus::Failed,
+                    wall_s,
+                    key,
+                    message: Some(format!("{e:#}")),
+                })?;
                 Err(e.context(format!("stage {name}")))
             }
         }
@@ -217,18 +307,45 @@ impl Ctx {
             grid.push((Box::new(Linf::new(eps)?), PgdConfig::eval(eps, e.steps)));
         }
         for c in &mut grid {
-            c.1.step_size = nrf_attacks::StepSize::Constant(e.step_factor * c.0.eps() / e.steps as f64);
+            c.1.step_size =
+                nrf_attacks::StepSize::Constant(e.step_factor * c.0.eps() / e.steps as f64);
         }
-        let evals = evaluate_grid(model, &self.robust_x, &self.robust_y, &grid, e.batch_size, self.progress)?;
+        let evals = evaluate_grid(
+            model,
+            &self.robust_x,
+            &self.robust_y,
+            &grid,
+            e.batch_size,
+            self.progress,
+        )?;
         for w in nrf_attacks::sanity_check(&evals) {
             tracing::warn!("gradient-masking check: {w}");
         }
-        Ok((std_acc, evals.into_iter().map(|r| RobustPoint { norm: r.norm, eps: r.eps, acc: r.acc, steps: r.steps, n: r.n }).collect()))
+        Ok((
+            std_acc,
+            evals
+                .into_iter()
+                .map(|r| RobustPoint {
+                    norm: r.norm,
+                    eps: r.eps,
+                    acc: r.acc,
+                    steps: r.steps,
+                    n: r.n,
+                })
+                .collect(),
+        ))
     }
 
     /// Trains (or resumes, or loads from cache) model `name` on `data` and evaluates it. The
     /// weights go to `weights/<name>`, the result to `models/<name>.json`.
-    pub fn model_stage(&mut self, name: &str, trained_on: &str, data: &Dataset, data_key: &str, section: &TrainSection) -> Result<(ModelResult, String)> {
+    pub fn model_stage(
+        &mut self,
+        name: &str,
+        trained_on: &str,
+        data: &Dataset,
+        data_key: &str,
+        section: &TrainSection,
+    ) -> Result<(ModelResult, String)> {
         let spec = self.model_spec(data);
         let seed = self.preset.stage_seed(&format!("train:{name}"));
         let cfg = section.config(seed, self.progress);
@@ -243,15 +360,32 @@ impl Ctx {
                         "linf" => Box::new(Linf::new(a.eps)?),
                         _ => Box::new(L2::new(a.eps)?),
                     };
-                    let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64).with_random_start(a.random_start).with_use_best(true);
+                    let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
+                        .with_random_start(a.random_start)
+                        .with_use_best(true);
                     Some(AdvTraining::new(threat, pgd)?)
                 }
                 None => None,
             };
-            tracing::info!("training {name} ({}) on {trained_on}: {} images, {} epochs{}", spec.arch.label(), data.len(), cfg.epochs, adv.as_ref().map(|a| format!(", adversarial: {}", nrf_models::BatchPerturber::describe(a))).unwrap_or_default());
+            tracing::info!(
+                "training {name} ({}) on {trained_on}: {} images, {} epochs{}",
+                spec.arch.label(),
+                data.len(),
+                cfg.epochs,
+                adv.as_ref()
+                    .map(|a| format!(", adversarial: {}", nrf_models::BatchPerturber::describe(a)))
+                    .unwrap_or_default()
+            );
             let perturber = adv.as_ref().map(|a| a as &dyn nrf_models::BatchPerturber);
             let (tx, ty) = (ctx.test_x.shallow_clone(), ctx.test_y.shallow_clone());
-            let history = nrf_models::train(&mut model, data, &cfg, perturber, Some((&tx, &ty)), Some(&work.join("ckpt")))?;
+            let history = nrf_models::train(
+                &mut model,
+                data,
+                &cfg,
+                perturber,
+                Some((&tx, &ty)),
+                Some(&work.join("ckpt")),
+            )?;
             save_model(&model, &ctx.path(&format!("weights/{name}")))?;
             let final_train_acc = {
                 let (x, y) = dataset_to_tensors(data, ctx.device);
@@ -264,10 +398,17 @@ impl Ctx {
                 arch: spec.arch.label(),
                 trained_on: trained_on.into(),
                 train_size: data.len(),
-                adversarial: adv.as_ref().map(|a| nrf_models::BatchPerturber::describe(a)),
+                adversarial: adv.as_ref().map(nrf_models::BatchPerturber::describe),
                 epochs: history
                     .iter()
-                    .map(|h| EpochMetrics { epoch: h.epoch, lr: h.lr, train_loss: h.train_loss, train_acc: h.train_acc, test_acc: h.test_acc, wall_s: h.wall_s })
+                    .map(|h| EpochMetrics {
+                        epoch: h.epoch,
+                        lr: h.lr,
+                        train_loss: h.train_loss,
+                        train_acc: h.train_acc,
+                        test_acc: h.test_acc,
+                        wall_s: h.wall_s,
+                    })
                     .collect(),
                 std_acc,
                 test_size: ctx.test.len(),
@@ -278,15 +419,29 @@ impl Ctx {
             Ok(result)
         })?;
         write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
-        let headline = result.robust.iter().find(|r| r.norm == "L2" && r.eps == self.preset.eval.headline_eps).map(|r| r.acc).unwrap_or(f64::NAN);
-        tracing::info!("{name}: test accuracy {:.4}, L2 eps {} robust accuracy {:.4}", result.std_acc, self.preset.eval.headline_eps, headline);
+        let headline = result
+            .robust
+            .iter()
+            .find(|r| r.norm == "L2" && r.eps == self.preset.eval.headline_eps)
+            .map(|r| r.acc)
+            .unwrap_or(f64::NAN);
+        tracing::info!(
+            "{name}: test accuracy {:.4}, L2 eps {} robust accuracy {:.4}",
+            result.std_acc,
+            self.preset.eval.headline_eps,
+            headline
+        );
         Ok((result, key))
     }
 
     /// The model spec for images shaped like `data`.
     pub fn model_spec(&self, data: &Dataset) -> ModelSpec {
         let [c, h, w] = data.shape;
-        let mut spec = ModelSpec::new(self.preset.model.arch.clone(), [c as i64, h as i64, w as i64], data.num_classes as i64);
+        let mut spec = ModelSpec::new(
+            self.preset.model.arch.clone(),
+            [c as i64, h as i64, w as i64],
+            data.num_classes as i64,
+        );
         if let (Some(m), Some(s)) = (&self.preset.model.mean, &self.preset.model.std) {
             spec = spec.with_normalization(m.clone(), s.clone());
         }
@@ -301,7 +456,11 @@ impl Ctx {
     }
 
     /// Stores a constructed dataset under `data/<name>` and its summary under `datasets/<name>.json`.
-    pub fn store_constructed(&self, ds: &nrf_data::store::ConstructedDataset, info: &ConstructedInfo) -> Result<()> {
+    pub fn store_constructed(
+        &self,
+        ds: &nrf_data::store::ConstructedDataset,
+        info: &ConstructedInfo,
+    ) -> Result<()> {
         nrf_data::store::save_constructed(self.path(&format!("data/{}", info.name)), ds)?;
         write_json_atomic(self.path(&format!("datasets/{}.json", info.name)), info)?;
         Ok(())
@@ -309,7 +468,9 @@ impl Ctx {
 
     /// Loads a constructed dataset stored by [`Ctx::store_constructed`].
     pub fn load_constructed(&self, name: &str) -> Result<nrf_data::store::ConstructedDataset> {
-        Ok(nrf_data::store::load_constructed(self.path(&format!("data/{name}")))?)
+        Ok(nrf_data::store::load_constructed(
+            self.path(&format!("data/{name}")),
+        )?)
     }
 
     /// Marks the run finished (or lists what is missing) and writes run.json.

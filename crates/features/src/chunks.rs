@@ -29,9 +29,14 @@ pub fn run_chunks(
     mut f: impl FnMut(usize) -> Result<ChunkOut>,
 ) -> Result<(ChunkOut, usize)> {
     std::fs::create_dir_all(dir)?;
-    let todo: Vec<usize> = (0..n_chunks).filter(|&k| !chunk_path(dir, k).exists()).collect();
+    let todo: Vec<usize> = (0..n_chunks)
+        .filter(|&k| !chunk_path(dir, k).exists())
+        .collect();
     if todo.len() < n_chunks {
-        tracing::info!("{label}: resuming, {} of {n_chunks} chunks already done", n_chunks - todo.len());
+        tracing::info!(
+            "{label}: resuming, {} of {n_chunks} chunks already done",
+            n_chunks - todo.len()
+        );
     }
     let pb = progress_bar(n_chunks as u64, label, progress);
     pb.set_position((n_chunks - todo.len()) as u64);
@@ -41,13 +46,21 @@ pub fn run_chunks(
         let out = f(k)?;
         write_tensors_atomic(
             &chunk_path(dir, k),
-            &[("images".into(), out.images), ("labels".into(), out.labels), ("stats".into(), out.stats)],
+            &[
+                ("images".into(), out.images),
+                ("labels".into(), out.labels),
+                ("stats".into(), out.stats),
+            ],
         )?;
         pb.inc(1);
     }
     pb.finish_and_clear();
     if !todo.is_empty() {
-        tracing::info!("{label}: {} chunks in {:.1}s", todo.len(), start.elapsed().as_secs_f64());
+        tracing::info!(
+            "{label}: {} chunks in {:.1}s",
+            todo.len(),
+            start.elapsed().as_secs_f64()
+        );
     }
     let (mut images, mut labels, mut stats) = (Vec::new(), Vec::new(), Vec::new());
     for k in 0..n_chunks {
@@ -63,7 +76,11 @@ pub fn run_chunks(
         labels.push(get("labels")?);
         stats.push(get("stats")?);
     }
-    let out = ChunkOut { images: Tensor::cat(&images, 0), labels: Tensor::cat(&labels, 0), stats: Tensor::cat(&stats, 0) };
+    let out = ChunkOut {
+        images: Tensor::cat(&images, 0),
+        labels: Tensor::cat(&labels, 0),
+        stats: Tensor::cat(&stats, 0),
+    };
     Ok((out, todo.len()))
 }
 

@@ -26,11 +26,21 @@ use anyhow::Result;
 use tch::Tensor;
 
 /// A dataset from constructed images `[N,C,H,W]` and labels `[N]`, with `like`'s shape and classes.
-pub fn to_dataset(name: &str, images: &Tensor, labels: &Tensor, like: &nrf_data::Dataset) -> Result<nrf_data::Dataset> {
+pub fn to_dataset(
+    name: &str,
+    images: &Tensor,
+    labels: &Tensor,
+    like: &nrf_data::Dataset,
+) -> Result<nrf_data::Dataset> {
     let ds = nrf_data::Dataset {
         name: name.to_string(),
         images: nrf_models::tensor_to_vec(images)?,
-        labels: Vec::<i64>::try_from(&labels.to_device(tch::Device::Cpu).to_kind(tch::Kind::Int64).contiguous())?,
+        labels: Vec::<i64>::try_from(
+            &labels
+                .to_device(tch::Device::Cpu)
+                .to_kind(tch::Kind::Int64)
+                .contiguous(),
+        )?,
         shape: like.shape,
         num_classes: like.num_classes,
         class_names: like.class_names.clone(),

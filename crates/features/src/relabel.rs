@@ -83,7 +83,9 @@ pub fn build(
         bail!("relabel construction: steps and batch_size must be at least 1");
     }
     let threat = L2::new(cfg.eps)?;
-    let pgd_cfg = PgdConfig::new(cfg.steps, cfg.step_size).with_use_best(true).with_random_start(false);
+    let pgd_cfg = PgdConfig::new(cfg.steps, cfg.step_size)
+        .with_use_best(true)
+        .with_random_start(false);
     let ys: Vec<i64> = indices.iter().map(|&i| data.labels[i]).collect();
     let targets = choose_targets(&ys, data.num_classes as i64, cfg.rule, cfg.seed);
     let n_chunks = indices.len().div_ceil(cfg.batch_size);
@@ -102,17 +104,29 @@ pub fn build(
         let pred = tch::no_grad(|| model.logits(&xa, false).argmax(-1, false));
         let stats = Tensor::stack(
             &[
-                Tensor::from_slice(&ys[lo..hi]).to_device(device).to_kind(Kind::Float),
+                Tensor::from_slice(&ys[lo..hi])
+                    .to_device(device)
+                    .to_kind(Kind::Float),
                 t.to_kind(Kind::Float),
                 pred.eq_tensor(&t).to_kind(Kind::Float),
                 per_example_norm(&(&xa - &x), 2.0).to_kind(Kind::Float),
             ],
             1,
         );
-        Ok(ChunkOut { images: xa.to_device(Device::Cpu), labels: t.to_device(Device::Cpu), stats: stats.to_device(Device::Cpu) })
+        Ok(ChunkOut {
+            images: xa.to_device(Device::Cpu),
+            labels: t.to_device(Device::Cpu),
+            stats: stats.to_device(Device::Cpu),
+        })
     })?;
     let mean = |c: i64| out.stats.select(1, c).mean(Kind::Double).double_value(&[]);
-    let same = out.stats.select(1, 0).eq_tensor(&out.stats.select(1, 1)).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+    let same = out
+        .stats
+        .select(1, 0)
+        .eq_tensor(&out.stats.select(1, 1))
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[]);
     let summary = RelabelSummary {
         n: indices.len(),
         success_rate: mean(2),
@@ -120,5 +134,10 @@ pub fn build(
         mean_dist_to_x: mean(3),
         chunks_computed: computed,
     };
-    Ok(Relabelled { images: out.images, labels: out.labels, stats: out.stats, summary })
+    Ok(Relabelled {
+        images: out.images,
+        labels: out.labels,
+        stats: out.stats,
+        summary,
+    })
 }

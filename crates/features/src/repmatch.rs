@@ -5,7 +5,9 @@
 //! keep the last iterate and the label y. D_R uses a robust model, D_NR a standard one.
 use crate::chunks::{run_chunks, ChunkOut};
 use anyhow::{bail, Result};
-use nrf_attacks::{per_example_norm, pgd, rep_distance, rep_match, Distance, PgdConfig, StepSize, Unconstrained};
+use nrf_attacks::{
+    per_example_norm, pgd, rep_distance, rep_match, Distance, PgdConfig, StepSize, Unconstrained,
+};
 use nrf_models::{images_to_tensor, Classifier};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +43,13 @@ pub struct RepMatchConfig {
 }
 
 /// Per-example statistics, in the column order of the stored `stats` tensor.
-pub const STAT_COLUMNS: [&str; 5] = ["start_index", "init_rel_err", "final_rel_err", "dist_to_x", "dist_to_x0"];
+pub const STAT_COLUMNS: [&str; 5] = [
+    "start_index",
+    "init_rel_err",
+    "final_rel_err",
+    "dist_to_x",
+    "dist_to_x0",
+];
 
 /// Summary of a construction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,11 +101,17 @@ pub fn build(
         bail!("representation matching: steps and batch_size must be at least 1");
     }
     if targets.iter().any(|&t| t >= data.len()) {
-        bail!("representation matching: a target index is outside the dataset ({} examples)", data.len());
+        bail!(
+            "representation matching: a target index is outside the dataset ({} examples)",
+            data.len()
+        );
     }
     let starts = choose_starts(targets, data.len(), cfg.seed);
     let pgd_cfg = PgdConfig::new(cfg.steps, cfg.step_start)
-        .with_step_size(StepSize::Cosine { start: cfg.step_start, end: cfg.step_end })
+        .with_step_size(StepSize::Cosine {
+            start: cfg.step_start,
+            end: cfg.step_end,
+        })
         .with_use_best(false);
     let n_chunks = targets.len().div_ceil(cfg.batch_size);
     let (out, computed) = run_chunks(work_dir, n_chunks, "rep-matching", progress, |k| {
@@ -112,22 +126,48 @@ pub fn build(
             }
         };
         let target_rep = tch::no_grad(|| model.forward_rep(&x, false).1);
-        let rel = |z: &Tensor| tch::no_grad(|| rep_distance(&model.forward_rep(z, false).1, &target_rep, Distance::L2Relative));
+        let rel = |z: &Tensor| {
+            tch::no_grad(|| {
+                rep_distance(
+                    &model.forward_rep(z, false).1,
+                    &target_rep,
+                    Distance::L2Relative,
+                )
+            })
+        };
         let init = rel(&x0);
         let mut obj = rep_match(model, &target_rep, cfg.distance);
         let res = pgd(&Unconstrained, &x0, &x0, &pgd_cfg, &mut obj, None)?;
         let z = res.x;
         let fin = rel(&z);
         let start_col = match cfg.start {
-            StartMode::OtherImage => Tensor::from_slice(&starts[lo..hi].iter().map(|&s| s as f32).collect::<Vec<_>>()).to_device(device),
+            StartMode::OtherImage => {
+                Tensor::from_slice(&starts[lo..hi].iter().map(|&s| s as f32).collect::<Vec<_>>())
+                    .to_device(device)
+            }
             StartMode::Noise => Tensor::full([(hi - lo) as i64], -1.0, (Kind::Float, device)),
         };
         let stats = Tensor::stack(
-            &[start_col, init.to_kind(Kind::Float), fin.to_kind(Kind::Float), per_example_norm(&(&z - &x), 2.0), per_example_norm(&(&z - &x0), 2.0)],
+            &[
+                start_col,
+                init.to_kind(Kind::Float),
+                fin.to_kind(Kind::Float),
+                per_example_norm(&(&z - &x), 2.0),
+                per_example_norm(&(&z - &x0), 2.0),
+            ],
             1,
         );
-        let labels = Tensor::from_slice(&targets[lo..hi].iter().map(|&i| data.labels[i]).collect::<Vec<_>>());
-        Ok(ChunkOut { images: z.detach().to_device(Device::Cpu), labels, stats: stats.to_device(Device::Cpu) })
+        let labels = Tensor::from_slice(
+            &targets[lo..hi]
+                .iter()
+                .map(|&i| data.labels[i])
+                .collect::<Vec<_>>(),
+        );
+        Ok(ChunkOut {
+            images: z.detach().to_device(Device::Cpu),
+            labels,
+            stats: stats.to_device(Device::Cpu),
+        })
     })?;
     let mean = |c: i64| out.stats.select(1, c).mean(Kind::Double).double_value(&[]);
     let summary = RepMatchSummary {
@@ -138,6 +178,15 @@ pub fn build(
         mean_dist_to_x0: mean(4),
         chunks_computed: computed,
     };
-    let start_indices = Vec::<f32>::try_from(&out.stats.select(1, 0).contiguous())?.into_iter().map(|v| v as i64).collect();
-    Ok(RepMatched { images: out.images, labels: out.labels, start_indices, stats: out.stats, summary })
+    let start_indices = Vec::<f32>::try_from(&out.stats.select(1, 0).contiguous())?
+        .into_iter()
+        .map(|v| v as i64)
+        .collect();
+    Ok(RepMatched {
+        images: out.images,
+        labels: out.labels,
+        start_indices,
+        stats: out.stats,
+        summary,
+    })
 }

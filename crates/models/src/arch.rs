@@ -53,15 +53,44 @@ pub fn build(p: &nn::Path, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Box
     match arch {
         Arch::FmnistCnn => Box::new(FmnistCnn::new(p, in_shape, classes)),
         Arch::Mlp { hidden } => Box::new(Mlp::new(p, in_shape, hidden, classes)),
-        Arch::ResNet18 { width } => Box::new(ResNet::new(p, in_shape[0], *width, false, &[2, 2, 2, 2], classes)),
-        Arch::ResNet50 { width } => Box::new(ResNet::new(p, in_shape[0], *width, true, &[3, 4, 6, 3], classes)),
+        Arch::ResNet18 { width } => Box::new(ResNet::new(
+            p,
+            in_shape[0],
+            *width,
+            false,
+            &[2, 2, 2, 2],
+            classes,
+        )),
+        Arch::ResNet50 { width } => Box::new(ResNet::new(
+            p,
+            in_shape[0],
+            *width,
+            true,
+            &[3, 4, 6, 3],
+            classes,
+        )),
         Arch::Vgg16 { width } => Box::new(Vgg::new(p, in_shape, *width, classes)),
-        Arch::DenseNet { growth, blocks } => Box::new(DenseNet::new(p, in_shape[0], *growth, blocks, classes)),
+        Arch::DenseNet { growth, blocks } => {
+            Box::new(DenseNet::new(p, in_shape[0], *growth, blocks, classes))
+        }
     }
 }
 
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, padding, bias, ..Default::default() };
+fn conv(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    bias: bool,
+) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding,
+        bias,
+        ..Default::default()
+    };
     nn::conv2d(p, cin, cout, k, cfg)
 }
 
@@ -91,7 +120,13 @@ impl FmnistCnn {
 
 impl Net for FmnistCnn {
     fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
-        let h = x.apply(&self.c1).relu().apply(&self.c2).relu().apply(&self.c3).relu();
+        let h = x
+            .apply(&self.c1)
+            .relu()
+            .apply(&self.c2)
+            .relu()
+            .apply(&self.c3)
+            .relu();
         let rep = h.flatten(1, -1).apply(&self.fc1).relu();
         (rep.apply(&self.fc2), rep)
     }
@@ -110,7 +145,10 @@ impl Mlp {
             layers.push(nn::linear(p / format!("fc{i}"), d, h, Default::default()));
             d = h;
         }
-        Mlp { layers, out: nn::linear(p / "out", d, classes, Default::default()) }
+        Mlp {
+            layers,
+            out: nn::linear(p / "out", d, classes, Default::default()),
+        }
     }
 }
 
@@ -154,9 +192,19 @@ struct ResNet {
 }
 
 impl ResNet {
-    fn new(p: &nn::Path, cin: i64, width: i64, bottleneck: bool, counts: &[i64], classes: i64) -> Self {
+    fn new(
+        p: &nn::Path,
+        cin: i64,
+        width: i64,
+        bottleneck: bool,
+        counts: &[i64],
+        classes: i64,
+    ) -> Self {
         let bn = |p: nn::Path, c| nn::batch_norm2d(p, c, Default::default());
-        let stem = (conv(p / "stem", cin, width, 3, 1, 1, false), bn(p / "stem_bn", width));
+        let stem = (
+            conv(p / "stem", cin, width, 3, 1, 1, false),
+            bn(p / "stem_bn", width),
+        );
         let expansion = if bottleneck { 4 } else { 1 };
         let mut blocks = Vec::new();
         let mut cur = width;
@@ -168,23 +216,46 @@ impl ResNet {
                 let out = planes * expansion;
                 let convs = if bottleneck {
                     vec![
-                        (conv(&q / "c1", cur, planes, 1, 1, 0, false), bn(&q / "bn1", planes)),
-                        (conv(&q / "c2", planes, planes, 3, stride, 1, false), bn(&q / "bn2", planes)),
-                        (conv(&q / "c3", planes, out, 1, 1, 0, false), bn(&q / "bn3", out)),
+                        (
+                            conv(&q / "c1", cur, planes, 1, 1, 0, false),
+                            bn(&q / "bn1", planes),
+                        ),
+                        (
+                            conv(&q / "c2", planes, planes, 3, stride, 1, false),
+                            bn(&q / "bn2", planes),
+                        ),
+                        (
+                            conv(&q / "c3", planes, out, 1, 1, 0, false),
+                            bn(&q / "bn3", out),
+                        ),
                     ]
                 } else {
                     vec![
-                        (conv(&q / "c1", cur, planes, 3, stride, 1, false), bn(&q / "bn1", planes)),
-                        (conv(&q / "c2", planes, planes, 3, 1, 1, false), bn(&q / "bn2", planes)),
+                        (
+                            conv(&q / "c1", cur, planes, 3, stride, 1, false),
+                            bn(&q / "bn1", planes),
+                        ),
+                        (
+                            conv(&q / "c2", planes, planes, 3, 1, 1, false),
+                            bn(&q / "bn2", planes),
+                        ),
                     ]
                 };
-                let shortcut = (stride != 1 || cur != out)
-                    .then(|| (conv(&q / "sc", cur, out, 1, stride, 0, false), bn(&q / "sc_bn", out)));
+                let shortcut = (stride != 1 || cur != out).then(|| {
+                    (
+                        conv(&q / "sc", cur, out, 1, stride, 0, false),
+                        bn(&q / "sc_bn", out),
+                    )
+                });
                 blocks.push(Block { convs, shortcut });
                 cur = out;
             }
         }
-        ResNet { stem, blocks, fc: nn::linear(p / "fc", cur, classes, Default::default()) }
+        ResNet {
+            stem,
+            blocks,
+            fc: nn::linear(p / "fc", cur, classes, Default::default()),
+        }
     }
 }
 
@@ -205,7 +276,7 @@ struct Vgg {
 }
 
 enum VggLayer {
-    Conv(nn::Conv2D, nn::BatchNorm),
+    Conv(Box<(nn::Conv2D, nn::BatchNorm)>),
     Pool,
 }
 
@@ -223,14 +294,17 @@ impl Vgg {
                 }
             } else {
                 let out = m * width;
-                layers.push(VggLayer::Conv(
+                layers.push(VggLayer::Conv(Box::new((
                     conv(p / format!("c{i}"), c, out, 3, 1, 1, false),
                     nn::batch_norm2d(p / format!("bn{i}"), out, Default::default()),
-                ));
+                ))));
                 c = out;
             }
         }
-        Vgg { layers, fc: nn::linear(p / "fc", c, classes, Default::default()) }
+        Vgg {
+            layers,
+            fc: nn::linear(p / "fc", c, classes, Default::default()),
+        }
     }
 }
 
@@ -239,7 +313,7 @@ impl Net for Vgg {
         let mut h = x.shallow_clone();
         for l in &self.layers {
             h = match l {
-                VggLayer::Conv(c, bn) => h.apply(c).apply_t(bn, train).relu(),
+                VggLayer::Conv(cb) => h.apply(&cb.0).apply_t(&cb.1, train).relu(),
                 VggLayer::Pool => h.max_pool2d_default(2),
             };
         }
@@ -288,7 +362,13 @@ impl DenseNet {
                 c /= 2;
             }
         }
-        DenseNet { stem, blocks, transitions, bn: bn(p / "bn", c), fc: nn::linear(p / "fc", c, classes, Default::default()) }
+        DenseNet {
+            stem,
+            blocks,
+            transitions,
+            bn: bn(p / "bn", c),
+            fc: nn::linear(p / "fc", c, classes, Default::default()),
+        }
     }
 }
 
@@ -297,7 +377,13 @@ impl Net for DenseNet {
         let mut h = x.apply(&self.stem);
         for (b, layers) in self.blocks.iter().enumerate() {
             for l in layers {
-                let y = h.apply_t(&l.bn1, train).relu().apply(&l.c1).apply_t(&l.bn2, train).relu().apply(&l.c2);
+                let y = h
+                    .apply_t(&l.bn1, train)
+                    .relu()
+                    .apply(&l.c1)
+                    .apply_t(&l.bn2, train)
+                    .relu()
+                    .apply(&l.c2);
                 h = Tensor::cat(&[h, y], 1);
             }
             if let Some((bn, c)) = self.transitions.get(b) {
@@ -307,7 +393,11 @@ impl Net for DenseNet {
                 }
             }
         }
-        let rep = h.apply_t(&self.bn, train).relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        let rep = h
+            .apply_t(&self.bn, train)
+            .relu()
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1);
         (rep.apply(&self.fc), rep)
     }
 }

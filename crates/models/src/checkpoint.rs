@@ -9,14 +9,23 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
+/// Named tensors, as stored in a safetensors file.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
 /// `<stem>.safetensors` and `<stem>.json`.
 pub fn paths(stem: &Path) -> (PathBuf, PathBuf) {
     let s = stem.as_os_str().to_string_lossy().to_string();
-    (PathBuf::from(format!("{s}.safetensors")), PathBuf::from(format!("{s}.json")))
+    (
+        PathBuf::from(format!("{s}.safetensors")),
+        PathBuf::from(format!("{s}.json")),
+    )
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)
 }
@@ -28,7 +37,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Writes named tensors to a safetensors file atomically.
@@ -37,10 +47,13 @@ pub fn write_tensors_atomic(path: &Path, tensors: &[(String, Tensor)]) -> Result
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = tmp_path(path);
-    let cpu: Vec<(String, Tensor)> =
-        tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu).contiguous())).collect();
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu).contiguous()))
+        .collect();
     Tensor::write_safetensors(&cpu, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// Reads all tensors of a safetensors file.
@@ -48,33 +61,46 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    Tensor::read_safetensors(path).with_context(|| format!("{}: not a readable safetensors file", path.display()))
+    Tensor::read_safetensors(path)
+        .with_context(|| format!("{}: not a readable safetensors file", path.display()))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
 }
 
 /// The model's variables, named `model.<var>`, sorted by name.
 pub fn model_tensors(model: &Model) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> =
-        model.vs.variables().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+    let mut v: Vec<(String, Tensor)> = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
 
 /// Copies `model.<var>` tensors of `tensors` into `model`, checking names and shapes.
 pub fn load_into(model: &mut Model, tensors: &[(String, Tensor)], source: &Path) -> Result<()> {
-    let map: std::collections::HashMap<&str, &Tensor> =
-        tensors.iter().filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n, t))).collect();
+    let map: std::collections::HashMap<&str, &Tensor> = tensors
+        .iter()
+        .filter_map(|(n, t)| n.strip_prefix("model.").map(|n| (n, t)))
+        .collect();
     let _g = tch::no_grad_guard();
     for (name, mut var) in model.vs.variables() {
         let Some(src) = map.get(name.as_str()) else {
             bail!("{}: checkpoint lacks variable {name}", source.display());
         };
         if src.size() != var.size() {
-            bail!("{}: variable {name} has shape {:?}, the model expects {:?}", source.display(), src.size(), var.size());
+            bail!(
+                "{}: variable {name} has shape {:?}, the model expects {:?}",
+                source.display(),
+                src.size(),
+                var.size()
+            );
         }
         var.copy_(src);
     }
@@ -94,7 +120,8 @@ pub fn load_model(stem: &Path, device: Device) -> Result<Model> {
     let spec: ModelSpec = match read_json::<serde_json::Value>(&js)? {
         v if v.get("spec").is_some() => serde_json::from_value(v["spec"].clone())
             .with_context(|| format!("{}: field `spec` is not a model spec", js.display()))?,
-        v => serde_json::from_value(v).with_context(|| format!("{}: not a model spec", js.display()))?,
+        v => serde_json::from_value(v)
+            .with_context(|| format!("{}: not a model spec", js.display()))?,
     };
     let mut model = Model::new(&spec, device, 0)?;
     let tensors = read_tensors(&st)?;
@@ -104,16 +131,23 @@ pub fn load_model(stem: &Path, device: Device) -> Result<Model> {
 
 /// Saves a training checkpoint as ONE safetensors file (so it is atomic as a whole): the
 /// tensors plus the JSON metadata stored as a `uint8` tensor named `meta.json`.
-pub fn save_training<T: Serialize>(stem: &Path, tensors: &[(String, Tensor)], meta: &T) -> Result<()> {
+pub fn save_training<T: Serialize>(
+    stem: &Path,
+    tensors: &[(String, Tensor)],
+    meta: &T,
+) -> Result<()> {
     let (st, _) = paths(stem);
     let json = serde_json::to_vec(meta)?;
-    let mut all: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let mut all: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
     all.push(("meta.json".into(), Tensor::from_slice(&json)));
     write_tensors_atomic(&st, &all)
 }
 
 /// Reads a training checkpoint written by [`save_training`], if it exists.
-pub fn load_training<T: DeserializeOwned>(stem: &Path) -> Result<Option<(T, Vec<(String, Tensor)>)>> {
+pub fn load_training<T: DeserializeOwned>(stem: &Path) -> Result<Option<(T, NamedTensors)>> {
     let (st, _) = paths(stem);
     if !st.exists() {
         return Ok(None);
@@ -125,6 +159,7 @@ pub fn load_training<T: DeserializeOwned>(stem: &Path) -> Result<Option<(T, Vec<
         .with_context(|| format!("{}: not a training checkpoint (no meta.json)", st.display()))?;
     let (_, meta) = tensors.remove(pos);
     let bytes = Vec::<u8>::try_from(&meta)?;
-    let meta = serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid checkpoint metadata", st.display()))?;
+    let meta = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: invalid checkpoint metadata", st.display()))?;
     Ok(Some((meta, tensors)))
 }

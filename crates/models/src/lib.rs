@@ -68,7 +68,13 @@ impl ModelSpec {
     /// A spec with identity normalisation (mean 0, std 1).
     pub fn new(arch: Arch, in_shape: [i64; 3], num_classes: i64) -> Self {
         let c = in_shape[0] as usize;
-        ModelSpec { arch, in_shape, num_classes, mean: vec![0.0; c], std: vec![1.0; c] }
+        ModelSpec {
+            arch,
+            in_shape,
+            num_classes,
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
+        }
     }
     /// Sets the per-channel normalisation.
     pub fn with_normalization(mut self, mean: Vec<f64>, std: Vec<f64>) -> Self {
@@ -83,13 +89,23 @@ impl ModelSpec {
             bail!("model spec: in_shape {:?} must be positive", self.in_shape);
         }
         if self.num_classes < 2 {
-            bail!("model spec: num_classes {} must be at least 2", self.num_classes);
+            bail!(
+                "model spec: num_classes {} must be at least 2",
+                self.num_classes
+            );
         }
         if self.mean.len() != c || self.std.len() != c {
-            bail!("model spec: mean/std need {c} values (one per channel), got {}/{}", self.mean.len(), self.std.len());
+            bail!(
+                "model spec: mean/std need {c} values (one per channel), got {}/{}",
+                self.mean.len(),
+                self.std.len()
+            );
         }
         if self.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
-            bail!("model spec: std values must be positive and finite, got {:?}", self.std);
+            bail!(
+                "model spec: std values must be positive and finite, got {:?}",
+                self.std
+            );
         }
         Ok(())
     }
@@ -112,9 +128,21 @@ impl Model {
         let vs = nn::VarStore::new(device);
         let net = arch::build(&vs.root(), &spec.arch, spec.in_shape, spec.num_classes);
         let c = spec.in_shape[0];
-        let mean = Tensor::from_slice(&spec.mean).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
-        let std = Tensor::from_slice(&spec.std).to_kind(Kind::Float).view([1, c, 1, 1]).to_device(device);
-        Ok(Model { vs, spec: spec.clone(), net, mean, std })
+        let mean = Tensor::from_slice(&spec.mean)
+            .to_kind(Kind::Float)
+            .view([1, c, 1, 1])
+            .to_device(device);
+        let std = Tensor::from_slice(&spec.std)
+            .to_kind(Kind::Float)
+            .view([1, c, 1, 1])
+            .to_device(device);
+        Ok(Model {
+            vs,
+            spec: spec.clone(),
+            net,
+            mean,
+            std,
+        })
     }
     /// The device the model lives on.
     pub fn device(&self) -> Device {
@@ -122,13 +150,26 @@ impl Model {
     }
     /// Number of trainable parameters.
     pub fn num_parameters(&self) -> i64 {
-        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 }
 
 impl Classifier for Model {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let x = if x.dim() == 4 { x.shallow_clone() } else { x.view([-1, self.spec.in_shape[0], self.spec.in_shape[1], self.spec.in_shape[2]]) };
+        let x = if x.dim() == 4 {
+            x.shallow_clone()
+        } else {
+            x.view([
+                -1,
+                self.spec.in_shape[0],
+                self.spec.in_shape[1],
+                self.spec.in_shape[2],
+            ])
+        };
         let xn = (x - &self.mean) / &self.std;
         self.net.forward_rep(&xn, train)
     }
@@ -145,13 +186,17 @@ pub fn images_to_tensor(data: &nrf_data::Dataset, indices: &[usize], device: Dev
         buf.extend_from_slice(data.image(i));
     }
     let [c, h, w] = data.shape;
-    Tensor::from_slice(&buf).view([indices.len() as i64, c as i64, h as i64, w as i64]).to_device(device)
+    Tensor::from_slice(&buf)
+        .view([indices.len() as i64, c as i64, h as i64, w as i64])
+        .to_device(device)
 }
 
 /// The whole dataset as `(images [N,C,H,W] float, labels [N] int64)` on `device`.
 pub fn dataset_to_tensors(data: &nrf_data::Dataset, device: Device) -> (Tensor, Tensor) {
     let [c, h, w] = data.shape;
-    let x = Tensor::from_slice(&data.images).view([data.len() as i64, c as i64, h as i64, w as i64]).to_device(device);
+    let x = Tensor::from_slice(&data.images)
+        .view([data.len() as i64, c as i64, h as i64, w as i64])
+        .to_device(device);
     let y = Tensor::from_slice(&data.labels).to_device(device);
     (x, y)
 }
@@ -179,6 +224,10 @@ pub fn accuracy(model: &dyn Classifier, x: &Tensor, y: &Tensor, batch_size: i64)
 
 /// Converts a tensor of images `[N,C,H,W]` (float, `[0,1]`) back to flat `f32` pixels.
 pub fn tensor_to_vec(x: &Tensor) -> Result<Vec<f32>> {
-    let x = x.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    let x = x
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view([-1]);
     Ok(Vec::<f32>::try_from(&x)?)
 }

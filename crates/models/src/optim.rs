@@ -11,7 +11,11 @@ pub enum LrSchedule {
     /// Constant learning rate.
     Constant { lr: f64 },
     /// `lr * gamma^(number of milestones passed)`; milestones in epochs.
-    Step { lr: f64, milestones: Vec<usize>, gamma: f64 },
+    Step {
+        lr: f64,
+        milestones: Vec<usize>,
+        gamma: f64,
+    },
     /// Linear warm-up from 0 over `warmup` (fraction of all steps), then cosine decay to 0.
     CosineWarmup { lr: f64, warmup: f64 },
 }
@@ -21,7 +25,11 @@ impl LrSchedule {
     pub fn lr_at(&self, step: usize, total: usize, steps_per_epoch: usize) -> f64 {
         match self {
             LrSchedule::Constant { lr } => *lr,
-            LrSchedule::Step { lr, milestones, gamma } => {
+            LrSchedule::Step {
+                lr,
+                milestones,
+                gamma,
+            } => {
                 let epoch = step / steps_per_epoch.max(1);
                 let passed = milestones.iter().filter(|&&m| epoch >= m).count();
                 lr * gamma.powi(passed as i32)
@@ -42,7 +50,9 @@ impl LrSchedule {
     /// The base learning rate.
     pub fn base_lr(&self) -> f64 {
         match self {
-            LrSchedule::Constant { lr } | LrSchedule::Step { lr, .. } | LrSchedule::CosineWarmup { lr, .. } => *lr,
+            LrSchedule::Constant { lr }
+            | LrSchedule::Step { lr, .. }
+            | LrSchedule::CosineWarmup { lr, .. } => *lr,
         }
     }
 }
@@ -62,7 +72,13 @@ impl Sgd {
     /// Optimises `params` (the trainable variables of a `VarStore`).
     pub fn new(params: Vec<Tensor>, momentum: f64, nesterov: bool, weight_decay: f64) -> Sgd {
         let buffers = params.iter().map(|p| p.zeros_like()).collect();
-        Sgd { momentum, nesterov, weight_decay, params, buffers }
+        Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            params,
+            buffers,
+        }
     }
     /// Sets every parameter's gradient to zero.
     pub fn zero_grad(&mut self) {
@@ -81,10 +97,18 @@ impl Sgd {
             if !g.defined() {
                 continue;
             }
-            let mut d = if self.weight_decay != 0.0 { &g + &*p * self.weight_decay } else { g.shallow_clone() };
+            let mut d = if self.weight_decay != 0.0 {
+                &g + &*p * self.weight_decay
+            } else {
+                g.shallow_clone()
+            };
             if self.momentum != 0.0 {
                 let _ = buf.g_mul_scalar_(self.momentum).g_add_(&d);
-                d = if self.nesterov { d + &*buf * self.momentum } else { buf.shallow_clone() };
+                d = if self.nesterov {
+                    d + &*buf * self.momentum
+                } else {
+                    buf.shallow_clone()
+                };
             }
             let _ = p.g_add_(&(d * (-lr)));
         }

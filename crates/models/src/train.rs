@@ -57,7 +57,10 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 10,
             batch_size: 128,
-            schedule: LrSchedule::CosineWarmup { lr: 0.05, warmup: 0.05 },
+            schedule: LrSchedule::CosineWarmup {
+                lr: 0.05,
+                warmup: 0.05,
+            },
             momentum: 0.9,
             nesterov: true,
             weight_decay: 5e-4,
@@ -83,10 +86,16 @@ impl TrainConfig {
             bail!("train config: learning rate must be positive and finite, got {lr}");
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            bail!("train config: momentum must be in [0, 1), got {}", self.momentum);
+            bail!(
+                "train config: momentum must be in [0, 1), got {}",
+                self.momentum
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            bail!("train config: weight_decay must be >= 0, got {}", self.weight_decay);
+            bail!(
+                "train config: weight_decay must be >= 0, got {}",
+                self.weight_decay
+            );
         }
         Ok(())
     }
@@ -120,7 +129,8 @@ struct CheckpointMeta {
 
 /// The order of examples in `epoch` (deterministic in `seed` and `epoch`).
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut idx: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
         idx.swap(i, rng.gen_range(0..=i));
@@ -154,9 +164,11 @@ pub fn progress_bar(len: u64, prefix: &str, show: bool) -> ProgressBar {
     }
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>14} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     pb.set_prefix(prefix.to_string());
     pb
@@ -180,7 +192,11 @@ pub fn train_step(
     sgd.zero_grad();
     loss.backward();
     sgd.step(lr);
-    let correct = logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]);
+    let correct = logits
+        .argmax(-1, false)
+        .eq_tensor(y)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
     Ok((loss.double_value(&[]), correct))
 }
 
@@ -201,25 +217,39 @@ pub fn train(
         bail!("training set {} is empty", data.name);
     }
     let device = model.device();
-    let mut sgd = Sgd::new(model.vs.trainable_variables(), cfg.momentum, cfg.nesterov, cfg.weight_decay);
+    let mut sgd = Sgd::new(
+        model.vs.trainable_variables(),
+        cfg.momentum,
+        cfg.nesterov,
+        cfg.weight_decay,
+    );
     let mut history: Vec<EpochReport> = Vec::new();
     let describe = perturber.map(|p| p.describe());
     if let Some(stem) = checkpoint {
         if let Some((meta, tensors)) = load_training::<CheckpointMeta>(stem)? {
-            let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)? && meta.spec == model.spec && meta.train_size == data.len() && meta.perturber == describe;
+            let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)?
+                && meta.spec == model.spec
+                && meta.train_size == data.len()
+                && meta.perturber == describe;
             if same {
                 let st = crate::checkpoint::paths(stem).0;
                 load_into(model, &tensors, &st)?;
-                let map: std::collections::HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+                let map: std::collections::HashMap<&str, &Tensor> =
+                    tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
                 let _g = tch::no_grad_guard();
                 for (i, buf) in sgd.buffers.iter_mut().enumerate() {
-                    let src = map.get(format!("sgd.{i}").as_str()).with_context(|| format!("{}: lacks sgd.{i}", st.display()))?;
+                    let src = map
+                        .get(format!("sgd.{i}").as_str())
+                        .with_context(|| format!("{}: lacks sgd.{i}", st.display()))?;
                     buf.copy_(src);
                 }
                 history = meta.history;
                 tracing::info!("resuming {} from epoch {}", st.display(), history.len());
             } else {
-                tracing::warn!("checkpoint {} has another configuration; starting afresh", stem.display());
+                tracing::warn!(
+                    "checkpoint {} has another configuration; starting afresh",
+                    stem.display()
+                );
             }
         }
     }
@@ -233,10 +263,15 @@ pub fn train(
         tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
         let order = epoch_order(n, cfg.seed, epoch);
-        let pb = progress_bar(steps_per_epoch as u64, &format!("epoch {epoch}/{}", cfg.epochs), cfg.progress);
+        let pb = progress_bar(
+            steps_per_epoch as u64,
+            &format!("epoch {epoch}/{}", cfg.epochs),
+            cfg.progress,
+        );
         let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, 0.0);
         for (b, chunk) in order.chunks(bs).enumerate() {
-            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device);
+            let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to_device(device);
             let mut xb = x_all.index_select(0, &idx);
             let yb = y_all.index_select(0, &idx);
             if let Augment::CropFlip { pad } = cfg.augment {
@@ -253,7 +288,11 @@ pub fn train(
             seen += chunk.len();
             pb.inc(1);
             if b % 20 == 0 {
-                pb.set_message(format!("loss {:.3} acc {:.3}", loss_sum / seen as f64, correct as f64 / seen as f64));
+                pb.set_message(format!(
+                    "loss {:.3} acc {:.3}",
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64
+                ));
             }
         }
         pb.finish_and_clear();
@@ -271,13 +310,20 @@ pub fn train(
             cfg.epochs,
             report.train_loss,
             report.train_acc,
-            test_acc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+            test_acc
+                .map(|a| format!("{a:.4}"))
+                .unwrap_or_else(|| "-".into()),
             report.wall_s
         );
         history.push(report);
         if let Some(stem) = checkpoint {
             let mut tensors = model_tensors(model);
-            tensors.extend(sgd.buffers.iter().enumerate().map(|(i, b)| (format!("sgd.{i}"), b.shallow_clone())));
+            tensors.extend(
+                sgd.buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (format!("sgd.{i}"), b.shallow_clone())),
+            );
             let meta = CheckpointMeta {
                 config: cfg.clone(),
                 spec: model.spec.clone(),

@@ -31,17 +31,33 @@ fn synthetic(n: usize, shape: [usize; 3], classes: usize, seed: u64) -> nrf_data
 fn every_architecture_has_the_right_shapes() {
     let cases: Vec<(Arch, [i64; 3], i64)> = vec![
         (Arch::FmnistCnn, [1, 28, 28], 256),
-        (Arch::Mlp { hidden: vec![64, 32] }, [1, 28, 28], 32),
+        (
+            Arch::Mlp {
+                hidden: vec![64, 32],
+            },
+            [1, 28, 28],
+            32,
+        ),
         (Arch::ResNet18 { width: 8 }, [3, 32, 32], 64),
         (Arch::ResNet50 { width: 4 }, [3, 32, 32], 128),
         (Arch::Vgg16 { width: 4 }, [3, 32, 32], 32),
         (Arch::Vgg16 { width: 4 }, [1, 28, 28], 32),
-        (Arch::DenseNet { growth: 4, blocks: vec![2, 2, 2] }, [3, 32, 32], 0),
+        (
+            Arch::DenseNet {
+                growth: 4,
+                blocks: vec![2, 2, 2],
+            },
+            [3, 32, 32],
+            0,
+        ),
     ];
     for (arch, shape, rep_dim) in cases {
         let spec = ModelSpec::new(arch.clone(), shape, 10);
         let model = Model::new(&spec, Device::Cpu, 0).unwrap();
-        let x = Tensor::rand([2, shape[0], shape[1], shape[2]], (Kind::Float, Device::Cpu));
+        let x = Tensor::rand(
+            [2, shape[0], shape[1], shape[2]],
+            (Kind::Float, Device::Cpu),
+        );
         let (logits, rep) = model.forward_rep(&x, false);
         assert_eq!(logits.size(), vec![2, 10], "{arch:?}");
         assert_eq!(rep.size()[0], 2, "{arch:?}");
@@ -55,10 +71,12 @@ fn every_architecture_has_the_right_shapes() {
 
 #[test]
 fn bad_spec_is_an_error() {
-    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5, 0.5], vec![1.0, 1.0]);
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10)
+        .with_normalization(vec![0.5, 0.5], vec![1.0, 1.0]);
     let err = Model::new(&spec, Device::Cpu, 0).err().unwrap().to_string();
     assert!(err.contains("mean/std"), "{err}");
-    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5], vec![0.0]);
+    let spec =
+        ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5], vec![0.0]);
     assert!(Model::new(&spec, Device::Cpu, 0).is_err());
 }
 
@@ -66,10 +84,18 @@ fn bad_spec_is_an_error() {
 fn normalisation_is_inside_the_model() {
     let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 2, 2], 2);
     let a = Model::new(&spec, Device::Cpu, 3).unwrap();
-    let b = Model::new(&spec.clone().with_normalization(vec![0.5], vec![0.25]), Device::Cpu, 3).unwrap();
+    let b = Model::new(
+        &spec.clone().with_normalization(vec![0.5], vec![0.25]),
+        Device::Cpu,
+        3,
+    )
+    .unwrap();
     let x = Tensor::rand([4, 1, 2, 2], (Kind::Float, Device::Cpu));
     let xa = (&x - 0.5) / 0.25;
-    let diff = (a.logits(&xa, false) - b.logits(&x, false)).abs().max().double_value(&[]);
+    let diff = (a.logits(&xa, false) - b.logits(&x, false))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(diff < 1e-5, "{diff}");
 }
 
@@ -82,7 +108,10 @@ fn checkpoint_round_trip_and_bad_file() {
     save_model(&model, &stem).unwrap();
     let back = load_model(&stem, Device::Cpu).unwrap();
     let x = Tensor::rand([3, 1, 28, 28], (Kind::Float, Device::Cpu));
-    let d = (model.logits(&x, false) - back.logits(&x, false)).abs().max().double_value(&[]);
+    let d = (model.logits(&x, false) - back.logits(&x, false))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert_eq!(d, 0.0);
     std::fs::write(dir.path().join("m.safetensors"), b"garbage").unwrap();
     let err = format!("{:#}", load_model(&stem, Device::Cpu).err().unwrap());
@@ -93,7 +122,10 @@ fn cfg(epochs: usize) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size: 32,
-        schedule: LrSchedule::CosineWarmup { lr: 0.2, warmup: 0.1 },
+        schedule: LrSchedule::CosineWarmup {
+            lr: 0.2,
+            warmup: 0.1,
+        },
         augment: Augment::CropFlip { pad: 1 },
         seed: 7,
         ..TrainConfig::default()
@@ -124,7 +156,10 @@ fn training_learns_and_resume_is_exact() {
     let mut resumed = Model::new(&spec, Device::Cpu, 99).unwrap();
     let again = train(&mut resumed, &data, &cfg(6), None, None, Some(&stem)).unwrap();
     assert_eq!(again.len(), 6);
-    let d = (full.logits(&x, false) - resumed.logits(&x, false)).abs().max().double_value(&[]);
+    let d = (full.logits(&x, false) - resumed.logits(&x, false))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert_eq!(d, 0.0, "resumed weights differ from an uninterrupted run");
 }
 
@@ -137,6 +172,9 @@ fn nan_loss_stops_training() {
     c.augment = Augment::None;
     c.schedule = LrSchedule::Constant { lr: 1e30 };
     data.images.iter_mut().for_each(|v| *v *= 1e10);
-    let err = train(&mut model, &data, &c, None, None, None).err().unwrap().to_string();
+    let err = train(&mut model, &data, &c, None, None, None)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("diverged"), "{err}");
 }
