@@ -253,7 +253,11 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
             "headers": ["λ", "max |Σ_closed − Σ_numeric|", "verdict"],
             "rows": [[1.0, 1.2e-7, "holds"], [10.0, 3.4e-8, "holds"]]
         },
-        "note": "demo"
+        "note": "demo",
+        "checks": [
+            { "name": "thm2_closed_form_matches_numerical", "passed": true, "detail": "max rel. error 1e-8 (demo)" },
+            { "name": "demo_check_that_fails", "passed": false, "detail": "shows how a failed check looks" }
+        ]
     });
     write_json_atomic(dir.join("theory").join("theory.json"), &theory)?;
     line_plot(
@@ -275,6 +279,11 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
                     .collect(),
             ),
         ],
+    )?;
+    // Writers often save an SVG next to the PNG; the report shows the PNG only.
+    crate::io::atomic_write(
+        dir.join("theory").join("figure4.svg"),
+        b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"></svg>",
     )?;
     scatter_plot(
         dir.join("sections").join("figure3.png"),

@@ -65,6 +65,26 @@ fn list(dir: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
     out
 }
 
+/// Images of `dir/sub` (relative paths, sorted); an SVG is skipped when a PNG / JPEG of the same
+/// name exists (writers often save both).
+fn images(dir: &Path, sub: &str, problems: &mut Vec<String>) -> Vec<String> {
+    let files: Vec<PathBuf> = list(&dir.join(sub), problems)
+        .into_iter()
+        .filter(|p| is_image(p))
+        .collect();
+    let raster = |p: &Path| {
+        ["png", "jpg", "jpeg"].iter().any(|e| {
+            let q = p.with_extension(e);
+            q != p && files.contains(&q)
+        })
+    };
+    files
+        .iter()
+        .filter(|p| !(p.extension().and_then(|e| e.to_str()) == Some("svg") && raster(p)))
+        .map(|p| rel(dir, p))
+        .collect()
+}
+
 fn rel(dir: &Path, p: &Path) -> String {
     p.strip_prefix(dir)
         .unwrap_or(p)
@@ -157,16 +177,8 @@ impl Results {
                 Err(e) => problems.push(format!("theory/theory.json: {e:#}")),
             }
         }
-        for p in list(&dir.join("theory"), &mut problems) {
-            if is_image(&p) {
-                r.theory_images.push(rel(dir, &p));
-            }
-        }
-        for p in list(&dir.join("grids"), &mut problems) {
-            if is_image(&p) {
-                r.grid_images.push(rel(dir, &p));
-            }
-        }
+        r.theory_images = images(dir, "theory", &mut problems);
+        r.grid_images = images(dir, "grids", &mut problems);
         // Duplicate names (two files claiming the same model) are reported, the first kept.
         let mut seen = std::collections::BTreeSet::new();
         r.models.retain(|m| {

@@ -1025,7 +1025,106 @@ fn fmt_json_num(f: f64) -> String {
     }
 }
 
-/// Finds tables ({headers, rows}) and scalar fields in arbitrary JSON.
+fn json_cell(x: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match x {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n
+            .as_f64()
+            .map(fmt_json_num)
+            .unwrap_or_else(|| n.to_string()),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
+        Value::Null => "—".into(),
+        Value::Array(a) if a.len() <= 6 && a.iter().all(|v| v.is_number() || v.is_string()) => {
+            format!(
+                "[{}]",
+                a.iter().map(json_cell).collect::<Vec<_>>().join(", ")
+            )
+        }
+        Value::Array(a) => format!("[{} items]", a.len()),
+        Value::Object(o) => format!("{{{} fields}}", o.len()),
+    }
+}
+
+fn is_pass_column(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "passed" | "pass" | "ok" | "holds"
+    )
+}
+
+/// An array of objects as a table: one row per object, one column per scalar field (nested
+/// objects flattened one level as `a.b`). None when the objects have too many columns.
+fn objects_table(path: &str, items: &[serde_json::Value]) -> Option<DocTable> {
+    use serde_json::Value;
+    let mut cols: Vec<String> = Vec::new();
+    let mut rows_kv: Vec<Vec<(String, &Value)>> = Vec::new();
+    for it in items {
+        let o = it.as_object()?;
+        let mut kv = Vec::new();
+        for (k, v) in o {
+            match v {
+                Value::Object(inner) => {
+                    for (k2, v2) in inner {
+                        kv.push((format!("{k}.{k2}"), v2));
+                    }
+                }
+                _ => kv.push((k.clone(), v)),
+            }
+        }
+        for (k, _) in &kv {
+            if !cols.contains(k) {
+                cols.push(k.clone());
+            }
+        }
+        rows_kv.push(kv);
+    }
+    if cols.is_empty() || cols.len() > 14 {
+        return None;
+    }
+    // Names first, pass / fail last (serde_json keeps keys sorted, not in written order).
+    cols.sort_by_key(|c| {
+        let l = c.to_ascii_lowercase();
+        if ["name", "id", "title", "label", "classifier", "model"].contains(&l.as_str()) {
+            0
+        } else if is_pass_column(c) {
+            2
+        } else {
+            1
+        }
+    });
+    let pass_cols: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is_pass_column(c))
+        .map(|(i, _)| i)
+        .collect();
+    let rows = rows_kv
+        .iter()
+        .map(|kv| {
+            cols.iter()
+                .enumerate()
+                .map(|(ci, c)| match kv.iter().find(|(k, _)| k == c) {
+                    Some((_, Value::Bool(b))) if pass_cols.contains(&ci) => {
+                        if *b { "holds" } else { "does not hold" }.to_string()
+                    }
+                    Some((_, v)) => json_cell(v),
+                    None => "—".into(),
+                })
+                .collect()
+        })
+        .collect();
+    Some(DocTable {
+        caption: format!("`{}`", path.trim_start_matches('.')),
+        headers: cols,
+        rows,
+        verdict_cols: pass_cols,
+        left_align: false,
+    })
+}
+
+/// Finds tables in arbitrary JSON: objects with `headers` and `rows`, arrays of objects and
+/// arrays of equal-length scalar arrays; everything else scalar goes to `scalars`.
 fn json_tables(
     v: &serde_json::Value,
     path: &str,
@@ -1033,42 +1132,33 @@ fn json_tables(
     scalars: &mut Vec<Vec<String>>,
 ) {
     use serde_json::Value;
+    let key = || format!("`{}`", path.trim_start_matches('.'));
     match v {
         Value::Object(o) => {
             if let (Some(Value::Array(h)), Some(Value::Array(rows))) =
                 (o.get("headers"), o.get("rows"))
             {
-                let cell = |x: &Value| match x {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n
-                        .as_f64()
-                        .map(fmt_json_num)
-                        .unwrap_or_else(|| n.to_string()),
-                    other => other.to_string(),
-                };
+                let headers: Vec<String> = h.iter().map(json_cell).collect();
                 tables.push(DocTable {
                     caption: o
                         .get("caption")
                         .and_then(|c| c.as_str())
                         .map(str::to_string)
-                        .unwrap_or_else(|| path.trim_start_matches('.').to_string()),
-                    headers: h.iter().map(cell).collect(),
+                        .unwrap_or_else(key),
                     rows: rows
                         .iter()
                         .map(|r| match r {
-                            Value::Array(cells) => cells.iter().map(cell).collect(),
-                            other => vec![cell(other)],
+                            Value::Array(cells) => cells.iter().map(json_cell).collect(),
+                            other => vec![json_cell(other)],
                         })
                         .collect(),
-                    verdict_cols: h
+                    verdict_cols: headers
                         .iter()
                         .enumerate()
-                        .filter(|(_, x)| {
-                            x.as_str()
-                                .is_some_and(|s| s.eq_ignore_ascii_case("verdict"))
-                        })
+                        .filter(|(_, x)| x.eq_ignore_ascii_case("verdict"))
                         .map(|(i, _)| i)
                         .collect(),
+                    headers,
                     left_align: false,
                 });
                 return;
@@ -1077,35 +1167,59 @@ fn json_tables(
                 json_tables(x, &format!("{path}.{k}"), tables, scalars);
             }
         }
-        Value::Array(a) => {
-            if a.iter().all(|x| x.is_number()) {
-                let preview: Vec<String> = a.iter().take(6).map(|x| x.to_string()).collect();
-                let more = if a.len() > 6 { ", …" } else { "" };
-                scalars.push(vec![
-                    format!("`{}`", path.trim_start_matches('.')),
-                    format!("[{}{more}] ({} numbers)", preview.join(", "), a.len()),
-                ]);
-            } else {
+        Value::Array(a) if a.is_empty() => scalars.push(vec![key(), "[]".into()]),
+        Value::Array(a) if a.iter().all(|x| x.is_number()) => {
+            let preview: Vec<String> = a.iter().take(6).map(json_cell).collect();
+            let more = if a.len() > 6 { ", …" } else { "" };
+            scalars.push(vec![
+                key(),
+                format!("[{}{more}] ({} numbers)", preview.join(", "), a.len()),
+            ]);
+        }
+        Value::Array(a) if a.iter().all(|x| x.is_string()) => {
+            let items: Vec<String> = a.iter().map(json_cell).collect();
+            scalars.push(vec![key(), items.join(", ")]);
+        }
+        Value::Array(a) if a.iter().all(|x| x.is_object()) => match objects_table(path, a) {
+            Some(t) => tables.push(t),
+            None => {
                 for (i, x) in a.iter().enumerate() {
                     json_tables(x, &format!("{path}[{i}]"), tables, scalars);
                 }
             }
+        },
+        Value::Array(a)
+            if a.iter().all(|x| {
+                x.as_array().is_some_and(|r| {
+                    r.len() == a[0].as_array().map_or(0, Vec::len)
+                        && r.len() <= 8
+                        && r.iter().all(|c| !c.is_array() && !c.is_object())
+                })
+            }) =>
+        {
+            let n = a[0].as_array().map_or(0, Vec::len);
+            tables.push(DocTable {
+                caption: key(),
+                headers: (1..=n).map(|i| format!("[{}]", i - 1)).collect(),
+                rows: a
+                    .iter()
+                    .map(|r| {
+                        r.as_array()
+                            .map(|r| r.iter().map(json_cell).collect())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+                verdict_cols: vec![],
+                left_align: false,
+            });
         }
-        Value::Null => {}
-        Value::Number(n) => {
-            let s = n
-                .as_f64()
-                .map(fmt_json_num)
-                .unwrap_or_else(|| n.to_string());
-            scalars.push(vec![format!("`{}`", path.trim_start_matches('.')), s]);
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                json_tables(x, &format!("{path}[{i}]"), tables, scalars);
+            }
         }
-        other => scalars.push(vec![
-            format!("`{}`", path.trim_start_matches('.')),
-            other
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| other.to_string()),
-        ]),
+        Value::Null => scalars.push(vec![key(), "—".into()]),
+        other => scalars.push(vec![key(), json_cell(other)]),
     }
 }
 
@@ -1122,28 +1236,56 @@ fn theory_section(ctx: &mut Ctx) -> DocSection {
             blocks: b,
         };
     }
-    b.push(Block::Para("Section 4's Gaussian model: robust training keeps the mean and blends the covariance toward the identity (Figure 4); results written by nrf-theory.".into()));
+    b.push(Block::Para("Section 4's Gaussian model: robust training keeps the mean and blends the covariance toward the identity (Figure 4), plus the numerical checks of Theorems 1–3; everything below is read from `theory/` as written by nrf-theory.".into()));
     let mut partial = false;
+    let (mut tables, mut scalars) = (Vec::new(), Vec::new());
+    if let Some(v) = &r.theory {
+        json_tables(v, "", &mut tables, &mut scalars);
+    }
+    // Checks (tables with pass / verdict columns) first, then the plots, then the other tables.
+    let (checks, others): (Vec<DocTable>, Vec<DocTable>) =
+        tables.into_iter().partition(|t| !t.verdict_cols.is_empty());
+    for t in checks {
+        b.push(Block::Table(t));
+    }
+    if r.theory_images.is_empty() {
+        b.push(Block::Missing("no plots under theory/".into()));
+        partial = true;
+    }
+    for img in &r.theory_images {
+        b.push(Block::Image {
+            rel: img.clone(),
+            caption: img.trim_start_matches("theory/").to_string(),
+        });
+    }
     match &r.theory {
         Some(v) => {
-            let (mut tables, mut scalars) = (Vec::new(), Vec::new());
-            json_tables(v, "", &mut tables, &mut scalars);
-            for t in tables {
-                b.push(Block::Table(t));
+            for t in others {
+                if t.rows.len() > 12 {
+                    b.push(Block::Details {
+                        summary: format!("{} ({} rows)", t.caption, t.rows.len()),
+                        body: vec![Block::Table(DocTable {
+                            caption: String::new(),
+                            ..t
+                        })],
+                    });
+                } else {
+                    b.push(Block::Table(t));
+                }
             }
             if !scalars.is_empty() {
                 let n = scalars.len();
-                scalars.truncate(80);
+                scalars.truncate(120);
                 b.push(Block::Table(DocTable {
-                    caption: if n > 80 {
-                        format!("Values in theory.json (first 80 of {n}).")
+                    caption: if n > 120 {
+                        format!("Other values in theory.json (first 120 of {n}).")
                     } else {
-                        "Values in theory.json.".into()
+                        "Other values in theory.json.".into()
                     },
                     headers: vec!["Field".into(), "Value".into()],
                     rows: scalars,
                     verdict_cols: vec![],
-                    left_align: false,
+                    left_align: true,
                 }));
             }
             let mut pretty = serde_json::to_string_pretty(v).unwrap_or_default();
@@ -1165,16 +1307,6 @@ fn theory_section(ctx: &mut Ctx) -> DocSection {
             b.push(Block::Missing(m));
             partial = true;
         }
-    }
-    if r.theory_images.is_empty() {
-        b.push(Block::Missing("no plots under theory/".into()));
-        partial = true;
-    }
-    for img in &r.theory_images {
-        b.push(Block::Image {
-            rel: img.clone(),
-            caption: img.trim_start_matches("theory/").to_string(),
-        });
     }
     DocSection {
         id: "theory",

@@ -94,6 +94,11 @@ fn complete_run_gives_a_complete_report() {
     assert!(html.contains("(MEM, unconfirmed)"));
     assert!(html.contains("Closed-form Σ_r vs numerical minimisation"));
     assert!(html.contains("transfer rate rise together"));
+    // Generic theory.json: an array of check objects becomes a table with pass / fail badges;
+    // the SVG twin of a PNG is not shown twice.
+    assert!(html.contains("thm2_closed_form_matches_numerical"));
+    assert!(html.contains("<span class=\"badge v-not\">does not hold</span>"));
+    assert!(!html.contains("image/svg+xml"));
     assert!(md.contains("| F2a |") || md.contains("| F2a:"));
     assert_eq!(s.verdicts.len(), 7);
     assert!(
