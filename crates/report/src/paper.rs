@@ -14,11 +14,11 @@ pub const PAPER_NUMBERS_TOML: &str = include_str!("../paper_numbers.toml");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceStatus {
-    /// The paper's number, quoted by the authors' dataset release ([CD]).
+    /// The paper's number, quoted by the authors' dataset release (\[CD\]).
     Confirmed,
-    /// Not the paper's number but the authors' library's model of the same kind ([RL]).
+    /// Not the paper's number but the authors' library's model of the same kind (\[RL\]).
     Proxy,
-    /// A third-party replication ([PB]).
+    /// A third-party replication (\[PB\]).
     Replication,
     /// From recollection of the paper, not checked (MEM).
     Unconfirmed,
@@ -62,7 +62,7 @@ pub struct PaperNumber {
     /// The source gives the value as approximate ("≈95%").
     #[serde(default)]
     pub approx: bool,
-    /// Source tag, e.g. "[CD]", "[RL]", "[PB]", "MEM".
+    /// Source tag, e.g. `"[CD]"`, `"[RL]"`, `"[PB]"`, `"MEM"`.
     pub source: String,
     /// Trust level.
     pub status: SourceStatus,
@@ -185,7 +185,7 @@ pub fn select<'a>(
 }
 
 /// A compact table cell for one row, grouped by source, e.g.
-/// "std 84%, robust (L2 ε=0.25) 48% [CD]" or "std ≈95% (MEM, unconfirmed)". "—" when empty.
+/// "std 84%, robust (L2 ε=0.25) 48% \[CD\]" or "std ≈95% (MEM, unconfirmed)". "—" when empty.
 pub fn cell_text(numbers: &[&PaperNumber]) -> String {
     let mut sources: Vec<&str> = Vec::new();
     for n in numbers {

@@ -27,7 +27,7 @@ pub struct MachineInfo {
     pub cpus: usize,
     /// Threads libtorch was allowed to use.
     pub torch_threads: i64,
-    /// "cpu" or "cuda:0 (<name>)".
+    /// `"cpu"` or `"cuda:0 (<name>)"`.
     pub device: String,
 }
 

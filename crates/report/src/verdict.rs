@@ -10,7 +10,7 @@
 //! | F2b: D_NR gives good standard accuracy and no robustness | good: std(on_D_NR) ≥ std(ref) − 15 points; near zero: rob(on_D_NR) ≤ 10%; learned: std(on_D_NR) ≥ chance + 20 points. holds: good and near zero; partly: learned and exactly one of the two; does not hold: otherwise |
 //! | F2c: D_R gives decent standard accuracy | holds: std(on_D_R) ≥ std(ref) − 15 points; partly: ≥ chance + 20 points; does not hold: otherwise |
 //! | T1a / T1b: D_rand / D_det models generalise to the real test set | holds: acc ≥ chance + 20 points; partly: acc > chance + 5 points; does not hold: otherwise |
-//! | T1c: D_rand / D_det models are not robust ([CD]: 0%) | holds: both rob ≤ 10%; partly: one of them; does not hold: neither |
+//! | T1c: D_rand / D_det models are not robust (\[CD\]: 0%) | holds: both rob ≤ 10%; partly: one of them; does not hold: neither |
 //!
 //! ref = the control model (`on_control`: same recipe on a same-size clean subset of D) when
 //! present, else `C_std`. chance = 1 / num_classes. Variants (e.g. `on_D_det_eps2`) get the
@@ -84,7 +84,7 @@ impl std::fmt::Display for Verdict {
 /// One claim, its rule, the numbers used and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimVerdict {
-    /// Short id, e.g. "F2a", "T1b", "T1b[on_D_det_eps2]".
+    /// Short id, e.g. `"F2a"`, `"T1b"`, `"T1b[on_D_det_eps2]"`.
     pub id: String,
     /// The claim in words.
     pub claim: String,
