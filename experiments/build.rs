@@ -14,13 +14,19 @@ fn main() {
         if let Some(torch) = dir.parent() {
             if let Ok(text) = std::fs::read_to_string(torch.join("version.py")) {
                 if let Some(v) = text.lines().find_map(|l| l.strip_prefix("__version__ = ")) {
-                    println!("cargo:rustc-env=NRF_TORCH_VERSION={}", v.trim_matches(|c| c == '\'' || c == '"'));
+                    println!(
+                        "cargo:rustc-env=NRF_TORCH_VERSION={}",
+                        v.trim_matches(|c| c == '\'' || c == '"')
+                    );
                 }
             }
         }
     }
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     if let Ok(out) = std::process::Command::new(rustc).arg("--version").output() {
-        println!("cargo:rustc-env=NRF_RUSTC_VERSION={}", String::from_utf8_lossy(&out.stdout).trim());
+        println!(
+            "cargo:rustc-env=NRF_RUSTC_VERSION={}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
     }
 }

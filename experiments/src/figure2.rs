@@ -24,16 +24,38 @@ pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let (_, c_std) = ctx.model_stage("C_std", "D", &train, &data_key, &std_section)?;
     let rob_section = ctx.preset.train_rob.clone();
     let (_, c_rob) = ctx.model_stage("C_rob", "D", &train, &data_key, &rob_section)?;
-    let n = ctx.preset.rep_match.n.max(ctx.preset.relabel.n).min(train.len());
-    let subset = nrf_data::batch::random_subset(train.len(), n, ctx.preset.stage_seed("construct-subset"))?;
-    Ok(Sources { c_std, c_rob, subset })
+    let n = ctx
+        .preset
+        .rep_match
+        .n
+        .max(ctx.preset.relabel.n)
+        .min(train.len());
+    let subset =
+        nrf_data::batch::random_subset(train.len(), n, ctx.preset.stage_seed("construct-subset"))?;
+    Ok(Sources {
+        c_std,
+        c_rob,
+        subset,
+    })
 }
 
 /// Builds D_R or D_NR from the model `source` (cached, resumable); returns the stage key.
-pub fn construct_rep(ctx: &mut Ctx, name: &str, source: &str, source_key: &str, subset: &[usize], cfg: &RepMatchConfig) -> Result<String> {
+pub fn construct_rep(
+    ctx: &mut Ctx,
+    name: &str,
+    source: &str,
+    source_key: &str,
+    subset: &[usize],
+    cfg: &RepMatchConfig,
+) -> Result<String> {
     let targets: Vec<usize> = subset[..ctx.preset.rep_match.n.min(subset.len())].to_vec();
-    let method = if source == "C_rob" { "robust_features" } else { "non_robust_features" };
+    let method = if source == "C_rob" {
+        "robust_features"
+    } else {
+        "non_robust_features"
+    };
     let (_, key) = ctx.stage(&format!("construct:{name}"), &(source_key, cfg, &targets), |ctx, work| {
+        let t0 = std::time::Instant::now();
         let model = ctx.load_weights(source)?;
         let out = build(&model, &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
         let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
@@ -67,7 +89,7 @@ pub fn construct_rep(ctx: &mut Ctx, name: &str, source: &str, source_key: &str, 
             mean_dist_to_x0: Some(s.mean_dist_to_x0),
             grid,
             file: Some(format!("data/{name}.safetensors")),
-            wall_s: 0.0,
+            wall_s: t0.elapsed().as_secs_f64(),
         };
         ctx.store_constructed(&stored, &info)?;
         Ok(info)

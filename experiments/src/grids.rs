@@ -7,7 +7,11 @@ use nrf_report::{image_grid, GridCell, GridRow};
 const ROWS: usize = 8;
 
 fn class(ctx: &Ctx, y: i64) -> String {
-    ctx.train.class_names.get(y as usize).cloned().unwrap_or_else(|| y.to_string())
+    ctx.train
+        .class_names
+        .get(y as usize)
+        .cloned()
+        .unwrap_or_else(|| y.to_string())
 }
 
 fn scale(shape: [usize; 3]) -> u32 {
@@ -15,18 +19,35 @@ fn scale(shape: [usize; 3]) -> u32 {
 }
 
 /// Rows of (x0 start, x_r result, x target) for D_R / D_NR; returns the grid's relative path.
-pub fn rep_grid(ctx: &Ctx, name: &str, ds: &ConstructedDataset, starts: &[i64]) -> Result<Option<String>> {
+pub fn rep_grid(
+    ctx: &Ctx,
+    name: &str,
+    ds: &ConstructedDataset,
+    starts: &[i64],
+) -> Result<Option<String>> {
     let d = &ds.dataset;
     let rows: Vec<GridRow> = (0..d.len().min(ROWS))
         .map(|i| {
             let target = ds.source_indices[i] as usize;
             let mut cells = Vec::new();
             if let Some(&s) = starts.get(i).filter(|&&s| s >= 0) {
-                cells.push(GridCell { pixels: ctx.train.image(s as usize).to_vec(), caption: format!("x0 start\n{}", class(ctx, ctx.train.labels[s as usize])) });
+                cells.push(GridCell {
+                    pixels: ctx.train.image(s as usize).to_vec(),
+                    caption: format!("x0 start\n{}", class(ctx, ctx.train.labels[s as usize])),
+                });
             }
-            cells.push(GridCell { pixels: d.image(i).to_vec(), caption: format!("x_r ({name})\nlabel {}", class(ctx, d.labels[i])) });
-            cells.push(GridCell { pixels: ctx.train.image(target).to_vec(), caption: format!("x target\n{}", class(ctx, ctx.train.labels[target])) });
-            GridRow { label: format!("#{target}"), cells }
+            cells.push(GridCell {
+                pixels: d.image(i).to_vec(),
+                caption: format!("x_r ({name})\nlabel {}", class(ctx, d.labels[i])),
+            });
+            cells.push(GridCell {
+                pixels: ctx.train.image(target).to_vec(),
+                caption: format!("x target\n{}", class(ctx, ctx.train.labels[target])),
+            });
+            GridRow {
+                label: format!("#{target}"),
+                cells,
+            }
         })
         .collect();
     let rel = format!("grids/{name}.png");
@@ -43,8 +64,14 @@ pub fn relabel_grid(ctx: &Ctx, name: &str, ds: &ConstructedDataset) -> Result<Op
             GridRow {
                 label: format!("#{src}"),
                 cells: vec![
-                    GridCell { pixels: ctx.train.image(src).to_vec(), caption: format!("x\ntrue {}", class(ctx, ctx.train.labels[src])) },
-                    GridCell { pixels: d.image(i).to_vec(), caption: format!("x_adv\nlabel t = {}", class(ctx, d.labels[i])) },
+                    GridCell {
+                        pixels: ctx.train.image(src).to_vec(),
+                        caption: format!("x\ntrue {}", class(ctx, ctx.train.labels[src])),
+                    },
+                    GridCell {
+                        pixels: d.image(i).to_vec(),
+                        caption: format!("x_adv\nlabel t = {}", class(ctx, d.labels[i])),
+                    },
                 ],
             }
         })

@@ -190,6 +190,7 @@ impl Ctx {
             crate_versions,
             started: now(),
             headline_eps: Some(preset.eval.headline_eps),
+            num_classes: Some(train.num_classes),
             ..RunInfo::default()
         };
         let mut ctx = Ctx {

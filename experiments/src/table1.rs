@@ -9,65 +9,118 @@ use nrf_features::relabel::{build, RelabelConfig, TargetRule};
 use nrf_report::results::ConstructedInfo;
 
 /// Builds a relabelled dataset (cached, resumable); returns its stage key.
-pub fn construct(ctx: &mut Ctx, name: &str, src: &Sources, rule: TargetRule, eps: f64, step_size: f64) -> Result<String> {
+pub fn construct(
+    ctx: &mut Ctx,
+    name: &str,
+    src: &Sources,
+    rule: TargetRule,
+    eps: f64,
+    step_size: f64,
+) -> Result<String> {
     let r = ctx.preset.relabel.clone();
     let indices: Vec<usize> = src.subset[..r.n.min(src.subset.len())].to_vec();
-    let cfg = RelabelConfig { rule, eps, steps: r.steps, step_size, batch_size: r.batch_size, seed: ctx.preset.stage_seed(&format!("targets:{name}")) };
+    let cfg = RelabelConfig {
+        rule,
+        eps,
+        steps: r.steps,
+        step_size,
+        batch_size: r.batch_size,
+        seed: ctx.preset.stage_seed(&format!("targets:{name}")),
+    };
     let method = match rule {
         TargetRule::Random => "random_target",
         TargetRule::Deterministic => "deterministic_target",
     };
-    let (_, key) = ctx.stage(&format!("construct:{name}"), &(&src.c_std, &cfg, &indices), |ctx, work| {
+    let (_, key) = ctx.stage(
+        &format!("construct:{name}"),
+        &(&src.c_std, &cfg, &indices),
+        |ctx, work| {
+            let t0 = std::time::Instant::now();
         let model = ctx.load_weights("C_std")?;
-        let out = build(&model, &ctx.train, &indices, &cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
-        let s = &out.summary;
-        tracing::info!("{name}: attack success {:.3}, mean L2 distance {:.3}, t = y for {:.3}", s.success_rate, s.mean_dist_to_x, s.target_equals_label);
-        let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
-        let mut meta = ConstructedMetadata {
-            method: method.into(),
-            epsilon: Some(eps),
-            steps: Some(cfg.steps),
-            step_size: Some(step_size),
-            source_model_sha256: Some(nrf_data::store::sha256_file(ctx.path("weights/C_std.safetensors"))?),
-            seed: Some(cfg.seed),
-            ..Default::default()
-        };
-        meta.extra.insert("config".into(), serde_json::to_value(&cfg)?);
-        meta.extra.insert("summary".into(), serde_json::to_value(s)?);
-        let stored = ConstructedDataset { dataset: ds, source_indices: indices.iter().map(|&i| i as i64).collect(), metadata: meta };
-        let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
-        let info = ConstructedInfo {
-            name: name.into(),
-            method: method.into(),
-            source_model: "C_std".into(),
-            n: indices.len(),
-            epsilon: Some(eps),
-            steps: cfg.steps,
-            step_size,
-            success_rate: Some(s.success_rate),
-            init_rel_err: None,
-            final_rel_err: None,
-            mean_dist_to_x: Some(s.mean_dist_to_x),
-            mean_dist_to_x0: None,
-            grid,
-            file: Some(format!("data/{name}.safetensors")),
-            wall_s: 0.0,
-        };
-        ctx.store_constructed(&stored, &info)?;
-        Ok(info)
-    })?;
+            let out = build(
+                &model,
+                &ctx.train,
+                &indices,
+                &cfg,
+                ctx.device,
+                &work.join("chunks"),
+                ctx.progress,
+            )?;
+            let s = &out.summary;
+            tracing::info!(
+                "{name}: attack success {:.3}, mean L2 distance {:.3}, t = y for {:.3}",
+                s.success_rate,
+                s.mean_dist_to_x,
+                s.target_equals_label
+            );
+            let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
+            let mut meta = ConstructedMetadata {
+                method: method.into(),
+                epsilon: Some(eps),
+                steps: Some(cfg.steps),
+                step_size: Some(step_size),
+                source_model_sha256: Some(nrf_data::store::sha256_file(
+                    ctx.path("weights/C_std.safetensors"),
+                )?),
+                seed: Some(cfg.seed),
+                ..Default::default()
+            };
+            meta.extra
+                .insert("config".into(), serde_json::to_value(&cfg)?);
+            meta.extra
+                .insert("summary".into(), serde_json::to_value(s)?);
+            let stored = ConstructedDataset {
+                dataset: ds,
+                source_indices: indices.iter().map(|&i| i as i64).collect(),
+                metadata: meta,
+            };
+            let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
+            let info = ConstructedInfo {
+                name: name.into(),
+                method: method.into(),
+                source_model: "C_std".into(),
+                n: indices.len(),
+                epsilon: Some(eps),
+                steps: cfg.steps,
+                step_size,
+                success_rate: Some(s.success_rate),
+                init_rel_err: None,
+                final_rel_err: None,
+                mean_dist_to_x: Some(s.mean_dist_to_x),
+                mean_dist_to_x0: None,
+                grid,
+                file: Some(format!("data/{name}.safetensors")),
+                wall_s: t0.elapsed().as_secs_f64(),
+            };
+            ctx.store_constructed(&stored, &info)?;
+            Ok(info)
+        },
+    )?;
     Ok(key)
 }
 
 /// Table 1: D_rand and D_det (and their eps variants) and fresh models on each.
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let r = ctx.preset.relabel.clone();
-    let mut sets = vec![("D_rand".to_string(), TargetRule::Random, r.eps, r.step_size), ("D_det".to_string(), TargetRule::Deterministic, r.eps, r.step_size)];
+    let mut sets = vec![
+        ("D_rand".to_string(), TargetRule::Random, r.eps, r.step_size),
+        (
+            "D_det".to_string(),
+            TargetRule::Deterministic,
+            r.eps,
+            r.step_size,
+        ),
+    ];
     for &eps in &r.extra_eps {
         let step = r.step_size * eps / r.eps;
         let tag = format!("{eps}").replace('.', "p");
         sets.push((format!("D_rand_eps{tag}"), TargetRule::Random, eps, step));
-        sets.push((format!("D_det_eps{tag}"), TargetRule::Deterministic, eps, step));
+        sets.push((
+            format!("D_det_eps{tag}"),
+            TargetRule::Deterministic,
+            eps,
+            step,
+        ));
     }
     let mut keys = Vec::new();
     for (name, rule, eps, step) in &sets {
