@@ -2,6 +2,7 @@
 //!
 //! - [`figure2`]: C_std, C_rob; D_R, D_NR; fresh models on them and on a clean control.
 //! - [`table1`]: D_rand, D_det (and eps variants); fresh models on them.
+//! - [`extras`]: Figure 3 and the reviewers' questions (`[extras]` in the preset).
 //! - [`theory`]: section 4's Gaussian model (Figure 4) and the make_circles question.
 //! - [`pipeline`]: stage caching, training + evaluation, the run record.
 //! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`).
@@ -13,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 pub mod bench;
+pub mod extras;
 pub mod figure2;
 pub mod grids;
 pub mod pipeline;
@@ -40,6 +42,7 @@ fn run_stages(ctx: &mut pipeline::Ctx) -> Result<()> {
     let src = figure2::source_models(ctx)?;
     figure2::run(ctx, &src)?;
     table1::run(ctx, &src)?;
+    extras::run(ctx, &src)?;
     if !ctx.preset.theory.skip {
         theory::run(ctx)?;
     }

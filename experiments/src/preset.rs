@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The presets shipped with nrf (embedded in the binary).
-pub const BUILTIN: [(&str, &str); 4] = [
+pub const BUILTIN: [(&str, &str); 5] = [
     ("smoke", include_str!("../presets/smoke.toml")),
     ("fashion-mnist", include_str!("../presets/fashion-mnist.toml")),
+    ("fashion-mnist-full", include_str!("../presets/fashion-mnist-full.toml")),
     ("cifar10", include_str!("../presets/cifar10.toml")),
     ("restricted-imagenet", include_str!("../presets/restricted-imagenet.toml")),
 ];
@@ -190,16 +191,88 @@ pub struct TheorySection {
     pub skip: bool,
 }
 
+/// The further experiments of `experiments/src/extras`: Figure 3 and the reviewers' questions.
+/// Each writes `sections/<id>.json`; each is switched on separately (and all need `enabled`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtrasSection {
-    /// Run the reviewers' experiments and Figure 3 (see experiments/src/extras).
+    /// Master switch: without it no extra runs.
     #[serde(default)]
     pub enabled: bool,
+    /// Figure 3 (section `figure3`): models of each of `figure3_archs` trained on D_det and on
+    /// the clean control; transfer of targeted attacks on C_std to the latter.
+    #[serde(default)]
+    pub figure3: bool,
+    /// At least three architectures (Pearson correlation over them).
     #[serde(default)]
     pub figure3_archs: Vec<Arch>,
+    /// L2 radii of D_rand / D_det for section `eps_sensitivity` (empty = that extra is off).
     #[serde(default)]
     pub eps_sensitivity: Vec<f64>,
+    /// Section `diversity`: mean pairwise distances of D, D_R, D_NR per class.
+    #[serde(default)]
+    pub diversity: bool,
+    /// At most this many images per class in the pairwise distances (0 = all).
+    #[serde(default)]
+    pub diversity_max_per_class: usize,
+    /// Section `source_vs_target`: is x_r closer to its start x0 or its target x?
+    #[serde(default)]
+    pub source_vs_target: bool,
+    /// Section `overfitting`: train / test accuracy curves and generalisation gaps.
+    #[serde(default)]
+    pub overfitting: bool,
+    /// Section `cosine_ablation`: D_R rebuilt with the other representation distance.
+    #[serde(default)]
+    pub cosine_ablation: bool,
+    /// The independent standard model of `diversity` and `source_vs_target`.
+    #[serde(default)]
+    pub independent_model: IndependentModel,
+}
+
+/// Which model plays the independent standard model in the extras.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndependentModel {
+    /// The fresh model on the clean control subset (already trained, so free; but it was
+    /// trained on the target images of D_R / D_NR).
+    #[default]
+    #[serde(rename = "on_control")]
+    OnControl,
+    /// An extra fresh model (`fresh` settings) on as many held-out training images as the
+    /// control, none of them a target or start image of D_R / D_NR.
+    #[serde(rename = "C_indep")]
+    CIndep,
+}
+
+impl ExtrasSection {
+    /// Checks the extras' values; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.figure3 {
+            check(
+                self.figure3_archs.len() >= 3,
+                "extras.figure3_archs",
+                format!(
+                    "figure3 needs at least 3 architectures (a correlation over them), got {}",
+                    self.figure3_archs.len()
+                ),
+            )?;
+        }
+        for (i, a) in self.figure3_archs.iter().enumerate() {
+            check(
+                !self.figure3_archs[..i].contains(a),
+                "extras.figure3_archs",
+                format!("{} is listed twice", a.label()),
+            )?;
+        }
+        for (i, v) in self.eps_sensitivity.iter().enumerate() {
+            positive(*v, "extras.eps_sensitivity")?;
+            check(
+                !self.eps_sensitivity[..i].contains(v),
+                "extras.eps_sensitivity",
+                format!("{v} is listed twice"),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 fn check(cond: bool, field: &str, msg: String) -> Result<()> {
@@ -334,6 +407,7 @@ impl Preset {
         if let (Some(m), Some(s)) = (&self.model.mean, &self.model.std) {
             check(m.len() == s.len(), "model.mean / model.std", "need the same length".into())?;
         }
+        self.extras.validate()?;
         Ok(())
     }
 

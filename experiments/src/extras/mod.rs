@@ -1,0 +1,257 @@
+//! Further experiments: the paper's Figure 3 and the reviewers' questions. Each writes one
+//! `sections/<id>.json` ([`Section`]), which the report renders generically, plus its plots
+//! under `plots/`. Each is switched on separately in the preset's `[extras]` table:
+//!
+//! | id | module | switch | cost |
+//! |---|---|---|---|
+//! | `overfitting` | [`overfitting`] | `overfitting = true` | none (reads `models/*.json`) |
+//! | `diversity` | [`diversity`] | `diversity = true` | seconds |
+//! | `source_vs_target` | [`source_vs_target`] | `source_vs_target = true` | seconds |
+//! | `cosine_ablation` | [`cosine`] | `cosine_ablation = true` | one D_R construction + one model |
+//! | `eps_sensitivity` | [`eps_sensitivity`] | `eps_sensitivity = [radii]` | two constructions + two models per radius |
+//! | `figure3` | [`figure3`] | `figure3 = true`, `figure3_archs` | two models per architecture |
+//!
+//! Every model goes through [`Ctx::model_stage`] and every dataset through the construction
+//! stages, so everything is cached and an interrupted run resumes. Findings and verdicts are
+//! computed from the numbers (see [`stats`] for the rules).
+pub mod cosine;
+pub mod diversity;
+pub mod eps_sensitivity;
+pub mod figure3;
+pub mod overfitting;
+pub mod source_vs_target;
+pub mod stats;
+
+use crate::figure2::Sources;
+use crate::pipeline::Ctx;
+use crate::preset::{IndependentModel, TrainSection};
+use anyhow::{bail, Context, Result};
+use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
+use nrf_data::Dataset;
+use nrf_models::{Arch, Classifier, Model};
+use nrf_report::results::{ModelResult, Section};
+use tch::Tensor;
+
+/// Runs every extra the preset switches on (nothing unless `extras.enabled`).
+pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+    let e = ctx.preset.extras.clone();
+    if !e.enabled {
+        return Ok(());
+    }
+    if e.diversity || e.source_vs_target {
+        let indep = independent_model(ctx, src)?;
+        if e.diversity {
+            diversity::run(ctx, src, &indep).context("extra `diversity`")?;
+        }
+        if e.source_vs_target {
+            source_vs_target::run(ctx, &indep).context("extra `source_vs_target`")?;
+        }
+    }
+    if e.cosine_ablation {
+        cosine::run(ctx, src).context("extra `cosine_ablation`")?;
+    }
+    if !e.eps_sensitivity.is_empty() {
+        eps_sensitivity::run(ctx, src, &e.eps_sensitivity).context("extra `eps_sensitivity`")?;
+    }
+    if e.figure3 {
+        figure3::run(ctx, src, &e.figure3_archs).context("extra `figure3`")?;
+    }
+    if e.overfitting {
+        overfitting::run(ctx).context("extra `overfitting`")?;
+    }
+    Ok(())
+}
+
+/// The independent standard model of `diversity` and `source_vs_target`.
+pub struct Independent {
+    /// Its name (weights and `models/<name>.json`).
+    pub name: String,
+    /// How it was trained, for the report.
+    pub description: String,
+    /// The loaded weights (frozen).
+    pub model: Model,
+}
+
+/// Trains (or loads) the independent model the preset names.
+///
+/// `C_indep` is trained with the `fresh` settings on as many images as the clean control, drawn
+/// from the training images that are neither a target (any of `src.subset`) nor a start image of
+/// D_R / D_NR: it has seen none of the images the extras compare. `on_control` costs nothing but
+/// was trained on the targets x of D_R / D_NR (not on most starts x0), which favours x.
+pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
+    let (name, description) = match ctx.preset.extras.independent_model {
+        IndependentModel::OnControl => (
+            "on_control",
+            "on_control, the fresh standard model on the clean control subset: it was trained on              the target images x of D_R / D_NR but not on most start images x0",
+        ),
+        IndependentModel::CIndep => {
+            let mut used = vec![false; ctx.train.len()];
+            for &i in &src.subset {
+                used[i] = true;
+            }
+            for set in ["D_R", "D_NR"] {
+                for s in start_indices(&ctx.load_constructed(set)?, set)? {
+                    if s >= 0 && (s as usize) < used.len() {
+                        used[s as usize] = true;
+                    }
+                }
+            }
+            let free: Vec<usize> = (0..used.len()).filter(|&i| !used[i]).collect();
+            let k = ctx.preset.rep_match.n.min(free.len());
+            if k < 2 * ctx.train.num_classes {
+                bail!(
+                    "C_indep: only {} training images are neither a target nor a start image;                      use extras.independent_model = \"on_control\" or a larger training set",
+                    free.len()
+                );
+            }
+            let pick = nrf_data::batch::random_subset(
+                free.len(),
+                k,
+                ctx.preset.stage_seed("indep-subset"),
+            )?;
+            let idx: Vec<usize> = pick.iter().map(|&j| free[j]).collect();
+            let data = ctx.train.subset(&idx);
+            let key = crate::pipeline::hash_key(&(&ctx.data_key, &idx));
+            let section = ctx.preset.fresh.clone();
+            ctx.model_stage("C_indep", "D_heldout", &data, &key, &section)?;
+            (
+                "C_indep",
+                "C_indep, a fresh standard model trained (fresh settings, its own seed) on as many                  training images as the control, none of which is a target or start image",
+            )
+        }
+    };
+    let model = ctx.load_weights(name)?;
+    Ok(Independent {
+        name: name.into(),
+        description: description.into(),
+        model,
+    })
+}
+
+/// The start indices x0 stored with D_R / D_NR (`-1` for noise starts), one per example.
+pub fn start_indices(ds: &ConstructedDataset, name: &str) -> Result<Vec<i64>> {
+    let v = ds
+        .metadata
+        .extra
+        .get("start_indices")
+        .with_context(|| format!("{name}: no start_indices in its stored metadata"))?;
+    let starts: Vec<i64> = serde_json::from_value(v.clone())
+        .with_context(|| format!("{name}: start_indices is not a list of integers"))?;
+    if starts.len() != ds.dataset.len() {
+        bail!(
+            "{name}: {} start_indices for {} images",
+            starts.len(),
+            ds.dataset.len()
+        );
+    }
+    Ok(starts)
+}
+
+/// [`Ctx::model_stage`] with the architecture `arch` instead of the preset's. The preset's
+/// architecture is swapped in for the call and restored afterwards (also on error); the stage
+/// key contains the model spec, so models of different architectures never share a cache entry.
+pub fn model_stage_arch(
+    ctx: &mut Ctx,
+    arch: &Arch,
+    name: &str,
+    trained_on: &str,
+    data: &Dataset,
+    data_key: &str,
+    section: &TrainSection,
+) -> Result<(ModelResult, String)> {
+    let saved = std::mem::replace(&mut ctx.preset.model.arch, arch.clone());
+    let out = ctx.model_stage(name, trained_on, data, data_key, section);
+    ctx.preset.model.arch = saved;
+    out
+}
+
+/// A short file-name-safe name of an architecture, e.g. "resnet18_w8", "mlp_256_256".
+pub fn arch_slug(arch: &Arch) -> String {
+    match arch {
+        Arch::FmnistCnn => "fmnist_cnn".into(),
+        Arch::Mlp { hidden } => {
+            let h: Vec<String> = hidden.iter().map(|v| v.to_string()).collect();
+            format!("mlp_{}", h.join("_"))
+        }
+        Arch::ResNet18 { width } => format!("resnet18_w{width}"),
+        Arch::ResNet50 { width } => format!("resnet50_w{width}"),
+        Arch::Vgg16 { width } => format!("vgg16_w{width}"),
+        Arch::DenseNet { growth, blocks } => {
+            let b: Vec<String> = blocks.iter().map(|v| v.to_string()).collect();
+            format!("densenet_k{growth}_{}", b.join("_"))
+        }
+    }
+}
+
+/// Writes `sections/<id>.json` atomically.
+pub fn write_section(ctx: &Ctx, section: &Section) -> Result<()> {
+    write_json_atomic(ctx.path(&format!("sections/{}.json", section.id)), section)?;
+    tracing::info!(
+        "section {}: {} ({})",
+        section.id,
+        section.finding,
+        section.verdict
+    );
+    Ok(())
+}
+
+/// Reads and checks `models/<name>.json`.
+pub fn read_model(ctx: &Ctx, name: &str) -> Result<ModelResult> {
+    let path = ctx.path(&format!("models/{name}.json"));
+    let m: ModelResult = read_json(&path)?;
+    m.validate()
+        .with_context(|| format!("{}: bad values", path.display()))?;
+    Ok(m)
+}
+
+/// Robust accuracy of `m` at the preset's headline L2 eps (NaN when not measured).
+pub fn headline_robust(ctx: &Ctx, m: &ModelResult) -> f64 {
+    m.robust_at("L2", ctx.preset.eval.headline_eps)
+        .map(|p| p.acc)
+        .unwrap_or(f64::NAN)
+}
+
+/// Chance accuracy (1 / number of classes).
+pub fn chance(ctx: &Ctx) -> f64 {
+    1.0 / ctx.train.num_classes.max(1) as f64
+}
+
+/// Representations g(x) of `x` (`[N, ...]`, N >= 1) in batches, without gradients, on the CPU.
+pub fn representations(model: &dyn Classifier, x: &Tensor, batch: i64) -> Result<Tensor> {
+    map_batches(x, batch, |b| model.forward_rep(b, false).1.flatten(1, -1))
+}
+
+/// Predicted labels of `x` (N >= 1) in batches, on the CPU.
+pub fn predictions(model: &dyn Classifier, x: &Tensor, batch: i64) -> Result<Tensor> {
+    map_batches(x, batch, |b| model.logits(b, false).argmax(-1, false))
+}
+
+fn map_batches(x: &Tensor, batch: i64, f: impl Fn(&Tensor) -> Tensor) -> Result<Tensor> {
+    let n = x.size().first().copied().unwrap_or(0);
+    if n == 0 {
+        anyhow::bail!("no images to run the model on");
+    }
+    let batch = batch.max(1);
+    let mut parts = Vec::new();
+    let mut lo = 0;
+    while lo < n {
+        let hi = (lo + batch).min(n);
+        parts.push(tch::no_grad(|| f(&x.narrow(0, lo, hi - lo))).to_device(tch::Device::Cpu));
+        lo = hi;
+    }
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// Images of `data` at `indices` as a tensor on the context's device.
+pub fn images(ctx: &Ctx, data: &Dataset, indices: &[usize]) -> Tensor {
+    nrf_models::images_to_tensor(data, indices, ctx.device)
+}
+
+/// A class name (or its number).
+pub fn class_name(ctx: &Ctx, y: usize) -> String {
+    ctx.train
+        .class_names
+        .get(y)
+        .cloned()
+        .unwrap_or_else(|| y.to_string())
+}

@@ -1,0 +1,265 @@
+//! Section `overfitting` (reviewer 1): do the models trained on the constructed datasets just
+//! over-fit them? Train / test accuracy per epoch and the generalisation gap (accuracy on the
+//! model's own training set minus accuracy on the real test set) of the models trained on D
+//! (C_std, and the same-size clean control), D_R, D_NR, D_rand and D_det. Reads
+//! `models/*.json` only.
+use super::stats::{pct, points};
+use super::{read_model, write_section};
+use crate::pipeline::Ctx;
+use anyhow::Result;
+use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
+use nrf_report::results::{Section, Table};
+
+/// The models compared, with a description of their training set.
+pub const MODELS: [(&str, &str); 6] = [
+    ("C_std", "D (all)"),
+    ("on_control", "D (clean control subset)"),
+    ("on_D_R", "D_R"),
+    ("on_D_NR", "D_NR"),
+    ("on_D_rand", "D_rand"),
+    ("on_D_det", "D_det"),
+];
+
+/// A drop of test accuracy from its best epoch to the last one larger than this counts as
+/// over-fitting in the classical sense (test accuracy falling while training goes on).
+pub const DROP_TOL: f64 = 0.02;
+
+/// One model's generalisation numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapRow {
+    /// Model name, e.g. "on_D_det".
+    pub model: String,
+    /// Training set, e.g. "D_det".
+    pub trained_on: String,
+    /// Accuracy on its own training set (with that set's labels).
+    pub train_acc: f64,
+    /// Accuracy on the real test set after training.
+    pub test_acc: f64,
+    /// Best per-epoch test accuracy and its (1-based) epoch (NaN / 0 when not recorded).
+    pub best_test: f64,
+    /// See `best_test`.
+    pub best_epoch: usize,
+}
+
+impl GapRow {
+    /// Train minus test accuracy.
+    pub fn gap(&self) -> f64 {
+        self.train_acc - self.test_acc
+    }
+    /// Best per-epoch test accuracy minus the final one (>= 0 when recorded).
+    pub fn drop(&self) -> f64 {
+        self.best_test - self.test_acc
+    }
+}
+
+/// The finding, from the rows (any subset of [`MODELS`], by `model` name).
+pub fn finding(rows: &[GapRow]) -> String {
+    let get = |m: &str| rows.iter().find(|r| r.model == m);
+    let mut parts = Vec::new();
+    if let Some(largest) = rows.iter().max_by(|a, b| a.gap().total_cmp(&b.gap())) {
+        parts.push(format!(
+            "The largest generalisation gap is the {} model's ({} train vs {} test)",
+            largest.trained_on,
+            pct(largest.train_acc),
+            pct(largest.test_acc)
+        ));
+    }
+    if let Some(c) = get("on_control") {
+        let bigger: Vec<&str> = ["on_D_R", "on_D_NR"]
+            .iter()
+            .filter_map(|m| get(m))
+            .filter(|r| r.gap() > c.gap() + DROP_TOL)
+            .map(|r| r.trained_on.as_str())
+            .collect();
+        let smaller: Vec<&str> = ["on_D_R", "on_D_NR"]
+            .iter()
+            .filter_map(|m| get(m))
+            .filter(|r| r.gap() <= c.gap() + DROP_TOL)
+            .map(|r| r.trained_on.as_str())
+            .collect();
+        let mut s = format!(
+            "the same-size clean control's gap is {} points",
+            points(c.gap())
+        );
+        if !smaller.is_empty() {
+            s += &format!(
+                "; {} {} no larger (within {} points)",
+                smaller.join(" and "),
+                if smaller.len() == 1 { "is" } else { "are" },
+                DROP_TOL * 100.0
+            );
+        }
+        if !bigger.is_empty() {
+            s += &format!(
+                "; {} over-{} more than the control",
+                bigger.join(" and "),
+                if bigger.len() == 1 { "fits" } else { "fit" }
+            );
+        }
+        parts.push(s);
+    }
+    let relabelled: Vec<&GapRow> = ["on_D_rand", "on_D_det"]
+        .iter()
+        .filter_map(|m| get(m))
+        .collect();
+    if !relabelled.is_empty() {
+        let descr: Vec<String> = relabelled
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} on its (wrong-looking) labels vs {} on the real test set",
+                    r.trained_on,
+                    pct(r.train_acc),
+                    pct(r.test_acc)
+                )
+            })
+            .collect();
+        parts.push(format!(
+            "the relabelled sets are fitted much better than they generalise, as expected since \
+             their labels are the attack targets ({})",
+            descr.join("; ")
+        ));
+    }
+    let dropped: Vec<String> = rows
+        .iter()
+        .filter(|r| r.drop().is_finite() && r.drop() > DROP_TOL)
+        .map(|r| {
+            format!(
+                "{} (best {} at epoch {}, final {})",
+                r.trained_on,
+                pct(r.best_test),
+                r.best_epoch,
+                pct(r.test_acc)
+            )
+        })
+        .collect();
+    if dropped.is_empty() {
+        parts.push(format!(
+            "no model's test accuracy falls by more than {} points from its best epoch, so there \
+             is no sign of classical over-fitting during training",
+            DROP_TOL * 100.0
+        ));
+    } else {
+        parts.push(format!(
+            "test accuracy falls after its best epoch for {}",
+            dropped.join(", ")
+        ));
+    }
+    let mut text = parts.join("; ");
+    text.push('.');
+    text
+}
+
+/// Writes `sections/overfitting.json` and `plots/overfitting_curves.png`.
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut series = Vec::new();
+    for (i, (name, on)) in MODELS.iter().enumerate() {
+        let m = read_model(ctx, name)?;
+        let (train_acc, _) = m.train_acc().unwrap_or((f64::NAN, true));
+        let (best_epoch, best_test) = m
+            .epochs
+            .iter()
+            .filter_map(|e| e.test_acc.map(|a| (e.epoch, a)))
+            .fold((0, f64::NAN), |b, (e, a)| {
+                if b.1.is_nan() || a > b.1 {
+                    (e, a)
+                } else {
+                    b
+                }
+            });
+        rows.push(GapRow {
+            model: name.to_string(),
+            trained_on: on.to_string(),
+            train_acc,
+            test_acc: m.std_acc,
+            best_test,
+            best_epoch,
+        });
+        let train: Vec<(f64, f64)> = m
+            .epochs
+            .iter()
+            .map(|e| (e.epoch as f64, e.train_acc))
+            .collect();
+        let test: Vec<(f64, f64)> = m
+            .epochs
+            .iter()
+            .filter_map(|e| e.test_acc.map(|a| (e.epoch as f64, a)))
+            .collect();
+        if !train.is_empty() {
+            series.push(LineSeriesSpec {
+                name: format!("{on}: train"),
+                points: train,
+                dashed: false,
+                color: Some(i),
+            });
+        }
+        if !test.is_empty() {
+            series.push(LineSeriesSpec {
+                name: format!("{on}: test"),
+                points: test,
+                dashed: true,
+                color: Some(i),
+            });
+        }
+    }
+    let plot = "plots/overfitting_curves.png";
+    let opts = PlotOptions {
+        width: 1100,
+        ..PlotOptions::accuracy()
+    };
+    line_plot_with(
+        ctx.path(plot),
+        "Training (solid) and real-test (dashed) accuracy per epoch",
+        "epoch",
+        "accuracy",
+        &series,
+        &opts,
+    )?;
+    let table = Table {
+        caption: "Generalisation gap = accuracy on the model's own training set (with that set's \
+                  labels, measured after training) minus accuracy on the real test set. Best test \
+                  = best per-epoch test accuracy."
+            .into(),
+        headers: [
+            "model",
+            "trained on",
+            "train acc",
+            "test acc",
+            "gap (points)",
+            "best test (epoch)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.model.clone(),
+                    r.trained_on.clone(),
+                    pct(r.train_acc),
+                    pct(r.test_acc),
+                    points(r.gap()),
+                    if r.best_epoch > 0 {
+                        format!("{} ({})", pct(r.best_test), r.best_epoch)
+                    } else {
+                        "—".into()
+                    },
+                ]
+            })
+            .collect(),
+    };
+    let section = Section {
+        id: "overfitting".into(),
+        title: "Over-fitting: train vs test accuracy (reviewer 1)".into(),
+        claim: "Reviewer 1 asks whether the models trained on the constructed datasets simply \
+                over-fit them, so that their test accuracy reflects memorisation rather than \
+                learned features."
+            .into(),
+        finding: finding(&rows),
+        verdict: "n/a".into(),
+        tables: vec![table],
+        images: vec![plot.into()],
+    };
+    write_section(ctx, &section)
+}

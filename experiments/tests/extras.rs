@@ -1,0 +1,413 @@
+//! Unit tests of the extras' pure computations (no data, no trained model): distances,
+//! correlation, the rules behind findings and verdicts, names, and the `[extras]` preset fields.
+//! The experiments themselves run in the end-to-end smoke test (tests/smoke.rs at the root).
+use nrf_experiments::extras::stats::*;
+use nrf_experiments::extras::{
+    arch_slug, cosine, diversity, eps_sensitivity, figure3, overfitting, source_vs_target,
+};
+use nrf_experiments::preset::{IndependentModel, Preset, BUILTIN};
+use nrf_models::Arch;
+use tch::Tensor;
+
+fn brute_mean_pairwise(rows: &[Vec<f32>]) -> f64 {
+    let mut s = 0.0;
+    let mut k = 0;
+    for i in 0..rows.len() {
+        for j in i + 1..rows.len() {
+            s += l2(&rows[i], &rows[j]);
+            k += 1;
+        }
+    }
+    s / k as f64
+}
+
+fn pseudo_random_rows(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            (0..d)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) as f64 / (1u64 << 31) as f64) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn to_tensor(rows: &[Vec<f32>]) -> Tensor {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_slice(&flat).view([rows.len() as i64, -1])
+}
+
+#[test]
+fn l2_distance_by_hand() {
+    assert_eq!(l2(&[0.0, 0.0], &[3.0, 4.0]), 5.0);
+    assert_eq!(l2(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]), 0.0);
+}
+
+#[test]
+fn mean_pairwise_matches_brute_force() {
+    // Three points on a line: distances 1, 2, 3 -> mean 2.
+    let line = vec![vec![0.0f32], vec![1.0], vec![3.0]];
+    assert!((mean_pairwise_l2(&to_tensor(&line)).unwrap() - 2.0).abs() < 1e-9);
+    // Random rows, small and larger than one chunk (512 rows), and image-shaped input.
+    for (n, d) in [(7, 5), (600, 3)] {
+        let rows = pseudo_random_rows(n, d, n as u64);
+        let got = mean_pairwise_l2(&to_tensor(&rows)).unwrap();
+        let want = brute_mean_pairwise(&rows);
+        assert!(
+            (got - want).abs() < 1e-6 * want.max(1.0),
+            "n={n}: {got} vs {want}"
+        );
+    }
+    let rows = pseudo_random_rows(6, 12, 3);
+    let img = to_tensor(&rows).view([6, 1, 3, 4]);
+    assert!((mean_pairwise_l2(&img).unwrap() - brute_mean_pairwise(&rows)).abs() < 1e-6);
+    // Identical rows: no diversity.
+    let same = vec![vec![0.5f32; 4]; 5];
+    assert!(mean_pairwise_l2(&to_tensor(&same)).unwrap().abs() < 1e-9);
+}
+
+#[test]
+fn mean_pairwise_rejects_bad_input() {
+    let one = to_tensor(&[vec![1.0f32, 2.0]]);
+    assert!(format!("{:#}", mean_pairwise_l2(&one).unwrap_err()).contains("at least two"));
+    let nan = to_tensor(&[vec![1.0f32, f32::NAN], vec![0.0, 0.0]]);
+    assert!(format!("{:#}", mean_pairwise_l2(&nan).unwrap_err()).contains("NaN"));
+}
+
+#[test]
+fn pearson_known_values_and_degenerate_cases() {
+    let x = [1.0, 2.0, 3.0, 4.0];
+    assert!((pearson(&x, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+    assert!((pearson(&x, &[8.0, 6.0, 4.0, 2.0]).unwrap() + 1.0).abs() < 1e-12);
+    // By hand: x = 1..4, y = (1, 3, 2, 4): sxy = 4, sxx = syy = 5 -> r = 0.8.
+    assert!((pearson(&x, &[1.0, 3.0, 2.0, 4.0]).unwrap() - 0.8).abs() < 1e-12);
+    assert_eq!(pearson(&x, &[1.0, 1.0, 1.0, 1.0]), None);
+    assert_eq!(pearson(&[1.0], &[2.0]), None);
+    assert_eq!(pearson(&x, &[1.0, 2.0]), None);
+    assert_eq!(pearson(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), None);
+}
+
+#[test]
+fn significance_rules() {
+    // Chance 10% on 1000 examples: se = 0.0095, two sigma = 0.019.
+    assert!(above_chance(0.13, 0.1, 1000));
+    assert!(!above_chance(0.115, 0.1, 1000));
+    assert!(!above_chance(0.02, 0.1, 1000));
+    assert!(clearly_above(0.5, 0.1, 500));
+    assert!(!clearly_above(0.14, 0.13, 100));
+    assert!(!clearly_above(0.1, 0.5, 500));
+    assert_eq!(correlation_verdict(Some(0.9), 4), "holds");
+    assert_eq!(correlation_verdict(Some(0.3), 4), "partly");
+    assert_eq!(correlation_verdict(Some(-0.3), 4), "does not hold");
+    assert_eq!(correlation_verdict(Some(0.9), 2), "n/a");
+    assert_eq!(correlation_verdict(None, 5), "n/a");
+}
+
+#[test]
+fn words_follow_the_numbers() {
+    assert_eq!(trend_words(&[0.2, 0.3, 0.4], 0.02), "rises");
+    assert_eq!(trend_words(&[0.4, 0.3, 0.2], 0.02), "falls");
+    assert_eq!(trend_words(&[0.3, 0.31, 0.3], 0.02), "is flat");
+    assert_eq!(
+        trend_words(&[0.2, 0.5, 0.3], 0.02),
+        "rises (non-monotonically)"
+    );
+    assert_eq!(
+        trend_words(&[0.3, 0.5, 0.3], 0.02),
+        "ends where it starts (non-monotonically)"
+    );
+    assert_eq!(ratio_words(0.9, 0.02), "lower");
+    assert_eq!(ratio_words(1.01, 0.02), "about the same");
+    assert_eq!(ratio_words(1.1, 0.02), "higher");
+    assert_eq!(correlation_words(0.8), "a strong positive");
+    assert_eq!(correlation_words(-0.5), "a moderate negative");
+    assert_eq!(correlation_words(0.05), "no clear");
+    assert_eq!(pct(0.4211), "42.1%");
+    assert_eq!(pct(f64::NAN), "—");
+    assert_eq!(points(0.125), "12.5");
+}
+
+fn arch_point(name: &str, acc_det: f64, transfer: f64) -> figure3::ArchPoint {
+    figure3::ArchPoint {
+        arch: name.into(),
+        acc_det,
+        acc_std: 0.9,
+        transfer,
+    }
+}
+
+#[test]
+fn figure3_finding_follows_the_correlation() {
+    let up = [
+        arch_point("a", 0.2, 0.1),
+        arch_point("b", 0.3, 0.2),
+        arch_point("c", 0.4, 0.35),
+        arch_point("d", 0.5, 0.5),
+    ];
+    let (text, verdict) = figure3::finding(&up, 0.1, 10000);
+    assert_eq!(verdict, "holds");
+    assert!(text.contains("strong positive"), "{text}");
+    assert!(text.contains("d learns most") && text.contains("d is the most susceptible"));
+    let down = [
+        arch_point("a", 0.2, 0.5),
+        arch_point("b", 0.3, 0.35),
+        arch_point("c", 0.4, 0.2),
+        arch_point("d", 0.5, 0.1),
+    ];
+    let (text, verdict) = figure3::finding(&down, 0.1, 10000);
+    assert_eq!(verdict, "does not hold");
+    assert!(text.contains("negative"), "{text}");
+    // A model at chance is named; no spread -> n/a.
+    let flat = [
+        arch_point("a", 0.1, 0.2),
+        arch_point("b", 0.3, 0.2),
+        arch_point("c", 0.4, 0.2),
+    ];
+    let (text, verdict) = figure3::finding(&flat, 0.1, 10000);
+    assert_eq!(verdict, "n/a");
+    assert!(
+        text.contains("undefined") && text.contains("a is not clearly above chance"),
+        "{text}"
+    );
+}
+
+fn eps_pts(accs: &[f64]) -> Vec<eps_sensitivity::EpsPoint> {
+    accs.iter()
+        .enumerate()
+        .map(|(i, &acc)| eps_sensitivity::EpsPoint {
+            eps: 0.5 * (i + 1) as f64,
+            acc,
+            success: 0.9,
+        })
+        .collect()
+}
+
+#[test]
+fn eps_sensitivity_verdict_counts_above_chance_points() {
+    let (text, v) = eps_sensitivity::finding(
+        &[
+            ("D_rand", eps_pts(&[0.5, 0.6])),
+            ("D_det", eps_pts(&[0.3, 0.4])),
+        ],
+        0.1,
+        10000,
+    );
+    assert_eq!(v, "holds");
+    assert!(
+        text.contains("D_rand: accuracy rises from 50.0% at eps=0.5 to 60.0% at eps=1"),
+        "{text}"
+    );
+    let (text, v) = eps_sensitivity::finding(
+        &[
+            ("D_rand", eps_pts(&[0.5, 0.6])),
+            ("D_det", eps_pts(&[0.1, 0.05])),
+        ],
+        0.1,
+        10000,
+    );
+    assert_eq!(v, "partly");
+    assert!(text.contains("above chance at 0 of 2 radii"), "{text}");
+    let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.09]))], 0.1, 10000);
+    assert_eq!(v, "does not hold");
+    assert_eq!(eps_sensitivity::finding(&[], 0.1, 100).1, "n/a");
+}
+
+#[test]
+fn eps_set_names_match_table1() {
+    assert_eq!(eps_sensitivity::set_name("D_det", 1.0, 1.0), "D_det");
+    assert_eq!(eps_sensitivity::set_name("D_det", 2.0, 1.0), "D_det_eps2");
+    assert_eq!(
+        eps_sensitivity::set_name("D_rand", 0.25, 1.0),
+        "D_rand_eps0p25"
+    );
+}
+
+#[test]
+fn cosine_verdicts() {
+    let f = |b: f64, a: f64, nr: f64| {
+        cosine::finding(("L2", 0.8, b), ("cosine", 0.8, a), nr, 1000, 0.5)
+    };
+    assert_eq!(f(0.4, 0.4, 0.05).1, "holds");
+    assert_eq!(f(0.4, 0.06, 0.05).1, "does not hold");
+    assert_eq!(f(0.06, 0.4, 0.05).1, "partly");
+    let (text, v) = f(0.05, 0.05, 0.05);
+    assert_eq!(v, "n/a");
+    assert!(
+        text.starts_with("With L2 distance") && text.contains("neither"),
+        "{text}"
+    );
+    assert_eq!(
+        cosine::alternative(nrf_attacks::Distance::L2Squared).1,
+        "D_R_cos"
+    );
+    assert_eq!(
+        cosine::alternative(nrf_attacks::Distance::Cosine).1,
+        "D_R_l2"
+    );
+}
+
+fn div(set: &str, pixel: f64, rep: f64) -> diversity::SetDiversity {
+    diversity::SetDiversity {
+        set: set.into(),
+        pixel,
+        rep,
+        classes_below_d_pixel: 0,
+        classes_below_d_rep: 0,
+    }
+}
+
+#[test]
+fn diversity_answer_follows_the_ratios() {
+    let d = div("D", 10.0, 5.0);
+    let t = diversity::finding(&d, &[div("D_R", 8.0, 4.0), div("D_NR", 10.0, 5.0)], 10);
+    assert!(
+        t.contains("D_R is less diverse than D, in both spaces"),
+        "{t}"
+    );
+    assert!(
+        t.contains("D_NR's per-class diversity is about the same as D's in pixel"),
+        "{t}"
+    );
+    assert!(
+        t.contains("D_R's per-class diversity is below D's in pixel space (8.000 vs 10.000"),
+        "{t}"
+    );
+    let t = diversity::finding(&d, &[div("D_R", 8.0, 6.0)], 10);
+    assert!(t.contains("in pixel space only"), "{t}");
+    let t = diversity::finding(&d, &[div("D_R", 11.0, 6.0)], 10);
+    assert!(t.contains("D_R is not less diverse"), "{t}");
+}
+
+#[test]
+fn source_vs_target_sides() {
+    let c = |set: &str, pix: f64, rep: f64, y: f64, y0: f64| source_vs_target::Closeness {
+        set: set.into(),
+        n: 100,
+        pixel_to_x0: 2.0,
+        pixel_to_x: 8.0,
+        pixel_closer_to_x: pix,
+        rep_to_x0: 1.0,
+        rep_to_x: 2.0,
+        rep_closer_to_x: rep,
+        n_diff: 90,
+        label_y: y,
+        label_y0: y0,
+    };
+    let t =
+        source_vs_target::finding(&[c("D_R", 0.1, 0.9, 0.7, 0.2), c("D_NR", 0.0, 0.2, 0.1, 0.8)]);
+    assert!(
+        t.contains("D_R: x_r is mostly closer to the start x0 in pixel space"),
+        "{t}"
+    );
+    assert!(
+        t.contains("and to the target x in the independent model's representation"),
+        "{t}"
+    );
+    assert!(t.contains("labels it more often the target's class"), "{t}");
+    assert!(
+        t.contains("D_NR: x_r is mostly closer to the start x0 in pixel space"),
+        "{t}"
+    );
+    assert!(
+        t.contains("labels it more often the start's class (10.0% y vs 80.0% y0"),
+        "{t}"
+    );
+}
+
+fn gap(model: &str, on: &str, train: f64, test: f64, best: f64) -> overfitting::GapRow {
+    overfitting::GapRow {
+        model: model.into(),
+        trained_on: on.into(),
+        train_acc: train,
+        test_acc: test,
+        best_test: best,
+        best_epoch: 3,
+    }
+}
+
+#[test]
+fn overfitting_finding() {
+    let rows = [
+        gap("on_control", "D (control)", 0.95, 0.85, 0.85),
+        gap("on_D_R", "D_R", 0.9, 0.8, 0.8),
+        gap("on_D_NR", "D_NR", 0.99, 0.6, 0.7),
+        gap("on_D_det", "D_det", 0.99, 0.3, 0.3),
+    ];
+    let t = overfitting::finding(&rows);
+    assert!(
+        t.starts_with("The largest generalisation gap is the D_det model's"),
+        "{t}"
+    );
+    assert!(t.contains("gap is 10.0 points"), "{t}");
+    assert!(
+        t.contains("D_R is no larger") && t.contains("D_NR over-fits more"),
+        "{t}"
+    );
+    assert!(
+        t.contains("falls after its best epoch for D_NR (best 70.0% at epoch 3"),
+        "{t}"
+    );
+    let calm = overfitting::finding(&rows[..2]);
+    assert!(calm.contains("no sign of classical over-fitting"), "{calm}");
+}
+
+#[test]
+fn arch_slugs_are_file_name_safe() {
+    assert_eq!(arch_slug(&Arch::FmnistCnn), "fmnist_cnn");
+    assert_eq!(
+        arch_slug(&Arch::Mlp {
+            hidden: vec![512, 256]
+        }),
+        "mlp_512_256"
+    );
+    assert_eq!(arch_slug(&Arch::ResNet18 { width: 8 }), "resnet18_w8");
+    assert_eq!(arch_slug(&Arch::Vgg16 { width: 4 }), "vgg16_w4");
+}
+
+fn smoke_with_extras(extras: &str) -> anyhow::Result<Preset> {
+    let text = BUILTIN.iter().find(|p| p.0 == "smoke").unwrap().1;
+    let base = &text[..text.find("[extras]").unwrap()];
+    Preset::parse(&format!("{base}[extras]\n{extras}\n"), "test")
+}
+
+#[test]
+fn extras_preset_fields_are_validated_by_name() {
+    let err = |e: &str| format!("{:#}", smoke_with_extras(e).unwrap_err());
+    assert!(err("enabled = true\nfigure3 = true\nfigure3_archs = [{ type = \"fmnist_cnn\" }, { type = \"mlp\", hidden = [8] }]").contains("extras.figure3_archs"));
+    assert!(
+        err("figure3_archs = [{ type = \"fmnist_cnn\" }, { type = \"fmnist_cnn\" }]")
+            .contains("listed twice")
+    );
+    assert!(err("eps_sensitivity = [0.5, -1.0]").contains("extras.eps_sensitivity"));
+    assert!(err("eps_sensitivity = [0.5, 0.5]").contains("listed twice"));
+    assert!(err("independent_model = \"C_std\"").contains("independent_model"));
+    assert!(err("diversiti = true").contains("diversiti"));
+    let p = smoke_with_extras("enabled = true").unwrap();
+    assert!(!p.extras.figure3 && p.extras.eps_sensitivity.is_empty());
+    assert_eq!(p.extras.independent_model, IndependentModel::OnControl);
+}
+
+#[test]
+fn builtin_presets_switch_extras_as_documented() {
+    for (name, _) in BUILTIN {
+        Preset::load(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    // The smoke preset (the end-to-end test) runs every extra.
+    let smoke = Preset::load("smoke").unwrap().0.extras;
+    assert!(smoke.enabled && smoke.figure3 && smoke.diversity && smoke.source_vs_target);
+    assert!(smoke.overfitting && smoke.cosine_ablation && !smoke.eps_sensitivity.is_empty());
+    // The default runs the cheap ones only; the full preset runs everything.
+    let fm = Preset::load("fashion-mnist").unwrap().0.extras;
+    assert!(fm.enabled && fm.overfitting && fm.diversity && fm.source_vs_target);
+    assert!(!fm.figure3 && !fm.cosine_ablation && fm.eps_sensitivity.is_empty());
+    let full = Preset::load("fashion-mnist-full").unwrap().0.extras;
+    assert!(full.enabled && full.figure3 && full.cosine_ablation && full.figure3_archs.len() >= 4);
+    assert!(full.eps_sensitivity.len() >= 3 && full.overfitting && full.diversity);
+}
