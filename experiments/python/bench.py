@@ -14,8 +14,9 @@ timings differ only by the language around libtorch:
 
 The model is nrf_models::Arch::FmnistCnn with the identity input normalisation that
 nrf_models::ModelSpec::new gives (it is still applied: the Rust model subtracts and divides too).
-Weights and inputs are filled by the same deterministic formulas as in experiments/src/bench.rs,
-so `check` lets the Rust side confirm that both compute the same numbers.
+Weights and inputs (for the timings too) are filled by the same deterministic pseudo-random
+formulas as in experiments/src/bench.rs, so both sides time the same numbers and `check` lets the
+Rust side confirm that both compute the same results.
 
 Usage:
   python bench.py [--reps N] [--warmup N] [--threads 1,2] [--batch 128]   # own table
@@ -58,10 +59,11 @@ except Exception as e:  # noqa: BLE001 - any import failure means "no torch here
     IMPORT_ERROR = f"cannot import torch with {sys.executable}: {e!r}"
 
 
-def det_values(n, a, b, scale):
-    """scale * sin(a * j + b) for j in 0..n (float64), as bench.rs `det_values`."""
-    j = torch.arange(n, dtype=torch.float64)
-    return (torch.sin(j * a + b) * scale).to(torch.float32)
+def det_uniform(n, seed):
+    """frac(43758.5453 * sin(12.9898 * (j + 1) + 78.233 * seed)) for j in 0..n, in float64, as
+    float32 (bench.rs `det_uniform`)."""
+    v = torch.sin((torch.arange(n, dtype=torch.float64) + 1.0) * 12.9898 + seed * 78.233) * 43758.5453
+    return (v - v.floor()).to(torch.float32)
 
 
 if IMPORT_ERROR is None:
@@ -93,24 +95,25 @@ if IMPORT_ERROR is None:
             return self.forward_rep(x)[0]
 
     def det_model():
-        """The model with deterministic weights (same formula as bench.rs `det_init`)."""
+        """The model with deterministic weights: uniform in +-1/sqrt(fan_in) (bench.rs `det_init`)."""
         model = FmnistCnn()
+        params = dict(model.named_parameters())
         with torch.no_grad():
-            for k, (name, p) in enumerate(sorted(model.named_parameters())):
-                if name.endswith("bias"):
-                    scale = 0.01
-                else:
-                    scale = 1.0 / math.sqrt(p.numel() / p.shape[0])
-                p.copy_(det_values(p.numel(), 0.37, 1.3 * k, scale).view_as(p))
+            for k, name in enumerate(sorted(params)):
+                p = params[name]
+                w = params[name[: -len("bias")] + "weight"] if name.endswith("bias") else p
+                fan_in = w.numel() // w.shape[0]
+                v = (det_uniform(p.numel(), 10.0 + k) * 2.0 - 1.0) * (1.0 / math.sqrt(fan_in))
+                p.copy_(v.view_as(p))
         return model
 
     def det_inputs(batch):
-        """(x, y, x0): images in [0, 1], labels, start images (as bench.rs `det_inputs`)."""
+        """(x, y, x0): images in [0, 1], labels, start images (as bench.rs `Steps::new`)."""
         n = batch * IN_SHAPE[0] * IN_SHAPE[1] * IN_SHAPE[2]
         shape = (batch,) + IN_SHAPE
-        x = (det_values(n, 0.013, 0.7, 0.5) + 0.5).view(shape)
-        x0 = (det_values(n, 0.029, 2.1, 0.5) + 0.5).view(shape)
-        y = (torch.arange(batch, dtype=torch.int64) * 7) % CLASSES
+        x = det_uniform(n, 1.0).view(shape)
+        x0 = det_uniform(n, 2.0).view(shape)
+        y = (det_uniform(batch, 3.0) * CLASSES).floor().to(torch.int64)
         return x, y, x0
 
     def train_step(model, opt, x, y):
@@ -190,8 +193,6 @@ if IMPORT_ERROR is None:
             self.pgd_steps = pgd_steps
             self.train_model = det_model()
             self.attack_model = det_model()
-            for p in self.attack_model.parameters():
-                p.requires_grad_(True)
             self.opt = torch.optim.SGD(
                 self.train_model.parameters(),
                 lr=LR,
@@ -272,8 +273,8 @@ def time_row(row, threads, warmup, reps, batch, pgd_steps):
     """Milliseconds per step of `row`, one value per repetition after `warmup` untimed ones."""
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r} (known: {', '.join(ROWS)})")
-    if threads < 1 or reps < 1 or warmup < 0 or batch < 1 or pgd_steps < 1:
-        raise ValueError("threads, reps, batch and pgd_steps must be >= 1, warmup >= 0")
+    if threads < 1 or reps < 0 or warmup < 0 or batch < 1 or pgd_steps < 1:
+        raise ValueError("threads, batch and pgd_steps must be >= 1, reps and warmup >= 0")
     torch.set_num_threads(threads)
     key = (batch, pgd_steps)
     if key not in _STEPS:

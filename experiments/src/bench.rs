@@ -13,9 +13,9 @@
 //!
 //! The Python side is `experiments/python/bench.py` (compiled into the binary), started once as a
 //! subprocess with the interpreter named by the `NRF_PYTHON` environment variable (falling back to
-//! `python3`); it answers timing requests on stdin/stdout, so Rust and Python blocks alternate
-//! (`rounds` times per row) and both see the same machine load. Before timing, both sides compute
-//! the steps on deterministic weights and inputs and the results are compared, which shows that
+//! `python3`); it answers timing requests on stdin/stdout, so Rust and Python repetitions
+//! alternate one by one and both see the same machine load. Before timing, both sides compute
+//! the steps on small deterministic inputs and the results are compared, which shows that
 //! the two sides run the same computation.
 //!
 //! ```no_run
@@ -101,31 +101,38 @@ impl Row {
     }
 }
 
-/// `scale · sin(a·j + b)` for `j = 0..n`, computed in `f64` and returned as `f32` (the Python
-/// script uses the same formula and ops, so both sides get bit-identical values).
-fn det_values(n: i64, a: f64, b: f64, scale: f64) -> Tensor {
-    (Tensor::arange(n, (Kind::Double, Device::Cpu)) * a + b)
+/// Deterministic pseudo-random numbers in `[0, 1)`: `frac(43758.5453 · sin(12.9898 · (j + 1) +
+/// 78.233 · seed))` for `j = 0..n`, computed in `f64` and returned as `f32`. The Python script
+/// uses the same formula and libtorch ops, so both sides get bit-identical weights and inputs.
+pub fn det_uniform(n: i64, seed: f64) -> Tensor {
+    let v = ((Tensor::arange(n, (Kind::Double, Device::Cpu)) + 1.0) * 12.9898 + seed * 78.233)
         .sin()
-        .g_mul_scalar(scale)
-        .to_kind(Kind::Float)
+        * 43758.5453;
+    (&v - v.floor()).to_kind(Kind::Float)
 }
 
-/// Overwrites every parameter with a deterministic value (parameters sorted by name; weights
-/// scaled by `1/sqrt(fan_in)`, biases by 0.01).
-fn det_init(model: &mut Model) {
-    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
+/// Overwrites every parameter as PyTorch's default initialisation would, but deterministically:
+/// uniform in `±1/sqrt(fan_in)` (fan-in of the layer's weight), parameters sorted by name.
+fn det_init(model: &mut Model) -> Result<()> {
+    let vars = model.vs.variables();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
     let _g = tch::no_grad_guard();
-    for (k, (name, mut p)) in vars.into_iter().enumerate() {
-        let n = p.numel() as i64;
-        let scale = if name.ends_with("bias") {
-            0.01
-        } else {
-            1.0 / ((n / p.size()[0]) as f64).sqrt()
+    for (k, name) in names.into_iter().enumerate() {
+        let mut p = vars[name].shallow_clone();
+        let weight_name = match name.strip_suffix("bias") {
+            Some(stem) => format!("{stem}weight"),
+            None => name.clone(),
         };
-        let v = det_values(n, 0.37, 1.3 * k as f64, scale).view(p.size().as_slice());
-        p.copy_(&v);
+        let w = vars
+            .get(&weight_name)
+            .ok_or_else(|| anyhow!("bench: no weight {weight_name} for {name}"))?;
+        let fan_in = w.numel() as i64 / w.size()[0];
+        let n = p.numel() as i64;
+        let v = (det_uniform(n, 10.0 + k as f64) * 2.0 - 1.0) * (1.0 / (fan_in as f64).sqrt());
+        p.copy_(&v.view(p.size().as_slice()));
     }
+    Ok(())
 }
 
 /// The three computations on one batch. Used by `nrf bench` and by the criterion benches.
@@ -142,42 +149,26 @@ pub struct Steps {
 }
 
 impl Steps {
-    /// Builds the models (random initialisation, seed 0) and a random batch of `batch` images in
-    /// `[0, 1]` with random labels; `pgd_steps` steps per PGD / representation-matching call.
+    /// Builds the model (deterministic weights, see [`det_uniform`]; the same for training and
+    /// for the attacks) and a batch of `batch` deterministic pseudo-random images in `[0, 1]`
+    /// with labels, plus start images for representation matching; `pgd_steps` steps per PGD /
+    /// representation-matching call. The Python script builds exactly the same tensors.
     pub fn new(batch: i64, pgd_steps: usize) -> Result<Steps> {
-        Self::build(batch, pgd_steps, false)
-    }
-
-    /// As [`Steps::new`] with deterministic weights and inputs (the Python script builds the same).
-    pub fn deterministic(batch: i64, pgd_steps: usize) -> Result<Steps> {
-        Self::build(batch, pgd_steps, true)
-    }
-
-    fn build(batch: i64, pgd_steps: usize, det: bool) -> Result<Steps> {
         if batch < 1 || pgd_steps < 1 {
             bail!("bench: batch ({batch}) and pgd_steps ({pgd_steps}) must be at least 1");
         }
         let spec = ModelSpec::new(Arch::FmnistCnn, IN_SHAPE, CLASSES);
         let mut train_model = Model::new(&spec, Device::Cpu, 0)?;
-        let mut attack_model = Model::new(&spec, Device::Cpu, 1)?;
+        let mut attack_model = Model::new(&spec, Device::Cpu, 0)?;
+        det_init(&mut train_model)?;
+        det_init(&mut attack_model)?;
         let shape = [batch, IN_SHAPE[0], IN_SHAPE[1], IN_SHAPE[2]];
-        let (x, y, x0) = if det {
-            det_init(&mut train_model);
-            det_init(&mut attack_model);
-            let n = shape.iter().product::<i64>();
-            let x = (det_values(n, 0.013, 0.7, 0.5) + 0.5).view(shape);
-            let x0 = (det_values(n, 0.029, 2.1, 0.5) + 0.5).view(shape);
-            let y = (Tensor::arange(batch, (Kind::Int64, Device::Cpu)) * 7).remainder(CLASSES);
-            (x, y, x0)
-        } else {
-            tch::manual_seed(2);
-            let opts = (Kind::Float, Device::Cpu);
-            (
-                Tensor::rand(shape, opts),
-                Tensor::randint(CLASSES, [batch], (Kind::Int64, Device::Cpu)),
-                Tensor::rand(shape, opts),
-            )
-        };
+        let n = shape.iter().product::<i64>();
+        let x = det_uniform(n, 1.0).view(shape);
+        let x0 = det_uniform(n, 2.0).view(shape);
+        let y = (det_uniform(batch, 3.0) * CLASSES as f64)
+            .floor()
+            .to_kind(Kind::Int64);
         let sgd = Sgd::new(
             train_model.vs.trainable_variables(),
             MOMENTUM,
@@ -280,7 +271,7 @@ pub struct CheckValues {
 impl CheckValues {
     /// The check values of the Rust steps (batch and steps as given; one thread recommended).
     pub fn rust(batch: i64, pgd_steps: usize) -> Result<CheckValues> {
-        let mut s = Steps::deterministic(batch, pgd_steps)?;
+        let mut s = Steps::new(batch, pgd_steps)?;
         let (train_loss_1, train_correct_1) = s.train_step()?;
         let (train_loss_2, _) = s.train_step()?;
         let mean = |o: PgdOutput| {
@@ -330,12 +321,11 @@ fn rel_diff(a: f64, b: f64) -> f64 {
 /// What `nrf bench` runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {
-    /// Timed repetitions per row, thread count and language (split over `rounds`).
+    /// Timed repetitions per row, thread count and language. Rust and Python repetitions
+    /// alternate one by one (the first of each pair alternates too), so both see the same load.
     pub reps: usize,
-    /// Untimed repetitions before the first block (one before each later block).
+    /// Untimed repetitions of each side before the timed ones.
     pub warmup: usize,
-    /// Rust and Python blocks alternate this many times per row and thread count.
-    pub rounds: usize,
     /// libtorch CPU thread counts to time.
     pub threads: Vec<i32>,
     /// Batch size.
@@ -353,7 +343,6 @@ impl Default for BenchConfig {
         BenchConfig {
             reps: 10,
             warmup: 2,
-            rounds: 2,
             threads: vec![1, 2],
             batch: 128,
             pgd_steps: 10,
@@ -364,23 +353,21 @@ impl Default for BenchConfig {
 }
 
 impl BenchConfig {
-    /// `--quick`: 3 repetitions, one warm-up, one round, 2-step PGD runs.
+    /// `--quick`: 3 repetitions, one warm-up, 2-step PGD runs.
     pub fn quick() -> Self {
         BenchConfig {
             reps: 3,
             warmup: 1,
-            rounds: 1,
             pgd_steps: 2,
             ..Default::default()
         }
     }
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        if self.reps == 0 || self.rounds == 0 || self.batch < 1 || self.pgd_steps == 0 {
+        if self.reps == 0 || self.batch < 1 || self.pgd_steps == 0 {
             bail!(
-                "bench: reps ({}), rounds ({}), batch ({}) and pgd_steps ({}) must be at least 1",
+                "bench: reps ({}), batch ({}) and pgd_steps ({}) must be at least 1",
                 self.reps,
-                self.rounds,
                 self.batch,
                 self.pgd_steps
             );
@@ -421,6 +408,9 @@ pub struct BenchRow {
     pub python_ms: Option<f64>,
     /// `python_ms / rust_ms`: at least 1 means Rust is at least as fast.
     pub ratio: Option<f64>,
+    /// Median over the repetitions of Python time / Rust time of the same pair (robust to
+    /// load changes during the run).
+    pub ratio_paired: Option<f64>,
     /// All Rust samples (ms per step).
     pub rust_samples_ms: Vec<f64>,
     /// All Python samples (ms per step).
@@ -487,10 +477,10 @@ impl BenchReport {
     pub fn to_markdown(&self) -> String {
         let c = &self.config;
         let mut s = format!(
-            "nrf bench: Fashion-MNIST CNN, batch {}, median of {} reps after warm-up ({} round(s) alternating Rust/Python), PGD runs of {} steps; {} build, libtorch {}, Python {} with torch {}; {} CPUs\n\n",
+            "nrf bench: Fashion-MNIST CNN, batch {}, median of {} reps after {} warm-up (Rust and Python reps alternating), PGD runs of {} steps; {} build, libtorch {}, Python {} with torch {}; {} CPUs\n\n",
             c.batch,
             c.reps,
-            c.rounds,
+            c.warmup,
             c.pgd_steps,
             if self.release_build { "release" } else { "DEBUG" },
             self.libtorch_version.as_deref().unwrap_or("?"),
@@ -701,6 +691,22 @@ fn torch_base_version(v: &str) -> &str {
     v.split('+').next().unwrap_or(v)
 }
 
+fn python_failed(
+    py: &mut Option<PyBench>,
+    notes: &mut Vec<String>,
+    row: Row,
+    threads: i32,
+    e: anyhow::Error,
+) {
+    let note = format!(
+        "Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty",
+        row.name()
+    );
+    eprintln!("nrf bench: {note}");
+    notes.push(note);
+    *py = None;
+}
+
 /// Runs the benchmark described by `cfg` (progress on stderr) and returns the report.
 pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
     cfg.validate()?;
@@ -782,41 +788,43 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
     let mut rows = Vec::new();
     for &row in &cfg.rows {
         for &threads in &cfg.threads {
+            tch::set_num_threads(threads);
+            let rust_what = || format!("timing {} in Rust ({threads} threads)", row.name());
+            steps.time(row, cfg.warmup, 0).with_context(rust_what)?;
+            if let Some(p) = py.as_mut() {
+                if let Err(e) = p.time(row, threads, cfg.warmup, 0, cfg) {
+                    python_failed(&mut py, &mut notes, row, threads, e);
+                }
+            }
             let mut rust_samples = Vec::new();
             let mut python_samples = Vec::new();
-            for round in 0..cfg.rounds {
-                let reps = cfg.reps / cfg.rounds + usize::from(round < cfg.reps % cfg.rounds);
-                if reps == 0 {
-                    continue;
-                }
-                let warmup = if round == 0 {
-                    cfg.warmup
-                } else {
-                    cfg.warmup.min(1)
-                };
-                tch::set_num_threads(threads);
-                rust_samples.extend(
-                    steps
-                        .time(row, warmup, reps)
-                        .with_context(|| format!("timing {} in Rust", row.name()))?,
-                );
-                if let Some(p) = py.as_mut() {
-                    match p.time(row, threads, warmup, reps, cfg) {
-                        Ok(t) => python_samples.extend(t),
-                        Err(e) => {
-                            let note = format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", row.name());
-                            eprintln!("nrf bench: {note}");
-                            notes.push(note);
-                            py = None;
-                            python_samples.clear();
+            for i in 0..cfg.reps {
+                for python_turn in [i % 2 == 1, i % 2 == 0] {
+                    if !python_turn {
+                        rust_samples.extend(steps.time(row, 0, 1).with_context(rust_what)?);
+                    } else if let Some(p) = py.as_mut() {
+                        match p.time(row, threads, 0, 1, cfg) {
+                            Ok(t) => python_samples.extend(t),
+                            Err(e) => python_failed(&mut py, &mut notes, row, threads, e),
                         }
                     }
                 }
+            }
+            if py.is_none() {
+                python_samples.clear();
             }
             let rust_ms = median(&rust_samples);
             let python_ms =
                 (!python_samples.is_empty() && py.is_some()).then(|| median(&python_samples));
             let ratio = python_ms.map(|p| p / rust_ms);
+            let ratio_paired = python_ms.map(|_| {
+                let r: Vec<f64> = python_samples
+                    .iter()
+                    .zip(&rust_samples)
+                    .map(|(p, r)| p / r)
+                    .collect();
+                median(&r)
+            });
             eprintln!(
                 "nrf bench: {:<15} threads {threads}: Rust {rust_ms:.2} ms, Python {}",
                 row.name(),
@@ -829,6 +837,7 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
                 rust_ms,
                 python_ms,
                 ratio,
+                ratio_paired,
                 rust_samples_ms: rust_samples,
                 python_samples_ms: python_samples,
             });
@@ -868,7 +877,6 @@ pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<BenchReport> 
             bail!("--reps must be at least 1");
         }
         cfg.reps = r;
-        cfg.rounds = cfg.rounds.min(r);
     }
     let report = run_config(&cfg)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -887,7 +895,6 @@ mod tests {
         BenchConfig {
             reps: 2,
             warmup: 0,
-            rounds: 2,
             threads: vec![1],
             batch: 4,
             pgd_steps: 1,
