@@ -9,19 +9,29 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn nrf_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("NRF_BIN").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/nrf"));
+    let p = std::env::var_os("NRF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debug/nrf"));
     p.exists().then_some(p)
 }
 
 fn data_present() -> bool {
-    Path::new(nrf::data::idx::FASHION_MNIST_DIR).join("train-images-idx3-ubyte.gz").exists()
+    Path::new(nrf::data::idx::FASHION_MNIST_DIR)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
 }
 
 fn chunks_of(results: &Path, stage: &str) -> usize {
-    let Ok(rd) = std::fs::read_dir(results.join("work")) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(results.join("work")) else {
+        return 0;
+    };
     rd.filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(stage))
-        .map(|e| std::fs::read_dir(e.path().join("chunks")).map(|d| d.count()).unwrap_or(0))
+        .map(|e| {
+            std::fs::read_dir(e.path().join("chunks"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
         .sum()
 }
 
@@ -38,10 +48,22 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     };
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("smoke");
-    let args = ["reproduce", "--preset", "smoke", "--quiet", "--results", results.to_str().unwrap()];
+    let args = [
+        "reproduce",
+        "--preset",
+        "smoke",
+        "--quiet",
+        "--results",
+        results.to_str().unwrap(),
+    ];
 
     // Run 1: kill it as soon as D_R has stored at least one chunk.
-    let mut child = Command::new(&bin).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     loop {
         if chunks_of(&results, "construct_D_R-") >= 1 {
@@ -50,28 +72,53 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("nrf exited ({status}) before D_R construction started");
         }
-        assert!(start.elapsed() < Duration::from_secs(900), "D_R construction never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "D_R construction never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let done_before = chunks_of(&results, "construct_D_R-");
     assert!(done_before >= 1);
-    assert!(results.join("models/C_std.json").exists() && results.join("models/C_rob.json").exists());
+    assert!(
+        results.join("models/C_std.json").exists() && results.join("models/C_rob.json").exists()
+    );
 
     // Run 2: resumes.
     let out = Command::new(&bin).args(args).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "second run failed:\n{log}");
-    assert!(log.contains("train:C_std: cached"), "C_std was not taken from the cache:\n{log}");
-    assert!(log.contains("train:C_rob: cached"), "C_rob was not taken from the cache:\n{log}");
-    assert!(log.contains("rep-matching: resuming"), "D_R construction did not resume from its chunks:\n{log}");
+    assert!(
+        log.contains("train:C_std: cached"),
+        "C_std was not taken from the cache:\n{log}"
+    );
+    assert!(
+        log.contains("train:C_rob: cached"),
+        "C_rob was not taken from the cache:\n{log}"
+    );
+    assert!(
+        log.contains("rep-matching: resuming"),
+        "D_R construction did not resume from its chunks:\n{log}"
+    );
 
     // Result files with sane values.
     let run = json(&results.join("run.json"));
-    assert!(run["finished"].is_string(), "run.json not marked finished: {run}");
+    assert!(
+        run["finished"].is_string(),
+        "run.json not marked finished: {run}"
+    );
     assert!(run["missing"].as_array().unwrap().is_empty());
-    for m in ["C_std", "C_rob", "on_D_R", "on_D_NR", "on_D_rand", "on_D_det", "on_control"] {
+    for m in [
+        "C_std",
+        "C_rob",
+        "on_D_R",
+        "on_D_NR",
+        "on_D_rand",
+        "on_D_det",
+        "on_control",
+    ] {
         let r = json(&results.join(format!("models/{m}.json")));
         let acc = r["std_acc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{m}: std_acc {acc}");
@@ -80,12 +127,20 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         for p in robust {
             let a = p["acc"].as_f64().unwrap();
             assert!((0.0..=1.0).contains(&a), "{m}: robust acc {a}");
-            assert!(a <= acc + 1e-9 || p["n"].as_u64().unwrap() < 1000, "{m}: robust acc above std acc");
+            assert!(
+                a <= acc + 1e-9 || p["n"].as_u64().unwrap() < 1000,
+                "{m}: robust acc above std acc"
+            );
         }
         assert!(!r["epochs"].as_array().unwrap().is_empty());
     }
     // The standard model learned something even in the smoke preset.
-    assert!(json(&results.join("models/C_std.json"))["std_acc"].as_f64().unwrap() > 0.5);
+    assert!(
+        json(&results.join("models/C_std.json"))["std_acc"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
     for d in ["D_rand", "D_det"] {
         let r = json(&results.join(format!("datasets/{d}.json")));
         let s = r["success_rate"].as_f64().unwrap_or(-1.0);
@@ -93,8 +148,14 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     }
     for d in ["D_R", "D_NR"] {
         let r = json(&results.join(format!("datasets/{d}.json")));
-        let (a, b) = (r["init_rel_err"].as_f64().unwrap(), r["final_rel_err"].as_f64().unwrap());
-        assert!(b < a, "{d}: representation error did not decrease ({a} -> {b})");
+        let (a, b) = (
+            r["init_rel_err"].as_f64().unwrap(),
+            r["final_rel_err"].as_f64().unwrap(),
+        );
+        assert!(
+            b < a,
+            "{d}: representation error did not decrease ({a} -> {b})"
+        );
         assert!(results.join(format!("data/{d}.safetensors")).exists());
         assert!(results.join(format!("grids/{d}.png")).exists());
     }
@@ -102,7 +163,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     let html = std::fs::read_to_string(results.join("report.html")).unwrap();
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
     for section in ["Figure 2", "Table 1"] {
-        assert!(html.contains(section) && md.contains(section), "report lacks {section}");
+        assert!(
+            html.contains(section) && md.contains(section),
+            "report lacks {section}"
+        );
     }
 }
 
@@ -116,19 +180,43 @@ fn a_bad_preset_value_names_the_field() {
     let (_, text) = nrf::experiments::preset::Preset::load("smoke").unwrap();
     for (from, to, field) in [
         ("steps = 40", "steps = 0", "rep_match.steps"),
-        ("headline_eps = 0.5", "headline_eps = 0.7", "eval.headline_eps"),
+        (
+            "headline_eps = 0.5",
+            "headline_eps = 0.7",
+            "eval.headline_eps",
+        ),
         ("lr = 0.05", "lr = -1.0", "train_std.lr"),
-        ("distance = \"l2_squared\"", "distance = \"l3\"", "rep_match.distance"),
+        (
+            "distance = \"l2_squared\"",
+            "distance = \"l3\"",
+            "rep_match.distance",
+        ),
         ("epochs = 3", "epochz = 3", "epochz"),
     ] {
         let bad = text.replacen(from, to, 1);
         assert_ne!(bad, text, "{from} not found in the smoke preset");
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, bad).unwrap();
-        let out = Command::new(&bin).args(["reproduce", "--quiet", "--preset", path.to_str().unwrap(), "--results"]).arg(dir.path().join("r")).output().unwrap();
+        let out = Command::new(&bin)
+            .args([
+                "reproduce",
+                "--quiet",
+                "--preset",
+                path.to_str().unwrap(),
+                "--results",
+            ])
+            .arg(dir.path().join("r"))
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(err.contains(field), "error for {field} does not name it:\n{err}");
-        assert!(err.contains("bad.toml"), "error does not name the file:\n{err}");
+        assert!(
+            err.contains(field),
+            "error for {field} does not name it:\n{err}"
+        );
+        assert!(
+            err.contains("bad.toml"),
+            "error does not name the file:\n{err}"
+        );
     }
 }

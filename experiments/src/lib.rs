@@ -21,16 +21,27 @@ pub mod pipeline;
 pub mod preset;
 pub mod table1;
 pub mod theory;
+pub mod train_cmd;
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// Runs a whole preset: every stage (cached stages are skipped), then the report. Returns the
 /// markdown summary tables.
-pub fn reproduce(preset: preset::Preset, text: String, results: PathBuf, data_dir: Option<&Path>, progress: bool) -> Result<String> {
+pub fn reproduce(
+    preset: preset::Preset,
+    text: String,
+    results: PathBuf,
+    data_dir: Option<&Path>,
+    progress: bool,
+) -> Result<String> {
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
     let outcome = run_stages(&mut ctx);
-    let missing: Vec<String> = if outcome.is_ok() { vec![] } else { vec!["the run stopped early: see the failed stage".into()] };
+    let missing: Vec<String> = if outcome.is_ok() {
+        vec![]
+    } else {
+        vec!["the run stopped early: see the failed stage".into()]
+    };
     ctx.finish(missing)?;
     let report = nrf_report::write_report(&ctx.results);
     outcome?;

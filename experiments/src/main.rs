@@ -5,7 +5,11 @@ use nrf_experiments::preset::{Preset, BUILTIN};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "nrf", version, about = "Reproduce \"Adversarial Examples Are Not Bugs, They Are Features\" (Ilyas et al. 2019)")]
+#[command(
+    name = "nrf",
+    version,
+    about = "Reproduce \"Adversarial Examples Are Not Bugs, They Are Features\" (Ilyas et al. 2019)"
+)]
 struct Cli {
     /// Log level filter (e.g. info, debug).
     #[arg(long, global = true, default_value = "info")]
@@ -51,6 +55,24 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Train one model (standard, or L2 PGD adversarial with --adv-eps) and print its test
+    /// accuracy and L2 PGD-20 robust accuracy.
+    Train {
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        #[arg(long, default_value_t = 2)]
+        epochs: usize,
+        /// Adversarial training radius (L2); standard training without it.
+        #[arg(long)]
+        adv_eps: Option<f64>,
+        #[arg(long, default_value_t = 7)]
+        adv_steps: usize,
+        /// L2 radius of the PGD-20 evaluation.
+        #[arg(long, default_value_t = 1.0)]
+        eval_eps: f64,
+        #[arg(long, default_value_t = 1000)]
+        robust_n: usize,
+    },
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
     /// Time a training step, a PGD step and a rep-matching step in Rust and in PyTorch-in-Python
@@ -78,35 +100,70 @@ fn main() {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.cmd {
-        Cmd::Reproduce { preset, results, data_dir, quiet } => {
+        Cmd::Reproduce {
+            preset,
+            results,
+            data_dir,
+            quiet,
+        } => {
             let (p, text) = Preset::load(&preset)?;
             let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
             let start = std::time::Instant::now();
-            let summary = nrf_experiments::reproduce(p, text, results.clone(), data_dir.as_deref(), !quiet)?;
+            let summary =
+                nrf_experiments::reproduce(p, text, results.clone(), data_dir.as_deref(), !quiet)?;
             println!("{summary}");
-            println!("wall time {:.1} min; report: {}", start.elapsed().as_secs_f64() / 60.0, results.join("report.html").display());
+            println!(
+                "wall time {:.1} min; report: {}",
+                start.elapsed().as_secs_f64() / 60.0,
+                results.join("report.html").display()
+            );
         }
         Cmd::DataInfo { dataset, data_dir } => {
             let (mut p, _) = Preset::load("fashion-mnist")?;
             p.data.dataset = dataset;
             p.data.dir = None;
-            let dir = data_dir.or_else(|| (p.data.dataset.contains("mnist")).then(|| PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR)));
+            let dir = data_dir.or_else(|| {
+                (p.data.dataset.contains("mnist"))
+                    .then(|| PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR))
+            });
             let (train, test) = nrf_experiments::pipeline::load_data(&p, dir.as_deref())?;
             println!("{}", nrf_data::data_info(&train));
             println!("{}", nrf_data::data_info(&test));
         }
         Cmd::Report { results } => {
-            let s = nrf_report::write_report(&results).with_context(|| format!("writing the report of {}", results.display()))?;
+            let s = nrf_report::write_report(&results)
+                .with_context(|| format!("writing the report of {}", results.display()))?;
             println!("{s:?}");
             println!("{}", nrf_report::summary_markdown(&results)?);
         }
         Cmd::Theory { out, seed } => {
             let s = nrf_theory::run_all(&out, seed)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Cmd::Train {
+            preset,
+            epochs,
+            adv_eps,
+            adv_steps,
+            eval_eps,
+            robust_n,
+        } => {
+            let (p, _) = Preset::load(&preset)?;
+            let r = nrf_experiments::train_cmd::run(
+                &p,
+                epochs,
+                adv_eps.map(|e| (e, adv_steps)),
+                eval_eps,
+                robust_n,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Presets { name } => match name {
             Some(n) => println!("{}", Preset::load(&n)?.1),

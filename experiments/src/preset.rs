@@ -11,10 +11,19 @@ use std::path::{Path, PathBuf};
 /// The presets shipped with nrf (embedded in the binary).
 pub const BUILTIN: [(&str, &str); 5] = [
     ("smoke", include_str!("../presets/smoke.toml")),
-    ("fashion-mnist", include_str!("../presets/fashion-mnist.toml")),
-    ("fashion-mnist-full", include_str!("../presets/fashion-mnist-full.toml")),
+    (
+        "fashion-mnist",
+        include_str!("../presets/fashion-mnist.toml"),
+    ),
+    (
+        "fashion-mnist-full",
+        include_str!("../presets/fashion-mnist-full.toml"),
+    ),
     ("cifar10", include_str!("../presets/cifar10.toml")),
-    ("restricted-imagenet", include_str!("../presets/restricted-imagenet.toml")),
+    (
+        "restricted-imagenet",
+        include_str!("../presets/restricted-imagenet.toml"),
+    ),
 ];
 
 /// A whole reproduction's configuration.
@@ -284,23 +293,63 @@ fn check(cond: bool, field: &str, msg: String) -> Result<()> {
 }
 
 fn positive(v: f64, field: &str) -> Result<()> {
-    check(v > 0.0 && v.is_finite(), field, format!("must be positive and finite, got {v}"))
+    check(
+        v > 0.0 && v.is_finite(),
+        field,
+        format!("must be positive and finite, got {v}"),
+    )
 }
 
 impl TrainSection {
     fn validate(&self, s: &str) -> Result<()> {
-        check(self.epochs >= 1, &format!("{s}.epochs"), "must be at least 1".into())?;
-        check(self.batch_size >= 1, &format!("{s}.batch_size"), "must be at least 1".into())?;
+        check(
+            self.epochs >= 1,
+            &format!("{s}.epochs"),
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.batch_size >= 1,
+            &format!("{s}.batch_size"),
+            "must be at least 1".into(),
+        )?;
         positive(self.lr, &format!("{s}.lr"))?;
-        check(matches!(self.schedule.as_str(), "cosine" | "step"), &format!("{s}.schedule"), format!("must be \"cosine\" or \"step\", got {:?}", self.schedule))?;
-        check((0.0..1.0).contains(&self.warmup), &format!("{s}.warmup"), format!("must be in [0, 1), got {}", self.warmup))?;
-        check((0.0..1.0).contains(&self.momentum), &format!("{s}.momentum"), format!("must be in [0, 1), got {}", self.momentum))?;
-        check(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), &format!("{s}.weight_decay"), format!("must be >= 0, got {}", self.weight_decay))?;
-        check(self.crop_pad >= 0, &format!("{s}.crop_pad"), format!("must be >= 0, got {}", self.crop_pad))?;
+        check(
+            matches!(self.schedule.as_str(), "cosine" | "step"),
+            &format!("{s}.schedule"),
+            format!("must be \"cosine\" or \"step\", got {:?}", self.schedule),
+        )?;
+        check(
+            (0.0..1.0).contains(&self.warmup),
+            &format!("{s}.warmup"),
+            format!("must be in [0, 1), got {}", self.warmup),
+        )?;
+        check(
+            (0.0..1.0).contains(&self.momentum),
+            &format!("{s}.momentum"),
+            format!("must be in [0, 1), got {}", self.momentum),
+        )?;
+        check(
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
+            &format!("{s}.weight_decay"),
+            format!("must be >= 0, got {}", self.weight_decay),
+        )?;
+        check(
+            self.crop_pad >= 0,
+            &format!("{s}.crop_pad"),
+            format!("must be >= 0, got {}", self.crop_pad),
+        )?;
         if let Some(a) = &self.attack {
-            check(matches!(a.norm.as_str(), "l2" | "linf"), &format!("{s}.attack.norm"), format!("must be \"l2\" or \"linf\", got {:?}", a.norm))?;
+            check(
+                matches!(a.norm.as_str(), "l2" | "linf"),
+                &format!("{s}.attack.norm"),
+                format!("must be \"l2\" or \"linf\", got {:?}", a.norm),
+            )?;
             positive(a.eps, &format!("{s}.attack.eps"))?;
-            check(a.steps >= 1, &format!("{s}.attack.steps"), "must be at least 1".into())?;
+            check(
+                a.steps >= 1,
+                &format!("{s}.attack.steps"),
+                "must be at least 1".into(),
+            )?;
             positive(a.step_factor, &format!("{s}.attack.step_factor"))?;
         }
         Ok(())
@@ -312,13 +361,24 @@ impl TrainSection {
             epochs: self.epochs,
             batch_size: self.batch_size,
             schedule: match self.schedule.as_str() {
-                "step" => LrSchedule::Step { lr: self.lr, milestones: self.milestones.clone(), gamma: self.gamma },
-                _ => LrSchedule::CosineWarmup { lr: self.lr, warmup: self.warmup },
+                "step" => LrSchedule::Step {
+                    lr: self.lr,
+                    milestones: self.milestones.clone(),
+                    gamma: self.gamma,
+                },
+                _ => LrSchedule::CosineWarmup {
+                    lr: self.lr,
+                    warmup: self.warmup,
+                },
             },
             momentum: self.momentum,
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,
-            augment: if self.crop_pad > 0 { Augment::CropFlip { pad: self.crop_pad } } else { Augment::None },
+            augment: if self.crop_pad > 0 {
+                Augment::CropFlip { pad: self.crop_pad }
+            } else {
+                Augment::None
+            },
             seed,
             progress,
             stop_after: None,
@@ -346,7 +406,8 @@ impl RepMatchSection {
 impl Preset {
     /// Parses and validates a preset; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Preset> {
-        let p: Preset = toml::from_str(text).with_context(|| format!("preset {origin}: invalid TOML or unknown/ill-typed field"))?;
+        let p: Preset = toml::from_str(text)
+            .with_context(|| format!("preset {origin}: invalid TOML or unknown/ill-typed field"))?;
         p.validate().with_context(|| format!("preset {origin}"))?;
         Ok(p)
     }
@@ -359,53 +420,117 @@ impl Preset {
         let path = Path::new(name_or_path);
         if !path.exists() {
             let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            bail!("no preset named {name_or_path:?} (built in: {}) and no such file", names.join(", "));
+            bail!(
+                "no preset named {name_or_path:?} (built in: {}) and no such file",
+                names.join(", ")
+            );
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading preset {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading preset {}", path.display()))?;
         Ok((Preset::parse(&text, &path.display().to_string())?, text))
     }
 
     /// Checks every value; errors name the field.
     pub fn validate(&self) -> Result<()> {
         check(
-            matches!(self.data.dataset.as_str(), "fashion-mnist" | "mnist" | "cifar10" | "restricted-imagenet"),
+            matches!(
+                self.data.dataset.as_str(),
+                "fashion-mnist" | "mnist" | "cifar10" | "restricted-imagenet"
+            ),
             "data.dataset",
-            format!("must be one of fashion-mnist, mnist, cifar10, restricted-imagenet; got {:?}", self.data.dataset),
+            format!(
+                "must be one of fashion-mnist, mnist, cifar10, restricted-imagenet; got {:?}",
+                self.data.dataset
+            ),
         )?;
-        check(self.threads >= 0, "threads", format!("must be >= 0, got {}", self.threads))?;
+        check(
+            self.threads >= 0,
+            "threads",
+            format!("must be >= 0, got {}", self.threads),
+        )?;
         self.train_std.validate("train_std")?;
         self.train_rob.validate("train_rob")?;
-        check(self.train_rob.attack.is_some(), "train_rob.attack", "the robust model needs an attack section".into())?;
+        check(
+            self.train_rob.attack.is_some(),
+            "train_rob.attack",
+            "the robust model needs an attack section".into(),
+        )?;
         self.fresh.validate("fresh")?;
         let e = &self.eval;
-        check(e.robust_n >= 1, "eval.robust_n", "must be at least 1".into())?;
+        check(
+            e.robust_n >= 1,
+            "eval.robust_n",
+            "must be at least 1".into(),
+        )?;
         check(e.steps >= 1, "eval.steps", "must be at least 1".into())?;
-        check(e.batch_size >= 1, "eval.batch_size", "must be at least 1".into())?;
+        check(
+            e.batch_size >= 1,
+            "eval.batch_size",
+            "must be at least 1".into(),
+        )?;
         positive(e.step_factor, "eval.step_factor")?;
-        check(!e.l2_eps.is_empty(), "eval.l2_eps", "needs at least one radius".into())?;
+        check(
+            !e.l2_eps.is_empty(),
+            "eval.l2_eps",
+            "needs at least one radius".into(),
+        )?;
         for v in e.l2_eps.iter().chain(&e.linf_eps) {
             positive(*v, "eval.l2_eps / eval.linf_eps")?;
         }
-        check(e.l2_eps.contains(&e.headline_eps), "eval.headline_eps", format!("{} must be one of eval.l2_eps {:?}", e.headline_eps, e.l2_eps))?;
+        check(
+            e.l2_eps.contains(&e.headline_eps),
+            "eval.headline_eps",
+            format!(
+                "{} must be one of eval.l2_eps {:?}",
+                e.headline_eps, e.l2_eps
+            ),
+        )?;
         let r = &self.rep_match;
         check(r.n >= 1, "rep_match.n", "must be at least 1".into())?;
         check(r.steps >= 1, "rep_match.steps", "must be at least 1".into())?;
-        check(r.batch_size >= 1, "rep_match.batch_size", "must be at least 1".into())?;
+        check(
+            r.batch_size >= 1,
+            "rep_match.batch_size",
+            "must be at least 1".into(),
+        )?;
         positive(r.step_start, "rep_match.step_start")?;
-        check(r.step_end >= 0.0 && r.step_end <= r.step_start, "rep_match.step_end", format!("must be in [0, step_start], got {}", r.step_end))?;
-        check(matches!(r.distance.as_str(), "l2_squared" | "l2_relative" | "cosine"), "rep_match.distance", format!("must be l2_squared, l2_relative or cosine; got {:?}", r.distance))?;
-        check(matches!(r.start.as_str(), "other_image" | "noise"), "rep_match.start", format!("must be other_image or noise; got {:?}", r.start))?;
+        check(
+            r.step_end >= 0.0 && r.step_end <= r.step_start,
+            "rep_match.step_end",
+            format!("must be in [0, step_start], got {}", r.step_end),
+        )?;
+        check(
+            matches!(r.distance.as_str(), "l2_squared" | "l2_relative" | "cosine"),
+            "rep_match.distance",
+            format!(
+                "must be l2_squared, l2_relative or cosine; got {:?}",
+                r.distance
+            ),
+        )?;
+        check(
+            matches!(r.start.as_str(), "other_image" | "noise"),
+            "rep_match.start",
+            format!("must be other_image or noise; got {:?}", r.start),
+        )?;
         let l = &self.relabel;
         check(l.n >= 1, "relabel.n", "must be at least 1".into())?;
         check(l.steps >= 1, "relabel.steps", "must be at least 1".into())?;
-        check(l.batch_size >= 1, "relabel.batch_size", "must be at least 1".into())?;
+        check(
+            l.batch_size >= 1,
+            "relabel.batch_size",
+            "must be at least 1".into(),
+        )?;
         positive(l.eps, "relabel.eps")?;
         positive(l.step_size, "relabel.step_size")?;
         for v in &l.extra_eps {
             positive(*v, "relabel.extra_eps")?;
         }
         if let (Some(m), Some(s)) = (&self.model.mean, &self.model.std) {
-            check(m.len() == s.len(), "model.mean / model.std", "need the same length".into())?;
+            check(
+                m.len() == s.len(),
+                "model.mean / model.std",
+                "need the same length".into(),
+            )?;
         }
         self.extras.validate()?;
         Ok(())

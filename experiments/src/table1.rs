@@ -36,7 +36,7 @@ pub fn construct(
         &(&src.c_std, &cfg, &indices),
         |ctx, work| {
             let t0 = std::time::Instant::now();
-        let model = ctx.load_weights("C_std")?;
+            let model = ctx.load_weights("C_std")?;
             let out = build(
                 &model,
                 &ctx.train,

@@ -51,12 +51,13 @@ struct Transfer {
 }
 
 /// Finding and verdict from the points, the chance level and the real test set's size. The
-/// verdict follows [`correlation_verdict`] on the Pearson correlation of x and y.
+/// verdict follows [`correlation_verdict`] on the Pearson correlation of x and y, except "n/a"
+/// when no architecture is clearly above chance after training on D_det.
 pub fn finding(points: &[ArchPoint], chance: f64, n_test: usize) -> (String, &'static str) {
     let xs: Vec<f64> = points.iter().map(|p| p.acc_det).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.transfer).collect();
     let r = pearson(&xs, &ys);
-    let verdict = correlation_verdict(r, points.len());
+    let mut verdict = correlation_verdict(r, points.len());
     let best = points.iter().max_by(|a, b| a.acc_det.total_cmp(&b.acc_det));
     let most = points
         .iter()
@@ -95,7 +96,12 @@ pub fn finding(points: &[ArchPoint], chance: f64, n_test: usize) -> (String, &'s
             pct(chance)
         );
     }
-    if points.len() < 5 {
+    if at_chance.len() == points.len() {
+        // The claim relates how much each architecture learns from D_det to transfer; when
+        // none learned anything the x values are noise around chance and the test is void.
+        verdict = "n/a";
+        s += ". No architecture learned from D_det, so this run cannot test the claim";
+    } else if points.len() < 5 {
         s += &format!(
             ". With only {} points the correlation is a rough indication",
             points.len()
