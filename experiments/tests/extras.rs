@@ -176,6 +176,18 @@ fn figure3_finding_follows_the_correlation() {
         text.contains("undefined") && text.contains("a is not clearly above chance"),
         "{text}"
     );
+    // A perfect correlation among models that all stayed at chance tests nothing.
+    let void = [
+        arch_point("a", 0.09, 0.01),
+        arch_point("b", 0.1, 0.02),
+        arch_point("c", 0.11, 0.03),
+    ];
+    let (text, verdict) = figure3::finding(&void, 0.1, 1000);
+    assert_eq!(verdict, "n/a");
+    assert!(
+        text.contains("strong positive") && text.contains("cannot test the claim"),
+        "{text}"
+    );
 }
 
 fn eps_pts(accs: &[f64]) -> Vec<eps_sensitivity::EpsPoint> {

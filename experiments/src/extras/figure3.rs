@@ -147,10 +147,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         } else {
             format!("f3_{slug}_on_control")
         };
-        let trained_on = if std_name == "on_control" {
-            "D_control"
+        let trained_on = if same_control {
+            "D_control".to_string()
         } else {
-            "D_control(relabel.n)"
+            format!("D_control_{n}")
         };
         let (m_det, k_det) =
             model_stage_arch(ctx, arch, &det_name, "D_det", &det, &det_key, &fresh)?;
@@ -158,7 +158,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             ctx,
             arch,
             &std_name,
-            trained_on,
+            &trained_on,
             &control,
             &control_key,
             &fresh,

@@ -82,7 +82,8 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
     let (name, description) = match ctx.preset.extras.independent_model {
         IndependentModel::OnControl => (
             "on_control",
-            "on_control, the fresh standard model on the clean control subset: it was trained on              the target images x of D_R / D_NR but not on most start images x0",
+            "on_control, the fresh standard model on the clean control subset: it was trained on \
+             the target images x of D_R / D_NR but not on most start images x0",
         ),
         IndependentModel::CIndep => {
             let mut used = vec![false; ctx.train.len()];
@@ -100,7 +101,8 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             let k = ctx.preset.rep_match.n.min(free.len());
             if k < 2 * ctx.train.num_classes {
                 bail!(
-                    "C_indep: only {} training images are neither a target nor a start image;                      use extras.independent_model = \"on_control\" or a larger training set",
+                    "C_indep: only {} training images are neither a target nor a start image; \
+                     use extras.independent_model = \"on_control\" or a larger training set",
                     free.len()
                 );
             }
@@ -116,7 +118,8 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             ctx.model_stage("C_indep", "D_heldout", &data, &key, &section)?;
             (
                 "C_indep",
-                "C_indep, a fresh standard model trained (fresh settings, its own seed) on as many                  training images as the control, none of which is a target or start image",
+                "C_indep, a fresh standard model trained (fresh settings, its own seed) on as many \
+                 training images as the control, none of which is a target or start image",
             )
         }
     };
