@@ -7,6 +7,7 @@ use super::{predictions, representations, start_indices, write_section, Independ
 use crate::pipeline::Ctx;
 use anyhow::Result;
 use nrf_attacks::per_example_norm;
+use nrf_features::repmatch::StartMode;
 use nrf_report::plot::{bar_plot_with, PlotOptions};
 use nrf_report::results::{Section, Table};
 use tch::{Kind, Tensor};
@@ -156,6 +157,22 @@ pub fn measure(ctx: &Ctx, set: &str, indep: &Independent) -> Result<Closeness> {
 
 /// Writes `sections/source_vs_target.json` and `plots/source_vs_target.png`.
 pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
+    if ctx.preset.rep_match.start_mode() == StartMode::Noise {
+        let section = Section {
+            id: "source_vs_target".into(),
+            title: "Are x_r closer to the start or the target? (reviewer 1)".into(),
+            claim: "Reviewer 1 asks whether the images of D_R / D_NR resemble the image they \
+                    start from (x0) or the image whose representation they match (x)."
+                .into(),
+            finding: "Not measured: this preset starts D_R / D_NR from noise \
+                      (rep_match.start = \"noise\"), so there is no start image to compare with."
+                .into(),
+            verdict: "n/a".into(),
+            tables: vec![],
+            images: vec![],
+        };
+        return write_section(ctx, &section);
+    }
     let rows = vec![measure(ctx, "D_R", indep)?, measure(ctx, "D_NR", indep)?];
     let table = Table {
         caption: format!(
