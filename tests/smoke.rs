@@ -159,6 +159,41 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         assert!(results.join(format!("data/{d}.safetensors")).exists());
         assert!(results.join(format!("grids/{d}.png")).exists());
     }
+    // The reviewers' questions and Figure 3 (issue 8), all enabled in the smoke preset.
+    for id in [
+        "overfitting",
+        "diversity",
+        "source_vs_target",
+        "cosine_ablation",
+        "eps_sensitivity",
+        "figure3",
+    ] {
+        let s = json(&results.join(format!("sections/{id}.json")));
+        assert_eq!(s["id"], id);
+        assert!(
+            !s["finding"].as_str().unwrap_or("").is_empty(),
+            "{id}: empty finding"
+        );
+        let verdict = s["verdict"].as_str().unwrap_or("");
+        assert!(
+            ["holds", "partly", "does not hold", "n/a"].contains(&verdict),
+            "{id}: verdict {verdict:?}"
+        );
+        assert!(
+            !s["tables"][0]["rows"].as_array().unwrap().is_empty(),
+            "{id}: empty table"
+        );
+        for img in s["images"].as_array().unwrap() {
+            let p = results.join(img.as_str().unwrap());
+            assert!(p.exists(), "{id}: missing image {}", p.display());
+        }
+    }
+    for m in ["C_indep", "on_D_R_cos", "f3_mlp_64_on_D_det"] {
+        assert!(
+            results.join(format!("models/{m}.json")).exists(),
+            "models/{m}.json missing"
+        );
+    }
     assert!(results.join("theory/theory.json").exists());
     let html = std::fs::read_to_string(results.join("report.html")).unwrap();
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();
