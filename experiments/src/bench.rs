@@ -460,6 +460,9 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
     /// Logical CPUs of the machine.
     pub cpus: usize,
+    /// Environment variables that change libtorch's threading or glibc's allocator (inherited by
+    /// the Python side too), e.g. `MALLOC_TRIM_THRESHOLD_`, `GLIBC_TUNABLES`, `OMP_NUM_THREADS`.
+    pub env: Vec<(String, String)>,
     /// `/proc/loadavg` before and after the run (Linux only).
     pub load_before: Option<String>,
     /// See `load_before`.
@@ -504,6 +507,10 @@ impl BenchReport {
                 if ch.agree { "Rust and Python agree" } else { "MISMATCH" },
                 ch.max_rel_diff
             ));
+        }
+        if !self.env.is_empty() {
+            let e: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("Environment (both sides): {}.\n", e.join(" ")));
         }
         if let (Some(a), Some(b)) = (&self.load_before, &self.load_after) {
             s.push_str(&format!("Load average before: {a}; after: {b}.\n"));
@@ -687,6 +694,21 @@ fn loadavg() -> Option<String> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+fn relevant_env() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("MALLOC_")
+                || k == "GLIBC_TUNABLES"
+                || k.starts_with("OMP_")
+                || k.starts_with("MKL_")
+                || k.starts_with("KMP_")
+                || k == "LD_PRELOAD"
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn torch_base_version(v: &str) -> &str {
     v.split('+').next().unwrap_or(v)
 }
@@ -853,6 +875,7 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
         python,
         check,
         rows,
+        env: relevant_env(),
         cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
