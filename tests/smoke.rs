@@ -1,6 +1,7 @@
 //! End-to-end: the `smoke` preset through the real `nrf` binary, killed during the D_R
 //! construction and run again. The second run must resume (cached stages, reused chunks) and
-//! finish with sane result files and a report.
+//! finish with sane result files and a report; a third, with a changed `[eval]`, must only
+//! re-evaluate.
 //!
 //! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf) and the real
 //! Fashion-MNIST files; without them the test says why and passes vacuously.
@@ -203,6 +204,41 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "report lacks {section}"
         );
     }
+
+    // Run 3: a changed [eval] re-evaluates every model without retraining or rebuilding any.
+    let (_, text) = nrf::experiments::preset::Preset::load("smoke").unwrap();
+    let changed = text.replacen("l2_eps = [0.5, 1.0]", "l2_eps = [0.5, 1.0, 2.0]", 1);
+    assert_ne!(changed, text, "the smoke preset's l2_eps line changed");
+    let preset = dir.path().join("smoke-eval.toml");
+    std::fs::write(&preset, changed).unwrap();
+    let out = Command::new(&bin)
+        .args(["reproduce", "--quiet", "--preset"])
+        .arg(&preset)
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "third run failed:\n{log}");
+    assert!(
+        log.contains("eval:C_std: running"),
+        "C_std not re-evaluated:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !(line.contains("running") && (line.contains("train:") || line.contains("construct:"))),
+            "a changed [eval] retrained or rebuilt something: {line}"
+        );
+    }
+    let c_std = json(&results.join("models/C_std.json"));
+    assert!(
+        c_std["robust"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["eps"].as_f64() == Some(2.0)),
+        "C_std has no robust accuracy at the new eps 2.0: {c_std}"
+    );
 }
 
 #[test]

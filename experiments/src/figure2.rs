@@ -2,7 +2,7 @@
 //! models trained on D_R (robust features, from C_rob) and D_NR (non-robust features, from
 //! C_std), plus a clean control of the same size. The paper: the D_R model is robust, the D_NR
 //! model is accurate but not robust.
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::repmatch::{build, RepMatchConfig};
@@ -21,9 +21,23 @@ pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let train = ctx.train.clone();
     let data_key = ctx.data_key.clone();
     let std_section = ctx.preset.train_std.clone();
-    let (_, c_std) = ctx.model_stage("C_std", "D", &train, &data_key, &std_section)?;
+    let (_, c_std) = ctx.model_stage(
+        "C_std",
+        "D",
+        &train,
+        &data_key,
+        &std_section,
+        EvalLevel::Full,
+    )?;
     let rob_section = ctx.preset.train_rob.clone();
-    let (_, c_rob) = ctx.model_stage("C_rob", "D", &train, &data_key, &rob_section)?;
+    let (_, c_rob) = ctx.model_stage(
+        "C_rob",
+        "D",
+        &train,
+        &data_key,
+        &rob_section,
+        EvalLevel::Full,
+    )?;
     let n = ctx
         .preset
         .rep_match
@@ -119,11 +133,25 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     for (name, key) in [("D_R", k_r), ("D_NR", k_nr)] {
         let ds = ctx.load_constructed(name)?.dataset;
-        ctx.model_stage(&format!("on_{name}"), name, &ds, &key, &fresh)?;
+        ctx.model_stage(
+            &format!("on_{name}"),
+            name,
+            &ds,
+            &key,
+            &fresh,
+            EvalLevel::Full,
+        )?;
     }
     let n = ctx.preset.rep_match.n.min(src.subset.len());
     let control = ctx.train.subset(&src.subset[..n]);
     let key = crate::pipeline::hash_key(&(&ctx.data_key, &src.subset[..n]));
-    ctx.model_stage("on_control", "D_control", &control, &key, &fresh)?;
+    ctx.model_stage(
+        "on_control",
+        "D_control",
+        &control,
+        &key,
+        &fresh,
+        EvalLevel::Full,
+    )?;
     Ok(())
 }

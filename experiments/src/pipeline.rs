@@ -36,6 +36,34 @@ pub struct Ctx {
     started: Instant,
 }
 
+/// How much evaluation a model gets in [`Ctx::model_stage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EvalLevel {
+    /// Standard accuracy on the whole test set and the preset's robust-accuracy grid.
+    Full,
+    /// Standard accuracy only (models whose robustness no table reports: it saves the PGD grid).
+    Standard,
+}
+
+/// Output of a `train:<name>` stage.
+#[derive(Serialize, Deserialize)]
+struct Trained {
+    arch: String,
+    train_size: usize,
+    adversarial: Option<String>,
+    epochs: Vec<EpochMetrics>,
+    final_train_acc: f64,
+    wall_s: f64,
+}
+
+/// Output of an `eval:<name>` stage.
+#[derive(Serialize, Deserialize)]
+struct Evaluated {
+    std_acc: f64,
+    robust: Vec<RobustPoint>,
+    wall_s: f64,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StageRecord<T> {
     key: String,
@@ -224,6 +252,24 @@ impl Ctx {
         Ok(())
     }
 
+    /// The cached output of stage `name` if a completed record with the key of `key_input`
+    /// exists (see [`Ctx::stage`]); records nothing and runs nothing.
+    pub fn cached<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        key_input: &impl Serialize,
+    ) -> Option<(T, f64, String)> {
+        let key = hash_key(&(name, key_input, &self.data_key));
+        let record_path = self.path(&format!("stages/{}.json", name.replace(':', "_")));
+        if !record_path.exists() {
+            return None;
+        }
+        match read_json::<StageRecord<T>>(&record_path) {
+            Ok(rec) if rec.key == key => Some((rec.output, rec.wall_s, key)),
+            _ => None,
+        }
+    }
+
     /// Runs `f` unless a completed record of stage `name` with the same key exists. `key_input`
     /// must contain everything the stage's output depends on (configuration and input keys).
     /// `f` gets a work directory private to this key (checkpoints, chunks).
@@ -235,20 +281,16 @@ impl Ctx {
     ) -> Result<(T, String)> {
         let key = hash_key(&(name, key_input, &self.data_key));
         let record_path = self.path(&format!("stages/{}.json", name.replace(':', "_")));
-        if record_path.exists() {
-            if let Ok(rec) = read_json::<StageRecord<T>>(&record_path) {
-                if rec.key == key {
-                    tracing::info!("{name}: cached ({key})");
-                    self.record(StageInfo {
-                        name: name.into(),
-                        status: StageStatus::Cached,
-                        wall_s: rec.wall_s,
-                        key: key.clone(),
-                        message: None,
-                    })?;
-                    return Ok((rec.output, key));
-                }
-            }
+        if let Some((output, wall_s, key)) = self.cached::<T>(name, key_input) {
+            tracing::info!("{name}: cached ({key})");
+            self.record(StageInfo {
+                name: name.into(),
+                status: StageStatus::Cached,
+                wall_s,
+                key: key.clone(),
+                message: None,
+            })?;
+            return Ok((output, key));
         }
         tracing::info!("{name}: running ({key})");
         let work = self.path(&format!("work/{}-{key}", name.replace(':', "_")));
@@ -296,10 +338,20 @@ impl Ctx {
         self.save_run()
     }
 
+    /// Standard accuracy on the whole real test set.
+    pub fn standard_accuracy(&self, model: &dyn Classifier) -> f64 {
+        nrf_models::accuracy(
+            model,
+            &self.test_x,
+            &self.test_y,
+            self.preset.eval.batch_size as i64,
+        )
+    }
+
     /// Standard accuracy on the whole test set and robust accuracy on the evaluation subset.
     pub fn evaluate(&self, model: &dyn Classifier) -> Result<(f64, Vec<RobustPoint>)> {
         let e = &self.preset.eval;
-        let std_acc = nrf_models::accuracy(model, &self.test_x, &self.test_y, e.batch_size as i64);
+        let std_acc = self.standard_accuracy(model);
         let mut grid: Vec<(Box<dyn ThreatModel>, PgdConfig)> = Vec::new();
         for &eps in &e.l2_eps {
             grid.push((Box::new(L2::new(eps)?), PgdConfig::eval(eps, e.steps)));
@@ -337,8 +389,11 @@ impl Ctx {
         ))
     }
 
-    /// Trains (or resumes, or loads from cache) model `name` on `data` and evaluates it. The
-    /// weights go to `weights/<name>`, the result to `models/<name>.json`.
+    /// Trains (or resumes, or loads from cache) model `name` on `data` and evaluates it at
+    /// `level`. Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
+    /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
+    /// result to `models/<name>.json`. Returns the result and the training stage's key (what
+    /// depends on the weights keys on it).
     pub fn model_stage(
         &mut self,
         name: &str,
@@ -346,93 +401,140 @@ impl Ctx {
         data: &Dataset,
         data_key: &str,
         section: &TrainSection,
+        level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
         let spec = self.model_spec(data);
         let seed = self.preset.stage_seed(&format!("train:{name}"));
         let cfg = section.config(seed, self.progress);
-        let eval = self.preset.eval.clone();
-        let key_input = (&spec, &cfg, section, data_key, &eval);
-        let (result, key) = self.stage(&format!("train:{name}"), &key_input, |ctx, work| {
-            let start = Instant::now();
-            let mut model = Model::new(&spec, ctx.device, seed as i64)?;
-            let adv = match &section.attack {
-                Some(a) => {
-                    let threat: Box<dyn ThreatModel> = match a.norm.as_str() {
-                        "linf" => Box::new(Linf::new(a.eps)?),
-                        _ => Box::new(L2::new(a.eps)?),
+        let key_input = (&spec, &cfg, section, data_key);
+        let (trained, train_key) =
+            self.stage(&format!("train:{name}"), &key_input, |ctx, work| {
+                let start = Instant::now();
+                let mut model = Model::new(&spec, ctx.device, seed as i64)?;
+                let adv = match &section.attack {
+                    Some(a) => {
+                        let threat: Box<dyn ThreatModel> = match a.norm.as_str() {
+                            "linf" => Box::new(Linf::new(a.eps)?),
+                            _ => Box::new(L2::new(a.eps)?),
+                        };
+                        let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
+                            .with_random_start(a.random_start)
+                            .with_use_best(true);
+                        Some(AdvTraining::new(threat, pgd)?)
+                    }
+                    None => None,
+                };
+                tracing::info!(
+                    "training {name} ({}) on {trained_on}: {} images, {} epochs{}",
+                    spec.arch.label(),
+                    data.len(),
+                    cfg.epochs,
+                    adv.as_ref()
+                        .map(|a| format!(
+                            ", adversarial: {}",
+                            nrf_models::BatchPerturber::describe(a)
+                        ))
+                        .unwrap_or_default()
+                );
+                let perturber = adv.as_ref().map(|a| a as &dyn nrf_models::BatchPerturber);
+                let (tx, ty) = (ctx.test_x.shallow_clone(), ctx.test_y.shallow_clone());
+                let history = nrf_models::train(
+                    &mut model,
+                    data,
+                    &cfg,
+                    perturber,
+                    Some((&tx, &ty)),
+                    Some(&work.join("ckpt")),
+                )?;
+                save_model(&model, &ctx.path(&format!("weights/{name}")))?;
+                let final_train_acc = {
+                    let (x, y) = dataset_to_tensors(data, ctx.device);
+                    nrf_models::accuracy(&model, &x, &y, ctx.preset.eval.batch_size as i64)
+                };
+                let train_wall: f64 = history.iter().map(|h| h.wall_s).sum();
+                Ok(Trained {
+                    arch: spec.arch.label(),
+                    train_size: data.len(),
+                    adversarial: adv.as_ref().map(nrf_models::BatchPerturber::describe),
+                    epochs: history
+                        .iter()
+                        .map(|h| EpochMetrics {
+                            epoch: h.epoch,
+                            lr: h.lr,
+                            train_loss: h.train_loss,
+                            train_acc: h.train_acc,
+                            test_acc: h.test_acc,
+                            wall_s: h.wall_s,
+                        })
+                        .collect(),
+                    final_train_acc,
+                    wall_s: start.elapsed().as_secs_f64().max(train_wall),
+                })
+            })?;
+
+        // A standard-only request is met by a full evaluation of the same weights, so extras
+        // that reuse a Figure 2 / Table 1 model never replace its robust numbers.
+        let eval_name = format!("eval:{name}");
+        let eval_cfg = self.preset.eval.clone();
+        let full_key = (&train_key, EvalLevel::Full, &eval_cfg);
+        let std_key = (&train_key, EvalLevel::Standard, eval_cfg.batch_size);
+        let reuse = match level {
+            EvalLevel::Standard => self.cached::<Evaluated>(&eval_name, &full_key),
+            EvalLevel::Full => None,
+        };
+        let evaluated = match reuse {
+            Some((e, _, _)) => {
+                tracing::info!("{eval_name}: cached (full evaluation)");
+                e
+            }
+            None => {
+                let run = |ctx: &mut Ctx, _: &Path| -> Result<Evaluated> {
+                    let start = Instant::now();
+                    let model = ctx.load_weights(name)?;
+                    let (std_acc, robust) = match level {
+                        EvalLevel::Full => ctx.evaluate(&model)?,
+                        EvalLevel::Standard => (ctx.standard_accuracy(&model), Vec::new()),
                     };
-                    let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
-                        .with_random_start(a.random_start)
-                        .with_use_best(true);
-                    Some(AdvTraining::new(threat, pgd)?)
-                }
-                None => None,
-            };
-            tracing::info!(
-                "training {name} ({}) on {trained_on}: {} images, {} epochs{}",
-                spec.arch.label(),
-                data.len(),
-                cfg.epochs,
-                adv.as_ref()
-                    .map(|a| format!(", adversarial: {}", nrf_models::BatchPerturber::describe(a)))
-                    .unwrap_or_default()
-            );
-            let perturber = adv.as_ref().map(|a| a as &dyn nrf_models::BatchPerturber);
-            let (tx, ty) = (ctx.test_x.shallow_clone(), ctx.test_y.shallow_clone());
-            let history = nrf_models::train(
-                &mut model,
-                data,
-                &cfg,
-                perturber,
-                Some((&tx, &ty)),
-                Some(&work.join("ckpt")),
-            )?;
-            save_model(&model, &ctx.path(&format!("weights/{name}")))?;
-            let final_train_acc = {
-                let (x, y) = dataset_to_tensors(data, ctx.device);
-                nrf_models::accuracy(&model, &x, &y, ctx.preset.eval.batch_size as i64)
-            };
-            let (std_acc, robust) = ctx.evaluate(&model)?;
-            let train_wall: f64 = history.iter().map(|h| h.wall_s).sum();
-            let result = ModelResult {
-                name: name.into(),
-                arch: spec.arch.label(),
-                trained_on: trained_on.into(),
-                train_size: data.len(),
-                adversarial: adv.as_ref().map(nrf_models::BatchPerturber::describe),
-                epochs: history
-                    .iter()
-                    .map(|h| EpochMetrics {
-                        epoch: h.epoch,
-                        lr: h.lr,
-                        train_loss: h.train_loss,
-                        train_acc: h.train_acc,
-                        test_acc: h.test_acc,
-                        wall_s: h.wall_s,
+                    Ok(Evaluated {
+                        std_acc,
+                        robust,
+                        wall_s: start.elapsed().as_secs_f64(),
                     })
-                    .collect(),
-                std_acc,
-                test_size: ctx.test.len(),
-                robust,
-                final_train_acc: Some(final_train_acc),
-                wall_s: start.elapsed().as_secs_f64().max(train_wall),
-            };
-            Ok(result)
-        })?;
+                };
+                match level {
+                    EvalLevel::Full => self.stage(&eval_name, &full_key, run)?.0,
+                    EvalLevel::Standard => self.stage(&eval_name, &std_key, run)?.0,
+                }
+            }
+        };
+        let result = ModelResult {
+            name: name.into(),
+            arch: trained.arch,
+            trained_on: trained_on.into(),
+            train_size: trained.train_size,
+            adversarial: trained.adversarial,
+            epochs: trained.epochs,
+            std_acc: evaluated.std_acc,
+            test_size: self.test.len(),
+            robust: evaluated.robust,
+            final_train_acc: Some(trained.final_train_acc),
+            wall_s: trained.wall_s + evaluated.wall_s,
+        };
         write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
-        let headline = result
+        match result
             .robust
             .iter()
             .find(|r| r.norm == "L2" && r.eps == self.preset.eval.headline_eps)
-            .map(|r| r.acc)
-            .unwrap_or(f64::NAN);
-        tracing::info!(
-            "{name}: test accuracy {:.4}, L2 eps {} robust accuracy {:.4}",
-            result.std_acc,
-            self.preset.eval.headline_eps,
-            headline
-        );
-        Ok((result, key))
+        {
+            Some(r) => tracing::info!(
+                "{name}: test accuracy {:.4}, L2 eps {} robust accuracy {:.4}",
+                result.std_acc,
+                self.preset.eval.headline_eps,
+                r.acc
+            ),
+            None => tracing::info!("{name}: test accuracy {:.4}", result.std_acc),
+        }
+        Ok((result, train_key))
     }
 
     /// The model spec for images shaped like `data`.

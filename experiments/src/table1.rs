@@ -2,7 +2,7 @@
 //! relabelled t; a fresh standard model trained on each is evaluated on the real test set. The
 //! paper: both are far above chance, although every label looks wrong to a human.
 use crate::figure2::Sources;
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build, RelabelConfig, TargetRule};
@@ -131,7 +131,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     for ((name, ..), key) in sets.iter().zip(keys) {
         let ds = ctx.load_constructed(name)?.dataset;
-        ctx.model_stage(&format!("on_{name}"), name, &ds, &key, &fresh)?;
+        ctx.model_stage(
+            &format!("on_{name}"),
+            name,
+            &ds,
+            &key,
+            &fresh,
+            EvalLevel::Full,
+        )?;
     }
     Ok(())
 }

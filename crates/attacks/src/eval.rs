@@ -19,7 +19,8 @@ fn check_batch_size(what: &str, batch_size: usize) -> Result<()> {
 }
 
 /// Standard accuracy of `model` on `(images, labels)` in batches (evaluation mode, no gradients).
-/// `images` must be in `[0, 1]` and on the model's device; returns 0 for an empty set.
+/// `images` must be in `[0, 1]` and on the model's device; returns 0 for an empty set. This is
+/// [`nrf_models::accuracy`] with its inputs checked (clear errors instead of libtorch panics).
 pub fn accuracy(
     model: &dyn Classifier,
     images: &Tensor,
@@ -30,26 +31,12 @@ pub fn accuracy(
     check_batch_size(what, batch_size)?;
     check_images(what, images)?;
     check_labels(what, images, labels, model.num_classes())?;
-    let _g = tch::no_grad_guard();
-    let n = images.size()[0];
-    let mut correct = 0i64;
-    let mut i = 0;
-    while i < n {
-        let len = (batch_size as i64).min(n - i);
-        let pred = model
-            .logits(&images.narrow(0, i, len), false)
-            .argmax(-1, false);
-        correct += pred
-            .eq_tensor(&labels.narrow(0, i, len))
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-        i += len;
-    }
-    Ok(if n == 0 {
-        0.0
-    } else {
-        correct as f64 / n as f64
-    })
+    Ok(nrf_models::accuracy(
+        model,
+        images,
+        labels,
+        batch_size as i64,
+    ))
 }
 
 fn progress_bar(n: u64, msg: String, show: bool) -> ProgressBar {

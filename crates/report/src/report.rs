@@ -395,11 +395,12 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
                 None => "**not finished**".into(),
             };
             b.push(Block::Para(format!(
-                "Preset `{}`, seed {}, started {}, {state}; total wall time {}.",
+                "Preset `{}`, seed {}, started {}, {state}; wall time of this invocation {}, compute time of all stages {} (the sum of their stage times, whichever invocation ran them).",
                 run.preset,
                 run.seed,
                 run.started,
-                dur(run.total_wall_s)
+                dur(run.total_wall_s),
+                dur(stage_seconds(run))
             )));
             if !run.missing.is_empty() {
                 b.push(Block::Missing(format!(
@@ -670,6 +671,11 @@ fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
     }
 }
 
+/// The sum of every stage's own wall time (cached stages count the time they took when run).
+fn stage_seconds(run: &crate::results::RunInfo) -> f64 {
+    run.stages.iter().map(|s| s.wall_s).sum()
+}
+
 fn robust_section(ctx: &mut Ctx) -> DocSection {
     let r = ctx.r;
     let mut b = Vec::new();
@@ -710,6 +716,18 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
     b.push(Block::Para(
         "Robust accuracy on the fixed evaluation subset under PGD at each ε; the ε = 0 column is the standard accuracy on the full test set.".into(),
     ));
+    let std_only: Vec<String> = r
+        .models
+        .iter()
+        .filter(|m| m.robust.is_empty())
+        .map(|m| format!("`{}`", m.name))
+        .collect();
+    if !std_only.is_empty() {
+        b.push(Block::Para(format!(
+            "Evaluated for standard accuracy only (no table reports their robustness): {}.",
+            std_only.join(", ")
+        )));
+    }
     for norm in &norms {
         let mut eps: Vec<f64> = Vec::new();
         let mut attack: BTreeSet<String> = BTreeSet::new();
@@ -731,6 +749,9 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
         let mut rows = Vec::new();
         let mut series = Vec::new();
         for (i, m) in r.models.iter().enumerate() {
+            if !m.robust.iter().any(|p| norm_eq(&p.norm, norm)) {
+                continue;
+            }
             let mut row = vec![
                 format!("`{}`", m.name),
                 m.trained_on.clone(),
@@ -1479,7 +1500,8 @@ fn run_section(ctx: &mut Ctx) -> DocSection {
                     .clone()
                     .unwrap_or_else(|| "not finished".into()),
             ),
-            kv("Total wall time", dur(run.total_wall_s)),
+            kv("Wall time of this invocation", dur(run.total_wall_s)),
+            kv("Compute time of all stages", dur(stage_seconds(run))),
             kv(
                 "Headline threat model",
                 h.map(|h| format!("{} ε={} ({})", h.norm, fmt_num(h.eps), h.source))

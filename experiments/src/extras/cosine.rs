@@ -6,7 +6,7 @@
 use super::stats::{clearly_above, num, pct};
 use super::{headline_robust, read_model, write_section};
 use crate::figure2::{construct_rep, rep_config, Sources};
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_attacks::Distance;
 use nrf_report::plot::{bar_plot_with, PlotOptions};
@@ -94,7 +94,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let key = construct_rep(ctx, alt_name, "C_rob", &src.c_rob, &src.subset, &cfg)?;
     let ds = ctx.load_constructed(alt_name)?.dataset;
     let fresh = ctx.preset.fresh.clone();
-    let (alt_model, _) = ctx.model_stage(&format!("on_{alt_name}"), alt_name, &ds, &key, &fresh)?;
+    let (alt_model, _) = ctx.model_stage(
+        &format!("on_{alt_name}"),
+        alt_name,
+        &ds,
+        &key,
+        &fresh,
+        EvalLevel::Full,
+    )?;
     let base_model = read_model(ctx, "on_D_R")?;
     let nr_model = read_model(ctx, "on_D_NR")?;
     let info = |name: &str| -> Result<nrf_report::results::ConstructedInfo> {

@@ -5,7 +5,7 @@
 use super::stats::{above_chance, num, pct, trend_words};
 use super::{chance, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, EvalLevel};
 use crate::table1::construct;
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
@@ -107,7 +107,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             let step = r.step_size * eps / r.eps;
             let key = construct(ctx, &name, src, rule, eps, step)?;
             let ds = ctx.load_constructed(&name)?.dataset;
-            let (m, _) = ctx.model_stage(&format!("on_{name}"), &name, &ds, &key, &fresh)?;
+            let (m, _) = ctx.model_stage(
+                &format!("on_{name}"),
+                &name,
+                &ds,
+                &key,
+                &fresh,
+                EvalLevel::Standard,
+            )?;
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;

@@ -15,7 +15,7 @@
 use super::stats::{above_chance, correlation_verdict, correlation_words, pct, pearson};
 use super::{arch_slug, model_stage_arch, predictions, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{hash_key, Ctx};
+use crate::pipeline::{hash_key, Ctx, EvalLevel};
 use crate::table1::construct;
 use anyhow::{bail, Result};
 use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
@@ -152,8 +152,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         } else {
             format!("D_control_{n}")
         };
-        let (m_det, k_det) =
-            model_stage_arch(ctx, arch, &det_name, "D_det", &det, &det_key, &fresh)?;
+        let (m_det, k_det) = model_stage_arch(
+            ctx,
+            arch,
+            &det_name,
+            "D_det",
+            &det,
+            &det_key,
+            &fresh,
+            EvalLevel::Standard,
+        )?;
         let (m_std, k_std) = model_stage_arch(
             ctx,
             arch,
@@ -162,6 +170,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             &control,
             &control_key,
             &fresh,
+            EvalLevel::Standard,
         )?;
         runs.push((arch.label(), m_det, k_det, std_name, m_std, k_std));
     }

@@ -23,7 +23,7 @@ pub mod source_vs_target;
 pub mod stats;
 
 use crate::figure2::Sources;
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, EvalLevel};
 use crate::preset::{IndependentModel, TrainSection};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
@@ -115,7 +115,14 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             let data = ctx.train.subset(&idx);
             let key = crate::pipeline::hash_key(&(&ctx.data_key, &idx));
             let section = ctx.preset.fresh.clone();
-            ctx.model_stage("C_indep", "D_heldout", &data, &key, &section)?;
+            ctx.model_stage(
+                "C_indep",
+                "D_heldout",
+                &data,
+                &key,
+                &section,
+                EvalLevel::Standard,
+            )?;
             (
                 "C_indep",
                 "C_indep, a fresh standard model trained (fresh settings, its own seed) on as many \
@@ -161,9 +168,10 @@ pub fn model_stage_arch(
     data: &Dataset,
     data_key: &str,
     section: &TrainSection,
+    level: EvalLevel,
 ) -> Result<(ModelResult, String)> {
     let saved = std::mem::replace(&mut ctx.preset.model.arch, arch.clone());
-    let out = ctx.model_stage(name, trained_on, data, data_key, section);
+    let out = ctx.model_stage(name, trained_on, data, data_key, section, level);
     ctx.preset.model.arch = saved;
     out
 }
