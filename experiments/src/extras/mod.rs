@@ -160,6 +160,7 @@ pub fn start_indices(ds: &ConstructedDataset, name: &str) -> Result<Vec<i64>> {
 /// [`Ctx::model_stage`] with the architecture `arch` instead of the preset's. The preset's
 /// architecture is swapped in for the call and restored afterwards (also on error); the stage
 /// key contains the model spec, so models of different architectures never share a cache entry.
+#[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments plus the architecture
 pub fn model_stage_arch(
     ctx: &mut Ctx,
     arch: &Arch,
