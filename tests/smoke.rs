@@ -168,6 +168,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         "cosine_ablation",
         "eps_sensitivity",
         "figure3",
+        "train_size",
     ] {
         let s = json(&results.join(format!("sections/{id}.json")));
         assert_eq!(s["id"], id);
@@ -189,7 +190,13 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             assert!(p.exists(), "{id}: missing image {}", p.display());
         }
     }
-    for m in ["C_indep", "on_D_R_cos", "f3_mlp_64_on_D_det"] {
+    for m in [
+        "C_indep",
+        "on_D_R_cos",
+        "f3_mlp_64_on_D_det",
+        "on_D_det_n600",
+        "on_clean_n600",
+    ] {
         assert!(
             results.join(format!("models/{m}.json")).exists(),
             "models/{m}.json missing"

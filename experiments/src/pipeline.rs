@@ -30,6 +30,9 @@ pub struct Ctx {
     /// The fixed evaluation subset for robust accuracy.
     pub robust_x: Tensor,
     pub robust_y: Tensor,
+    /// The fixed test subset of the per-epoch accuracy curves (`eval.curve_n`).
+    pub curve_x: Tensor,
+    pub curve_y: Tensor,
     /// Fingerprint of the training set (part of every cache key).
     pub data_key: String,
     pub run: RunInfo,
@@ -199,6 +202,20 @@ impl Ctx {
         let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
             .to_device(device);
         let (robust_x, robust_y) = (test_x.index_select(0, &idx), test_y.index_select(0, &idx));
+        let (curve_x, curve_y) = match preset.eval.curve_n {
+            0 => (test_x.shallow_clone(), test_y.shallow_clone()),
+            k => {
+                let k = k.min(test.len());
+                let sub = nrf_data::batch::random_subset(
+                    test.len(),
+                    k,
+                    preset.stage_seed("curve-subset"),
+                )?;
+                let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                    .to_device(device);
+                (test_x.index_select(0, &idx), test_y.index_select(0, &idx))
+            }
+        };
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
         std::fs::create_dir_all(&results)
             .with_context(|| format!("creating {}", results.display()))?;
@@ -232,6 +249,8 @@ impl Ctx {
             test_y,
             robust_x,
             robust_y,
+            curve_x,
+            curve_y,
             data_key,
             run,
             started: Instant::now(),
@@ -406,7 +425,8 @@ impl Ctx {
         let spec = self.model_spec(data);
         let seed = self.preset.stage_seed(&format!("train:{name}"));
         let cfg = section.config(seed, self.progress);
-        let key_input = (&spec, &cfg, section, data_key);
+        let curve_n = self.preset.eval.curve_n;
+        let key_input = (&spec, &cfg, section, data_key, curve_n);
         let (trained, train_key) =
             self.stage(&format!("train:{name}"), &key_input, |ctx, work| {
                 let start = Instant::now();
@@ -437,7 +457,7 @@ impl Ctx {
                         .unwrap_or_default()
                 );
                 let perturber = adv.as_ref().map(|a| a as &dyn nrf_models::BatchPerturber);
-                let (tx, ty) = (ctx.test_x.shallow_clone(), ctx.test_y.shallow_clone());
+                let (tx, ty) = (ctx.curve_x.shallow_clone(), ctx.curve_y.shallow_clone());
                 let history = nrf_models::train(
                     &mut model,
                     data,
@@ -490,6 +510,8 @@ impl Ctx {
             None => {
                 let run = |ctx: &mut Ctx, _: &Path| -> Result<Evaluated> {
                     let start = Instant::now();
+                    // PGD's random starts: the same numbers whether or not training ran first.
+                    tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
                     let model = ctx.load_weights(name)?;
                     let (std_acc, robust) = match level {
                         EvalLevel::Full => ctx.evaluate(&model)?,

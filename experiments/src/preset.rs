@@ -152,6 +152,15 @@ pub struct EvalSection {
     /// The eps of the headline robust accuracy (the paper: half the robust model's training eps).
     pub headline_eps: f64,
     pub batch_size: usize,
+    /// Test images (a fixed random subset) for the per-epoch test-accuracy curves of training;
+    /// 0 = the whole test set. Final standard accuracy always uses the whole test set. Part of
+    /// every training stage's key.
+    #[serde(default = "default_curve_n")]
+    pub curve_n: usize,
+}
+
+fn default_curve_n() -> usize {
+    2000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +227,9 @@ pub struct ExtrasSection {
     /// L2 radii of D_rand / D_det for section `eps_sensitivity` (empty = that extra is off).
     #[serde(default)]
     pub eps_sensitivity: Vec<f64>,
+    /// Training-set sizes of D_rand / D_det for section `train_size` (empty = that extra is off).
+    #[serde(default)]
+    pub train_sizes: Vec<usize>,
     /// Section `diversity`: mean pairwise distances of D, D_R, D_NR per class.
     #[serde(default)]
     pub diversity: bool,
@@ -270,6 +282,18 @@ impl ExtrasSection {
                 !self.figure3_archs[..i].contains(a),
                 "extras.figure3_archs",
                 format!("{} is listed twice", a.label()),
+            )?;
+        }
+        for (i, &n) in self.train_sizes.iter().enumerate() {
+            check(
+                n >= 20,
+                "extras.train_sizes",
+                format!("{n} images are too few to train a model on (at least 20)"),
+            )?;
+            check(
+                !self.train_sizes[..i].contains(&n),
+                "extras.train_sizes",
+                format!("{n} is listed twice"),
             )?;
         }
         for (i, v) in self.eps_sensitivity.iter().enumerate() {

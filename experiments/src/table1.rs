@@ -8,7 +8,8 @@ use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build, RelabelConfig, TargetRule};
 use nrf_report::results::ConstructedInfo;
 
-/// Builds a relabelled dataset (cached, resumable); returns its stage key.
+/// Builds a relabelled dataset from the first `relabel.n` images of Figure 2's subset (cached,
+/// resumable); returns its stage key.
 pub fn construct(
     ctx: &mut Ctx,
     name: &str,
@@ -17,8 +18,23 @@ pub fn construct(
     eps: f64,
     step_size: f64,
 ) -> Result<String> {
+    let n = ctx.preset.relabel.n.min(src.subset.len());
+    let indices = src.subset[..n].to_vec();
+    construct_at(ctx, name, src, rule, eps, step_size, &indices)
+}
+
+/// [`construct`] from the training images at `indices`.
+pub fn construct_at(
+    ctx: &mut Ctx,
+    name: &str,
+    src: &Sources,
+    rule: TargetRule,
+    eps: f64,
+    step_size: f64,
+    indices: &[usize],
+) -> Result<String> {
     let r = ctx.preset.relabel.clone();
-    let indices: Vec<usize> = src.subset[..r.n.min(src.subset.len())].to_vec();
+    let indices: Vec<usize> = indices.to_vec();
     let cfg = RelabelConfig {
         rule,
         eps,

@@ -10,6 +10,7 @@
 //! | `cosine_ablation` | [`cosine`] | `cosine_ablation = true` | one D_R construction + one model |
 //! | `eps_sensitivity` | [`eps_sensitivity`] | `eps_sensitivity = [radii]` | two constructions + two models per radius |
 //! | `figure3` | [`figure3`] | `figure3 = true`, `figure3_archs` | two models per architecture |
+//! | `train_size` | [`train_size`] | `train_sizes = [n, ...]` | two constructions + three models per size |
 //!
 //! Every model goes through [`Ctx::model_stage`] and every dataset through the construction
 //! stages, so everything is cached and an interrupted run resumes. Findings and verdicts are
@@ -21,6 +22,7 @@ pub mod figure3;
 pub mod overfitting;
 pub mod source_vs_target;
 pub mod stats;
+pub mod train_size;
 
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
@@ -55,6 +57,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     }
     if e.figure3 {
         figure3::run(ctx, src, &e.figure3_archs).context("extra `figure3`")?;
+    }
+    if !e.train_sizes.is_empty() {
+        train_size::run(ctx, src, &e.train_sizes).context("extra `train_size`")?;
     }
     if e.overfitting {
         overfitting::run(ctx).context("extra `overfitting`")?;

@@ -1,0 +1,327 @@
+//! Section `train_size`: Table 1 at several training-set sizes. The paper builds D_rand and
+//! D_det from the whole CIFAR-10 training set (50k images); a small preset builds them from a
+//! few thousand. Non-robust features are many weak, high-dimensional cues, so a model may need
+//! more images to pick them up than to pick up the few robust ones. This extra builds D_rand and
+//! D_det from C_std at each size of `extras.train_sizes` (the preset's radius, steps and step
+//! size; nested random subsets, so the smaller sets' images are the larger ones' first images and
+//! Table 1's sets are reused at `relabel.n`), trains a fresh model on each and on the same clean
+//! images (the reference a set of that size can reach), and reports their real-test accuracy.
+use super::eps_sensitivity::FLAT_TOL;
+use super::stats::{above_chance, pct, trend_words};
+use super::{chance, write_section};
+use crate::figure2::Sources;
+use crate::pipeline::{hash_key, Ctx, EvalLevel};
+use crate::table1::construct_at;
+use anyhow::{bail, Result};
+use nrf_features::relabel::TargetRule;
+use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
+use nrf_report::results::{ConstructedInfo, Section, Table};
+
+/// One row: the sets of one size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizePoint {
+    /// Number of training images.
+    pub n: usize,
+    /// Real-test accuracy of the model trained on the clean images.
+    pub clean: f64,
+    /// Real-test accuracy of the model trained on D_rand of this size.
+    pub rand: f64,
+    /// Real-test accuracy of the model trained on D_det of this size.
+    pub det: f64,
+    /// Targeted attack success (fraction C_std classifies as t) of D_rand / D_det.
+    pub rand_success: f64,
+    pub det_success: f64,
+}
+
+/// The dataset name for `prefix` ("D_rand" / "D_det") of `n` images when Table 1's sets have
+/// `base` images (Table 1's own name at that size).
+pub fn set_name(prefix: &str, n: usize, base: usize) -> String {
+    if n == base {
+        prefix.to_string()
+    } else {
+        format!("{prefix}_n{n}")
+    }
+}
+
+/// Finding and verdict from the points (sorted by n), chance and the test-set size. The verdict
+/// is about the paper's claim that models trained on D_rand and D_det are above chance on the
+/// real test set: "holds" when every point is (two-sigma rule), "partly" when some are, "does
+/// not hold" when none is.
+pub fn finding(points: &[SizePoint], chance: f64, n_test: usize) -> (String, &'static str) {
+    if points.is_empty() {
+        return ("No sizes were run.".into(), "n/a");
+    }
+    let mut parts = Vec::new();
+    let (mut above, mut total) = (0, 0);
+    let (first, last) = (&points[0], &points[points.len() - 1]);
+    for (name, accs) in [
+        ("D_rand", points.iter().map(|p| p.rand).collect::<Vec<_>>()),
+        ("D_det", points.iter().map(|p| p.det).collect::<Vec<_>>()),
+    ] {
+        let k = accs
+            .iter()
+            .filter(|&&a| above_chance(a, chance, n_test))
+            .count();
+        above += k;
+        total += accs.len();
+        let below = accs
+            .iter()
+            .filter(|&&a| above_chance(chance, a, n_test))
+            .count();
+        let mut s = format!(
+            "{name}: accuracy {} from {} at n={} to {} at n={}, above chance at {k} of {} sizes",
+            trend_words(&accs, FLAT_TOL),
+            pct(accs[0]),
+            first.n,
+            pct(accs[accs.len() - 1]),
+            last.n,
+            accs.len()
+        );
+        if below > 0 {
+            s += &format!(" (below chance at {below})");
+        }
+        parts.push(s);
+    }
+    parts.push(format!(
+        "the clean reference {} from {} to {}",
+        trend_words(
+            &points.iter().map(|p| p.clean).collect::<Vec<_>>(),
+            FLAT_TOL
+        ),
+        pct(first.clean),
+        pct(last.clean)
+    ));
+    let det_accs: Vec<f64> = points.iter().map(|p| p.det).collect();
+    let det_above = det_accs
+        .iter()
+        .position(|&a| above_chance(a, chance, n_test));
+    let conclusion = match det_above {
+        None => format!(
+            "D_det stays at or below chance up to n={}: in this range its failure is not a \
+             matter of the training-set size",
+            last.n
+        ),
+        Some(0) => "D_det is above chance at every size tried from the smallest on".to_string(),
+        Some(i) => format!(
+            "D_det rises above chance from n={}: the smaller sets were too small for a model to \
+             learn their non-robust features",
+            points[i].n
+        ),
+    };
+    let verdict = if total == 0 {
+        "n/a"
+    } else if above == total {
+        "holds"
+    } else if above > 0 {
+        "partly"
+    } else {
+        "does not hold"
+    };
+    (
+        format!(
+            "{}; {conclusion} (chance {}).",
+            parts.join("; "),
+            pct(chance)
+        ),
+        verdict,
+    )
+}
+
+/// Builds the sets, trains on them, writes `sections/train_size.json` and
+/// `plots/train_size.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
+    let r = ctx.preset.relabel.clone();
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let n_max = sizes.last().copied().unwrap_or(0);
+    if n_max > ctx.train.len() {
+        bail!(
+            "extras.train_sizes: {n_max} is more than the {} training images",
+            ctx.train.len()
+        );
+    }
+    // The same seeded draw as Figure 2's subset, longer: a prefix of it (partial Fisher-Yates).
+    let all = nrf_data::batch::random_subset(
+        ctx.train.len(),
+        n_max.max(src.subset.len()),
+        ctx.preset.stage_seed("construct-subset"),
+    )?;
+    if all[..src.subset.len()] != src.subset[..] {
+        bail!("extras.train_sizes: the longer draw does not extend Figure 2's subset");
+    }
+    let fresh = ctx.preset.fresh.clone();
+    let base = r.n.min(src.subset.len());
+    let control_is_table1 = ctx.preset.rep_match.n.min(src.subset.len()) == base;
+    let mut points = Vec::new();
+    for &n in &sizes {
+        let indices = &all[..n];
+        let mut accs = Vec::new();
+        for (prefix, rule) in [
+            ("D_rand", TargetRule::Random),
+            ("D_det", TargetRule::Deterministic),
+        ] {
+            let name = set_name(prefix, n, base);
+            let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
+            let ds = ctx.load_constructed(&name)?.dataset;
+            let (m, _) = ctx.model_stage(
+                &format!("on_{name}"),
+                &name,
+                &ds,
+                &key,
+                &fresh,
+                EvalLevel::Standard,
+            )?;
+            let info: ConstructedInfo =
+                nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
+            info.validate()?;
+            accs.push((m.std_acc, info.success_rate.unwrap_or(f64::NAN)));
+        }
+        let (clean_name, trained_on) = if n == base && control_is_table1 {
+            ("on_control".to_string(), "D_control".to_string())
+        } else {
+            (format!("on_clean_n{n}"), format!("D_clean_n{n}"))
+        };
+        let clean = ctx.train.subset(indices);
+        let clean_key = hash_key(&(&ctx.data_key, indices));
+        let (m_clean, _) = ctx.model_stage(
+            &clean_name,
+            &trained_on,
+            &clean,
+            &clean_key,
+            &fresh,
+            EvalLevel::Standard,
+        )?;
+        points.push(SizePoint {
+            n,
+            clean: m_clean.std_acc,
+            rand: accs[0].0,
+            det: accs[1].0,
+            rand_success: accs[0].1,
+            det_success: accs[1].1,
+        });
+    }
+
+    let chance = chance(ctx);
+    let line = |name: &str, f: &dyn Fn(&SizePoint) -> f64, color: usize| LineSeriesSpec {
+        name: name.into(),
+        points: points.iter().map(|p| (p.n as f64, f(p))).collect(),
+        dashed: false,
+        color: Some(color),
+    };
+    let series = vec![
+        line("clean images", &|p| p.clean, 0),
+        line("D_rand", &|p| p.rand, 1),
+        line("D_det", &|p| p.det, 2),
+    ];
+    let plot = "plots/train_size.png";
+    let opts = PlotOptions {
+        hlines: vec![(chance, "chance".into())],
+        ..PlotOptions::accuracy()
+    };
+    line_plot_with(
+        ctx.path(plot),
+        "Table 1 vs training-set size: real-test accuracy",
+        "training images",
+        "real-test accuracy",
+        &series,
+        &opts,
+    )?;
+    let table = Table {
+        caption: format!(
+            "Fresh standard models ({} epochs) trained on n images: clean (true labels), D_rand \
+             and D_det (targeted L2 PGD on C_std, eps {}, {} steps of {}, relabelled t). Success: \
+             fraction C_std classifies as the target. Accuracy on the {} real test images.",
+            fresh.epochs,
+            r.eps,
+            r.steps,
+            r.step_size,
+            ctx.test.len()
+        ),
+        headers: [
+            "n",
+            "clean test acc",
+            "D_rand test acc",
+            "D_rand success",
+            "D_det test acc",
+            "D_det success",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    p.n.to_string(),
+                    pct(p.clean),
+                    pct(p.rand),
+                    pct(p.rand_success),
+                    pct(p.det),
+                    pct(p.det_success),
+                ]
+            })
+            .collect(),
+    };
+    let (finding, verdict) = finding(&points, chance, ctx.test.len());
+    write_section(
+        ctx,
+        &Section {
+            id: "train_size".into(),
+            title: "Table 1 at several training-set sizes".into(),
+            claim: "The paper builds D_rand and D_det from the whole training set; models trained \
+                    on them are far above chance on the real test set. Does that depend on how \
+                    many images the relabelled set has?"
+                .into(),
+            finding,
+            verdict: verdict.into(),
+            tables: vec![table],
+            images: vec![plot.into()],
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(n: usize, clean: f64, rand: f64, det: f64) -> SizePoint {
+        SizePoint {
+            n,
+            clean,
+            rand,
+            det,
+            rand_success: 0.5,
+            det_success: 0.5,
+        }
+    }
+
+    #[test]
+    fn names_reuse_table1_at_its_size() {
+        assert_eq!(set_name("D_det", 1000, 1000), "D_det");
+        assert_eq!(set_name("D_det", 5000, 1000), "D_det_n5000");
+    }
+
+    #[test]
+    fn det_crossing_chance_is_reported_with_its_size() {
+        let pts = [
+            pt(1000, 0.8, 0.45, 0.02),
+            pt(3000, 0.85, 0.5, 0.05),
+            pt(10000, 0.88, 0.6, 0.3),
+        ];
+        let (f, v) = finding(&pts, 0.1, 10_000);
+        assert!(f.contains("D_det rises above chance from n=10000"), "{f}");
+        assert!(f.contains("below chance at 2"), "{f}");
+        assert_eq!(v, "partly");
+    }
+
+    #[test]
+    fn det_never_above_chance_says_so() {
+        let pts = [pt(1000, 0.8, 0.45, 0.02), pt(3000, 0.85, 0.5, 0.03)];
+        let (f, v) = finding(&pts, 0.1, 10_000);
+        assert!(f.contains("not a matter of the training-set size"), "{f}");
+        assert_eq!(v, "partly");
+        let all_above = [pt(1000, 0.8, 0.45, 0.3), pt(3000, 0.85, 0.5, 0.4)];
+        assert_eq!(finding(&all_above, 0.1, 10_000).1, "holds");
+        assert_eq!(finding(&[], 0.1, 10_000).1, "n/a");
+    }
+}
