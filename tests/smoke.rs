@@ -192,10 +192,11 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     }
     for m in [
         "C_indep",
-        "on_D_R_cos",
+        "cos_on_D_R_cos",
         "f3_mlp_64_on_D_det",
-        "on_D_det_n600",
-        "on_clean_n600",
+        "ts_on_D_det_n600",
+        "ts_on_clean_n600",
+        "es_on_D_det_eps0p5",
     ] {
         assert!(
             results.join(format!("models/{m}.json")).exists(),

@@ -152,7 +152,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("c", 0.4, 0.35),
         arch_point("d", 0.5, 0.5),
     ];
-    let (text, verdict) = figure3::finding(&up, 0.1, 10000);
+    let (text, verdict) = figure3::finding(&up, 0.1, 10000, 1000);
     assert_eq!(verdict, "holds");
     assert!(text.contains("strong positive"), "{text}");
     assert!(text.contains("d learns most") && text.contains("d is the most susceptible"));
@@ -162,7 +162,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("c", 0.4, 0.2),
         arch_point("d", 0.5, 0.1),
     ];
-    let (text, verdict) = figure3::finding(&down, 0.1, 10000);
+    let (text, verdict) = figure3::finding(&down, 0.1, 10000, 1000);
     assert_eq!(verdict, "does not hold");
     assert!(text.contains("negative"), "{text}");
     // A model at chance is named; no spread -> n/a.
@@ -171,7 +171,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("b", 0.3, 0.2),
         arch_point("c", 0.4, 0.2),
     ];
-    let (text, verdict) = figure3::finding(&flat, 0.1, 10000);
+    let (text, verdict) = figure3::finding(&flat, 0.1, 10000, 1000);
     assert_eq!(verdict, "n/a");
     assert!(
         text.contains("undefined") && text.contains("a is not clearly above chance"),
@@ -183,7 +183,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("b", 0.1, 0.02),
         arch_point("c", 0.11, 0.03),
     ];
-    let (text, verdict) = figure3::finding(&void, 0.1, 1000);
+    let (text, verdict) = figure3::finding(&void, 0.1, 1000, 1000);
     assert_eq!(verdict, "n/a");
     assert!(
         text.contains("D_det cannot test the claim") && !text.contains("correlation"),
@@ -198,7 +198,7 @@ fn figure3_finding_follows_the_correlation() {
             ..p.clone()
         })
         .collect();
-    let (text, verdict) = figure3::finding(&with_rand, 0.1, 1000);
+    let (text, verdict) = figure3::finding(&with_rand, 0.1, 1000, 1000);
     assert_eq!(verdict, "holds", "{text}");
     assert!(
         text.contains("With D_rand") && text.contains("The verdict is D_rand's"),
@@ -213,7 +213,19 @@ fn figure3_finding_follows_the_correlation() {
             ..p.clone()
         })
         .collect();
-    assert_eq!(figure3::finding(&det_ok, 0.1, 10000).1, "holds");
+    assert_eq!(figure3::finding(&det_ok, 0.1, 10000, 1000).1, "holds");
+    // Transfer rates that noise could produce (1-2% on 500 images) test nothing, whatever r is.
+    let noise: Vec<_> = up
+        .iter()
+        .zip([0.008, 0.01, 0.014, 0.018])
+        .map(|(p, t)| figure3::ArchPoint {
+            transfer: t,
+            ..p.clone()
+        })
+        .collect();
+    let (text, verdict) = figure3::finding(&noise, 0.1, 10000, 500);
+    assert_eq!(verdict, "n/a", "{text}");
+    assert!(text.contains("within sampling noise"), "{text}");
 }
 
 fn eps_pts(accs: &[f64]) -> Vec<eps_sensitivity::EpsPoint> {
@@ -446,8 +458,17 @@ fn builtin_presets_switch_extras_as_documented() {
     // The default and the full preset run every extra (issue 8: in the default run's report).
     for name in ["fashion-mnist", "fashion-mnist-full"] {
         let e = Preset::load(name).unwrap().0.extras;
-        assert!(e.enabled && e.overfitting && e.diversity && e.source_vs_target, "{name}");
-        assert!(e.figure3 && e.figure3_archs.len() >= 4 && e.cosine_ablation, "{name}");
-        assert!(e.eps_sensitivity.len() >= 5 && e.train_sizes.len() >= 3, "{name}");
+        assert!(
+            e.enabled && e.overfitting && e.diversity && e.source_vs_target,
+            "{name}"
+        );
+        assert!(
+            e.figure3 && e.figure3_archs.len() >= 4 && e.cosine_ablation,
+            "{name}"
+        );
+        assert!(
+            e.eps_sensitivity.len() >= 5 && e.train_sizes.len() >= 3,
+            "{name}"
+        );
     }
 }

@@ -56,9 +56,27 @@ impl StepSize {
     }
     fn describe(&self) -> String {
         match *self {
-            StepSize::Constant(s) => format!("{s}"),
-            StepSize::Cosine { start, end } => format!("cos({start}->{end})"),
+            StepSize::Constant(s) => short(s),
+            StepSize::Cosine { start, end } => format!("cos({}->{})", short(start), short(end)),
         }
+    }
+}
+
+/// `v` with at most four decimals and no trailing zeros, e.g. 0.357142… -> "0.3571", 1.0 -> "1".
+fn short(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        return format!("{v:.3e}");
+    }
+    let s = format!("{v:.4}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Results {
     pub models: Vec<ModelResult>,
     /// `datasets/*.json`, sorted by name (D_R, D_NR, D_rand, D_det first).
     pub datasets: Vec<ConstructedInfo>,
-    /// `sections/*.json`, sorted by file name.
+    /// `sections/*.json`: Figure 3, then the known extras in a fixed order, then others by id.
     pub sections: Vec<Section>,
     /// `theory/theory.json` as generic JSON.
     pub theory: Option<serde_json::Value>,
@@ -101,6 +101,24 @@ fn model_order(name: &str) -> (usize, bool, String) {
         ),
         None => (99, false, name.to_string()),
     }
+}
+
+/// The paper's Figure 3 first, then the extras about Table 1's sets, then those about Figure 2's;
+/// sections this list does not know follow, by id.
+fn section_order(id: &str) -> (usize, String) {
+    const ORDER: [&str; 7] = [
+        "figure3",
+        "eps_sensitivity",
+        "train_size",
+        "diversity",
+        "source_vs_target",
+        "cosine_ablation",
+        "overfitting",
+    ];
+    (
+        ORDER.iter().position(|o| *o == id).unwrap_or(ORDER.len()),
+        id.to_string(),
+    )
 }
 
 fn dataset_order(name: &str) -> (usize, String) {
@@ -192,6 +210,7 @@ impl Results {
             fresh
         });
         r.models.sort_by_key(|m| model_order(&m.name));
+        r.sections.sort_by_key(|s| section_order(&s.id));
         r.datasets.sort_by_key(|d| dataset_order(&d.name));
         r.problems.extend(problems);
         Ok(r)

@@ -247,7 +247,7 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
             "—".to_string()
         } else {
             match k {
-                ModelKind::DR => verdict_cell(verdicts, &["F2a", "F2c"]),
+                ModelKind::DR => verdict_cell(verdicts, &["F2a", "F2d", "F2c"]),
                 ModelKind::DNR => verdict_cell(verdicts, &["F2b"]),
                 _ => "reference".to_string(),
             }
@@ -1735,6 +1735,25 @@ pub fn summary_markdown(results_dir: impl AsRef<Path>) -> Result<String> {
         verdict_cols: vec![2],
         left_align: false,
     }));
+    if !r.sections.is_empty() {
+        out.push_str("### Further experiments\n\n");
+        for s in &r.sections {
+            let v = Verdict::parse(&s.verdict)
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| s.verdict.clone());
+            let title = if s.title.is_empty() { &s.id } else { &s.title };
+            out.push_str(&format!("#### {title}\n\n**{v}.** {}\n\n", s.finding));
+            for t in &s.tables {
+                out.push_str(&table_markdown(&DocTable {
+                    caption: t.caption.clone(),
+                    headers: t.headers.clone(),
+                    rows: t.rows.clone(),
+                    verdict_cols: Vec::new(),
+                    left_align: false,
+                }));
+            }
+        }
+    }
     if !r.problems.is_empty() {
         out.push_str("**Unreadable files:**\n\n");
         for p in &r.problems {

@@ -394,6 +394,43 @@ pub fn figure2_verdicts(
             missing_models(models, &[ModelKind::DR, ModelKind::Std]).unwrap_or_default(),
         ),
     });
+
+    // Not in the paper: a small constructed set must beat a clean set of its own size, since
+    // a model trained on few images can be more robust than one trained on all of D.
+    if let (Some(r), Some(ctl)) = (
+        find(models, ModelKind::DR),
+        find(models, ModelKind::Control),
+    ) {
+        let (id, claim, rule) = (
+            "F2d",
+            "(Not in the paper.) D_R's robustness is more than a small training set's: the model trained on D_R has clearly higher robust accuracy (headline ε) than a standard model trained on the same number of clean images (on_control).",
+            "m = rob(on_D_R) − rob(on_control); holds if m ≥ 10 points, partly if 0 < m < 10, does not hold if m ≤ 0.",
+        );
+        out.push(match (rob_at(r, headline), rob_at(ctl, headline)) {
+            (Ok(a), Ok(c)) => {
+                let (v, m) = fig2a(a, c, c);
+                let h = headline.unwrap();
+                ClaimVerdict {
+                    id: id.into(),
+                    claim: claim.into(),
+                    rule: rule.into(),
+                    evidence: format!(
+                        "at {} ε={}: on_D_R {}, on_control {}; m = {}",
+                        h.norm,
+                        h.eps,
+                        pct(a),
+                        pct(c),
+                        pts(m)
+                    ),
+                    verdict: v,
+                }
+            }
+            (a, c) => {
+                let why: Vec<String> = [a, c].into_iter().filter_map(|x| x.err()).collect();
+                undetermined(id, claim, rule, why.join("; "))
+            }
+        });
+    }
     out
 }
 
@@ -603,6 +640,9 @@ mod tests {
         assert_eq!(f2[1].verdict, Verdict::Partly, "{:?}", f2[1]);
         assert!(f2[1].evidence.contains("ref on_control"));
         assert_eq!(f2[2].verdict, Verdict::DoesNotHold);
+        // F2d (with on_control present) comes last: 1% vs 1% is no margin.
+        assert_eq!(f2[3].id, "F2d");
+        assert_eq!(f2[3].verdict, Verdict::DoesNotHold, "{:?}", f2[3]);
         let t1 = table1_verdicts(&ms, Some(&h), 10);
         assert!(
             t1.iter().all(|c| c.verdict == Verdict::DoesNotHold),

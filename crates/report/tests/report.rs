@@ -100,7 +100,9 @@ fn complete_run_gives_a_complete_report() {
     assert!(html.contains("<span class=\"badge v-not\">does not hold</span>"));
     assert!(!html.contains("image/svg+xml"));
     assert!(md.contains("| F2a |") || md.contains("| F2a:"));
-    assert_eq!(s.verdicts.len(), 7);
+    // F2a-F2c, F2d (the demo has a clean control), T1a-T1c, and the demo's section verdict.
+    assert_eq!(s.verdicts.len(), 8);
+    assert!(md.contains("| F2d |"), "no F2d row (D_R vs the same-size clean control)");
     assert!(
         s.verdicts
             .iter()

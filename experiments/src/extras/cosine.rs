@@ -95,7 +95,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let ds = ctx.load_constructed(alt_name)?.dataset;
     let fresh = ctx.preset.fresh.clone();
     let (alt_model, _) = ctx.model_stage(
-        &format!("on_{alt_name}"),
+        &format!("cos_on_{alt_name}"),
         alt_name,
         &ds,
         &key,

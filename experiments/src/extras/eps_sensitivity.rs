@@ -107,14 +107,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             let step = r.step_size * eps / r.eps;
             let key = construct(ctx, &name, src, rule, eps, step)?;
             let ds = ctx.load_constructed(&name)?.dataset;
-            let (m, _) = ctx.model_stage(
-                &format!("on_{name}"),
-                &name,
-                &ds,
-                &key,
-                &fresh,
-                EvalLevel::Standard,
-            )?;
+            // Table 1's sets keep Table 1's models; the others are this section's own.
+            let table1 = eps_eq(eps, r.eps) || r.extra_eps.iter().any(|&e| eps_eq(e, eps));
+            let model = if table1 {
+                format!("on_{name}")
+            } else {
+                format!("es_on_{name}")
+            };
+            let (m, _) = ctx.model_stage(&model, &name, &ds, &key, &fresh, EvalLevel::Standard)?;
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;

@@ -16,7 +16,9 @@
 //!
 //! When an architecture is the preset's own and the control has the same size, the Figure 2 /
 //! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
-use super::stats::{above_chance, correlation_verdict, correlation_words, pct, pearson};
+use super::stats::{
+    above_chance, clearly_above, correlation_verdict, correlation_words, pct, pearson,
+};
 use super::{arch_slug, model_stage_arch, predictions, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{hash_key, Ctx, EvalLevel};
@@ -67,6 +69,7 @@ pub fn finding_for(
     points: &[ArchPoint],
     chance: f64,
     n_test: usize,
+    n_transfer: usize,
 ) -> (String, &'static str) {
     let at_chance: Vec<&str> = points
         .iter()
@@ -92,7 +95,7 @@ pub fn finding_for(
     }
     let ys: Vec<f64> = points.iter().map(|p| p.transfer).collect();
     let r = pearson(xs, &ys);
-    let verdict = correlation_verdict(r, points.len());
+    let mut verdict = correlation_verdict(r, points.len());
     let mut s = match r {
         Some(r) => format!(
             "across {} architectures, accuracy on D after training on {set} and the transfer \
@@ -130,7 +133,21 @@ pub fn finding_for(
             pct(chance)
         );
     }
-    if points.len() < 5 {
+    // y values that sampling noise alone could produce carry no ranking to correlate with.
+    let finite = ys.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo.is_finite() && !clearly_above(hi, lo, n_transfer) {
+        verdict = "n/a";
+        s += &format!(
+            "; but the transfer rates ({} to {}) are within sampling noise of each other on {} \
+             attacked images, so the correlation does not test the claim",
+            pct(lo),
+            pct(hi),
+            n_transfer
+        );
+    } else if points.len() < 5 {
         s += &format!(
             "; with only {} points the correlation is a rough indication",
             points.len()
@@ -142,14 +159,19 @@ pub fn finding_for(
 /// The section's finding and verdict: the paper's D_det first; when every architecture's
 /// D_rand accuracy is known, the same test with D_rand on the x axis follows, and its verdict
 /// stands in when D_det cannot test the claim (says so in the text).
-pub fn finding(points: &[ArchPoint], chance: f64, n_test: usize) -> (String, &'static str) {
+pub fn finding(
+    points: &[ArchPoint],
+    chance: f64,
+    n_test: usize,
+    n_transfer: usize,
+) -> (String, &'static str) {
     let det: Vec<f64> = points.iter().map(|p| p.acc_det).collect();
-    let (d, vd) = finding_for("D_det", &det, points, chance, n_test);
+    let (d, vd) = finding_for("D_det", &det, points, chance, n_test, n_transfer);
     let mut text = format!("D_det (the paper's x axis): {d}.");
     let mut verdict = vd;
     let rand: Vec<f64> = points.iter().map(|p| p.acc_rand).collect();
     if !points.is_empty() && rand.iter().all(|x| x.is_finite()) {
-        let (r, vr) = finding_for("D_rand", &rand, points, chance, n_test);
+        let (r, vr) = finding_for("D_rand", &rand, points, chance, n_test, n_transfer);
         text += &format!(" With D_rand (random targets) on the x axis instead: {r}.");
         if vd == "n/a" && vr != "n/a" {
             verdict = vr;
@@ -316,10 +338,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
                 .unwrap_or(f64::NAN),
         })
         .collect();
-    let opts = PlotOptions {
-        percent_y: true,
-        ..Default::default()
-    };
+    // Axes from 0 and past chance, so that points at or below chance are seen as such (an
+    // automatic range would blow noise around 1% up to fill the plot).
+    let chance = super::chance(ctx);
+    let y_max = points
+        .iter()
+        .map(|p| p.transfer)
+        .filter(|v| v.is_finite())
+        .fold(0.05, f64::max);
     let mut images = Vec::new();
     let sets: [(&str, &str, fn(&ArchPoint) -> f64); 2] = [
         ("D_det", "plots/figure3.png", |p| p.acc_det),
@@ -331,18 +357,30 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             .filter(|p| x_of(p).is_finite() && p.transfer.is_finite())
             .map(|p| (x_of(p) * 100.0, p.transfer, p.arch.clone()))
             .collect();
+        let x_max = scatter
+            .iter()
+            .map(|q| q.0)
+            .fold(chance * 100.0 * 1.5, f64::max);
+        let opts = PlotOptions {
+            percent_y: true,
+            x_range: Some((0.0, x_max * 1.1)),
+            y_range: Some((0.0, y_max * 1.15)),
+            ..Default::default()
+        };
         scatter_plot_with(
             ctx.path(file),
             &format!("Figure 3: transfer success vs accuracy when trained on {set}"),
-            &format!("real-test accuracy (%) of the model trained on {set}"),
+            &format!(
+                "real-test accuracy (%) of the model trained on {set} (chance {:.0}%)",
+                chance * 100.0
+            ),
             "transfer success rate (classified as t)",
             &scatter,
             &opts,
         )?;
         images.push(file.to_string());
     }
-    let chance = super::chance(ctx);
-    let (finding, verdict) = finding(&points, chance, ctx.test.len());
+    let (finding, verdict) = finding(&points, chance, ctx.test.len(), transfer.n);
     let table = Table {
         caption: format!(
             "Per architecture: real-test accuracy of models trained on D_det and on D_rand ({} \

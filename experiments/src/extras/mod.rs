@@ -12,6 +12,10 @@
 //! | `figure3` | [`figure3`] | `figure3 = true`, `figure3_archs` | two models per architecture |
 //! | `train_size` | [`train_size`] | `train_sizes = [n, ...]` | two constructions + three models per size |
 //!
+//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, and
+//! `C_indep`), so that the report's Figure 2 / Table 1 tables keep to the preset's own sets;
+//! models of Figure 2 / Table 1 that an extra reuses keep their names.
+//!
 //! Every model goes through [`Ctx::model_stage`] and every dataset through the construction
 //! stages, so everything is cached and an interrupted run resumes. Findings and verdicts are
 //! computed from the numbers (see [`stats`] for the rules).

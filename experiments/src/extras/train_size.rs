@@ -164,14 +164,12 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
             let name = set_name(prefix, n, base);
             let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
             let ds = ctx.load_constructed(&name)?.dataset;
-            let (m, _) = ctx.model_stage(
-                &format!("on_{name}"),
-                &name,
-                &ds,
-                &key,
-                &fresh,
-                EvalLevel::Standard,
-            )?;
+            let model = if n == base {
+                format!("on_{name}")
+            } else {
+                format!("ts_on_{name}")
+            };
+            let (m, _) = ctx.model_stage(&model, &name, &ds, &key, &fresh, EvalLevel::Standard)?;
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
@@ -180,7 +178,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         let (clean_name, trained_on) = if n == base && control_is_table1 {
             ("on_control".to_string(), "D_control".to_string())
         } else {
-            (format!("on_clean_n{n}"), format!("D_clean_n{n}"))
+            (format!("ts_on_clean_n{n}"), format!("D_clean_n{n}"))
         };
         let clean = ctx.train.subset(indices);
         let clean_key = hash_key(&(&ctx.data_key, indices));
