@@ -102,7 +102,10 @@ fn complete_run_gives_a_complete_report() {
     assert!(md.contains("| F2a |") || md.contains("| F2a:"));
     // F2a-F2c, F2d (the demo has a clean control), T1a-T1c, and the demo's section verdict.
     assert_eq!(s.verdicts.len(), 8);
-    assert!(md.contains("| F2d |"), "no F2d row (D_R vs the same-size clean control)");
+    assert!(
+        md.contains("| F2d |"),
+        "no F2d row (D_R vs the same-size clean control)"
+    );
     assert!(
         s.verdicts
             .iter()
