@@ -347,7 +347,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         .filter(|v| v.is_finite())
         .fold(0.05, f64::max);
     let mut images = Vec::new();
-    let sets: [(&str, &str, fn(&ArchPoint) -> f64); 2] = [
+    type XOf = fn(&ArchPoint) -> f64;
+    let sets: [(&str, &str, XOf); 2] = [
         ("D_det", "plots/figure3.png", |p| p.acc_det),
         ("D_rand", "plots/figure3_rand.png", |p| p.acc_rand),
     ];
