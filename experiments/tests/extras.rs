@@ -472,3 +472,19 @@ fn builtin_presets_switch_extras_as_documented() {
         );
     }
 }
+
+#[test]
+fn shifted_sentence_reads_the_numbers() {
+    use nrf_experiments::extras::shifted_sentence;
+    assert_eq!(shifted_sentence(&[]), "");
+    let s = shifted_sentence(&[0.7, 0.9]);
+    assert!(
+        s.contains("70.0% to 90.0%") && s.contains("robust features"),
+        "{s}"
+    );
+    let weak = shifted_sentence(&[0.2, 0.6]);
+    assert!(
+        weak.contains("20.0% to 60.0%") && !weak.contains("robust features"),
+        "{weak}"
+    );
+}

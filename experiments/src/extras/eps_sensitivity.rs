@@ -96,6 +96,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     let mut sets: Vec<(&str, Vec<EpsPoint>)> = Vec::new();
     let mut dists: Vec<Vec<f64>> = Vec::new();
+    let mut det_shifted: Vec<f64> = Vec::new();
     for (prefix, rule) in [
         ("D_rand", TargetRule::Random),
         ("D_det", TargetRule::Deterministic),
@@ -115,6 +116,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
                 format!("es_on_{name}")
             };
             let (m, _) = ctx.model_stage(&model, &name, &ds, &key, &fresh, EvalLevel::Standard)?;
+            if rule == TargetRule::Deterministic {
+                det_shifted.push(super::shifted_agreement(ctx, &model)?);
+            }
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
@@ -172,6 +176,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
                 row.push(pct(pts[k].success));
                 row.push(num(dists[j][k]));
             }
+            row.push(pct(det_shifted[k]));
             row
         })
         .collect();
@@ -179,7 +184,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         caption: format!(
             "Fresh standard models trained on D_rand / D_det built with each L2 radius ({} steps, \
              step size {} x eps / {}). Success: fraction C_std classifies as the target. Dist: \
-             mean L2 distance to the original image.",
+             mean L2 distance to the original image. Predicts y+1: fraction of the real test \
+             images on which the D_det model predicts (y+1) mod C.",
             r.steps, r.step_size, r.eps
         ),
         headers: [
@@ -190,12 +196,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             "D_det test acc",
             "D_det success",
             "D_det dist",
+            "D_det model predicts y+1",
         ]
         .map(String::from)
         .to_vec(),
         rows,
     };
-    let (finding, verdict) = finding(&sets, chance, ctx.test.len());
+    let (mut finding, verdict) = finding(&sets, chance, ctx.test.len());
+    finding += &super::shifted_sentence(&det_shifted);
     let section = Section {
         id: "eps_sensitivity".into(),
         title: "Table 1 at several attack radii (reviewer 3)".into(),

@@ -263,6 +263,47 @@ fn map_batches(x: &Tensor, batch: i64, f: impl Fn(&Tensor) -> Tensor) -> Result<
     Ok(Tensor::cat(&parts, 0))
 }
 
+/// Fraction of the real test set on which the trained model `name` predicts (y + 1) mod C, the
+/// label D_det's rule gives a real image of class y: how far a D_det model learned that label
+/// shift on the images' robust features instead of the non-robust features the attack planted.
+pub fn shifted_agreement(ctx: &Ctx, name: &str) -> Result<f64> {
+    let model = ctx.load_weights(name)?;
+    let pred = predictions(&model, &ctx.test_x, ctx.preset.eval.batch_size as i64)?;
+    let classes = ctx.train.num_classes.max(1) as i64;
+    let shifted = (ctx.test_y.to_device(tch::Device::Cpu) + 1).remainder(classes);
+    Ok(pred
+        .eq_tensor(&shifted)
+        .to_kind(tch::Kind::Double)
+        .mean(tch::Kind::Double)
+        .double_value(&[]))
+}
+
+/// The sentence on [`shifted_agreement`] over D_det models (fractions), empty when none.
+pub fn shifted_sentence(fractions: &[f64]) -> String {
+    let f: Vec<f64> = fractions
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if f.is_empty() {
+        return String::new();
+    }
+    let lo = f.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = f.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        " The D_det models predict (y+1) mod C, the label D_det's rule gives a real image of \
+         class y, on {} to {} of the real test images{}.",
+        stats::pct(lo),
+        stats::pct(hi),
+        if lo > 0.5 {
+            ": they learned the label shift on the images' robust features, not the \
+             non-robust features the attack planted"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Images of `data` at `indices` as a tensor on the context's device.
 pub fn images(ctx: &Ctx, data: &Dataset, indices: &[usize]) -> Tensor {
     nrf_models::images_to_tensor(data, indices, ctx.device)

@@ -154,6 +154,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
     let base = r.n.min(src.subset.len());
     let control_is_table1 = ctx.preset.rep_match.n.min(src.subset.len()) == base;
     let mut points = Vec::new();
+    let mut det_shifted: Vec<f64> = Vec::new();
     for &n in &sizes {
         let indices = &all[..n];
         let mut accs = Vec::new();
@@ -174,6 +175,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
             accs.push((m.std_acc, info.success_rate.unwrap_or(f64::NAN)));
+            if rule == TargetRule::Deterministic {
+                det_shifted.push(super::shifted_agreement(ctx, &model)?);
+            }
         }
         let (clean_name, trained_on) = if n == base && control_is_table1 {
             ("on_control".to_string(), "D_control".to_string())
@@ -243,12 +247,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
             "D_rand success",
             "D_det test acc",
             "D_det success",
+            "D_det model predicts y+1",
         ]
         .map(String::from)
         .to_vec(),
         rows: points
             .iter()
-            .map(|p| {
+            .zip(&det_shifted)
+            .map(|(p, &shift)| {
                 vec![
                     p.n.to_string(),
                     pct(p.clean),
@@ -256,11 +262,13 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
                     pct(p.rand_success),
                     pct(p.det),
                     pct(p.det_success),
+                    pct(shift),
                 ]
             })
             .collect(),
     };
-    let (finding, verdict) = finding(&points, chance, ctx.test.len());
+    let (mut finding, verdict) = finding(&points, chance, ctx.test.len());
+    finding += &super::shifted_sentence(&det_shifted);
     write_section(
         ctx,
         &Section {
