@@ -130,18 +130,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let cfg = rep_config(ctx, "rep-match-starts");
     let k_nr = construct_rep(ctx, "D_NR", "C_std", &src.c_std, &src.subset, &cfg)?;
     let k_r = construct_rep(ctx, "D_R", "C_rob", &src.c_rob, &src.subset, &cfg)?;
-    let fresh = ctx.preset.fresh.clone();
     for (name, key) in [("D_R", k_r), ("D_NR", k_nr)] {
-        let ds = ctx.load_constructed(name)?.dataset;
-        ctx.model_stage(
-            &format!("on_{name}"),
-            name,
-            &ds,
-            &key,
-            &fresh,
-            EvalLevel::Full,
-        )?;
+        ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
     }
+    let fresh = ctx.preset.fresh.clone();
     let n = ctx.preset.rep_match.n.min(src.subset.len());
     let control = ctx.train.subset(&src.subset[..n]);
     let key = crate::pipeline::hash_key(&(&ctx.data_key, &src.subset[..n]));

@@ -559,6 +559,20 @@ impl Ctx {
         Ok((result, train_key))
     }
 
+    /// Trains model `model` with the preset's `fresh` settings on the stored constructed set
+    /// `set` (built by the stage with key `set_key`); see [`Ctx::model_stage`].
+    pub fn fresh_model(
+        &mut self,
+        model: &str,
+        set: &str,
+        set_key: &str,
+        level: EvalLevel,
+    ) -> Result<(ModelResult, String)> {
+        let ds = self.load_constructed(set)?.dataset;
+        let fresh = self.preset.fresh.clone();
+        self.model_stage(model, set, &ds, set_key, &fresh, level)
+    }
+
     /// The model spec for images shaped like `data`.
     pub fn model_spec(&self, data: &Dataset) -> ModelSpec {
         let [c, h, w] = data.shape;

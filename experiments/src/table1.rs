@@ -144,17 +144,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     }
     // D_det is trained without augmentation in the paper's setting ([PB], [IS#3]); the preset's
     // `fresh` section is used for every set so that the comparison is like for like.
-    let fresh = ctx.preset.fresh.clone();
     for ((name, ..), key) in sets.iter().zip(keys) {
-        let ds = ctx.load_constructed(name)?.dataset;
-        ctx.model_stage(
-            &format!("on_{name}"),
-            name,
-            &ds,
-            &key,
-            &fresh,
-            EvalLevel::Full,
-        )?;
+        ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
     }
     Ok(())
 }

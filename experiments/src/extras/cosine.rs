@@ -92,14 +92,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let (alt_distance, alt_name) = alternative(base_distance);
     cfg.distance = alt_distance;
     let key = construct_rep(ctx, alt_name, "C_rob", &src.c_rob, &src.subset, &cfg)?;
-    let ds = ctx.load_constructed(alt_name)?.dataset;
-    let fresh = ctx.preset.fresh.clone();
-    let (alt_model, _) = ctx.model_stage(
+    let (alt_model, _) = ctx.fresh_model(
         &format!("cos_on_{alt_name}"),
         alt_name,
-        &ds,
         &key,
-        &fresh,
         EvalLevel::Full,
     )?;
     let base_model = read_model(ctx, "on_D_R")?;

@@ -2,7 +2,7 @@
 //! and D_det are built from C_std at each L2 eps of `extras.eps_sensitivity` (steps as in the
 //! preset, step size scaled with eps as for `relabel.extra_eps`; the sets of Table 1 are reused
 //! where the radius matches) and a fresh model is trained on each.
-use super::stats::{above_chance, num, pct, trend_words};
+use super::stats::{above_chance, num, pct, share_verdict, trend_words};
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
@@ -72,15 +72,7 @@ pub fn finding(
             pts.len()
         ));
     }
-    let verdict = if total == 0 {
-        "n/a"
-    } else if above == total {
-        "holds"
-    } else if above > 0 {
-        "partly"
-    } else {
-        "does not hold"
-    };
+    let verdict = share_verdict(above, total);
     (
         format!("{} (chance {}).", parts.join("; "), pct(chance)),
         verdict,
@@ -93,7 +85,6 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
     let r = ctx.preset.relabel.clone();
     let mut radii = radii.to_vec();
     radii.sort_by(f64::total_cmp);
-    let fresh = ctx.preset.fresh.clone();
     let mut sets: Vec<(&str, Vec<EpsPoint>)> = Vec::new();
     let mut dists: Vec<Vec<f64>> = Vec::new();
     let mut det_shifted: Vec<f64> = Vec::new();
@@ -107,7 +98,6 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             let name = set_name(prefix, eps, r.eps);
             let step = r.step_size * eps / r.eps;
             let key = construct(ctx, &name, src, rule, eps, step)?;
-            let ds = ctx.load_constructed(&name)?.dataset;
             // Table 1's sets keep Table 1's models; the others are this section's own.
             let table1 = eps_eq(eps, r.eps) || r.extra_eps.iter().any(|&e| eps_eq(e, eps));
             let model = if table1 {
@@ -115,7 +105,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             } else {
                 format!("es_on_{name}")
             };
-            let (m, _) = ctx.model_stage(&model, &name, &ds, &key, &fresh, EvalLevel::Standard)?;
+            let (m, _) = ctx.fresh_model(&model, &name, &key, EvalLevel::Standard)?;
             if rule == TargetRule::Deterministic {
                 det_shifted.push(super::shifted_agreement(ctx, &model)?);
             }

@@ -96,6 +96,20 @@ pub fn correlation_verdict(r: Option<f64>, k: usize) -> &'static str {
     }
 }
 
+/// Verdict for a claim tested at `total` points of which `above` support it: "holds" when all
+/// do, "partly" when some do, "does not hold" when none does, "n/a" without points.
+pub fn share_verdict(above: usize, total: usize) -> &'static str {
+    if total == 0 {
+        "n/a"
+    } else if above == total {
+        "holds"
+    } else if above > 0 {
+        "partly"
+    } else {
+        "does not hold"
+    }
+}
+
 /// Words for a correlation coefficient.
 pub fn correlation_words(r: f64) -> &'static str {
     let a = r.abs();

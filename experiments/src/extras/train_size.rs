@@ -7,7 +7,7 @@
 //! Table 1's sets are reused at `relabel.n`), trains a fresh model on each and on the same clean
 //! images (the reference a set of that size can reach), and reports their real-test accuracy.
 use super::eps_sensitivity::FLAT_TOL;
-use super::stats::{above_chance, pct, trend_words};
+use super::stats::{above_chance, pct, share_verdict, trend_words};
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{hash_key, Ctx, EvalLevel};
@@ -108,15 +108,7 @@ pub fn finding(points: &[SizePoint], chance: f64, n_test: usize) -> (String, &'s
             points[i].n
         ),
     };
-    let verdict = if total == 0 {
-        "n/a"
-    } else if above == total {
-        "holds"
-    } else if above > 0 {
-        "partly"
-    } else {
-        "does not hold"
-    };
+    let verdict = share_verdict(above, total);
     (
         format!(
             "{}; {conclusion} (chance {}).",
@@ -164,13 +156,12 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         ] {
             let name = set_name(prefix, n, base);
             let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
-            let ds = ctx.load_constructed(&name)?.dataset;
             let model = if n == base {
                 format!("on_{name}")
             } else {
                 format!("ts_on_{name}")
             };
-            let (m, _) = ctx.model_stage(&model, &name, &ds, &key, &fresh, EvalLevel::Standard)?;
+            let (m, _) = ctx.fresh_model(&model, &name, &key, EvalLevel::Standard)?;
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
