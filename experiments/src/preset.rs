@@ -224,6 +224,10 @@ pub struct ExtrasSection {
     /// At least three architectures (Pearson correlation over them).
     #[serde(default)]
     pub figure3_archs: Vec<Arch>,
+    /// L2 radius of Figure 3's D_det / D_rand and of its transferred attacks (default:
+    /// `relabel.eps`; step size scaled as for `relabel.extra_eps`).
+    #[serde(default)]
+    pub figure3_eps: Option<f64>,
     /// L2 radii of D_rand / D_det for section `eps_sensitivity` (empty = that extra is off).
     #[serde(default)]
     pub eps_sensitivity: Vec<f64>,
@@ -295,6 +299,9 @@ impl ExtrasSection {
                 "extras.train_sizes",
                 format!("{n} is listed twice"),
             )?;
+        }
+        if let Some(eps) = self.figure3_eps {
+            positive(eps, "extras.figure3_eps")?;
         }
         for (i, v) in self.eps_sensitivity.iter().enumerate() {
             positive(*v, "extras.eps_sensitivity")?;

@@ -16,6 +16,8 @@
 //!
 //! When an architecture is the preset's own and the control has the same size, the Figure 2 /
 //! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
+use super::eps_sensitivity::set_name;
+use super::stats::num;
 use super::stats::{
     above_chance, clearly_above, correlation_verdict, correlation_words, pct, pearson,
 };
@@ -28,6 +30,7 @@ use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_plot_with, PlotOptions};
+use nrf_report::results::eps_eq;
 use nrf_report::results::{Section, Table};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -147,7 +150,14 @@ pub fn finding_for(
             pct(hi),
             n_transfer
         );
-    } else if points.len() < 5 {
+    } else if hi < 0.1 {
+        s += &format!(
+            "; transfer is weak for every architecture (at most {}), so the ranking rests on \
+             small differences",
+            pct(hi)
+        );
+    }
+    if points.len() < 5 && verdict != "n/a" {
         s += &format!(
             "; with only {} points the correlation is a rough indication",
             points.len()
@@ -188,17 +198,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         bail!("extras.figure3_archs: needs at least 3 architectures");
     }
     let r = ctx.preset.relabel.clone();
-    let det_key = construct(
-        ctx,
-        "D_det",
-        src,
-        TargetRule::Deterministic,
-        r.eps,
-        r.step_size,
-    )?;
-    let det = ctx.load_constructed("D_det")?.dataset;
-    let rand_key = construct(ctx, "D_rand", src, TargetRule::Random, r.eps, r.step_size)?;
-    let rand = ctx.load_constructed("D_rand")?.dataset;
+    let eps = ctx.preset.extras.figure3_eps.unwrap_or(r.eps);
+    let step = r.step_size * eps / r.eps;
+    // Named as Table 1 names its sets, so that Table 1's sets and models are reused.
+    let det_set = set_name("D_det", eps, r.eps);
+    let rand_set = set_name("D_rand", eps, r.eps);
+    let table1 = eps_eq(eps, r.eps) || r.extra_eps.iter().any(|&e| eps_eq(e, eps));
+    let det_key = construct(ctx, &det_set, src, TargetRule::Deterministic, eps, step)?;
+    let det = ctx.load_constructed(&det_set)?.dataset;
+    let rand_key = construct(ctx, &rand_set, src, TargetRule::Random, eps, step)?;
+    let rand = ctx.load_constructed(&rand_set)?.dataset;
     let n = r.n.min(src.subset.len());
     let control_idx = &src.subset[..n];
     let control = ctx.train.subset(control_idx);
@@ -209,10 +218,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     for arch in archs {
         let own = *arch == ctx.preset.model.arch;
         let slug = arch_slug(arch);
-        let det_name = if own {
-            "on_D_det".to_string()
+        let det_name = if own && table1 {
+            format!("on_{det_set}")
         } else {
-            format!("f3_{slug}_on_D_det")
+            format!("f3_{slug}_on_{det_set}")
         };
         let std_name = if own && same_control {
             "on_control".to_string()
@@ -224,16 +233,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         } else {
             format!("D_control_{n}")
         };
-        let rand_name = if own {
-            "on_D_rand".to_string()
+        let rand_name = if own && table1 {
+            format!("on_{rand_set}")
         } else {
-            format!("f3_{slug}_on_D_rand")
+            format!("f3_{slug}_on_{rand_set}")
         };
         let (m_det, k_det) = model_stage_arch(
             ctx,
             arch,
             &det_name,
-            "D_det",
+            &det_set,
             &det,
             &det_key,
             &fresh,
@@ -243,7 +252,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             ctx,
             arch,
             &rand_name,
-            "D_rand",
+            &rand_set,
             &rand,
             &rand_key,
             &fresh,
@@ -267,9 +276,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         runs.iter().map(|r| (r.3.clone(), r.5.clone())).collect();
     let key_input = (
         &src.c_std,
-        r.eps,
+        eps,
         r.steps,
-        r.step_size,
+        step,
         &std_models,
         ctx.preset.eval.robust_n,
     );
@@ -286,8 +295,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             0,
         ))
         .to_device(ctx.device);
-        let threat = L2::new(r.eps)?;
-        let cfg = PgdConfig::new(r.steps, r.step_size)
+        let threat = L2::new(eps)?;
+        let cfg = PgdConfig::new(r.steps, step)
             .with_use_best(true)
             .with_random_start(false);
         let n = labels.len() as i64;
@@ -391,9 +400,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             det.len(),
             control.len(),
             transfer.n,
-            r.eps,
+            eps,
             r.steps,
-            r.step_size,
+            num(step),
             pct(transfer.source_success)
         ),
         headers: [
