@@ -990,8 +990,19 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
     if running {
         b.push(Block::Para("\\* no `final_train_acc` recorded: last epoch's running accuracy on the training batches (for adversarial training: on adversarial batches).".into()));
     }
-    let panels: Vec<Panel> = r
+    // One panel per Figure 2 / Table 1 model (the extras' own models are in the table above and
+    // in their sections); all models when none is one of those.
+    let paper: Vec<&ModelResult> = r
         .models
+        .iter()
+        .filter(|m| ModelKind::of(&m.name).is_some())
+        .collect();
+    let shown: Vec<&ModelResult> = if paper.is_empty() {
+        r.models.iter().collect()
+    } else {
+        paper
+    };
+    let panels: Vec<Panel> = shown
         .iter()
         .map(|m| Panel {
             title: m.name.clone(),
