@@ -280,7 +280,50 @@ fn reference(models: &[ModelResult]) -> Option<&ModelResult> {
     find(models, ModelKind::Control).or_else(|| find(models, ModelKind::Std))
 }
 
-/// The three Figure 2 claims (F2a, F2b, F2c) for the given models.
+/// A robust-accuracy margin claim at the headline ε: m = rob(subject) − max(rob(refs)), decided
+/// by [`fig2a`]'s thresholds; the evidence names every model. Undetermined when a number is
+/// missing.
+fn margin_claim(
+    id: &str,
+    claim: &str,
+    rule: &str,
+    subject: &ModelResult,
+    refs: &[&ModelResult],
+    headline: Option<&Headline>,
+) -> ClaimVerdict {
+    let models: Vec<&ModelResult> = std::iter::once(subject)
+        .chain(refs.iter().copied())
+        .collect();
+    let robs: Vec<Result<f64, String>> = models.iter().map(|m| rob_at(m, headline)).collect();
+    let why: Vec<String> = robs.iter().filter_map(|r| r.clone().err()).collect();
+    if !why.is_empty() {
+        return undetermined(id, claim, rule, why.join("; "));
+    }
+    let robs: Vec<f64> = robs.into_iter().flatten().collect();
+    let best_ref = robs[1..].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (verdict, m) = fig2a(robs[0], best_ref, best_ref);
+    let h = headline.expect("rob_at succeeded, so the headline is known");
+    let numbers: Vec<String> = models
+        .iter()
+        .zip(&robs)
+        .map(|(model, r)| format!("{} {}", model.name, pct(*r)))
+        .collect();
+    ClaimVerdict {
+        id: id.into(),
+        claim: claim.into(),
+        rule: rule.into(),
+        evidence: format!(
+            "at {} ε={}: {}; m = {}",
+            h.norm,
+            h.eps,
+            numbers.join(", "),
+            pts(m)
+        ),
+        verdict,
+    }
+}
+
+/// The Figure 2 claims (F2a, F2b, F2c, and F2d when a clean control exists) for the given models.
 pub fn figure2_verdicts(
     models: &[ModelResult],
     headline: Option<&Headline>,
@@ -303,36 +346,7 @@ pub fn figure2_verdicts(
                     find(models, ModelKind::DNR).unwrap(),
                     find(models, ModelKind::Std).unwrap(),
                 );
-                match (
-                    rob_at(r, headline),
-                    rob_at(nr, headline),
-                    rob_at(s, headline),
-                ) {
-                    (Ok(a), Ok(b), Ok(c)) => {
-                        let (v, m) = fig2a(a, b, c);
-                        let h = headline.unwrap();
-                        ClaimVerdict {
-                            id: id.into(),
-                            claim: claim.into(),
-                            rule: rule.into(),
-                            evidence: format!(
-                                "at {} ε={}: on_D_R {}, on_D_NR {}, C_std {}; m = {}",
-                                h.norm,
-                                h.eps,
-                                pct(a),
-                                pct(b),
-                                pct(c),
-                                pts(m)
-                            ),
-                            verdict: v,
-                        }
-                    }
-                    (a, b, c) => {
-                        let why: Vec<String> =
-                            [a, b, c].into_iter().filter_map(|x| x.err()).collect();
-                        undetermined(id, claim, rule, why.join("; "))
-                    }
-                }
+                margin_claim(id, claim, rule, r, &[nr, s], headline)
             }
         },
     );
@@ -406,30 +420,7 @@ pub fn figure2_verdicts(
             "(Not in the paper.) D_R's robustness is more than a small training set's: the model trained on D_R has clearly higher robust accuracy (headline ε) than a standard model trained on the same number of clean images (on_control).",
             "m = rob(on_D_R) − rob(on_control); holds if m ≥ 10 points, partly if 0 < m < 10, does not hold if m ≤ 0.",
         );
-        out.push(match (rob_at(r, headline), rob_at(ctl, headline)) {
-            (Ok(a), Ok(c)) => {
-                let (v, m) = fig2a(a, c, c);
-                let h = headline.unwrap();
-                ClaimVerdict {
-                    id: id.into(),
-                    claim: claim.into(),
-                    rule: rule.into(),
-                    evidence: format!(
-                        "at {} ε={}: on_D_R {}, on_control {}; m = {}",
-                        h.norm,
-                        h.eps,
-                        pct(a),
-                        pct(c),
-                        pts(m)
-                    ),
-                    verdict: v,
-                }
-            }
-            (a, c) => {
-                let why: Vec<String> = [a, c].into_iter().filter_map(|x| x.err()).collect();
-                undetermined(id, claim, rule, why.join("; "))
-            }
-        });
+        out.push(margin_claim(id, claim, rule, r, &[ctl], headline));
     }
     out
 }
