@@ -136,7 +136,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     let n = ctx.preset.rep_match.n.min(src.subset.len());
     let control = ctx.train.subset(&src.subset[..n]);
-    let key = crate::pipeline::hash_key(&(&ctx.data_key, &src.subset[..n]));
+    let key = ctx.subset_key(&src.subset[..n]);
     ctx.model_stage(
         "on_control",
         "D_control",

@@ -197,24 +197,21 @@ impl Ctx {
             device
         );
         let (test_x, test_y) = dataset_to_tensors(&test, device);
-        let k = preset.eval.robust_n.min(test.len());
-        let sub = nrf_data::batch::random_subset(test.len(), k, preset.stage_seed("eval-subset"))?;
-        let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
-            .to_device(device);
-        let (robust_x, robust_y) = (test_x.index_select(0, &idx), test_y.index_select(0, &idx));
+        // A fixed random subset of k test images (seeded by `stage`), as tensors.
+        let test_subset = |k: usize, stage: &str| -> Result<(Tensor, Tensor)> {
+            let sub = nrf_data::batch::random_subset(
+                test.len(),
+                k.min(test.len()),
+                preset.stage_seed(stage),
+            )?;
+            let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                .to_device(device);
+            Ok((test_x.index_select(0, &idx), test_y.index_select(0, &idx)))
+        };
+        let (robust_x, robust_y) = test_subset(preset.eval.robust_n, "eval-subset")?;
         let (curve_x, curve_y) = match preset.eval.curve_n {
             0 => (test_x.shallow_clone(), test_y.shallow_clone()),
-            k => {
-                let k = k.min(test.len());
-                let sub = nrf_data::batch::random_subset(
-                    test.len(),
-                    k,
-                    preset.stage_seed("curve-subset"),
-                )?;
-                let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                    .to_device(device);
-                (test_x.index_select(0, &idx), test_y.index_select(0, &idx))
-            }
+            k => test_subset(k, "curve-subset")?,
         };
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
         std::fs::create_dir_all(&results)
@@ -271,6 +268,19 @@ impl Ctx {
         Ok(())
     }
 
+    /// The key of stage `name` for `key_input` and the path of its record.
+    fn stage_key(&self, name: &str, key_input: &impl Serialize) -> (String, PathBuf) {
+        let key = hash_key(&(name, key_input, &self.data_key));
+        let record = self.path(&format!("stages/{}.json", name.replace(':', "_")));
+        (key, record)
+    }
+
+    /// The cache key of a set of training images (a clean subset of D), for models trained on
+    /// it: the same indices always give the same key, so such models are shared across modules.
+    pub fn subset_key(&self, indices: &[usize]) -> String {
+        hash_key(&(&self.data_key, indices))
+    }
+
     /// The cached output of stage `name` if a completed record with the key of `key_input`
     /// exists (see [`Ctx::stage`]); records nothing and runs nothing.
     pub fn cached<T: DeserializeOwned>(
@@ -278,8 +288,7 @@ impl Ctx {
         name: &str,
         key_input: &impl Serialize,
     ) -> Option<(T, f64, String)> {
-        let key = hash_key(&(name, key_input, &self.data_key));
-        let record_path = self.path(&format!("stages/{}.json", name.replace(':', "_")));
+        let (key, record_path) = self.stage_key(name, key_input);
         if !record_path.exists() {
             return None;
         }
@@ -298,8 +307,7 @@ impl Ctx {
         key_input: &impl Serialize,
         f: impl FnOnce(&mut Ctx, &Path) -> Result<T>,
     ) -> Result<(T, String)> {
-        let key = hash_key(&(name, key_input, &self.data_key));
-        let record_path = self.path(&format!("stages/{}.json", name.replace(':', "_")));
+        let (key, record_path) = self.stage_key(name, key_input);
         if let Some((output, wall_s, key)) = self.cached::<T>(name, key_input) {
             tracing::info!("{name}: cached ({key})");
             self.record(StageInfo {

@@ -5,6 +5,7 @@ use nrf_attacks::Distance;
 use nrf_features::repmatch::StartMode;
 use nrf_models::train::Augment;
 use nrf_models::{Arch, LrSchedule, TrainConfig};
+use nrf_report::results::eps_eq;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -200,6 +201,18 @@ pub struct RelabelSection {
     /// Further radii for D_rand / D_det variants (step size scaled with eps).
     #[serde(default)]
     pub extra_eps: Vec<f64>,
+}
+
+impl RelabelSection {
+    /// The step size at radius `eps`: `step_size` scaled with the radius (as for `extra_eps`).
+    pub fn step_at(&self, eps: f64) -> f64 {
+        self.step_size * eps / self.eps
+    }
+
+    /// Whether Table 1 builds its D_rand / D_det at radius `eps` (`eps` or one of `extra_eps`).
+    pub fn is_table1_radius(&self, eps: f64) -> bool {
+        eps_eq(eps, self.eps) || self.extra_eps.iter().any(|&e| eps_eq(e, eps))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

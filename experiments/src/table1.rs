@@ -6,7 +6,22 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build, RelabelConfig, TargetRule};
-use nrf_report::results::ConstructedInfo;
+use nrf_report::results::{eps_eq, ConstructedInfo};
+
+/// The tag of radius `eps` in set names: 2.0 -> "2", 0.25 -> "0p25".
+pub fn eps_tag(eps: f64) -> String {
+    format!("{eps}").replace('.', "p")
+}
+
+/// The dataset name Table 1 uses for `prefix` ("D_rand" / "D_det") at radius `eps` when the
+/// preset's own radius is `base`.
+pub fn set_name(prefix: &str, eps: f64, base: f64) -> String {
+    if eps_eq(eps, base) {
+        prefix.to_string()
+    } else {
+        format!("{prefix}_eps{}", eps_tag(eps))
+    }
+}
 
 /// Builds a relabelled dataset from the first `relabel.n` images of Figure 2's subset (cached,
 /// resumable); returns its stage key.
@@ -19,8 +34,7 @@ pub fn construct(
     step_size: f64,
 ) -> Result<String> {
     let n = ctx.preset.relabel.n.min(src.subset.len());
-    let indices = src.subset[..n].to_vec();
-    construct_at(ctx, name, src, rule, eps, step_size, &indices)
+    construct_at(ctx, name, src, rule, eps, step_size, &src.subset[..n])
 }
 
 /// [`construct`] from the training images at `indices`.
@@ -128,8 +142,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         ),
     ];
     for &eps in &r.extra_eps {
-        let step = r.step_size * eps / r.eps;
-        let tag = format!("{eps}").replace('.', "p");
+        let step = r.step_at(eps);
+        let tag = eps_tag(eps);
         sets.push((format!("D_rand_eps{tag}"), TargetRule::Random, eps, step));
         sets.push((
             format!("D_det_eps{tag}"),

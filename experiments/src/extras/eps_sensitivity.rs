@@ -10,20 +10,12 @@ use crate::table1::construct;
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{eps_eq, ConstructedInfo, Section, Table};
+use nrf_report::results::{ConstructedInfo, Section, Table};
 
 /// Changes of at most this much (a fraction) count as flat.
 pub const FLAT_TOL: f64 = 0.02;
 
-/// The dataset name Table 1 uses for `prefix` ("D_rand" / "D_det") at radius `eps` when the
-/// preset's own radius is `base`.
-pub fn set_name(prefix: &str, eps: f64, base: f64) -> String {
-    if eps_eq(eps, base) {
-        prefix.to_string()
-    } else {
-        format!("{prefix}_eps{}", format!("{eps}").replace('.', "p"))
-    }
-}
+pub use crate::table1::set_name;
 
 /// One row: a set at one radius.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,11 +88,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         let mut d = Vec::new();
         for &eps in &radii {
             let name = set_name(prefix, eps, r.eps);
-            let step = r.step_size * eps / r.eps;
+            let step = r.step_at(eps);
             let key = construct(ctx, &name, src, rule, eps, step)?;
             // Table 1's sets keep Table 1's models; the others are this section's own.
-            let table1 = eps_eq(eps, r.eps) || r.extra_eps.iter().any(|&e| eps_eq(e, eps));
-            let model = if table1 {
+            let model = if r.is_table1_radius(eps) {
                 format!("on_{name}")
             } else {
                 format!("es_on_{name}")

@@ -16,21 +16,19 @@
 //!
 //! When an architecture is the preset's own and the control has the same size, the Figure 2 /
 //! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
-use super::eps_sensitivity::set_name;
-use super::stats::num;
+
 use super::stats::{
-    above_chance, clearly_above, correlation_verdict, correlation_words, pct, pearson,
+    above_chance, clearly_above, correlation_verdict, correlation_words, num, pct, pearson,
 };
 use super::{arch_slug, model_stage_arch, predictions, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{hash_key, Ctx, EvalLevel};
-use crate::table1::construct;
+use crate::pipeline::{Ctx, EvalLevel};
+use crate::table1::{construct, set_name};
 use anyhow::{bail, Result};
 use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_plot_with, PlotOptions};
-use nrf_report::results::eps_eq;
 use nrf_report::results::{Section, Table};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -199,11 +197,11 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     }
     let r = ctx.preset.relabel.clone();
     let eps = ctx.preset.extras.figure3_eps.unwrap_or(r.eps);
-    let step = r.step_size * eps / r.eps;
+    let step = r.step_at(eps);
     // Named as Table 1 names its sets, so that Table 1's sets and models are reused.
     let det_set = set_name("D_det", eps, r.eps);
     let rand_set = set_name("D_rand", eps, r.eps);
-    let table1 = eps_eq(eps, r.eps) || r.extra_eps.iter().any(|&e| eps_eq(e, eps));
+    let table1 = r.is_table1_radius(eps);
     let det_key = construct(ctx, &det_set, src, TargetRule::Deterministic, eps, step)?;
     let det = ctx.load_constructed(&det_set)?.dataset;
     let rand_key = construct(ctx, &rand_set, src, TargetRule::Random, eps, step)?;
@@ -211,7 +209,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     let n = r.n.min(src.subset.len());
     let control_idx = &src.subset[..n];
     let control = ctx.train.subset(control_idx);
-    let control_key = hash_key(&(&ctx.data_key, control_idx));
+    let control_key = ctx.subset_key(control_idx);
     let fresh = ctx.preset.fresh.clone();
     let same_control = ctx.preset.rep_match.n.min(src.subset.len()) == n;
     let mut runs = Vec::new();

@@ -122,7 +122,7 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             )?;
             let idx: Vec<usize> = pick.iter().map(|&j| free[j]).collect();
             let data = ctx.train.subset(&idx);
-            let key = crate::pipeline::hash_key(&(&ctx.data_key, &idx));
+            let key = ctx.subset_key(&idx);
             let section = ctx.preset.fresh.clone();
             ctx.model_stage(
                 "C_indep",

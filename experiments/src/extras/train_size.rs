@@ -10,7 +10,7 @@ use super::eps_sensitivity::FLAT_TOL;
 use super::stats::{above_chance, pct, share_verdict, trend_words};
 use super::{chance, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{hash_key, Ctx, EvalLevel};
+use crate::pipeline::{Ctx, EvalLevel};
 use crate::table1::construct_at;
 use anyhow::{bail, Result};
 use nrf_features::relabel::TargetRule;
@@ -176,7 +176,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
             (format!("ts_on_clean_n{n}"), format!("D_clean_n{n}"))
         };
         let clean = ctx.train.subset(indices);
-        let clean_key = hash_key(&(&ctx.data_key, indices));
+        let clean_key = ctx.subset_key(indices);
         let (m_clean, _) = ctx.model_stage(
             &clean_name,
             &trained_on,
