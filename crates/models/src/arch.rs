@@ -42,14 +42,64 @@ impl Arch {
     }
 }
 
+/// How a freshly built network's weights are drawn; part of every checkpoint's spec.
+///
+/// The paper's code is PyTorch with its default initialisations, so that is nrf's default. tch's
+/// own defaults differ and change what a model learns (the Kaiming-uniform bound with the ReLU
+/// gain is sqrt(6) = 2.45x PyTorch's; conv biases start at 0; BatchNorm weights start uniform in
+/// [0, 1]), so they are kept only as a named alternative for ablations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// PyTorch's defaults (`reset_parameters` of each layer in torch 2.x): Conv2d and Linear
+    /// weights `kaiming_uniform_(a = sqrt(5))`, i.e. uniform in +-1/sqrt(fan_in), biases uniform
+    /// in +-1/sqrt(fan_in); BatchNorm weight 1, bias 0.
+    #[default]
+    Pytorch,
+    /// tch 0.26's defaults: conv and linear weights Kaiming-uniform with the ReLU gain (uniform in
+    /// +-sqrt(6/fan_in)), conv biases 0, linear biases uniform in +-1/sqrt(fan_in), BatchNorm
+    /// weight uniform in [0, 1], bias 0.
+    Tch,
+}
+
+impl Init {
+    /// Short name for tables: "pytorch" or "tch".
+    pub fn label(&self) -> &'static str {
+        match self {
+            Init::Pytorch => "pytorch",
+            Init::Tch => "tch",
+        }
+    }
+}
+
+/// PyTorch's bound 1/sqrt(fan_in) for a layer's weights and biases (`fan_in` > 0).
+fn pytorch_bound(fan_in: i64) -> f64 {
+    1.0 / (fan_in.max(1) as f64).sqrt()
+}
+
+fn uniform(bound: f64) -> nn::Init {
+    nn::Init::Uniform {
+        lo: -bound,
+        up: bound,
+    }
+}
+
 /// A network body: `(logits, representation)` from *normalised* input.
 pub trait Net: Send {
     /// Forward pass.
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor);
 }
 
-/// Builds `arch` under `p` for inputs of shape `[c, h, w]` and `classes` outputs.
-pub fn build(p: &nn::Path, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Box<dyn Net> {
+/// Builds `arch` under `p` for inputs of shape `[c, h, w]` and `classes` outputs, its weights
+/// drawn as `init` says (from torch's global generator: seed it first).
+pub fn build(
+    p: &nn::Path,
+    arch: &Arch,
+    in_shape: [i64; 3],
+    classes: i64,
+    init: Init,
+) -> Box<dyn Net> {
+    let p = &Layers { path: p, init };
     match arch {
         Arch::FmnistCnn => Box::new(FmnistCnn::new(p, in_shape, classes)),
         Arch::Mlp { hidden } => Box::new(Mlp::new(p, in_shape, hidden, classes)),
@@ -76,22 +126,61 @@ pub fn build(p: &nn::Path, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Box
     }
 }
 
-fn conv(
-    p: nn::Path,
-    cin: i64,
-    cout: i64,
-    k: i64,
-    stride: i64,
-    padding: i64,
-    bias: bool,
-) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding,
-        bias,
-        ..Default::default()
-    };
-    nn::conv2d(p, cin, cout, k, cfg)
+/// Where layers are created, and how their weights are drawn.
+struct Layers<'a> {
+    path: &'a nn::Path<'a>,
+    init: Init,
+}
+
+impl Layers<'_> {
+    /// A convolution with a square kernel `k`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &self,
+        p: nn::Path,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+        bias: bool,
+    ) -> nn::Conv2D {
+        let mut cfg = nn::ConvConfig {
+            stride,
+            padding,
+            bias,
+            ..Default::default()
+        };
+        if self.init == Init::Pytorch {
+            let bound = pytorch_bound(cin * k * k);
+            cfg.ws_init = uniform(bound);
+            cfg.bs_init = uniform(bound);
+        }
+        nn::conv2d(p, cin, cout, k, cfg)
+    }
+
+    /// A fully connected layer with bias.
+    fn linear(&self, p: nn::Path, din: i64, dout: i64) -> nn::Linear {
+        let cfg = match self.init {
+            Init::Pytorch => nn::LinearConfig {
+                ws_init: uniform(pytorch_bound(din)),
+                bs_init: Some(uniform(pytorch_bound(din))),
+                bias: true,
+            },
+            Init::Tch => Default::default(),
+        };
+        nn::linear(p, din, dout, cfg)
+    }
+
+    /// 2-d batch norm over `c` channels.
+    fn bn(&self, p: nn::Path, c: i64) -> nn::BatchNorm {
+        let mut cfg = nn::BatchNormConfig::default();
+        if self.init == Init::Pytorch {
+            cfg.ws_init = nn::Init::Const(1.0);
+            cfg.bs_init = nn::Init::Const(0.0);
+        }
+        nn::batch_norm2d(p, c, cfg)
+    }
 }
 
 struct FmnistCnn {
@@ -103,17 +192,18 @@ struct FmnistCnn {
 }
 
 impl FmnistCnn {
-    fn new(p: &nn::Path, s: [i64; 3], classes: i64) -> Self {
+    fn new(l: &Layers, s: [i64; 3], classes: i64) -> Self {
+        let p = l.path;
         let h = (s[1] + 1) / 2;
         let h = (h + 1) / 2;
         let w = (s[2] + 1) / 2;
         let w = (w + 1) / 2;
         FmnistCnn {
-            c1: conv(p / "c1", s[0], 16, 3, 1, 1, true),
-            c2: conv(p / "c2", 16, 32, 3, 2, 1, true),
-            c3: conv(p / "c3", 32, 64, 3, 2, 1, true),
-            fc1: nn::linear(p / "fc1", 64 * h * w, 256, Default::default()),
-            fc2: nn::linear(p / "fc2", 256, classes, Default::default()),
+            c1: l.conv(p / "c1", s[0], 16, 3, 1, 1, true),
+            c2: l.conv(p / "c2", 16, 32, 3, 2, 1, true),
+            c3: l.conv(p / "c3", 32, 64, 3, 2, 1, true),
+            fc1: l.linear(p / "fc1", 64 * h * w, 256),
+            fc2: l.linear(p / "fc2", 256, classes),
         }
     }
 }
@@ -138,16 +228,17 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(p: &nn::Path, s: [i64; 3], hidden: &[i64], classes: i64) -> Self {
+    fn new(l: &Layers, s: [i64; 3], hidden: &[i64], classes: i64) -> Self {
+        let p = l.path;
         let mut d = s.iter().product::<i64>();
         let mut layers = Vec::new();
         for (i, &h) in hidden.iter().enumerate() {
-            layers.push(nn::linear(p / format!("fc{i}"), d, h, Default::default()));
+            layers.push(l.linear(p / format!("fc{i}"), d, h));
             d = h;
         }
         Mlp {
             layers,
-            out: nn::linear(p / "out", d, classes, Default::default()),
+            out: l.linear(p / "out", d, classes),
         }
     }
 }
@@ -193,16 +284,17 @@ struct ResNet {
 
 impl ResNet {
     fn new(
-        p: &nn::Path,
+        l: &Layers,
         cin: i64,
         width: i64,
         bottleneck: bool,
         counts: &[i64],
         classes: i64,
     ) -> Self {
-        let bn = |p: nn::Path, c| nn::batch_norm2d(p, c, Default::default());
+        let p = l.path;
+        let bn = |p: nn::Path, c| l.bn(p, c);
         let stem = (
-            conv(p / "stem", cin, width, 3, 1, 1, false),
+            l.conv(p / "stem", cin, width, 3, 1, 1, false),
             bn(p / "stem_bn", width),
         );
         let expansion = if bottleneck { 4 } else { 1 };
@@ -217,33 +309,33 @@ impl ResNet {
                 let convs = if bottleneck {
                     vec![
                         (
-                            conv(&q / "c1", cur, planes, 1, 1, 0, false),
+                            l.conv(&q / "c1", cur, planes, 1, 1, 0, false),
                             bn(&q / "bn1", planes),
                         ),
                         (
-                            conv(&q / "c2", planes, planes, 3, stride, 1, false),
+                            l.conv(&q / "c2", planes, planes, 3, stride, 1, false),
                             bn(&q / "bn2", planes),
                         ),
                         (
-                            conv(&q / "c3", planes, out, 1, 1, 0, false),
+                            l.conv(&q / "c3", planes, out, 1, 1, 0, false),
                             bn(&q / "bn3", out),
                         ),
                     ]
                 } else {
                     vec![
                         (
-                            conv(&q / "c1", cur, planes, 3, stride, 1, false),
+                            l.conv(&q / "c1", cur, planes, 3, stride, 1, false),
                             bn(&q / "bn1", planes),
                         ),
                         (
-                            conv(&q / "c2", planes, planes, 3, 1, 1, false),
+                            l.conv(&q / "c2", planes, planes, 3, 1, 1, false),
                             bn(&q / "bn2", planes),
                         ),
                     ]
                 };
                 let shortcut = (stride != 1 || cur != out).then(|| {
                     (
-                        conv(&q / "sc", cur, out, 1, stride, 0, false),
+                        l.conv(&q / "sc", cur, out, 1, stride, 0, false),
                         bn(&q / "sc_bn", out),
                     )
                 });
@@ -254,7 +346,7 @@ impl ResNet {
         ResNet {
             stem,
             blocks,
-            fc: nn::linear(p / "fc", cur, classes, Default::default()),
+            fc: l.linear(p / "fc", cur, classes),
         }
     }
 }
@@ -281,7 +373,8 @@ enum VggLayer {
 }
 
 impl Vgg {
-    fn new(p: &nn::Path, s: [i64; 3], width: i64, classes: i64) -> Self {
+    fn new(l: &Layers, s: [i64; 3], width: i64, classes: i64) -> Self {
+        let p = l.path;
         // VGG-16 configuration, in units of `width` (64 in the original).
         let cfg: [i64; 18] = [1, 1, 0, 2, 2, 0, 4, 4, 4, 0, 8, 8, 8, 0, 8, 8, 8, 0];
         let mut layers = Vec::new();
@@ -295,15 +388,15 @@ impl Vgg {
             } else {
                 let out = m * width;
                 layers.push(VggLayer::Conv(Box::new((
-                    conv(p / format!("c{i}"), c, out, 3, 1, 1, false),
-                    nn::batch_norm2d(p / format!("bn{i}"), out, Default::default()),
+                    l.conv(p / format!("c{i}"), c, out, 3, 1, 1, false),
+                    l.bn(p / format!("bn{i}"), out),
                 ))));
                 c = out;
             }
         }
         Vgg {
             layers,
-            fc: nn::linear(p / "fc", c, classes, Default::default()),
+            fc: l.linear(p / "fc", c, classes),
         }
     }
 }
@@ -338,27 +431,28 @@ struct DenseNet {
 }
 
 impl DenseNet {
-    fn new(p: &nn::Path, cin: i64, growth: i64, counts: &[i64], classes: i64) -> Self {
-        let bn = |p: nn::Path, c| nn::batch_norm2d(p, c, Default::default());
+    fn new(l: &Layers, cin: i64, growth: i64, counts: &[i64], classes: i64) -> Self {
+        let p = l.path;
+        let bn = |p: nn::Path, c| l.bn(p, c);
         let mut c = 2 * growth;
-        let stem = conv(p / "stem", cin, c, 3, 1, 1, false);
+        let stem = l.conv(p / "stem", cin, c, 3, 1, 1, false);
         let (mut blocks, mut transitions) = (Vec::new(), Vec::new());
         for (b, &count) in counts.iter().enumerate() {
             let mut layers = Vec::new();
-            for l in 0..count {
-                let q = p / format!("b{b}l{l}");
+            for i in 0..count {
+                let q = p / format!("b{b}l{i}");
                 layers.push(DenseLayer {
                     bn1: bn(&q / "bn1", c),
-                    c1: conv(&q / "c1", c, 4 * growth, 1, 1, 0, false),
+                    c1: l.conv(&q / "c1", c, 4 * growth, 1, 1, 0, false),
                     bn2: bn(&q / "bn2", 4 * growth),
-                    c2: conv(&q / "c2", 4 * growth, growth, 3, 1, 1, false),
+                    c2: l.conv(&q / "c2", 4 * growth, growth, 3, 1, 1, false),
                 });
                 c += growth;
             }
             blocks.push(layers);
             if b + 1 < counts.len() {
                 let q = p / format!("t{b}");
-                transitions.push((bn(&q / "bn", c), conv(&q / "c", c, c / 2, 1, 1, 0, false)));
+                transitions.push((bn(&q / "bn", c), l.conv(&q / "c", c, c / 2, 1, 1, 0, false)));
                 c /= 2;
             }
         }
@@ -367,7 +461,7 @@ impl DenseNet {
             blocks,
             transitions,
             bn: bn(p / "bn", c),
-            fc: nn::linear(p / "fc", c, classes, Default::default()),
+            fc: l.linear(p / "fc", c, classes),
         }
     }
 }

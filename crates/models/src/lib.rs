@@ -21,7 +21,7 @@ pub mod checkpoint;
 pub mod optim;
 pub mod train;
 
-pub use arch::Arch;
+pub use arch::{Arch, Init};
 pub use checkpoint::{load_model, save_model};
 pub use optim::{LrSchedule, Sgd};
 pub use train::{train, EpochReport, TrainConfig};
@@ -62,6 +62,10 @@ pub struct ModelSpec {
     /// Per-channel normalisation applied inside the model.
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
+    /// How the weights were initialised (PyTorch's defaults unless a preset says otherwise).
+    /// Checkpoints written before this field existed read as the default.
+    #[serde(default)]
+    pub init: Init,
 }
 
 impl ModelSpec {
@@ -74,7 +78,13 @@ impl ModelSpec {
             num_classes,
             mean: vec![0.0; c],
             std: vec![1.0; c],
+            init: Init::default(),
         }
+    }
+    /// Sets the initialisation scheme.
+    pub fn with_init(mut self, init: Init) -> Self {
+        self.init = init;
+        self
     }
     /// Sets the per-channel normalisation.
     pub fn with_normalization(mut self, mean: Vec<f64>, std: Vec<f64>) -> Self {
@@ -126,7 +136,13 @@ impl Model {
         spec.validate()?;
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(device);
-        let net = arch::build(&vs.root(), &spec.arch, spec.in_shape, spec.num_classes);
+        let net = arch::build(
+            &vs.root(),
+            &spec.arch,
+            spec.in_shape,
+            spec.num_classes,
+            spec.init,
+        );
         let c = spec.in_shape[0];
         let mean = Tensor::from_slice(&spec.mean)
             .to_kind(Kind::Float)
