@@ -166,6 +166,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         "diversity",
         "source_vs_target",
         "cosine_ablation",
+        "init_ablation",
         "eps_sensitivity",
         "figure3",
         "train_size",

@@ -588,7 +588,8 @@ impl Ctx {
             self.preset.model.arch.clone(),
             [c as i64, h as i64, w as i64],
             data.num_classes as i64,
-        );
+        )
+        .with_init(self.preset.model.init);
         if let (Some(m), Some(s)) = (&self.preset.model.mean, &self.preset.model.std) {
             spec = spec.with_normalization(m.clone(), s.clone());
         }

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use nrf_attacks::Distance;
 use nrf_features::repmatch::StartMode;
 use nrf_models::train::Augment;
-use nrf_models::{Arch, LrSchedule, TrainConfig};
+use nrf_models::{Arch, Init, LrSchedule, TrainConfig};
 use nrf_report::results::eps_eq;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -81,6 +81,10 @@ pub struct ModelSection {
     pub mean: Option<Vec<f64>>,
     #[serde(default)]
     pub std: Option<Vec<f64>>,
+    /// Weight initialisation: "pytorch" (PyTorch's defaults, as the paper's code; the default)
+    /// or "tch" (tch's defaults, ~2.45x wider conv/linear weights; for the ablation).
+    #[serde(default)]
+    pub init: Init,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +266,10 @@ pub struct ExtrasSection {
     /// Section `cosine_ablation`: D_R rebuilt with the other representation distance.
     #[serde(default)]
     pub cosine_ablation: bool,
+    /// Section `init_ablation`: fresh models on D_R, D_NR and the clean control with the other
+    /// weight initialisation than `model.init` (PyTorch's vs tch's defaults).
+    #[serde(default)]
+    pub init_ablation: bool,
     /// The independent standard model of `diversity` and `source_vs_target`.
     #[serde(default)]
     pub independent_model: IndependentModel,

@@ -106,13 +106,14 @@ fn model_order(name: &str) -> (usize, bool, String) {
 /// The paper's Figure 3 first, then the extras about Table 1's sets, then those about Figure 2's;
 /// sections this list does not know follow, by id.
 fn section_order(id: &str) -> (usize, String) {
-    const ORDER: [&str; 7] = [
+    const ORDER: [&str; 8] = [
         "figure3",
         "eps_sensitivity",
         "train_size",
         "diversity",
         "source_vs_target",
         "cosine_ablation",
+        "init_ablation",
         "overfitting",
     ];
     (

@@ -8,11 +8,12 @@
 //! | `diversity` | [`diversity`] | `diversity = true` | seconds |
 //! | `source_vs_target` | [`source_vs_target`] | `source_vs_target = true` | seconds |
 //! | `cosine_ablation` | [`cosine`] | `cosine_ablation = true` | one D_R construction + one model |
+//! | `init_ablation` | [`init_ablation`] | `init_ablation = true` | three models |
 //! | `eps_sensitivity` | [`eps_sensitivity`] | `eps_sensitivity = [radii]` | two constructions + two models per radius |
 //! | `figure3` | [`figure3`] | `figure3 = true`, `figure3_archs` | two models per architecture |
 //! | `train_size` | [`train_size`] | `train_sizes = [n, ...]` | two constructions + three models per size |
 //!
-//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, and
+//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, `init_`, and
 //! `C_indep`), so that the report's Figure 2 / Table 1 tables keep to the preset's own sets;
 //! models of Figure 2 / Table 1 that an extra reuses keep their names.
 //!
@@ -23,6 +24,7 @@ pub mod cosine;
 pub mod diversity;
 pub mod eps_sensitivity;
 pub mod figure3;
+pub mod init_ablation;
 pub mod overfitting;
 pub mod source_vs_target;
 pub mod stats;
@@ -30,7 +32,7 @@ pub mod train_size;
 
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
-use crate::preset::{IndependentModel, TrainSection};
+use crate::preset::{IndependentModel, ModelSection, TrainSection};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
 use nrf_data::Dataset;
@@ -55,6 +57,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     }
     if e.cosine_ablation {
         cosine::run(ctx, src).context("extra `cosine_ablation`")?;
+    }
+    if e.init_ablation {
+        init_ablation::run(ctx, src).context("extra `init_ablation`")?;
     }
     if !e.eps_sensitivity.is_empty() {
         eps_sensitivity::run(ctx, src, &e.eps_sensitivity).context("extra `eps_sensitivity`")?;
@@ -180,9 +185,29 @@ pub fn model_stage_arch(
     section: &TrainSection,
     level: EvalLevel,
 ) -> Result<(ModelResult, String)> {
-    let saved = std::mem::replace(&mut ctx.preset.model.arch, arch.clone());
+    let model = ModelSection {
+        arch: arch.clone(),
+        ..ctx.preset.model.clone()
+    };
+    model_stage_as(ctx, &model, name, trained_on, data, data_key, section, level)
+}
+
+/// [`Ctx::model_stage`] with another `[model]` section (architecture, initialisation) than the
+/// preset's; the preset's is restored afterwards, also on error.
+#[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments plus the model section
+pub fn model_stage_as(
+    ctx: &mut Ctx,
+    model: &ModelSection,
+    name: &str,
+    trained_on: &str,
+    data: &Dataset,
+    data_key: &str,
+    section: &TrainSection,
+    level: EvalLevel,
+) -> Result<(ModelResult, String)> {
+    let saved = std::mem::replace(&mut ctx.preset.model, model.clone());
     let out = ctx.model_stage(name, trained_on, data, data_key, section, level);
-    ctx.preset.model.arch = saved;
+    ctx.preset.model = saved;
     out
 }
 
