@@ -1,7 +1,8 @@
 //! Figure 2 of the paper: models trained on D (standard and adversarial), and fresh standard
 //! models trained on D_R (robust features, from C_rob) and D_NR (non-robust features, from
 //! C_std), plus a clean control of the same size. The paper: the D_R model is robust, the D_NR
-//! model is accurate but not robust.
+//! model is accurate but not robust. The fresh models (on_D_R, on_D_NR, on_control) are trained
+//! with every seed of `[fresh] seeds` ([`Ctx::seeds_for`]); their verdicts use the seed spread.
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};

@@ -8,8 +8,8 @@ use nrf_data::store::{read_json, write_json_atomic};
 use nrf_data::{Dataset, Split};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
 use nrf_report::results::{
-    ConstructedInfo, EpochMetrics, MachineInfo, ModelResult, RobustPoint, RunInfo, StageInfo,
-    StageStatus,
+    ConstructedInfo, EpochMetrics, MachineInfo, ModelResult, RobustPoint, RunInfo, SeedRun,
+    StageInfo, StageStatus,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -421,6 +421,12 @@ impl Ctx {
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
     /// result to `models/<name>.json`. Returns the result and the training stage's key (what
     /// depends on the weights keys on it).
+    ///
+    /// The fresh models of Figure 2 / Table 1 ([`Ctx::seeds_for`]) are trained with every seed
+    /// of `[fresh] seeds`: seed 0 is the model itself (its stages and keys are the same as with
+    /// one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
+    /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
+    /// returned key is seed 0's, whose weights are what later stages load.
     pub fn model_stage(
         &mut self,
         name: &str,
@@ -430,6 +436,69 @@ impl Ctx {
         section: &TrainSection,
         level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
+        let (mut result, train_key, seed) =
+            self.train_eval(name, trained_on, data, data_key, section, level)?;
+        let seeds = self.seeds_for(name);
+        if seeds >= 2 {
+            let mut runs = vec![SeedRun {
+                seed: 0,
+                train_seed: seed,
+                std_acc: result.std_acc,
+                robust: result.robust.clone(),
+            }];
+            for k in 1..seeds {
+                let (r, _, s) = self.train_eval(
+                    &format!("{name}~s{k}"),
+                    trained_on,
+                    data,
+                    data_key,
+                    section,
+                    level,
+                )?;
+                runs.push(SeedRun {
+                    seed: k,
+                    train_seed: s,
+                    std_acc: r.std_acc,
+                    robust: r.robust,
+                });
+            }
+            result.set_seeds(runs);
+            if let Some(sum) = &result.seed_summary {
+                tracing::info!(
+                    "{name}: {seeds} seeds, test accuracy {:.4} ± {:.4} (mean ± sd)",
+                    sum.std_acc.mean,
+                    sum.std_acc.sd
+                );
+            }
+        }
+        write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
+        Ok((result, train_key))
+    }
+
+    /// How many seeds model `name` is trained with: `[fresh] seeds` for the fresh models of
+    /// Figure 2 / Table 1 (`on_D_R`, `on_D_NR`, `on_control`, `on_D_rand`, `on_D_det` and their
+    /// variants such as `on_D_det_eps2`: the models the report's Figure 2 / Table 1 tables and
+    /// verdicts use, by [`nrf_report::ModelKind`]), 1 for every other model (`C_std`, `C_rob`,
+    /// and the extras' own models, whose names carry a prefix). Decided by the name, so that an
+    /// extra that reuses a Figure 2 / Table 1 model gets (and rewrites) all its seeds.
+    pub fn seeds_for(&self, name: &str) -> usize {
+        match nrf_report::ModelKind::of(name) {
+            Some((nrf_report::ModelKind::Std | nrf_report::ModelKind::Rob, _)) | None => 1,
+            Some(_) => self.preset.fresh_seeds(),
+        }
+    }
+
+    /// [`Ctx::model_stage`] for one seed: trains and evaluates `name` (cached stages) without
+    /// writing `models/<name>.json`. Returns the result, the training key and the training seed.
+    fn train_eval(
+        &mut self,
+        name: &str,
+        trained_on: &str,
+        data: &Dataset,
+        data_key: &str,
+        section: &TrainSection,
+        level: EvalLevel,
+    ) -> Result<(ModelResult, String, u64)> {
         let spec = self.model_spec(data);
         let seed = self.preset.stage_seed(&format!("train:{name}"));
         let cfg = section.config(seed, self.progress);
@@ -549,8 +618,9 @@ impl Ctx {
             robust: evaluated.robust,
             final_train_acc: Some(trained.final_train_acc),
             wall_s: trained.wall_s + evaluated.wall_s,
+            seeds: Vec::new(),
+            seed_summary: None,
         };
-        write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
         match result
             .robust
             .iter()
@@ -564,7 +634,7 @@ impl Ctx {
             ),
             None => tracing::info!("{name}: test accuracy {:.4}", result.std_acc),
         }
-        Ok((result, train_key))
+        Ok((result, train_key, seed))
     }
 
     /// Trains model `model` with the preset's `fresh` settings on the stored constructed set

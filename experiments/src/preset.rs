@@ -136,6 +136,12 @@ pub struct TrainSection {
     /// Adversarial training (only for `train_rob`).
     #[serde(default)]
     pub attack: Option<AttackSection>,
+    /// `[fresh]` only: how many seeds each fresh model of Figure 2 / Table 1 is trained with
+    /// (absent = 1). Seed 0 is the model as with one seed (same stage, same cache key); seed k ≥ 1
+    /// is the stage `train:<name>~s<k>` with its own seed. Never serialised, so it is in no cache
+    /// key: changing it adds or drops stages and retrains nothing else.
+    #[serde(default, skip_serializing)]
+    pub seeds: Option<usize>,
 }
 
 fn default_gamma() -> f64 {
@@ -508,6 +514,21 @@ impl Preset {
             "the robust model needs an attack section".into(),
         )?;
         self.fresh.validate("fresh")?;
+        check(
+            self.fresh.seeds.is_none_or(|n| n >= 1),
+            "fresh.seeds",
+            format!("must be at least 1, got {}", self.fresh.seeds.unwrap_or(0)),
+        )?;
+        for (s, section) in [
+            ("train_std", &self.train_std),
+            ("train_rob", &self.train_rob),
+        ] {
+            check(
+                section.seeds.is_none(),
+                &format!("{s}.seeds"),
+                "only the [fresh] section trains several seeds".into(),
+            )?;
+        }
         let e = &self.eval;
         check(
             e.robust_n >= 1,
@@ -586,6 +607,11 @@ impl Preset {
         }
         self.extras.validate()?;
         Ok(())
+    }
+
+    /// Seeds of each fresh model of Figure 2 / Table 1 (`[fresh] seeds`, default 1).
+    pub fn fresh_seeds(&self) -> usize {
+        self.fresh.seeds.unwrap_or(1).max(1)
     }
 
     /// A seed for `stage`, derived from the master seed.

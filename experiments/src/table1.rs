@@ -1,6 +1,8 @@
 //! Table 1 of the paper: D_rand and D_det, built from C_std by targeted L2 PGD towards t and
 //! relabelled t; a fresh standard model trained on each is evaluated on the real test set. The
-//! paper: both are far above chance, although every label looks wrong to a human.
+//! paper: both are far above chance, although every label looks wrong to a human. The fresh
+//! models (and their eps variants) are trained with every seed of `[fresh] seeds`
+//! ([`Ctx::seeds_for`]); above chance is the one rule of `nrf_report::uncertainty`.
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;

@@ -94,20 +94,51 @@ fn pearson_known_values_and_degenerate_cases() {
     assert_eq!(pearson(&[1.0, f64::NAN, 3.0], &[1.0, 2.0, 3.0]), None);
 }
 
+fn accs(values: &[f64], n: usize) -> Vec<Accuracy> {
+    values.iter().map(|&v| Accuracy::single(v, n)).collect()
+}
+
 #[test]
 fn significance_rules() {
-    // Chance 10% on 1000 examples: se = 0.0095, two sigma = 0.019.
-    assert!(above_chance(0.13, 0.1, 1000));
-    assert!(!above_chance(0.115, 0.1, 1000));
-    assert!(!above_chance(0.02, 0.1, 1000));
-    assert!(clearly_above(0.5, 0.1, 500));
-    assert!(!clearly_above(0.14, 0.13, 100));
-    assert!(!clearly_above(0.1, 0.5, 500));
-    assert_eq!(correlation_verdict(Some(0.9), 4), "holds");
-    assert_eq!(correlation_verdict(Some(0.3), 4), "partly");
-    assert_eq!(correlation_verdict(Some(-0.3), 4), "does not hold");
-    assert_eq!(correlation_verdict(Some(0.9), 2), "n/a");
-    assert_eq!(correlation_verdict(None, 5), "n/a");
+    use nrf_report::Verdict;
+    // Chance 10% on 1000 examples: the Wilson interval of 13% is [11.0, 15.2], of 11.5% [9.7, 13.6].
+    assert_eq!(
+        above_chance(&Accuracy::single(0.13, 1000), 0.1),
+        Verdict::Holds
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.115, 1000), 0.1),
+        Verdict::Inconclusive
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.02, 1000), 0.1),
+        Verdict::DoesNotHold
+    );
+    let m = |a: f64, b: f64, n: usize| {
+        Margin::between(&Accuracy::single(a, n), &Accuracy::single(b, n)).verdict()
+    };
+    assert_eq!(m(0.5, 0.1, 500), Verdict::Holds);
+    assert_eq!(m(0.14, 0.13, 100), Verdict::Inconclusive);
+    assert_eq!(m(0.1, 0.5, 500), Verdict::DoesNotHold);
+    // Precise points over many architectures decide; four points rarely do.
+    let xs: Vec<f64> = (0..12).map(|i| 0.2 + 0.05 * i as f64).collect();
+    let up: Vec<f64> = xs.iter().map(|x| 0.1 + 0.5 * x).collect();
+    let down: Vec<f64> = xs.iter().map(|x| 0.5 - 0.5 * x).collect();
+    let c = correlation(&accs(&xs, 100_000), &accs(&up, 100_000));
+    assert_eq!(correlation_verdict(c.as_ref()), "holds");
+    let c = correlation(&accs(&xs, 100_000), &accs(&down, 100_000));
+    assert_eq!(correlation_verdict(c.as_ref()), "does not hold");
+    let c = correlation(&accs(&xs[..4], 1000), &accs(&[0.3, 0.2, 0.4, 0.35], 1000));
+    assert_eq!(correlation_verdict(c.as_ref()), "inconclusive");
+    let c = correlation(&accs(&xs[..2], 1000), &accs(&up[..2], 1000));
+    assert_eq!(correlation_verdict(c.as_ref()), "n/a");
+    assert_eq!(correlation_verdict(None), "n/a");
+    assert_eq!(points_verdict(&[]), "n/a");
+    assert_eq!(
+        points_verdict(&[Verdict::Holds, Verdict::Inconclusive]),
+        "partly"
+    );
+    assert_eq!(points_verdict(&[Verdict::Inconclusive]), "inconclusive");
 }
 
 #[test]
@@ -134,97 +165,107 @@ fn words_follow_the_numbers() {
     assert_eq!(points(0.125), "12.5");
 }
 
-fn arch_point(name: &str, acc_det: f64, transfer: f64) -> figure3::ArchPoint {
+/// An architecture's point: accuracies on 10,000 test images, transfer on `n_transfer` images.
+fn arch_point(name: &str, acc_det: f64, transfer: f64, n_transfer: usize) -> figure3::ArchPoint {
     figure3::ArchPoint {
         arch: name.into(),
-        acc_det,
-        acc_rand: f64::NAN,
-        acc_std: 0.9,
-        transfer,
+        acc_det: Accuracy::single(acc_det, 10_000),
+        acc_rand: None,
+        acc_std: Accuracy::single(0.9, 10_000),
+        transfer: Accuracy::single(transfer, n_transfer),
     }
+}
+
+/// `k` architectures with accuracy and transfer rising (or, with `down`, falling) together.
+fn line_of_points(k: usize, down: bool) -> Vec<figure3::ArchPoint> {
+    (0..k)
+        .map(|i| {
+            let x = 0.2 + 0.3 * i as f64 / (k - 1) as f64;
+            let y = if down { 0.6 - x } else { x - 0.1 };
+            arch_point(&format!("a{i}"), x, y, 100_000)
+        })
+        .collect()
 }
 
 #[test]
 fn figure3_finding_follows_the_correlation() {
-    let up = [
-        arch_point("a", 0.2, 0.1),
-        arch_point("b", 0.3, 0.2),
-        arch_point("c", 0.4, 0.35),
-        arch_point("d", 0.5, 0.5),
-    ];
-    let (text, verdict) = figure3::finding(&up, 0.1, 10000, 1000);
-    assert_eq!(verdict, "holds");
-    assert!(text.contains("strong positive"), "{text}");
-    assert!(text.contains("d learns most") && text.contains("d is the most susceptible"));
-    let down = [
-        arch_point("a", 0.2, 0.5),
-        arch_point("b", 0.3, 0.35),
-        arch_point("c", 0.4, 0.2),
-        arch_point("d", 0.5, 0.1),
-    ];
-    let (text, verdict) = figure3::finding(&down, 0.1, 10000, 1000);
-    assert_eq!(verdict, "does not hold");
+    // Twelve precise architectures on a line decide; the text names the extremes.
+    let up = line_of_points(12, false);
+    let (text, verdict) = figure3::finding(&up, 0.1);
+    assert_eq!(verdict, "holds", "{text}");
+    assert!(
+        text.contains("strong positive") && text.contains("r = 1.00 ["),
+        "{text}"
+    );
+    assert!(text.contains("a11 learns most") && text.contains("a11 is the most susceptible"));
+    let (text, verdict) = figure3::finding(&line_of_points(12, true), 0.1);
+    assert_eq!(verdict, "does not hold", "{text}");
     assert!(text.contains("negative"), "{text}");
+    // Four architectures (the default preset): r = 0.95 is still inside the sampling noise.
+    let four = [
+        arch_point("a", 0.2, 0.1, 1000),
+        arch_point("b", 0.3, 0.2, 1000),
+        arch_point("c", 0.4, 0.35, 1000),
+        arch_point("d", 0.5, 0.3, 1000),
+    ];
+    let (text, verdict) = figure3::finding(&four, 0.1);
+    assert_eq!(verdict, "inconclusive", "{text}");
+    assert!(text.contains("d learns most") && text.contains("c is the most susceptible"));
     // A model at chance is named; no spread -> n/a.
     let flat = [
-        arch_point("a", 0.1, 0.2),
-        arch_point("b", 0.3, 0.2),
-        arch_point("c", 0.4, 0.2),
+        arch_point("a", 0.1, 0.2, 1000),
+        arch_point("b", 0.3, 0.2, 1000),
+        arch_point("c", 0.4, 0.2, 1000),
     ];
-    let (text, verdict) = figure3::finding(&flat, 0.1, 10000, 1000);
-    assert_eq!(verdict, "n/a");
+    let (text, verdict) = figure3::finding(&flat, 0.1);
+    assert_eq!(verdict, "n/a", "{text}");
     assert!(
         text.contains("undefined") && text.contains("a is not clearly above chance"),
         "{text}"
     );
     // A perfect correlation among models that all stayed at chance tests nothing.
     let void = [
-        arch_point("a", 0.09, 0.01),
-        arch_point("b", 0.1, 0.02),
-        arch_point("c", 0.11, 0.03),
+        arch_point("a", 0.095, 0.01, 1000),
+        arch_point("b", 0.1, 0.02, 1000),
+        arch_point("c", 0.103, 0.03, 1000),
     ];
-    let (text, verdict) = figure3::finding(&void, 0.1, 1000, 1000);
+    let (text, verdict) = figure3::finding(&void, 0.1);
     assert_eq!(verdict, "n/a");
     assert!(
         text.contains("D_det cannot test the claim") && !text.contains("correlation"),
         "{text}"
     );
     // Then D_rand, when every architecture has it, decides (and the text says so).
-    let with_rand: Vec<_> = void
-        .iter()
-        .zip([0.3, 0.4, 0.5])
-        .map(|(p, r)| figure3::ArchPoint {
-            acc_rand: r,
-            ..p.clone()
-        })
-        .collect();
-    let (text, verdict) = figure3::finding(&with_rand, 0.1, 1000, 1000);
-    assert_eq!(verdict, "holds", "{text}");
+    let with_rand = |points: &[figure3::ArchPoint], rand: &[f64]| -> Vec<figure3::ArchPoint> {
+        points
+            .iter()
+            .zip(rand)
+            .map(|(p, &r)| figure3::ArchPoint {
+                acc_rand: Some(Accuracy::single(r, 10_000)),
+                ..p.clone()
+            })
+            .collect()
+    };
+    let (text, verdict) = figure3::finding(&with_rand(&void, &[0.3, 0.4, 0.5]), 0.1);
+    assert_eq!(verdict, "inconclusive", "{text}");
     assert!(
         text.contains("With D_rand") && text.contains("The verdict is D_rand's"),
         "{text}"
     );
     // D_det's verdict stands when it can test the claim, whatever D_rand shows.
-    let det_ok: Vec<_> = up
-        .iter()
-        .zip([0.5, 0.4, 0.3, 0.2])
-        .map(|(p, r)| figure3::ArchPoint {
-            acc_rand: r,
-            ..p.clone()
-        })
-        .collect();
-    assert_eq!(figure3::finding(&det_ok, 0.1, 10000, 1000).1, "holds");
+    let rand: Vec<f64> = (0..12).map(|i| 0.5 - 0.02 * i as f64).collect();
+    assert_eq!(figure3::finding(&with_rand(&up, &rand), 0.1).1, "holds");
     // Transfer rates that noise could produce (1-2% on 500 images) test nothing, whatever r is.
     let noise: Vec<_> = up
         .iter()
-        .zip([0.008, 0.01, 0.014, 0.018])
-        .map(|(p, t)| figure3::ArchPoint {
-            transfer: t,
+        .enumerate()
+        .map(|(i, p)| figure3::ArchPoint {
+            transfer: Accuracy::single(0.008 + 0.001 * i as f64, 500),
             ..p.clone()
         })
         .collect();
-    let (text, verdict) = figure3::finding(&noise, 0.1, 10000, 500);
-    assert_eq!(verdict, "n/a", "{text}");
+    let (text, verdict) = figure3::finding(&noise, 0.1);
+    assert_eq!(verdict, "inconclusive", "{text}");
     assert!(text.contains("within sampling noise"), "{text}");
 }
 
@@ -233,7 +274,7 @@ fn eps_pts(accs: &[f64]) -> Vec<eps_sensitivity::EpsPoint> {
         .enumerate()
         .map(|(i, &acc)| eps_sensitivity::EpsPoint {
             eps: 0.5 * (i + 1) as f64,
-            acc,
+            acc: Accuracy::single(acc, 10_000),
             success: 0.9,
         })
         .collect()
@@ -247,11 +288,12 @@ fn eps_sensitivity_verdict_counts_above_chance_points() {
             ("D_det", eps_pts(&[0.3, 0.4])),
         ],
         0.1,
-        10000,
     );
     assert_eq!(v, "holds");
     assert!(
-        text.contains("D_rand: accuracy rises from 50.0% at eps=0.5 to 60.0% at eps=1"),
+        text.contains(
+            "D_rand: accuracy rises from 50.0% [49.0, 51.0] at eps=0.5 to 60.0% [59.0, 61.0] at eps=1"
+        ),
         "{text}"
     );
     let (text, v) = eps_sensitivity::finding(
@@ -260,13 +302,18 @@ fn eps_sensitivity_verdict_counts_above_chance_points() {
             ("D_det", eps_pts(&[0.1, 0.05])),
         ],
         0.1,
-        10000,
     );
     assert_eq!(v, "partly");
-    assert!(text.contains("above chance at 0 of 2 radii"), "{text}");
-    let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.09]))], 0.1, 10000);
+    assert!(
+        text.contains("above chance at 0 of 2 radii (below chance at 1)"),
+        "{text}"
+    );
+    // 10% is chance itself (inconclusive), 9% on 10,000 images is clearly below it.
+    let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.09]))], 0.1);
     assert_eq!(v, "does not hold");
-    assert_eq!(eps_sensitivity::finding(&[], 0.1, 100).1, "n/a");
+    let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.101]))], 0.1);
+    assert_eq!(v, "inconclusive");
+    assert_eq!(eps_sensitivity::finding(&[], 0.1).1, "n/a");
 }
 
 #[test]
@@ -282,11 +329,19 @@ fn eps_set_names_match_table1() {
 #[test]
 fn cosine_verdicts() {
     let f = |b: f64, a: f64, nr: f64| {
-        cosine::finding(("L2", 0.8, b), ("cosine", 0.8, a), nr, 1000, 0.5)
+        let std = Accuracy::single(0.8, 10_000);
+        let (b, a, nr) = (
+            Accuracy::single(b, 1000),
+            Accuracy::single(a, 1000),
+            Accuracy::single(nr, 1000),
+        );
+        cosine::finding(("L2", &std, &b), ("cosine", &std, &a), &nr, 0.5)
     };
     assert_eq!(f(0.4, 0.4, 0.05).1, "holds");
-    assert_eq!(f(0.4, 0.06, 0.05).1, "does not hold");
+    assert_eq!(f(0.4, 0.01, 0.05).1, "does not hold");
+    assert_eq!(f(0.4, 0.06, 0.05).1, "inconclusive");
     assert_eq!(f(0.06, 0.4, 0.05).1, "partly");
+    assert!(f(0.4, 0.4, 0.05).0.contains("m = +35.0 ± "));
     let (text, v) = f(0.05, 0.05, 0.05);
     assert_eq!(v, "n/a");
     assert!(
@@ -380,6 +435,9 @@ fn gap(model: &str, on: &str, train: f64, test: f64, best: f64) -> overfitting::
         best_test: best,
         best_epoch: 3,
         last_test: test,
+        train_n: 1000,
+        test_n: 10_000,
+        curve_n: 2000,
     }
 }
 
@@ -398,7 +456,9 @@ fn overfitting_finding() {
     );
     assert!(t.contains("gap is 10.0 points"), "{t}");
     assert!(
-        t.contains("D_R is no larger") && t.contains("D_NR over-fits more"),
+        t.contains("D_R (m = +0.0 ± ")
+            && t.contains("is no larger")
+            && t.contains("D_NR over-fits more"),
         "{t}"
     );
     assert!(
@@ -407,6 +467,11 @@ fn overfitting_finding() {
     );
     let calm = overfitting::finding(&rows[..2]);
     assert!(calm.contains("no sign of classical over-fitting"), "{calm}");
+    // A 1-point drop on a 2000-image curve is within noise; a 10-point one is not.
+    let small = [gap("on_D_R", "D_R", 0.9, 0.8, 0.81)];
+    assert!(overfitting::finding(&small).contains("no sign"));
+    let big = [gap("on_D_R", "D_R", 0.9, 0.8, 0.9)];
+    assert!(overfitting::finding(&big).contains("falls after its best epoch for D_R"));
 }
 
 #[test]
@@ -471,6 +536,33 @@ fn builtin_presets_switch_extras_as_documented() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn fresh_seeds_default_to_one_and_are_validated_by_name() {
+    let text = BUILTIN.iter().find(|p| p.0 == "smoke").unwrap().1;
+    // The smoke preset trains every Figure 2 / Table 1 fresh model twice.
+    let smoke = Preset::parse(text, "smoke").unwrap();
+    assert_eq!(smoke.fresh_seeds(), 2);
+    // Absent (presets written before seeds existed): 1.
+    let without = text.replace("seeds = 2", "");
+    assert_ne!(without, text);
+    let p = Preset::parse(&without, "test").unwrap();
+    assert_eq!((p.fresh.seeds, p.fresh_seeds()), (None, 1));
+    // Every built-in preset parses with at least one seed.
+    for (name, _) in BUILTIN {
+        assert!(Preset::load(name).unwrap().0.fresh_seeds() >= 1, "{name}");
+    }
+    let err = |t: String| format!("{:#}", Preset::parse(&t, "test").unwrap_err());
+    assert!(err(text.replace("seeds = 2", "seeds = 0")).contains("fresh.seeds"));
+    assert!(err(text.replace("seeds = 2", "seeds = -1")).contains("seeds"));
+    let in_std = without.replacen("[train_std]\n", "[train_std]\nseeds = 3\n", 1);
+    assert!(err(in_std).contains("train_std.seeds"));
+    // Not in any cache key: the fresh section serialises the same with and without it.
+    assert_eq!(
+        serde_json::to_string(&smoke.fresh).unwrap(),
+        serde_json::to_string(&p.fresh).unwrap()
+    );
 }
 
 #[test]

@@ -71,10 +71,37 @@ fn model(
         robust,
         final_train_acc: Some((std_acc + 0.06).min(1.0)),
         wall_s: 18.0,
+        seeds: Vec::new(),
+        seed_summary: None,
     }
 }
 
-/// The demo models (invented numbers).
+/// `m` with a second (invented) seed whose accuracies are `m`'s shifted by `shift`.
+fn with_second_seed(mut m: ModelResult, shift: f64) -> ModelResult {
+    let seed0 = SeedRun {
+        seed: 0,
+        train_seed: 11,
+        std_acc: m.std_acc,
+        robust: m.robust.clone(),
+    };
+    let seed1 = SeedRun {
+        seed: 1,
+        train_seed: 12,
+        std_acc: (m.std_acc + shift).clamp(0.0, 1.0),
+        robust: m
+            .robust
+            .iter()
+            .map(|p| RobustPoint {
+                acc: (p.acc + shift).clamp(0.0, 1.0),
+                ..p.clone()
+            })
+            .collect(),
+    };
+    m.set_seeds(vec![seed0, seed1]);
+    m
+}
+
+/// The demo models (invented numbers; `on_D_R` has two seeds).
 pub fn demo_models() -> Vec<ModelResult> {
     vec![
         model("C_std", "D", 0.915, [0.35, 0.08, 0.0, 0.0, 0.01], None),
@@ -85,7 +112,10 @@ pub fn demo_models() -> Vec<ModelResult> {
             [0.78, 0.72, 0.55, 0.2, 0.6],
             Some("L2 PGD eps=1.0, 7 steps"),
         ),
-        model("on_D_R", "D_R", 0.78, [0.62, 0.45, 0.2, 0.03, 0.3], None),
+        with_second_seed(
+            model("on_D_R", "D_R", 0.78, [0.62, 0.45, 0.2, 0.03, 0.3], None),
+            0.012,
+        ),
         model("on_D_NR", "D_NR", 0.80, [0.2, 0.03, 0.0, 0.0, 0.0], None),
         model(
             "on_D_rand",

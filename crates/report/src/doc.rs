@@ -118,6 +118,7 @@ fn verdict_class(v: Verdict) -> &'static str {
         Verdict::Holds => "v-holds",
         Verdict::Partly => "v-partly",
         Verdict::DoesNotHold => "v-not",
+        Verdict::Inconclusive => "v-inc",
         Verdict::Undetermined | Verdict::NotApplicable => "v-und",
     }
 }
@@ -127,24 +128,33 @@ fn verdict_md(v: Verdict) -> &'static str {
         Verdict::Holds => "✅ holds",
         Verdict::Partly => "🟡 partly",
         Verdict::DoesNotHold => "❌ does not hold",
+        Verdict::Inconclusive => "🔷 inconclusive",
         Verdict::Undetermined => "⚪ undetermined",
         Verdict::NotApplicable => "n/a",
     }
 }
 
-/// Splits a verdict cell "F2a: holds; F2c: partly" into (prefix, verdict or raw text).
-fn verdict_parts(cell: &str) -> Vec<(String, Result<Verdict, String>)> {
+/// One part of a verdict cell: its prefix ("F2a: "), the verdict (or the raw text when it is
+/// none) and a trailing note such as "(m = +1.0 ± 3.2 points)".
+type VerdictPart = (String, Result<Verdict, String>, String);
+
+/// Splits a verdict cell "F2a: holds (m = +11.4 ± 3.1 points); F2c: partly" into its parts.
+fn verdict_parts(cell: &str) -> Vec<VerdictPart> {
     cell.split("; ")
         .filter(|p| !p.trim().is_empty())
-        .map(|p| match p.rsplit_once(": ") {
-            Some((id, v)) => match Verdict::parse(v) {
-                Some(v) => (format!("{id}: "), Ok(v)),
-                None => (String::new(), Err(p.to_string())),
-            },
-            None => match Verdict::parse(p) {
-                Some(v) => (String::new(), Ok(v)),
-                None => (String::new(), Err(p.to_string())),
-            },
+        .map(|p| {
+            let (body, note) = match p.split_once(" (") {
+                Some((b, n)) if p.ends_with(')') => (b, format!("({n}")),
+                _ => (p, String::new()),
+            };
+            let parsed = match body.rsplit_once(": ") {
+                Some((id, v)) => Verdict::parse(v).map(|v| (format!("{id}: "), v)),
+                None => Verdict::parse(body).map(|v| (String::new(), v)),
+            };
+            match parsed {
+                Some((prefix, v)) => (prefix, Ok(v), note),
+                None => (String::new(), Err(p.to_string()), String::new()),
+            }
         })
         .collect()
 }
@@ -158,6 +168,11 @@ pub(crate) fn verdict_badge_html(v: Verdict) -> String {
 }
 
 fn looks_numeric(s: &str) -> bool {
+    // A value with its interval, "49.0% [44.6, 53.4]", is a number too.
+    let s = match s.trim().split_once(" [") {
+        Some((v, rest)) if rest.ends_with(']') && !rest.contains('[') => v,
+        _ => s,
+    };
     let t = s
         .trim()
         .trim_end_matches('%')
@@ -181,11 +196,20 @@ fn table_html(t: &DocTable, out: &mut String) {
             let cell = row.get(i).map(String::as_str).unwrap_or("");
             if t.verdict_cols.contains(&i) {
                 out.push_str("<td class=\"verdict\">");
-                for (prefix, v) in verdict_parts(cell) {
+                for (prefix, v, note) in verdict_parts(cell) {
                     match v {
-                        Ok(v) => {
+                        Ok(v) if note.is_empty() => {
                             let _ =
                                 write!(out, "<div>{}{}</div>", esc(&prefix), verdict_badge_html(v));
+                        }
+                        Ok(v) => {
+                            let _ = write!(
+                                out,
+                                "<div>{}{} <span class=\"margin\">{}</span></div>",
+                                esc(&prefix),
+                                verdict_badge_html(v),
+                                esc(&note)
+                            );
                         }
                         Err(raw) => {
                             let _ = write!(out, "<div>{}</div>", inline_html(&raw));
@@ -226,8 +250,9 @@ fn table_md(t: &DocTable, out: &mut String) {
                 if t.verdict_cols.contains(&i) {
                     let parts: Vec<String> = verdict_parts(c)
                         .into_iter()
-                        .map(|(p, v)| match v {
-                            Ok(v) => format!("{p}{}", verdict_md(v)),
+                        .map(|(p, v, note)| match v {
+                            Ok(v) if note.is_empty() => format!("{p}{}", verdict_md(v)),
+                            Ok(v) => format!("{p}{} {note}", verdict_md(v)),
                             Err(raw) => raw,
                         })
                         .collect();
@@ -426,6 +451,7 @@ td.verdict div { white-space:nowrap; margin:1px 0; }
 .badge { display:inline-block; padding:1px 9px; border-radius:10px; font-size:12.5px; font-weight:600; }
 .v-holds { background:#dafbe1; color:#116329; } .v-partly { background:#fff8c5; color:#7d4e00; }
 .v-not { background:#ffebe9; color:#a40e26; } .v-und { background:#eef1f4; color:#59636e; }
+.v-inc { background:#ddf4ff; color:#0a3069; } td.verdict .margin { color:var(--muted); font-size:12.5px; }
 .missing { border-left:4px solid #d4a72c; background:#fff8c5; padding:8px 14px; margin:12px 0; border-radius:4px; }
 .missing.problem { border-left-color:#cf222e; background:#ffebe9; }
 figure { margin:18px 0; }
@@ -514,5 +540,16 @@ mod tests {
         let p = verdict_parts("F2a: holds; F2c: does not hold");
         assert_eq!(p[1].1, Ok(Verdict::DoesNotHold));
         assert!(verdict_parts("—")[0].1.is_err());
+        let p = verdict_parts("F2d: inconclusive (m = -0.6 ± 3.2 points); F2c: holds");
+        assert_eq!(p[0].0, "F2d: ");
+        assert_eq!(p[0].1, Ok(Verdict::Inconclusive));
+        assert_eq!(p[0].2, "(m = -0.6 ± 3.2 points)");
+        assert_eq!(p[1].2, "");
+        // A parenthesis that is not after a verdict stays raw text.
+        assert!(verdict_parts("reference (C_std)")[0].1.is_err());
+        assert!(looks_numeric("49.0% [44.6, 53.4]") && looks_numeric("12.5%"));
+        assert!(!looks_numeric(
+            "49.0% ± 1.3 [44.4, 53.6] (seeds 48.1, 49.9)"
+        ));
     }
 }

@@ -6,6 +6,8 @@
 //! - [`results`]: the schema of the results files (written by nrf-experiments).
 //! - [`paper`]: the paper's numbers with their source tags (`paper_numbers.toml`).
 //! - [`verdict`]: the documented, fixed decision rules for each claim.
+//! - [`uncertainty`]: Wilson intervals, seed spread, margins and their standard errors: the one
+//!   rule every verdict uses (holds only when the margin exceeds twice its standard error).
 //! - [`plot`]: PNG plots (line, scatter, grouped bars) with an embedded font.
 //! - [`grid`]: labelled image grids.
 //! - [`write_report`] / [`summary_markdown`]: the report.
@@ -33,6 +35,7 @@ pub mod plot;
 mod report;
 pub mod results;
 pub mod text;
+pub mod uncertainty;
 pub mod verdict;
 
 pub use grid::{image_grid, GridCell, GridRow};
@@ -41,4 +44,5 @@ pub use load::Results;
 pub use paper::{paper_numbers, PaperNumber, SourceStatus};
 pub use plot::{bar_plot, line_plot, scatter_plot, PlotOptions};
 pub use report::{summary_markdown, write_report, ReportSummary, SECTION_TITLES};
+pub use uncertainty::{above_chance, wilson, Accuracy, Interval, Margin};
 pub use verdict::{ClaimVerdict, ModelKind, Verdict};

@@ -162,7 +162,7 @@ impl PlotOptions {
 }
 
 /// One line of a line plot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LineSeriesSpec {
     /// Legend entry.
     pub name: String,
@@ -172,6 +172,82 @@ pub struct LineSeriesSpec {
     pub dashed: bool,
     /// Palette index (None: the series' position).
     pub color: Option<usize>,
+    /// Error bars: one (lo, hi) per point (e.g. a 95% interval), drawn as vertical bars with
+    /// caps; empty = none. Must be empty or as long as `points`; a non-finite pair is skipped.
+    pub intervals: Vec<(f64, f64)>,
+}
+
+/// Checks that `intervals` is empty or has one entry per value.
+fn check_intervals(what: &str, n: usize, intervals: &[(f64, f64)]) -> Result<()> {
+    if !intervals.is_empty() && intervals.len() != n {
+        bail!(
+            "{what}: {} error bars for {n} points (need none or one per point)",
+            intervals.len()
+        );
+    }
+    Ok(())
+}
+
+/// The finite error bars of `intervals` (lo ≤ hi), for ranges.
+fn finite_bars(intervals: &[(f64, f64)]) -> impl Iterator<Item = (f64, f64)> + '_ {
+    intervals
+        .iter()
+        .copied()
+        .filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
+}
+
+/// Draws a vertical error bar from `lo` to `hi` at `x` (chart coordinates) with 4-pixel caps.
+fn draw_vbar(
+    chart: &mut Chart,
+    x: f64,
+    (lo, hi): (f64, f64),
+    c: RGBColor,
+    width: u32,
+) -> Result<()> {
+    if !(x.is_finite() && lo.is_finite() && hi.is_finite()) || lo > hi {
+        return Ok(());
+    }
+    let (px, plo) = chart.backend_coord(&(x, lo));
+    let (_, phi) = chart.backend_coord(&(x, hi));
+    let area = chart.plotting_area().strip_coord_spec();
+    let base = area.get_base_pixel();
+    let (px, plo, phi) = (px - base.0, plo - base.1, phi - base.1);
+    let style = c.stroke_width(width);
+    for seg in [
+        vec![(px, plo), (px, phi)],
+        vec![(px - 4, plo), (px + 4, plo)],
+        vec![(px - 4, phi), (px + 4, phi)],
+    ] {
+        area.draw(&PathElement::new(seg, style)).map_err(de)?;
+    }
+    Ok(())
+}
+
+/// Draws a horizontal error bar from `lo` to `hi` at `y` (chart coordinates) with 4-pixel caps.
+fn draw_hbar(
+    chart: &mut Chart,
+    y: f64,
+    (lo, hi): (f64, f64),
+    c: RGBColor,
+    width: u32,
+) -> Result<()> {
+    if !(y.is_finite() && lo.is_finite() && hi.is_finite()) || lo > hi {
+        return Ok(());
+    }
+    let (plo, py) = chart.backend_coord(&(lo, y));
+    let (phi, _) = chart.backend_coord(&(hi, y));
+    let area = chart.plotting_area().strip_coord_spec();
+    let base = area.get_base_pixel();
+    let (py, plo, phi) = (py - base.1, plo - base.0, phi - base.0);
+    let style = c.stroke_width(width);
+    for seg in [
+        vec![(plo, py), (phi, py)],
+        vec![(plo, py - 4), (plo, py + 4)],
+        vec![(phi, py - 4), (phi, py + 4)],
+    ] {
+        area.draw(&PathElement::new(seg, style)).map_err(de)?;
+    }
+    Ok(())
 }
 
 fn check_points(what: &str, pts: &[(f64, f64)]) -> Result<()> {
@@ -575,8 +651,7 @@ pub fn line_plot(
         .map(|(n, p)| LineSeriesSpec {
             name: n.clone(),
             points: p.clone(),
-            dashed: false,
-            color: None,
+            ..Default::default()
         })
         .collect();
     line_plot_with(
@@ -600,6 +675,11 @@ pub fn line_plot_with(
 ) -> Result<()> {
     for s in series {
         check_points(&format!("series {:?}", s.name), &s.points)?;
+        check_intervals(
+            &format!("series {:?}", s.name),
+            s.points.len(),
+            &s.intervals,
+        )?;
     }
     let xr = padded_range(
         series.iter().flat_map(|s| s.points.iter().map(|p| p.0)),
@@ -609,6 +689,11 @@ pub fn line_plot_with(
         series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(
+                series
+                    .iter()
+                    .flat_map(|s| finite_bars(&s.intervals).flat_map(|(a, b)| [a, b])),
+            )
             .chain(opts.hlines.iter().map(|h| h.0)),
         opts.y_range,
     )?;
@@ -645,6 +730,9 @@ pub fn line_plot_with(
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(de)?;
+            for (p, iv) in s.points.iter().zip(&s.intervals) {
+                draw_vbar(&mut chart, p.0, *iv, c, 1)?;
+            }
             items.push((s.name.clone(), c, Mark::Line { dashed: s.dashed }));
         }
         if let Some(l) = legend {
@@ -672,6 +760,21 @@ pub fn scatter_plot(
     )
 }
 
+/// One labelled point of [`scatter_points_plot`], with optional error bars.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScatterPoint {
+    /// x value.
+    pub x: f64,
+    /// y value.
+    pub y: f64,
+    /// Label written right of the point (and of its horizontal error bar).
+    pub label: String,
+    /// Horizontal error bar (lo, hi) in x units, e.g. a 95% interval.
+    pub x_interval: Option<(f64, f64)>,
+    /// Vertical error bar (lo, hi) in y units.
+    pub y_interval: Option<(f64, f64)>,
+}
+
 /// [`scatter_plot`] with [`PlotOptions`] (the legend option is ignored: labels sit at the points).
 pub fn scatter_plot_with(
     path: impl AsRef<Path>,
@@ -681,9 +784,38 @@ pub fn scatter_plot_with(
     points: &[(f64, f64, String)],
     opts: &PlotOptions,
 ) -> Result<()> {
-    let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
+    let pts: Vec<ScatterPoint> = points
+        .iter()
+        .map(|(x, y, label)| ScatterPoint {
+            x: *x,
+            y: *y,
+            label: label.clone(),
+            ..Default::default()
+        })
+        .collect();
+    scatter_points_plot(path, title, x_label, y_label, &pts, opts)
+}
+
+/// Scatter plot of [`ScatterPoint`]s with their error bars (the legend option is ignored:
+/// labels sit at the points). Automatic ranges include the error bars.
+pub fn scatter_points_plot(
+    path: impl AsRef<Path>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[ScatterPoint],
+    opts: &PlotOptions,
+) -> Result<()> {
+    let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.x, p.y)).collect();
     check_points("scatter", &xy)?;
-    let mut xr = padded_range(xy.iter().map(|p| p.0), opts.x_range)?;
+    let xbars: Vec<(f64, f64)> = points.iter().filter_map(|p| p.x_interval).collect();
+    let ybars: Vec<(f64, f64)> = points.iter().filter_map(|p| p.y_interval).collect();
+    let mut xr = padded_range(
+        xy.iter()
+            .map(|p| p.0)
+            .chain(finite_bars(&xbars).flat_map(|(a, b)| [a, b])),
+        opts.x_range,
+    )?;
     if opts.x_range.is_none() {
         // Room for the labels right of the points.
         xr.1 += (xr.1 - xr.0) * 0.15;
@@ -691,6 +823,7 @@ pub fn scatter_plot_with(
     let yr = padded_range(
         xy.iter()
             .map(|p| p.1)
+            .chain(finite_bars(&ybars).flat_map(|(a, b)| [a, b]))
             .chain(opts.hlines.iter().map(|h| h.0)),
         opts.y_range,
     )?;
@@ -709,16 +842,30 @@ pub fn scatter_plot_with(
             &f,
         )?;
         draw_hlines(root, &mut chart, xr, &opts.hlines)?;
-        for (i, (x, y, label)) in points.iter().enumerate() {
+        for (i, p) in points.iter().enumerate() {
             let c = color(i);
+            if let Some(iv) = p.x_interval {
+                draw_hbar(&mut chart, p.y, iv, c, 2)?;
+            }
+            if let Some(iv) = p.y_interval {
+                draw_vbar(&mut chart, p.x, iv, c, 2)?;
+            }
             chart
-                .draw_series(std::iter::once(Circle::new((*x, *y), 6, c.filled())))
+                .draw_series(std::iter::once(Circle::new((p.x, p.y), 6, c.filled())))
                 .map_err(de)?;
-            let (px, py) = chart.backend_coord(&(*x, *y));
+            // The label starts right of the point and of its horizontal error bar, a little
+            // above the point so that a vertical bar does not run through it.
+            let right = p
+                .x_interval
+                .map(|(_, hi)| hi)
+                .filter(|hi| hi.is_finite() && *hi > p.x)
+                .unwrap_or(p.x);
+            let (px, py) = chart.backend_coord(&(right, p.y));
+            let (cx, _) = chart.backend_coord(&(p.x, p.y));
             draw_text(
                 root,
-                label,
-                (px + 10, py),
+                &p.label,
+                (px.max(cx + 6) + 8, py - 10),
                 &TextStyle::new(14.0).anchor(HAlign::Left, VAlign::Center),
             )?;
         }
@@ -753,9 +900,46 @@ pub fn bar_plot_with(
     series: &[(String, Vec<f64>)],
     opts: &PlotOptions,
 ) -> Result<()> {
+    bar_plot_with_errors(path, title, y_label, categories, series, &[], opts)
+}
+
+/// [`bar_plot_with`] with error bars: `errors[j][i]` = (lo, hi) of series j's bar i (e.g. a 95%
+/// interval; a non-finite pair draws none). `errors` is empty (no error bars) or has one entry
+/// per series, each empty or one pair per category. Bar values are written above the bars'
+/// error bars.
+pub fn bar_plot_with_errors(
+    path: impl AsRef<Path>,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[(String, Vec<f64>)],
+    errors: &[Vec<(f64, f64)>],
+    opts: &PlotOptions,
+) -> Result<()> {
     if categories.is_empty() || series.is_empty() {
         bail!("bar plot {title:?}: no categories or no series");
     }
+    if !errors.is_empty() && errors.len() != series.len() {
+        bail!(
+            "bar plot {title:?}: error bars for {} series, but {} series",
+            errors.len(),
+            series.len()
+        );
+    }
+    for (j, e) in errors.iter().enumerate() {
+        check_intervals(
+            &format!("bar plot {title:?} series {:?}", series[j].0),
+            categories.len(),
+            e,
+        )?;
+    }
+    let bar = |j: usize, i: usize| -> Option<(f64, f64)> {
+        errors
+            .get(j)
+            .and_then(|e| e.get(i))
+            .copied()
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite() && lo <= hi)
+    };
     for (name, vals) in series {
         if vals.len() != categories.len() {
             bail!(
@@ -774,6 +958,7 @@ pub fn bar_plot_with(
             let vals: Vec<f64> = series
                 .iter()
                 .flat_map(|s| s.1.iter().copied())
+                .chain(errors.iter().flat_map(|e| finite_bars(e).map(|b| b.1)))
                 .filter(|v| v.is_finite())
                 .chain(opts.hlines.iter().map(|h| h.0))
                 .collect();
@@ -836,9 +1021,16 @@ pub fn bar_plot_with(
                         c.filled(),
                     )))
                     .map_err(de)?;
+                let top = match bar(j, i) {
+                    Some(iv) => {
+                        draw_vbar(&mut chart, (x0 + x1) / 2.0, iv, INK, 2)?;
+                        v.max(iv.1)
+                    }
+                    None => *v,
+                };
                 if opts.bar_values {
                     labels.push((
-                        chart.backend_coord(&((x0 + x1) / 2.0, *v)),
+                        chart.backend_coord(&((x0 + x1) / 2.0, top)),
                         value_label(*v, opts.percent_y),
                     ));
                 }
@@ -1077,6 +1269,71 @@ mod tests {
         )
         .unwrap();
         decode(&b);
+    }
+
+    #[test]
+    fn error_bars_are_drawn_where_the_intervals_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bars.png");
+        let opts = PlotOptions {
+            bar_values: false,
+            ..PlotOptions::accuracy()
+        };
+        // One bar at 50% with a 95% interval [40%, 60%].
+        bar_plot_with_errors(
+            &p,
+            "",
+            "",
+            &["a".into()],
+            &[("s".into(), vec![0.5])],
+            &[vec![(0.4, 0.6)]],
+            &opts,
+        )
+        .unwrap();
+        let img = decode(&p).to_rgb8();
+        // The plotting area spans x 84..936 (categories -0.5..0.5) and y 56..490 (Frame::big with
+        // the bars' bottom). The bar covers x -0.4..0.32, so its centre is pixel column
+        // 84 + 0.46 * 852 ≈ 476; y = 55% is pixel row 490 - 0.55 * 434 ≈ 251, above the bar's
+        // top (row 273): only the error bar is drawn there, and nothing above 60% (row 230).
+        let ink = |x: u32, y: u32| (x - 3..=x + 3).any(|xx| img.get_pixel(xx, y).0 == [30, 30, 30]);
+        assert!(ink(476, 251), "no error bar above the bar");
+        assert!(!ink(476, 200), "error bar drawn beyond its interval");
+        // Line plots: an interval per point or none; a wrong count is an error naming the series.
+        let e = line_plot_with(
+            &p,
+            "t",
+            "x",
+            "y",
+            &[LineSeriesSpec {
+                name: "s".into(),
+                points: vec![(0.0, 0.5), (1.0, 0.4)],
+                intervals: vec![(0.4, 0.6)],
+                ..Default::default()
+            }],
+            &PlotOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("1 error bars for 2 points"),
+            "{e:#}"
+        );
+        let s = dir.path().join("scatter.png");
+        scatter_points_plot(
+            &s,
+            "t",
+            "x",
+            "y",
+            &[ScatterPoint {
+                x: 0.5,
+                y: 0.2,
+                label: "a".into(),
+                x_interval: Some((0.4, 0.6)),
+                y_interval: Some((0.1, 0.3)),
+            }],
+            &PlotOptions::default(),
+        )
+        .unwrap();
+        decode(&s);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use crate::io::atomic_write;
 use crate::load::Results;
 use crate::paper::{cell_text, fmt_num, paper_numbers, select};
 use crate::plot::{
-    bar_plot_with, line_plot_with, panel_line_plot, LineSeriesSpec, Panel, PlotOptions,
+    bar_plot_with_errors, line_plot_with, panel_line_plot, LineSeriesSpec, Panel, PlotOptions,
 };
 use crate::results::{norm_eq, Headline, ModelResult};
+use crate::uncertainty::Accuracy;
 use crate::verdict::{ClaimVerdict, ModelKind, Verdict};
 use anyhow::Result;
 use serde::Serialize;
@@ -158,21 +159,40 @@ fn headline_text(h: Option<&Headline>) -> String {
     }
 }
 
+/// Robust accuracy of `m` at the headline, with its uncertainty.
+fn rob_acc(m: &ModelResult, h: Option<&Headline>) -> Option<Accuracy> {
+    h.and_then(|h| m.robust_accuracy(&h.norm, h.eps))
+}
+
 fn rob_cell(m: &ModelResult, h: Option<&Headline>) -> String {
     match h {
-        Some(h) => match m.robust_at(&h.norm, h.eps) {
-            Some(p) => pct(p.acc),
+        Some(h) => match m.robust_accuracy(&h.norm, h.eps) {
+            Some(a) => a.text(),
             None => format!("not measured at {} ε={}", h.norm, fmt_num(h.eps)),
         },
         None => "—".into(),
     }
 }
 
+/// The (lo, hi) error bar of an accuracy (NaNs when there is none).
+fn bar_of(a: Option<&Accuracy>) -> (f64, f64) {
+    match a {
+        Some(a) if a.value.is_finite() => {
+            let i = a.interval();
+            (i.lo, i.hi)
+        }
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// How the numbers' uncertainty is shown and how verdicts use it (the methods text).
+pub(crate) const METHODS: &str = "Every accuracy is shown as value [lo, hi]: its 95% Wilson score interval over the n images it was measured on (the whole test set for standard accuracy, the fixed robust-evaluation subset for robust accuracy). A model trained with several seeds (`[fresh] seeds`) shows the mean over seeds ± their sample standard deviation, an interval widened by that spread, and every seed's value. Each claim is a margin m (e.g. m = rob(on_D_R) − rob(on_control)) with standard error SE = sqrt(Σ SE_i²) over the accuracies involved, where SE_i² = (Wilson half-width / 1.96)² + s²/k for k seeds with spread s. A claim **holds** only when m > 2 SE, **does not hold** when m < −2 SE, and is **inconclusive** otherwise; **partly** means one of a claim's two parts holds. \"Above chance\" has one rule: the accuracy's interval lies above 1/C. Verdicts show the deciding margin as m ± SE.";
+
 fn verdict_cell(verdicts: &[ClaimVerdict], ids: &[&str]) -> String {
     let parts: Vec<String> = verdicts
         .iter()
         .filter(|v| ids.contains(&v.id.as_str()))
-        .map(|v| format!("{}: {}", v.id, v.verdict.as_str()))
+        .map(|v| format!("{}: {}", v.id, v.verdict_text()))
         .collect();
     if parts.is_empty() {
         "—".into()
@@ -199,7 +219,7 @@ fn claims_table(caption: &str, verdicts: &[ClaimVerdict]) -> DocTable {
                     v.claim.clone(),
                     v.rule.clone(),
                     v.evidence.clone(),
-                    v.verdict.as_str().into(),
+                    v.verdict_text(),
                 ]
             })
             .collect(),
@@ -260,7 +280,7 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
                     k.label().to_string()
                 },
                 format!("`{}`", m.name),
-                pct(m.std_acc),
+                m.std_accuracy().text(),
                 rob_cell(m, h.as_ref()),
                 paper_cell,
                 verdict,
@@ -280,7 +300,7 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
     }
     DocTable {
         caption: format!(
-            "Standard accuracy on the real test set and robust accuracy at {} (ours) next to the paper's CIFAR-10 numbers (ℓ2 ε=0.25, ResNet-50).",
+            "Standard accuracy on the real test set and robust accuracy at {} (ours, with 95% intervals [lo, hi]; several seeds: mean ± sd over seeds) next to the paper's CIFAR-10 numbers (ℓ2 ε=0.25, ResNet-50). Verdicts show the deciding margin m ± its standard error.",
             headline_text(h.as_ref())
         ),
         headers: vec![
@@ -343,7 +363,7 @@ fn table1_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
                     k.label().replace(", standard training", "")
                 },
                 format!("`{}`", m.name),
-                pct(m.std_acc),
+                m.std_accuracy().text(),
                 rob_cell(m, h.as_ref()),
                 cifar,
                 rin,
@@ -367,7 +387,7 @@ fn table1_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
     }
     DocTable {
         caption:
-            "Accuracy on the real test set (true labels) of models trained on D, D_rand and D_det."
+            "Accuracy on the real test set (true labels) of models trained on D, D_rand and D_det, with 95% intervals [lo, hi] (several seeds: mean ± sd over seeds). A claim is above chance when the interval lies above it; verdicts show m = acc − chance ± its standard error."
                 .into(),
         headers: vec![
             "Training set".into(),
@@ -430,11 +450,12 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
     let h = r.headline();
     let (nc, nc_src) = r.num_classes();
     b.push(Block::Para(format!(
-        "Robust accuracies in the verdicts are at **{}** ({}); chance is 1/{nc} = {} ({nc_src}). The rules are fixed in advance and listed with each claim; \"undetermined\" means an input is missing.",
+        "Robust accuracies in the verdicts are at **{}** ({}); chance is 1/{nc} = {} ({nc_src}). The rules are fixed in advance and listed with each claim; \"undetermined\" means an input is missing, \"inconclusive\" that the margin is within twice its standard error.",
         headline_text(h.as_ref()),
         h.as_ref().map(|h| h.source.as_str()).unwrap_or("no headline_eps in run.json or the preset"),
         pct(1.0 / nc as f64)
     )));
+    b.push(Block::Para(format!("**Uncertainty.** {METHODS}")));
     let mut rows: Vec<Vec<String>> = f2
         .iter()
         .chain(t1.iter())
@@ -443,7 +464,7 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
                 v.id.clone(),
                 v.claim.clone(),
                 v.evidence.clone(),
-                v.verdict.as_str().into(),
+                v.verdict_text(),
             ]
         })
         .collect();
@@ -467,11 +488,12 @@ fn summary_section(ctx: &mut Ctx, f2: &[ClaimVerdict], t1: &[ClaimVerdict]) -> D
             .collect();
         let n = |v: Verdict| all.iter().filter(|x| **x == v).count();
         b.push(Block::Para(format!(
-            "**{} claims checked: {} hold, {} partly, {} do not hold, {} undetermined**{}.",
+            "**{} claims checked: {} hold, {} partly, {} do not hold, {} inconclusive, {} undetermined**{}.",
             all.iter().filter(|v| **v != Verdict::NotApplicable).count(),
             n(Verdict::Holds),
             n(Verdict::Partly),
             n(Verdict::DoesNotHold),
+            n(Verdict::Inconclusive),
             n(Verdict::Undetermined),
             match n(Verdict::NotApplicable) {
                 0 => String::new(),
@@ -524,6 +546,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
     // The plot as the paper draws it: grouped bars of standard and robust accuracy.
     let mut cats = Vec::new();
     let (mut std_v, mut rob_v) = (Vec::new(), Vec::new());
+    let (mut std_e, mut rob_e) = (Vec::new(), Vec::new());
     for (k, m, _) in models_of(
         ctx.r,
         &[
@@ -542,23 +565,21 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
                 _ => format!("Std training on {}", m.name.trim_start_matches("on_")),
             };
             cats.push(label);
-            std_v.push(m.std_acc);
-            rob_v.push(
-                h.as_ref()
-                    .and_then(|h| m.robust_at(&h.norm, h.eps))
-                    .map(|p| p.acc)
-                    .unwrap_or(f64::NAN),
-            );
+            let (std_a, rob_a) = (m.std_accuracy(), rob_acc(m, h.as_ref()));
+            std_v.push(std_a.value);
+            std_e.push(bar_of(Some(&std_a)));
+            rob_v.push(rob_a.as_ref().map(|a| a.value).unwrap_or(f64::NAN));
+            rob_e.push(bar_of(rob_a.as_ref()));
         }
     }
     if !cats.is_empty() {
         let rob_name = format!("Robust acc. ({})", headline_text(h.as_ref()));
         let caption = format!(
-            "Figure 2 reproduced: standard accuracy and robust accuracy at {} on the real test set, per training set. A missing bar was not measured.",
+            "Figure 2 reproduced: standard accuracy and robust accuracy at {} on the real test set, per training set (mean over seeds where there are several); error bars: 95% intervals. A missing bar was not measured.",
             headline_text(h.as_ref())
         );
         if let Some(img) = ctx.plot("figure2.png", &caption, |p| {
-            bar_plot_with(
+            bar_plot_with_errors(
                 p,
                 "Figure 2: standard and robust accuracy by training set",
                 "Test accuracy",
@@ -567,6 +588,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
                     ("Standard acc.".into(), std_v.clone()),
                     (rob_name.clone(), rob_v.clone()),
                 ],
+                &[std_e.clone(), rob_e.clone()],
                 &PlotOptions {
                     width: 1040,
                     ..PlotOptions::accuracy()
@@ -618,6 +640,7 @@ fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
     let (nc, _) = ctx.r.num_classes();
     let mut cats = Vec::new();
     let mut vals = Vec::new();
+    let mut errs = Vec::new();
     for (k, m, _) in models_of(
         ctx.r,
         &[
@@ -633,18 +656,21 @@ fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
                 ModelKind::Control => "control".to_string(),
                 _ => m.name.trim_start_matches("on_").to_string(),
             });
-            vals.push(m.std_acc);
+            let a = m.std_accuracy();
+            vals.push(a.value);
+            errs.push(bar_of(Some(&a)));
         }
     }
     if !cats.is_empty() {
-        let caption = "Table 1 as bars: accuracy on the real test set; dashed line = chance.";
+        let caption = "Table 1 as bars: accuracy on the real test set (mean over seeds where there are several); error bars: 95% intervals; dashed line = chance.";
         if let Some(img) = ctx.plot("table1.png", caption, |p| {
-            bar_plot_with(
+            bar_plot_with_errors(
                 p,
                 "Table 1: test accuracy on D by training set",
                 "Test accuracy",
                 &cats,
                 &[("Test accuracy".into(), vals.clone())],
+                &[errs.clone()],
                 &PlotOptions {
                     hlines: vec![(
                         1.0 / nc as f64,
@@ -714,7 +740,7 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
         };
     }
     b.push(Block::Para(
-        "Robust accuracy on the fixed evaluation subset under PGD at each ε; the ε = 0 column is the standard accuracy on the full test set.".into(),
+        "Robust accuracy on the fixed evaluation subset under PGD at each ε; the ε = 0 column is the standard accuracy on the full test set. Each cell: value [95% interval]; for models trained with several seeds the mean over seeds (the per-seed values are in the seed table below). Error bars in the plots are the same intervals.".into(),
     ));
     let std_only: Vec<String> = r
         .models
@@ -752,17 +778,16 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
             if !m.robust.iter().any(|p| norm_eq(&p.norm, norm)) {
                 continue;
             }
-            let mut row = vec![
-                format!("`{}`", m.name),
-                m.trained_on.clone(),
-                pct(m.std_acc),
-            ];
-            let mut pts = vec![(0.0, m.std_acc)];
+            let std_a = m.std_accuracy();
+            let mut row = vec![format!("`{}`", m.name), m.trained_on.clone(), std_a.short()];
+            let mut pts = vec![(0.0, std_a.value)];
+            let mut bars = vec![bar_of(Some(&std_a))];
             for e in &eps {
-                match m.robust_at(norm, *e) {
-                    Some(p) => {
-                        row.push(pct(p.acc));
-                        pts.push((*e, p.acc));
+                match m.robust_accuracy(norm, *e) {
+                    Some(a) => {
+                        row.push(a.short());
+                        pts.push((*e, a.value));
+                        bars.push(bar_of(Some(&a)));
                     }
                     None => row.push("—".into()),
                 }
@@ -774,6 +799,7 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
                     points: pts,
                     dashed: false,
                     color: Some(i),
+                    intervals: bars,
                 });
             }
         }
@@ -792,8 +818,9 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
             "robust_{}.png",
             norm.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         );
-        let caption =
-            format!("Robust accuracy vs {norm} ε, one line per model (ε = 0: standard accuracy).");
+        let caption = format!(
+            "Robust accuracy vs {norm} ε, one line per model (ε = 0: standard accuracy); error bars: 95% intervals."
+        );
         if let Some(img) = ctx.plot(&file, &caption, |p| {
             line_plot_with(
                 p,
@@ -807,12 +834,60 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
             b.push(img);
         }
     }
+    if let Some(t) = seed_table(&r.models) {
+        b.push(Block::Heading("Seed-to-seed spread".into()));
+        b.push(Block::Table(t));
+    }
     DocSection {
         id: "robust",
         title: title("robust"),
         status: Status::Complete,
         blocks: b,
     }
+}
+
+/// Every seed's numbers of the models trained with several seeds: one row per model and
+/// accuracy (standard, then every robust point), the mean ± sample sd, then each seed. None when
+/// no model has several seeds.
+fn seed_table(models: &[ModelResult]) -> Option<DocTable> {
+    let seeded: Vec<&ModelResult> = models.iter().filter(|m| m.n_seeds() >= 2).collect();
+    let k = seeded.iter().map(|m| m.n_seeds()).max()?;
+    let mut rows = Vec::new();
+    for m in &seeded {
+        let mut add = |what: String, a: Accuracy| {
+            let mut row = vec![
+                format!("`{}`", m.name),
+                what,
+                format!(
+                    "{} ± {:.1}",
+                    pct(a.value),
+                    a.seed_sd().unwrap_or(0.0) * 100.0
+                ),
+                a.short(),
+            ];
+            row.extend(a.seeds.iter().map(|v| pct(*v)));
+            row.resize(4 + k, "—".into());
+            rows.push(row);
+        };
+        add("std (test set)".into(), m.std_accuracy());
+        for p in &m.robust {
+            if let Some(a) = m.robust_accuracy(&p.norm, p.eps) {
+                add(format!("{} ε={}", p.norm, fmt_num(p.eps)), a);
+            }
+        }
+    }
+    let mut headers: Vec<String> = ["Model", "Accuracy", "Mean ± sd", "Mean [95% interval]"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    headers.extend((0..k).map(|i| format!("Seed {i}")));
+    Some(DocTable {
+        caption: "Models trained with several seeds (`[fresh] seeds`): every seed's accuracy, their mean ± sample standard deviation, and the interval the verdicts use (Wilson on the evaluation's images, widened by the seed spread). Seed 0 is the model whose weights the extras reuse.".into(),
+        headers,
+        rows,
+        verdict_cols: vec![],
+        left_align: false,
+    })
 }
 
 fn datasets_section(ctx: &mut Ctx) -> DocSection {
@@ -1016,6 +1091,7 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
                         .collect(),
                     dashed: true,
                     color: Some(0),
+                    intervals: Vec::new(),
                 },
                 LineSeriesSpec {
                     name: "test acc".into(),
@@ -1026,6 +1102,7 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
                         .collect(),
                     dashed: false,
                     color: Some(3),
+                    intervals: Vec::new(),
                 },
             ],
         })
@@ -1735,13 +1812,14 @@ pub fn summary_markdown(results_dir: impl AsRef<Path>) -> Result<String> {
     out.push_str("### Table 1\n\n");
     out.push_str(&table_markdown(&table1_table(&mut ctx, &t1)));
     out.push_str("### Verdicts\n\n");
+    out.push_str(&format!("{METHODS}\n\n"));
     let all: Vec<ClaimVerdict> = f2.into_iter().chain(t1).collect();
     out.push_str(&table_markdown(&DocTable {
         caption: String::new(),
         headers: vec!["Claim".into(), "Our numbers".into(), "Verdict".into()],
         rows: all
             .iter()
-            .map(|v| vec![v.id.clone(), v.evidence.clone(), v.verdict.as_str().into()])
+            .map(|v| vec![v.id.clone(), v.evidence.clone(), v.verdict_text()])
             .collect(),
         verdict_cols: vec![2],
         left_align: false,

@@ -250,3 +250,42 @@ fn empty_and_absent_directories() {
     assert!(write_report(tmp.path().join("nope")).is_err());
     assert!(summary_markdown(tmp.path().join("nope")).is_err());
 }
+
+/// The demo's `on_D_R` has two seeds: every table shows intervals, the seeds' values, the seed
+/// table and the margins ± SE; the plots draw error bars.
+#[test]
+fn report_shows_intervals_seeds_and_margins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_demo_results(dir).unwrap();
+    let s = write_report(dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let summary = summary_markdown(dir).unwrap();
+    for text in [&md, &summary] {
+        // Mean ± sd over seeds, the interval widened by the spread, every seed.
+        assert!(
+            text.contains("| `on_D_R` | 78.6% ± 0.8 [77.2, 80.0] (seeds 78.0, 79.2) |"),
+            "{text}"
+        );
+        // A single-seed model: its Wilson interval on 10,000 test images.
+        assert!(text.contains("| `C_std` | 91.5% [90.9, 92.0] |"), "{text}");
+        // Verdicts carry their deciding margin ± SE; the rule is stated.
+        assert!(text.contains("holds (m = +"), "{text}");
+        assert!(
+            text.contains("m > 2 SE") && text.contains("Wilson"),
+            "{text}"
+        );
+    }
+    assert!(md.contains("Seed-to-seed spread") && md.contains("| Seed 1 |"));
+    assert!(md.contains("| `on_D_R` | L2 ε=0.5 | 45.6% ± 0.8 |"), "{md}");
+    assert!(md.contains("inconclusive"));
+    // The F2a verdict uses the seed spread: its SE is larger than without seeds.
+    let f2a = s.verdicts.iter().find(|v| v.id == "F2a").unwrap();
+    let m = f2a.margin.unwrap();
+    assert!(m.m > 2.0 * m.se && f2a.verdict == Verdict::Holds, "{f2a:?}");
+    assert!(
+        f2a.evidence.contains("(seeds 45.0, 46.2)"),
+        "{}",
+        f2a.evidence
+    );
+}

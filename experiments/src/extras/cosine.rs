@@ -3,14 +3,15 @@
 //! distance (the set is then called `D_R_cos`), squared L2 when it uses cosine (`D_R_l2`) —
 //! from the same start images and targets, and a fresh model is trained on it. Both D_R models
 //! are compared with the D_NR model: does "D_R gives robustness" survive the change?
-use super::stats::{clearly_above, num, pct};
-use super::{headline_robust, read_model, write_section};
+use super::stats::{num, Accuracy, Margin};
+use super::{read_model, write_section};
 use crate::figure2::{construct_rep, rep_config, Sources};
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_attacks::Distance;
-use nrf_report::plot::{bar_plot_with, PlotOptions};
+use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
 use nrf_report::results::{ModelResult, Section, Table};
+use nrf_report::Verdict;
 
 /// Name of a distance for tables.
 pub fn distance_name(d: Distance) -> &'static str {
@@ -29,49 +30,57 @@ pub fn alternative(d: Distance) -> (Distance, &'static str) {
     }
 }
 
-/// Finding and verdict from (distance name, standard accuracy, robust accuracy at the headline
-/// eps) of the D_R model (preset distance) and of the ablation model, the D_NR model's robust
-/// accuracy and the robust evaluation's size `n`. "Clearly more robust" is
-/// [`clearly_above`]: "holds" when both D_R models are clearly more robust than the D_NR model,
-/// "does not hold" when only the preset's distance is, "partly" when only the alternative is,
-/// "n/a" when neither is (the base result itself is then not reproduced).
-pub fn finding(
-    base: (&str, f64, f64),
-    alt: (&str, f64, f64),
-    nr_robust: f64,
-    n: usize,
-    eps: f64,
-) -> (String, &'static str) {
-    let b = clearly_above(base.2, nr_robust, n);
-    let a = clearly_above(alt.2, nr_robust, n);
+/// One D_R model of the ablation: its distance's name, standard and robust accuracy (headline
+/// eps), each with its uncertainty.
+pub type Entry<'a> = (&'a str, &'a Accuracy, &'a Accuracy);
+
+/// Finding and verdict from the D_R model built with the preset's distance (`base`), the one
+/// built with the other distance (`alt`) and the D_NR model's robust accuracy at the headline
+/// `eps`. "More robust" is the margin rule m = rob(D_R model) − rob(D_NR model) > 2 SE. "holds"
+/// when both D_R models are more robust than the D_NR model; "does not hold" when only the
+/// preset's distance is and the other is clearly not; "inconclusive" when only the preset's
+/// distance is and the other is within noise; "partly" when only the alternative is; "n/a" when
+/// neither is (the base result itself is then not reproduced).
+pub fn finding(base: Entry, alt: Entry, nr_robust: &Accuracy, eps: f64) -> (String, &'static str) {
+    let mb = Margin::between(base.2, nr_robust);
+    let ma = Margin::between(alt.2, nr_robust);
     let numbers = format!(
         "with {} distance the D_R model reaches {} standard / {} robust accuracy (L2 eps={eps}), \
-         with {} distance {} / {}; the D_NR model's robust accuracy is {}",
+         with {} distance {} / {}; the D_NR model's robust accuracy is {} (margins over it: \
+         m = {} and {})",
         base.0,
-        pct(base.1),
-        pct(base.2),
+        base.1.short(),
+        base.2.text(),
         alt.0,
-        pct(alt.1),
-        pct(alt.2),
-        pct(nr_robust)
+        alt.1.short(),
+        alt.2.text(),
+        nr_robust.text(),
+        mb.text(),
+        ma.text()
     );
-    let (conclusion, verdict) = match (b, a) {
-        (true, true) => (
+    let (conclusion, verdict) = match (mb.verdict(), ma.verdict()) {
+        (Verdict::Holds, Verdict::Holds) => (
             "the D_R model is clearly more robust than the D_NR model with either distance, so \
              the robust-features result does not hinge on the L2 distance",
             "holds",
         ),
-        (true, false) => (
+        (Verdict::Holds, Verdict::DoesNotHold) => (
             "only the preset's distance gives a D_R model clearly more robust than the D_NR \
              model, so the result depends on the choice of distance",
             "does not hold",
         ),
-        (false, true) => (
+        (Verdict::Holds, _) => (
+            "the preset's distance gives a D_R model clearly more robust than the D_NR model; \
+             with the other distance the difference is within noise, so this run cannot say \
+             whether the distance matters",
+            "inconclusive",
+        ),
+        (_, Verdict::Holds) => (
             "only the alternative distance gives a D_R model clearly more robust than the D_NR \
              model; with the preset's distance the robust-features result is not reproduced here",
             "partly",
         ),
-        (false, false) => (
+        _ => (
             "neither D_R model is clearly more robust than the D_NR model, so this run cannot \
              say whether the distance matters",
             "n/a",
@@ -150,11 +159,11 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
                 inf.and_then(|i| i.mean_dist_to_x)
                     .map(num)
                     .unwrap_or("—".into()),
-                pct(m.std_acc),
+                m.std_accuracy().text(),
             ];
             r.extend(l2_eps.iter().map(|&e| {
-                m.robust_at("L2", e)
-                    .map(|p| pct(p.acc))
+                m.robust_accuracy("L2", e)
+                    .map(|a| a.text())
                     .unwrap_or("—".into())
             }));
             r
@@ -163,7 +172,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let table = Table {
         caption: "Fresh standard models on D_R built with each distance (same targets, same start \
                   images, same steps), and on D_NR for reference. Final rel. rep error = \
-                  ||g(x_r) - g(x)|| / ||g(x)|| under C_rob."
+                  ||g(x_r) - g(x)|| / ||g(x)|| under C_rob. Accuracies with their 95% intervals \
+                  (several seeds: mean ± sd over seeds)."
             .into(),
         headers,
         rows,
@@ -171,15 +181,26 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let plot = "plots/cosine_ablation.png";
     let mut cats = vec!["standard".to_string()];
     cats.extend(l2_eps.iter().map(|e| format!("L2 eps={e}")));
+    let bar = |a: Option<Accuracy>| match a {
+        Some(a) => {
+            let i = a.interval();
+            (a.value, (i.lo, i.hi))
+        }
+        None => (f64::NAN, (f64::NAN, f64::NAN)),
+    };
+    let errors: Vec<Vec<(f64, f64)>> = entries
+        .iter()
+        .map(|(_, _, m, _)| {
+            std::iter::once(bar(Some(m.std_accuracy())).1)
+                .chain(l2_eps.iter().map(|&e| bar(m.robust_accuracy("L2", e)).1))
+                .collect()
+        })
+        .collect();
     let series: Vec<(String, Vec<f64>)> = entries
         .iter()
         .map(|(set, dist, m, _)| {
-            let mut v = vec![m.std_acc];
-            v.extend(
-                l2_eps
-                    .iter()
-                    .map(|&e| m.robust_at("L2", e).map(|p| p.acc).unwrap_or(f64::NAN)),
-            );
+            let mut v = vec![m.std_accuracy().value];
+            v.extend(l2_eps.iter().map(|&e| bar(m.robust_accuracy("L2", e)).0));
             let label = if *set == "D_NR" {
                 "D_NR (reference)".to_string()
             } else {
@@ -188,28 +209,25 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
             (label, v)
         })
         .collect();
-    bar_plot_with(
+    bar_plot_with_errors(
         ctx.path(plot),
         "Real-test accuracy of models trained on D_R with each distance",
-        "accuracy",
+        "accuracy (error bars: 95% intervals)",
         &cats,
         &series,
+        &errors,
         &PlotOptions::accuracy(),
     )?;
-    let n = ctx.preset.eval.robust_n.min(ctx.test.len());
+    let rob = |m: &ModelResult| {
+        m.robust_accuracy("L2", eps)
+            .unwrap_or_else(|| Accuracy::single(f64::NAN, 0))
+    };
+    let (base_std, base_rob) = (base_model.std_accuracy(), rob(&base_model));
+    let (alt_std, alt_rob) = (alt_model.std_accuracy(), rob(&alt_model));
     let (finding, verdict) = finding(
-        (
-            distance_name(base_distance),
-            base_model.std_acc,
-            headline_robust(ctx, &base_model),
-        ),
-        (
-            distance_name(alt_distance),
-            alt_model.std_acc,
-            headline_robust(ctx, &alt_model),
-        ),
-        headline_robust(ctx, &nr_model),
-        n,
+        (distance_name(base_distance), &base_std, &base_rob),
+        (distance_name(alt_distance), &alt_std, &alt_rob),
+        &rob(&nr_model),
         eps,
     );
     let section = Section {

@@ -2,7 +2,7 @@
 //! and D_det are built from C_std at each L2 eps of `extras.eps_sensitivity` (steps as in the
 //! preset, step size scaled with eps as for `relabel.extra_eps`; the sets of Table 1 are reused
 //! where the radius matches) and a fresh model is trained on each.
-use super::stats::{above_chance, num, pct, share_verdict, trend_words};
+use super::stats::{above_chance, num, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
@@ -11,6 +11,7 @@ use anyhow::Result;
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
 use nrf_report::results::{ConstructedInfo, Section, Table};
+use nrf_report::Verdict;
 
 /// Changes of at most this much (a fraction) count as flat.
 pub const FLAT_TOL: f64 = 0.02;
@@ -22,49 +23,49 @@ pub use crate::table1::set_name;
 pub struct EpsPoint {
     /// L2 radius.
     pub eps: f64,
-    /// Real-test accuracy of the fresh model trained on the set.
-    pub acc: f64,
+    /// Real-test accuracy of the fresh model trained on the set (the mean over seeds for a
+    /// Table 1 model trained with several), with its uncertainty.
+    pub acc: Accuracy,
     /// Fraction of the set C_std classifies as the target.
     pub success: f64,
 }
 
-/// Finding and verdict from the points of D_rand and D_det (sorted by eps), the chance level
-/// and the test-set size. The verdict is about the paper's claim that the relabelled sets give
-/// above-chance test accuracy: "holds" when every point is above chance (two-sigma rule),
-/// "partly" when some are, "does not hold" when none is.
-pub fn finding(
-    sets: &[(&str, Vec<EpsPoint>)],
-    chance: f64,
-    n_test: usize,
-) -> (String, &'static str) {
+/// Finding and verdict from the points of D_rand and D_det (sorted by eps) and the chance
+/// level. The verdict is about the paper's claim that the relabelled sets give above-chance test
+/// accuracy, each point decided by the one above-chance rule (the accuracy's 95% interval above
+/// chance): [`points_verdict`] over every point.
+pub fn finding(sets: &[(&str, Vec<EpsPoint>)], chance: f64) -> (String, &'static str) {
     let mut parts = Vec::new();
-    let (mut above, mut total) = (0, 0);
+    let mut decided = Vec::new();
     for (name, pts) in sets {
         if pts.is_empty() {
             continue;
         }
-        let accs: Vec<f64> = pts.iter().map(|p| p.acc).collect();
-        let k = pts
-            .iter()
-            .filter(|p| above_chance(p.acc, chance, n_test))
-            .count();
-        above += k;
-        total += pts.len();
+        let accs: Vec<f64> = pts.iter().map(|p| p.acc.value).collect();
+        let vs: Vec<Verdict> = pts.iter().map(|p| above_chance(&p.acc, chance)).collect();
+        let k = vs.iter().filter(|v| **v == Verdict::Holds).count();
+        let below = vs.iter().filter(|v| **v == Verdict::DoesNotHold).count();
+        decided.extend(vs);
         let (first, last) = (&pts[0], &pts[pts.len() - 1]);
         parts.push(format!(
             "{name}: accuracy {} from {} at eps={} to {} at eps={} (attack success {} to {}), \
-             above chance at {k} of {} radii",
+             above chance at {k} of {} radii{}",
             trend_words(&accs, FLAT_TOL),
-            pct(first.acc),
+            first.acc.short(),
             first.eps,
-            pct(last.acc),
+            last.acc.short(),
             last.eps,
             pct(first.success),
             pct(last.success),
-            pts.len()
+            pts.len(),
+            if below > 0 {
+                format!(" (below chance at {below})")
+            } else {
+                String::new()
+            }
         ));
     }
-    let verdict = share_verdict(above, total);
+    let verdict = points_verdict(&decided);
     (
         format!("{} (chance {}).", parts.join("; "), pct(chance)),
         verdict,
@@ -105,7 +106,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             info.validate()?;
             pts.push(EpsPoint {
                 eps,
-                acc: m.std_acc,
+                acc: m.std_accuracy(),
                 success: info.success_rate.unwrap_or(f64::NAN),
             });
             d.push(info.mean_dist_to_x.unwrap_or(f64::NAN));
@@ -118,9 +119,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
     for (i, (name, pts)) in sets.iter().enumerate() {
         series.push(LineSeriesSpec {
             name: format!("{name}: test accuracy"),
-            points: pts.iter().map(|p| (p.eps, p.acc)).collect(),
+            points: pts.iter().map(|p| (p.eps, p.acc.value)).collect(),
             dashed: false,
             color: Some(i),
+            intervals: pts
+                .iter()
+                .map(|p| {
+                    let i = p.acc.interval();
+                    (i.lo, i.hi)
+                })
+                .collect(),
         });
         series.push(LineSeriesSpec {
             name: format!("{name}: attack success on C_std"),
@@ -131,6 +139,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
                 .collect(),
             dashed: true,
             color: Some(i),
+            intervals: Vec::new(),
         });
     }
     let plot = "plots/eps_sensitivity.png";
@@ -143,7 +152,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         ctx.path(plot),
         "D_rand / D_det: real-test accuracy and attack success vs L2 eps",
         "L2 eps of the targeted attack",
-        "fraction",
+        "fraction (error bars: 95% intervals)",
         &series,
         &opts,
     )?;
@@ -153,7 +162,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         .map(|(k, eps)| {
             let mut row = vec![format!("{eps}")];
             for (j, (_, pts)) in sets.iter().enumerate() {
-                row.push(pct(pts[k].acc));
+                row.push(pts[k].acc.text());
                 row.push(pct(pts[k].success));
                 row.push(num(dists[j][k]));
             }
@@ -166,7 +175,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             "Fresh standard models trained on D_rand / D_det built with each L2 radius ({} steps, \
              step size {} x eps / {}). Success: fraction C_std classifies as the target. Dist: \
              mean L2 distance to the original image. Predicts y+1: fraction of the real test \
-             images on which the D_det model predicts (y+1) mod C.",
+             images on which the D_det model predicts (y+1) mod C. Test accuracies with their 95% \
+             intervals (several seeds: mean ± sd over seeds).",
             r.steps, r.step_size, r.eps
         ),
         headers: [
@@ -183,7 +193,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         .to_vec(),
         rows,
     };
-    let (mut finding, verdict) = finding(&sets, chance, ctx.test.len());
+    let (mut finding, verdict) = finding(&sets, chance);
     finding += &super::shifted_sentence(&det_shifted);
     let section = Section {
         id: "eps_sensitivity".into(),

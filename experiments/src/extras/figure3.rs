@@ -18,7 +18,7 @@
 //! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
 
 use super::stats::{
-    above_chance, clearly_above, correlation_verdict, correlation_words, num, pct, pearson,
+    above_chance, correlation, correlation_verdict, correlation_words, num, pct, Accuracy, Margin,
 };
 use super::{arch_slug, model_stage_arch, predictions, write_section};
 use crate::figure2::Sources;
@@ -28,24 +28,26 @@ use anyhow::{bail, Result};
 use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
-use nrf_report::plot::{scatter_plot_with, PlotOptions};
+use nrf_report::plot::{scatter_points_plot, PlotOptions, ScatterPoint};
 use nrf_report::results::{Section, Table};
+use nrf_report::Verdict;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// One architecture's point.
+/// One architecture's point; every number with what its uncertainty needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchPoint {
     /// Architecture label, e.g. "resnet18(w=8)".
     pub arch: String,
-    /// Real-test accuracy of the model trained on D_det (x).
-    pub acc_det: f64,
-    /// Real-test accuracy of the model trained on D_rand (the alternative x; NaN when not run).
-    pub acc_rand: f64,
+    /// Real-test accuracy of the model trained on D_det (x; the mean over seeds for a Figure 2 /
+    /// Table 1 model trained with several).
+    pub acc_det: Accuracy,
+    /// Real-test accuracy of the model trained on D_rand (the alternative x; None when not run).
+    pub acc_rand: Option<Accuracy>,
     /// Real-test accuracy of the standard model trained on the clean control.
-    pub acc_std: f64,
-    /// Transfer success rate to the standard model (y).
-    pub transfer: f64,
+    pub acc_std: Accuracy,
+    /// Transfer success rate to the standard model (y), on the attacked images.
+    pub transfer: Accuracy,
 }
 
 /// Output of the transfer stage.
@@ -60,29 +62,28 @@ struct Transfer {
 }
 
 /// Finding and verdict for one training set (`set`, e.g. "D_det") whose real-test accuracies
-/// per architecture (`xs`, in the order of `points`) are the x values. The verdict follows
-/// [`correlation_verdict`] on the Pearson correlation of x and transfer, except "n/a" when no
-/// architecture is clearly above chance after training on `set` (then x is noise around chance
-/// and the claim is not tested).
+/// per architecture (`xs`, in the order of `points`) are the x values. The verdict is
+/// [`correlation_verdict`] on the correlation of x and transfer with its uncertainty (the
+/// architectures' sampling and every point's measurement error), except "n/a" when no
+/// architecture is above chance after training on `set` (then x is noise around chance and the
+/// claim is not tested) and "inconclusive" when the transfer rates are within noise of each other.
 pub fn finding_for(
     set: &str,
-    xs: &[f64],
+    xs: &[Accuracy],
     points: &[ArchPoint],
     chance: f64,
-    n_test: usize,
-    n_transfer: usize,
 ) -> (String, &'static str) {
     let at_chance: Vec<&str> = points
         .iter()
         .zip(xs)
-        .filter(|(_, &x)| !above_chance(x, chance, n_test))
+        .filter(|(_, x)| above_chance(x, chance) != Verdict::Holds)
         .map(|(p, _)| p.arch.as_str())
         .collect();
     if at_chance.len() == points.len() {
         let accs: Vec<String> = points
             .iter()
             .zip(xs)
-            .map(|(p, &x)| format!("{} {}", p.arch, pct(x)))
+            .map(|(p, x)| format!("{} {}", p.arch, x.short()))
             .collect();
         return (
             format!(
@@ -94,16 +95,18 @@ pub fn finding_for(
             "n/a",
         );
     }
-    let ys: Vec<f64> = points.iter().map(|p| p.transfer).collect();
-    let r = pearson(xs, &ys);
-    let mut verdict = correlation_verdict(r, points.len());
-    let mut s = match r {
-        Some(r) => format!(
+    let ys: Vec<Accuracy> = points.iter().map(|p| p.transfer.clone()).collect();
+    let c = correlation(xs, &ys);
+    let mut verdict = correlation_verdict(c.as_ref());
+    let mut s = match &c {
+        Some(c) => format!(
             "across {} architectures, accuracy on D after training on {set} and the transfer \
-             rate of C_std's targeted adversarial examples show {} correlation (Pearson r = \
-             {r:.2})",
+             rate of C_std's targeted adversarial examples show {} correlation (Pearson {}, a \
+             95% interval from the {} points and their measurement errors)",
             points.len(),
-            correlation_words(r)
+            correlation_words(c.r),
+            c.text(),
+            c.k
         ),
         None => format!(
             "the correlation over {} architectures is undefined (too few points or no spread)",
@@ -113,17 +116,17 @@ pub fn finding_for(
     let best = points
         .iter()
         .zip(xs)
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(p, &x)| (p.arch.as_str(), x));
+        .max_by(|a, b| a.1.value.total_cmp(&b.1.value))
+        .map(|(p, x)| (p.arch.as_str(), x.value));
     let most = points
         .iter()
-        .max_by(|a, b| a.transfer.total_cmp(&b.transfer));
+        .max_by(|a, b| a.transfer.value.total_cmp(&b.transfer.value));
     if let (Some((b, x)), Some(m)) = (best, most) {
         s += &format!(
             "; {b} learns most from {set} ({}) and {} is the most susceptible ({} transfer)",
             pct(x),
             m.arch,
-            pct(m.transfer)
+            pct(m.transfer.value)
         );
     }
     if !at_chance.is_empty() {
@@ -135,31 +138,30 @@ pub fn finding_for(
         );
     }
     // y values that sampling noise alone could produce carry no ranking to correlate with.
-    let finite = ys.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    if lo.is_finite() && !clearly_above(hi, lo, n_transfer) {
-        verdict = "n/a";
-        s += &format!(
-            "; but the transfer rates ({} to {}) are within sampling noise of each other on {} \
-             attacked images, so the correlation does not test the claim",
-            pct(lo),
-            pct(hi),
-            n_transfer
-        );
-    } else if hi < 0.1 {
-        s += &format!(
-            "; transfer is weak for every architecture (at most {}), so the ranking rests on \
-             small differences",
-            pct(hi)
-        );
-    }
-    if points.len() < 5 && verdict != "n/a" {
-        s += &format!(
-            "; with only {} points the correlation is a rough indication",
-            points.len()
-        );
+    let finite: Vec<&Accuracy> = ys.iter().filter(|v| v.value.is_finite()).collect();
+    let lo = finite.iter().min_by(|a, b| a.value.total_cmp(&b.value));
+    let hi = finite.iter().max_by(|a, b| a.value.total_cmp(&b.value));
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        let spread = Margin::between(hi, lo);
+        if spread.verdict() != Verdict::Holds {
+            if verdict != "n/a" {
+                verdict = "inconclusive";
+            }
+            s += &format!(
+                "; but the transfer rates ({} to {}, a spread of {}) are within sampling noise of \
+                 each other on {} attacked images, so the correlation does not test the claim",
+                pct(lo.value),
+                pct(hi.value),
+                spread.text(),
+                hi.n
+            );
+        } else if hi.value < 0.1 {
+            s += &format!(
+                "; transfer is weak for every architecture (at most {}), so the ranking rests on \
+                 small differences",
+                pct(hi.value)
+            );
+        }
     }
     (s, verdict)
 }
@@ -167,19 +169,14 @@ pub fn finding_for(
 /// The section's finding and verdict: the paper's D_det first; when every architecture's
 /// D_rand accuracy is known, the same test with D_rand on the x axis follows, and its verdict
 /// stands in when D_det cannot test the claim (says so in the text).
-pub fn finding(
-    points: &[ArchPoint],
-    chance: f64,
-    n_test: usize,
-    n_transfer: usize,
-) -> (String, &'static str) {
-    let det: Vec<f64> = points.iter().map(|p| p.acc_det).collect();
-    let (d, vd) = finding_for("D_det", &det, points, chance, n_test, n_transfer);
+pub fn finding(points: &[ArchPoint], chance: f64) -> (String, &'static str) {
+    let det: Vec<Accuracy> = points.iter().map(|p| p.acc_det.clone()).collect();
+    let (d, vd) = finding_for("D_det", &det, points, chance);
     let mut text = format!("D_det (the paper's x axis): {d}.");
     let mut verdict = vd;
-    let rand: Vec<f64> = points.iter().map(|p| p.acc_rand).collect();
-    if !points.is_empty() && rand.iter().all(|x| x.is_finite()) {
-        let (r, vr) = finding_for("D_rand", &rand, points, chance, n_test, n_transfer);
+    let rand: Option<Vec<Accuracy>> = points.iter().map(|p| p.acc_rand.clone()).collect();
+    if let (false, Some(rand)) = (points.is_empty(), rand) {
+        let (r, vr) = finding_for("D_rand", &rand, points, chance);
         text += &format!(" With D_rand (random targets) on the x axis instead: {r}.");
         if vd == "n/a" && vr != "n/a" {
             verdict = vr;
@@ -334,40 +331,56 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         .iter()
         .map(|(label, m_det, _, std_name, m_std, _, m_rand)| ArchPoint {
             arch: label.clone(),
-            acc_det: m_det.std_acc,
-            acc_rand: m_rand.std_acc,
-            acc_std: m_std.std_acc,
-            transfer: transfer
-                .rates
-                .iter()
-                .find(|(n, _)| n == std_name)
-                .map(|(_, v)| *v)
-                .unwrap_or(f64::NAN),
+            acc_det: m_det.std_accuracy(),
+            acc_rand: Some(m_rand.std_accuracy()),
+            acc_std: m_std.std_accuracy(),
+            transfer: Accuracy::single(
+                transfer
+                    .rates
+                    .iter()
+                    .find(|(n, _)| n == std_name)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(f64::NAN),
+                transfer.n,
+            ),
         })
         .collect();
     // Axes from 0 and past chance, so that points at or below chance are seen as such (an
     // automatic range would blow noise around 1% up to fill the plot).
     let chance = super::chance(ctx);
+    // The axes include the error bars (95% intervals).
     let y_max = points
         .iter()
-        .map(|p| p.transfer)
+        .map(|p| p.transfer.interval().hi)
         .filter(|v| v.is_finite())
         .fold(0.05, f64::max);
     let mut images = Vec::new();
-    type XOf = fn(&ArchPoint) -> f64;
+    type XOf = fn(&ArchPoint) -> Option<&Accuracy>;
     let sets: [(&str, &str, XOf); 2] = [
-        ("D_det", "plots/figure3.png", |p| p.acc_det),
-        ("D_rand", "plots/figure3_rand.png", |p| p.acc_rand),
+        ("D_det", "plots/figure3.png", |p| Some(&p.acc_det)),
+        ("D_rand", "plots/figure3_rand.png", |p| p.acc_rand.as_ref()),
     ];
     for (set, file, x_of) in sets {
-        let scatter: Vec<(f64, f64, String)> = points
+        let scatter: Vec<ScatterPoint> = points
             .iter()
-            .filter(|p| x_of(p).is_finite() && p.transfer.is_finite())
-            .map(|p| (x_of(p) * 100.0, p.transfer, p.arch.clone()))
+            .filter_map(|p| {
+                let x = x_of(p).filter(|x| x.value.is_finite())?;
+                if !p.transfer.value.is_finite() {
+                    return None;
+                }
+                let (xi, yi) = (x.interval(), p.transfer.interval());
+                Some(ScatterPoint {
+                    x: x.value * 100.0,
+                    y: p.transfer.value,
+                    label: p.arch.clone(),
+                    x_interval: Some((xi.lo * 100.0, xi.hi * 100.0)),
+                    y_interval: Some((yi.lo, yi.hi)),
+                })
+            })
             .collect();
         let x_max = scatter
             .iter()
-            .map(|q| q.0)
+            .map(|q| q.x_interval.map_or(q.x, |i| i.1))
             .fold(chance * 100.0 * 1.5, f64::max);
         let opts = PlotOptions {
             percent_y: true,
@@ -375,11 +388,11 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             y_range: Some((0.0, y_max * 1.15)),
             ..Default::default()
         };
-        scatter_plot_with(
+        scatter_points_plot(
             ctx.path(file),
             &format!("Figure 3: transfer success vs accuracy when trained on {set}"),
             &format!(
-                "real-test accuracy (%) of the model trained on {set} (chance {:.0}%)",
+                "real-test accuracy (%) of the model trained on {set} (chance {:.0}%; bars: 95% intervals)",
                 chance * 100.0
             ),
             "transfer success rate (classified as t)",
@@ -388,13 +401,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         )?;
         images.push(file.to_string());
     }
-    let (finding, verdict) = finding(&points, chance, ctx.test.len(), transfer.n);
+    let (finding, verdict) = finding(&points, chance);
     let table = Table {
         caption: format!(
             "Per architecture: real-test accuracy of models trained on D_det and on D_rand ({} \
              images each) and of a standard model trained on the same {} clean images; transfer = fraction of {} \
              targeted L2 PGD adversarial examples made on C_std (eps {}, {} steps of {}, \
-             t = (y+1) mod C) that the standard model classifies as t. C_std itself: {}.",
+             t = (y+1) mod C) that the standard model classifies as t. C_std itself: {}. \
+             Every number with its 95% interval; several seeds: mean ± sd over seeds.",
             det.len(),
             control.len(),
             transfer.n,
@@ -417,10 +431,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             .map(|p| {
                 vec![
                     p.arch.clone(),
-                    pct(p.acc_det),
-                    pct(p.acc_rand),
-                    pct(p.acc_std),
-                    pct(p.transfer),
+                    p.acc_det.text(),
+                    p.acc_rand.as_ref().map_or("—".into(), Accuracy::text),
+                    p.acc_std.text(),
+                    p.transfer.text(),
                 ]
             })
             .collect(),

@@ -4,13 +4,13 @@
 //! preset's `model.init`: PyTorch's defaults (the paper's code) vs tch's (conv / linear weights
 //! ~2.45x wider, conv biases 0). Measured first in a PyTorch twin: with tch's scheme the D_R model
 //! lost its edge over the clean control.
-use super::stats::{binomial_se, pct, points};
-use super::{headline_robust, model_stage_as, read_model, write_section};
+use super::stats::{points, Accuracy, Margin};
+use super::{model_stage_as, read_model, write_section};
 use crate::figure2::{construct_rep, rep_config, Sources};
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_models::Init;
-use nrf_report::plot::{bar_plot_with, PlotOptions};
+use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
 use nrf_report::results::{ModelResult, Section, Table};
 
 /// The initialisation the ablation trains with: the one the preset does not use.
@@ -26,11 +26,12 @@ pub fn model_name(init: Init, set: &str) -> String {
     format!("init_{}_on_{set}", init.label())
 }
 
-/// Robust-accuracy margin of the D_R model over the control, with its standard error (both
-/// measured on `n` images; independent binomial errors).
-fn margin(on_r: f64, control: f64, n: usize) -> (f64, f64) {
-    let se = (binomial_se(on_r, n).powi(2) + binomial_se(control, n).powi(2)).sqrt();
-    (on_r - control, se)
+/// Robust-accuracy margin of the D_R model over the control, with its standard error (the one
+/// rule of [`nrf_report::uncertainty`]: binomial errors and, for models trained with several
+/// seeds, their seed spread).
+fn margin(on_r: &Accuracy, control: &Accuracy) -> (f64, f64) {
+    let m = Margin::between(on_r, control);
+    (m.m, m.se)
 }
 
 /// Words for a margin `m` with standard error `se`: outside two standard errors it is a
@@ -96,6 +97,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let eps = ctx.preset.eval.headline_eps;
     let l2_eps = ctx.preset.eval.l2_eps.clone();
     let robust_n = ctx.preset.eval.robust_n.min(ctx.test.len());
+    let robust = |m: &ModelResult| {
+        m.robust_accuracy("L2", eps)
+            .unwrap_or_else(|| Accuracy::single(f64::NAN, 0))
+    };
 
     let mut headers: Vec<String> = ["trained on", "initialisation", "model", "test acc"]
         .map(String::from)
@@ -103,31 +108,42 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     headers.extend(l2_eps.iter().map(|e| format!("robust L2 eps={e}")));
     let mut rows = Vec::new();
     let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut errors: Vec<Vec<(f64, f64)>> = Vec::new();
     for (init, models) in [(base, &base_models[..]), (alt, &alt_models[..])] {
         for (set, m) in sets.iter().zip(models) {
             let mut r = vec![
                 set.to_string(),
                 init.label().to_string(),
                 m.name.clone(),
-                pct(m.std_acc),
+                m.std_accuracy().text(),
             ];
             r.extend(l2_eps.iter().map(|&e| {
-                m.robust_at("L2", e)
-                    .map(|p| pct(p.acc))
+                m.robust_accuracy("L2", e)
+                    .map(|a| a.text())
                     .unwrap_or("—".into())
             }));
             rows.push(r);
         }
         series.push((
             format!("{} init", init.label()),
-            models.iter().map(|m| headline_robust(ctx, m)).collect(),
+            models.iter().map(|m| robust(m).value).collect(),
         ));
+        errors.push(
+            models
+                .iter()
+                .map(|m| {
+                    let i = robust(m).interval();
+                    (i.lo, i.hi)
+                })
+                .collect(),
+        );
     }
     let table = Table {
         caption: format!(
             "Fresh standard models (the preset's `fresh` recipe) on Figure 2's sets under each \
              initialisation; robust accuracy on {robust_n} test images (L2 PGD, the preset's \
-             evaluation). `{}` is the preset's initialisation.",
+             evaluation), with 95% intervals (several seeds: mean ± sd over seeds). `{}` is the \
+             preset's initialisation.",
             base.label()
         ),
         headers,
@@ -135,19 +151,19 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     };
     let plot = "plots/init_ablation.png";
     let cats: Vec<String> = sets.iter().map(|s| format!("on {s}")).collect();
-    bar_plot_with(
+    bar_plot_with_errors(
         ctx.path(plot),
-        &format!("Robust accuracy (L2 eps={eps}) by initialisation"),
+        &format!("Robust accuracy (L2 eps={eps}) by initialisation (95% intervals)"),
         "robust accuracy",
         &cats,
         &series,
+        &errors,
         &PlotOptions::accuracy(),
     )?;
     let finding = finding(
         (base, &base_models[0], &base_models[2]),
         (alt, &alt_models[0], &alt_models[2]),
-        |m| headline_robust(ctx, m),
-        robust_n,
+        robust,
         eps,
     );
     let section = Section {
@@ -170,23 +186,19 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
 fn finding(
     base: (Init, &ModelResult, &ModelResult),
     alt: (Init, &ModelResult, &ModelResult),
-    robust: impl Fn(&ModelResult) -> f64,
-    n: usize,
+    robust: impl Fn(&ModelResult) -> Accuracy,
     eps: f64,
 ) -> String {
     let part = |(init, on_r, control): (Init, &ModelResult, &ModelResult)| {
-        let (m, se) = margin(robust(on_r), robust(control), n);
+        let (m, se) = margin(&robust(on_r), &robust(control));
         format!(
             "under {} initialisation the D_R model reaches {} robust accuracy (L2 eps={eps}), {}",
             init.label(),
-            pct(robust(on_r)),
+            robust(on_r).text(),
             margin_words(m, se)
         )
     };
-    let (d, se) = {
-        let (a, b) = (robust(base.1), robust(alt.1));
-        (a - b, (binomial_se(a, n).powi(2) + binomial_se(b, n).powi(2)).sqrt())
-    };
+    let (d, se) = margin(&robust(base.1), &robust(alt.1));
     let change = if d.abs() > 2.0 * se {
         format!(
             "switching the initialisation changes the D_R model's robust accuracy by {}{} ± {} \

@@ -3,12 +3,13 @@
 //! model's own training set minus accuracy on the real test set) of the models trained on D
 //! (C_std, and the same-size clean control), D_R, D_NR, D_rand and D_det. Reads
 //! `models/*.json` only.
-use super::stats::{pct, points};
+use super::stats::{pct, points, Accuracy, Margin};
 use super::{read_model, write_section};
 use crate::pipeline::Ctx;
 use anyhow::Result;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
 use nrf_report::results::{Section, Table};
+use nrf_report::Verdict;
 
 /// The models compared, with a description of their training set.
 pub const MODELS: [(&str, &str); 6] = [
@@ -19,10 +20,6 @@ pub const MODELS: [(&str, &str); 6] = [
     ("on_D_rand", "D_rand"),
     ("on_D_det", "D_det"),
 ];
-
-/// A drop of test accuracy from its best epoch to the last one larger than this counts as
-/// over-fitting in the classical sense (test accuracy falling while training goes on).
-pub const DROP_TOL: f64 = 0.02;
 
 /// One model's generalisation numbers.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +39,13 @@ pub struct GapRow {
     pub best_epoch: usize,
     /// The last epoch's test accuracy on the same curve (NaN when not recorded).
     pub last_test: f64,
+    /// Images behind `train_acc` (the training set), `test_acc` (the test set) and the
+    /// per-epoch curve (`best_test`, `last_test`), for their uncertainty.
+    pub train_n: usize,
+    /// See `train_n`.
+    pub test_n: usize,
+    /// See `train_n`.
+    pub curve_n: usize,
 }
 
 impl GapRow {
@@ -53,6 +57,27 @@ impl GapRow {
     /// recorded).
     pub fn drop(&self) -> f64 {
         self.best_test - self.last_test
+    }
+    /// This model's gap minus `other`'s, with its standard error (the one margin rule of
+    /// [`nrf_report::uncertainty`]: binomial errors of the four accuracies).
+    pub fn gap_over(&self, other: &GapRow) -> Margin {
+        let a = |v: f64, n: usize| Accuracy::single(v, n);
+        Margin::of(
+            &[
+                (1.0, &a(self.train_acc, self.train_n)),
+                (-1.0, &a(self.test_acc, self.test_n)),
+                (-1.0, &a(other.train_acc, other.train_n)),
+                (1.0, &a(other.test_acc, other.test_n)),
+            ],
+            0.0,
+        )
+    }
+    /// [`GapRow::drop`] with its standard error (both accuracies on `curve_n` images).
+    pub fn drop_margin(&self) -> Margin {
+        Margin::between(
+            &Accuracy::single(self.best_test, self.curve_n),
+            &Accuracy::single(self.last_test, self.curve_n),
+        )
     }
 }
 
@@ -69,17 +94,19 @@ pub fn finding(rows: &[GapRow]) -> String {
         ));
     }
     if let Some(c) = get("on_control") {
+        // "Larger" by the margin rule: the difference of the gaps exceeds twice its SE.
+        let larger = |r: &&GapRow| r.gap_over(c).verdict() == Verdict::Holds;
         let bigger: Vec<&str> = ["on_D_R", "on_D_NR"]
             .iter()
             .filter_map(|m| get(m))
-            .filter(|r| r.gap() > c.gap() + DROP_TOL)
+            .filter(larger)
             .map(|r| r.trained_on.as_str())
             .collect();
-        let smaller: Vec<&str> = ["on_D_R", "on_D_NR"]
+        let smaller: Vec<String> = ["on_D_R", "on_D_NR"]
             .iter()
             .filter_map(|m| get(m))
-            .filter(|r| r.gap() <= c.gap() + DROP_TOL)
-            .map(|r| r.trained_on.as_str())
+            .filter(|r| !larger(r))
+            .map(|r| format!("{} (m = {})", r.trained_on, r.gap_over(c).text()))
             .collect();
         let mut s = format!(
             "the same-size clean control's gap is {} points",
@@ -87,10 +114,9 @@ pub fn finding(rows: &[GapRow]) -> String {
         );
         if !smaller.is_empty() {
             s += &format!(
-                "; {} {} no larger (within {} points)",
+                "; {} {} no larger (not beyond twice the standard error)",
                 smaller.join(" and "),
                 if smaller.len() == 1 { "is" } else { "are" },
-                DROP_TOL * 100.0
             );
         }
         if !bigger.is_empty() {
@@ -126,7 +152,7 @@ pub fn finding(rows: &[GapRow]) -> String {
     }
     let dropped: Vec<String> = rows
         .iter()
-        .filter(|r| r.drop().is_finite() && r.drop() > DROP_TOL)
+        .filter(|r| r.drop().is_finite() && r.drop_margin().verdict() == Verdict::Holds)
         .map(|r| {
             format!(
                 "{} (best {} at epoch {}, last epoch {})",
@@ -138,11 +164,11 @@ pub fn finding(rows: &[GapRow]) -> String {
         })
         .collect();
     if dropped.is_empty() {
-        parts.push(format!(
-            "no model's test accuracy falls by more than {} points from its best epoch, so there \
-             is no sign of classical over-fitting during training",
-            DROP_TOL * 100.0
-        ));
+        parts.push(
+            "no model's test accuracy falls from its best epoch by more than twice the standard \
+             error, so there is no sign of classical over-fitting during training"
+                .to_string(),
+        );
     } else {
         parts.push(format!(
             "test accuracy falls after its best epoch for {}",
@@ -185,6 +211,12 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 .rev()
                 .find_map(|e| e.test_acc)
                 .unwrap_or(f64::NAN),
+            train_n: m.train_size,
+            test_n: m.test_size,
+            curve_n: match ctx.preset.eval.curve_n {
+                0 => ctx.test.len(),
+                k => k.min(ctx.test.len()),
+            },
         });
         let train: Vec<(f64, f64)> = m
             .epochs
@@ -202,6 +234,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 points: train,
                 dashed: false,
                 color: Some(i),
+                intervals: Vec::new(),
             });
         }
         if !test.is_empty() {
@@ -210,6 +243,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 points: test,
                 dashed: true,
                 color: Some(i),
+                intervals: Vec::new(),
             });
         }
     }

@@ -1,5 +1,7 @@
-//! Pure computations shared by the extra experiments: distances, correlation, significance rules
-//! and number formatting. No data or model needed, so they are unit-tested directly.
+//! Pure computations shared by the extra experiments: distances, correlation, number formatting,
+//! and the verdict helpers over the one uncertainty rule of [`nrf_report::uncertainty`] (Wilson
+//! intervals, seed spread, margin > 2 SE), re-exported here. No data or model needed, so they
+//! are unit-tested directly.
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
@@ -42,71 +44,41 @@ pub fn mean_pairwise_l2(rows: &Tensor) -> Result<f64> {
     Ok(total / pairs)
 }
 
-/// Pearson correlation of `xs` and `ys`. None for fewer than two points, different lengths,
-/// non-finite values or zero variance in either.
-pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
-    let n = xs.len();
-    if n < 2 || ys.len() != n || xs.iter().chain(ys).any(|v| !v.is_finite()) {
-        return None;
+pub use nrf_report::uncertainty::{
+    above_chance, binomial_se, combine_parts, correlation, pearson, wilson, Accuracy, Correlation,
+    Margin,
+};
+use nrf_report::Verdict;
+
+/// A section verdict string from the one rule of [`nrf_report::uncertainty`]: "holds", "partly",
+/// "does not hold", "inconclusive"; "n/a" for a question or an undetermined input.
+pub fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Undetermined | Verdict::NotApplicable => "n/a",
+        v => v.as_str(),
     }
-    let mx = xs.iter().sum::<f64>() / n as f64;
-    let my = ys.iter().sum::<f64>() / n as f64;
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(ys) {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-    }
-    if sxx <= 1e-18 || syy <= 1e-18 {
-        return None;
-    }
-    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
 }
 
-/// Standard error of an accuracy `p` measured on `n` examples.
-pub fn binomial_se(p: f64, n: usize) -> f64 {
-    if n == 0 {
-        return f64::INFINITY;
-    }
-    (p.clamp(0.0, 1.0) * (1.0 - p.clamp(0.0, 1.0)) / n as f64).sqrt()
-}
-
-/// Whether accuracy `acc` on `n` examples is above `chance` by more than two standard errors
-/// (of a classifier at chance), i.e. not explainable by sampling noise.
-pub fn above_chance(acc: f64, chance: f64, n: usize) -> bool {
-    acc - chance > 2.0 * binomial_se(chance, n).max(1e-12)
-}
-
-/// Whether accuracy `a` exceeds accuracy `b` (both on `n` examples) by more than two standard
-/// errors of their difference (treated as independent; a conservative two-sigma rule).
-pub fn clearly_above(a: f64, b: f64, n: usize) -> bool {
-    let se = (binomial_se(a, n).powi(2) + binomial_se(b, n).powi(2)).sqrt();
-    a - b > 2.0 * se.max(1.0 / n.max(1) as f64)
-}
-
-/// Verdict for a claimed positive association measured by a correlation `r` over `k` points:
-/// "holds" for r >= 0.5, "partly" for 0 < r < 0.5, "does not hold" for r <= 0, "n/a" when r is
-/// undefined or there are fewer than three points.
-pub fn correlation_verdict(r: Option<f64>, k: usize) -> &'static str {
-    match r {
-        Some(r) if k >= 3 && r >= 0.5 => "holds",
-        Some(r) if k >= 3 && r > 0.0 => "partly",
-        Some(_) if k >= 3 => "does not hold",
+/// Verdict for a claimed positive association measured by a correlation with its uncertainty
+/// ([`correlation`]): holds when its 95% interval is above 0, does not hold when below,
+/// inconclusive otherwise; "n/a" when the correlation is undefined or there are fewer than
+/// three points.
+pub fn correlation_verdict(c: Option<&Correlation>) -> &'static str {
+    match c {
+        Some(c) if c.k >= 3 => verdict_str(c.verdict()),
         _ => "n/a",
     }
 }
 
-/// Verdict for a claim tested at `total` points of which `above` support it: "holds" when all
-/// do, "partly" when some do, "does not hold" when none does, "n/a" without points.
-pub fn share_verdict(above: usize, total: usize) -> &'static str {
-    if total == 0 {
+/// Verdict for a claim tested at several points, each decided by the one rule (e.g. above
+/// chance at each radius): [`combine_parts`] ("holds" when every point holds, "partly" when some
+/// do, "does not hold" when none does and some clearly fail, "inconclusive" when none is
+/// decided), "n/a" without points.
+pub fn points_verdict(parts: &[Verdict]) -> &'static str {
+    if parts.is_empty() {
         "n/a"
-    } else if above == total {
-        "holds"
-    } else if above > 0 {
-        "partly"
     } else {
-        "does not hold"
+        verdict_str(combine_parts(parts))
     }
 }
 

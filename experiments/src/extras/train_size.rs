@@ -7,7 +7,7 @@
 //! Table 1's sets are reused at `relabel.n`), trains a fresh model on each and on the same clean
 //! images (the reference a set of that size can reach), and reports their real-test accuracy.
 use super::eps_sensitivity::FLAT_TOL;
-use super::stats::{above_chance, pct, share_verdict, trend_words};
+use super::stats::{above_chance, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
@@ -16,18 +16,20 @@ use anyhow::{bail, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
 use nrf_report::results::{ConstructedInfo, Section, Table};
+use nrf_report::Verdict;
 
 /// One row: the sets of one size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SizePoint {
     /// Number of training images.
     pub n: usize,
-    /// Real-test accuracy of the model trained on the clean images.
-    pub clean: f64,
+    /// Real-test accuracy of the model trained on the clean images (with its uncertainty; the
+    /// mean over seeds for a Figure 2 / Table 1 model trained with several).
+    pub clean: Accuracy,
     /// Real-test accuracy of the model trained on D_rand of this size.
-    pub rand: f64,
+    pub rand: Accuracy,
     /// Real-test accuracy of the model trained on D_det of this size.
-    pub det: f64,
+    pub det: Accuracy,
     /// Targeted attack success (fraction C_std classifies as t) of D_rand / D_det.
     pub rand_success: f64,
     pub det_success: f64,
@@ -43,37 +45,32 @@ pub fn set_name(prefix: &str, n: usize, base: usize) -> String {
     }
 }
 
-/// Finding and verdict from the points (sorted by n), chance and the test-set size. The verdict
-/// is about the paper's claim that models trained on D_rand and D_det are above chance on the
-/// real test set: "holds" when every point is (two-sigma rule), "partly" when some are, "does
-/// not hold" when none is.
-pub fn finding(points: &[SizePoint], chance: f64, n_test: usize) -> (String, &'static str) {
+/// Finding and verdict from the points (sorted by n) and chance. The verdict is about the
+/// paper's claim that models trained on D_rand and D_det are above chance on the real test set,
+/// each point decided by the one above-chance rule (the accuracy's 95% interval above chance):
+/// [`points_verdict`] over every point.
+pub fn finding(points: &[SizePoint], chance: f64) -> (String, &'static str) {
     if points.is_empty() {
         return ("No sizes were run.".into(), "n/a");
     }
     let mut parts = Vec::new();
-    let (mut above, mut total) = (0, 0);
+    let mut decided = Vec::new();
     let (first, last) = (&points[0], &points[points.len() - 1]);
     for (name, accs) in [
-        ("D_rand", points.iter().map(|p| p.rand).collect::<Vec<_>>()),
-        ("D_det", points.iter().map(|p| p.det).collect::<Vec<_>>()),
+        ("D_rand", points.iter().map(|p| &p.rand).collect::<Vec<_>>()),
+        ("D_det", points.iter().map(|p| &p.det).collect::<Vec<_>>()),
     ] {
-        let k = accs
-            .iter()
-            .filter(|&&a| above_chance(a, chance, n_test))
-            .count();
-        above += k;
-        total += accs.len();
-        let below = accs
-            .iter()
-            .filter(|&&a| above_chance(chance, a, n_test))
-            .count();
+        let vs: Vec<Verdict> = accs.iter().map(|a| above_chance(a, chance)).collect();
+        let k = vs.iter().filter(|v| **v == Verdict::Holds).count();
+        let below = vs.iter().filter(|v| **v == Verdict::DoesNotHold).count();
+        decided.extend(vs);
+        let values: Vec<f64> = accs.iter().map(|a| a.value).collect();
         let mut s = format!(
             "{name}: accuracy {} from {} at n={} to {} at n={}, above chance at {k} of {} sizes",
-            trend_words(&accs, FLAT_TOL),
-            pct(accs[0]),
+            trend_words(&values, FLAT_TOL),
+            accs[0].short(),
             first.n,
-            pct(accs[accs.len() - 1]),
+            accs[accs.len() - 1].short(),
             last.n,
             accs.len()
         );
@@ -85,16 +82,15 @@ pub fn finding(points: &[SizePoint], chance: f64, n_test: usize) -> (String, &'s
     parts.push(format!(
         "the clean reference {} from {} to {}",
         trend_words(
-            &points.iter().map(|p| p.clean).collect::<Vec<_>>(),
+            &points.iter().map(|p| p.clean.value).collect::<Vec<_>>(),
             FLAT_TOL
         ),
-        pct(first.clean),
-        pct(last.clean)
+        pct(first.clean.value),
+        pct(last.clean.value)
     ));
-    let det_accs: Vec<f64> = points.iter().map(|p| p.det).collect();
-    let det_above = det_accs
+    let det_above = points
         .iter()
-        .position(|&a| above_chance(a, chance, n_test));
+        .position(|p| above_chance(&p.det, chance) == Verdict::Holds);
     let conclusion = match det_above {
         None => format!(
             "D_det stays at or below chance up to n={}: in this range its failure is not a \
@@ -108,7 +104,7 @@ pub fn finding(points: &[SizePoint], chance: f64, n_test: usize) -> (String, &'s
             points[i].n
         ),
     };
-    let verdict = share_verdict(above, total);
+    let verdict = points_verdict(&decided);
     (
         format!(
             "{}; {conclusion} (chance {}).",
@@ -165,7 +161,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
-            accs.push((m.std_acc, info.success_rate.unwrap_or(f64::NAN)));
+            accs.push((m.std_accuracy(), info.success_rate.unwrap_or(f64::NAN)));
             if rule == TargetRule::Deterministic {
                 det_shifted.push(super::shifted_agreement(ctx, &model)?);
             }
@@ -187,25 +183,32 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         )?;
         points.push(SizePoint {
             n,
-            clean: m_clean.std_acc,
-            rand: accs[0].0,
-            det: accs[1].0,
+            clean: m_clean.std_accuracy(),
+            rand: accs[0].0.clone(),
+            det: accs[1].0.clone(),
             rand_success: accs[0].1,
             det_success: accs[1].1,
         });
     }
 
     let chance = chance(ctx);
-    let line = |name: &str, f: &dyn Fn(&SizePoint) -> f64, color: usize| LineSeriesSpec {
+    let line = |name: &str, f: &dyn Fn(&SizePoint) -> &Accuracy, color: usize| LineSeriesSpec {
         name: name.into(),
-        points: points.iter().map(|p| (p.n as f64, f(p))).collect(),
+        points: points.iter().map(|p| (p.n as f64, f(p).value)).collect(),
         dashed: false,
         color: Some(color),
+        intervals: points
+            .iter()
+            .map(|p| {
+                let i = f(p).interval();
+                (i.lo, i.hi)
+            })
+            .collect(),
     };
     let series = vec![
-        line("clean images", &|p| p.clean, 0),
-        line("D_rand", &|p| p.rand, 1),
-        line("D_det", &|p| p.det, 2),
+        line("clean images", &|p| &p.clean, 0),
+        line("D_rand", &|p| &p.rand, 1),
+        line("D_det", &|p| &p.det, 2),
     ];
     let plot = "plots/train_size.png";
     let opts = PlotOptions {
@@ -214,7 +217,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
     };
     line_plot_with(
         ctx.path(plot),
-        "Table 1 vs training-set size: real-test accuracy",
+        "Table 1 vs training-set size: real-test accuracy (95% intervals)",
         "training images",
         "real-test accuracy",
         &series,
@@ -224,7 +227,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         caption: format!(
             "Fresh standard models ({} epochs) trained on n images: clean (true labels), D_rand \
              and D_det (targeted L2 PGD on C_std, eps {}, {} steps of {}, relabelled t). Success: \
-             fraction C_std classifies as the target. Accuracy on the {} real test images.",
+             fraction C_std classifies as the target. Accuracy on the {} real test images, with \
+             its 95% interval (several seeds: mean ± sd over seeds).",
             fresh.epochs,
             r.eps,
             r.steps,
@@ -248,17 +252,17 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
             .map(|(p, &shift)| {
                 vec![
                     p.n.to_string(),
-                    pct(p.clean),
-                    pct(p.rand),
+                    p.clean.text(),
+                    p.rand.text(),
                     pct(p.rand_success),
-                    pct(p.det),
+                    p.det.text(),
                     pct(p.det_success),
                     pct(shift),
                 ]
             })
             .collect(),
     };
-    let (mut finding, verdict) = finding(&points, chance, ctx.test.len());
+    let (mut finding, verdict) = finding(&points, chance);
     finding += &super::shifted_sentence(&det_shifted);
     write_section(
         ctx,
@@ -282,11 +286,12 @@ mod tests {
     use super::*;
 
     fn pt(n: usize, clean: f64, rand: f64, det: f64) -> SizePoint {
+        let a = |v: f64| Accuracy::single(v, 10_000);
         SizePoint {
             n,
-            clean,
-            rand,
-            det,
+            clean: a(clean),
+            rand: a(rand),
+            det: a(det),
             rand_success: 0.5,
             det_success: 0.5,
         }
@@ -305,7 +310,7 @@ mod tests {
             pt(3000, 0.85, 0.5, 0.05),
             pt(10000, 0.88, 0.6, 0.3),
         ];
-        let (f, v) = finding(&pts, 0.1, 10_000);
+        let (f, v) = finding(&pts, 0.1);
         assert!(f.contains("D_det rises above chance from n=10000"), "{f}");
         assert!(f.contains("below chance at 2"), "{f}");
         assert_eq!(v, "partly");
@@ -314,11 +319,11 @@ mod tests {
     #[test]
     fn det_never_above_chance_says_so() {
         let pts = [pt(1000, 0.8, 0.45, 0.02), pt(3000, 0.85, 0.5, 0.03)];
-        let (f, v) = finding(&pts, 0.1, 10_000);
+        let (f, v) = finding(&pts, 0.1);
         assert!(f.contains("not a matter of the training-set size"), "{f}");
         assert_eq!(v, "partly");
         let all_above = [pt(1000, 0.8, 0.45, 0.3), pt(3000, 0.85, 0.5, 0.4)];
-        assert_eq!(finding(&all_above, 0.1, 10_000).1, "holds");
-        assert_eq!(finding(&[], 0.1, 10_000).1, "n/a");
+        assert_eq!(finding(&all_above, 0.1).1, "holds");
+        assert_eq!(finding(&[], 0.1).1, "n/a");
     }
 }

@@ -1,0 +1,647 @@
+//! Uncertainty of every number a verdict uses, and the one decision rule built on it.
+//!
+//! # The rule (the only place it is defined)
+//!
+//! **An accuracy** p measured on n images (a test set, the robust-evaluation subset, a set of
+//! transferred adversarial examples) gets the 95% **Wilson score interval** [`wilson`]; its
+//! standard error is the interval's half-width over z = 1.96 ([`binomial_se`]): about
+//! sqrt(p(1−p)/n) away from 0 and 1, and never 0 (0 correct out of 500 is not "exactly 0%").
+//!
+//! **Seeds.** A model trained with k ≥ 2 seeds (the `[fresh] seeds` preset setting) is
+//! represented by the mean p̄ over its seeds. All seeds are evaluated on the same images, so the
+//! binomial error does not average out; the seed-to-seed sample standard deviation s adds the
+//! training noise of the mean:
+//!
+//! > SE(p̄)² = binomial_se(p̄, n)² + s² / k
+//!
+//! and the interval is the Wilson interval of p̄ widened, on each side, in quadrature by z·s/√k.
+//!
+//! **A margin** is a signed sum of accuracies and constants, m = Σ ± a_i + c (e.g. m =
+//! rob(on_D_R) − rob(on_control)); its standard error is
+//!
+//! > SE(m) = sqrt(Σ SE(a_i)²)
+//!
+//! treating the accuracies as independent. Models evaluated on the same images make correlated
+//! errors, which makes the true SE of a difference smaller: the rule is conservative.
+//!
+//! **Decision** ([`Margin::verdict`]): the claim **holds** when m > 2·SE(m) (one-sided, about
+//! 97.5%), **does not hold** when m < −2·SE(m), and is **inconclusive** otherwise. A claim with
+//! two parts is **partly** true when one part holds and the other does not ([`combine_parts`]).
+//!
+//! **Above chance** (the one rule for it, [`above_chance`]): the accuracy's interval lies above
+//! 1/C (its lower bound > 1/C: holds), below it (upper bound < 1/C: does not hold), or contains it
+//! (inconclusive). This is the margin rule against a constant, with the Wilson interval's
+//! asymmetry near 0 and 1.
+//!
+//! **A correlation** r over k points ([`correlation`]) is decided on Fisher's z = atanh(r):
+//! SE(z)² = 1/(k−3) (the points' sampling) + the measurement error of the points propagated to r
+//! (delta method, ∂r/∂x_i and ∂r/∂y_i) over (1−r²)². Its interval is tanh(z ± 2·SE(z)); the claim
+//! "positive correlation" holds when the interval is above 0, does not hold when below, and is
+//! inconclusive otherwise (always with 3 or fewer points).
+use crate::verdict::Verdict;
+use serde::{Deserialize, Serialize};
+
+/// The 97.5% quantile of the standard normal distribution: a 95% two-sided interval is ±Z95
+/// standard errors.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// A margin must exceed this many standard errors to decide a claim (one-sided, ~97.5%).
+pub const MARGIN_SIGMAS: f64 = 2.0;
+
+/// A closed interval of fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+}
+
+impl Interval {
+    /// Whether `v` lies in the interval (bounds included).
+    pub fn contains(&self, v: f64) -> bool {
+        self.lo <= v && v <= self.hi
+    }
+}
+
+/// The 95% Wilson score interval of a proportion `p` observed on `n` trials. `p` is clamped to
+/// [0, 1]; `n = 0` (or a non-finite `p`) gives [0, 1], i.e. no information.
+pub fn wilson(p: f64, n: usize) -> Interval {
+    if n == 0 || !p.is_finite() {
+        return Interval { lo: 0.0, hi: 1.0 };
+    }
+    let p = p.clamp(0.0, 1.0);
+    let n = n as f64;
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denom;
+    let half = Z95 / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    Interval {
+        lo: (center - half).max(0.0),
+        hi: (center + half).min(1.0),
+    }
+}
+
+/// The standard error of a proportion `p` on `n` trials: the Wilson interval's half-width over
+/// [`Z95`] (≈ sqrt(p(1−p)/n) away from 0 and 1; positive at 0 and 1; 0.255 for `n = 0`).
+pub fn binomial_se(p: f64, n: usize) -> f64 {
+    let w = wilson(p, n);
+    (w.hi - w.lo) / (2.0 * Z95)
+}
+
+/// Mean of `v` (NaN when empty).
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Sample standard deviation (n − 1 in the denominator); None for fewer than two values.
+pub fn sample_sd(v: &[f64]) -> Option<f64> {
+    if v.len() < 2 {
+        return None;
+    }
+    let m = mean(v);
+    let ss: f64 = v.iter().map(|x| (x - m) * (x - m)).sum();
+    Some((ss / (v.len() - 1) as f64).sqrt())
+}
+
+/// An accuracy with what its uncertainty needs: the value (the mean over seeds when there are
+/// several), the number of images each evaluation used, and the per-seed values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// The accuracy (a fraction): the single measurement, or the mean over `seeds`.
+    pub value: f64,
+    /// Images each evaluation used.
+    pub n: usize,
+    /// Per-seed values when the model was trained with two or more seeds (else empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<f64>,
+}
+
+impl Accuracy {
+    /// One measurement of `value` on `n` images.
+    pub fn single(value: f64, n: usize) -> Accuracy {
+        Accuracy {
+            value,
+            n,
+            seeds: Vec::new(),
+        }
+    }
+
+    /// The mean of `values` (one per seed) on `n` images each; one value is [`Accuracy::single`].
+    pub fn with_seeds(values: &[f64], n: usize) -> Accuracy {
+        if values.len() < 2 {
+            return Accuracy::single(values.first().copied().unwrap_or(f64::NAN), n);
+        }
+        Accuracy {
+            value: mean(values),
+            n,
+            seeds: values.to_vec(),
+        }
+    }
+
+    /// Number of seeds (1 for a single measurement).
+    pub fn n_seeds(&self) -> usize {
+        self.seeds.len().max(1)
+    }
+
+    /// Sample standard deviation over seeds (None with fewer than two).
+    pub fn seed_sd(&self) -> Option<f64> {
+        sample_sd(&self.seeds)
+    }
+
+    /// Variance of the mean added by the seed spread: s² / k (0 for one seed).
+    fn seed_var(&self) -> f64 {
+        self.seed_sd()
+            .map(|s| s * s / self.n_seeds() as f64)
+            .unwrap_or(0.0)
+    }
+
+    /// Standard error: sqrt(binomial_se(value, n)² + s² / k) (see the module docs).
+    pub fn se(&self) -> f64 {
+        (binomial_se(self.value, self.n).powi(2) + self.seed_var()).sqrt()
+    }
+
+    /// The 95% interval: Wilson on `n` images around the value, each side widened in quadrature
+    /// by z·s/√k for the seed spread; within [0, 1].
+    pub fn interval(&self) -> Interval {
+        let w = wilson(self.value, self.n);
+        if !self.value.is_finite() {
+            return w;
+        }
+        let t2 = Z95 * Z95 * self.seed_var();
+        Interval {
+            lo: (self.value - ((self.value - w.lo).powi(2) + t2).sqrt()).max(0.0),
+            hi: (self.value + ((w.hi - self.value).powi(2) + t2).sqrt()).min(1.0),
+        }
+    }
+
+    /// "49.0% [44.6, 53.4]": the value and its 95% interval, in percent.
+    pub fn short(&self) -> String {
+        if !self.value.is_finite() {
+            return "—".into();
+        }
+        let i = self.interval();
+        format!(
+            "{:.1}% [{:.1}, {:.1}]",
+            self.value * 100.0,
+            i.lo * 100.0,
+            i.hi * 100.0
+        )
+    }
+
+    /// [`Accuracy::short`] for one seed; with several, "49.0% ± 1.3 [44.4, 53.6] (seeds 48.1,
+    /// 49.9)": the mean ± the sample standard deviation over seeds, the interval, every seed.
+    pub fn text(&self) -> String {
+        match self.seed_sd() {
+            Some(sd) if self.value.is_finite() => {
+                let i = self.interval();
+                let each: Vec<String> = self
+                    .seeds
+                    .iter()
+                    .map(|v| format!("{:.1}", v * 100.0))
+                    .collect();
+                format!(
+                    "{:.1}% ± {:.1} [{:.1}, {:.1}] (seeds {})",
+                    self.value * 100.0,
+                    sd * 100.0,
+                    i.lo * 100.0,
+                    i.hi * 100.0,
+                    each.join(", ")
+                )
+            }
+            _ => self.short(),
+        }
+    }
+}
+
+/// A margin m and its standard error (see the module docs), as fractions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Margin {
+    /// The margin; positive supports the claim.
+    pub m: f64,
+    /// Its standard error.
+    pub se: f64,
+}
+
+impl Margin {
+    /// m = Σ sign_i · a_i + offset, SE = sqrt(Σ SE(a_i)²). `terms`: (sign, accuracy), sign ±1.
+    pub fn of(terms: &[(f64, &Accuracy)], offset: f64) -> Margin {
+        let m = terms.iter().map(|(s, a)| s * a.value).sum::<f64>() + offset;
+        let se = terms
+            .iter()
+            .map(|(_, a)| a.se().powi(2))
+            .sum::<f64>()
+            .sqrt();
+        Margin { m, se }
+    }
+
+    /// m = a − b.
+    pub fn between(a: &Accuracy, b: &Accuracy) -> Margin {
+        Margin::of(&[(1.0, a), (-1.0, b)], 0.0)
+    }
+
+    /// m = a − level (a constant).
+    pub fn above(a: &Accuracy, level: f64) -> Margin {
+        Margin::of(&[(1.0, a)], -level)
+    }
+
+    /// m = level − a.
+    pub fn below(a: &Accuracy, level: f64) -> Margin {
+        Margin::of(&[(-1.0, a)], level)
+    }
+
+    /// The margin in standard errors (±infinity for a zero SE, NaN for a NaN margin).
+    pub fn z(&self) -> f64 {
+        if self.se > 0.0 {
+            self.m / self.se
+        } else if self.m == 0.0 {
+            0.0
+        } else {
+            self.m.signum() * f64::INFINITY
+        }
+    }
+
+    /// Holds when m > 2·SE, does not hold when m < −2·SE, inconclusive otherwise; undetermined
+    /// when m or SE is not a number.
+    pub fn verdict(&self) -> Verdict {
+        if !self.m.is_finite() || self.se.is_nan() {
+            return Verdict::Undetermined;
+        }
+        if self.m > MARGIN_SIGMAS * self.se {
+            Verdict::Holds
+        } else if self.m < -MARGIN_SIGMAS * self.se {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    /// "+11.4 ± 3.1 points": the margin ± one standard error, in percentage points.
+    pub fn text(&self) -> String {
+        format!("{:+.1} ± {:.1} points", self.m * 100.0, self.se * 100.0)
+    }
+}
+
+/// The one "above chance" rule: holds when the accuracy's 95% interval
+/// ([`Accuracy::interval`]) lies above `chance` (lower bound > chance), does not hold when it lies
+/// below (upper bound < chance), inconclusive when it contains chance.
+pub fn above_chance(acc: &Accuracy, chance: f64) -> Verdict {
+    if !acc.value.is_finite() {
+        return Verdict::Undetermined;
+    }
+    let i = acc.interval();
+    if i.lo > chance {
+        Verdict::Holds
+    } else if i.hi < chance {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// A claim made of parts: holds when every part holds; partly when some part holds; does not
+/// hold when none holds and some part does not hold; inconclusive when no part is decided;
+/// undetermined when a part is (or there are no parts).
+pub fn combine_parts(parts: &[Verdict]) -> Verdict {
+    if parts.is_empty() || parts.contains(&Verdict::Undetermined) {
+        return Verdict::Undetermined;
+    }
+    let holds = parts.iter().filter(|v| **v == Verdict::Holds).count();
+    if holds == parts.len() {
+        Verdict::Holds
+    } else if holds > 0 {
+        Verdict::Partly
+    } else if parts.contains(&Verdict::DoesNotHold) {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Pearson correlation of `xs` and `ys`. None for fewer than two points, different lengths,
+/// non-finite values or zero variance in either.
+pub fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    let n = xs.len();
+    if n < 2 || ys.len() != n || xs.iter().chain(ys).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mx = mean(xs);
+    let my = mean(ys);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs.iter().zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx <= 1e-18 || syy <= 1e-18 {
+        return None;
+    }
+    Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
+}
+
+/// A correlation with its uncertainty (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Correlation {
+    /// Pearson r of the values.
+    pub r: f64,
+    /// Number of points.
+    pub k: usize,
+    /// Standard error of Fisher's z = atanh(r) (infinite for k ≤ 3).
+    pub se_z: f64,
+    /// tanh(z ± 2·SE(z)).
+    pub interval: Interval,
+}
+
+impl Correlation {
+    /// The claim "positive correlation": holds when the interval is above 0, does not hold when
+    /// it is below 0, inconclusive otherwise.
+    pub fn verdict(&self) -> Verdict {
+        if self.interval.lo > 0.0 {
+            Verdict::Holds
+        } else if self.interval.hi < 0.0 {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    /// "r = −0.51 [−0.98, 0.80]".
+    pub fn text(&self) -> String {
+        format!(
+            "r = {:.2} [{:.2}, {:.2}]",
+            self.r, self.interval.lo, self.interval.hi
+        )
+    }
+}
+
+/// The correlation of the values of `xs` and `ys` with the uncertainty of a sample of k points
+/// and of each point's own measurement error (SEs of the accuracies). None when [`pearson`] is.
+pub fn correlation(xs: &[Accuracy], ys: &[Accuracy]) -> Option<Correlation> {
+    let xv: Vec<f64> = xs.iter().map(|a| a.value).collect();
+    let yv: Vec<f64> = ys.iter().map(|a| a.value).collect();
+    let r = pearson(&xv, &yv)?;
+    let k = xv.len();
+    let (mx, my) = (mean(&xv), mean(&yv));
+    let sxx: f64 = xv.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let syy: f64 = yv.iter().map(|y| (y - my) * (y - my)).sum();
+    let norm = (sxx * syy).sqrt();
+    // Delta method: dr/dx_i = (y_i − ȳ)/sqrt(Sxx Syy) − r (x_i − x̄)/Sxx, and symmetrically.
+    let mut var_r = 0.0;
+    for i in 0..k {
+        let dx = (yv[i] - my) / norm - r * (xv[i] - mx) / sxx;
+        let dy = (xv[i] - mx) / norm - r * (yv[i] - my) / syy;
+        var_r += dx * dx * xs[i].se().powi(2) + dy * dy * ys[i].se().powi(2);
+    }
+    // Fisher's z is infinite at |r| = 1: keep r just inside.
+    let rc = r.clamp(-0.999_999, 0.999_999);
+    let z = rc.atanh();
+    let sampling = if k > 3 {
+        1.0 / (k - 3) as f64
+    } else {
+        f64::INFINITY
+    };
+    let se_z = (sampling + var_r / (1.0 - rc * rc).powi(2)).sqrt();
+    let interval = if se_z.is_finite() {
+        Interval {
+            lo: (z - MARGIN_SIGMAS * se_z).tanh(),
+            hi: (z + MARGIN_SIGMAS * se_z).tanh(),
+        }
+    } else {
+        Interval { lo: -1.0, hi: 1.0 }
+    };
+    Some(Correlation {
+        r,
+        k,
+        se_z,
+        interval,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn wilson_known_values() {
+        // 50 of 100: [0.4038, 0.5962] (textbook value).
+        let w = wilson(0.5, 100);
+        assert!(
+            close(w.lo, 0.4038, 1e-4) && close(w.hi, 0.5962, 1e-4),
+            "{w:?}"
+        );
+        // 0 of 10: [0, 0.2775]; 10 of 10: [0.7225, 1].
+        let w = wilson(0.0, 10);
+        assert!(
+            close(w.lo, 0.0, 1e-12) && close(w.hi, 0.2775, 1e-4),
+            "{w:?}"
+        );
+        let w = wilson(1.0, 10);
+        assert!(
+            close(w.lo, 0.7225, 1e-4) && close(w.hi, 1.0, 1e-12),
+            "{w:?}"
+        );
+        // 49% of 500 (the README's on_D_R): [44.6, 53.4].
+        let w = wilson(0.49, 500);
+        assert!(
+            close(w.lo, 0.4464, 1e-4) && close(w.hi, 0.5337, 1e-4),
+            "{w:?}"
+        );
+        // 1 of 4 (small n, asymmetric): [0.0456, 0.6994].
+        let w = wilson(0.25, 4);
+        assert!(
+            close(w.lo, 0.0456, 1e-4) && close(w.hi, 0.6994, 1e-4),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn wilson_edge_cases_do_not_panic() {
+        assert_eq!(wilson(0.3, 0), Interval { lo: 0.0, hi: 1.0 });
+        assert_eq!(wilson(f64::NAN, 10), Interval { lo: 0.0, hi: 1.0 });
+        let w = wilson(1.7, 10); // clamped to 1
+        assert!(w.hi <= 1.0 && w.lo > 0.5);
+        assert!(close(binomial_se(0.3, 0), 0.5 / Z95, 1e-12));
+        // Close to the Wald SE in the middle, positive at the edges.
+        assert!(close(binomial_se(0.5, 10_000), 0.005, 1e-5));
+        assert!(binomial_se(0.0, 500) > 0.0);
+        let a = Accuracy::single(0.3, 0);
+        assert_eq!(a.short(), "30.0% [0.0, 100.0]");
+        assert_eq!(Accuracy::single(f64::NAN, 10).short(), "—");
+        assert_eq!(Accuracy::with_seeds(&[], 10).short(), "—");
+    }
+
+    #[test]
+    fn seeds_add_their_spread() {
+        let one = Accuracy::single(0.49, 500);
+        let two = Accuracy::with_seeds(&[0.47, 0.51], 500);
+        assert!(close(two.value, 0.49, 1e-12));
+        let sd = two.seed_sd().unwrap();
+        assert!(close(sd, 0.04f64.hypot(0.0) / 2f64.sqrt(), 1e-12));
+        // SE² = binomial² + s²/k.
+        let want = (one.se().powi(2) + sd * sd / 2.0).sqrt();
+        assert!(close(two.se(), want, 1e-12));
+        let (i1, i2) = (one.interval(), two.interval());
+        assert!(i2.lo < i1.lo && i2.hi > i1.hi);
+        assert_eq!(one.text(), "49.0% [44.6, 53.4]");
+        assert!(
+            two.text().starts_with("49.0% ± 2.8 [") && two.text().ends_with("(seeds 47.0, 51.0)"),
+            "{}",
+            two.text()
+        );
+        // One seed is a single measurement.
+        assert_eq!(Accuracy::with_seeds(&[0.49], 500), one);
+        assert_eq!(one.n_seeds(), 1);
+        assert_eq!(two.n_seeds(), 2);
+    }
+
+    #[test]
+    fn margins_inside_noise_are_inconclusive() {
+        // The issue's F2d: 49.0% vs 49.6% on 500 images each, and 51.0% vs 50.0%.
+        let m = Margin::between(&Accuracy::single(0.490, 500), &Accuracy::single(0.496, 500));
+        assert!(close(m.m, -0.006, 1e-12));
+        assert!(close(m.se, 0.0316, 5e-4), "{m:?}");
+        assert_eq!(m.verdict(), Verdict::Inconclusive);
+        let m = Margin::between(&Accuracy::single(0.51, 500), &Accuracy::single(0.50, 500));
+        assert_eq!(m.verdict(), Verdict::Inconclusive);
+        assert_eq!(m.text(), "+1.0 ± 3.1 points");
+        // Outside the noise: holds / does not hold.
+        let m = Margin::between(&Accuracy::single(0.49, 500), &Accuracy::single(0.376, 500));
+        assert_eq!(m.verdict(), Verdict::Holds, "{m:?}");
+        let m = Margin::between(&Accuracy::single(0.30, 500), &Accuracy::single(0.45, 500));
+        assert_eq!(m.verdict(), Verdict::DoesNotHold, "{m:?}");
+        // Just past two SE on either side.
+        let a = Accuracy::single(0.5, 10_000);
+        let se = a.se();
+        assert_eq!(Margin::above(&a, 0.5 - 2.01 * se).verdict(), Verdict::Holds);
+        assert_eq!(
+            Margin::above(&a, 0.5 - 1.99 * se).verdict(),
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            Margin::below(&a, 0.5 - 2.01 * se).verdict(),
+            Verdict::DoesNotHold
+        );
+        // A seed spread can turn a decided margin inconclusive.
+        let m = Margin::between(
+            &Accuracy::with_seeds(&[0.40, 0.60], 10_000),
+            &Accuracy::single(0.45, 10_000),
+        );
+        assert_eq!(m.verdict(), Verdict::Inconclusive, "{m:?}");
+        assert_eq!(
+            Margin {
+                m: f64::NAN,
+                se: 0.1
+            }
+            .verdict(),
+            Verdict::Undetermined
+        );
+    }
+
+    #[test]
+    fn one_rule_for_above_chance() {
+        // 10% chance, 10,000 images.
+        assert_eq!(
+            above_chance(&Accuracy::single(0.42, 10_000), 0.1),
+            Verdict::Holds
+        );
+        assert_eq!(
+            above_chance(&Accuracy::single(0.011, 10_000), 0.1),
+            Verdict::DoesNotHold
+        );
+        assert_eq!(
+            above_chance(&Accuracy::single(0.102, 10_000), 0.1),
+            Verdict::Inconclusive
+        );
+        // On 100 images 14% is not distinguishable from 10%; 20% is.
+        assert_eq!(
+            above_chance(&Accuracy::single(0.14, 100), 0.1),
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            above_chance(&Accuracy::single(0.20, 100), 0.1),
+            Verdict::Holds
+        );
+        assert_eq!(
+            above_chance(&Accuracy::single(0.5, 0), 0.1),
+            Verdict::Inconclusive
+        );
+    }
+
+    #[test]
+    fn parts_combine() {
+        use Verdict::*;
+        assert_eq!(combine_parts(&[Holds, Holds]), Holds);
+        assert_eq!(combine_parts(&[Holds, Inconclusive]), Partly);
+        assert_eq!(combine_parts(&[DoesNotHold, Holds]), Partly);
+        assert_eq!(combine_parts(&[DoesNotHold, Inconclusive]), DoesNotHold);
+        assert_eq!(combine_parts(&[Inconclusive, Inconclusive]), Inconclusive);
+        assert_eq!(combine_parts(&[Holds, Undetermined]), Undetermined);
+        assert_eq!(combine_parts(&[]), Undetermined);
+        assert_eq!(combine_parts(&[DoesNotHold]), DoesNotHold);
+    }
+
+    #[test]
+    fn correlation_needs_points_and_precision() {
+        let acc = |v: &[f64], n: usize| -> Vec<Accuracy> {
+            v.iter().map(|&x| Accuracy::single(x, n)).collect()
+        };
+        // Four points: even a perfect correlation of precise values stays inside 1/(k-3) = 1.
+        let c = correlation(
+            &acc(&[0.2, 0.3, 0.4, 0.5], 100_000),
+            &acc(&[0.1, 0.2, 0.3, 0.4], 100_000),
+        )
+        .unwrap();
+        assert!(close(c.r, 1.0, 1e-9));
+        assert_eq!(c.verdict(), Verdict::Holds, "{c:?}");
+        // The issue's Figure 3: r = -0.51 over four architectures is inconclusive.
+        let x = acc(&[0.554, 0.489, 0.370, 0.300], 10_000);
+        let y = acc(&[0.024, 0.016, 0.016, 0.038], 500);
+        let c = correlation(&x, &y).unwrap();
+        assert!(close(c.r, -0.51, 0.02), "{c:?}");
+        assert_eq!(c.verdict(), Verdict::Inconclusive, "{c:?}");
+        assert!(c.text().starts_with("r = -0.5"), "{}", c.text());
+        // Three points: never decided.
+        let c = correlation(&acc(&[0.1, 0.2, 0.3], 1000), &acc(&[0.1, 0.2, 0.3], 1000)).unwrap();
+        assert_eq!(c.verdict(), Verdict::Inconclusive);
+        // Many precise points with a clear negative trend: does not hold.
+        let xs: Vec<f64> = (0..20).map(|i| 0.2 + 0.02 * i as f64).collect();
+        let ys: Vec<f64> = xs.iter().map(|x| 0.8 - x).collect();
+        let c = correlation(&acc(&xs, 100_000), &acc(&ys, 100_000)).unwrap();
+        assert_eq!(c.verdict(), Verdict::DoesNotHold, "{c:?}");
+        // Measurement error widens the interval: the same trend (r = 0.97) on 12 points is
+        // decided when each point is measured on 100,000 images and inconclusive on 20.
+        let xs: Vec<f64> = (0..12).map(|i| 0.2 + 0.05 * i as f64).collect();
+        let ys: Vec<f64> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| 0.3 + 0.5 * x + if i % 2 == 0 { 0.02 } else { -0.02 })
+            .collect();
+        let precise = correlation(&acc(&xs, 100_000), &acc(&ys, 100_000)).unwrap();
+        let noisy = correlation(&acc(&xs, 20), &acc(&ys, 20)).unwrap();
+        assert!((precise.r - noisy.r).abs() < 1e-12);
+        assert!(noisy.se_z > 2.0 * precise.se_z, "{precise:?} {noisy:?}");
+        assert_eq!(precise.verdict(), Verdict::Holds, "{precise:?}");
+        assert_eq!(noisy.verdict(), Verdict::Inconclusive, "{noisy:?}");
+        assert!(correlation(&acc(&[0.1, 0.1], 10), &acc(&[0.2, 0.3], 10)).is_none());
+    }
+
+    #[test]
+    fn pearson_by_hand() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        assert!(close(
+            pearson(&x, &[1.0, 3.0, 2.0, 4.0]).unwrap(),
+            0.8,
+            1e-12
+        ));
+        assert_eq!(pearson(&x, &[1.0; 4]), None);
+        assert_eq!(pearson(&[1.0], &[1.0]), None);
+    }
+}
