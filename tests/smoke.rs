@@ -297,7 +297,7 @@ fn a_bad_preset_value_names_the_field() {
             "distance = \"l3\"",
             "rep_match.distance",
         ),
-        ("epochs = 3", "epochz = 3", "epochz"),
+        ("epochs = 4", "epochz = 4", "epochz"),
     ] {
         let bad = text.replacen(from, to, 1);
         assert_ne!(bad, text, "{from} not found in the smoke preset");

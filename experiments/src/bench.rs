@@ -1,5 +1,6 @@
 //! `nrf bench`: times the three hot steps of the pipeline in Rust (tch) and the same computation
-//! in PyTorch-in-Python, in the same run, and prints a table of the ratios.
+//! in PyTorch-in-Python, in the same run, and prints a table of the ratios. `nrf bench
+//! --pipeline` ([`pipeline`]) times whole stages instead, against the PyTorch twin.
 //!
 //! The rows, all on the Fashion-MNIST CNN ([`nrf_models::Arch::FmnistCnn`]) at one batch size:
 //!
@@ -36,6 +37,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+pub mod pipeline;
 
 /// The Python twin of this module, run with `python -c`.
 pub const PYTHON_SCRIPT: &str = include_str!("../python/bench.py");

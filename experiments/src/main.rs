@@ -76,17 +76,25 @@ enum Cmd {
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
     /// Time a training step, a PGD step and a rep-matching step in Rust and in PyTorch-in-Python
-    /// (interpreter from NRF_PYTHON, else python3); print the ratios, write a JSON report.
+    /// (interpreter from NRF_PYTHON, else python3); print the ratios, write a JSON report. With
+    /// --pipeline: whole stages against the PyTorch twin.
     Bench {
-        /// Timed repetitions per row (default 10; 3 with --quick).
+        /// Timed repetitions per row (default 10; 3 with --quick; with --pipeline: runs per
+        /// stage and side, default 2, 1 with --quick).
         #[arg(long)]
         reps: Option<usize>,
-        /// Fewer repetitions and shorter PGD runs.
+        /// Fewer repetitions and shorter PGD runs (with --pipeline: a fifth of the work).
         #[arg(long)]
         quick: bool,
-        /// Where to write the JSON report.
-        #[arg(long, default_value = nrf_experiments::bench::DEFAULT_OUT)]
-        out: PathBuf,
+        /// Time whole pipeline stages (training epochs, adversarial training, representation
+        /// matching, targeted PGD, robust evaluation) against the PyTorch twin
+        /// (experiments/twin), at 1 and 2 threads; the markdown table goes next to --out (.md).
+        #[arg(long)]
+        pipeline: bool,
+        /// Where to write the JSON report (default results/bench.json, with --pipeline
+        /// results/bench-pipeline.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -190,10 +198,28 @@ fn run() -> Result<()> {
             Some(n) => println!("{}", Preset::load(&n)?.1),
             None => BUILTIN.iter().for_each(|(n, _)| println!("{n}")),
         },
-        Cmd::Bench { reps, quick, out } => {
-            let report = nrf_experiments::bench::run(reps, quick, &out)?;
-            println!("{}", report.to_markdown());
-            println!("written {}", out.display());
+        Cmd::Bench {
+            reps,
+            quick,
+            pipeline,
+            out,
+        } => {
+            if pipeline {
+                use nrf_experiments::bench::pipeline;
+                let out = out.unwrap_or_else(|| PathBuf::from(pipeline::DEFAULT_OUT));
+                let report = pipeline::run(reps, quick, &out)?;
+                println!("{}", report.to_markdown());
+                println!(
+                    "written {} and {}",
+                    out.display(),
+                    out.with_extension("md").display()
+                );
+            } else {
+                let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
+                let report = nrf_experiments::bench::run(reps, quick, &out)?;
+                println!("{}", report.to_markdown());
+                println!("written {}", out.display());
+            }
         }
     }
     Ok(())

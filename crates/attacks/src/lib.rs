@@ -51,7 +51,8 @@ pub mod threat;
 
 pub use attack::{fgsm, pgd_attack, AdvTraining};
 pub use eval::{
-    accuracy, evaluate_grid, robust_accuracy, sanity_check, unbounded_attack_accuracy, RobustEval,
+    accuracy, evaluate_grid, robust_accuracy, robust_evaluation, sanity_check,
+    unbounded_attack_accuracy, AttackWork, RobustEval, RobustOutcome,
 };
 pub use objectives::{
     cross_entropy, margin, rep_distance, rep_match, targeted_ce, untargeted_ce, untargeted_margin,

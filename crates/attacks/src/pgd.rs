@@ -186,7 +186,7 @@ pub struct PgdOutput {
 
 /// Runs the objective on a leaf copy of `x` and returns `(objective [N], d objective / d x)`.
 /// Only the gradient w.r.t. the input is computed: no parameter gradient accumulates.
-fn value_and_grad(
+pub(crate) fn value_and_grad(
     objective: &mut Objective<'_>,
     x: &Tensor,
     what: &str,
@@ -208,7 +208,7 @@ fn value_and_grad(
     })
 }
 
-fn check_objective(obj: &Tensor, n: i64, what: &str, step: usize) -> Result<()> {
+pub(crate) fn check_objective(obj: &Tensor, n: i64, what: &str, step: usize) -> Result<()> {
     if obj.size() != [n] {
         bail!(
             "{what}: the objective must return one value per example (shape [{n}]), got {:?}",
@@ -226,7 +226,7 @@ fn check_objective(obj: &Tensor, n: i64, what: &str, step: usize) -> Result<()> 
     Ok(())
 }
 
-fn check_grad(grad: &Tensor, what: &str, step: usize) -> Result<()> {
+pub(crate) fn check_grad(grad: &Tensor, what: &str, step: usize) -> Result<()> {
     let bad = grad.isfinite().logical_not().any().int64_value(&[]);
     if bad != 0 {
         bail!("{what}: gradient of the objective is NaN or infinite at iterate {step}");

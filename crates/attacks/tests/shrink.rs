@@ -1,0 +1,201 @@
+//! Robust evaluation attacks an example only until it is fooled (the ever-fooled rule makes later
+//! steps useless). These tests show that this gives exactly the outcome of the full-batch loop
+//! (every clean-correct example attacked for every step), per example, on CPU.
+
+mod common;
+
+use common::{separable_data, Mlp};
+use nrf_attacks::{
+    cross_entropy, margin, pgd, robust_evaluation, unbounded_attack_accuracy, Linf, PgdConfig,
+    StepSize, ThreatModel, Unconstrained, L1, L2,
+};
+use nrf_models::{Arch, Classifier, Model, ModelSpec};
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// libtorch's random number generator is global: tests that compare random streams must not
+/// run at the same time as each other.
+static RNG: Mutex<()> = Mutex::new(());
+
+/// The full-batch loop robust evaluation used before (every clean-correct example of a batch
+/// attacked for all steps of all restarts by [`pgd`], misclassification recorded at every
+/// iterate): per example, correct clean and at every iterate.
+fn full_batch_mask(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    threat: &dyn ThreatModel,
+    cfg: &PgdConfig,
+    batch_size: i64,
+    use_margin: bool,
+) -> Tensor {
+    let n = images.size()[0];
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let len = batch_size.min(n - i);
+        let xb = images.narrow(0, i, len);
+        let yb = labels.narrow(0, i, len);
+        let clean_ok = tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
+        let idx = clean_ok.nonzero().squeeze_dim(1);
+        let mut mask = clean_ok.zeros_like();
+        if idx.size()[0] > 0 {
+            let xa = xb.index_select(0, &idx);
+            let ya = yb.index_select(0, &idx);
+            let mut alive = ya.ones_like().to_kind(Kind::Bool);
+            {
+                let mut objective = |x: &Tensor| {
+                    let logits = model.logits(x, false);
+                    let ok = logits.detach().argmax(-1, false).eq_tensor(&ya);
+                    alive = alive.logical_and(&ok);
+                    if use_margin {
+                        margin(&logits, &ya)
+                    } else {
+                        cross_entropy(&logits, &ya)
+                    }
+                };
+                pgd(threat, &xa, &xa, cfg, &mut objective, None).unwrap();
+            }
+            let _ = mask.index_put_(&[Some(idx)], &alive, false);
+        }
+        parts.push(mask);
+        i += len;
+    }
+    Tensor::cat(&parts, 0)
+}
+
+fn mask_vec(t: &Tensor) -> Vec<bool> {
+    Vec::<bool>::try_from(&t.to_kind(Kind::Bool).contiguous()).unwrap()
+}
+
+/// Shrinking vs full batch for one attack, from the same RNG state; also checks that the RNG
+/// is left in the same state (later batches and later attacks see the same random starts).
+/// Returns (robust, attacked, work fraction).
+fn compare(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    threat: &dyn ThreatModel,
+    cfg: &PgdConfig,
+    batch: usize,
+) -> (usize, u64, f64) {
+    tch::manual_seed(77);
+    let old = full_batch_mask(model, x, y, threat, cfg, batch as i64, false);
+    let after_old = Tensor::rand([4], (Kind::Float, Device::Cpu));
+    tch::manual_seed(77);
+    let new = robust_evaluation(model, x, y, threat, cfg, batch, false).unwrap();
+    let after_new = Tensor::rand([4], (Kind::Float, Device::Cpu));
+    let what = format!("{} {}", threat.describe(), cfg.describe());
+    assert_eq!(
+        mask_vec(&new.robust),
+        mask_vec(&old),
+        "{what}: per-example outcome differs"
+    );
+    let robust = mask_vec(&old).iter().filter(|&&b| b).count();
+    assert_eq!(new.acc, robust as f64 / x.size()[0] as f64, "{what}");
+    assert!(
+        after_old.equal(&after_new),
+        "{what}: the RNG stream differs afterwards"
+    );
+    let w = new.work;
+    assert!(
+        w.forward_rows <= w.full_forward_rows && w.backward_rows <= w.full_backward_rows,
+        "{what}: {w:?}"
+    );
+    (robust, w.attacked, w.fraction_of_full())
+}
+
+#[test]
+fn shrinking_equals_full_batch_on_a_trained_mlp() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let d = 8;
+    let (x, y) = separable_data(300, d, 0.05, 21);
+    let mut model = Mlp::new(d, 32, 2, 22);
+    model.train(&x, &y, 300, 0.01);
+    let mut mixed = 0;
+    for (threat, cfg) in [
+        (
+            Box::new(L2::new(0.15).unwrap()) as Box<dyn ThreatModel>,
+            PgdConfig::eval(0.15, 10),
+        ),
+        (
+            Box::new(L2::new(0.3).unwrap()),
+            PgdConfig::eval(0.3, 10).with_restarts(3),
+        ),
+        (
+            Box::new(Linf::new(0.05).unwrap()),
+            PgdConfig::eval(0.05, 10),
+        ),
+        (
+            Box::new(L1::with_sparsity(0.3, 0.25).unwrap()),
+            PgdConfig::new(10, 0.06).with_use_best(false),
+        ),
+        // No random start, best iterate kept: the iterates are the same either way.
+        (Box::new(L2::new(0.2).unwrap()), PgdConfig::new(8, 0.05)),
+    ] {
+        // A batch size that leaves a partial last batch.
+        let (robust, attacked, frac) = compare(&model, &x, &y, threat.as_ref(), &cfg, 128);
+        if robust > 0 && (robust as u64) < attacked {
+            mixed += 1;
+            assert!(
+                frac < 1.0,
+                "{}: fooled examples were still attacked",
+                cfg.describe()
+            );
+        }
+    }
+    assert!(
+        mixed >= 3,
+        "too few attacks fool some but not all examples: the test says little"
+    );
+}
+
+#[test]
+fn shrinking_equals_full_batch_on_a_cnn() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    // nrf's Fashion-MNIST CNN (convolutions: the kernels that could depend on the batch size),
+    // randomly initialised; labels are its own clean predictions with every fifth one changed,
+    // so some examples are not attacked at all.
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 3).unwrap();
+    tch::manual_seed(5);
+    let x = Tensor::rand([150, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let pred = tch::no_grad(|| model.logits(&x, false).argmax(-1, false));
+    let shift = (Tensor::arange(150, (Kind::Int64, Device::Cpu)).remainder(5)).eq(0);
+    let y = pred.where_self(&shift.logical_not(), &((&pred + 1).remainder(10)));
+    let mut mixed = 0;
+    for eps in [0.02, 0.05, 0.1] {
+        let threat = L2::new(eps).unwrap();
+        let (robust, attacked, _) = compare(&model, &x, &y, &threat, &PgdConfig::eval(eps, 10), 64);
+        mixed += usize::from(robust > 0 && (robust as u64) < attacked);
+    }
+    assert!(
+        mixed >= 1,
+        "no radius gives a mix of fooled and robust examples"
+    );
+}
+
+#[test]
+fn unbounded_margin_attack_equals_full_batch() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let d = 6;
+    let (x, y) = separable_data(200, d, 0.05, 31);
+    let mut model = Mlp::new(d, 16, 2, 32);
+    model.train(&x, &y, 200, 0.01);
+    let steps = 15;
+    let diameter = (d as f64).sqrt();
+    // The configuration unbounded_attack_accuracy documents.
+    let cfg = PgdConfig::new(steps, 0.0)
+        .with_step_size(StepSize::Cosine {
+            start: 0.1 * diameter,
+            end: 0.001 * diameter,
+        })
+        .with_use_best(false);
+    let old = full_batch_mask(&model, &x, &y, &Unconstrained, &cfg, 64, true);
+    let old_acc = mask_vec(&old).iter().filter(|&&b| b).count() as f64 / 200.0;
+    let new_acc = unbounded_attack_accuracy(&model, &x, &y, steps, 64).unwrap();
+    assert_eq!(new_acc, old_acc);
+}
