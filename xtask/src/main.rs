@@ -5,6 +5,7 @@
 
 mod proc;
 mod torch;
+mod twin;
 
 use anyhow::{bail, Context, Result};
 use proc::{find_on_path, is_root, say, warn, write_atomic, Cmd};
@@ -27,6 +28,9 @@ commands:
   nrf -- ARGS           setup, then run the nrf binary (release build) with ARGS
   bench [ARGS]          setup, then `nrf bench ARGS` (release build), with NRF_PYTHON set to the
                         torch environment's python so PyTorch-in-Python is timed in the same run
+  twin [ARGS]           setup, then run the PyTorch fidelity twin (experiments/twin/nrf_twin.py)
+                        on a preset and compare its Figure 2 / Table 1 numbers with nrf's results
+                        (DIR/twin/comparison.md); `cargo xtask twin --help` for ARGS
   screenshot HTML PNG   render HTML to PNG with headless Chromium (installs Debian's chromium
                         package first when missing and running as root)
   env                   print the torch environment and the shell exports that select it
@@ -85,6 +89,16 @@ fn run(args: &[String]) -> Result<()> {
             a.extend(strip_dashdash(rest).iter().cloned());
             let python = env.python.clone().into_os_string();
             cargo_nrf(&env, &a, &[("NRF_PYTHON", python)])
+        }
+        "twin" => {
+            let rest = strip_dashdash(rest);
+            if rest.iter().any(|a| a == "--help" || a == "-h") {
+                println!("{}", twin::USAGE);
+                return Ok(());
+            }
+            let args = twin::parse_args(rest, DEFAULT_PRESET)?;
+            let env = setup()?;
+            twin::run(&env, &workspace_root(), &args)
         }
         "screenshot" => match strip_dashdash(rest) {
             [html, png] => screenshot(Path::new(html), Path::new(png)),
@@ -250,13 +264,17 @@ fn test(extra: &[String]) -> Result<()> {
             bin.display()
         );
     }
+    // Tests that compare nrf with PyTorch (initialisation, the twin, checkpoints) run this python.
+    let python = env.python.clone().into_os_string();
     cargo(&env)?
         .env_shown("NRF_BIN", &bin)
+        .env_shown("NRF_PYTHON", &python)
         .args(["test", "--workspace", "--all-targets"])
         .args(extra)
         .run()?;
     cargo(&env)?
         .env_shown("NRF_BIN", &bin)
+        .env_shown("NRF_PYTHON", &python)
         .args(["test", "--workspace", "--doc"])
         .args(extra)
         .run()?;

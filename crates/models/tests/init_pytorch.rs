@@ -82,7 +82,9 @@ fn params(arch: &Arch, in_shape: [i64; 3], init: Init) -> BTreeMap<String, Vec<(
         if !t.requires_grad() {
             continue; // BatchNorm running statistics: buffers, not parameters
         }
-        let (layer, leaf) = name.rsplit_once('.').expect("variables are named layer.leaf");
+        let (layer, leaf) = name
+            .rsplit_once('.')
+            .expect("variables are named layer.leaf");
         layers
             .entry(layer.to_string())
             .or_default()
@@ -239,7 +241,11 @@ fn default_initialisation_is_pytorchs() {
             bad.push(format!("{}: {m}", arch.label()));
         }
     }
-    assert!(bad.is_empty(), "nrf's init differs from PyTorch's:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "nrf's init differs from PyTorch's:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -250,7 +256,13 @@ fn tch_initialisation_is_told_apart() {
     };
     let bad = mismatches(&py, &Arch::FmnistCnn, [1, 28, 28], Init::Tch);
     // Every conv / linear weight is sqrt(6) ~ 2.45x too wide, and the conv biases are zero.
-    for layer in ["c1.weight", "c2.weight", "c3.weight", "fc1.weight", "fc2.weight"] {
+    for layer in [
+        "c1.weight",
+        "c2.weight",
+        "c3.weight",
+        "fc1.weight",
+        "fc2.weight",
+    ] {
         assert!(
             bad.iter().any(|m| m.starts_with(layer)),
             "{layer} under tch's init passed the PyTorch check: {bad:?}"

@@ -189,7 +189,9 @@ pub fn model_stage_arch(
         arch: arch.clone(),
         ..ctx.preset.model.clone()
     };
-    model_stage_as(ctx, &model, name, trained_on, data, data_key, section, level)
+    model_stage_as(
+        ctx, &model, name, trained_on, data, data_key, section, level,
+    )
 }
 
 /// [`Ctx::model_stage`] with another `[model]` section (architecture, initialisation) than the
