@@ -540,38 +540,49 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// The Python subprocess speaking the line-delimited JSON protocol of `bench.py --serve`.
-struct PyBench {
+/// A Python subprocess speaking a line-delimited JSON protocol (one request per line on its stdin,
+/// one JSON answer per line on its stdout; the first line is a [`Hello`]): `bench.py --serve`
+/// here, the twin's `bench_stages.py --serve` for `nrf bench --pipeline`.
+pub(crate) struct JsonWorker {
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
-    what: String,
+    pub(crate) what: String,
 }
 
+/// The worker's first line: whether torch (and what it needs) imported.
 #[derive(Deserialize)]
-struct Hello {
-    ok: bool,
-    error: Option<String>,
-    python: Option<String>,
-    torch: Option<String>,
+pub(crate) struct Hello {
+    pub(crate) ok: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) python: Option<String>,
+    pub(crate) torch: Option<String>,
 }
 
-impl PyBench {
-    /// Starts the interpreter; `Err` carries a note for the reader.
-    fn start(python: &Path) -> std::result::Result<(PyBench, Hello), String> {
+impl JsonWorker {
+    /// Starts `python ARGS` and reads its hello; `Err` carries a note for the reader (the
+    /// Python column is then skipped). `unavailable` says what a failed import means.
+    pub(crate) fn start(
+        python: &Path,
+        args: &[&std::ffi::OsStr],
+        unavailable: &str,
+    ) -> std::result::Result<(JsonWorker, Hello), String> {
         let what = python.display().to_string();
         let mut child = Command::new(python)
-            .arg("-c")
-            .arg(PYTHON_SCRIPT)
-            .arg("--serve")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("could not start the Python interpreter `{what}` ({e}); set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does); Python column skipped"))?;
         let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut py = PyBench {
+        let stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| format!("`{what}`: no stdout"))?,
+        );
+        let mut py = JsonWorker {
             child,
             stdin,
             stdout,
@@ -585,14 +596,14 @@ impl PyBench {
         })?;
         if !hello.ok {
             return Err(format!(
-                "{}; PyTorch-in-Python was not timed. Set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does)",
+                "{}; {unavailable}. Set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does)",
                 hello.error.as_deref().unwrap_or("torch could not be imported")
             ));
         }
         Ok((py, hello))
     }
 
-    fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+    pub(crate) fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
         let mut line = String::new();
         let n = self
             .stdout
@@ -628,7 +639,10 @@ impl PyBench {
             .with_context(|| format!("unexpected answer from `{}`: {}", self.what, line.trim()))
     }
 
-    fn request<T: serde::de::DeserializeOwned>(&mut self, req: serde_json::Value) -> Result<T> {
+    pub(crate) fn request<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: serde_json::Value,
+    ) -> Result<T> {
         let stdin = self
             .stdin
             .as_mut()
@@ -637,6 +651,32 @@ impl PyBench {
             .and_then(|_| stdin.flush())
             .with_context(|| format!("writing to `{}`", self.what))?;
         self.read()
+    }
+}
+
+/// The step benchmark's worker (`bench.py --serve`).
+struct PyBench(JsonWorker);
+
+impl std::ops::Deref for PyBench {
+    type Target = JsonWorker;
+    fn deref(&self) -> &JsonWorker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PyBench {
+    fn deref_mut(&mut self) -> &mut JsonWorker {
+        &mut self.0
+    }
+}
+
+impl PyBench {
+    /// Starts the interpreter; `Err` carries a note for the reader.
+    fn start(python: &Path) -> std::result::Result<(PyBench, Hello), String> {
+        let args: [&std::ffi::OsStr; 3] =
+            ["-c".as_ref(), PYTHON_SCRIPT.as_ref(), "--serve".as_ref()];
+        let (worker, hello) = JsonWorker::start(python, &args, "PyTorch-in-Python was not timed")?;
+        Ok((PyBench(worker), hello))
     }
 
     fn time(
@@ -674,7 +714,7 @@ impl PyBench {
     }
 }
 
-impl Drop for PyBench {
+impl Drop for JsonWorker {
     fn drop(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = writeln!(stdin, "{}", serde_json::json!({"cmd": "quit"}));

@@ -29,13 +29,11 @@ use nrf_models::{
     dataset_to_tensors, images_to_tensor, Arch, BatchPerturber, Model, ModelSpec, Sgd, TrainConfig,
 };
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-use super::{loadavg, median, python_from_env, PYTHON_ENV};
+use super::{loadavg, median, python_from_env, Hello, JsonWorker};
 
 /// Default output file of `nrf bench --pipeline` (the markdown table goes next to it, `.md`).
 pub const DEFAULT_OUT: &str = "results/bench-pipeline.json";
@@ -941,28 +939,28 @@ fn bare_steps_s(cfg: &PipelineConfig, inp: &Inputs) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// The Python subprocess (`bench_stages.py --serve`).
-struct PyStages {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    what: String,
-}
-
-#[derive(Deserialize)]
-struct Hello {
-    ok: bool,
-    error: Option<String>,
-    python: Option<String>,
-    torch: Option<String>,
-}
-
 /// The twin's folder.
 pub fn twin_dir() -> PathBuf {
     std::env::var_os(TWIN_DIR_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/twin")))
+}
+
+/// The twin's stage worker (`bench_stages.py --serve`).
+struct PyStages(JsonWorker);
+
+impl std::ops::Deref for PyStages {
+    type Target = JsonWorker;
+    fn deref(&self) -> &JsonWorker {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PyStages {
+    fn deref_mut(&mut self) -> &mut JsonWorker {
+        &mut self.0
+    }
 }
 
 impl PyStages {
@@ -974,79 +972,9 @@ impl PyStages {
                 script.display()
             ));
         }
-        let what = python.display().to_string();
-        let mut child = Command::new(python)
-            .arg(&script)
-            .arg("--serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("could not start the Python interpreter `{what}` ({e}); set {PYTHON_ENV} to a Python with torch (`cargo xtask bench` does); Python column skipped"))?;
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(
-            child
-                .stdout
-                .take()
-                .ok_or_else(|| format!("`{what}`: no stdout"))?,
-        );
-        let mut py = PyStages {
-            child,
-            stdin,
-            stdout,
-            what,
-        };
-        let hello: Hello = py
-            .read()
-            .map_err(|e| format!("`{}` did not answer: {e:#}; Python column skipped", py.what))?;
-        if !hello.ok {
-            return Err(format!(
-                "{}; Python column skipped (set {PYTHON_ENV} to a Python with torch)",
-                hello
-                    .error
-                    .as_deref()
-                    .unwrap_or("the twin could not be imported")
-            ));
-        }
-        Ok((py, hello))
-    }
-
-    fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .with_context(|| format!("reading from `{}`", self.what))?;
-        if n == 0 {
-            bail!("`{}` closed its output (see its messages above)", self.what);
-        }
-        let v: serde_json::Value = serde_json::from_str(line.trim()).with_context(|| {
-            format!(
-                "`{}` answered something that is not JSON: {:?}",
-                self.what,
-                line.trim()
-            )
-        })?;
-        if let Some(e) = v
-            .get("error")
-            .and_then(|e| e.as_str())
-            .filter(|_| v.get("ok").is_none())
-        {
-            bail!("`{}` reported: {e}", self.what);
-        }
-        serde_json::from_value(v)
-            .with_context(|| format!("unexpected answer from `{}`: {}", self.what, line.trim()))
-    }
-
-    fn request<T: serde::de::DeserializeOwned>(&mut self, req: serde_json::Value) -> Result<T> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("`{}` is closed", self.what))?;
-        writeln!(stdin, "{req}")
-            .and_then(|_| stdin.flush())
-            .with_context(|| format!("writing to `{}`", self.what))?;
-        self.read()
+        let args: [&std::ffi::OsStr; 2] = [script.as_os_str(), "--serve".as_ref()];
+        let (worker, hello) = JsonWorker::start(python, &args, "the twin could not be imported")?;
+        Ok((PyStages(worker), hello))
     }
 
     fn stage(
@@ -1106,23 +1034,6 @@ impl PyStages {
             bail!("`{}` returned a bad wall time {}", self.what, run.wall_s);
         }
         Ok(run)
-    }
-}
-
-impl Drop for PyStages {
-    fn drop(&mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = writeln!(stdin, "{}", serde_json::json!({"cmd": "quit"}));
-        }
-        let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1348,6 +1259,7 @@ pub fn run_config(cfg: &PipelineConfig, out: &Path) -> Result<PipelineReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::PYTHON_ENV;
 
     #[test]
     fn flops_of_the_fmnist_cnn() {
