@@ -70,17 +70,7 @@ pub fn robust_accuracy(
     batch_size: usize,
     progress: bool,
 ) -> Result<f64> {
-    robust_accuracy_with(
-        model,
-        images,
-        labels,
-        threat,
-        cfg,
-        batch_size,
-        progress,
-        Loss::CrossEntropy,
-    )
-    .map(|r| r.acc)
+    robust_evaluation(model, images, labels, threat, cfg, batch_size, progress).map(|r| r.acc)
 }
 
 /// The loss an evaluation attack maximises.
