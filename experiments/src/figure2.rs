@@ -135,9 +135,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
     }
     let fresh = ctx.preset.fresh.clone();
-    let n = ctx.preset.rep_match.n.min(src.subset.len());
-    let control = ctx.train.subset(&src.subset[..n]);
-    let key = ctx.subset_key(&src.subset[..n]);
+    let (control, key) = control_set(ctx, src);
     ctx.model_stage(
         "on_control",
         "D_control",
@@ -147,4 +145,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         EvalLevel::Full,
     )?;
     Ok(())
+}
+
+/// The clean control of Figure 2: the first `rep_match.n` images of the construction subset (the
+/// targets x of D_R / D_NR), and its cache key.
+pub fn control_set(ctx: &Ctx, src: &Sources) -> (nrf_data::Dataset, String) {
+    let n = ctx.preset.rep_match.n.min(src.subset.len());
+    (
+        ctx.train.subset(&src.subset[..n]),
+        ctx.subset_key(&src.subset[..n]),
+    )
 }

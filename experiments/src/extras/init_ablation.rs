@@ -6,7 +6,7 @@
 //! lost its edge over the clean control.
 use super::stats::{points, Accuracy, Margin};
 use super::{model_stage_as, read_model, write_section};
-use crate::figure2::{construct_rep, rep_config, Sources};
+use crate::figure2::{construct_rep, control_set, rep_config, Sources};
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_models::Init;
@@ -73,9 +73,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         let (m, _) = model_stage_as(ctx, &model, &name, set, &ds, key, &fresh, EvalLevel::Full)?;
         alt_models.push(m);
     }
-    let n = ctx.preset.rep_match.n.min(src.subset.len());
-    let control = ctx.train.subset(&src.subset[..n]);
-    let key = ctx.subset_key(&src.subset[..n]);
+    let (control, key) = control_set(ctx, src);
     let name = model_name(alt, "control");
     let (m, _) = model_stage_as(
         ctx,
