@@ -230,6 +230,11 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "models/{m}.json missing"
         );
     }
+    // extras.figure3_n = 200: Figure 3's models train on the first 200 images of the sets.
+    for m in ["f3_fmnist_cnn_on_D_det", "f3_fmnist_cnn_on_control"] {
+        let j = json(&results.join(format!("models/{m}.json")));
+        assert_eq!(j["train_size"], 200, "{m}: train_size");
+    }
     assert!(results.join("theory/theory.json").exists());
     let html = std::fs::read_to_string(results.join("report.html")).unwrap();
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();

@@ -251,6 +251,11 @@ pub struct ExtrasSection {
     /// `relabel.eps`; step size scaled as for `relabel.extra_eps`).
     #[serde(default)]
     pub figure3_eps: Option<f64>,
+    /// Images in each of Figure 3's training sets: the first `figure3_n` of Table 1's D_det /
+    /// D_rand at `figure3_eps` and of the clean control (default and at most: `relabel.n`).
+    /// Smaller keeps the larger architectures affordable; the sets are subsets, not rebuilt.
+    #[serde(default)]
+    pub figure3_n: Option<usize>,
     /// L2 radii of D_rand / D_det for section `eps_sensitivity` (empty = that extra is off).
     #[serde(default)]
     pub eps_sensitivity: Vec<f64>,
@@ -329,6 +334,13 @@ impl ExtrasSection {
         }
         if let Some(eps) = self.figure3_eps {
             positive(eps, "extras.figure3_eps")?;
+        }
+        if let Some(n) = self.figure3_n {
+            check(
+                n >= 20,
+                "extras.figure3_n",
+                format!("{n} images are too few to train a model on (at least 20)"),
+            )?;
         }
         for (i, v) in self.eps_sensitivity.iter().enumerate() {
             positive(*v, "extras.eps_sensitivity")?;

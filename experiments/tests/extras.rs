@@ -505,6 +505,7 @@ fn extras_preset_fields_are_validated_by_name() {
     assert!(err("eps_sensitivity = [0.5, 0.5]").contains("listed twice"));
     assert!(err("independent_model = \"C_std\"").contains("independent_model"));
     assert!(err("diversiti = true").contains("diversiti"));
+    assert!(err("figure3_n = 5").contains("extras.figure3_n"));
     let p = smoke_with_extras("enabled = true").unwrap();
     assert!(!p.extras.figure3 && p.extras.eps_sensitivity.is_empty());
     assert_eq!(p.extras.independent_model, IndependentModel::OnControl);
@@ -532,7 +533,7 @@ fn builtin_presets_switch_extras_as_documented() {
             "{name}"
         );
         assert!(
-            e.eps_sensitivity.len() >= 5 && e.train_sizes.len() >= 3,
+            e.eps_sensitivity.len() >= 4 && e.train_sizes.len() >= 3,
             "{name}"
         );
     }

@@ -199,11 +199,24 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     let det_set = set_name("D_det", eps, r.eps);
     let rand_set = set_name("D_rand", eps, r.eps);
     let table1 = r.is_table1_radius(eps);
+    let full = r.n.min(src.subset.len());
+    let n = ctx.preset.extras.figure3_n.unwrap_or(full).min(full);
+    // The first n images of a set are built from the first n of the subset, as the control's.
+    let first_n = |d: nrf_data::Dataset, key: String| {
+        if n == full {
+            (d, key)
+        } else {
+            (
+                d.subset(&(0..n).collect::<Vec<_>>()),
+                format!("{key}/first{n}"),
+            )
+        }
+    };
     let det_key = construct(ctx, &det_set, src, TargetRule::Deterministic, eps, step)?;
-    let det = ctx.load_constructed(&det_set)?.dataset;
+    let (det, det_key) = first_n(ctx.load_constructed(&det_set)?.dataset, det_key);
     let rand_key = construct(ctx, &rand_set, src, TargetRule::Random, eps, step)?;
-    let rand = ctx.load_constructed(&rand_set)?.dataset;
-    let n = r.n.min(src.subset.len());
+    let (rand, rand_key) = first_n(ctx.load_constructed(&rand_set)?.dataset, rand_key);
+    let table1 = table1 && n == full;
     let control_idx = &src.subset[..n];
     let control = ctx.train.subset(control_idx);
     let control_key = ctx.subset_key(control_idx);
