@@ -34,6 +34,12 @@ enum Cmd {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Override a preset value (repeatable): a dotted key and a TOML value, e.g.
+        /// `--set rep_match.n=64 --set model.init=tch` (a bare word is a string). Checked as
+        /// the same value in the preset file; run.json records the overrides and the
+        /// preset text with them applied, and the stage keys follow the overridden values.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Print a dataset's shapes, value range and class counts.
     DataInfo {
@@ -141,8 +147,9 @@ fn run() -> Result<()> {
             results,
             data_dir,
             quiet,
+            set,
         } => {
-            let (p, text) = Preset::load(&preset)?;
+            let (p, text) = Preset::load_with_overrides(&preset, &set)?;
             let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
             let start = std::time::Instant::now();
             let summary =

@@ -261,10 +261,21 @@ impl Ctx {
         self.results.join(rel)
     }
 
-    /// Writes run.json.
+    /// Writes run.json: [`RunInfo`] and `overrides`, the run's `--set KEY=VALUE` strings
+    /// ([`Preset::overrides`]; `config_toml` is the preset text with them applied).
     pub fn save_run(&mut self) -> Result<()> {
+        #[derive(Serialize)]
+        struct RunJson<'a> {
+            #[serde(flatten)]
+            run: &'a RunInfo,
+            overrides: &'a [String],
+        }
         self.run.total_wall_s = self.started.elapsed().as_secs_f64();
-        write_json_atomic(self.path("run.json"), &self.run)?;
+        let record = RunJson {
+            run: &self.run,
+            overrides: &self.preset.overrides,
+        };
+        write_json_atomic(self.path("run.json"), &record)?;
         Ok(())
     }
 

@@ -49,6 +49,12 @@ pub struct Preset {
     pub theory: TheorySection,
     #[serde(default)]
     pub extras: ExtrasSection,
+    /// The command-line overrides (`--set KEY=VALUE`) applied by
+    /// [`Preset::load_with_overrides`], as given; recorded in run.json's `overrides`. Not a
+    /// preset field (a preset file that has it is rejected) and in no cache key: stage keys
+    /// come from the values the overrides set.
+    #[serde(skip)]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -484,20 +490,82 @@ impl Preset {
 
     /// A built-in preset by name, or a TOML file by path. Returns the preset and its text.
     pub fn load(name_or_path: &str) -> Result<(Preset, String)> {
-        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Ok((Preset::parse(text, name_or_path)?, text.to_string()));
+        Preset::load_with_overrides(name_or_path, &[])
+    }
+
+    /// [`Preset::load`] with command-line overrides (`nrf reproduce --set KEY=VALUE`): each
+    /// `KEY=VALUE` sets the dotted key (`rep_match.n`, `model.arch.width`) in the preset's TOML
+    /// document before it is deserialised and validated, so an override is checked exactly as
+    /// the same value in the file (an unknown key or a bad value is an error naming the key).
+    /// VALUE is a TOML value; what is not valid TOML is taken as a string (`model.init=tch`),
+    /// as `experiments/twin/twin_data.py` does. A missing table on the way is created
+    /// (`extras.figure3_n` without an `[extras]` section). A key the preset does not read
+    /// (say `model.arch.width` with `type = "fmnist_cnn"`, which serde would ignore) is an
+    /// error too.
+    ///
+    /// Returns the preset, with [`Preset::overrides`] set, and the effective preset text: the
+    /// file's text unchanged without overrides; with them, the same document (comments kept)
+    /// with the overrides applied, each changed line marked `# --set (was: ...)` and the list
+    /// of overrides in a comment at the top. That text is what run.json's `config_toml`
+    /// records, so it always holds the values the run used.
+    pub fn load_with_overrides(
+        name_or_path: &str,
+        overrides: &[String],
+    ) -> Result<(Preset, String)> {
+        let (text, origin) =
+            if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+                (text.to_string(), name_or_path.to_string())
+            } else {
+                let path = Path::new(name_or_path);
+                if !path.exists() {
+                    let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                    bail!(
+                        "no preset named {name_or_path:?} (built in: {}) and no such file",
+                        names.join(", ")
+                    );
+                }
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading preset {}", path.display()))?;
+                (text, path.display().to_string())
+            };
+        Preset::parse_with_overrides(&text, &origin, overrides)
+    }
+
+    /// [`Preset::load_with_overrides`] of a preset's text; `origin` names it in errors.
+    pub fn parse_with_overrides(
+        text: &str,
+        origin: &str,
+        overrides: &[String],
+    ) -> Result<(Preset, String)> {
+        if overrides.is_empty() {
+            return Ok((Preset::parse(text, origin)?, text.to_string()));
         }
-        let path = Path::new(name_or_path);
-        if !path.exists() {
-            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            bail!(
-                "no preset named {name_or_path:?} (built in: {}) and no such file",
-                names.join(", ")
-            );
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading preset {}", path.display()))?;
-        Ok((Preset::parse(&text, &path.display().to_string())?, text))
+        let effective = overriding::apply(text, origin, overrides)?;
+        let with = overrides
+            .iter()
+            .map(|o| format!("--set {o}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut p: Preset = match toml::from_str(&effective) {
+            Ok(p) => p,
+            Err(e) => {
+                let to_blame = overriding::blame(&effective, e.span(), overrides);
+                let what = if to_blame.is_empty() {
+                    format!("preset {origin} with {with}")
+                } else {
+                    format!("preset {origin}: {}", to_blame.join(" "))
+                };
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{what}: unknown or ill-typed field (the line shown is in the preset with \
+                     the overrides applied)"
+                )));
+            }
+        };
+        overriding::check_read(&p, overrides).with_context(|| format!("preset {origin}"))?;
+        p.validate()
+            .with_context(|| format!("preset {origin} with {with}"))?;
+        p.overrides = overrides.to_vec();
+        Ok((p, effective))
     }
 
     /// Checks every value; errors name the field.
@@ -633,5 +701,452 @@ impl Preset {
             h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
         }
         (h ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1
+    }
+}
+
+/// The `--set KEY=VALUE` machinery of [`Preset::load_with_overrides`].
+mod overriding {
+    use super::Preset;
+    use anyhow::{bail, Context, Result};
+    use std::ops::Range;
+    use toml_edit::{DocumentMut, ImDocument, Item, Key, Table, TableLike, Value};
+
+    /// The comment on each line an override changed.
+    const MARK: &str = "# --set";
+
+    /// Fields that are read but never serialised (so absent from the serialised preset that
+    /// [`check_read`] compares the overrides with).
+    const NOT_SERIALISED: [&str; 3] = ["train_std.seeds", "train_rob.seeds", "fresh.seeds"];
+
+    /// One `KEY=VALUE`: the dotted key's parts and the value (TOML, else the string VALUE).
+    pub(super) fn parse(text: &str) -> Result<(Vec<String>, Value)> {
+        let Some((key, raw)) = text.split_once('=') else {
+            bail!("--set {text}: expected KEY=VALUE with a dotted KEY, e.g. --set rep_match.n=64");
+        };
+        let keys: Vec<String> = Key::parse(key.trim())
+            .ok()
+            .filter(|k| !k.is_empty())
+            .with_context(|| {
+                format!("--set {text}: `{key}` is not a dotted key such as rep_match.n")
+            })?
+            .iter()
+            .map(|k| k.get().to_string())
+            .collect();
+        let value = raw
+            .trim()
+            .parse::<Value>()
+            .unwrap_or_else(|_| Value::from(raw));
+        Ok((keys, value))
+    }
+
+    /// `text` with every override applied in order (comments and layout kept), each changed
+    /// value marked, and the overrides listed in a comment at the top.
+    pub(super) fn apply(text: &str, origin: &str, overrides: &[String]) -> Result<String> {
+        let mut doc: DocumentMut = text
+            .parse()
+            .with_context(|| format!("preset {origin}: invalid TOML"))?;
+        for o in overrides {
+            let (keys, value) = parse(o)?;
+            let note = match was(doc.as_table(), &keys) {
+                None => format!("  {MARK} (new)"),
+                Some(Some(v)) => format!("  {MARK} (was: {v})"),
+                Some(None) => format!("  {MARK}"),
+            };
+            set(doc.as_table_mut(), o, &keys, value)?;
+            mark(doc.as_table_mut(), &keys, &note);
+        }
+        let mut out = String::from("# The preset as run: the command-line overrides\n");
+        for o in overrides {
+            let line: String = o
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            out += &format!("#   --set {line}\n");
+        }
+        out += "# applied to the preset below (the values they changed are marked `# --set`).\n";
+        out += &doc.to_string();
+        Ok(out)
+    }
+
+    /// What the override of `keys` replaces, seen from the first value on its way (the value
+    /// itself, or the inline table holding it): None when nothing is there yet, Some(None) when
+    /// it is not shown on one line.
+    fn was(root: &Table, keys: &[String]) -> Option<Option<String>> {
+        let mut t = root;
+        for k in keys {
+            match t.get(k)? {
+                Item::Table(sub) => t = sub,
+                Item::Value(v) => {
+                    let mut v = v.clone();
+                    *v.decor_mut() = Default::default();
+                    let s = v.to_string();
+                    return Some((!s.contains('\n') && s.len() <= 80).then_some(s));
+                }
+                _ => return Some(None),
+            }
+        }
+        Some(None)
+    }
+
+    /// Sets `keys` to `value`, creating missing tables on the way; an existing value keeps its
+    /// place and layout.
+    fn set(root: &mut Table, text: &str, keys: &[String], value: Value) -> Result<()> {
+        let (leaf, parents) = keys.split_last().context("an empty key")?;
+        let mut table: &mut dyn TableLike = root;
+        let mut inline = false;
+        for (i, k) in parents.iter().enumerate() {
+            if !table.contains_key(k) {
+                table.insert(k, Item::Table(Table::new()));
+            }
+            inline = table.get(k).is_some_and(Item::is_inline_table);
+            table = table
+                .get_mut(k)
+                .and_then(Item::as_table_like_mut)
+                .with_context(|| {
+                    format!(
+                        "--set {text}: `{}` is not a table, so it has no field `{}`",
+                        keys[..=i].join("."),
+                        keys[i + 1]
+                    )
+                })?;
+        }
+        match table.get_mut(leaf) {
+            Some(Item::Value(old)) => {
+                let decor = old.decor().clone();
+                *old = value;
+                *old.decor_mut() = decor;
+            }
+            _ => {
+                table.insert(leaf, Item::Value(value));
+                if inline {
+                    // Re-space `{ a = 1, b = 2 }` (a table of its own keeps its comments).
+                    table.fmt();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts `note` after the first value on the way to `keys` (a line of its own in the file),
+    /// unless an earlier override marked it already.
+    fn mark(root: &mut Table, keys: &[String], note: &str) {
+        let mut t = root;
+        for k in keys {
+            match t.get_mut(k) {
+                Some(Item::Table(sub)) => t = sub,
+                Some(Item::Value(v)) => {
+                    let marked = v
+                        .decor()
+                        .suffix()
+                        .and_then(|s| s.as_str())
+                        .is_some_and(|s| s.trim_start().starts_with(MARK));
+                    if !marked {
+                        v.decor_mut().set_suffix(note);
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The overrides (as `--set KEY=VALUE`) whose key or value lies at `span` of the effective
+    /// preset `text`, where deserialising it failed; not those a later override replaced.
+    pub(super) fn blame(
+        text: &str,
+        span: Option<Range<usize>>,
+        overrides: &[String],
+    ) -> Vec<String> {
+        let (Some(span), Ok(doc)) = (span, ImDocument::parse(text)) else {
+            return vec![];
+        };
+        let keys: Vec<Option<Vec<String>>> = overrides
+            .iter()
+            .map(|o| parse(o).ok().map(|(k, _)| k))
+            .collect();
+        // Set again later (the key or a table above it): not what the preset holds.
+        let replaced = |i: usize, k: &[String]| {
+            keys[i + 1..]
+                .iter()
+                .flatten()
+                .any(|later| k.starts_with(later))
+        };
+        overrides
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .filter(|(i, (_, k))| {
+                k.as_ref().is_some_and(|k| {
+                    !replaced(*i, k)
+                        && spans(doc.as_table(), k)
+                            .iter()
+                            .any(|s| s.start <= span.end && span.start <= s.end)
+                })
+            })
+            .map(|(_, (o, _))| format!("--set {o}"))
+            .collect()
+    }
+
+    /// The spans of the keys on the way to `keys` and of its value.
+    fn spans(root: &Table, keys: &[String]) -> Vec<Range<usize>> {
+        let mut out = Vec::new();
+        let mut t: &dyn TableLike = root;
+        for (i, k) in keys.iter().enumerate() {
+            let Some((key, item)) = t.get_key_value(k) else {
+                break;
+            };
+            out.extend(key.span());
+            match item.as_table_like() {
+                Some(sub) if i + 1 < keys.len() => t = sub,
+                _ => {
+                    out.extend(item.span());
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Errors when an override set a key that the deserialised preset does not hold, i.e. that
+    /// serde ignored (a field of another architecture `type` than the one chosen, say).
+    pub(super) fn check_read(p: &Preset, overrides: &[String]) -> Result<()> {
+        let Ok(read) = toml::Value::try_from(p) else {
+            return Ok(());
+        };
+        for o in overrides {
+            let (keys, value) = parse(o)?;
+            if NOT_SERIALISED.contains(&keys.join(".").as_str()) {
+                continue;
+            }
+            let mut at = &read;
+            for (i, k) in keys.iter().enumerate() {
+                match at.get(k.as_str()) {
+                    Some(v) => at = v,
+                    None => bail!(
+                        "--set {o}: the preset has no field `{}` (the table it is in ignores \
+                         it, e.g. a field that the chosen architecture `type` does not take)",
+                        keys[..=i].join(".")
+                    ),
+                }
+            }
+            if let Some(sub) = unread(&value, at) {
+                bail!(
+                    "--set {o}: the preset has no field `{}.{sub}` (the table it is in ignores \
+                     it, e.g. a field that the chosen architecture `type` does not take)",
+                    keys.join(".")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The first key of `set` (a value an override set) that `read` (the value the preset
+    /// holds there) lacks, as a dotted path below it.
+    fn unread(set: &Value, read: &toml::Value) -> Option<String> {
+        match (set, read) {
+            (Value::InlineTable(t), toml::Value::Table(r)) => {
+                t.iter().find_map(|(k, v)| match r.get(k) {
+                    None => Some(k.to_string()),
+                    Some(rv) => unread(v, rv).map(|p| format!("{k}.{p}")),
+                })
+            }
+            (Value::Array(a), toml::Value::Array(r)) => a
+                .iter()
+                .zip(r)
+                .enumerate()
+                .find_map(|(i, (v, rv))| unread(v, rv).map(|p| format!("{i}.{p}"))),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The error of loading `smoke` with `overrides`, with its whole chain.
+    fn err(overrides: &[&str]) -> String {
+        let e = Preset::load_with_overrides("smoke", &sets(overrides))
+            .expect_err("the overrides should be refused");
+        format!("{e:#}")
+    }
+
+    #[test]
+    fn no_overrides_is_the_file_unchanged() {
+        let (p, text) = Preset::load_with_overrides("smoke", &[]).unwrap();
+        assert_eq!(text, BUILTIN[0].1);
+        assert!(p.overrides.is_empty());
+        // `overrides` is not a preset field.
+        let text = format!("overrides = [\"seed=1\"]\n{}", BUILTIN[0].1);
+        let e = format!("{:#}", Preset::parse(&text, "x").unwrap_err());
+        assert!(e.contains("unknown field `overrides`"), "{e}");
+    }
+
+    #[test]
+    fn nested_keys_are_set() {
+        let o = sets(&[
+            "rep_match.n=64",
+            "train_std.epochs=1",
+            "model.arch.type=resnet18",
+            "model.arch.width=8",
+            "train_rob.attack.steps=1",
+            "extras.enabled=false",
+            "eval.l2_eps=[0.25, 0.5]",
+            "relabel.eps=2",
+        ]);
+        let (p, text) = Preset::load_with_overrides("smoke", &o).unwrap();
+        assert_eq!(p.rep_match.n, 64);
+        assert_eq!(p.train_std.epochs, 1);
+        assert_eq!(p.model.arch, Arch::ResNet18 { width: 8 });
+        assert_eq!(p.train_rob.attack.as_ref().unwrap().steps, 1);
+        assert_eq!(p.train_rob.attack.as_ref().unwrap().eps, 1.0);
+        assert!(!p.extras.enabled);
+        assert_eq!(p.eval.l2_eps, vec![0.25, 0.5]);
+        assert_eq!(p.relabel.eps, 2.0);
+        assert_eq!(p.overrides, o);
+        // Untouched values stay.
+        assert_eq!(p.rep_match.steps, 40);
+        assert_eq!(p.train_rob.epochs, 4);
+        // The effective text is the preset as run: it parses to the same values, keeps the
+        // file's comments, lists the overrides and marks what they changed.
+        let again = Preset::parse(&text, "effective").unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&p).unwrap()
+        );
+        assert!(text.contains("#   --set rep_match.n=64\n"), "{text}");
+        assert!(text.contains("n = 64  # --set (was: 300)"), "{text}");
+        assert!(text.contains("# first 2000 training images"), "{text}");
+        assert!(
+            text.contains(r#"# --set (was: { type = "fmnist_cnn" })"#),
+            "{text}"
+        );
+        // The same key twice: the last wins, the mark still names the file's value.
+        let (p, text) =
+            Preset::load_with_overrides("smoke", &sets(&["rep_match.n=64", "rep_match.n=32"]))
+                .unwrap();
+        assert_eq!(p.rep_match.n, 32);
+        assert!(text.contains("n = 32  # --set (was: 300)"), "{text}");
+    }
+
+    #[test]
+    fn new_keys_and_sections_are_created() {
+        // smoke has no `eval.curve_n`, no `data.max_per_class` and no [theory] section.
+        let o = sets(&[
+            "eval.curve_n=500",
+            "data.max_per_class=7",
+            "theory.skip=true",
+        ]);
+        let (p, text) = Preset::load_with_overrides("smoke", &o).unwrap();
+        assert_eq!(p.eval.curve_n, 500);
+        assert_eq!(p.data.max_per_class, Some(7));
+        assert!(p.theory.skip);
+        assert!(text.contains("curve_n = 500  # --set (new)"), "{text}");
+        assert!(text.contains("[theory]"), "{text}");
+        // A new key in an inline table.
+        let o = sets(&["model.arch.type=mlp", "model.arch.hidden=[8]"]);
+        let (p, text) = Preset::load_with_overrides("smoke", &o).unwrap();
+        assert_eq!(p.model.arch, Arch::Mlp { hidden: vec![8] });
+        assert!(
+            text.contains(
+                r#"arch = { type = "mlp", hidden = [8] }  # --set (was: { type = "fmnist_cnn" })"#
+            ),
+            "{text}"
+        );
+        // A preset without [extras]: `extras.figure3_n` creates the section.
+        let cut = BUILTIN[0].1.find("[extras]").unwrap();
+        let base = &BUILTIN[0].1[..cut];
+        let (p, text) =
+            Preset::parse_with_overrides(base, "cut", &sets(&["extras.figure3_n=100"])).unwrap();
+        assert_eq!(p.extras.figure3_n, Some(100));
+        assert!(!p.extras.enabled);
+        assert!(text.contains("[extras]"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_them() {
+        let e = err(&["rep_match.n=64", "rep_match.nn=64"]);
+        assert!(e.contains("--set rep_match.nn=64"), "{e}");
+        assert!(e.contains("unknown field `nn`"), "{e}");
+        assert!(
+            !e.contains("rep_match.n=64 "),
+            "only the culprit is named: {e}"
+        );
+        // An override that a later one of the same key replaced is not blamed.
+        let e = err(&["rep_match.n=64", "rep_match.n=abc"]);
+        assert!(e.contains("preset smoke: --set rep_match.n=abc:"), "{e}");
+        let e = err(&["nosuch.key=1"]);
+        assert!(e.contains("--set nosuch.key=1"), "{e}");
+        assert!(e.contains("unknown field `nosuch`"), "{e}");
+        let e = err(&["train_rob.attack.nrom=\"l2\""]);
+        assert!(e.contains("--set train_rob.attack.nrom"), "{e}");
+        // A key serde would silently ignore (fmnist_cnn takes no width) is refused too.
+        let e = err(&["model.arch.width=8"]);
+        assert!(e.contains("model.arch.width"), "{e}");
+        let e = err(&["model.arch={ type = \"fmnist_cnn\", width = 8 }"]);
+        assert!(e.contains("model.arch.width"), "{e}");
+        // Going into a value that is not a table.
+        let e = err(&["seed.x=1"]);
+        assert!(e.contains("`seed` is not a table"), "{e}");
+        // `fresh.seeds` is read although never serialised: no false alarm.
+        let (p, _) = Preset::load_with_overrides("smoke", &sets(&["fresh.seeds=3"])).unwrap();
+        assert_eq!(p.fresh_seeds(), 3);
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_key() {
+        let e = err(&["rep_match.n=abc"]);
+        assert!(e.contains("--set rep_match.n=abc"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+        let e = err(&["train_std.epochs=1.5"]);
+        assert!(e.contains("--set train_std.epochs=1.5"), "{e}");
+        let e = err(&["model.arch.type=resnet99"]);
+        assert!(e.contains("--set model.arch.type=resnet99"), "{e}");
+        // Values serde accepts but validate() refuses: validate's message names the field.
+        let e = err(&["rep_match.n=0"]);
+        assert!(e.contains("`rep_match.n`"), "{e}");
+        assert!(e.contains("--set rep_match.n=0"), "{e}");
+        let e = err(&["eval.headline_eps=0.75"]);
+        assert!(e.contains("`eval.headline_eps`"), "{e}");
+        let e = err(&["train_rob.schedule=linear"]);
+        assert!(e.contains("`train_rob.schedule`"), "{e}");
+    }
+
+    #[test]
+    fn values_are_toml_else_strings() {
+        let o = sets(&[
+            "model.init=tch",
+            "rep_match.distance=\"cosine\"",
+            "name=smoke-small",
+            "data.dir=/tmp/some where",
+            "extras.independent_model=C_indep",
+            "seed=7",
+            "relabel.step_size=1e-1",
+        ]);
+        let (p, _) = Preset::load_with_overrides("smoke", &o).unwrap();
+        assert_eq!(p.model.init, Init::Tch);
+        assert_eq!(p.rep_match.distance, "cosine");
+        assert_eq!(p.name, "smoke-small");
+        assert_eq!(p.data.dir, Some(PathBuf::from("/tmp/some where")));
+        assert_eq!(p.extras.independent_model, IndependentModel::CIndep);
+        assert_eq!(p.seed, 7);
+        assert_eq!(p.relabel.step_size, 0.1);
+        // A bare word is a string, so a number field refuses it naming the key.
+        let e = err(&["seed=seven"]);
+        assert!(e.contains("--set seed=seven"), "{e}");
+    }
+
+    #[test]
+    fn malformed_sets_are_errors() {
+        let e = err(&["rep_match.n"]);
+        assert!(e.contains("--set rep_match.n: expected KEY=VALUE"), "{e}");
+        let e = err(&["=5"]);
+        assert!(e.contains("not a dotted key"), "{e}");
+        let e = err(&["rep_match..n=5"]);
+        assert!(e.contains("not a dotted key"), "{e}");
     }
 }

@@ -153,7 +153,8 @@ def _nrf_init(nrf_dir):
 
 def _preset_check(run, twin, nrf_dir):
     """(differences, how checked): nrf's preset (run.json) vs the twin's, on what the numbers
-    depend on."""
+    depend on. run.json's `config_toml` is the preset as nrf ran it, its `--set` overrides (listed
+    in run.json's `overrides`) already applied, so it is read as it is."""
     text = run.get("config_toml")
     if not text or "preset_effective" not in twin:
         return [], "not checked (no preset text in run.json or twin.json)"

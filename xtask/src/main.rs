@@ -24,7 +24,7 @@ commands:
                         and `cargo test --workspace --doc` (ARGS go to both cargo test calls)
   clippy [-- ARGS]      setup, then `cargo clippy --workspace --all-targets ARGS -- -D warnings`
   reproduce [ARGS]      setup, then `nrf reproduce --preset fashion-mnist ARGS` (release build);
-                        e.g. --preset smoke, --results DIR
+                        e.g. --preset smoke, --results DIR, --set rep_match.n=64 (repeatable)
   nrf -- ARGS           setup, then run the nrf binary (release build) with ARGS
   bench [ARGS]          setup, then `nrf bench ARGS` (release build), with NRF_PYTHON set to the
                         torch environment's python so PyTorch-in-Python is timed in the same run
@@ -500,6 +500,19 @@ mod tests {
         assert_eq!(
             reproduce_args(&s(&["--preset=cifar10", "--data-dir", "d"])),
             s(&["reproduce", "--preset=cifar10", "--data-dir", "d"])
+        );
+        // `--set KEY=VALUE` overrides go through to `nrf reproduce` as given.
+        assert_eq!(
+            reproduce_args(&s(&["--set", "rep_match.n=64", "--set", "model.init=tch"])),
+            s(&[
+                "reproduce",
+                "--preset",
+                "fashion-mnist",
+                "--set",
+                "rep_match.n=64",
+                "--set",
+                "model.init=tch"
+            ])
         );
     }
 
