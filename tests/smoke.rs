@@ -230,6 +230,32 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "models/{m}.json missing"
         );
     }
+    // [eval] ensemble: every fully evaluated model has its worst case over PGD and APGD, no
+    // higher than PGD's alone.
+    for m in ["C_std", "C_rob", "on_D_R", "on_control"] {
+        let j = json(&results.join(format!("models/{m}.json")));
+        let ens = &j["ensemble"][0];
+        assert!(
+            ens["attack"].as_str().unwrap_or("").contains("APGD-T"),
+            "{m}: no ensemble point: {j}"
+        );
+        let pgd = j["robust"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["norm"] == "L2" && p["eps"] == ens["eps"])
+            .unwrap_or_else(|| panic!("{m}: no PGD point at the ensemble's eps"));
+        // Its PGD draws other random starts than the grid's: 3 of the 100 images of slack.
+        assert!(
+            ens["acc"].as_f64().unwrap() <= pgd["acc"].as_f64().unwrap() + 0.03,
+            "{m}: the ensemble is weaker than PGD alone"
+        );
+        let c = &j["checks"];
+        assert!(
+            c["more_steps"].as_u64() > c["pgd_steps"].as_u64() && c["unbounded_acc"].is_number(),
+            "{m}: no gradient-masking checks: {c}"
+        );
+    }
     // extras.figure3_n = 200: Figure 3's models train on the first 200 images of the sets.
     for m in ["f3_fmnist_cnn_on_D_det", "f3_fmnist_cnn_on_control"] {
         let j = json(&results.join(format!("models/{m}.json")));
@@ -244,6 +270,14 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "report lacks {section}"
         );
     }
+    assert!(
+        md.contains("Robust acc (ensemble)") && md.contains("decided on it"),
+        "Figure 2 lacks the ensemble column"
+    );
+    assert!(
+        md.contains("Evaluation checks (gradient masking)"),
+        "the report lacks the gradient-masking checks"
+    );
 
     // Run 3: a changed [eval] re-evaluates every model without retraining or rebuilding any.
     let (_, text) = nrf::experiments::preset::Preset::load("smoke").unwrap();

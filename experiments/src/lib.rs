@@ -5,6 +5,7 @@
 //! - [`extras`]: Figure 3 and the reviewers' questions (`[extras]` in the preset).
 //! - [`theory`]: section 4's Gaussian model (Figure 4) and the make_circles question.
 //! - [`pipeline`]: stage caching, training + evaluation, the run record.
+//! - [`lock`]: one run per results folder (`<results>/.lock`).
 //! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`).
 //!
 //! ```no_run
@@ -14,20 +15,23 @@
 //! # Ok(()) }
 //! ```
 pub mod bench;
+pub mod construct_cmd;
 pub mod extras;
 pub mod figure2;
 pub mod grids;
+pub mod lock;
 pub mod pipeline;
 pub mod preset;
 pub mod table1;
 pub mod theory;
 pub mod train_cmd;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Runs a whole preset: every stage (cached stages are skipped), then the report. Returns the
-/// markdown summary tables.
+/// markdown summary tables. Refused, naming the holder, while another process uses `results`
+/// (see [`lock`]).
 pub fn reproduce(
     preset: preset::Preset,
     text: String,
@@ -35,6 +39,10 @@ pub fn reproduce(
     data_dir: Option<&Path>,
     progress: bool,
 ) -> Result<String> {
+    // One run per results folder, held until the report is written (see [`lock`]). Taken before
+    // [`pipeline::Ctx::new`], which writes run.json.
+    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+    let _lock = lock::ResultsLock::acquire(&results, "nrf reproduce")?;
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
     let outcome = run_stages(&mut ctx);
     let missing: Vec<String> = if outcome.is_ok() {

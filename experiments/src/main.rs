@@ -49,7 +49,7 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// (Re)write report.html and report.md of a results directory.
+    /// (Re)write report.html and report.md of a results directory (refused while a run uses it).
     Report {
         #[arg(long)]
         results: PathBuf,
@@ -102,6 +102,68 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build one constructed data set (D_R, D_NR, D_rand or D_det) from your own PyTorch model
+    /// exported with TorchScript, with the preset's settings (resumable; the model is first
+    /// checked on real test images). See docs/pytorch.md.
+    Construct {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Which data set.
+        #[arg(long, value_enum)]
+        kind: nrf_experiments::construct_cmd::Kind,
+        /// Output folder: <name>.safetensors / <name>.json, chunks under work/.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images to build (default: the preset's rep_match.n or relabel.n).
+        #[arg(long)]
+        n: Option<usize>,
+    },
+    /// Standard accuracy and the preset's PGD robust-accuracy grid of your own TorchScript model.
+    Eval {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+/// A TorchScript model and the preset whose data and settings it is used with.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// The TorchScript file (torch.jit.trace / torch.jit.script).
+    #[arg(long)]
+    model: PathBuf,
+    /// Where g(x) comes from: "tuple" (forward returns (logits, representation)) or
+    /// "method:<name>" (forward returns logits; the exported method <name> returns g(x)).
+    #[arg(long, default_value = "tuple")]
+    rep: String,
+    /// Per-channel mean applied before the model (comma-separated); leave out when the model
+    /// takes images in [0, 1] as they are.
+    #[arg(long, value_delimiter = ',')]
+    mean: Vec<f64>,
+    /// Per-channel std applied before the model (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    std: Vec<f64>,
+    /// Preset for the data set and the construction / evaluation settings.
+    #[arg(long, default_value = "fashion-mnist")]
+    preset: String,
+    /// Override a preset value (repeatable), as for `nrf reproduce`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Dataset directory (overrides the preset's data.dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn load(&self) -> Result<(Preset, nrf_experiments::construct_cmd::ExternalModel)> {
+        let (p, _) = Preset::load_with_overrides(&self.preset, &self.set)?;
+        let m = nrf_experiments::construct_cmd::ExternalModel {
+            path: self.model.clone(),
+            rep: nrf_models::RepSource::parse(&self.rep)?,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        };
+        Ok((p, m))
+    }
 }
 
 /// glibc returns libtorch's large per-step activation buffers to the OS after every step and
@@ -174,6 +236,8 @@ fn run() -> Result<()> {
             println!("{}", nrf_data::data_info(&test));
         }
         Cmd::Report { results } => {
+            // Not while a run writes the folder (nor a run while this writes the report).
+            let _lock = nrf_experiments::lock::ResultsLock::acquire(&results, "nrf report")?;
             let s = nrf_report::write_report(&results)
                 .with_context(|| format!("writing the report of {}", results.display()))?;
             println!("{s:?}");
@@ -227,6 +291,28 @@ fn run() -> Result<()> {
                 println!("{}", report.to_markdown());
                 println!("written {}", out.display());
             }
+        }
+        Cmd::Construct {
+            model,
+            kind,
+            out,
+            n,
+        } => {
+            let (p, m) = model.load()?;
+            let r = nrf_experiments::construct_cmd::construct(
+                &p,
+                &m,
+                kind,
+                model.data_dir.as_deref(),
+                &out,
+                n,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Eval { model } => {
+            let (p, m) = model.load()?;
+            let r = nrf_experiments::construct_cmd::eval(&p, &m, model.data_dir.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }
     Ok(())

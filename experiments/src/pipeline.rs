@@ -1,15 +1,18 @@
 //! The pipeline's machinery: loaded data, stage caching keyed by a hash of each stage's
 //! configuration and inputs, model training + evaluation, constructed-dataset stages, and the
 //! run record (`run.json`). Every artefact is written atomically; an interrupted run resumes.
-use crate::preset::{Preset, TrainSection};
+use crate::preset::{EnsembleSection, EvalSection, Preset, TrainSection};
 use anyhow::{bail, Context, Result};
-use nrf_attacks::{evaluate_grid, AdvTraining, Linf, PgdConfig, ThreatModel, L2};
+use nrf_attacks::{
+    ensemble_evaluation, evaluate_grid, AdvTraining, EnsembleAttack, Linf, PgdConfig, ThreatModel,
+    L2,
+};
 use nrf_data::store::{read_json, write_json_atomic};
 use nrf_data::{Dataset, Split};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
 use nrf_report::results::{
-    ConstructedInfo, EpochMetrics, MachineInfo, ModelResult, RobustPoint, RunInfo, SeedRun,
-    StageInfo, StageStatus,
+    ConstructedInfo, EpochMetrics, EvalChecks, MachineInfo, ModelResult, RobustPoint, RunInfo,
+    SeedRun, StageInfo, StageStatus,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,6 +67,16 @@ struct Trained {
 struct Evaluated {
     std_acc: f64,
     robust: Vec<RobustPoint>,
+    wall_s: f64,
+}
+
+/// Output of an `ensemble:<name>` stage.
+#[derive(Serialize, Deserialize)]
+struct Ensembled {
+    point: RobustPoint,
+    /// Per attack in order: its description and the robust accuracy after it.
+    after: Vec<(String, f64)>,
+    checks: EvalChecks,
     wall_s: f64,
 }
 
@@ -386,6 +399,133 @@ impl Ctx {
         )
     }
 
+    /// The stage `ensemble:<name>`: robust accuracy of the trained model `name` under the
+    /// `[eval] ensemble` at the headline threat model (L2, `headline_eps`) on the evaluation
+    /// subset: PGD as in the grid, then every APGD attack of the ensemble on the examples still
+    /// robust; and the gradient-masking checks ([`EvalChecks`]: PGD with 5x the steps, an
+    /// unbounded attack, two forward passes). Cached on the weights' key and the evaluation
+    /// settings.
+    fn ensemble_stage(
+        &mut self,
+        name: &str,
+        train_key: &str,
+        ens: &EnsembleSection,
+    ) -> Result<(Vec<RobustPoint>, Option<EvalChecks>)> {
+        let e = self.preset.eval.clone();
+        let key = (train_key, "ensemble", &e);
+        let stage = format!("ensemble:{name}");
+        let (out, _) = self.stage(&stage, &key, |ctx, _| {
+            let start = Instant::now();
+            tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
+            let model = ctx.load_weights(name)?;
+            let eps = e.headline_eps;
+            let threat = L2::new(eps)?;
+            let mut pgd = PgdConfig::eval(eps, e.steps);
+            pgd.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
+            let mut attacks = vec![EnsembleAttack::Pgd(pgd)];
+            attacks.extend(ens.attacks());
+            let r = ensemble_evaluation(
+                &model,
+                &ctx.robust_x,
+                &ctx.robust_y,
+                &threat,
+                &attacks,
+                e.batch_size,
+            )?;
+            // Gradient-masking checks (AutoAttack's spirit): more PGD steps must not raise the
+            // robust accuracy, an unbounded attack must reach ~0, the output must not be random.
+            let more_steps = 5 * e.steps;
+            let mut more = pgd;
+            more.steps = more_steps;
+            more.step_size =
+                nrf_attacks::StepSize::Constant(e.step_factor * eps / more_steps as f64);
+            let more_acc = nrf_attacks::robust_evaluation(
+                &model,
+                &ctx.robust_x,
+                &ctx.robust_y,
+                &threat,
+                &more,
+                e.batch_size,
+                false,
+            )?
+            .acc;
+            let unbounded_steps = 100;
+            let unbounded = nrf_attacks::unbounded_attack_accuracy(
+                &model,
+                &ctx.robust_x,
+                &ctx.robust_y,
+                unbounded_steps,
+                e.batch_size,
+            )?;
+            let output_spread = tch::no_grad(|| {
+                let a = model.logits(&ctx.robust_x, false);
+                let b = model.logits(&ctx.robust_x, false);
+                (a - b).abs().max().double_value(&[])
+            });
+            // The black-box check: Square alone must not beat the white-box attacks.
+            let square_acc = if ens.square_queries > 0 {
+                let cfg = nrf_attacks::SquareConfig::new(ens.square_queries);
+                let fooled =
+                    nrf_attacks::square(&model, &ctx.robust_x, &ctx.robust_y, &threat, &cfg)?
+                        .fooled;
+                Some(
+                    1.0 - fooled
+                        .to_kind(tch::Kind::Double)
+                        .mean(tch::Kind::Double)
+                        .double_value(&[]),
+                )
+            } else {
+                None
+            };
+            let n = ctx.robust_y.size()[0] as usize;
+            let checks = EvalChecks {
+                square_queries: ens.square_queries,
+                square_acc,
+                norm: "L2".into(),
+                eps,
+                n,
+                pgd_steps: e.steps,
+                pgd_acc: r.after[0].1,
+                more_steps,
+                more_steps_acc: more_acc,
+                ensemble_acc: r.acc,
+                unbounded_steps,
+                unbounded_acc: unbounded,
+                output_spread,
+            };
+            for f in checks.flags() {
+                tracing::warn!("{stage}: {f}");
+            }
+            let steps: Vec<String> = r
+                .after
+                .iter()
+                .zip(&r.fooled_by)
+                .map(|((a, acc), k)| format!("{a}: {acc:.4} ({k} more fooled)"))
+                .collect();
+            tracing::info!("{stage}: L2 eps {eps}: {}", steps.join(" -> "));
+            Ok(Ensembled {
+                point: RobustPoint {
+                    norm: "L2".into(),
+                    eps,
+                    acc: r.acc,
+                    steps: ens.steps,
+                    n: ctx.robust_y.size()[0] as usize,
+                    attack: Some(
+                        attacks
+                            .iter()
+                            .map(|a| a.describe())
+                            .collect::<Vec<_>>()
+                            .join(" + "),
+                    ),
+                },
+                after: r.after,
+                checks,
+                wall_s: start.elapsed().as_secs_f64(),
+            })
+        })?;
+        Ok((vec![out.point], Some(out.checks)))
+    }
+
     /// Standard accuracy on the whole test set and robust accuracy on the evaluation subset.
     pub fn evaluate(&self, model: &dyn Classifier) -> Result<(f64, Vec<RobustPoint>)> {
         let e = &self.preset.eval;
@@ -422,6 +562,7 @@ impl Ctx {
                     acc: r.acc,
                     steps: r.steps,
                     n: r.n,
+                    attack: None,
                 })
                 .collect(),
         ))
@@ -456,6 +597,7 @@ impl Ctx {
                 train_seed: seed,
                 std_acc: result.std_acc,
                 robust: result.robust.clone(),
+                ensemble: result.ensemble.clone(),
             }];
             for k in 1..seeds {
                 let (r, _, s) = self.train_eval(
@@ -471,6 +613,7 @@ impl Ctx {
                     train_seed: s,
                     std_acc: r.std_acc,
                     robust: r.robust,
+                    ensemble: r.ensemble,
                 });
             }
             result.set_seeds(runs);
@@ -583,7 +726,11 @@ impl Ctx {
         // A standard-only request is met by a full evaluation of the same weights, so extras
         // that reuse a Figure 2 / Table 1 model never replace its robust numbers.
         let eval_name = format!("eval:{name}");
-        let eval_cfg = self.preset.eval.clone();
+        // The ensemble is its own stage: adding one to a preset does not redo the PGD grid.
+        let eval_cfg = EvalSection {
+            ensemble: None,
+            ..self.preset.eval.clone()
+        };
         let full_key = (&train_key, EvalLevel::Full, &eval_cfg);
         let std_key = (&train_key, EvalLevel::Standard, eval_cfg.batch_size);
         let reuse = match level {
@@ -617,6 +764,10 @@ impl Ctx {
                 }
             }
         };
+        let (ensemble, checks) = match (level, self.preset.eval.ensemble.clone()) {
+            (EvalLevel::Full, Some(ens)) => self.ensemble_stage(name, &train_key, &ens)?,
+            _ => (Vec::new(), None),
+        };
         let result = ModelResult {
             name: name.into(),
             arch: trained.arch,
@@ -627,6 +778,8 @@ impl Ctx {
             std_acc: evaluated.std_acc,
             test_size: self.test.len(),
             robust: evaluated.robust,
+            ensemble,
+            checks,
             final_train_acc: Some(trained.final_train_acc),
             wall_s: trained.wall_s + evaluated.wall_s,
             seeds: Vec::new(),

@@ -174,10 +174,128 @@ pub struct EvalSection {
     /// every training stage's key.
     #[serde(default = "default_curve_n")]
     pub curve_n: usize,
+    /// An AutoAttack-style ensemble at the headline threat model (L2, `headline_eps`), run after
+    /// the PGD grid on every fully evaluated model: PGD, then each attack of the list on the
+    /// examples still robust; an example is robust only if no attack fools it. Absent = PGD only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSection>,
 }
 
 fn default_curve_n() -> usize {
     2000
+}
+
+/// `[eval] ensemble = { attacks = ["apgd-ce", "apgd-t"], steps = 100, targets = 9 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleSection {
+    /// The attacks after PGD, in order.
+    pub attacks: Vec<EnsembleMember>,
+    /// Steps of each APGD run (AutoAttack: 100).
+    #[serde(default = "default_ensemble_steps")]
+    pub steps: usize,
+    /// Target classes of APGD-T (AutoAttack: 9 = every wrong class of a 10-class problem).
+    #[serde(default = "default_ensemble_targets")]
+    pub targets: usize,
+    /// Random restarts of each APGD run (per target class for APGD-T).
+    #[serde(default = "default_one")]
+    pub restarts: usize,
+    /// Queries of the Square attack: in the ensemble when it lists "square", and always for
+    /// the black-box check of the gradient-masking checks (0 = no black-box check).
+    #[serde(default = "default_square_queries")]
+    pub square_queries: usize,
+}
+
+/// One attack of [`EnsembleSection::attacks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnsembleMember {
+    /// APGD on the cross-entropy loss.
+    #[serde(rename = "apgd-ce")]
+    ApgdCe,
+    /// APGD on the DLR loss.
+    #[serde(rename = "apgd-dlr")]
+    ApgdDlr,
+    /// APGD-T: the targeted DLR loss towards the `targets` most likely wrong classes.
+    #[serde(rename = "apgd-t")]
+    ApgdT,
+    /// The Square attack (black-box) with `square_queries` queries.
+    #[serde(rename = "square")]
+    Square,
+}
+
+fn default_ensemble_steps() -> usize {
+    100
+}
+fn default_ensemble_targets() -> usize {
+    9
+}
+fn default_one() -> usize {
+    1
+}
+fn default_square_queries() -> usize {
+    1000
+}
+
+impl EnsembleSection {
+    /// The attack of each member, in order.
+    pub fn attacks(&self) -> Vec<nrf_attacks::EnsembleAttack> {
+        use nrf_attacks::{ApgdConfig, ApgdLoss, EnsembleAttack, SquareConfig};
+        self.attacks
+            .iter()
+            .map(|m| {
+                let apgd = |loss| {
+                    EnsembleAttack::Apgd(
+                        ApgdConfig::new(loss, self.steps).with_restarts(self.restarts),
+                    )
+                };
+                match m {
+                    EnsembleMember::ApgdCe => apgd(ApgdLoss::CrossEntropy),
+                    EnsembleMember::ApgdDlr => apgd(ApgdLoss::Dlr),
+                    EnsembleMember::ApgdT => apgd(ApgdLoss::DlrTargeted {
+                        targets: self.targets,
+                    }),
+                    EnsembleMember::Square => {
+                        EnsembleAttack::Square(SquareConfig::new(self.square_queries.max(1)))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        check(
+            !self.attacks.is_empty(),
+            "eval.ensemble.attacks",
+            "lists no attack (leave `ensemble` out for PGD only)".into(),
+        )?;
+        for (i, a) in self.attacks.iter().enumerate() {
+            check(
+                !self.attacks[..i].contains(a),
+                "eval.ensemble.attacks",
+                format!("{a:?} is listed twice"),
+            )?;
+        }
+        check(
+            self.steps >= 1,
+            "eval.ensemble.steps",
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.targets >= 1,
+            "eval.ensemble.targets",
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.restarts >= 1,
+            "eval.ensemble.restarts",
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.square_queries >= 1 || !self.attacks.contains(&EnsembleMember::Square),
+            "eval.ensemble.square_queries",
+            "must be at least 1 when the ensemble lists \"square\"".into(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -638,6 +756,9 @@ impl Preset {
                 e.headline_eps, e.l2_eps
             ),
         )?;
+        if let Some(ens) = &e.ensemble {
+            ens.validate()?;
+        }
         let r = &self.rep_match;
         check(r.n >= 1, "rep_match.n", "must be at least 1".into())?;
         check(r.steps >= 1, "rep_match.steps", "must be at least 1".into())?;

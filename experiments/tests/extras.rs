@@ -475,6 +475,24 @@ fn overfitting_finding() {
 }
 
 #[test]
+fn overfitting_says_relabelled_sets_are_fitted_better_only_when_they_are() {
+    let ctl = gap("on_control", "D (control)", 0.95, 0.85, 0.85);
+    let fitted = [ctl.clone(), gap("on_D_rand", "D_rand", 0.99, 0.4, 0.4)];
+    let t = overfitting::finding(&fitted);
+    assert!(
+        t.contains("fitted better than they generalise (beyond noise)"),
+        "{t}"
+    );
+    // Train accuracy on the relabelled set no higher than its real-test accuracy: not claimed.
+    let not = [ctl, gap("on_D_rand", "D_rand", 0.5, 0.52, 0.52)];
+    let t = overfitting::finding(&not);
+    assert!(
+        !t.contains("(beyond noise)") && t.contains("beyond noise for 0 of 1"),
+        "{t}"
+    );
+}
+
+#[test]
 fn arch_slugs_are_file_name_safe() {
     assert_eq!(arch_slug(&Arch::FmnistCnn), "fmnist_cnn");
     assert_eq!(
@@ -533,7 +551,7 @@ fn builtin_presets_switch_extras_as_documented() {
             "{name}"
         );
         assert!(
-            e.eps_sensitivity.len() >= 4 && e.train_sizes.len() >= 3,
+            e.eps_sensitivity.len() >= 3 && e.train_sizes.len() >= 3,
             "{name}"
         );
     }

@@ -164,6 +164,7 @@ fn cargo(env: &TorchEnv) -> Result<Cmd> {
 /// The whole setup: torch environment, target/ stamp, Fashion-MNIST.
 fn setup() -> Result<TorchEnv> {
     let env = torch::ensure()?;
+    torch::ensure_no_deps_packages(&env)?;
     check_stamp(&env)?;
     ensure_fashion_mnist();
     Ok(env)

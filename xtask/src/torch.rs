@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 pub const TORCH_VERSION: &str = "2.13.0";
 /// What `pip install` gets.
 pub const PIP_PACKAGES: &[&str] = &["torch==2.13.0", "numpy", "safetensors"];
+/// Reference implementations the tests compare nrf with, installed with `pip install --no-deps`
+/// so that pip can never replace the environment's torch (torchattacks would pull torchvision,
+/// scipy and requests; the tests load only the attack modules they need, which import torch and
+/// numpy alone).
+pub const NO_DEPS_PACKAGES: &[(&str, &str)] = &[("torchattacks", "3.5.1")];
 /// Written (with the torch version) only after a complete, verified install.
 pub const MARKER: &str = ".nrf-complete";
 /// The oldest Python we accept.
@@ -408,6 +413,65 @@ pub fn shell_exports(env: &TorchEnv) -> String {
          export LD_LIBRARY_PATH={lib}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\n\
          unset LIBTORCH LIBTORCH_INCLUDE LIBTORCH_LIB PYTHONPATH PYTHONHOME\n"
     )
+}
+
+/// Installs every [`NO_DEPS_PACKAGES`] entry that is missing (or at another version) into the
+/// environment with `pip install --no-deps`, then checks that torch is still the one tch needs.
+/// Cheap when everything is there: one Python start.
+pub fn ensure_no_deps_packages(env: &TorchEnv) -> Result<()> {
+    let query = NO_DEPS_PACKAGES
+        .iter()
+        .map(|(name, _)| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let script = format!(
+        "import importlib.metadata as m\nfor n in [{query}]:\n    try: print(n, m.version(n))\n    \
+         except m.PackageNotFoundError: print(n, '-')"
+    );
+    let out = Cmd::new(&env.python)
+        .args(["-c", &script])
+        .output()
+        .with_context(|| format!("could not ask {} for its packages", env.python.display()))?;
+    let missing: Vec<String> = NO_DEPS_PACKAGES
+        .iter()
+        .filter(|(name, version)| {
+            !out.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [*name, *version])
+        })
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    say(format!(
+        "installing {} into {} (--no-deps: torch stays {})",
+        missing.join(" "),
+        env.dir.display(),
+        env.version
+    ));
+    let mut pip = Cmd::new(&env.python)
+        .args(["-m", "pip", "install", "--no-deps"])
+        .args(&missing);
+    pip.env_remove_hidden("PYTHONPATH");
+    pip.env_remove_hidden("PYTHONHOME");
+    pip.env_hidden("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+    pip.run().with_context(|| {
+        format!(
+            "installing {} failed (it needs network access)",
+            missing.join(" ")
+        )
+    })?;
+    let p = probe(&env.dir).map_err(anyhow::Error::msg)?;
+    if p.version != env.version {
+        bail!(
+            "after installing {}, {} imports torch {} instead of {}",
+            missing.join(" "),
+            env.dir.display(),
+            p.version,
+            env.version
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,12 +43,18 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod apgd;
 pub mod attack;
 pub mod eval;
 pub mod objectives;
 pub mod pgd;
+pub mod square;
 pub mod threat;
 
+pub use apgd::{
+    apgd, dlr_loss, dlr_loss_targeted, ensemble_evaluation, ApgdConfig, ApgdLoss, ApgdOutput,
+    EnsembleAttack, EnsembleEval,
+};
 pub use attack::{fgsm, pgd_attack, AdvTraining};
 pub use eval::{
     accuracy, evaluate_grid, robust_accuracy, robust_evaluation, sanity_check,
@@ -59,4 +65,5 @@ pub use objectives::{
     Distance,
 };
 pub use pgd::{pgd, IterateHook, Objective, PgdConfig, PgdOutput, StepSize};
+pub use square::{square, SquareConfig};
 pub use threat::{per_example_norm, Linf, ThreatModel, ThreatSpec, Unconstrained, L1, L2};

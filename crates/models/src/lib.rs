@@ -19,11 +19,13 @@
 pub mod arch;
 pub mod checkpoint;
 pub mod optim;
+pub mod torchscript;
 pub mod train;
 
 pub use arch::{Arch, Init};
 pub use checkpoint::{load_model, save_model};
 pub use optim::{LrSchedule, Sgd};
+pub use torchscript::{RepSource, TorchScriptClassifier};
 pub use train::{train, EpochReport, TrainConfig};
 
 use anyhow::{bail, Result};

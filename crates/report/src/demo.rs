@@ -50,6 +50,7 @@ fn model(
             acc,
             steps: 20,
             n: 1000,
+            attack: None,
         })
         .collect();
     robust.push(RobustPoint {
@@ -58,6 +59,7 @@ fn model(
         acc: rob[4],
         steps: 20,
         n: 1000,
+        attack: None,
     });
     ModelResult {
         name: name.into(),
@@ -69,6 +71,8 @@ fn model(
         std_acc,
         test_size: 10000,
         robust,
+        ensemble: Vec::new(),
+        checks: None,
         final_train_acc: Some((std_acc + 0.06).min(1.0)),
         wall_s: 18.0,
         seeds: Vec::new(),
@@ -82,12 +86,14 @@ fn with_second_seed(mut m: ModelResult, shift: f64) -> ModelResult {
         seed: 0,
         train_seed: 11,
         std_acc: m.std_acc,
+        ensemble: Vec::new(),
         robust: m.robust.clone(),
     };
     let seed1 = SeedRun {
         seed: 1,
         train_seed: 12,
         std_acc: (m.std_acc + shift).clamp(0.0, 1.0),
+        ensemble: Vec::new(),
         robust: m
             .robust
             .iter()

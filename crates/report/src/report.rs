@@ -257,7 +257,18 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
         ModelKind::Control,
     ];
     let mut rows = Vec::new();
-    for (k, m, variant) in models_of(ctx.r, &kinds) {
+    let listed = models_of(ctx.r, &kinds);
+    // A column for the ensemble of attacks when any model was evaluated with one.
+    let ensemble = listed
+        .iter()
+        .filter_map(|(_, m, _)| m.as_ref())
+        .find_map(|m| m.ensemble.first().and_then(|p| p.attack.clone()));
+    let ens_cell =
+        |m: &ModelResult| match h.as_ref().and_then(|h| m.ensemble_accuracy(&h.norm, h.eps)) {
+            Some(a) => a.text(),
+            None => "—".into(),
+        };
+    for (k, m, variant) in listed {
         let paper_cell = match k.paper_key() {
             Some(key) if !variant => cell_text(&select(numbers, "Figure 2", "CIFAR-10", key)),
             Some(_) => "(variant)".into(),
@@ -272,8 +283,8 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
                 _ => "reference".to_string(),
             }
         };
-        match m {
-            Some(m) => rows.push(vec![
+        let mut row = match m {
+            Some(m) => vec![
                 if variant {
                     m.trained_on.clone()
                 } else {
@@ -282,37 +293,63 @@ fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTable {
                 format!("`{}`", m.name),
                 m.std_accuracy().text(),
                 rob_cell(m, h.as_ref()),
+                if ensemble.is_some() {
+                    ens_cell(m)
+                } else {
+                    String::new()
+                },
                 paper_cell,
                 verdict,
-            ]),
+            ],
             None => {
                 let miss = ctx.miss(&format!("models/{}.json", k.base_name()));
-                rows.push(vec![
+                vec![
                     k.label().to_string(),
                     format!("`{}`", k.base_name()),
                     miss,
                     "—".into(),
+                    "—".into(),
                     paper_cell,
                     verdict,
-                ])
+                ]
             }
+        };
+        if ensemble.is_none() {
+            row.remove(4);
         }
+        rows.push(row);
     }
+    let mut headers = vec![
+        "Training set".into(),
+        "Model".into(),
+        "Std acc".into(),
+        format!(
+            "Robust acc ({}{})",
+            headline_text(h.as_ref()),
+            if ensemble.is_some() { ", PGD" } else { "" }
+        ),
+        "Robust acc (ensemble)".into(),
+        "Paper (CIFAR-10)".into(),
+        "Verdict".into(),
+    ];
+    let ensemble_note = match &ensemble {
+        Some(a) => {
+            format!(" The ensemble column is the worst case per example over {a}; claims about robustness are decided on it.")
+        }
+        None => {
+            headers.remove(4);
+            String::new()
+        }
+    };
+    let verdict_col = headers.len() - 1;
     DocTable {
         caption: format!(
-            "Standard accuracy on the real test set and robust accuracy at {} (ours, with 95% intervals [lo, hi]; several seeds: mean ± sd over seeds) next to the paper's CIFAR-10 numbers (ℓ2 ε=0.25, ResNet-50). Verdicts show the deciding margin m ± its standard error.",
+            "Standard accuracy on the real test set and robust accuracy at {} (ours, with 95% intervals [lo, hi]; several seeds: mean ± sd over seeds) next to the paper's CIFAR-10 numbers (ℓ2 ε=0.25, ResNet-50). Verdicts show the deciding margin m ± its standard error.{ensemble_note}",
             headline_text(h.as_ref())
         ),
-        headers: vec![
-            "Training set".into(),
-            "Model".into(),
-            "Std acc".into(),
-            format!("Robust acc ({})", headline_text(h.as_ref())),
-            "Paper (CIFAR-10)".into(),
-            "Verdict".into(),
-        ],
+        headers,
         rows,
-        verdict_cols: vec![5],
+        verdict_cols: vec![verdict_col],
         left_align: false,
     }
 }
@@ -834,6 +871,15 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
             b.push(img);
         }
     }
+    if let Some(t) = checks_table(&r.models) {
+        b.push(Block::Heading(
+            "Evaluation checks (gradient masking)".into(),
+        ));
+        b.push(Block::Para(
+            "In the spirit of AutoAttack's checks, for every model evaluated with the ensemble, at the headline ε on the same images: PGD with 5x the steps must not raise the robust accuracy; an unbounded attack (only the [0, 1] box) must reach about 0; two forward passes must give the same logits; the black-box Square attack alone must not beat the white-box attacks; and the ensemble shows how much PGD alone overestimates. A difference is flagged only beyond two standard errors.".into(),
+        ));
+        b.push(Block::Table(t));
+    }
     if let Some(t) = seed_table(&r.models) {
         b.push(Block::Heading("Seed-to-seed spread".into()));
         b.push(Block::Table(t));
@@ -844,6 +890,59 @@ fn robust_section(ctx: &mut Ctx) -> DocSection {
         status: Status::Complete,
         blocks: b,
     }
+}
+
+/// One row per model with [`crate::results::EvalChecks`]: the numbers and the flags raised.
+fn checks_table(models: &[ModelResult]) -> Option<DocTable> {
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .filter_map(|m| {
+            let c = m.checks.as_ref()?;
+            let flags = c.flags();
+            Some(vec![
+                format!("`{}`", m.name),
+                format!("{} ({} steps)", pct(c.pgd_acc), c.pgd_steps),
+                format!("{} ({} steps)", pct(c.more_steps_acc), c.more_steps),
+                pct(c.ensemble_acc),
+                format!("{} ({} steps)", pct(c.unbounded_acc), c.unbounded_steps),
+                format!("{:.1e}", c.output_spread),
+                match c.square_acc {
+                    Some(a) => format!("{} ({} queries)", pct(a), c.square_queries),
+                    None => "—".into(),
+                },
+                if flags.is_empty() {
+                    "none".into()
+                } else {
+                    flags.join("; ")
+                },
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let c = models.iter().find_map(|m| m.checks.as_ref())?;
+    Some(DocTable {
+        caption: format!(
+            "Robust accuracy at {} ε={} on {} images under PGD, PGD with more steps and the ensemble; accuracy under an unbounded attack; the largest logit difference between two passes; the flags raised.",
+            c.norm,
+            fmt_num(c.eps),
+            c.n
+        ),
+        headers: vec![
+            "Model".into(),
+            "PGD".into(),
+            "PGD, more steps".into(),
+            "Ensemble".into(),
+            "Unbounded attack".into(),
+            "Output spread".into(),
+            "Square (black-box)".into(),
+            "Flags".into(),
+        ],
+        rows,
+        verdict_cols: vec![],
+        left_align: false,
+    })
 }
 
 /// Every seed's numbers of the models trained with several seeds: one row per model and

@@ -11,7 +11,8 @@
 //!   rendered generically: a statement, tables and plots.
 //!
 //! Every file is optional: a partial run gives a partial report that says what is missing.
-use crate::uncertainty::Accuracy;
+use crate::uncertainty::{Accuracy, Margin};
+use crate::Verdict;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,6 +131,11 @@ pub struct RobustPoint {
     pub steps: usize,
     /// Number of evaluated examples.
     pub n: usize,
+    /// The attacks behind the number when it is not the PGD grid's: an ensemble's worst case
+    /// per example, e.g. "PGD-20 + APGD-CE 100 steps x1 + APGD-T(9 targets) 100 steps x1".
+    /// Absent for PGD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<String>,
 }
 
 /// `models/<name>.json`: one trained model and its evaluation on the real test set.
@@ -153,6 +159,15 @@ pub struct ModelResult {
     pub test_size: usize,
     /// Robust accuracy on the fixed evaluation subset.
     pub robust: Vec<RobustPoint>,
+    /// Robust accuracy under the `[eval] ensemble` of attacks (PGD, then APGD variants on the
+    /// examples still robust) at the headline threat model; empty when the preset has none.
+    /// Claims about robustness are decided on it when present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<RobustPoint>,
+    /// Gradient-masking checks at the headline threat model, run with the ensemble (absent
+    /// without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<EvalChecks>,
     /// Accuracy on the training set it was trained on (for the generalisation gap).
     #[serde(default)]
     pub final_train_acc: Option<f64>,
@@ -169,6 +184,106 @@ pub struct ModelResult {
     pub seed_summary: Option<SeedSummary>,
 }
 
+/// Checks of a robustness evaluation in the spirit of AutoAttack's (Croce & Hein 2020): numbers
+/// that should come out a certain way when the gradients the attacks follow are informative.
+/// All on the same `n` evaluation images at (`norm`, `eps`), except the unbounded attack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalChecks {
+    /// Norm of the checked threat model, e.g. "L2".
+    pub norm: String,
+    /// Its radius (the headline ε).
+    pub eps: f64,
+    /// Evaluation images.
+    pub n: usize,
+    /// PGD steps of the evaluation and its robust accuracy (the ensemble's first attack).
+    pub pgd_steps: usize,
+    /// See `pgd_steps`.
+    pub pgd_acc: f64,
+    /// The same PGD with more steps (step size scaled down alike) and its robust accuracy:
+    /// more steps must not raise it.
+    pub more_steps: usize,
+    /// See `more_steps`.
+    pub more_steps_acc: f64,
+    /// Robust accuracy under the ensemble (worst case per example).
+    pub ensemble_acc: f64,
+    /// Steps and accuracy of an unbounded attack (only the [0, 1] box): should be near 0.
+    pub unbounded_steps: usize,
+    /// See `unbounded_steps`.
+    pub unbounded_acc: f64,
+    /// Largest absolute difference between the logits of two forward passes on the same
+    /// images: 0 for a deterministic model.
+    pub output_spread: f64,
+    /// Queries and robust accuracy of the black-box Square attack alone (None: not run): it
+    /// must not beat the white-box attacks.
+    #[serde(default)]
+    pub square_queries: usize,
+    /// See `square_queries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub square_acc: Option<f64>,
+}
+
+impl EvalChecks {
+    /// The flags raised, one sentence each (empty when every check passes). A difference counts
+    /// only beyond two standard errors (the one margin rule of [`crate::uncertainty`], which
+    /// treats the two accuracies as independent, so it is conservative for these paired ones).
+    pub fn flags(&self) -> Vec<String> {
+        let a = |v: f64| Accuracy::single(v, self.n);
+        let mut out = Vec::new();
+        let rise = Margin::between(&a(self.more_steps_acc), &a(self.pgd_acc));
+        if rise.verdict() == Verdict::Holds {
+            out.push(format!(
+                "robust accuracy rises with more steps ({:.1}% with {} steps, {:.1}% with {}; m = \
+                 {}): the attack gets stuck, a sign of gradient masking",
+                100.0 * self.pgd_acc,
+                self.pgd_steps,
+                100.0 * self.more_steps_acc,
+                self.more_steps,
+                rise.text()
+            ));
+        }
+        if self.unbounded_acc > (2.0 / self.n.max(1) as f64).max(0.01) {
+            out.push(format!(
+                "an unbounded attack ({} steps) leaves {:.1}% accuracy: the gradients do not lead \
+                 to the decision boundary, a sign of gradient masking",
+                self.unbounded_steps,
+                100.0 * self.unbounded_acc
+            ));
+        }
+        if self.output_spread > 1e-5 {
+            out.push(format!(
+                "the model's output is random (logits of two passes differ by up to {:.2e}): \
+                 attacks need an expectation over the randomness",
+                self.output_spread
+            ));
+        }
+        if let Some(sq) = self.square_acc {
+            let m = Margin::between(&a(self.ensemble_acc), &a(sq));
+            if m.verdict() == Verdict::Holds {
+                out.push(format!(
+                    "the black-box Square attack ({} queries) beats the white-box attacks ({:.1}% \
+                     vs {:.1}%; m = {}): the gradients mislead the attacks, a sign of gradient \
+                     masking",
+                    self.square_queries,
+                    100.0 * sq,
+                    100.0 * self.ensemble_acc,
+                    m.text()
+                ));
+            }
+        }
+        let gap = Margin::between(&a(self.pgd_acc), &a(self.ensemble_acc));
+        if gap.verdict() == Verdict::Holds {
+            out.push(format!(
+                "PGD overestimates the robust accuracy: the ensemble lowers it from {:.1}% to \
+                 {:.1}% (m = {})",
+                100.0 * self.pgd_acc,
+                100.0 * self.ensemble_acc,
+                gap.text()
+            ));
+        }
+        out
+    }
+}
+
 /// One seed of a model trained several times (see [`ModelResult::seeds`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SeedRun {
@@ -181,6 +296,9 @@ pub struct SeedRun {
     pub std_acc: f64,
     /// Robust accuracy at every threat model of the evaluation grid.
     pub robust: Vec<RobustPoint>,
+    /// Robust accuracy under the ensemble (see [`ModelResult::ensemble`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ensemble: Vec<RobustPoint>,
 }
 
 /// Mean and sample standard deviation (n − 1) of one number over seeds, as fractions.
@@ -492,6 +610,39 @@ impl ModelResult {
         }
     }
 
+    /// Robust accuracy under the ensemble at (`norm`, `eps`) with its uncertainty (the mean
+    /// over seeds when every seed has it). None when no ensemble was run there.
+    pub fn ensemble_accuracy(&self, norm: &str, eps: f64) -> Option<Accuracy> {
+        let find = |v: &[RobustPoint]| {
+            v.iter()
+                .find(|p| norm_eq(&p.norm, norm) && eps_eq(p.eps, eps))
+                .cloned()
+        };
+        let p = find(&self.ensemble)?;
+        let per_seed: Option<Vec<f64>> = self
+            .seeds
+            .iter()
+            .map(|s| find(&s.ensemble).map(|q| q.acc))
+            .collect();
+        match per_seed {
+            Some(v) if self.n_seeds() >= 2 => Some(Accuracy::with_seeds(&v, p.n)),
+            _ => Some(Accuracy::single(p.acc, p.n)),
+        }
+    }
+
+    /// The robust accuracy a claim is decided on at (`norm`, `eps`): the ensemble's where it was
+    /// run, else PGD's; with the name of the attack.
+    pub fn decisive_robust_accuracy(
+        &self,
+        norm: &str,
+        eps: f64,
+    ) -> Option<(Accuracy, &'static str)> {
+        match self.ensemble_accuracy(norm, eps) {
+            Some(a) => Some((a, "ensemble")),
+            None => self.robust_accuracy(norm, eps).map(|a| (a, "PGD")),
+        }
+    }
+
     /// The last test accuracy recorded in the training curve.
     pub fn last_epoch_test_acc(&self) -> Option<f64> {
         self.epochs.iter().rev().find_map(|e| e.test_acc)
@@ -528,6 +679,10 @@ impl ModelResult {
         for (i, p) in self.robust.iter().enumerate() {
             check_unit(&format!("robust[{i}].acc"), p.acc)?;
             check_nonneg(&format!("robust[{i}].eps"), p.eps)?;
+        }
+        for (i, p) in self.ensemble.iter().enumerate() {
+            check_unit(&format!("ensemble[{i}].acc"), p.acc)?;
+            check_nonneg(&format!("ensemble[{i}].eps"), p.eps)?;
         }
         for (i, s) in self.seeds.iter().enumerate() {
             check_unit(&format!("seeds[{i}].std_acc"), s.std_acc)?;
@@ -614,12 +769,15 @@ mod tests {
             epochs: vec![],
             std_acc: 0.5,
             test_size: 1,
+            ensemble: Vec::new(),
+            checks: None,
             robust: vec![RobustPoint {
                 norm: "l2".into(),
                 eps: 0.5000000001,
                 acc: 0.2,
                 steps: 1,
                 n: 1,
+                attack: None,
             }],
             final_train_acc: None,
             wall_s: 1.0,
@@ -655,6 +813,7 @@ mod tests {
             acc,
             steps: 20,
             n: 500,
+            attack: None,
         };
         let mut m = ModelResult {
             name: "on_D_R".into(),
@@ -665,6 +824,8 @@ mod tests {
             epochs: vec![],
             std_acc: accs[0].0,
             test_size: 10_000,
+            ensemble: Vec::new(),
+            checks: None,
             robust: vec![point(accs[0].1)],
             final_train_acc: Some(0.99),
             wall_s: 3.0,
@@ -678,6 +839,7 @@ mod tests {
                     seed: i,
                     train_seed: 100 + i as u64,
                     std_acc: s,
+                    ensemble: Vec::new(),
                     robust: vec![point(r)],
                 })
                 .collect(),
@@ -733,5 +895,55 @@ mod tests {
     fn norms_and_eps_compare_loosely() {
         assert!(norm_eq("L2", "l2") && norm_eq("Linf", "L∞") && !norm_eq("L2", "Linf"));
         assert!(eps_eq(0.1 + 0.2, 0.3) && !eps_eq(0.25, 0.5));
+    }
+}
+
+#[cfg(test)]
+mod checks_tests {
+    use super::*;
+
+    #[test]
+    fn eval_checks_flag_what_they_should_and_nothing_else() {
+        let ok = EvalChecks {
+            norm: "L2".into(),
+            eps: 0.5,
+            n: 1000,
+            pgd_steps: 20,
+            pgd_acc: 0.6,
+            more_steps: 100,
+            more_steps_acc: 0.59,
+            ensemble_acc: 0.58,
+            unbounded_steps: 100,
+            unbounded_acc: 0.0,
+            output_spread: 0.0,
+            square_queries: 1000,
+            square_acc: Some(0.6),
+        };
+        assert!(ok.flags().is_empty(), "{:?}", ok.flags());
+        let bad = EvalChecks {
+            more_steps_acc: 0.7,
+            unbounded_acc: 0.2,
+            output_spread: 0.1,
+            ensemble_acc: 0.3,
+            square_acc: Some(0.1),
+            ..ok.clone()
+        };
+        let f = bad.flags();
+        assert_eq!(f.len(), 5, "{f:?}");
+        assert!(f[0].contains("rises with more steps"), "{f:?}");
+        assert!(
+            f[1].contains("unbounded") && f[2].contains("random"),
+            "{f:?}"
+        );
+        assert!(
+            f[3].contains("Square") && f[4].contains("overestimates"),
+            "{f:?}"
+        );
+        // Within noise: a 1-point rise on 1000 images is not flagged.
+        let noise = EvalChecks {
+            more_steps_acc: 0.61,
+            ..ok
+        };
+        assert!(noise.flags().is_empty(), "{:?}", noise.flags());
     }
 }

@@ -1,0 +1,349 @@
+//! `nrf construct` and `nrf eval`: bring your own model. D_R / D_NR / D_rand / D_det built from
+//! any PyTorch classifier exported with TorchScript, with the preset's settings and the same
+//! resumable, chunked machinery as the pipeline; and its standard / robust accuracy.
+//!
+//! Before anything is built the model is checked on real test images: a model whose accuracy is
+//! near chance almost always means mismatched inputs (range, normalisation, channel order), the
+//! classic silent bug, and nrf stops with a message that says so.
+use crate::pipeline::load_data;
+use crate::preset::Preset;
+use anyhow::{bail, Context, Result};
+use nrf_attacks::{evaluate_grid, Linf, PgdConfig, ThreatModel, L2};
+use nrf_data::{ConstructedDataset, ConstructedMetadata, Dataset};
+use nrf_features::relabel::{self, RelabelConfig, TargetRule};
+use nrf_features::repmatch::{self, RepMatchConfig};
+use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
+use nrf_report::uncertainty::Accuracy;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// Test images the model is checked on before anything is built from it.
+pub const CHECK_N: usize = 500;
+
+/// A user's TorchScript model and how to feed it.
+#[derive(Debug, Clone)]
+pub struct ExternalModel {
+    /// The TorchScript file.
+    pub path: PathBuf,
+    /// Where the representation g(x) comes from.
+    pub rep: RepSource,
+    /// Per-channel mean / std applied before the module (empty: inputs in [0, 1] as they are).
+    pub mean: Vec<f64>,
+    /// See `mean`.
+    pub std: Vec<f64>,
+}
+
+/// The constructions `nrf construct` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Representation matching from a robust model.
+    #[value(name = "d_r")]
+    DR,
+    /// Representation matching from a standard model.
+    #[value(name = "d_nr")]
+    DNr,
+    /// Targeted PGD towards a random class, relabelled.
+    #[value(name = "d_rand")]
+    DRand,
+    /// Targeted PGD towards (y + 1) mod C, relabelled.
+    #[value(name = "d_det")]
+    DDet,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::DR => "D_R",
+            Kind::DNr => "D_NR",
+            Kind::DRand => "D_rand",
+            Kind::DDet => "D_det",
+        }
+    }
+}
+
+/// The model's accuracy on the first [`CHECK_N`] test images, and whether it passes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelCheck {
+    /// Accuracy in [0, 1].
+    pub acc: f64,
+    /// Its 95% interval.
+    pub interval: (f64, f64),
+    /// Images.
+    pub n: usize,
+    /// 1 / classes.
+    pub chance: f64,
+}
+
+/// Loads the model for `data`'s image shape and checks it on the first [`CHECK_N`] images of
+/// `test`: fails when the upper end of the accuracy's 95% interval is below twice chance.
+pub fn load_checked(
+    m: &ExternalModel,
+    test: &Dataset,
+    device: Device,
+) -> Result<(TorchScriptClassifier, ModelCheck)> {
+    let [c, h, w] = test.shape;
+    let model = TorchScriptClassifier::load(
+        &m.path,
+        m.rep.clone(),
+        [c as i64, h as i64, w as i64],
+        &m.mean,
+        &m.std,
+        device,
+    )?;
+    let classes = nrf_models::Classifier::num_classes(&model);
+    if classes != test.num_classes as i64 {
+        bail!(
+            "{}: the model has {classes} outputs but the data set {} has {} classes",
+            m.path.display(),
+            test.name,
+            test.num_classes
+        );
+    }
+    let n = CHECK_N.min(test.len());
+    let sub = test.subset(&(0..n).collect::<Vec<_>>());
+    let (x, y) = dataset_to_tensors(&sub, device);
+    let acc = nrf_models::accuracy(&model, &x, &y, 250);
+    let a = Accuracy::single(acc, n);
+    let i = a.interval();
+    let check = ModelCheck {
+        acc,
+        interval: (i.lo, i.hi),
+        n,
+        chance: 1.0 / classes as f64,
+    };
+    if i.hi < 2.0 * check.chance {
+        bail!(
+            "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
+             ({:.1}%). The usual cause is an input mismatch: nrf feeds images in [0, 1] ({}); give \
+             the model's normalisation with --mean / --std if it does not normalise itself, and \
+             check the channel order and image size ({c}x{h}x{w}).",
+            m.path.display(),
+            100.0 * acc,
+            100.0 * i.lo,
+            100.0 * i.hi,
+            test.name,
+            100.0 * check.chance,
+            if m.mean.is_empty() {
+                "unnormalised".to_string()
+            } else {
+                format!("normalised with mean {:?} / std {:?}", m.mean, m.std)
+            }
+        );
+    }
+    Ok((model, check))
+}
+
+/// What `nrf construct` did.
+#[derive(Debug, Serialize)]
+pub struct Constructed {
+    /// The construction.
+    pub kind: Kind,
+    /// The model's check.
+    pub check: ModelCheck,
+    /// Images built.
+    pub n: usize,
+    /// `<out>/<name>.safetensors`.
+    pub file: PathBuf,
+    /// The construction's summary (relative representation error before / after, or the attack
+    /// success rate and distances).
+    pub summary: serde_json::Value,
+    /// Seconds.
+    pub wall_s: f64,
+}
+
+/// Builds `kind` from the first `n` images of a random subset of the training set (the preset's
+/// seed, as the pipeline draws it) with the preset's `[rep_match]` / `[relabel]` settings, into
+/// `out` (chunks under `out/work/<name>`, so an interrupted build resumes).
+pub fn construct(
+    preset: &Preset,
+    model: &ExternalModel,
+    kind: Kind,
+    data_dir: Option<&Path>,
+    out: &Path,
+    n: Option<usize>,
+) -> Result<Constructed> {
+    let start = std::time::Instant::now();
+    if preset.threads > 0 {
+        tch::set_num_threads(preset.threads);
+    }
+    let device = Device::cuda_if_available();
+    let (train_set, test) = load_data(preset, data_dir)?;
+    let (classifier, check) = load_checked(model, &test, device)?;
+    tracing::info!(
+        "{}: accuracy {:.1}% on the first {} test images (chance {:.1}%)",
+        model.path.display(),
+        100.0 * check.acc,
+        check.n,
+        100.0 * check.chance
+    );
+    let name = kind.name();
+    let default_n = match kind {
+        Kind::DR | Kind::DNr => preset.rep_match.n,
+        Kind::DRand | Kind::DDet => preset.relabel.n,
+    };
+    let n = n.unwrap_or(default_n).min(train_set.len());
+    if n == 0 {
+        bail!("nrf construct: --n must be at least 1");
+    }
+    let indices =
+        nrf_data::batch::random_subset(train_set.len(), n, preset.stage_seed("construct-subset"))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let work = out.join("work").join(name);
+    let sha = nrf_data::store::sha256_file(&model.path)?;
+    let (ds, labels_from, summary, mut meta) = match kind {
+        Kind::DR | Kind::DNr => {
+            let r = &preset.rep_match;
+            let cfg = RepMatchConfig {
+                steps: r.steps,
+                step_start: r.step_start,
+                step_end: r.step_end,
+                batch_size: r.batch_size,
+                distance: r.distance(),
+                start: r.start_mode(),
+                seed: preset.stage_seed("rep-match-starts"),
+            };
+            let built =
+                repmatch::build(&classifier, &train_set, &indices, &cfg, device, &work, true)?;
+            let s = &built.summary;
+            tracing::info!(
+                "{name}: relative representation error {:.3} -> {:.3}",
+                s.init_rel_err,
+                s.final_rel_err
+            );
+            let ds = nrf_features::to_dataset(name, &built.images, &built.labels, &train_set)?;
+            let mut meta = ConstructedMetadata {
+                method: if kind == Kind::DR { "d_r" } else { "d_nr" }.into(),
+                steps: Some(cfg.steps),
+                step_size: Some(cfg.step_start),
+                seed: Some(cfg.seed),
+                ..Default::default()
+            };
+            meta.extra
+                .insert("config".into(), serde_json::to_value(&cfg)?);
+            meta.extra.insert(
+                "start_indices".into(),
+                serde_json::to_value(&built.start_indices)?,
+            );
+            (ds, indices.clone(), serde_json::to_value(s)?, meta)
+        }
+        Kind::DRand | Kind::DDet => {
+            let r = &preset.relabel;
+            let cfg = RelabelConfig {
+                rule: if kind == Kind::DRand {
+                    TargetRule::Random
+                } else {
+                    TargetRule::Deterministic
+                },
+                eps: r.eps,
+                steps: r.steps,
+                step_size: r.step_size,
+                batch_size: r.batch_size,
+                seed: preset.stage_seed(&format!("targets:{name}")),
+            };
+            let built =
+                relabel::build(&classifier, &train_set, &indices, &cfg, device, &work, true)?;
+            let s = &built.summary;
+            tracing::info!(
+                "{name}: attack success {:.3}, mean L2 distance {:.3}",
+                s.success_rate,
+                s.mean_dist_to_x
+            );
+            let ds = nrf_features::to_dataset(name, &built.images, &built.labels, &train_set)?;
+            let mut meta = ConstructedMetadata {
+                method: if kind == Kind::DRand {
+                    "random_target"
+                } else {
+                    "deterministic_target"
+                }
+                .into(),
+                epsilon: Some(cfg.eps),
+                steps: Some(cfg.steps),
+                step_size: Some(cfg.step_size),
+                seed: Some(cfg.seed),
+                ..Default::default()
+            };
+            meta.extra
+                .insert("config".into(), serde_json::to_value(&cfg)?);
+            (ds, indices.clone(), serde_json::to_value(s)?, meta)
+        }
+    };
+    meta.source_model_sha256 = Some(sha);
+    meta.extra.insert(
+        "source_model".into(),
+        serde_json::json!({
+            "torchscript": model.path.display().to_string(),
+            "representation": format!("{:?}", model.rep),
+            "mean": model.mean,
+            "std": model.std,
+            "check_accuracy": check.acc,
+        }),
+    );
+    meta.extra.insert("summary".into(), summary.clone());
+    let stored = ConstructedDataset {
+        dataset: ds,
+        source_indices: labels_from.iter().map(|&i| i as i64).collect(),
+        metadata: meta,
+    };
+    let (file, _) = nrf_data::save_constructed(out.join(name), &stored)?;
+    Ok(Constructed {
+        kind,
+        check,
+        n,
+        file,
+        summary,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// What `nrf eval` measured.
+#[derive(Debug, Serialize)]
+pub struct Evaluated {
+    /// The model's check (the first [`CHECK_N`] test images).
+    pub check: ModelCheck,
+    /// Standard accuracy on the whole test set.
+    pub std_acc: f64,
+    /// Test images.
+    pub test_size: usize,
+    /// Robust accuracy per (norm, eps) of the preset's `[eval]` grid on its `robust_n` first
+    /// test images.
+    pub robust: Vec<(String, f64, f64)>,
+    /// Seconds.
+    pub wall_s: f64,
+}
+
+/// Standard accuracy and the preset's PGD grid for an external model.
+pub fn eval(preset: &Preset, model: &ExternalModel, data_dir: Option<&Path>) -> Result<Evaluated> {
+    let start = std::time::Instant::now();
+    if preset.threads > 0 {
+        tch::set_num_threads(preset.threads);
+    }
+    let device = Device::cuda_if_available();
+    let (_, test) = load_data(preset, data_dir)?;
+    let (classifier, check) = load_checked(model, &test, device)?;
+    let e = &preset.eval;
+    let (x, y) = dataset_to_tensors(&test, device);
+    let std_acc = nrf_models::accuracy(&classifier, &x, &y, e.batch_size as i64);
+    let n = (e.robust_n.min(test.len())) as i64;
+    let (rx, ry) = (x.narrow(0, 0, n), y.narrow(0, 0, n));
+    let mut grid: Vec<(Box<dyn ThreatModel>, PgdConfig)> = Vec::new();
+    for &eps in &e.l2_eps {
+        let mut cfg = PgdConfig::eval(eps, e.steps);
+        cfg.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
+        grid.push((Box::new(L2::new(eps)?), cfg));
+    }
+    for &eps in &e.linf_eps {
+        let mut cfg = PgdConfig::eval(eps, e.steps);
+        cfg.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
+        grid.push((Box::new(Linf::new(eps)?), cfg));
+    }
+    let evals = evaluate_grid(&classifier, &rx, &ry, &grid, e.batch_size, true)?;
+    Ok(Evaluated {
+        check,
+        std_acc,
+        test_size: test.len(),
+        robust: evals.into_iter().map(|r| (r.norm, r.eps, r.acc)).collect(),
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,215 @@
+//! One run per results folder. `nrf reproduce` and `nrf report` hold an exclusive advisory lock
+//! on `<results>/.lock` (`flock` on Unix, `LockFileEx` on Windows, through
+//! [`std::fs::File::try_lock`]) for as long as they use the folder; a second one on the same
+//! folder is refused with a message naming the folder and the holder. The operating system drops
+//! the lock with the process that holds it, however it ends (SIGKILL, a crash, a power cut), so a
+//! lock file left behind never blocks: only a live holder does. The file's content (pid, host,
+//! start time, command) is informational, for the message; the lock itself decides.
+use anyhow::{bail, Context, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The lock file's name inside a results folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive hold on a results folder: released when dropped, or by the operating system when
+/// the process ends.
+#[derive(Debug)]
+pub struct ResultsLock {
+    /// `None` where the filesystem does not support locks (see [`ResultsLock::acquire`]).
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl ResultsLock {
+    /// Takes the lock of the existing folder `results` for `command` (e.g. `"nrf reproduce"`),
+    /// without waiting. Fails, naming the folder and the holder (pid, host, start time, command),
+    /// if another process, or another handle in this one, holds it. On a filesystem without lock
+    /// support it warns and returns an unlocked hold: the run goes on unprotected.
+    pub fn acquire(results: &Path, command: &str) -> Result<ResultsLock> {
+        if !results.is_dir() {
+            bail!("results folder {} does not exist", results.display());
+        }
+        let path = results.join(LOCK_FILE);
+        // Never truncate before holding the lock: the content names the current holder.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                // Best effort: the holder may be rewriting it; an unreadable file says "unknown".
+                let _ = file.read_to_string(&mut text);
+                bail!("{}", busy_message(results, &text));
+            }
+            Err(TryLockError::Error(e)) => {
+                tracing::warn!(
+                    "cannot lock {} ({e}): a second run on {} would not be refused",
+                    path.display(),
+                    results.display()
+                );
+                return Ok(ResultsLock { file: None, path });
+            }
+        }
+        let info = holder_text(command);
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(info.as_bytes()))
+            .with_context(|| format!("writing the lock file {}", path.display()))?;
+        Ok(ResultsLock {
+            file: Some(file),
+            path,
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the lock is really held (false where the filesystem does not support locks).
+    pub fn is_locked(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+impl Drop for ResultsLock {
+    fn drop(&mut self) {
+        // Empty the file while still holding the lock (so it never names a finished holder);
+        // closing the file then releases the lock. The file itself stays: deleting it could let
+        // two processes lock two different files of the same name.
+        if let Some(f) = &self.file {
+            let _ = f.set_len(0);
+        }
+    }
+}
+
+/// The lock file's content for this process.
+fn holder_text(command: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "pid: {}\nhost: {}\nstarted: {} UTC\nstarted_unix: {secs}\ncommand: {command}\n",
+        std::process::id(),
+        hostname(),
+        utc_string(secs)
+    )
+}
+
+/// The refusal for a folder whose lock file (content `text`) is held by someone else.
+fn busy_message(results: &Path, text: &str) -> String {
+    let field = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let lock = results.join(LOCK_FILE);
+    let holder = match (field("pid"), field("host"), field("started")) {
+        (None, None, None) => format!(
+            "holder unknown: {} is empty or unreadable, the holder may be starting up",
+            lock.display()
+        ),
+        (pid, host, started) => {
+            let unknown = || "unknown".to_string();
+            format!(
+                "{}pid {} on host {}, started {}",
+                field("command").map(|c| c + ", ").unwrap_or_default(),
+                pid.unwrap_or_else(unknown),
+                host.unwrap_or_else(unknown),
+                started.unwrap_or_else(unknown)
+            )
+        }
+    };
+    format!(
+        "results folder {} is in use by another nrf process ({holder}; lock file {}). One run \
+         per results folder: wait for it to end or stop it (the lock goes with its process), or \
+         use another results folder",
+        results.display(),
+        lock.display()
+    )
+}
+
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .chain(std::env::var("HOSTNAME").ok())
+        .chain(std::env::var("COMPUTERNAME").ok())
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn utc_string(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_string(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_string(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc_string(1_709_251_199), "2024-02-29 23:59:59");
+        assert_eq!(utc_string(1_709_251_200), "2024-03-01 00:00:00");
+    }
+
+    #[test]
+    fn the_message_names_the_holder_or_says_it_is_unknown() {
+        let dir = Path::new("/r/smoke");
+        let m = busy_message(
+            dir,
+            "pid: 42\nhost: box\nstarted: 2024-03-01 00:00:00 UTC\nstarted_unix: 1709251200\ncommand: nrf reproduce\n",
+        );
+        assert!(m.contains("/r/smoke"), "{m}");
+        assert!(
+            m.contains("nrf reproduce, pid 42 on host box, started 2024-03-01 00:00:00 UTC"),
+            "{m}"
+        );
+        let m = busy_message(dir, "");
+        assert!(
+            m.contains("/r/smoke") && m.contains("holder unknown"),
+            "{m}"
+        );
+        let m = busy_message(dir, "pid: 7\n");
+        assert!(m.contains("pid 7 on host unknown"), "{m}");
+    }
+
+    #[test]
+    fn the_lock_file_names_this_process() {
+        let t = holder_text("nrf test");
+        assert!(t.contains(&format!("pid: {}\n", std::process::id())), "{t}");
+        assert!(t.contains("command: nrf test\n"), "{t}");
+        assert!(t.contains(" UTC\nstarted_unix: "), "{t}");
+    }
+}

@@ -1,0 +1,190 @@
+//! Bring your own model: a Fashion-MNIST CNN trained in plain PyTorch and exported with
+//! TorchScript (experiments/python/export_example.py, in both shapes nrf accepts) is used by
+//! `nrf construct` to build a small D_R (its representation error must fall) and a D_det, and by
+//! `nrf eval` (its accuracy must match PyTorch's); a badly normalised model is refused before
+//! anything is built.
+//!
+//! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf), the torch
+//! environment's python (NRF_PYTHON) and the real Fashion-MNIST files; without them the test says
+//! why and passes vacuously.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn nrf_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("NRF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debug/nrf"));
+    p.exists().then_some(p)
+}
+
+fn python() -> Option<PathBuf> {
+    std::env::var_os("NRF_PYTHON")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn output(cmd: &mut Command, what: &str) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"))
+}
+
+fn ok_json(cmd: &mut Command, what: &str) -> serde_json::Value {
+    let out = output(cmd, what);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The JSON is the last thing printed (a pretty-printed object, or one line).
+    let start = text
+        .find('{')
+        .unwrap_or_else(|| panic!("{what}: no JSON in {text}"));
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{what}: {e}: {text}"))
+}
+
+#[test]
+fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
+    let (Some(nrf), Some(py)) = (nrf_bin(), python()) else {
+        eprintln!("skipped: needs NRF_BIN (or target/debug/nrf) and NRF_PYTHON (`cargo xtask test` sets both)");
+        return;
+    };
+    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("skipped: no Fashion-MNIST files");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let exported = ok_json(
+        Command::new(&py)
+            .arg(root().join("experiments/python/export_example.py"))
+            .arg(d)
+            .args(["--epochs", "1", "--n", "10000"]),
+        "export_example.py",
+    );
+    let torch_acc = exported["test_acc"].as_f64().unwrap();
+    assert!(
+        torch_acc > 0.7,
+        "the PyTorch model did not train: {exported}"
+    );
+
+    let nrf_cmd = |model: &str, extra: &[&str]| {
+        let mut c = Command::new(&nrf);
+        c.arg("--log")
+            .arg("warn")
+            .args(extra)
+            .arg("--model")
+            .arg(d.join(model))
+            .args(["--set", "eval.robust_n=200", "--set", "threads=2"]);
+        c
+    };
+
+    // D_R from the tuple-shaped export: the representation error falls.
+    let r = ok_json(
+        &mut nrf_cmd(
+            "tuple.pt",
+            &[
+                "construct",
+                "--kind",
+                "d_r",
+                "--n",
+                "200",
+                "--out",
+                d.join("built").to_str().unwrap(),
+                "--set",
+                "rep_match.steps=60",
+                "--set",
+                "rep_match.batch_size=100",
+            ],
+        ),
+        "nrf construct d_r",
+    );
+    let (init, fin) = (
+        r["summary"]["init_rel_err"].as_f64().unwrap(),
+        r["summary"]["final_rel_err"].as_f64().unwrap(),
+    );
+    eprintln!("D_R from a TorchScript model: relative representation error {init:.3} -> {fin:.3}");
+    assert!(
+        fin < 0.5 * init,
+        "the representation error barely fell: {init} -> {fin}"
+    );
+    assert!(d.join("built/D_R.safetensors").exists());
+
+    // D_det from the method-shaped export.
+    let det = ok_json(
+        &mut nrf_cmd(
+            "method.pt",
+            &[
+                "construct",
+                "--rep",
+                "method:features",
+                "--kind",
+                "d_det",
+                "--n",
+                "100",
+                "--out",
+                d.join("built").to_str().unwrap(),
+                "--set",
+                "relabel.steps=20",
+            ],
+        ),
+        "nrf construct d_det",
+    );
+    assert!(
+        det["summary"]["success_rate"].as_f64().unwrap() > 0.0,
+        "{det}"
+    );
+    assert!(d.join("built/D_det.safetensors").exists());
+
+    // nrf eval of the export that expects normalised inputs, told the normalisation: PyTorch's
+    // accuracy (same weights, same test set).
+    let e = ok_json(
+        &mut nrf_cmd(
+            "normalised.pt",
+            &["eval", "--mean", "0.2860", "--std", "0.3530"],
+        ),
+        "nrf eval",
+    );
+    let nrf_acc = e["std_acc"].as_f64().unwrap();
+    assert!(
+        (nrf_acc - torch_acc).abs() < 0.005,
+        "nrf eval {nrf_acc} vs PyTorch {torch_acc}"
+    );
+
+    // A wildly wrong normalisation: refused before anything is built, with the reason.
+    let out = output(
+        &mut nrf_cmd(
+            "tuple.pt",
+            &[
+                "construct",
+                "--kind",
+                "d_r",
+                "--n",
+                "10",
+                "--out",
+                d.join("refused").to_str().unwrap(),
+                "--mean",
+                "0.5",
+                "--std",
+                "0.001",
+            ],
+        ),
+        "nrf construct (bad normalisation)",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a near-chance model was accepted");
+    assert!(
+        err.contains("near chance") && err.contains("--mean"),
+        "{err}"
+    );
+    assert!(!d.join("refused/D_R.safetensors").exists());
+}
