@@ -68,12 +68,12 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         Command::new(&py)
             .arg(root().join("experiments/python/export_example.py"))
             .arg(d)
-            .args(["--epochs", "1", "--n", "10000"]),
+            .args(["--epochs", "2", "--n", "10000"]),
         "export_example.py",
     );
     let torch_acc = exported["test_acc"].as_f64().unwrap();
     assert!(
-        torch_acc > 0.7,
+        torch_acc > 0.6,
         "the PyTorch model did not train: {exported}"
     );
 
@@ -160,7 +160,8 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         "nrf eval {nrf_acc} vs PyTorch {torch_acc}"
     );
 
-    // A wildly wrong normalisation: refused before anything is built, with the reason.
+    // A wildly wrong normalisation (every input ~ -100): refused before anything is built,
+    // with the reason.
     let out = output(
         &mut nrf_cmd(
             "tuple.pt",
@@ -173,9 +174,9 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
                 "--out",
                 d.join("refused").to_str().unwrap(),
                 "--mean",
-                "0.5",
+                "100",
                 "--std",
-                "0.001",
+                "1",
             ],
         ),
         "nrf construct (bad normalisation)",
