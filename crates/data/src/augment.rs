@@ -116,7 +116,7 @@ pub fn crop_and_flip_batch<R: RngCore + ?Sized>(
     rng: &mut R,
 ) -> Result<()> {
     let size = shape.iter().product::<usize>();
-    if size == 0 || images.len() % size != 0 {
+    if size == 0 || !images.len().is_multiple_of(size) {
         return Err(DataError::invalid(
             "crop_and_flip_batch: images",
             format!(
