@@ -737,6 +737,9 @@ impl Ctx {
             EvalLevel::Standard => self.cached::<Evaluated>(&eval_name, &full_key),
             EvalLevel::Full => None,
         };
+        // A standard-only request met by a full evaluation keeps the full results, the
+        // ensemble's included (its stage is then cached too).
+        let full = level == EvalLevel::Full || reuse.is_some();
         let evaluated = match reuse {
             Some((e, _, _)) => {
                 tracing::info!("{eval_name}: cached (full evaluation)");
@@ -764,8 +767,8 @@ impl Ctx {
                 }
             }
         };
-        let (ensemble, checks) = match (level, self.preset.eval.ensemble.clone()) {
-            (EvalLevel::Full, Some(ens)) => self.ensemble_stage(name, &train_key, &ens)?,
+        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
+            (true, Some(ens)) => self.ensemble_stage(name, &train_key, &ens)?,
             _ => (Vec::new(), None),
         };
         let result = ModelResult {
