@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use nrf_attacks::{evaluate_grid, Linf, PgdConfig, ThreatModel, L2};
 use nrf_data::{ConstructedDataset, ConstructedMetadata, Dataset};
 use nrf_features::relabel::{self, RelabelConfig, TargetRule};
-use nrf_features::repmatch::{self, RepMatchConfig};
+use nrf_features::repmatch;
 use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
 use nrf_report::uncertainty::Accuracy;
 use serde::Serialize;
@@ -194,16 +194,7 @@ pub fn construct(
     let sha = nrf_data::store::sha256_file(&model.path)?;
     let (ds, labels_from, summary, mut meta) = match kind {
         Kind::DR | Kind::DNr => {
-            let r = &preset.rep_match;
-            let cfg = RepMatchConfig {
-                steps: r.steps,
-                step_start: r.step_start,
-                step_end: r.step_end,
-                batch_size: r.batch_size,
-                distance: r.distance(),
-                start: r.start_mode(),
-                seed: preset.stage_seed("rep-match-starts"),
-            };
+            let cfg = crate::figure2::rep_config_of(preset, "rep-match-starts");
             let built =
                 repmatch::build(&classifier, &train_set, &indices, &cfg, device, &work, true)?;
             let s = &built.summary;

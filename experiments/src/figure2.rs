@@ -114,7 +114,12 @@ pub fn construct_rep(
 
 /// The representation-matching configuration of the preset.
 pub fn rep_config(ctx: &Ctx, stage: &str) -> RepMatchConfig {
-    let r = &ctx.preset.rep_match;
+    rep_config_of(&ctx.preset, stage)
+}
+
+/// [`rep_config`] from a preset alone (also `nrf construct`'s).
+pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchConfig {
+    let r = &preset.rep_match;
     RepMatchConfig {
         steps: r.steps,
         step_start: r.step_start,
@@ -122,7 +127,7 @@ pub fn rep_config(ctx: &Ctx, stage: &str) -> RepMatchConfig {
         batch_size: r.batch_size,
         distance: r.distance(),
         start: r.start_mode(),
-        seed: ctx.preset.stage_seed(stage),
+        seed: preset.stage_seed(stage),
     }
 }
 
