@@ -8,7 +8,7 @@
 use crate::pipeline::load_data;
 use crate::preset::Preset;
 use anyhow::{bail, Context, Result};
-use nrf_attacks::{evaluate_grid, Linf, PgdConfig, ThreatModel, L2};
+use nrf_attacks::evaluate_grid;
 use nrf_data::{ConstructedDataset, ConstructedMetadata, Dataset};
 use nrf_features::relabel::{self, RelabelConfig, TargetRule};
 use nrf_features::repmatch;
@@ -318,17 +318,7 @@ pub fn eval(preset: &Preset, model: &ExternalModel, data_dir: Option<&Path>) -> 
     let std_acc = nrf_models::accuracy(&classifier, &x, &y, e.batch_size as i64);
     let n = (e.robust_n.min(test.len())) as i64;
     let (rx, ry) = (x.narrow(0, 0, n), y.narrow(0, 0, n));
-    let mut grid: Vec<(Box<dyn ThreatModel>, PgdConfig)> = Vec::new();
-    for &eps in &e.l2_eps {
-        let mut cfg = PgdConfig::eval(eps, e.steps);
-        cfg.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
-        grid.push((Box::new(L2::new(eps)?), cfg));
-    }
-    for &eps in &e.linf_eps {
-        let mut cfg = PgdConfig::eval(eps, e.steps);
-        cfg.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
-        grid.push((Box::new(Linf::new(eps)?), cfg));
-    }
+    let grid = e.grid()?;
     let evals = evaluate_grid(&classifier, &rx, &ry, &grid, e.batch_size, true)?;
     Ok(Evaluated {
         check,

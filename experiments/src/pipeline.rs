@@ -420,8 +420,7 @@ impl Ctx {
             let model = ctx.load_weights(name)?;
             let eps = e.headline_eps;
             let threat = L2::new(eps)?;
-            let mut pgd = PgdConfig::eval(eps, e.steps);
-            pgd.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / e.steps as f64);
+            let pgd = e.pgd_at(eps);
             let mut attacks = vec![EnsembleAttack::Pgd(pgd)];
             attacks.extend(ens.attacks());
             let r = ensemble_evaluation(
@@ -530,17 +529,7 @@ impl Ctx {
     pub fn evaluate(&self, model: &dyn Classifier) -> Result<(f64, Vec<RobustPoint>)> {
         let e = &self.preset.eval;
         let std_acc = self.standard_accuracy(model);
-        let mut grid: Vec<(Box<dyn ThreatModel>, PgdConfig)> = Vec::new();
-        for &eps in &e.l2_eps {
-            grid.push((Box::new(L2::new(eps)?), PgdConfig::eval(eps, e.steps)));
-        }
-        for &eps in &e.linf_eps {
-            grid.push((Box::new(Linf::new(eps)?), PgdConfig::eval(eps, e.steps)));
-        }
-        for c in &mut grid {
-            c.1.step_size =
-                nrf_attacks::StepSize::Constant(e.step_factor * c.0.eps() / e.steps as f64);
-        }
+        let grid = e.grid()?;
         let evals = evaluate_grid(
             model,
             &self.robust_x,

@@ -236,6 +236,28 @@ fn default_square_queries() -> usize {
     1000
 }
 
+impl EvalSection {
+    /// The evaluation's PGD at radius `eps` (any norm): `steps` steps of
+    /// `step_factor * eps / steps`, random start.
+    pub fn pgd_at(&self, eps: f64) -> nrf_attacks::PgdConfig {
+        let mut cfg = nrf_attacks::PgdConfig::eval(eps, self.steps);
+        cfg.step_size = nrf_attacks::StepSize::Constant(self.step_factor * eps / self.steps as f64);
+        cfg
+    }
+
+    /// The robust-accuracy grid: every `l2_eps`, then every `linf_eps`, with [`Self::pgd_at`].
+    pub fn grid(&self) -> Result<Vec<(Box<dyn nrf_attacks::ThreatModel>, nrf_attacks::PgdConfig)>> {
+        let mut grid: Vec<(Box<dyn nrf_attacks::ThreatModel>, nrf_attacks::PgdConfig)> = Vec::new();
+        for &eps in &self.l2_eps {
+            grid.push((Box::new(nrf_attacks::L2::new(eps)?), self.pgd_at(eps)));
+        }
+        for &eps in &self.linf_eps {
+            grid.push((Box::new(nrf_attacks::Linf::new(eps)?), self.pgd_at(eps)));
+        }
+        Ok(grid)
+    }
+}
+
 impl EnsembleSection {
     /// The attack of each member, in order.
     pub fn attacks(&self) -> Vec<nrf_attacks::EnsembleAttack> {
