@@ -13,8 +13,10 @@ command line; it re-exports the stage functions below, so `import nrf_twin` is e
 
 Command line:
   python nrf_twin.py --preset P --out DIR [--seeds N] [--source-seeds K] [--threads T]
-                     [--device cpu|cuda|auto] [--no-channels-last] [--set key=value ...]
+                     [--device cpu|cuda|auto] [--no-channels-last] [--set key=value ...] [--fresh]
       runs the pipeline and writes DIR/twin.json (progress lines with rate and ETA on stderr).
+      An interrupted run resumes: first-seed weights and constructed sets live in DIR/work/
+      and are reused when DIR/twin.json was made with the same settings (--fresh: start over).
       P is a preset file or the name of a built-in preset (experiments/presets/<P>.toml).
       --set takes a dotted key and a TOML value, e.g. --set rep_match.n=100 --set model.init=tch.
   python nrf_twin.py compare --nrf RESULTS --twin DIR [--out DIR]
@@ -97,10 +99,12 @@ def _write_json(path, obj):
 class Pipeline:
     """Runs the stages and keeps twin.json up to date after each."""
 
-    def __init__(self, preset, out_dir, seeds, source_seeds, device, channels_last):
+    def __init__(self, preset, out_dir, seeds, source_seeds, device, channels_last, fresh=False):
         self.p, self.out, self.device, self.cl = preset, Path(out_dir), device, channels_last
         self.seeds, self.source_seeds = seeds, source_seeds
         self.out.mkdir(parents=True, exist_ok=True)
+        self.work = self.out / "work"
+        self.work.mkdir(exist_ok=True)
         self.t0 = time.perf_counter()
         self.doc = {
             "twin_version": TWIN_VERSION, "preset": preset["name"], "preset_path": preset["_path"],
@@ -114,6 +118,46 @@ class Pipeline:
                     "own draws (seeded), not nrf's: compare statistically",
             "models": {}, "datasets": {}, "timings": {}, "finished": False,
         }
+        self.resumed = self._resume() if not fresh else False
+
+    # What decides the numbers: a previous twin.json is resumed only when all of it is equal.
+    _RESUME_KEYS = ("twin_version", "preset_effective", "init", "arch", "seeds", "source_seeds",
+                    "channels_last", "headline_eps")
+
+    def _resume(self):
+        """Picks up a previous run in the same folder: its finished models and constructed sets
+        (weights and images in work/) are reused; a run with other settings is refused."""
+        path = self.out / "twin.json"
+        if not path.exists():
+            return False
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: unreadable ({e}); move it away or pass --fresh") from e
+        differ = [k for k in self._RESUME_KEYS if old.get(k) != self.doc.get(k)]
+        if differ:
+            raise ValueError(f"{path} was made with other settings ({', '.join(differ)} differ); "
+                             "pass --fresh to start over or choose another --out")
+        self.doc["models"], self.doc["datasets"] = old.get("models", {}), old.get("datasets", {})
+        self.doc["timings"] = old.get("timings", {})
+        log(f"resuming {path}: {len(self.doc['models'])} models and "
+            f"{len(self.doc['datasets'])} constructed sets done")
+        return True
+
+    def _saved(self, name, obj):
+        tmp = self.work / f"{name}.pt.tmp"
+        torch.save(obj, tmp)
+        os.replace(tmp, self.work / f"{name}.pt")
+
+    def _load(self, name):
+        path = self.work / f"{name}.pt"
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # a torn or foreign file: recompute rather than trust it
+            log(f"{path}: unreadable ({e}); recomputing")
+            return None
 
     def save(self):
         self.doc["total_wall_s"] = time.perf_counter() - self.t0
@@ -132,6 +176,13 @@ class Pipeline:
     def model(self, name, trained_on, x, y, section, n_seeds):
         """Trains `name` with n_seeds seeds and evaluates each; returns the first seed's model."""
         p, data = self.p, self.data
+        if name in self.doc["models"]:
+            state = self._load(f"model_{name}")
+            if state is not None:
+                model = build_model(p, tuple(x.shape[1:]), data.classes, 0, self.device, self.cl)
+                model.load_state_dict(state)
+                log(f"{name}: reused from the previous run")
+                return model
         runs, first = [], None
         for k in range(n_seeds):
             tag = f"train:{name}" + (f"#{k}" if k else "")
@@ -151,6 +202,7 @@ class Pipeline:
                          "final_train_acc": train_acc, "epochs": hist})
             if first is None:
                 first = model
+                self._saved(f"model_{name}", model.state_dict())
         std_m, std_s = _mean_std([r["std_acc"] for r in runs])
         robust = []
         for i, pt in enumerate(runs[0]["robust"]):
@@ -162,6 +214,23 @@ class Pipeline:
             "test_size": int(data.test_x.shape[0]), "robust": robust, "per_seed": runs}
         self.save()
         return first
+
+    def _reused_set(self, name):
+        """A constructed set of the previous run (images, labels), or None."""
+        if name not in self.doc["datasets"]:
+            return None
+        saved = self._load(f"set_{name}")
+        if saved is None:
+            return None
+        log(f"construct:{name}: reused from the previous run")
+        return saved["images"], saved["labels"]
+
+    def _store_set(self, name, imgs, labels):
+        """Keeps a constructed set in work/ (for resuming, and for training other
+        implementations on the twin's own sets) and records it in twin.json."""
+        self._saved(f"set_{name}", {"images": imgs.contiguous(), "labels": labels})
+        self.save()
+        return imgs, labels
 
     def run(self):
         p = self.p
@@ -186,13 +255,16 @@ class Pipeline:
         starts = idx(choose_starts(targets, n_train, stage_seed(p["seed"], "rep-match-starts")))
         sets = {}
         for name, source, model in (("D_NR", "C_std", c_std), ("D_R", "C_rob", c_rob)):
+            sets[name] = self._reused_set(name)
+            if sets[name] is not None:
+                continue
             imgs, labels, st = self.timed(f"construct:{name}", lambda: build_rep_match(
                 model, data.train_x, data.train_y, idx(targets), starts, rm, f"construct:{name}"))
             self.doc["datasets"][name] = {
                 "source_model": source, "n": len(targets),
                 **{f"{'mean_' if k.startswith('dist') else ''}{k}": st[k].mean().item()
                    for k in st}}
-            sets[name] = (imgs, labels)
+            sets[name] = self._store_set(name, imgs, labels)
         for name in ("D_R", "D_NR"):
             self.model(f"on_{name}", name, *sets[name], p["fresh"], self.seeds)
         ctl = idx(targets)
@@ -210,6 +282,10 @@ class Pipeline:
                 else:
                     rng = np.random.default_rng(stage_seed(p["seed"], f"targets:{name}"))
                     t = idx(rng.integers(0, data.classes, size=len(rel_idx)))
+                reused = self._reused_set(name)
+                if reused is not None:
+                    self.model(f"on_{name}", name, *reused, p["fresh"], self.seeds)
+                    continue
                 imgs, labels, st = self.timed(f"construct:{name}", lambda: build_relabel(
                     c_std, data.train_x, data.train_y, rel_idx, t, eps, rl["steps"], step,
                     rl["batch_size"], f"construct:{name}"))
@@ -218,18 +294,21 @@ class Pipeline:
                     "success_rate": st["success"].mean().item(),
                     "mean_dist_to_x": st["dist_to_x"].mean().item(),
                     "target_equals_label": (st["source_label"] == t).float().mean().item()}
-                self.save()
+                self._store_set(name, imgs, labels)
                 self.model(f"on_{name}", name, imgs, labels, p["fresh"], self.seeds)
         self.doc["finished"] = True
+        self.doc["resumed"] = self.resumed
         self.save()
         return self.doc
 
 
-def run_pipeline(preset, out_dir, seeds=3, source_seeds=1, device="cpu", channels_last=True):
+def run_pipeline(preset, out_dir, seeds=3, source_seeds=1, device="cpu", channels_last=True,
+                 fresh=False):
     """Every Figure 2 / Table 1 stage of `preset` (from load_preset); writes out_dir/twin.json
-    and returns its contents."""
+    and returns its contents. A previous run in out_dir with the same settings is resumed (its
+    finished models and sets, kept in out_dir/work/, are reused) unless `fresh`."""
     dev = torch.device(device)
-    return Pipeline(preset, out_dir, seeds, source_seeds, dev, channels_last).run()
+    return Pipeline(preset, out_dir, seeds, source_seeds, dev, channels_last, fresh).run()
 
 
 def main(argv=None):
@@ -261,6 +340,8 @@ def main(argv=None):
                     help="keep the convolutions in NCHW (default: channels-last)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a preset value (dotted key, TOML value); repeatable")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start over even when OUT holds a resumable run with the same settings")
     a = ap.parse_args(argv)
     preset = load_preset(a.preset, a.set)
     if a.seeds is None:
@@ -275,7 +356,7 @@ def main(argv=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     log(f"preset {preset['name']} ({preset['_path']}), init {preset['model']['init']}, "
         f"{torch.get_num_threads()} threads, {device}, seeds {a.seeds}")
-    run_pipeline(preset, a.out, a.seeds, a.source_seeds, device, not a.no_channels_last)
+    run_pipeline(preset, a.out, a.seeds, a.source_seeds, device, not a.no_channels_last, a.fresh)
     log(f"wrote {Path(a.out) / 'twin.json'}")
     return 0
 
