@@ -18,6 +18,7 @@
 //! ```
 pub mod arch;
 pub mod checkpoint;
+pub mod flops;
 pub mod optim;
 pub mod torchscript;
 pub mod train;
