@@ -430,6 +430,79 @@ pub struct ExtrasSection {
     /// The independent standard model of `diversity` and `source_vs_target`.
     #[serde(default)]
     pub independent_model: IndependentModel,
+    /// Section `d_det_study`: D_det rebuilt with the recipes replications used to make it work
+    /// (absent = off).
+    #[serde(default)]
+    pub d_det_study: Option<DDetStudy>,
+}
+
+/// `[extras.d_det_study]`: "D_det: what it takes". Each variant rebuilds D_det from the first
+/// `n` images of Table 1's subset, changing one thing of the paper's recipe (and one variant all
+/// of them), and trains `seeds` fresh models (the `fresh` settings) on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DDetStudy {
+    /// Images per rebuilt D_det (at most `relabel.n`).
+    pub n: usize,
+    /// Fresh models per variant (default: `[fresh] seeds`).
+    #[serde(default)]
+    pub seeds: Option<usize>,
+    /// A larger standard source model: its architecture ...
+    pub source_arch: Arch,
+    /// ... and its epochs (the rest as `train_std`).
+    pub source_epochs: usize,
+    /// A slightly robust source model: `train_rob` at this L2 radius ...
+    pub robust_source_eps: f64,
+    /// ... for this many epochs.
+    pub robust_source_epochs: usize,
+    /// The EOT variant's transformations.
+    pub eot: nrf_features::targeted::Eot,
+    /// The margin-loss variant's steps (step size `relabel.step_size`: more steps, same step).
+    pub margin_steps: usize,
+    /// The radius of the variant that combines the slightly robust source, the margin loss and
+    /// EOT (step size scaled as for `relabel.extra_eps`, `relabel.steps` steps).
+    pub combined_eps: f64,
+}
+
+impl DDetStudy {
+    /// Checks the values; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        let f = "extras.d_det_study";
+        check(
+            self.n >= 20,
+            &format!("{f}.n"),
+            format!(
+                "{} images are too few to train a model on (at least 20)",
+                self.n
+            ),
+        )?;
+        if let Some(s) = self.seeds {
+            check(s >= 1, &format!("{f}.seeds"), "must be at least 1".into())?;
+        }
+        check(
+            self.source_epochs >= 1,
+            &format!("{f}.source_epochs"),
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.robust_source_epochs >= 1,
+            &format!("{f}.robust_source_epochs"),
+            "must be at least 1".into(),
+        )?;
+        positive(self.robust_source_eps, &format!("{f}.robust_source_eps"))?;
+        positive(self.combined_eps, &format!("{f}.combined_eps"))?;
+        check(
+            self.margin_steps >= 1,
+            &format!("{f}.margin_steps"),
+            "must be at least 1".into(),
+        )?;
+        nrf_features::targeted::TargetedAttack {
+            loss: nrf_features::targeted::TargetLoss::CrossEntropy,
+            eot: Some(self.eot),
+        }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("preset field `{f}.eot`: {e}"))
+    }
 }
 
 /// Which model plays the independent standard model in the extras.
@@ -495,6 +568,9 @@ impl ExtrasSection {
                 "extras.eps_sensitivity",
                 format!("{v} is listed twice"),
             )?;
+        }
+        if let Some(d) = &self.d_det_study {
+            d.validate()?;
         }
         Ok(())
     }

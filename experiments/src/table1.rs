@@ -7,7 +7,8 @@ use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
-use nrf_features::relabel::{build, RelabelConfig, TargetRule};
+use nrf_features::relabel::{build_with, RelabelConfig, TargetRule};
+use nrf_features::targeted::TargetedAttack;
 use nrf_report::results::{eps_eq, ConstructedInfo};
 
 /// The tag of radius `eps` in set names: 2.0 -> "2", 0.25 -> "0p25".
@@ -49,12 +50,47 @@ pub fn construct_at(
     step_size: f64,
     indices: &[usize],
 ) -> Result<String> {
+    let spec = RelabelSpec {
+        name: name.to_string(),
+        rule,
+        eps,
+        steps: ctx.preset.relabel.steps,
+        step_size,
+        source: "C_std".into(),
+        source_key: src.c_std.clone(),
+        attack: TargetedAttack::default(),
+    };
+    construct_spec(ctx, &spec, indices)
+}
+
+/// A relabelled set: its name, target rule, radius, steps, source model and targeted attack.
+#[derive(Debug, Clone)]
+pub struct RelabelSpec {
+    /// The set's name (`data/<name>`, `datasets/<name>.json`).
+    pub name: String,
+    pub rule: TargetRule,
+    /// L2 radius.
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    /// The source model's name (`weights/<source>`) and its training stage's key.
+    pub source: String,
+    pub source_key: String,
+    /// The targeted attack (the paper's: [`TargetedAttack::default`]).
+    pub attack: TargetedAttack,
+}
+
+/// Builds the relabelled set `spec` from the training images at `indices` (cached, resumable);
+/// returns its stage key. With the paper's attack the key is the one Table 1 always had.
+pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> Result<String> {
     let r = ctx.preset.relabel.clone();
     let indices: Vec<usize> = indices.to_vec();
+    let name = spec.name.as_str();
+    let (rule, eps, step_size) = (spec.rule, spec.eps, spec.step_size);
     let cfg = RelabelConfig {
         rule,
         eps,
-        steps: r.steps,
+        steps: spec.steps,
         step_size,
         batch_size: r.batch_size,
         seed: ctx.preset.stage_seed(&format!("targets:{name}")),
@@ -63,77 +99,87 @@ pub fn construct_at(
         TargetRule::Random => "random_target",
         TargetRule::Deterministic => "deterministic_target",
     };
-    let (_, key) = ctx.stage(
-        &format!("construct:{name}"),
-        &(&src.c_std, &cfg, &indices),
-        |ctx, work| {
-            let t0 = std::time::Instant::now();
-            let model = ctx.load_weights("C_std")?;
-            let out = build(
-                &model,
-                &ctx.train,
-                &indices,
-                &cfg,
-                ctx.device,
-                &work.join("chunks"),
-                ctx.progress,
-            )?;
-            let s = &out.summary;
-            tracing::info!(
-                "{name}: attack success {:.3}, mean L2 distance {:.3}, t = y for {:.3}",
-                s.success_rate,
-                s.mean_dist_to_x,
-                s.target_equals_label
-            );
-            let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
-            let mut meta = ConstructedMetadata {
-                method: method.into(),
-                epsilon: Some(eps),
-                steps: Some(cfg.steps),
-                step_size: Some(step_size),
-                source_model_sha256: Some(nrf_data::store::sha256_file(
-                    ctx.path("weights/C_std.safetensors"),
-                )?),
-                seed: Some(cfg.seed),
-                ..Default::default()
-            };
+    let attack = spec.attack;
+    let source = spec.source.clone();
+    let stage = format!("construct:{name}");
+    let build_stage = |ctx: &mut Ctx, work: &std::path::Path| -> Result<ConstructedInfo> {
+        let t0 = std::time::Instant::now();
+        let model = ctx.load_weights(&source)?;
+        let out = build_with(
+            &model,
+            &ctx.train,
+            &indices,
+            &cfg,
+            &attack,
+            ctx.device,
+            &work.join("chunks"),
+            ctx.progress,
+        )?;
+        let s = &out.summary;
+        tracing::info!(
+            "{name}: attack success {:.3}, mean L2 distance {:.3}, t = y for {:.3}",
+            s.success_rate,
+            s.mean_dist_to_x,
+            s.target_equals_label
+        );
+        let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
+        let mut meta = ConstructedMetadata {
+            method: method.into(),
+            epsilon: Some(eps),
+            steps: Some(cfg.steps),
+            step_size: Some(step_size),
+            source_model_sha256: Some(nrf_data::store::sha256_file(
+                ctx.path(&format!("weights/{source}.safetensors")),
+            )?),
+            seed: Some(cfg.seed),
+            ..Default::default()
+        };
+        meta.extra
+            .insert("config".into(), serde_json::to_value(&cfg)?);
+        meta.extra
+            .insert("summary".into(), serde_json::to_value(s)?);
+        if !attack.is_paper() {
             meta.extra
-                .insert("config".into(), serde_json::to_value(&cfg)?);
-            meta.extra
-                .insert("summary".into(), serde_json::to_value(s)?);
-            let stored = ConstructedDataset {
-                dataset: ds,
-                source_indices: indices.iter().map(|&i| i as i64).collect(),
-                metadata: meta,
-            };
-            let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
-            let info = ConstructedInfo {
-                name: name.into(),
-                method: method.into(),
-                source_model: "C_std".into(),
-                n: indices.len(),
-                epsilon: Some(eps),
-                steps: cfg.steps,
-                step_size,
-                success_rate: Some(s.success_rate),
-                init_rel_err: None,
-                final_rel_err: None,
-                mean_dist_to_x: Some(s.mean_dist_to_x),
-                mean_dist_to_x0: None,
-                grid,
-                file: Some(format!("data/{name}.safetensors")),
-                wall_s: t0.elapsed().as_secs_f64(),
-            };
-            ctx.store_constructed(&stored, &info)?;
-            Ok(info)
-        },
-    )?;
+                .insert("attack".into(), serde_json::to_value(attack)?);
+        }
+        let stored = ConstructedDataset {
+            dataset: ds,
+            source_indices: indices.iter().map(|&i| i as i64).collect(),
+            metadata: meta,
+        };
+        let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
+        let info = ConstructedInfo {
+            name: name.into(),
+            method: method.into(),
+            source_model: source.clone(),
+            n: indices.len(),
+            epsilon: Some(eps),
+            steps: cfg.steps,
+            step_size,
+            success_rate: Some(s.success_rate),
+            init_rel_err: None,
+            final_rel_err: None,
+            mean_dist_to_x: Some(s.mean_dist_to_x),
+            mean_dist_to_x0: None,
+            grid,
+            file: Some(format!("data/{name}.safetensors")),
+            wall_s: t0.elapsed().as_secs_f64(),
+        };
+        ctx.store_constructed(&stored, &info)?;
+        Ok(info)
+    };
+    let (_, key) = if attack.is_paper() && spec.source == "C_std" {
+        ctx.stage(&stage, &(&spec.source_key, &cfg, &indices), build_stage)?
+    } else {
+        let inputs = (&spec.source, &spec.source_key, &cfg, &indices, &attack);
+        ctx.stage(&stage, &inputs, build_stage)?
+    };
     Ok(key)
 }
 
-/// Table 1: D_rand and D_det (and their eps variants) and fresh models on each.
-pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
+/// Table 1's sets: name, target rule, L2 radius and step size of D_rand and D_det and of their
+/// variants at `relabel.extra_eps`.
+pub fn sets(r: &crate::preset::RelabelSection) -> Vec<(String, TargetRule, f64, f64)> {
     let mut sets = vec![
         ("D_rand".to_string(), TargetRule::Random, r.eps, r.step_size),
         (
@@ -154,6 +200,12 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
             step,
         ));
     }
+    sets
+}
+
+/// Table 1: D_rand and D_det (and their eps variants) and fresh models on each.
+pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+    let sets = sets(&ctx.preset.relabel);
     let mut keys = Vec::new();
     for (name, rule, eps, step) in &sets {
         keys.push(construct(ctx, name, src, *rule, *eps, *step)?);

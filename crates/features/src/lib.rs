@@ -4,6 +4,8 @@
 //!   representation g of a real image, starting from another image, with the same PGD machinery
 //!   as the attacks (nrf-attacks' `pgd` with the unconstrained threat model).
 //! - [`relabel`]: D_rand and D_det, targeted L2 PGD towards t and relabelling to t.
+//! - [`targeted`]: the targeted attack of D_rand / D_det and its stronger variants (margin loss,
+//!   expectation over transformations).
 //! - [`chunks`]: the chunked, resumable runner both use.
 //! - [`to_dataset`]: turns a construction into an `nrf_data::Dataset` for training.
 //!
@@ -21,6 +23,7 @@
 pub mod chunks;
 pub mod relabel;
 pub mod repmatch;
+pub mod targeted;
 
 use anyhow::Result;
 use tch::Tensor;

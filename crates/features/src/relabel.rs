@@ -3,8 +3,9 @@
 //! D_det uses t = (y + 1) mod C. What remains useful for the real test set is then only the
 //! non-robust features the attack planted.
 use crate::chunks::{run_chunks, ChunkOut};
+use crate::targeted::{check_classes, targeted_objective, TargetedAttack};
 use anyhow::{bail, Result};
-use nrf_attacks::{per_example_norm, pgd, targeted_ce, PgdConfig, L2};
+use nrf_attacks::{per_example_norm, pgd, PgdConfig, L2};
 use nrf_models::{images_to_tensor, Classifier};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -69,7 +70,8 @@ pub fn choose_targets(labels: &[i64], classes: i64, rule: TargetRule, seed: u64)
         .collect()
 }
 
-/// Builds the relabelled dataset from the examples `indices` of `data`.
+/// Builds the relabelled dataset from the examples `indices` of `data` with the paper's
+/// targeted attack (cross-entropy, no EOT).
 pub fn build(
     model: &dyn Classifier,
     data: &nrf_data::Dataset,
@@ -79,9 +81,30 @@ pub fn build(
     work_dir: &Path,
     progress: bool,
 ) -> Result<Relabelled> {
+    let paper = TargetedAttack::default();
+    build_with(
+        model, data, indices, cfg, &paper, device, work_dir, progress,
+    )
+}
+
+/// [`build`] with another targeted attack (a margin loss, EOT: see [`crate::targeted`]). EOT's
+/// random transformations of chunk k are drawn from a stream seeded by `cfg.seed` and k, so a
+/// resumed construction equals an uninterrupted one.
+#[allow(clippy::too_many_arguments)] // build's arguments plus the attack
+pub fn build_with(
+    model: &dyn Classifier,
+    data: &nrf_data::Dataset,
+    indices: &[usize],
+    cfg: &RelabelConfig,
+    attack: &TargetedAttack,
+    device: Device,
+    work_dir: &Path,
+    progress: bool,
+) -> Result<Relabelled> {
     if cfg.batch_size == 0 || cfg.steps == 0 {
         bail!("relabel construction: steps and batch_size must be at least 1");
     }
+    check_classes(attack, data.num_classes)?;
     let threat = L2::new(cfg.eps)?;
     let pgd_cfg = PgdConfig::new(cfg.steps, cfg.step_size)
         .with_use_best(true)
@@ -98,7 +121,8 @@ pub fn build(
         let hi = (lo + cfg.batch_size).min(indices.len());
         let x = images_to_tensor(data, &indices[lo..hi], device);
         let t = Tensor::from_slice(&targets[lo..hi]).to_device(device);
-        let mut obj = targeted_ce(model, &t);
+        let eot_seed = cfg.seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut obj = targeted_objective(model, &t, attack, eot_seed);
         let res = pgd(&threat, &x, &x, &pgd_cfg, &mut obj, None)?;
         let xa = res.x.detach();
         let pred = tch::no_grad(|| model.logits(&xa, false).argmax(-1, false));

@@ -12,15 +12,17 @@
 //! | `eps_sensitivity` | [`eps_sensitivity`] | `eps_sensitivity = [radii]` | two constructions + two models per radius |
 //! | `figure3` | [`figure3`] | `figure3 = true`, `figure3_archs` | two models per architecture |
 //! | `train_size` | [`train_size`] | `train_sizes = [n, ...]` | two constructions + three models per size |
+//! | `d_det_study` | [`d_det`] | `[extras.d_det_study]` | two source models, six constructions, six x seeds models |
 //!
-//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, `init_`, and
-//! `C_indep`), so that the report's Figure 2 / Table 1 tables keep to the preset's own sets;
+//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, `init_`,
+//! `dd_`, and `C_indep`), so that the report's Figure 2 / Table 1 tables keep to the preset's own sets;
 //! models of Figure 2 / Table 1 that an extra reuses keep their names.
 //!
 //! Every model goes through [`Ctx::model_stage`] and every dataset through the construction
 //! stages, so everything is cached and an interrupted run resumes. Findings and verdicts are
 //! computed from the numbers (see [`stats`] for the rules).
 pub mod cosine;
+pub mod d_det;
 pub mod diversity;
 pub mod eps_sensitivity;
 pub mod figure3;
@@ -69,6 +71,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     }
     if !e.train_sizes.is_empty() {
         train_size::run(ctx, src, &e.train_sizes).context("extra `train_size`")?;
+    }
+    if let Some(study) = &e.d_det_study {
+        d_det::run(ctx, src, study).context("extra `d_det_study`")?;
     }
     if e.overfitting {
         overfitting::run(ctx).context("extra `overfitting`")?;
