@@ -196,6 +196,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         "eps_sensitivity",
         "figure3",
         "train_size",
+        "d_det_study",
     ] {
         let s = json(&results.join(format!("sections/{id}.json")));
         assert_eq!(s["id"], id);
@@ -224,12 +225,25 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         "ts_on_D_det_n600",
         "ts_on_clean_n600",
         "es_on_D_det_eps0p5",
+        "dd_C_std_resnet18_w4",
+        "dd_C_rob_eps0p25",
+        "dd_on_D_det_dd_eot",
+        "dd_on_D_det_dd_all",
     ] {
         assert!(
             results.join(format!("models/{m}.json")).exists(),
             "models/{m}.json missing"
         );
     }
+    // D_det: what it takes: six rebuilt sets, each attacked with what its row says.
+    let dd = json(&results.join("sections/d_det_study.json"));
+    let rows = dd["tables"][0]["rows"].as_array().unwrap();
+    assert!(rows.len() >= 6, "d_det_study: {} rows", rows.len());
+    let eot = json(&results.join("datasets/D_det_dd_eot.json"));
+    assert_eq!(eot["source_model"], "C_std");
+    let all = json(&results.join("datasets/D_det_dd_all.json"));
+    assert_eq!(all["source_model"], "dd_C_rob_eps0p25");
+    assert!((all["epsilon"].as_f64().unwrap() - 2.0).abs() < 1e-9);
     // [eval] ensemble: every fully evaluated model has its worst case over PGD and APGD, no
     // higher than PGD's alone.
     for m in ["C_std", "C_rob", "on_D_R"] {
