@@ -168,7 +168,8 @@ def preset_from_text(text, origin, overrides=()):
 # `data.dir` and `fresh.seeds` (the twin's own seed count is its command line's).
 COMPARED_SECTIONS = ("data", "model", "train_std", "train_rob", "eval", "rep_match", "relabel",
                      "fresh")
-NOT_COMPARED = {("data", "dir"), ("fresh", "seeds")}
+# The twin runs no ensemble (its numbers are PGD-20): nrf's `[eval] ensemble` does not change them.
+NOT_COMPARED = {("data", "dir"), ("fresh", "seeds"), ("eval", "ensemble")}
 
 
 def comparable(preset):
