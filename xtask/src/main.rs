@@ -31,6 +31,9 @@ commands:
   twin [ARGS]           setup, then run the PyTorch fidelity twin (experiments/twin/nrf_twin.py)
                         on a preset and compare its Figure 2 / Table 1 numbers with nrf's results
                         (DIR/twin/comparison.md); `cargo xtask twin --help` for ARGS
+  gpu-check [ARGS]      setup, then `nrf gpu-check ARGS`: the cifar10 preset at toy sizes on a
+                        synthetic CIFAR-10, on CUDA and on the CPU, first numbers compared; on a
+                        machine without a GPU it says so and exits 0
   screenshot HTML PNG   render HTML to PNG with headless Chromium (installs Debian's chromium
                         package first when missing and running as root)
   env                   print the torch environment and the shell exports that select it
@@ -99,6 +102,12 @@ fn run(args: &[String]) -> Result<()> {
             let args = twin::parse_args(rest, DEFAULT_PRESET)?;
             let env = setup()?;
             twin::run(&env, &workspace_root(), &args)
+        }
+        "gpu-check" => {
+            let env = setup()?;
+            let mut a = vec!["gpu-check".to_string()];
+            a.extend(strip_dashdash(rest).iter().cloned());
+            cargo_nrf(&env, &a, &[])
         }
         "screenshot" => match strip_dashdash(rest) {
             [html, png] => screenshot(Path::new(html), Path::new(png)),
