@@ -39,19 +39,37 @@ pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
         &rob_section,
         EvalLevel::Full,
     )?;
-    let n = ctx
-        .preset
-        .rep_match
-        .n
-        .max(ctx.preset.relabel.n)
-        .min(train.len());
-    let subset =
-        nrf_data::batch::random_subset(train.len(), n, ctx.preset.stage_seed("construct-subset"))?;
     Ok(Sources {
         c_std,
         c_rob,
-        subset,
+        subset: construction_subset(ctx)?,
     })
+}
+
+/// Indices of the training images the constructed sets are made from ([`Sources::subset`]).
+pub fn construction_subset(ctx: &Ctx) -> Result<Vec<usize>> {
+    let len = ctx.train.len();
+    let n = ctx.preset.rep_match.n.max(ctx.preset.relabel.n).min(len);
+    Ok(nrf_data::batch::random_subset(
+        len,
+        n,
+        ctx.preset.stage_seed("construct-subset"),
+    )?)
+}
+
+/// Figure 2's constructed sets and the model each is built from.
+pub const SETS: [(&str, &str); 2] = [("D_NR", "C_std"), ("D_R", "C_rob")];
+
+/// Builds the Figure 2 set `name` (one of [`SETS`]) from `source` (cached, resumable); returns
+/// its stage key.
+pub fn construct_set(ctx: &mut Ctx, src: &Sources, name: &str, source: &str) -> Result<String> {
+    let cfg = rep_config(ctx, "rep-match-starts");
+    let key = if source == "C_rob" {
+        &src.c_rob
+    } else {
+        &src.c_std
+    };
+    construct_rep(ctx, name, source, key, &src.subset, &cfg)
 }
 
 /// Builds D_R or D_NR from the model `source` (cached, resumable); returns the stage key.
@@ -133,9 +151,8 @@ pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchCon
 
 /// Figure 2: D_NR, D_R, the control, and fresh models on each.
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let cfg = rep_config(ctx, "rep-match-starts");
-    let k_nr = construct_rep(ctx, "D_NR", "C_std", &src.c_std, &src.subset, &cfg)?;
-    let k_r = construct_rep(ctx, "D_R", "C_rob", &src.c_rob, &src.subset, &cfg)?;
+    let k_nr = construct_set(ctx, src, "D_NR", "C_std")?;
+    let k_r = construct_set(ctx, src, "D_R", "C_rob")?;
     for (name, key) in [("D_R", k_r), ("D_NR", k_nr)] {
         ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
     }

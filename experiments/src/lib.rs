@@ -6,6 +6,8 @@
 //! - [`theory`]: section 4's Gaussian model (Figure 4) and the make_circles question.
 //! - [`pipeline`]: stage caching, training + evaluation, the run record.
 //! - [`lock`]: one run per results folder (`<results>/.lock`).
+//! - [`shard`]: shard jobs (`--shard k/n`): one slice of every construction and robust
+//!   evaluation, merged by the next ordinary run (docs/cluster.md).
 //! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`).
 //!
 //! ```no_run
@@ -18,12 +20,11 @@ pub mod bench;
 pub mod construct_cmd;
 pub mod extras;
 pub mod figure2;
-pub mod gpu_check;
 pub mod grids;
 pub mod lock;
 pub mod pipeline;
-pub mod plan;
 pub mod preset;
+pub mod shard;
 pub mod table1;
 pub mod theory;
 pub mod train_cmd;
@@ -57,6 +58,82 @@ pub fn reproduce(
     outcome?;
     report?;
     nrf_report::summary_markdown(&ctx.results)
+}
+
+/// Part of a run only (`nrf reproduce --only`): training, with every evaluation left to a later
+/// run, so that a job array can shard the evaluations (docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    /// Train the source models C_std and C_rob (what shard jobs need first).
+    Sources,
+    /// Train C_std, C_rob and every Figure 2 / Table 1 fresh model (merging or building their
+    /// sets on the way).
+    Train,
+}
+
+/// How [`reproduce_with`] runs: the whole run, one shard, or the training only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Run shard k/n of every construction and robust evaluation ([`shard`]).
+    pub shard: Option<nrf_features::chunks::Shard>,
+    /// Run only this part.
+    pub only: Option<Only>,
+}
+
+/// [`reproduce`] with [`RunOptions`]: a shard job (slices only; it shares the results folder
+/// with the other shard jobs, never with an ordinary run) or a partial run (training only, no
+/// report). Returns what was done, as text.
+pub fn reproduce_with(
+    preset: preset::Preset,
+    text: String,
+    results: PathBuf,
+    data_dir: Option<&Path>,
+    progress: bool,
+    opts: RunOptions,
+) -> Result<String> {
+    let (shard, only) = match (opts.shard, opts.only) {
+        (None, None) => return reproduce(preset, text, results, data_dir, progress),
+        (Some(s), Some(o)) => anyhow::bail!(
+            "--shard {s} and --only {o:?} do not go together: train with --only first, then run \
+             the shards"
+        ),
+        other => other,
+    };
+    std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
+    let _lock = match shard {
+        Some(s) => {
+            lock::ResultsLock::acquire_shared(&results, &format!("nrf reproduce --shard {s}"))?
+        }
+        None => lock::ResultsLock::acquire(&results, "nrf reproduce --only")?,
+    };
+    let mode = pipeline::Mode {
+        shard,
+        defer_eval: only.is_some(),
+    };
+    let mut ctx = pipeline::Ctx::with_mode(preset, text, results, data_dir, progress, mode)?;
+    if let Some(s) = shard {
+        let report = shard::run(&mut ctx)?;
+        return Ok(format!("shard {s}:\n{}", report.summary()));
+    }
+    let outcome = (|| -> Result<()> {
+        let src = figure2::source_models(&mut ctx)?;
+        if only == Some(Only::Train) {
+            figure2::run(&mut ctx, &src)?;
+            table1::run(&mut ctx, &src)?;
+        }
+        Ok(())
+    })();
+    let what = match only {
+        Some(Only::Sources) => "C_std and C_rob",
+        _ => "C_std, C_rob and the Figure 2 / Table 1 fresh models",
+    };
+    ctx.finish(vec![format!(
+        "--only: {what} trained, evaluations and the rest left to the next run"
+    )])?;
+    outcome?;
+    Ok(format!(
+        "trained {what}; evaluations left to shard jobs (--shard k/n) and the next ordinary run"
+    ))
 }
 
 fn run_stages(ctx: &mut pipeline::Ctx) -> Result<()> {

@@ -20,6 +20,8 @@ pub struct ResultsLock {
     /// `None` where the filesystem does not support locks (see [`ResultsLock::acquire`]).
     file: Option<File>,
     path: PathBuf,
+    /// An exclusive hold (a shared one writes nothing into the file).
+    exclusive: bool,
 }
 
 impl ResultsLock {
@@ -28,6 +30,18 @@ impl ResultsLock {
     /// if another process, or another handle in this one, holds it. On a filesystem without lock
     /// support it warns and returns an unlocked hold: the run goes on unprotected.
     pub fn acquire(results: &Path, command: &str) -> Result<ResultsLock> {
+        Self::take(results, command, true)
+    }
+
+    /// A shared hold for the shard jobs of a job array (`nrf reproduce --shard k/n`), which use
+    /// one results folder together, each writing only its own slices: refused while an ordinary
+    /// run holds the folder, and an ordinary run is refused while any shard job holds it. A
+    /// shared hold writes nothing into the lock file.
+    pub fn acquire_shared(results: &Path, command: &str) -> Result<ResultsLock> {
+        Self::take(results, command, false)
+    }
+
+    fn take(results: &Path, command: &str, exclusive: bool) -> Result<ResultsLock> {
         if !results.is_dir() {
             bail!("results folder {} does not exist", results.display());
         }
@@ -40,7 +54,12 @@ impl ResultsLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("opening the lock file {}", path.display()))?;
-        match file.try_lock() {
+        let locked = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
@@ -54,8 +73,19 @@ impl ResultsLock {
                     path.display(),
                     results.display()
                 );
-                return Ok(ResultsLock { file: None, path });
+                return Ok(ResultsLock {
+                    file: None,
+                    path,
+                    exclusive,
+                });
             }
+        }
+        if !exclusive {
+            return Ok(ResultsLock {
+                file: Some(file),
+                path,
+                exclusive,
+            });
         }
         let info = holder_text(command);
         file.set_len(0)
@@ -65,6 +95,7 @@ impl ResultsLock {
         Ok(ResultsLock {
             file: Some(file),
             path,
+            exclusive,
         })
     }
 
@@ -84,7 +115,7 @@ impl Drop for ResultsLock {
         // Empty the file while still holding the lock (so it never names a finished holder);
         // closing the file then releases the lock. The file itself stays: deleting it could let
         // two processes lock two different files of the same name.
-        if let Some(f) = &self.file {
+        if let (Some(f), true) = (&self.file, self.exclusive) {
             let _ = f.set_len(0);
         }
     }
@@ -116,7 +147,8 @@ fn busy_message(results: &Path, text: &str) -> String {
     let lock = results.join(LOCK_FILE);
     let holder = match (field("pid"), field("host"), field("started")) {
         (None, None, None) => format!(
-            "holder unknown: {} is empty or unreadable, the holder may be starting up",
+            "holder unknown: {} is empty or unreadable: shard jobs (--shard k/n) hold it \
+             shared, or the holder is starting up",
             lock.display()
         ),
         (pid, host, started) => {

@@ -40,39 +40,23 @@ enum Cmd {
         /// preset text with them applied, and the stage keys follow the overridden values.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run shard K of N of every construction (D_R, D_NR, D_rand, D_det) and of every robust
+        /// evaluation whose model is trained, writing only this shard's slices; the next
+        /// ordinary run merges them (every slice must be there, once). The source models must be
+        /// trained first (--only sources). For job arrays: see docs/cluster.md.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<nrf_features::chunks::Shard>,
+        /// Run only the training: `sources` (C_std, C_rob: what shard jobs need first) or
+        /// `train` (also every Figure 2 / Table 1 fresh model); evaluations are left to shard
+        /// jobs and the next ordinary run.
+        #[arg(long, value_enum)]
+        only: Option<nrf_experiments::Only>,
     },
-    /// What `nrf reproduce` would cost, before anything runs: each stage's work (images x
-    /// forward / backward passes), its FLOPs from the architecture, its time at a throughput
-    /// measured here in a few seconds (or --gflops), and the total in hours.
-    Plan {
-        /// Built-in preset name or a TOML file, as for `nrf reproduce`.
-        #[arg(long, default_value = "fashion-mnist")]
-        preset: String,
-        /// Override a preset value (repeatable), as for `nrf reproduce`.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// A device's sustained GFLOP/s (e.g. 100000 for a large GPU in mixed precision)
-        /// instead of measuring this machine.
-        #[arg(long, value_name = "GFLOP/S")]
-        gflops: Option<f64>,
-        /// Dataset directory (else the preset's data.dir): the images are counted there when
-        /// it holds the data set, else its published size is used.
+    /// Check the shard slices in a results folder: per sharded stage, which shards are there;
+    /// fails, naming the shard and file, when one is missing, duplicated or damaged.
+    Shards {
         #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Print the plan as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Run the `cifar10` preset at toy sizes on a synthetic CIFAR-10 (binary layout) on CUDA and
-    /// on the CPU and compare their first numbers; says so and exits 0 when libtorch sees no
-    /// CUDA device. `cargo xtask gpu-check` runs it.
-    GpuCheck {
-        /// Work folder (data, cuda/ and cpu/ results).
-        #[arg(long, default_value = "target/gpu-check")]
-        work: PathBuf,
-        /// Run both sides even without a GPU (both then on the CPU): tests the check itself.
-        #[arg(long, hide = true)]
-        without_gpu: bool,
+        results: PathBuf,
     },
     /// Print a dataset's shapes, value range and class counts.
     DataInfo {
@@ -243,10 +227,26 @@ fn run() -> Result<()> {
             data_dir,
             quiet,
             set,
+            shard,
+            only,
         } => {
             let (p, text) = Preset::load_with_overrides(&preset, &set)?;
             let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
             let start = std::time::Instant::now();
+            if shard.is_some() || only.is_some() {
+                let opts = nrf_experiments::RunOptions { shard, only };
+                let done = nrf_experiments::reproduce_with(
+                    p,
+                    text,
+                    results,
+                    data_dir.as_deref(),
+                    !quiet,
+                    opts,
+                )?;
+                println!("{done}");
+                println!("wall time {:.1} min", start.elapsed().as_secs_f64() / 60.0);
+                return Ok(());
+            }
             let summary =
                 nrf_experiments::reproduce(p, text, results.clone(), data_dir.as_deref(), !quiet)?;
             println!("{summary}");
@@ -256,45 +256,9 @@ fn run() -> Result<()> {
                 results.join("report.html").display()
             );
         }
-        Cmd::Plan {
-            preset,
-            set,
-            gflops,
-            data_dir,
-            json,
-        } => {
-            let (p, _) = Preset::load_with_overrides(&preset, &set)?;
-            let opts = nrf_experiments::plan::PlanOptions { gflops, data_dir };
-            let plan = nrf_experiments::plan::plan(&p, &opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
-            } else {
-                print!("{}", plan.to_text());
-            }
-        }
-        Cmd::GpuCheck { work, without_gpu } => {
-            use nrf_experiments::gpu_check;
-            let (_, status) = gpu_check::cuda_status();
-            let exe = std::env::current_exe().context("locating the nrf binary")?;
-            match gpu_check::run(&exe, &work, without_gpu)? {
-                gpu_check::Outcome::NoGpu => println!(
-                    "gpu-check: no GPU here ({status}): nothing to check, skipped (exit 0)."
-                ),
-                gpu_check::Outcome::Compared { table, ok } => {
-                    println!("gpu-check ({status}): toy cifar10 run, CUDA vs CPU\n\n{table}");
-                    if !ok {
-                        anyhow::bail!(
-                            "gpu-check: CUDA and CPU disagree beyond the tolerance ({}); results in {}",
-                            gpu_check::TOLERANCE,
-                            work.display()
-                        );
-                    }
-                    println!(
-                        "gpu-check: CUDA agrees with the CPU (tolerance {}).",
-                        gpu_check::TOLERANCE
-                    );
-                }
-            }
+        Cmd::Shards { results } => {
+            let report = nrf_experiments::shard::check_results(&results)?;
+            print!("{report}");
         }
         Cmd::DataInfo { dataset, data_dir } => {
             let (mut p, _) = Preset::load("fashion-mnist")?;

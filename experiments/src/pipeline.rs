@@ -9,6 +9,7 @@ use nrf_attacks::{
 };
 use nrf_data::store::{read_json, write_json_atomic};
 use nrf_data::{Dataset, Split};
+use nrf_features::chunks::{self, Shard, SliceWritten};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
 use nrf_report::results::{
     ConstructedInfo, EpochMetrics, EvalChecks, MachineInfo, ModelResult, RobustPoint, RunInfo,
@@ -19,6 +20,24 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Tensor};
+
+/// The results' robust points of a grid evaluation (after its gradient-masking warnings).
+fn robust_points(evals: Vec<nrf_attacks::RobustEval>) -> Vec<RobustPoint> {
+    for w in nrf_attacks::sanity_check(&evals) {
+        tracing::warn!("gradient-masking check: {w}");
+    }
+    evals
+        .into_iter()
+        .map(|r| RobustPoint {
+            norm: r.norm,
+            eps: r.eps,
+            acc: r.acc,
+            steps: r.steps,
+            n: r.n,
+            attack: None,
+        })
+        .collect()
+}
 
 /// The state of one reproduction run.
 pub struct Ctx {
@@ -39,7 +58,22 @@ pub struct Ctx {
     /// Fingerprint of the training set (part of every cache key).
     pub data_key: String,
     pub run: RunInfo,
+    /// How this process takes part in the run ([`Mode`]).
+    pub mode: Mode,
     started: Instant,
+}
+
+/// How a process takes part in a run: the whole run (the default), one shard of every
+/// construction and robust evaluation (`--shard k/n`), or training only (evaluations deferred).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mode {
+    /// A shard job: stages that are not cached are not run; every construction and robust
+    /// evaluation computes only the shard's slice ([`nrf_features::chunks`]); nothing else is
+    /// written (no run.json, no stage records, no models/ or data/ files).
+    pub shard: Option<Shard>,
+    /// Train models but leave their evaluation (and models/<name>.json) to a later run, whose
+    /// robust evaluations a job array can then shard.
+    pub defer_eval: bool,
 }
 
 /// How much evaluation a model gets in [`Ctx::model_stage`].
@@ -197,6 +231,25 @@ impl Ctx {
         data_dir: Option<&Path>,
         progress: bool,
     ) -> Result<Ctx> {
+        Self::with_mode(
+            preset,
+            preset_text,
+            results,
+            data_dir,
+            progress,
+            Mode::default(),
+        )
+    }
+
+    /// [`Ctx::new`] for a process in `mode` (a shard job writes no run.json).
+    pub fn with_mode(
+        preset: Preset,
+        preset_text: String,
+        results: PathBuf,
+        data_dir: Option<&Path>,
+        progress: bool,
+        mode: Mode,
+    ) -> Result<Ctx> {
         if preset.threads > 0 {
             tch::set_num_threads(preset.threads);
         }
@@ -263,6 +316,7 @@ impl Ctx {
             curve_y,
             data_key,
             run,
+            mode,
             started: Instant::now(),
         };
         ctx.save_run()?;
@@ -277,6 +331,10 @@ impl Ctx {
     /// Writes run.json: [`RunInfo`] and `overrides`, the run's `--set KEY=VALUE` strings
     /// ([`Preset::overrides`]; `config_toml` is the preset text with them applied).
     pub fn save_run(&mut self) -> Result<()> {
+        if self.mode.shard.is_some() {
+            // n shard jobs at once: run.json is the ordinary run's.
+            return Ok(());
+        }
         #[derive(Serialize)]
         struct RunJson<'a> {
             #[serde(flatten)]
@@ -343,8 +401,27 @@ impl Ctx {
             })?;
             return Ok((output, key));
         }
+        let work = self.work_dir(name, &key);
+        if let Some(shard) = self.mode.shard {
+            // A shard job computes its slice of the stage (the closure ends in `SliceWritten`)
+            // and records nothing: the stage is done when an ordinary run merges the slices.
+            if name.starts_with("train:") {
+                bail!(
+                    "shard {shard}: stage {name} has not run (key {key}); a shard job only \
+                     builds slices of constructions and robust evaluations: train first with \
+                     `nrf reproduce --only sources` (or `--only train`) on the same preset, \
+                     --set values and --results"
+                );
+            }
+            tracing::info!("{name}: shard {shard} ({key})");
+            std::fs::create_dir_all(&work)?;
+            return match chunks::with_shard(shard, || f(self, &work)) {
+                Err(e) if chunks::is_slice_written(&e) => Err(e),
+                Err(e) => Err(e.context(format!("stage {name}, shard {shard}"))),
+                Ok(_) => bail!("stage {name} ran whole in shard {shard}: it has no slices"),
+            };
+        }
         tracing::info!("{name}: running ({key})");
-        let work = self.path(&format!("work/{}-{key}", name.replace(':', "_")));
         std::fs::create_dir_all(&work)?;
         let start = Instant::now();
         match f(self, &work) {
@@ -381,6 +458,12 @@ impl Ctx {
                 Err(e.context(format!("stage {name}")))
             }
         }
+    }
+
+    /// The work folder of stage `name` with key `key`: unfinished work (checkpoints, chunks,
+    /// shard slices), removed when the stage completes.
+    pub fn work_dir(&self, name: &str, key: &str) -> PathBuf {
+        self.path(&format!("work/{}-{key}", name.replace(':', "_")))
     }
 
     fn record(&mut self, info: StageInfo) -> Result<()> {
@@ -538,23 +621,128 @@ impl Ctx {
             e.batch_size,
             self.progress,
         )?;
-        for w in nrf_attacks::sanity_check(&evals) {
-            tracing::warn!("gradient-masking check: {w}");
+        Ok((std_acc, robust_points(evals)))
+    }
+
+    /// The evaluation subset's batches of `[eval] batch_size` (the units of an evaluation's
+    /// shard slices).
+    fn eval_batches(&self) -> (usize, usize) {
+        let n = self.robust_y.size()[0] as usize;
+        let bs = self.preset.eval.batch_size.max(1);
+        (n, n.div_ceil(bs))
+    }
+
+    /// Shard `shard` of [`Ctx::evaluate`]'s robust-accuracy grid: the robust mask of the shard's
+    /// batches at every grid point (`[rows, grid points]`, uint8), stored as the shard's slice
+    /// in `work`; returns [`SliceWritten`]. A slice already stored is checked and kept.
+    fn evaluate_slice(
+        &self,
+        model: &dyn Classifier,
+        work: &Path,
+        shard: Shard,
+    ) -> Result<SliceWritten> {
+        let (n, n_batches) = self.eval_batches();
+        if let Some(path) = chunks::check_existing_slice(work, shard, n_batches)? {
+            return Ok(SliceWritten {
+                shard,
+                path,
+                computed: 0,
+            });
         }
-        Ok((
-            std_acc,
-            evals
-                .into_iter()
-                .map(|r| RobustPoint {
-                    norm: r.norm,
-                    eps: r.eps,
-                    acc: r.acc,
-                    steps: r.steps,
-                    n: r.n,
-                    attack: None,
-                })
-                .collect(),
-        ))
+        let e = &self.preset.eval;
+        let grid = e.grid()?;
+        let batches = shard.range(n_batches);
+        let rows = nrf_attacks::batch_rows(n, e.batch_size, batches.clone());
+        let masks = nrf_attacks::evaluate_grid_slice(
+            model,
+            &self.robust_x,
+            &self.robust_y,
+            &grid,
+            e.batch_size,
+            batches.clone(),
+            self.progress,
+        )?;
+        let robust = if masks.is_empty() {
+            Tensor::zeros([rows.len() as i64, 0], (tch::Kind::Uint8, Device::Cpu))
+        } else {
+            Tensor::stack(&masks, 1).to_kind(tch::Kind::Uint8)
+        };
+        let unit_rows: Vec<i64> = batches
+            .clone()
+            .map(|b| nrf_attacks::batch_rows(n, e.batch_size, b..b + 1).len() as i64)
+            .collect();
+        let tensors = if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![("robust".to_string(), robust)]
+        };
+        let path = chunks::write_slice(
+            work,
+            shard,
+            batches.clone(),
+            n_batches,
+            &unit_rows,
+            batches.len(),
+            tensors,
+        )?;
+        Ok(SliceWritten {
+            shard,
+            path,
+            computed: batches.len(),
+        })
+    }
+
+    /// [`Ctx::evaluate`], from the shard slices in `work` when there are any (all of them must
+    /// be: see [`chunks::merge_slices`]); equal to the whole-set evaluation bit for bit on CPU.
+    fn evaluate_or_merge(
+        &self,
+        model: &dyn Classifier,
+        work: &Path,
+        what: &str,
+    ) -> Result<(f64, Vec<RobustPoint>)> {
+        let (n, n_batches) = self.eval_batches();
+        let Some(merged) = chunks::merge_slices(work, n_batches, what)? else {
+            return self.evaluate(model);
+        };
+        let grid = self.preset.eval.grid()?;
+        let robust = merged.get("robust")?;
+        if robust.size() != [n as i64, grid.len() as i64] {
+            bail!(
+                "{what}: the merged slices hold robust masks of shape {:?}, expected [{n}, {}]",
+                robust.size(),
+                grid.len()
+            );
+        }
+        tracing::info!("{what}: merged {} shard slices", merged.shards);
+        let std_acc = self.standard_accuracy(model);
+        let evals = grid
+            .iter()
+            .enumerate()
+            .map(|(g, (threat, cfg))| {
+                let count = robust
+                    .select(1, g as i64)
+                    .to_kind(tch::Kind::Int64)
+                    .sum(tch::Kind::Int64)
+                    .int64_value(&[]);
+                // As the whole-set evaluation: robust rows over rows.
+                let acc = if n == 0 { 0.0 } else { count as f64 / n as f64 };
+                tracing::info!(
+                    norm = threat.name(),
+                    eps = threat.eps(),
+                    steps = cfg.steps,
+                    acc,
+                    "robust accuracy"
+                );
+                nrf_attacks::RobustEval {
+                    norm: threat.name().to_string(),
+                    eps: threat.eps(),
+                    steps: cfg.steps,
+                    acc,
+                    n,
+                }
+            })
+            .collect();
+        Ok((std_acc, robust_points(evals)))
     }
 
     /// Trains (or resumes, or loads from cache) model `name` on `data` and evaluates it at
@@ -580,6 +768,14 @@ impl Ctx {
         let (mut result, train_key, seed) =
             self.train_eval(name, trained_on, data, data_key, section, level)?;
         let seeds = self.seeds_for(name);
+        if self.mode.defer_eval {
+            // Training only: models/<name>.json is written by the run that evaluates.
+            for k in 1..seeds {
+                let seeded = format!("{name}~s{k}");
+                self.train_eval(&seeded, trained_on, data, data_key, section, level)?;
+            }
+            return Ok((result, train_key));
+        }
         if seeds >= 2 {
             let mut runs = vec![SeedRun {
                 seed: 0,
@@ -616,6 +812,93 @@ impl Ctx {
         }
         write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
         Ok((result, train_key))
+    }
+
+    /// The stage `eval:<name>` of the trained model `name` (training key `train_key`) at
+    /// `level`: the result and whether it is a full evaluation. Its robust-accuracy grid is
+    /// sharded in shard jobs ([`Mode::shard`]) and merged from their slices by the next run.
+    fn eval_stage(
+        &mut self,
+        name: &str,
+        train_key: &str,
+        level: EvalLevel,
+    ) -> Result<(Evaluated, bool)> {
+        // A standard-only request is met by a full evaluation of the same weights, so extras
+        // that reuse a Figure 2 / Table 1 model never replace its robust numbers.
+        let eval_name = format!("eval:{name}");
+        // The ensemble is its own stage: adding one to a preset does not redo the PGD grid.
+        let eval_cfg = EvalSection {
+            ensemble: None,
+            ..self.preset.eval.clone()
+        };
+        let full_key = (train_key, EvalLevel::Full, &eval_cfg);
+        let std_key = (train_key, EvalLevel::Standard, eval_cfg.batch_size);
+        let reuse = match level {
+            EvalLevel::Standard => self.cached::<Evaluated>(&eval_name, &full_key),
+            EvalLevel::Full => None,
+        };
+        // A standard-only request met by a full evaluation keeps the full results, the
+        // ensemble's included (its stage is then cached too).
+        let full = level == EvalLevel::Full || reuse.is_some();
+        let evaluated = match reuse {
+            Some((e, _, _)) => {
+                tracing::info!("{eval_name}: cached (full evaluation)");
+                e
+            }
+            None => {
+                let run = |ctx: &mut Ctx, work: &Path| -> Result<Evaluated> {
+                    let start = Instant::now();
+                    // PGD's random starts: the same numbers whether or not training ran first.
+                    tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
+                    let model = ctx.load_weights(name)?;
+                    let (std_acc, robust) = match (level, ctx.mode.shard) {
+                        // A shard job: the shard's slice of the grid, merged by a later run.
+                        (EvalLevel::Full, Some(shard)) => {
+                            return Err(ctx.evaluate_slice(&model, work, shard)?.into())
+                        }
+                        (EvalLevel::Full, None) => {
+                            ctx.evaluate_or_merge(&model, work, &format!("eval:{name}"))?
+                        }
+                        (EvalLevel::Standard, _) => (ctx.standard_accuracy(&model), Vec::new()),
+                    };
+                    Ok(Evaluated {
+                        std_acc,
+                        robust,
+                        wall_s: start.elapsed().as_secs_f64(),
+                    })
+                };
+                match level {
+                    EvalLevel::Full => self.stage(&eval_name, &full_key, run)?.0,
+                    EvalLevel::Standard => self.stage(&eval_name, &std_key, run)?.0,
+                }
+            }
+        };
+        Ok((evaluated, full))
+    }
+
+    /// The training key of model `name` (as [`Ctx::model_stage`] trains it on `data` with
+    /// `data_key` and `section`) if its training stage has completed; runs nothing.
+    pub fn trained_key(
+        &self,
+        name: &str,
+        data: &Dataset,
+        data_key: &str,
+        section: &TrainSection,
+    ) -> Option<String> {
+        let spec = self.model_spec(data);
+        let seed = self.preset.stage_seed(&format!("train:{name}"));
+        let cfg = section.config(seed, self.progress);
+        let curve_n = self.preset.eval.curve_n;
+        let key_input = (&spec, &cfg, section, data_key, curve_n);
+        self.cached::<Trained>(&format!("train:{name}"), &key_input)
+            .map(|(_, _, key)| key)
+    }
+
+    /// The full evaluation of the trained model `name` (training key `train_key`), as
+    /// [`Ctx::model_stage`] runs it; in a shard job its slice (the error [`SliceWritten`]).
+    pub fn evaluate_stage(&mut self, name: &str, train_key: &str) -> Result<()> {
+        self.eval_stage(name, train_key, EvalLevel::Full)
+            .map(|_| ())
     }
 
     /// How many seeds model `name` is trained with: `[fresh] seeds` for the fresh models of
@@ -712,50 +995,28 @@ impl Ctx {
                 })
             })?;
 
-        // A standard-only request is met by a full evaluation of the same weights, so extras
-        // that reuse a Figure 2 / Table 1 model never replace its robust numbers.
-        let eval_name = format!("eval:{name}");
-        // The ensemble is its own stage: adding one to a preset does not redo the PGD grid.
-        let eval_cfg = EvalSection {
-            ensemble: None,
-            ..self.preset.eval.clone()
-        };
-        let full_key = (&train_key, EvalLevel::Full, &eval_cfg);
-        let std_key = (&train_key, EvalLevel::Standard, eval_cfg.batch_size);
-        let reuse = match level {
-            EvalLevel::Standard => self.cached::<Evaluated>(&eval_name, &full_key),
-            EvalLevel::Full => None,
-        };
-        // A standard-only request met by a full evaluation keeps the full results, the
-        // ensemble's included (its stage is then cached too).
-        let full = level == EvalLevel::Full || reuse.is_some();
-        let evaluated = match reuse {
-            Some((e, _, _)) => {
-                tracing::info!("{eval_name}: cached (full evaluation)");
-                e
-            }
-            None => {
-                let run = |ctx: &mut Ctx, _: &Path| -> Result<Evaluated> {
-                    let start = Instant::now();
-                    // PGD's random starts: the same numbers whether or not training ran first.
-                    tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
-                    let model = ctx.load_weights(name)?;
-                    let (std_acc, robust) = match level {
-                        EvalLevel::Full => ctx.evaluate(&model)?,
-                        EvalLevel::Standard => (ctx.standard_accuracy(&model), Vec::new()),
-                    };
-                    Ok(Evaluated {
-                        std_acc,
-                        robust,
-                        wall_s: start.elapsed().as_secs_f64(),
-                    })
-                };
-                match level {
-                    EvalLevel::Full => self.stage(&eval_name, &full_key, run)?.0,
-                    EvalLevel::Standard => self.stage(&eval_name, &std_key, run)?.0,
-                }
-            }
-        };
+        if self.mode.defer_eval {
+            tracing::info!("{name}: trained; its evaluation is left to a later run");
+            let result = ModelResult {
+                name: name.into(),
+                arch: trained.arch,
+                trained_on: trained_on.into(),
+                train_size: trained.train_size,
+                adversarial: trained.adversarial,
+                epochs: trained.epochs,
+                std_acc: f64::NAN,
+                test_size: self.test.len(),
+                robust: Vec::new(),
+                ensemble: Vec::new(),
+                checks: None,
+                final_train_acc: Some(trained.final_train_acc),
+                wall_s: trained.wall_s,
+                seeds: Vec::new(),
+                seed_summary: None,
+            };
+            return Ok((result, train_key, seed));
+        }
+        let (evaluated, full) = self.eval_stage(name, &train_key, level)?;
         let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
             (true, Some(ens)) => self.ensemble_stage(name, &train_key, &ens)?,
             _ => (Vec::new(), None),

@@ -4,6 +4,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nrf_models::Classifier;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use crate::attack::{check_images, check_labels};
@@ -169,6 +170,7 @@ pub fn robust_evaluation(
         batch_size,
         progress,
         Loss::CrossEntropy,
+        None,
     )
 }
 
@@ -273,6 +275,8 @@ fn attack_until_fooled(
     Ok(alive)
 }
 
+/// The robust evaluation of every batch of `batch_size` rows, or, with `only`, of the batches
+/// `only` (the outcome then covers their rows only; see [`evaluate_grid_slice`]).
 #[allow(clippy::too_many_arguments)]
 fn robust_accuracy_with(
     model: &dyn Classifier,
@@ -283,6 +287,7 @@ fn robust_accuracy_with(
     batch_size: usize,
     progress: bool,
     loss: Loss,
+    only: Option<Range<usize>>,
 ) -> Result<RobustOutcome> {
     let what = format!(
         "robust accuracy ({}, PGD {})",
@@ -295,33 +300,68 @@ fn robust_accuracy_with(
     threat.validate().with_context(|| what.clone())?;
     cfg.validate().with_context(|| what.clone())?;
     let n = images.size()[0];
-    let pb = progress_bar(n as u64, what.clone(), progress);
+    let rows = match &only {
+        Some(b) => batch_rows(n as usize, batch_size, b.clone()),
+        None => 0..n as usize,
+    };
+    let pb = progress_bar(rows.len() as u64, what.clone(), progress);
     let mut work = AttackWork::default();
     let mut robust_parts = Vec::new();
     let mut robust = 0i64;
+    let mut done = 0;
     let mut i = 0;
+    let mut batch = 0;
     while i < n {
         let len = (batch_size as i64).min(n - i);
-        let xb = images.narrow(0, i, len);
-        let yb = labels.narrow(0, i, len);
-        let clean_ok = tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
-        let idx = clean_ok.nonzero().squeeze_dim(1);
-        let mut mask = clean_ok.zeros_like();
-        if idx.size()[0] > 0 {
-            let xa = xb.index_select(0, &idx);
-            let ya = yb.index_select(0, &idx);
-            let alive = attack_until_fooled(model, &xa, &ya, threat, cfg, loss, &what, &mut work)
-                .with_context(|| what.clone())?;
-            let survivors = idx.index_select(0, &alive);
-            robust += survivors.size()[0];
-            let _ = mask.index_fill_(0, &survivors, 1);
+        let attacked = only.as_ref().is_none_or(|b| b.contains(&batch));
+        if !attacked && cfg.random_start {
+            // Replay: the random starts this batch's attack would draw, so the random-number
+            // stream reaches the attacked batches (of this grid point and the next ones) in the
+            // state of a whole-set evaluation.
+            let xb = images.narrow(0, i, len);
+            let yb = labels.narrow(0, i, len);
+            let idx = tch::no_grad(|| {
+                model
+                    .logits(&xb, false)
+                    .argmax(-1, false)
+                    .eq_tensor(&yb)
+                    .nonzero()
+                    .squeeze_dim(1)
+            });
+            if idx.size()[0] > 0 {
+                let xa = xb.index_select(0, &idx);
+                for _ in 0..cfg.restarts {
+                    let _ = tch::no_grad(|| threat.project(&threat.random_start(&xa), &xa));
+                }
+            }
         }
-        robust_parts.push(mask);
+        if attacked {
+            let xb = images.narrow(0, i, len);
+            let yb = labels.narrow(0, i, len);
+            let clean_ok =
+                tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
+            let idx = clean_ok.nonzero().squeeze_dim(1);
+            let mut mask = clean_ok.zeros_like();
+            if idx.size()[0] > 0 {
+                let xa = xb.index_select(0, &idx);
+                let ya = yb.index_select(0, &idx);
+                let alive =
+                    attack_until_fooled(model, &xa, &ya, threat, cfg, loss, &what, &mut work)
+                        .with_context(|| what.clone())?;
+                let survivors = idx.index_select(0, &alive);
+                robust += survivors.size()[0];
+                let _ = mask.index_fill_(0, &survivors, 1);
+            }
+            robust_parts.push(mask);
+            done += len;
+            pb.inc(len as u64);
+            pb.set_message(format!("{what} acc {:.4}", robust as f64 / done as f64));
+        }
         i += len;
-        pb.inc(len as u64);
-        pb.set_message(format!("{what} acc {:.4}", robust as f64 / i as f64));
+        batch += 1;
     }
     pb.finish_and_clear();
+    let n = done;
     let robust_mask = if robust_parts.is_empty() {
         Tensor::zeros([0], (Kind::Bool, images.device()))
     } else {
@@ -351,6 +391,50 @@ pub struct RobustEval {
     pub acc: f64,
     /// Number of evaluated examples.
     pub n: usize,
+}
+
+/// The rows `[lo, hi)` of the batches `batches` when `n` rows are cut into batches of
+/// `batch_size` (clamped to `n`).
+pub fn batch_rows(n: usize, batch_size: usize, batches: Range<usize>) -> Range<usize> {
+    let at = |b: usize| b.saturating_mul(batch_size).min(n);
+    at(batches.start)..at(batches.end.max(batches.start))
+}
+
+/// One shard's part of [`evaluate_grid`]: for every grid point in order, the per-example robust
+/// mask (`[rows]`, bool) of the rows of the batches `batches` (batches of `batch_size` rows of
+/// `images`; the rows are [`batch_rows`]). The masks equal the same rows of a whole-set
+/// evaluation's ([`RobustOutcome::robust`]) bit for bit on CPU: the batches before the slice are
+/// not attacked but replayed (one forward pass finds their clean-correct rows, and the random
+/// starts their attack would draw are drawn), so torch's random-number stream reaches every
+/// attacked batch in the state it has in the whole-set evaluation; the batches after it are
+/// replayed too, for the grid points that follow. Seed torch's generator as for the whole-set
+/// evaluation first. The robust accuracy of the whole set is the number of robust rows over
+/// all slices divided by the number of rows, as [`evaluate_grid`] computes it.
+pub fn evaluate_grid_slice(
+    model: &dyn Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    grid: &[(Box<dyn ThreatModel>, PgdConfig)],
+    batch_size: usize,
+    batches: Range<usize>,
+    progress: bool,
+) -> Result<Vec<Tensor>> {
+    grid.iter()
+        .map(|(threat, cfg)| {
+            let out = robust_accuracy_with(
+                model,
+                images,
+                labels,
+                threat.as_ref(),
+                cfg,
+                batch_size,
+                progress,
+                Loss::CrossEntropy,
+                Some(batches.clone()),
+            )?;
+            Ok(out.robust)
+        })
+        .collect()
 }
 
 /// [`robust_accuracy`] for every `(threat model, attack)` of `grid`, in order.
@@ -479,6 +563,7 @@ pub fn unbounded_attack_accuracy(
         batch_size,
         false,
         Loss::Margin,
+        None,
     )
     .map(|r| r.acc)
 }

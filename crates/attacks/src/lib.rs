@@ -57,7 +57,7 @@ pub use apgd::{
 };
 pub use attack::{fgsm, pgd_attack, AdvTraining};
 pub use eval::{
-    accuracy, evaluate_grid, robust_accuracy, robust_evaluation, sanity_check,
+    accuracy, batch_rows, evaluate_grid, evaluate_grid_slice, robust_accuracy, robust_evaluation, sanity_check,
     unbounded_attack_accuracy, AttackWork, RobustEval, RobustOutcome,
 };
 pub use objectives::{
