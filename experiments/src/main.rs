@@ -58,6 +58,39 @@ enum Cmd {
         #[arg(long)]
         results: PathBuf,
     },
+    /// What `nrf reproduce` would cost, before anything runs: each stage's work (images x
+    /// forward / backward passes), its FLOPs from the architecture, its time at a throughput
+    /// measured here in a few seconds (or --gflops), and the total in hours.
+    Plan {
+        /// Built-in preset name or a TOML file, as for `nrf reproduce`.
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Override a preset value (repeatable), as for `nrf reproduce`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A device's sustained GFLOP/s (e.g. 100000 for a large GPU in mixed precision)
+        /// instead of measuring this machine.
+        #[arg(long, value_name = "GFLOP/S")]
+        gflops: Option<f64>,
+        /// Dataset directory (else the preset's data.dir): the images are counted there when
+        /// it holds the data set, else its published size is used.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the `cifar10` preset at toy sizes on a synthetic CIFAR-10 (binary layout) on CUDA and
+    /// on the CPU and compare their first numbers; says so and exits 0 when libtorch sees no
+    /// CUDA device. `cargo xtask gpu-check` runs it.
+    GpuCheck {
+        /// Work folder (data, cuda/ and cpu/ results).
+        #[arg(long, default_value = "target/gpu-check")]
+        work: PathBuf,
+        /// Run both sides even without a GPU (both then on the CPU): tests the check itself.
+        #[arg(long, hide = true)]
+        without_gpu: bool,
+    },
     /// Print a dataset's shapes, value range and class counts.
     DataInfo {
         /// fashion-mnist, mnist, cifar10 or restricted-imagenet.
@@ -259,6 +292,46 @@ fn run() -> Result<()> {
         Cmd::Shards { results } => {
             let report = nrf_experiments::shard::check_results(&results)?;
             print!("{report}");
+        }
+        Cmd::Plan {
+            preset,
+            set,
+            gflops,
+            data_dir,
+            json,
+        } => {
+            let (p, _) = Preset::load_with_overrides(&preset, &set)?;
+            let opts = nrf_experiments::plan::PlanOptions { gflops, data_dir };
+            let plan = nrf_experiments::plan::plan(&p, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", plan.to_text());
+            }
+        }
+        Cmd::GpuCheck { work, without_gpu } => {
+            use nrf_experiments::gpu_check;
+            let (_, status) = gpu_check::cuda_status();
+            let exe = std::env::current_exe().context("locating the nrf binary")?;
+            match gpu_check::run(&exe, &work, without_gpu)? {
+                gpu_check::Outcome::NoGpu => println!(
+                    "gpu-check: no GPU here ({status}): nothing to check, skipped (exit 0)."
+                ),
+                gpu_check::Outcome::Compared { table, ok } => {
+                    println!("gpu-check ({status}): toy cifar10 run, CUDA vs CPU\n\n{table}");
+                    if !ok {
+                        anyhow::bail!(
+                            "gpu-check: CUDA and CPU disagree beyond the tolerance ({}); results in {}",
+                            gpu_check::TOLERANCE,
+                            work.display()
+                        );
+                    }
+                    println!(
+                        "gpu-check: CUDA agrees with the CPU (tolerance {}).",
+                        gpu_check::TOLERANCE
+                    );
+                }
+            }
         }
         Cmd::DataInfo { dataset, data_dir } => {
             let (mut p, _) = Preset::load("fashion-mnist")?;
