@@ -354,7 +354,7 @@ fn run() -> Result<()> {
             println!("{}", nrf_report::summary_markdown(&results)?);
         }
         Cmd::Theory { out, seed } => {
-            let s = nrf_theory::run_all(&out, seed)?;
+            let s = nrf_experiments::theory::write(&out, seed)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         Cmd::Train {

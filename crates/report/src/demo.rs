@@ -2,7 +2,7 @@
 //! Every number in it is invented (preset "demo"); none is a result.
 use crate::grid::{image_grid, GridCell, GridRow};
 use crate::io::write_json_atomic;
-use crate::plot::{line_plot, scatter_plot};
+use crate::plot::scatter_plot;
 use crate::results::*;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -282,40 +282,15 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
         };
         write_json_atomic(dir.join("datasets").join(format!("{name}.json")), &info)?;
     }
-    let theory = serde_json::json!({
-        "figure4": { "mu": [1.0, 0.5], "eps": [0.0, 1.0, 10.0] },
-        "thm2_check": {
-            "caption": "Closed-form Σ_r vs numerical minimisation (demo values)",
-            "headers": ["λ", "max |Σ_closed − Σ_numeric|", "verdict"],
-            "rows": [[1.0, 1.2e-7, "holds"], [10.0, 3.4e-8, "holds"]]
-        },
-        "note": "demo",
-        "checks": [
-            { "name": "thm2_closed_form_matches_numerical", "passed": true, "detail": "max rel. error 1e-8 (demo)" },
-            { "name": "demo_check_that_fails", "passed": false, "detail": "shows how a failed check looks" }
-        ]
+    // The theory at small sizes (a fraction of a second), with one failing check added to show
+    // how a failed check looks.
+    let mut theory = nrf_theory::run_with(0, &demo_theory_config())?;
+    theory.summary.checks.push(nrf_theory::Check {
+        name: "demo_check_that_fails".into(),
+        passed: false,
+        detail: "shows how a failed check looks".into(),
     });
-    write_json_atomic(dir.join("theory").join("theory.json"), &theory)?;
-    line_plot(
-        dir.join("theory").join("figure4.png"),
-        "Figure 4 (demo): eigenvalues of Σ_r vs ε",
-        "ε",
-        "eigenvalue",
-        &[
-            (
-                "σ1".into(),
-                (0..=10)
-                    .map(|i| (i as f64, 2.0 - 0.05 * i as f64))
-                    .collect(),
-            ),
-            (
-                "σ2".into(),
-                (0..=10)
-                    .map(|i| (i as f64, 0.2 + 0.08 * i as f64))
-                    .collect(),
-            ),
-        ],
-    )?;
+    crate::theory_figures::write_theory(&dir.join("theory"), theory)?;
     // Writers often save an SVG next to the PNG; the report shows the PNG only.
     crate::io::atomic_write(
         dir.join("theory").join("figure4.svg"),
@@ -357,4 +332,23 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
     };
     write_json_atomic(dir.join("sections").join("figure3.json"), &section)?;
     Ok(())
+}
+
+/// The theory's sizes in the demo: every table and figure, computed quickly.
+pub fn demo_theory_config() -> nrf_theory::RunConfig {
+    nrf_theory::RunConfig {
+        risk_mc_samples: 5_000,
+        thm1_dim: 4,
+        thm1_condition_numbers: vec![1.0, 4.0, 10.0],
+        thm1_mc_samples: 2_000,
+        thm1_ga_samples: 20,
+        thm1_random_spectra: 20,
+        thm2_cases: 4,
+        fig4_samples: 200,
+        fig4_eps: vec![0.0, 0.5, 1.5],
+        circles_samples: 400,
+        circles_noise: 0.1,
+        circles_factor: 0.5,
+        circles_eps: vec![0.0, 0.1, 0.2, 0.4],
+    }
 }

@@ -8,7 +8,9 @@
 //! - [`verdict`]: the documented, fixed decision rules for each claim.
 //! - [`uncertainty`]: Wilson intervals, seed spread, margins and their standard errors: the one
 //!   rule every verdict uses (holds only when the margin exceeds twice its standard error).
-//! - [`plot`]: PNG plots (line, scatter, grouped bars) with an embedded font.
+//! - [`plot`]: PNG plots (line, scatter, grouped bars, multi-chart figures) with an embedded
+//!   font: the one plotting stack of the workspace.
+//! - [`theory_figures`]: the theory's figures, drawn from nrf-theory's figure data.
 //! - [`grid`]: labelled image grids.
 //! - [`write_report`] / [`summary_markdown`]: the report.
 //!
@@ -35,6 +37,7 @@ pub mod plot;
 mod report;
 pub mod results;
 pub mod text;
+pub mod theory_figures;
 pub mod uncertainty;
 pub mod verdict;
 
@@ -44,5 +47,6 @@ pub use load::Results;
 pub use paper::{paper_numbers, PaperNumber, SourceStatus};
 pub use plot::{bar_plot, line_plot, scatter_plot, PlotOptions};
 pub use report::{summary_markdown, write_report, ReportSummary, SECTION_TITLES};
+pub use theory_figures::{draw_theory_figures, write_theory};
 pub use uncertainty::{above_chance, wilson, Accuracy, Interval, Margin};
 pub use verdict::{ClaimVerdict, ModelKind, Verdict};

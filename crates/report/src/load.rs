@@ -1,7 +1,7 @@
 //! Loading a results directory: every file is optional; unreadable or invalid files become
 //! `problems` (each naming the file) instead of aborting, so a partial run still gives a report.
 use crate::io::read_json;
-use crate::results::{ConstructedInfo, Headline, ModelResult, RunInfo, Section};
+use crate::results::{ConstructedInfo, Headline, ModelResult, RunInfo, Section, TheorySummary};
 use crate::verdict::{figure2_verdicts, table1_verdicts, ClaimVerdict, ModelKind};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -20,8 +20,8 @@ pub struct Results {
     pub datasets: Vec<ConstructedInfo>,
     /// `sections/*.json`: Figure 3, then the known extras in a fixed order, then others by id.
     pub sections: Vec<Section>,
-    /// `theory/theory.json` as generic JSON.
-    pub theory: Option<serde_json::Value>,
+    /// `theory/theory.json`: the theory's typed summary.
+    pub theory: Option<TheorySummary>,
     /// Images under `theory/` (relative paths), sorted.
     pub theory_images: Vec<String>,
     /// Images under `grids/` (relative paths), sorted.
@@ -191,7 +191,7 @@ impl Results {
         }
         let theory_json = dir.join("theory").join("theory.json");
         if theory_json.exists() {
-            match read_json::<serde_json::Value>(&theory_json) {
+            match read_json::<TheorySummary>(&theory_json) {
                 Ok(v) => r.theory = Some(v),
                 Err(e) => problems.push(format!("theory/theory.json: {e:#}")),
             }

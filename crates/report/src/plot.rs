@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 pub use crate::text::{FONT_BOLD, FONT_REGULAR};
 
+pub mod chart;
+
 /// Colours for series (the "tab10" palette).
 pub const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -401,7 +403,18 @@ where
     Ok(chart)
 }
 
-/// Axis lines, grid lines, tick labels and axis titles. `xticks`: None = numeric ticks.
+/// Ticks of the x axis.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum XTicks {
+    /// None (categories, labelled by the caller).
+    None,
+    /// Numeric ticks at "nice" values.
+    Linear,
+    /// The chart's x is log10 of the data: ticks at the powers of ten, labelled with the value.
+    Log10,
+}
+
+/// Axis lines, grid lines, tick labels and axis titles.
 #[allow(clippy::too_many_arguments)]
 fn draw_axes(
     root: &Area,
@@ -411,7 +424,7 @@ fn draw_axes(
     x_label: &str,
     y_label: &str,
     percent_y: bool,
-    numeric_x: bool,
+    x_ticks: XTicks,
     f: &Frame,
 ) -> Result<()> {
     let (px, py) = chart.plotting_area().get_pixel_range();
@@ -423,10 +436,16 @@ fn draw_axes(
         py.end - base.1,
     );
     let yticks = nice_ticks(yr.0, yr.1, if f.font > 13.0 { 10 } else { 6 });
-    let xticks = if numeric_x {
-        nice_ticks(xr.0, xr.1, if f.font > 13.0 { 10 } else { 6 })
-    } else {
-        vec![]
+    let xticks = match x_ticks {
+        XTicks::Linear => nice_ticks(xr.0, xr.1, if f.font > 13.0 { 10 } else { 6 }),
+        XTicks::Log10 => ((xr.0 - 1e-9).ceil() as i64..=(xr.1 + 1e-9).floor() as i64)
+            .map(|k| k as f64)
+            .collect(),
+        XTicks::None => vec![],
+    };
+    let x_tick_label = |x: f64| match x_ticks {
+        XTicks::Log10 => tick_label(10f64.powf(x), false),
+        _ => tick_label(x, false),
     };
     for y in &yticks {
         chart
@@ -476,7 +495,7 @@ fn draw_axes(
         .map_err(de)?;
         draw_text(
             root,
-            &tick_label(*x, false),
+            &x_tick_label(*x),
             (xx, y1 + 8),
             &tick_style.anchor(HAlign::Center, VAlign::Top),
         )?;
@@ -506,7 +525,7 @@ fn draw_axes(
     Ok(())
 }
 
-/// Reference lines with a label on a white box at the right end.
+/// Reference lines with a label (if not empty) on a white box at the right end.
 fn draw_hlines(
     root: &Area,
     chart: &mut Chart,
@@ -526,6 +545,9 @@ fn draw_hlines(
                 RGBColor(40, 40, 40).stroke_width(2),
             ))
             .map_err(de)?;
+        if label.is_empty() {
+            continue;
+        }
         let (xx, yy) = chart.backend_coord(&(xr.1, *y));
         let (xx, yy) = (xx - base.0 - 6, yy - base.1 - 4);
         let w = text_width(label, 13.0, false)? as i32;
@@ -546,8 +568,17 @@ fn draw_hlines(
 
 #[derive(Clone, Copy)]
 enum Mark {
-    Line { dashed: bool },
+    Line {
+        dashed: bool,
+    },
     Box,
+    /// A marker alone (markers-only layers of a [`chart::Chart`]).
+    Symbol(chart::Marker),
+    /// A line with a marker on it.
+    LineSymbol {
+        dashed: bool,
+        marker: chart::Marker,
+    },
 }
 
 fn legend_width(names: &[String]) -> Result<u32> {
@@ -582,6 +613,11 @@ fn draw_marker(area: &Area, (x, y): (i32, i32), c: RGBColor, mark: Mark) -> Resu
                 c.filled(),
             ))
             .map_err(de),
+        Mark::Symbol(m) => chart::draw_symbol(area, (x + 15, y), c, m, 5),
+        Mark::LineSymbol { dashed, marker } => {
+            draw_marker(area, (x, y), c, Mark::Line { dashed })?;
+            chart::draw_symbol(area, (x + 15, y), c, marker, 5)
+        }
     }
 }
 
@@ -710,7 +746,7 @@ pub fn line_plot_with(
             x_label,
             y_label,
             opts.percent_y,
-            true,
+            XTicks::Linear,
             &f,
         )?;
         draw_hlines(&main, &mut chart, xr, &opts.hlines)?;
@@ -838,7 +874,7 @@ pub fn scatter_points_plot(
             x_label,
             y_label,
             opts.percent_y,
-            true,
+            XTicks::Linear,
             &f,
         )?;
         draw_hlines(root, &mut chart, xr, &opts.hlines)?;
@@ -1002,7 +1038,7 @@ pub fn bar_plot_with_errors(
             "",
             y_label,
             opts.percent_y,
-            false,
+            XTicks::None,
             &f,
         )?;
         let bw = 0.8 / k as f64;
@@ -1161,7 +1197,7 @@ pub fn panel_line_plot(
                 x_label,
                 y_label,
                 opts.percent_y,
-                true,
+                XTicks::Linear,
                 &f,
             )?;
             if p.series.iter().all(|s| s.points.is_empty()) {

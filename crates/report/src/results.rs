@@ -6,7 +6,9 @@
 //!   for the fresh models of Figure 2 / Table 1 with `[fresh] seeds` ≥ 2, every seed's numbers).
 //! - `datasets/<name>.json` — [`ConstructedInfo`]: one per constructed dataset (D_R, D_NR, ...).
 //! - `grids/<name>.png` — image grids of constructed datasets.
-//! - `theory/theory.json` + PNGs — written by nrf-theory.
+//! - `theory/theory.json` — [`TheorySummary`] (nrf-theory's typed output, re-exported here), and
+//!   `theory/*.png`, the theory's figures ([`crate::theory_figures`]); both written by the theory
+//!   stage of nrf-experiments.
 //! - `sections/<name>.json` — [`Section`]: any further experiment (Figure 3, reviewers' questions),
 //!   rendered generically: a statement, tables and plots.
 //!
@@ -14,6 +16,7 @@
 use crate::uncertainty::{Accuracy, Margin};
 use crate::Verdict;
 use anyhow::{bail, Result};
+pub use nrf_theory::summary::{self as theory, TheorySummary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -81,11 +81,12 @@ fn complete_run_gives_a_complete_report() {
         !html.contains("class=\"missing\""),
         "a complete run shows a missing box"
     );
-    // 5 report plots (figure 2, table 1, robust L2, robust Linf, training) + 4 grids + theory + section.
+    // 5 report plots (figure 2, table 1, robust L2, robust Linf, training) + 4 grids + the
+    // theory's 4 figures + section.
     assert_eq!(s.plots.len(), 5, "{:?}", s.plots);
     let (n_html, n_md) = check_images(dir, &html, &md);
-    assert_eq!(n_html, 11);
-    assert_eq!(n_md, 11);
+    assert_eq!(n_html, 14);
+    assert_eq!(n_md, 14);
     // Self-contained: no reference to a file on disk.
     assert!(!html.contains("src=\"plots/") && !html.contains("<link"));
     // Verdict badges, paper numbers with their source tags, and the theory / section tables.
@@ -94,8 +95,8 @@ fn complete_run_gives_a_complete_report() {
     assert!(html.contains("(MEM, unconfirmed)"));
     assert!(html.contains("Closed-form Σ_r vs numerical minimisation"));
     assert!(html.contains("transfer rate rise together"));
-    // Generic theory.json: an array of check objects becomes a table with pass / fail badges;
-    // the SVG twin of a PNG is not shown twice.
+    // The theory's checks are a table with pass / fail badges; the SVG twin of a PNG is not
+    // shown twice.
     assert!(html.contains("thm2_closed_form_matches_numerical"));
     assert!(html.contains("<span class=\"badge v-not\">does not hold</span>"));
     assert!(!html.contains("image/svg+xml"));

@@ -1,11 +1,15 @@
-//! Runs every theory experiment: `cargo run -p nrf-theory --release --example run_all -- OUT_DIR [SEED]`.
+//! Runs every theory experiment and prints its checks:
+//! `cargo run -p nrf-theory --release --example run_all -- [SEED]`. The figures and
+//! `theory.json` are written by `nrf theory --out DIR` (nrf-experiments).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let out = args.next().unwrap_or_else(|| "results/theory".into());
-    let seed: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(0);
-    let summary = nrf_theory::run_all(std::path::Path::new(&out), seed)?;
-    for c in &summary.checks {
+    let seed: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let out = nrf_theory::run(seed)?;
+    for c in &out.summary.checks {
         println!(
             "[{}] {}: {}",
             if c.passed { "ok" } else { "FAIL" },
@@ -13,9 +17,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             c.detail
         );
     }
-    println!(
-        "elapsed {:.2} s, files {:?}",
-        summary.elapsed_s, summary.files
-    );
+    println!("elapsed {:.2} s", out.summary.elapsed_s);
     Ok(())
 }

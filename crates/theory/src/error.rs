@@ -1,7 +1,5 @@
 //! Error type of the crate.
 
-use std::path::PathBuf;
-
 /// Everything that can go wrong in `nrf-theory`.
 ///
 /// Bad inputs (wrong shapes, NaNs, matrices that are not symmetric positive definite, out-of-range
@@ -30,32 +28,6 @@ pub enum TheoryError {
         /// Routine name.
         routine: String,
         /// Details.
-        reason: String,
-    },
-    /// Reading or writing a file failed.
-    #[error("i/o error on {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Serialising results failed.
-    #[error("json error for {path}: {source}")]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// Drawing a plot failed.
-    #[error("plotting {path} failed: {reason}")]
-    Plot {
-        /// The output file.
-        path: PathBuf,
-        /// The backend's message.
         reason: String,
     },
 }

@@ -11,7 +11,10 @@
 //!   numerical check, and the ε-constrained robust MLE fitted numerically.
 //! * [`thm3`]: alignment `cos∠(Σ⁻¹μ, μ)` of input gradients with the inter-class direction.
 //! * [`circles`]: a seeded `make_circles` and (robust) usefulness of simple features.
-//! * [`run_all`]: every experiment, `theory.json` and the plots.
+//! * [`run`]: every experiment, as the typed [`TheorySummary`] (the tables and checks of
+//!   `theory.json`, in [`summary`]) and the data of the figures ([`figures`]: every curve and
+//!   point). Nothing here draws or writes files: the theory stage of nrf-experiments draws the
+//!   figures with nrf-report's plotting stack and writes `theory.json`.
 //!
 //! Derivations and the paper-vs-derived discussion are in `docs/theory.md` of the workspace.
 //!
@@ -49,8 +52,9 @@
 //! let c_rob = thm3::alignment_cosine(sigma_r.view(), model.mu().view())?;
 //! assert!(c_rob > c_std);
 //!
-//! // Everything at once (JSON + plots):
-//! // let summary = nrf_theory::run_all(std::path::Path::new("results/theory"), 0)?;
+//! // Everything at once (tables, checks and the figures' data):
+//! // let out = nrf_theory::run(0)?;
+//! // assert!(out.summary.all_passed());
 //! # Ok(())
 //! # }
 //! ```
@@ -59,21 +63,22 @@
 
 pub mod circles;
 pub mod error;
+pub mod figures;
 pub mod gaussian;
-pub mod io;
 pub mod linalg;
 pub mod optim;
-pub mod plots;
 mod run;
 pub mod stats;
+pub mod summary;
 pub mod thm1;
 pub mod thm2;
 pub mod thm3;
 
 pub use error::{Result, TheoryError};
+pub use figures::TheoryFigures;
 pub use gaussian::{GaussianModel, LabelledSamples};
-pub use run::{
-    figure4_model, run_all, run_all_with, Check, CirclesResults, CirclesRow, ConstrainedRow,
-    Model2d, RiskRow, RunConfig, TheorySummary, Thm1Results, Thm1Row, Thm2CaseRow, Thm2Results,
-    Thm3EpsRow, Thm3Results, Thm3Row,
+pub use run::{figure4_model, run, run_with, TheoryOutput};
+pub use summary::{
+    Check, CirclesResults, CirclesRow, ConstrainedRow, Model2d, RiskRow, RunConfig, TheorySummary,
+    Thm1Results, Thm1Row, Thm2CaseRow, Thm2Results, Thm3EpsRow, Thm3Results, Thm3Row,
 };

@@ -12,9 +12,9 @@
 //! `½ Σᵢ [(λσᵢ/(λσᵢ - 1))² - 1]`; the summand is convex in `σᵢ`, so for a fixed trace `k` the sum
 //! is smallest when all `σᵢ = k/d`, i.e. `Σ* = (k/d) I`, where the Mahalanobis and ℓ2 metrics agree.
 
+pub use crate::summary::McEstimate;
 use ndarray::{Array1, ArrayView1, ArrayView2, Axis};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{check_positive, invalid, Result};
 use crate::gaussian::GaussianModel;
@@ -93,17 +93,6 @@ pub fn penalised_gain(sigma_star: ArrayView2<f64>, lambda: f64) -> Result<f64> {
             .iter()
             .map(|&s| 1.0 / (lambda * s - 1.0))
             .sum::<f64>())
-}
-
-/// Monte-Carlo estimate with its standard error.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct McEstimate {
-    /// Sample mean.
-    pub mean: f64,
-    /// Standard error of the mean.
-    pub std_err: f64,
-    /// Number of samples.
-    pub n: usize,
 }
 
 impl McEstimate {
