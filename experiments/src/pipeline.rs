@@ -1018,7 +1018,9 @@ impl Ctx {
         }
         let (evaluated, full) = self.eval_stage(name, &train_key, level)?;
         let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
-            (true, Some(ens)) => self.ensemble_stage(name, &train_key, &ens)?,
+            (true, Some(ens)) if claims_robustness(name) => {
+                self.ensemble_stage(name, &train_key, &ens)?
+            }
             _ => (Vec::new(), None),
         };
         let result = ModelResult {
@@ -1115,5 +1117,33 @@ impl Ctx {
             self.run.finished = Some(now());
         }
         self.save_run()
+    }
+}
+
+/// Whether the robustness of model `name` (any of its seeds, `<name>~s<k>`) decides one of the
+/// paper's claims: C_std, C_rob and the fresh models on D_R, D_NR and the clean control
+/// (Figure 2). Only these get the `[eval] ensemble` and its gradient-masking checks; Table 1's
+/// models and the extras' claims are about test accuracy, so PGD-20 is their robust number.
+pub fn claims_robustness(name: &str) -> bool {
+    use nrf_report::ModelKind as K;
+    let base = name.split('~').next().unwrap_or(name);
+    matches!(
+        K::of(base),
+        Some((K::Std | K::Rob | K::DR | K::DNR | K::Control, false))
+    )
+}
+
+#[cfg(test)]
+mod ensemble_scope_tests {
+    use super::claims_robustness;
+
+    #[test]
+    fn the_ensemble_runs_on_figure_2s_models_and_their_seeds_only() {
+        for n in ["C_std", "C_rob", "on_D_R", "on_D_NR~s2", "on_control~s1"] {
+            assert!(claims_robustness(n), "{n}");
+        }
+        for n in ["on_D_det", "on_D_rand~s1", "on_D_det_eps2", "cos_on_D_R_cos", "dd_C_std_x"] {
+            assert!(!claims_robustness(n), "{n}");
+        }
     }
 }
