@@ -223,7 +223,7 @@ fn sharded_build_equals_the_unsharded_one() {
             &format!("shard {k}/3"),
         );
         assert!(out.contains("slices stored"), "{out}");
-        assert!(!b.join(format!("data/D_R.safetensors")).exists());
+        assert!(!b.join("data/D_R.safetensors").exists());
     }
     for stage in [
         "construct_D_NR-",
