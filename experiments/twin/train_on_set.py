@@ -7,6 +7,10 @@ model or its construction) is.
 
   python experiments/twin/train_on_set.py --preset fashion-mnist --set-file results/x/data/D_NR.safetensors \
       --label on_nrf_D_NR --seeds 3 --threads 2 --out /tmp/on_nrf_D_NR.json
+
+With --build-from STEM (an nrf model, e.g. results/x/weights/C_std) and --kind d_nr|d_r it first
+builds the set with the twin's own construction (its subset, starts and steps) from that model,
+saves it as --set-file (a .pt), then trains on it: the other half, the source model's share.
 """
 import argparse
 import json
@@ -20,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from nrf_twin import (build_model, evaluate, load_data, load_preset, log,  # noqa: E402
-                      random_subset, stage_seed, train_model, _mean_std)
+from nrf_twin import (build_model, build_rep_match, choose_starts, evaluate,  # noqa: E402
+                      load_data, load_preset, log, random_subset, stage_seed, train_model,
+                      _mean_std)
 
 
 def load_set(path):
@@ -42,10 +47,29 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--build-from", help="nrf model stem: build the set from it first")
+    ap.add_argument("--kind", choices=("d_nr", "d_r"), default="d_nr")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     p = load_preset(a.preset)
     data = load_data(p)
+    if a.build_from:
+        from nrf_torch import load_model
+        source = load_model(a.build_from)
+        n_train = data.train_x.shape[0]
+        rm, rl = p["rep_match"], p["relabel"]
+        subset = random_subset(n_train, min(max(rm["n"], rl["n"]), n_train),
+                               stage_seed(p["seed"], "construct-subset"))
+        targets = subset[:rm["n"]]
+        starts = torch.as_tensor(np.asarray(
+            choose_starts(targets, n_train, stage_seed(p["seed"], "rep-match-starts")),
+            dtype=np.int64))
+        imgs, labels, st = build_rep_match(source, data.train_x, data.train_y,
+                                           torch.as_tensor(np.asarray(targets, dtype=np.int64)),
+                                           starts, rm, f"construct:{a.kind} from {a.build_from}")
+        log(f"built {a.kind} from {a.build_from}: relative error "
+            f"{st['init_rel_err'].mean():.3f} -> {st['final_rel_err'].mean():.3f}")
+        torch.save({"images": imgs.contiguous(), "labels": labels}, a.set_file)
     x, y = load_set(a.set_file)
     if x.shape[1:] != data.train_x.shape[1:] or x.shape[0] != y.shape[0]:
         raise ValueError(f"{a.set_file}: images {tuple(x.shape)} / labels {tuple(y.shape)} do not fit "
