@@ -8,15 +8,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The operating system refused an operation (missing file, permissions, disk full...).
-    #[error("{}: cannot {action}: {source}", .path.display())]
+    ///
+    /// The OS error is part of the message and not also the error's `source()`, so that a
+    /// report of the whole chain (`{:#}` of an `anyhow::Error`) says it once.
+    #[error("{}: cannot {action}: {error}", .path.display())]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
         /// What was being done, e.g. "read file".
         action: &'static str,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file ends before the data its header (or format) promises.
     #[error("{}: truncated file: {detail}", .path.display())]
@@ -118,13 +120,13 @@ pub enum DataError {
         detail: String,
     },
     /// A JSON file (or JSON metadata inside a file) could not be parsed or written.
-    #[error("{}: bad JSON: {source}", .path.display())]
+    /// (The parser's error is in the message, not also the `source()`, as for [`DataError::Io`].)
+    #[error("{}: bad JSON: {error}", .path.display())]
     Json {
         /// The file concerned.
         path: PathBuf,
         /// The parser's error.
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// An in-memory argument is invalid (e.g. `k > n` for a subset, a non-positive-definite
     /// covariance, an image slice whose length does not match its shape).
@@ -164,7 +166,7 @@ impl DataError {
         DataError::Io {
             path: path.into(),
             action,
-            source,
+            error: source,
         }
     }
 

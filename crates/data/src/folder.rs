@@ -221,10 +221,22 @@ pub fn load_restricted_imagenet(
         .max()
         .unwrap_or(0);
     if classes.len() < needed {
+        // ILSVRC2012's validation archive unpacks to 50,000 images in one folder.
+        let loose = std::fs::read_dir(&root)
+            .map(|rd| rd.flatten().filter(|e| is_image_file(&e.path())).count())
+            .unwrap_or(0);
+        let hint = if loose > 0 {
+            format!(
+                "; it holds {loose} image files directly: sort them into one folder per WordNet id \
+                 (as torchvision's ImageNet or the usual valprep.sh do)"
+            )
+        } else {
+            String::new()
+        };
         return Err(DataError::format(
             &root,
             format!(
-                "{} class folders, but Restricted ImageNet needs the ImageNet folder list (at least {needed}, normally 1000)",
+                "{} class folders, but Restricted ImageNet needs the ImageNet folder list (at least {needed}, normally 1000){hint}",
                 classes.len()
             ),
         ));
@@ -235,6 +247,20 @@ pub fn load_restricted_imagenet(
         if let Some(label) = restricted_imagenet_label(index) {
             per_class[label].push(image_files(root.join(class))?);
         }
+    }
+    if per_class.iter().flatten().all(Vec::is_empty) {
+        return Err(DataError::format(
+            &root,
+            format!(
+                "no image in the {} Restricted ImageNet class folders (ImageNet classes {})",
+                per_class.iter().map(Vec::len).sum::<usize>(),
+                RESTRICTED_IMAGENET_RANGES
+                    .iter()
+                    .map(|(lo, hi)| format!("{lo}-{hi}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     let mut files = Vec::new();
     for (label, folders) in per_class.iter().enumerate() {

@@ -140,9 +140,9 @@ pub fn save_constructed(
         metadata: data.metadata.clone(),
         safetensors_sha256: None,
     };
-    let header_json = serde_json::to_string(&header).map_err(|source| DataError::Json {
+    let header_json = serde_json::to_string(&header).map_err(|error| DataError::Json {
         path: st_path.clone(),
-        source,
+        error,
     })?;
 
     let images: Vec<u8> = ds.images.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -199,9 +199,9 @@ pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
             ))
         })?;
     let header: StoredHeader =
-        serde_json::from_str(header_json).map_err(|source| DataError::Json {
+        serde_json::from_str(header_json).map_err(|error| DataError::Json {
             path: path.clone(),
-            source,
+            error,
         })?;
     if header.format != CONSTRUCTED_FORMAT {
         return Err(fmt(format!(
@@ -320,9 +320,9 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
 /// Writes `value` as pretty-printed JSON (with a final newline) to `path`, atomically.
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: impl AsRef<Path>, value: &T) -> Result<()> {
     let path = path.as_ref();
-    let mut text = serde_json::to_vec_pretty(value).map_err(|source| DataError::Json {
+    let mut text = serde_json::to_vec_pretty(value).map_err(|error| DataError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     text.push(b'\n');
     write_atomic(path, &text)
@@ -332,9 +332,9 @@ pub fn write_json_atomic<T: Serialize + ?Sized>(path: impl AsRef<Path>, value: &
 pub fn read_json<T: serde::de::DeserializeOwned>(path: impl AsRef<Path>) -> Result<T> {
     let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| DataError::io(path, "read file", e))?;
-    serde_json::from_slice(&bytes).map_err(|source| DataError::Json {
+    serde_json::from_slice(&bytes).map_err(|error| DataError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -217,6 +217,36 @@ fn restricted_imagenet_maps_ranges_and_skips_others() {
     }
     let err = load_restricted_imagenet(small.path(), Split::Train, 4, None).unwrap_err();
     assert_names(&err, &small.path().join("train"), "10 class folders");
+    // ILSVRC2012's val archive as unpacked (images, no class folders): the error says what to do.
+    solid(
+        &small.path().join("val/ILSVRC2012_val_00000001.JPEG"),
+        5,
+        5,
+        [1, 2, 3],
+    );
+    let err = load_restricted_imagenet(small.path(), Split::Test, 4, None).unwrap_err();
+    assert_names(
+        &err,
+        &small.path().join("val"),
+        "holds 1 image files directly",
+    );
+    assert!(
+        err.to_string().contains("one folder per WordNet id"),
+        "{err}"
+    );
+    // The folder list without any image in the super-class folders: an error, not an empty set.
+    let empty = tempfile::tempdir().unwrap();
+    for i in 0..1000 {
+        std::fs::create_dir_all(empty.path().join(format!("train/n{i:08}"))).unwrap();
+    }
+    solid(
+        &empty.path().join("train/n00000000/a.JPEG"),
+        5,
+        5,
+        [1, 2, 3],
+    );
+    let err = load_restricted_imagenet(empty.path(), Split::Train, 4, None).unwrap_err();
+    assert_names(&err, &empty.path().join("train"), "no image in the 203");
 }
 
 fn constructed(n: usize) -> ConstructedDataset {
