@@ -6,10 +6,11 @@
 //! and aspect ratios, and one is grayscale and one CMYK, so the preset's resize + centre crop,
 //! its conversion to RGB and its decoders all run.
 //!
-//! Everything the preset does runs — ResNet-50 (bottleneck blocks, at a reduced width), crop +
-//! flip augmentation, per-channel normalisation inside the model, the step learning-rate
-//! schedule, relative-L2 representation matching, every stage and the report — only at toy sizes
-//! (`--set` overrides; the image side is 32 instead of 224; no stage is skipped).
+//! Everything the preset does runs — ResNet-50 (ImageNet variant: 7x7 stem and max-pool, then
+//! bottleneck blocks; at a reduced width), crop + flip augmentation, per-channel normalisation
+//! inside the model, the step learning-rate schedule, relative-L2 representation matching, every
+//! stage and the report — only at toy sizes (`--set` overrides; the image side is 32 instead of
+//! 224; no stage is skipped).
 //!
 //! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf); without it
 //! the test says why and passes vacuously.
@@ -223,7 +224,7 @@ fn restricted_imagenet_preset_runs_end_to_end_on_format_true_data() {
         },
     );
     let spec = json(&results.join("weights/C_std.json"));
-    assert_eq!(spec["arch"]["type"], "resnet50", "{spec}");
+    assert_eq!(spec["arch"]["type"], "resnet50_imagenet", "{spec}");
     assert_eq!(spec["mean"][0], 0.4717, "{spec}");
     let config = run["config_toml"].as_str().unwrap();
     assert!(config.contains("crop_pad = 16"), "{config}");

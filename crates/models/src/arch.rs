@@ -19,6 +19,12 @@ pub enum Arch {
     /// ResNet-50, CIFAR variant (bottleneck blocks); `width` = first stage channels (64 in the paper).
     #[serde(rename = "resnet50")]
     ResNet50 { width: i64 },
+    /// ResNet-50, ImageNet variant (torchvision's `resnet50`, the robustness library's model for
+    /// ImageNet and Restricted ImageNet): 7x7 stem at stride 2 and a 3x3 max-pool at stride 2,
+    /// so the first stage works at a quarter of the input side (56x56 at 224 px); then the same
+    /// bottleneck stages as [`Arch::ResNet50`]. `width` = first stage channels (64).
+    #[serde(rename = "resnet50_imagenet")]
+    ResNet50ImageNet { width: i64 },
     /// VGG-16 with batch norm; `width` = first block channels (64 in the paper). Max-pools are
     /// skipped once the feature map is 1x1, so small inputs work.
     #[serde(rename = "vgg16")]
@@ -36,6 +42,7 @@ impl Arch {
             Arch::Mlp { hidden } => format!("mlp({hidden:?})"),
             Arch::ResNet18 { width } => format!("resnet18(w={width})"),
             Arch::ResNet50 { width } => format!("resnet50(w={width})"),
+            Arch::ResNet50ImageNet { width } => format!("resnet50_imagenet(w={width})"),
             Arch::Vgg16 { width } => format!("vgg16_bn(w={width})"),
             Arch::DenseNet { growth, blocks } => format!("densenet(k={growth},{blocks:?})"),
         }
@@ -110,6 +117,7 @@ pub fn build(
             false,
             &[2, 2, 2, 2],
             classes,
+            false,
         )),
         Arch::ResNet50 { width } => Box::new(ResNet::new(
             p,
@@ -118,6 +126,16 @@ pub fn build(
             true,
             &[3, 4, 6, 3],
             classes,
+            false,
+        )),
+        Arch::ResNet50ImageNet { width } => Box::new(ResNet::new(
+            p,
+            in_shape[0],
+            *width,
+            true,
+            &[3, 4, 6, 3],
+            classes,
+            true,
         )),
         Arch::Vgg16 { width } => Box::new(Vgg::new(p, in_shape, *width, classes)),
         Arch::DenseNet { growth, blocks } => {
@@ -278,6 +296,8 @@ impl Block {
 
 struct ResNet {
     stem: (nn::Conv2D, nn::BatchNorm),
+    /// ImageNet stem (7x7 at stride 2, then a 3x3 max-pool at stride 2) instead of CIFAR's 3x3.
+    imagenet_stem: bool,
     blocks: Vec<Block>,
     fc: nn::Linear,
 }
@@ -290,13 +310,16 @@ impl ResNet {
         bottleneck: bool,
         counts: &[i64],
         classes: i64,
+        imagenet_stem: bool,
     ) -> Self {
         let p = l.path;
         let bn = |p: nn::Path, c| l.bn(p, c);
-        let stem = (
-            l.conv(p / "stem", cin, width, 3, 1, 1, false),
-            bn(p / "stem_bn", width),
-        );
+        let stem_conv = if imagenet_stem {
+            l.conv(p / "stem", cin, width, 7, 2, 3, false)
+        } else {
+            l.conv(p / "stem", cin, width, 3, 1, 1, false)
+        };
+        let stem = (stem_conv, bn(p / "stem_bn", width));
         let expansion = if bottleneck { 4 } else { 1 };
         let mut blocks = Vec::new();
         let mut cur = width;
@@ -345,6 +368,7 @@ impl ResNet {
         }
         ResNet {
             stem,
+            imagenet_stem,
             blocks,
             fc: l.linear(p / "fc", cur, classes),
         }
@@ -354,6 +378,9 @@ impl ResNet {
 impl Net for ResNet {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let mut h = x.apply(&self.stem.0).apply_t(&self.stem.1, train).relu();
+        if self.imagenet_stem {
+            h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
         for b in &self.blocks {
             h = b.forward(&h, train);
         }

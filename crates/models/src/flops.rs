@@ -90,8 +90,27 @@ pub fn cost(arch: &Arch, in_shape: [i64; 3], classes: i64) -> Cost {
             }
             c.linear(d, classes);
         }
-        Arch::ResNet18 { width } => resnet(&mut c, in_shape, *width, false, &[2, 2, 2, 2], classes),
-        Arch::ResNet50 { width } => resnet(&mut c, in_shape, *width, true, &[3, 4, 6, 3], classes),
+        Arch::ResNet18 { width } => resnet(
+            &mut c,
+            in_shape,
+            *width,
+            false,
+            &[2, 2, 2, 2],
+            classes,
+            false,
+        ),
+        Arch::ResNet50 { width } => resnet(
+            &mut c,
+            in_shape,
+            *width,
+            true,
+            &[3, 4, 6, 3],
+            classes,
+            false,
+        ),
+        Arch::ResNet50ImageNet { width } => {
+            resnet(&mut c, in_shape, *width, true, &[3, 4, 6, 3], classes, true)
+        }
         Arch::Vgg16 { width } => {
             let cfg: [i64; 18] = [1, 1, 0, 2, 2, 0, 4, 4, 4, 0, 8, 8, 8, 0, 8, 8, 8, 0];
             let (mut ch, mut size, mut hw) = (cin, h.min(w), (h, w));
@@ -138,11 +157,27 @@ pub fn cost(arch: &Arch, in_shape: [i64; 3], classes: i64) -> Cost {
     c
 }
 
-/// The CIFAR-variant ResNet of [`crate::arch`]: 3x3 stem at stride 1, no max-pool.
-fn resnet(c: &mut Cost, s: [i64; 3], width: i64, bottleneck: bool, counts: &[i64], classes: i64) {
+/// The ResNets of [`crate::arch`]: CIFAR variant (3x3 stem at stride 1, no max-pool) or, with
+/// `imagenet_stem`, the ImageNet one (7x7 stem at stride 2, 3x3 max-pool at stride 2).
+fn resnet(
+    c: &mut Cost,
+    s: [i64; 3],
+    width: i64,
+    bottleneck: bool,
+    counts: &[i64],
+    classes: i64,
+    imagenet_stem: bool,
+) {
     let mut hw = (s[1], s[2]);
-    c.conv(s[0], width, 3, hw, false);
-    c.bn(width);
+    if imagenet_stem {
+        hw = (out(hw.0, 7, 2, 3), out(hw.1, 7, 2, 3));
+        c.conv(s[0], width, 7, hw, false);
+        c.bn(width);
+        hw = (out(hw.0, 3, 2, 1), out(hw.1, 3, 2, 1));
+    } else {
+        c.conv(s[0], width, 3, hw, false);
+        c.bn(width);
+    }
     let expansion = if bottleneck { 4 } else { 1 };
     let mut cur = width;
     for (stage, &count) in counts.iter().enumerate() {
@@ -234,6 +269,23 @@ mod tests {
         let big = cost(&Arch::ResNet50 { width: 64 }, [3, 224, 224], 9);
         let small = cost(&Arch::ResNet50 { width: 64 }, [3, 32, 32], 9);
         assert_eq!(big.macs - 2048 * 9, 49 * (small.macs - 2048 * 9));
+        // The ImageNet variant (7x7 stem at stride 2, max-pool) is torchvision's resnet50: its
+        // published 25,557,032 parameters and 4.09 G multiply-adds at 224x224 with 1000 classes;
+        // a sixteenth of the CIFAR variant's cost at that size.
+        let imagenet = cost(&Arch::ResNet50ImageNet { width: 64 }, [3, 224, 224], 1000);
+        assert_eq!(imagenet.params, 25_557_032);
+        assert!(
+            (4.08e9..4.10e9).contains(&(imagenet.macs as f64)),
+            "{}",
+            imagenet.macs
+        );
+        let imagenet9 = cost(&Arch::ResNet50ImageNet { width: 64 }, [3, 224, 224], 9);
+        assert!(
+            big.macs > 15 * imagenet9.macs,
+            "{} {}",
+            big.macs,
+            imagenet9.macs
+        );
     }
 
     /// The walk's parameter count equals the built network's, for every architecture and odd
@@ -247,6 +299,7 @@ mod tests {
             },
             Arch::ResNet18 { width: 4 },
             Arch::ResNet50 { width: 4 },
+            Arch::ResNet50ImageNet { width: 4 },
             Arch::Vgg16 { width: 4 },
             Arch::DenseNet {
                 growth: 4,

@@ -40,6 +40,8 @@ fn every_architecture_has_the_right_shapes() {
         ),
         (Arch::ResNet18 { width: 8 }, [3, 32, 32], 64),
         (Arch::ResNet50 { width: 4 }, [3, 32, 32], 128),
+        (Arch::ResNet50ImageNet { width: 4 }, [3, 32, 32], 128),
+        (Arch::ResNet50ImageNet { width: 4 }, [3, 64, 48], 128),
         (Arch::Vgg16 { width: 4 }, [3, 32, 32], 32),
         (Arch::Vgg16 { width: 4 }, [1, 28, 28], 32),
         (

@@ -228,6 +228,7 @@ pub fn arch_slug(arch: &Arch) -> String {
         }
         Arch::ResNet18 { width } => format!("resnet18_w{width}"),
         Arch::ResNet50 { width } => format!("resnet50_w{width}"),
+        Arch::ResNet50ImageNet { width } => format!("resnet50in_w{width}"),
         Arch::Vgg16 { width } => format!("vgg16_w{width}"),
         Arch::DenseNet { growth, blocks } => {
             let b: Vec<String> = blocks.iter().map(|v| v.to_string()).collect();
