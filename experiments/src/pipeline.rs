@@ -1142,7 +1142,13 @@ mod ensemble_scope_tests {
         for n in ["C_std", "C_rob", "on_D_R", "on_D_NR~s2", "on_control~s1"] {
             assert!(claims_robustness(n), "{n}");
         }
-        for n in ["on_D_det", "on_D_rand~s1", "on_D_det_eps2", "cos_on_D_R_cos", "dd_C_std_x"] {
+        for n in [
+            "on_D_det",
+            "on_D_rand~s1",
+            "on_D_det_eps2",
+            "cos_on_D_R_cos",
+            "dd_C_std_x",
+        ] {
             assert!(!claims_robustness(n), "{n}");
         }
     }
