@@ -66,7 +66,9 @@ pub fn write_synthetic_cifar10(dir: &Path, n_train: usize, n_test: usize, seed: 
                 let base = 40 + 18 * ((y as usize + 3 * ch) % 10);
                 for r in 0..32usize {
                     for c in 0..32usize {
-                        let stripe = if (r + c * (y as usize % 3)) / (1 + y as usize / 3) % 2 == 0 {
+                        let stripe = if ((r + c * (y as usize % 3)) / (1 + y as usize / 3))
+                            .is_multiple_of(2)
+                        {
                             30
                         } else {
                             0

@@ -185,6 +185,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    #[allow(clippy::too_many_arguments)] // one stage's row: name, kind, model, size, words, seeds, passes
     fn push(
         &mut self,
         name: String,
