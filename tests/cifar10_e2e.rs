@@ -182,20 +182,9 @@ fn cifar10_preset_runs_end_to_end_on_format_true_data() {
     assert!(acc > 0.3, "C_std did not learn the class colours: {acc}");
 }
 
-/// Runs `nrf reproduce --preset cifar10` on `data` and returns its stderr, which must be a
-/// failure without a panic.
+/// `nrf reproduce --preset cifar10` on `data`: its stderr, a failure without a panic.
 fn failing_run(bin: &Path, data: &Path, results: &Path) -> String {
-    let out = Command::new(bin)
-        .args(["reproduce", "--quiet", "--preset", "cifar10", "--data-dir"])
-        .arg(data)
-        .arg("--results")
-        .arg(results)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "nrf accepted broken data:\n{err}");
-    assert!(!err.contains("panicked"), "a panic, not an error:\n{err}");
-    err
+    common::failing_reproduce(bin, &["--preset", "cifar10"], data, results)
 }
 
 #[test]

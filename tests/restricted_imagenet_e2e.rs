@@ -249,28 +249,16 @@ fn restricted_imagenet_preset_runs_end_to_end_on_format_true_data() {
     assert!(acc > 0.3, "C_std did not learn the class colours: {acc}");
 }
 
-/// Runs `nrf reproduce --preset restricted-imagenet` on `data` and returns its stderr, which
-/// must be a failure without a panic.
+/// `nrf reproduce --preset restricted-imagenet` (32-px images) on `data`: its stderr, a failure
+/// without a panic.
 fn failing_run(bin: &Path, data: &Path, results: &Path) -> String {
-    let out = Command::new(bin)
-        .args([
-            "reproduce",
-            "--quiet",
-            "--preset",
-            "restricted-imagenet",
-            "--set",
-            "data.image_size=32",
-            "--data-dir",
-        ])
-        .arg(data)
-        .arg("--results")
-        .arg(results)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "nrf accepted broken data:\n{err}");
-    assert!(!err.contains("panicked"), "a panic, not an error:\n{err}");
-    err
+    let preset = [
+        "--preset",
+        "restricted-imagenet",
+        "--set",
+        "data.image_size=32",
+    ];
+    common::failing_reproduce(bin, &preset, data, results)
 }
 
 #[test]

@@ -224,3 +224,21 @@ pub fn test_dir() -> (Option<tempfile::TempDir>, PathBuf) {
     }
     (Some(dir), path)
 }
+
+/// Runs `nrf reproduce --quiet ARGS --data-dir DATA --results RESULTS`, which must fail without a
+/// panic, and returns its stderr.
+pub fn failing_reproduce(bin: &Path, args: &[&str], data: &Path, results: &Path) -> String {
+    let out = std::process::Command::new(bin)
+        .args(["reproduce", "--quiet"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--results")
+        .arg(results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "nrf accepted broken data:\n{err}");
+    assert!(!err.contains("panicked"), "a panic, not an error:\n{err}");
+    err
+}
