@@ -104,8 +104,7 @@ pub fn finding(variants: &[Variant], chance: f64) -> (String, &'static str) {
     (text, verdict)
 }
 
-/// The source models' training sections: a standard one with `epochs`, and `train_rob` at
-/// radius `eps` for `epochs`.
+/// `section` trained for `epochs` instead (the source models' shorter schedules).
 fn with_epochs(section: &TrainSection, epochs: usize) -> TrainSection {
     TrainSection {
         epochs,
@@ -120,7 +119,7 @@ fn fresh_models(
     set: &str,
     key: &str,
     seeds: usize,
-) -> Result<(Accuracy, f64, usize)> {
+) -> Result<(Accuracy, f64)> {
     let mut accs = Vec::new();
     let mut shifted = Vec::new();
     let mut test_n = 0;
@@ -140,7 +139,7 @@ fn fresh_models(
     } else {
         Accuracy::single(accs[0], test_n)
     };
-    Ok((acc, super::stats::mean(&shifted), accs.len()))
+    Ok((acc, super::stats::mean(&shifted)))
 }
 
 /// Builds every variant, trains on it, writes `sections/d_det_study.json`.
@@ -290,7 +289,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
     for (label, sp) in &plans {
         let key =
             construct_spec(ctx, sp, &indices).with_context(|| format!("building {}", sp.name))?;
-        let (acc, shifted, _) = fresh_models(ctx, &sp.name, &key, seeds)?;
+        let (acc, shifted) = fresh_models(ctx, &sp.name, &key, seeds)?;
         let info: ConstructedInfo =
             nrf_data::store::read_json(ctx.path(&format!("datasets/{}.json", sp.name)))?;
         info.validate()?;
