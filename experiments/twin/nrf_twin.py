@@ -68,7 +68,7 @@ __all__ = [
     "Box", "Classifier", "Data", "FmnistCnn", "L2Ball", "LinfBall", "Mlp", "PresetError",
     "comparable", "preset_differences", "preset_from_text",
     "build_model", "build_relabel", "build_rep_match", "choose_starts", "cosine_step",
-    "crop_flip", "eps_tag", "evaluate", "frozen", "load_data", "load_preset", "lr_at", "pgd",
+    "crop_flip", "draws", "eps_tag", "evaluate", "frozen", "load_data", "load_preset", "lr_at", "pgd",
     "pgd_attack", "random_subset", "rep_distance", "resolve_preset", "robust_accuracy",
     "run_pipeline", "stage_seed", "standard_accuracy", "tch_init_", "threat_for", "train_model",
 ]
@@ -235,24 +235,17 @@ class Pipeline:
     def run(self):
         p = self.p
         self.data = data = self.timed("load_data", lambda: load_data(p, self.device))
-        n_train, n_test = data.train_x.shape[0], data.test_x.shape[0]
+        n_train = data.train_x.shape[0]
         dev = self.device
         idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
-        self.robust_idx = idx(random_subset(n_test, min(p["eval"]["robust_n"], n_test),
-                                            stage_seed(p["seed"], "eval-subset")))
-        cn = p["eval"]["curve_n"]
-        cidx = idx(random_subset(n_test, min(cn, n_test), stage_seed(p["seed"], "curve-subset"))
-                   if cn else np.arange(n_test))
-        self.curve = (data.test_x.index_select(0, cidx), data.test_y.index_select(0, cidx))
+        d = draws(p, data, dev)
+        self.robust_idx, self.curve = d["robust_idx"], d["curve"]
         c_std = self.model("C_std", "D", data.train_x, data.train_y, p["train_std"],
                            self.source_seeds)
         c_rob = self.model("C_rob", "D", data.train_x, data.train_y, p["train_rob"],
                            self.source_seeds)
         rm, rl = p["rep_match"], p["relabel"]
-        subset = random_subset(n_train, min(max(rm["n"], rl["n"]), n_train),
-                               stage_seed(p["seed"], "construct-subset"))
-        targets = subset[:rm["n"]]
-        starts = idx(choose_starts(targets, n_train, stage_seed(p["seed"], "rep-match-starts")))
+        subset, targets, starts = d["subset"], d["targets"], d["starts"]
         sets = {}
         for name, source, model in (("D_NR", "C_std", c_std), ("D_R", "C_rob", c_rob)):
             sets[name] = self._reused_set(name)
@@ -300,6 +293,28 @@ class Pipeline:
         self.doc["resumed"] = self.resumed
         self.save()
         return self.doc
+
+
+def draws(p, data, device="cpu"):
+    """The pipeline's seeded draws, one place for every script that must match it: the robust
+    evaluation subset (`robust_idx`), the per-epoch curve set (`curve`: images, labels), the
+    construction subset (`subset`, a list), D_R / D_NR's targets (its first rep_match.n) and their
+    start images (`starts`, a tensor)."""
+    n_train, n_test = data.train_x.shape[0], data.test_x.shape[0]
+    idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
+    robust_idx = idx(random_subset(n_test, min(p["eval"]["robust_n"], n_test),
+                                   stage_seed(p["seed"], "eval-subset")))
+    cn = p["eval"]["curve_n"]
+    cidx = idx(random_subset(n_test, min(cn, n_test), stage_seed(p["seed"], "curve-subset"))
+               if cn else np.arange(n_test))
+    rm, rl = p["rep_match"], p["relabel"]
+    subset = random_subset(n_train, min(max(rm["n"], rl["n"]), n_train),
+                           stage_seed(p["seed"], "construct-subset"))
+    targets = subset[:rm["n"]]
+    starts = idx(choose_starts(targets, n_train, stage_seed(p["seed"], "rep-match-starts")))
+    return {"robust_idx": robust_idx,
+            "curve": (data.test_x.index_select(0, cidx), data.test_y.index_select(0, cidx)),
+            "subset": subset, "targets": targets, "starts": starts}
 
 
 def run_pipeline(preset, out_dir, seeds=3, source_seeds=1, device="cpu", channels_last=True,

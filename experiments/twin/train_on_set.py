@@ -24,9 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from nrf_twin import (build_model, build_rep_match, choose_starts, evaluate,  # noqa: E402
-                      load_data, load_preset, log, random_subset, stage_seed, train_model,
-                      _mean_std)
+from nrf_twin import (build_model, build_rep_match, draws, evaluate, load_data,  # noqa: E402
+                      load_preset, log, stage_seed, train_model, _mean_std)
 
 
 def load_set(path):
@@ -53,20 +52,14 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     p = load_preset(a.preset)
     data = load_data(p)
+    d = draws(p, data)
     if a.build_from:
         from nrf_torch import load_model
         source = load_model(a.build_from)
-        n_train = data.train_x.shape[0]
-        rm, rl = p["rep_match"], p["relabel"]
-        subset = random_subset(n_train, min(max(rm["n"], rl["n"]), n_train),
-                               stage_seed(p["seed"], "construct-subset"))
-        targets = subset[:rm["n"]]
-        starts = torch.as_tensor(np.asarray(
-            choose_starts(targets, n_train, stage_seed(p["seed"], "rep-match-starts")),
-            dtype=np.int64))
-        imgs, labels, st = build_rep_match(source, data.train_x, data.train_y,
-                                           torch.as_tensor(np.asarray(targets, dtype=np.int64)),
-                                           starts, rm, f"construct:{a.kind} from {a.build_from}")
+        imgs, labels, st = build_rep_match(
+            source, data.train_x, data.train_y,
+            torch.as_tensor(np.asarray(d["targets"], dtype=np.int64)), d["starts"],
+            p["rep_match"], f"construct:{a.kind} from {a.build_from}")
         log(f"built {a.kind} from {a.build_from}: relative error "
             f"{st['init_rel_err'].mean():.3f} -> {st['final_rel_err'].mean():.3f}")
         torch.save({"images": imgs.contiguous(), "labels": labels}, a.set_file)
@@ -74,13 +67,7 @@ def main(argv=None):
     if x.shape[1:] != data.train_x.shape[1:] or x.shape[0] != y.shape[0]:
         raise ValueError(f"{a.set_file}: images {tuple(x.shape)} / labels {tuple(y.shape)} do not fit "
                          f"the preset's data {tuple(data.train_x.shape[1:])}")
-    n_test = data.test_x.shape[0]
-    robust_idx = torch.as_tensor(random_subset(n_test, min(p["eval"]["robust_n"], n_test),
-                                               stage_seed(p["seed"], "eval-subset")))
-    cn = p["eval"]["curve_n"]
-    cidx = torch.as_tensor(random_subset(n_test, min(cn, n_test), stage_seed(p["seed"], "curve-subset"))
-                           if cn else np.arange(n_test))
-    curve = (data.test_x.index_select(0, cidx), data.test_y.index_select(0, cidx))
+    robust_idx, curve = d["robust_idx"], d["curve"]
     runs = []
     for k in range(a.seeds):
         tag = f"train:{a.label}" + (f"#{k}" if k else "")
