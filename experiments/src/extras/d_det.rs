@@ -114,12 +114,7 @@ fn with_epochs(section: &TrainSection, epochs: usize) -> TrainSection {
 
 /// Trains the study's models on `set` (stage key `key`), one per seed, and returns their mean
 /// test accuracy with its uncertainty and the mean share of (y+1) predictions.
-fn fresh_models(
-    ctx: &mut Ctx,
-    set: &str,
-    key: &str,
-    seeds: usize,
-) -> Result<(Accuracy, f64)> {
+fn fresh_models(ctx: &mut Ctx, set: &str, key: &str, seeds: usize) -> Result<(Accuracy, f64)> {
     let mut accs = Vec::new();
     let mut shifted = Vec::new();
     let mut test_n = 0;
