@@ -1,5 +1,6 @@
-//! nrf's APGD against the reference: torchattacks 3.5.1's `APGD` (cross-entropy and DLR losses)
-//! and `APGDT` (targeted DLR, 9 target classes), run on the same checkpoint and the same test
+//! nrf's APGD and Square against the reference: torchattacks 3.5.1's `APGD` (cross-entropy and
+//! DLR losses), `APGDT` (targeted DLR, 9 target classes) and `Square` (margin loss, p_init 0.8,
+//! 1,000 queries), run on the same checkpoint and the same test
 //! images (experiments/twin/reference_attacks.py loads the nrf checkpoint into the twin's
 //! PyTorch model).
 //!
@@ -17,7 +18,7 @@
 //! Needs the torch environment's python with torchattacks (NRF_PYTHON, set by `cargo xtask test`,
 //! whose setup installs torchattacks with --no-deps) and the real Fashion-MNIST files; without
 //! them the test says why and passes vacuously.
-use nrf::attacks::{apgd, ApgdConfig, ApgdLoss, Linf, ThreatModel, L2};
+use nrf::attacks::{apgd, square, ApgdConfig, ApgdLoss, Linf, SquareConfig, ThreatModel, L2};
 use nrf::data::{idx::FASHION_MNIST_DIR, load_fashion_mnist, Split};
 use nrf::models::{
     dataset_to_tensors, save_model, train, Arch, Classifier, Model, ModelSpec, TrainConfig,
@@ -28,6 +29,7 @@ use tch::{Device, Kind, Tensor};
 
 const N: i64 = 300;
 const STEPS: usize = 25;
+const SQUARE_QUERIES: usize = 1000;
 
 fn python() -> Option<PathBuf> {
     std::env::var_os("NRF_PYTHON")
@@ -39,7 +41,7 @@ fn reference(py: &Path, dir: &Path, norm: &str, eps: f64) -> serde_json::Value {
     let cfg = dir.join(format!("{norm}.json"));
     let body = serde_json::json!({
         "norm": norm, "eps": eps, "steps": STEPS, "seed": 0, "threads": 2,
-        "attacks": ["apgd-ce", "apgd-dlr", "apgd-t"],
+        "attacks": ["apgd-ce", "apgd-dlr", "apgd-t", "square"], "square_queries": SQUARE_QUERIES,
     });
     std::fs::write(&cfg, body.to_string()).unwrap();
     let script =
@@ -64,14 +66,24 @@ fn reference(py: &Path, dir: &Path, norm: &str, eps: f64) -> serde_json::Value {
     })
 }
 
+/// One of the attacks compared.
+enum Attack {
+    Apgd(ApgdLoss),
+    Square,
+}
+
 fn robust_acc(
     model: &Model,
     x: &Tensor,
     y: &Tensor,
     threat: &dyn ThreatModel,
-    loss: ApgdLoss,
+    attack: &Attack,
 ) -> f64 {
-    let out = apgd(model, x, y, threat, &ApgdConfig::new(loss, STEPS)).unwrap();
+    let out = match attack {
+        Attack::Apgd(loss) => apgd(model, x, y, threat, &ApgdConfig::new(*loss, STEPS)),
+        Attack::Square => square(model, x, y, threat, &SquareConfig::new(SQUARE_QUERIES)),
+    }
+    .unwrap();
     out.fooled
         .logical_not()
         .to_kind(Kind::Double)
@@ -128,12 +140,13 @@ fn apgd_agrees_with_torchattacks() {
             "largest logit difference nrf vs PyTorch: {diff:.2e}"
         ));
         assert!(diff < 1e-4, "logits differ by {diff}");
-        for (name, loss) in [
-            ("apgd-ce", ApgdLoss::CrossEntropy),
-            ("apgd-dlr", ApgdLoss::Dlr),
-            ("apgd-t", ApgdLoss::DlrTargeted { targets: 9 }),
+        for (name, attack) in [
+            ("apgd-ce", Attack::Apgd(ApgdLoss::CrossEntropy)),
+            ("apgd-dlr", Attack::Apgd(ApgdLoss::Dlr)),
+            ("apgd-t", Attack::Apgd(ApgdLoss::DlrTargeted { targets: 9 })),
+            ("square", Attack::Square),
         ] {
-            let ours = robust_acc(&model, &x, &y, threat.as_ref(), loss);
+            let ours = robust_acc(&model, &x, &y, threat.as_ref(), &attack);
             let theirs = r[name]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{norm} {name}: {r}"));
@@ -151,7 +164,7 @@ fn apgd_agrees_with_torchattacks() {
             ));
             assert!(
                 (ours - theirs).abs() <= 3.0 * se && ours - theirs <= 2.0 * se,
-                "nrf's APGD disagrees with torchattacks:\n{}",
+                "nrf's {name} disagrees with torchattacks:\n{}",
                 rows.join("\n")
             );
         }

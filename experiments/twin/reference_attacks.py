@@ -1,4 +1,4 @@
-"""Robust accuracy of an nrf checkpoint under torchattacks' APGD / APGD-T, for tests/apgd_reference.rs.
+"""Robust accuracy of an nrf checkpoint under torchattacks' APGD / APGD-T / Square, for tests/apgd_reference.rs.
 
 usage: python reference_attacks.py MODEL_STEM INPUTS.safetensors CONFIG.json
 
@@ -6,7 +6,7 @@ MODEL_STEM: an nrf checkpoint (`<stem>.safetensors` + `<stem>.json`), loaded wit
 experiments/python/nrf_torch.py. INPUTS: tensors `x` ([N, 1, 28, 28] in [0, 1]), `y` ([N],
 int64) and optionally `logits` (nrf's logits of x: the output then has `max_logit_diff`, the
 largest absolute difference from PyTorch's). CONFIG: {"norm": "L2"|"Linf", "eps": float, "steps": int, "seed": int,
-"attacks": ["apgd-ce", "apgd-dlr", "apgd-t"]}. Prints one JSON object: attack -> robust accuracy
+"attacks": ["apgd-ce", "apgd-dlr", "apgd-t", "square"], "square_queries": int}. Prints one JSON object: attack -> robust accuracy
 (the model's accuracy on torchattacks' adversarial examples; clean-wrong examples count as
 fooled, as torchattacks returns them unchanged).
 
@@ -39,7 +39,8 @@ def torchattacks_modules():
         sys.modules[name] = pkg
     from torchattacks.attacks.apgd import APGD
     from torchattacks.attacks.apgdt import APGDT
-    return APGD, APGDT
+    from torchattacks.attacks.square import Square
+    return APGD, APGDT, Square
 
 
 class Logits(nn.Module):
@@ -58,7 +59,7 @@ def main():
     data = load_file(inputs)
     x, y = data["x"], data["y"].long()
     model = Logits(load_model(stem)).eval()
-    APGD, APGDT = torchattacks_modules()
+    APGD, APGDT, Square = torchattacks_modules()
     out = {}
     with torch.no_grad():
         logits = model(x)
@@ -74,6 +75,12 @@ def main():
             attack = APGD(model, loss="dlr", **common)
         elif name == "apgd-t":
             attack = APGDT(model, n_classes=10, **common)
+        elif name == "square":
+            # The margin loss, p_init 0.8 and the schedule rescaled to n_queries: torchattacks'
+            # defaults, which nrf's SquareConfig::new also uses.
+            attack = Square(model, norm=cfg["norm"], eps=cfg["eps"], n_queries=cfg["square_queries"],
+                            n_restarts=1, p_init=0.8, loss="margin", resc_schedule=True,
+                            seed=cfg["seed"])
         else:
             sys.exit(f"unknown attack {name}")
         adv = attack(x, y)
