@@ -16,9 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -171,8 +170,10 @@ pub fn save_constructed(
     ];
     let meta: HashMap<String, String> = HashMap::from([(METADATA_KEY.to_string(), header_json)]);
     write_atomic_with(&st_path, |tmp| {
-        safetensors::tensor::serialize_to_file(tensors, &Some(meta), tmp)
-            .map_err(|e| DataError::format(&st_path, format!("cannot serialise: {e}")))
+        safetensors::tensor::serialize_to_file(tensors, &Some(meta), tmp).map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(e) => e,
+            e => std::io::Error::other(format!("cannot serialise: {e}")),
+        })
     })?;
 
     header.safetensors_sha256 = Some(sha256_file(&st_path)?);
@@ -184,7 +185,7 @@ pub fn save_constructed(
 /// file is not needed). Checks dtypes, shapes, the header and the data
 /// ([`Dataset::validate`]); every error names the file.
 pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
-    let (path, _) = constructed_paths(stem);
+    let (path, json_path) = constructed_paths(stem);
     let bytes = fs::read(&path).map_err(|e| DataError::io(&path, "read file", e))?;
     let fmt = |detail: String| DataError::format(&path, detail);
     let (_, meta) = SafeTensors::read_metadata(&bytes)
@@ -211,6 +212,7 @@ pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
     }
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| fmt(format!("not a safetensors file ({e})")))?;
+    check_recorded_sha256(&path, &bytes, &json_path)?;
     let n = header.len;
     let [c, h, w] = header.shape;
     let get = |name: &str, dtype: Dtype, shape: Vec<usize>| -> Result<Vec<u8>> {
@@ -261,60 +263,64 @@ pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
     })
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a file atomically: `write` fills a temporary file in the same directory as `path`,
-/// which is then fsynced and renamed onto `path` (and the directory fsynced, where the OS
-/// allows). On any error the temporary file is removed and `path` is left untouched. The
-/// parent directory is created if missing.
-pub fn write_atomic_with<F>(path: impl AsRef<Path>, write: F) -> Result<()>
-where
-    F: FnOnce(&Path) -> Result<()>,
-{
-    let path = path.as_ref();
-    let file_name = path.file_name().ok_or_else(|| {
-        DataError::invalid(
-            "write_atomic: path",
-            format!("{} has no file name", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Checks `bytes` (the content of `path`) against the SHA-256 recorded in the side file
+/// `json_path` ([`StoredHeader::safetensors_sha256`]). No side file, or one without a checksum
+/// (files written by other tools or by older versions of nrf; [`save_constructed`] records it
+/// whenever it writes), is accepted: the data file alone is a complete dataset. A side file that
+/// cannot be read or parsed, or a different checksum (a damaged file, or the two files from two
+/// different writes), is an error naming the data file.
+fn check_recorded_sha256(path: &Path, bytes: &[u8], json_path: &Path) -> Result<()> {
+    let text = match fs::read(json_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DataError::io(json_path, "read file", e)),
     };
-    fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, "create directory", e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        write(&tmp)?;
-        let f = File::open(&tmp).map_err(|e| DataError::io(&tmp, "open temporary file", e))?;
-        f.sync_all()
-            .map_err(|e| DataError::io(&tmp, "fsync temporary file", e))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| DataError::io(path, "rename temporary file onto", e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename durable; not every platform can open a directory, so this is best-effort.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
+    let side: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|error| DataError::Json {
+            path: json_path.to_path_buf(),
+            error,
+        })?;
+    let Some(want) = side.get("safetensors_sha256").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let found = sha256_bytes(bytes);
+    if !found.eq_ignore_ascii_case(want) {
+        return Err(DataError::format(
+            path,
+            format!(
+                "checksum mismatch: SHA-256 {found}, {} records {want} (a damaged or \
+                 half-replaced file)",
+                json_path.display()
+            ),
+        ));
     }
     Ok(())
 }
 
+impl From<crate::atomic::WriteError> for DataError {
+    fn from(e: crate::atomic::WriteError) -> Self {
+        DataError::Io {
+            path: e.path,
+            action: e.action,
+            error: e.error,
+        }
+    }
+}
+
+/// Writes a file atomically with nrf's one writer, [`crate::atomic::write_atomic_with`]: `write`
+/// fills a temporary file in the same folder as `path`, which is then fsynced and renamed onto
+/// `path` (and the folder fsynced). On any error the temporary file is removed, `path` is left
+/// untouched, and the error names `path`. The parent folder is created if missing.
+pub fn write_atomic_with<F>(path: impl AsRef<Path>, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> std::io::Result<()>,
+{
+    Ok(crate::atomic::write_atomic_with(path.as_ref(), write)?)
+}
+
 /// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(path, |tmp| {
-        let mut f = File::create(tmp).map_err(|e| DataError::io(tmp, "create file", e))?;
-        f.write_all(bytes)
-            .map_err(|e| DataError::io(tmp, "write file", e))
-    })
+    Ok(crate::atomic::write_atomic(path.as_ref(), bytes)?)
 }
 
 /// Writes `value` as pretty-printed JSON (with a final newline) to `path`, atomically.
