@@ -8,6 +8,8 @@
 //! * [`synthetic`]: `make_circles` and the two-Gaussian model of the paper's Sec. 4.
 //! * [`batch`]: seeded shuffling, batching and fixed random subsets.
 //! * [`augment`]: CIFAR-style random crop and horizontal flip.
+//! * [`atomic`]: the one atomic file writer of nrf (temporary file, fsync, rename) and the
+//!   removal of the temporary files a crash leaves behind.
 //! * [`store`]: constructed datasets (D_R, D_NR, D_rand, D_det) as safetensors + JSON,
 //!   atomic writes and SHA-256 checksums.
 //!
@@ -48,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod augment;
 pub mod batch;
 pub mod cifar;
