@@ -44,10 +44,17 @@ pub struct CifarBatch {
 pub fn read_cifar_batch(path: impl AsRef<Path>) -> Result<CifarBatch> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read file", e))?;
+    cifar_batch_from_bytes(path, &bytes)
+}
+
+/// Parses the content of one CIFAR-10 batch file; `path` names it in errors. Never panics:
+/// any byte string gives the batch or an error.
+pub fn cifar_batch_from_bytes(path: impl AsRef<Path>, bytes: &[u8]) -> Result<CifarBatch> {
+    let path = path.as_ref();
     if bytes.is_empty() {
         return Err(DataError::truncated(path, "empty file (no CIFAR record)"));
     }
-    if bytes.len() % CIFAR_RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(CIFAR_RECORD_BYTES) {
         return Err(DataError::truncated(
             path,
             format!(
@@ -145,6 +152,7 @@ pub fn cifar10_class_names(dir: impl AsRef<Path>) -> Result<Vec<String>> {
 /// holding `cifar-10-batches-bin/`). Named `cifar10/train` or `cifar10/test`, shape
 /// `[3, 32, 32]`, pixels scaled to `[0, 1]` by `/ 255`.
 pub fn load_cifar10(dir: impl AsRef<Path>, split: Split) -> Result<Dataset> {
+    crate::check_data_dir(dir.as_ref())?;
     let dir = resolve_dir(dir.as_ref());
     let class_names = cifar10_class_names(&dir)?;
     let mut images = Vec::new();

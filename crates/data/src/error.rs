@@ -91,10 +91,15 @@ pub enum DataError {
         detail: String,
     },
     /// A pixel is NaN or infinite.
-    #[error("{}: non-finite pixel value {value} (NaN or infinity) at flat index {index}", .path.display())]
+    #[error(
+        "{}: non-finite pixel value {value} (NaN or infinity) in image {example} (flat index {index})",
+        .path.display()
+    )]
     NonFinite {
         /// The file (or dataset name) concerned.
         path: PathBuf,
+        /// Index of the image holding the pixel.
+        example: usize,
         /// Flat index of the pixel.
         index: usize,
         /// The value found.
@@ -109,6 +114,21 @@ pub enum DataError {
         index: usize,
         /// The value found.
         value: f32,
+    },
+    /// A data directory is a regular file (or something else that is not a directory).
+    #[error("{}: is a file, not a directory: give the folder that holds the data set's files", .path.display())]
+    NotADirectory {
+        /// The path given as the data directory.
+        path: PathBuf,
+    },
+    /// The training and test splits of a data set disagree (image shape, channels, number of
+    /// classes), or one of them is empty.
+    #[error("{}: {detail}", .path.display())]
+    SplitMismatch {
+        /// The data directory (or the file) concerned.
+        path: PathBuf,
+        /// What disagrees, naming both splits.
+        detail: String,
     },
     /// The file's content is malformed in some other way (corrupt gzip stream, unsupported
     /// IDX type, bad safetensors header, wrong tensor dtype...).
@@ -152,10 +172,18 @@ impl DataError {
             | DataError::NonFinite { path, .. }
             | DataError::PixelOutOfRange { path, .. }
             | DataError::Format { path, .. }
-            | DataError::Json { path, .. } => Some(path),
+            | DataError::Json { path, .. }
+            | DataError::NotADirectory { path }
+            | DataError::SplitMismatch { path, .. } => Some(path),
             DataError::CountMismatch { images_path, .. } => Some(images_path),
             DataError::InvalidArgument { .. } => None,
         }
+    }
+
+    /// Whether this error is about a file or directory that does not exist (as opposed to one
+    /// that exists but is damaged or unreadable).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, DataError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
     }
 
     pub(crate) fn io(

@@ -108,14 +108,42 @@ pub fn load_image(path: impl AsRef<Path>, size: usize) -> Result<Vec<f32>> {
     if size == 0 {
         return Err(DataError::invalid("load_image: size", "must be positive"));
     }
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read image", e))?;
+    decode_image(path, &bytes, size)
+}
+
+/// The largest image side [`decode_image`] accepts (pixels), and the most memory the decoder
+/// may allocate: far above any ImageNet photograph, low enough that a forged header cannot make
+/// decoding take minutes or gigabytes.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 14;
+/// See [`MAX_IMAGE_SIDE`].
+pub const MAX_IMAGE_ALLOC: u64 = 1 << 30;
+
+/// [`load_image`] of an image file's content (JPEG or PNG, told by its first bytes, else by
+/// `path`'s extension); `path` names it in errors. Never panics: any byte string gives the
+/// image or [`DataError::UnreadableImage`].
+pub fn decode_image(path: impl AsRef<Path>, bytes: &[u8], size: usize) -> Result<Vec<f32>> {
+    let path = path.as_ref();
+    if size == 0 {
+        return Err(DataError::invalid("load_image: size", "must be positive"));
+    }
     let unreadable = |reason: String| DataError::UnreadableImage {
         path: path.to_path_buf(),
         reason,
     };
-    let img = ImageReader::open(path)
-        .map_err(|e| DataError::io(path, "open image", e))?
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader = reader
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, "read image", e))?
+        .map_err(|e| DataError::io(path, "read image", e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| unreadable(e.to_string()))?
         .to_rgb8();
@@ -126,8 +154,14 @@ pub fn load_image(path: impl AsRef<Path>, size: usize) -> Result<Vec<f32>> {
     let s = size as u64;
     let short = w.min(h) as u64;
     // Shorter side -> size, keeping the aspect ratio (rounded, never below size).
-    let nw = ((w as u64 * s + short / 2) / short).max(s) as u32;
-    let nh = ((h as u64 * s + short / 2) / short).max(s) as u32;
+    let nw = ((w as u64 * s + short / 2) / short).max(s);
+    let nh = ((h as u64 * s + short / 2) / short).max(s);
+    if nw.max(nh) > u32::MAX as u64 || nw.saturating_mul(nh).saturating_mul(3) > MAX_IMAGE_ALLOC {
+        return Err(unreadable(format!(
+            "a {w}x{h} image resized to {nw}x{nh} (shorter side {size}) would exceed {MAX_IMAGE_ALLOC} bytes"
+        )));
+    }
+    let (nw, nh) = (nw as u32, nh as u32);
     let resized = if (nw, nh) == (w, h) {
         img
     } else {
@@ -179,6 +213,7 @@ pub fn load_image_folder(
     max_per_class: Option<usize>,
 ) -> Result<Dataset> {
     let dir = dir.as_ref();
+    crate::check_data_dir(dir)?;
     let classes = class_folders(dir)?;
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -210,6 +245,7 @@ pub fn load_restricted_imagenet(
     size: usize,
     max_per_class: Option<usize>,
 ) -> Result<Dataset> {
+    crate::check_data_dir(dir.as_ref())?;
     let root = dir.as_ref().join(match split {
         Split::Train => "train",
         Split::Test => "val",

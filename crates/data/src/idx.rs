@@ -55,6 +55,12 @@ pub struct IdxImages {
 /// Reads a whole file, un-gzipping it when it starts with the gzip magic bytes.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, "read file", e))?;
+    gunzip_if_gzipped(path, raw)
+}
+
+/// `raw` un-gzipped when it starts with the gzip magic bytes, else `raw`; `path` names it in
+/// errors.
+fn gunzip_if_gzipped(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::new();
         GzDecoder::new(raw.as_slice())
@@ -153,6 +159,14 @@ fn parse_idx<'a>(
 pub fn read_idx_images(path: impl AsRef<Path>) -> Result<IdxImages> {
     let path = path.as_ref();
     let bytes = read_maybe_gz(path)?;
+    idx_images_from_bytes(path, bytes)
+}
+
+/// Parses the content of an IDX3 u8 image file (gzipped or not); `path` names it in errors.
+/// Never panics: any byte string gives the images or an error.
+pub fn idx_images_from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<IdxImages> {
+    let path = path.as_ref();
+    let bytes = gunzip_if_gzipped(path, bytes)?;
     let (dims, data) = parse_idx(path, &bytes, IDX_IMAGES_MAGIC, "IDX3 u8 images")?;
     Ok(IdxImages {
         count: dims[0],
@@ -166,6 +180,14 @@ pub fn read_idx_images(path: impl AsRef<Path>) -> Result<IdxImages> {
 pub fn read_idx_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let path = path.as_ref();
     let bytes = read_maybe_gz(path)?;
+    idx_labels_from_bytes(path, bytes)
+}
+
+/// Parses the content of an IDX1 u8 label file (gzipped or not); `path` names it in errors.
+/// Never panics: any byte string gives the labels or an error.
+pub fn idx_labels_from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    let bytes = gunzip_if_gzipped(path, bytes)?;
     let (_, data) = parse_idx(path, &bytes, IDX_LABELS_MAGIC, "IDX1 u8 labels")?;
     Ok(data.to_vec())
 }
@@ -232,6 +254,10 @@ pub fn idx_file_names(split: Split) -> (&'static str, &'static str) {
 
 /// `dir/name.gz` if it exists, else `dir/name` if it exists, else an error naming both.
 fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    // A missing folder falls through to the error below, which names the files expected.
+    if let Err(e @ DataError::NotADirectory { .. }) = crate::check_data_dir(dir) {
+        return Err(e);
+    }
     let gz = dir.join(format!("{name}.gz"));
     if gz.is_file() {
         return Ok(gz);

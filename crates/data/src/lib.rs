@@ -62,7 +62,7 @@ mod rng;
 pub mod store;
 pub mod synthetic;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar10;
 pub use error::{DataError, Result};
@@ -229,9 +229,16 @@ impl Dataset {
                 });
             }
         }
+        let size = self.example_size();
         for (index, &value) in self.images.iter().enumerate() {
             if !value.is_finite() {
-                return Err(DataError::NonFinite { path, index, value });
+                let example = index / size;
+                return Err(DataError::NonFinite {
+                    path,
+                    example,
+                    index,
+                    value,
+                });
             }
             if !(0.0..=1.0).contains(&value) {
                 return Err(DataError::PixelOutOfRange { path, index, value });
@@ -239,4 +246,73 @@ impl Dataset {
         }
         Ok(())
     }
+}
+
+/// Checks that `dir` is a directory: an error naming it when it does not exist (an I/O error of
+/// kind `NotFound`, see [`DataError::is_not_found`]) or is a regular file
+/// ([`DataError::NotADirectory`]).
+pub fn check_data_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(DataError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+        Err(e) => Err(DataError::io(dir, "read the data directory", e)),
+    }
+}
+
+/// Checks that the two splits of a data set go together, when the data is read: neither is
+/// empty, their images have the same shape (channels, height, width) and they have the same
+/// number of classes. `train_src` / `test_src` (files or folders) are what the error names.
+pub fn check_splits(
+    train: &Dataset,
+    train_src: &Path,
+    test: &Dataset,
+    test_src: &Path,
+) -> Result<()> {
+    let shape = |s: [usize; 3]| {
+        format!(
+            "{} channel{} of {}x{}",
+            s[0],
+            if s[0] == 1 { "" } else { "s" },
+            s[1],
+            s[2]
+        )
+    };
+    for (d, src, what) in [(train, train_src, "training"), (test, test_src, "test")] {
+        if d.is_empty() {
+            return Err(DataError::SplitMismatch {
+                path: src.to_path_buf(),
+                detail: format!("the {what} set {} holds no image", d.name),
+            });
+        }
+    }
+    if train.shape != test.shape {
+        return Err(DataError::SplitMismatch {
+            path: train_src.to_path_buf(),
+            detail: format!(
+                "the training set {} has images of {} pixels but the test set {} ({}) has {}; \
+                 both splits must have the same image shape and channels",
+                train.name,
+                shape(train.shape),
+                test.name,
+                test_src.display(),
+                shape(test.shape)
+            ),
+        });
+    }
+    if train.num_classes != test.num_classes {
+        return Err(DataError::SplitMismatch {
+            path: train_src.to_path_buf(),
+            detail: format!(
+                "the training set {} has {} classes but the test set {} ({}) has {}",
+                train.name,
+                train.num_classes,
+                test.name,
+                test_src.display(),
+                test.num_classes
+            ),
+        });
+    }
+    Ok(())
 }
