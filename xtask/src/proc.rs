@@ -212,25 +212,17 @@ pub fn parse_effective_uid(status: &str) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Writes `contents` to `path` atomically (temporary file in the same folder, then rename).
+// nrf's one atomic writer, compiled from nrf-data's own source file. xtask links no workspace
+// crate: nrf-data would bring no libtorch, but it would bring image, flate2, safetensors and rand
+// into the tool that has to build before anything else. The file depends on `std` only.
+#[allow(dead_code)]
+#[path = "../../crates/data/src/atomic.rs"]
+mod atomic;
+
+/// Writes `contents` to `path` atomically with nrf's one writer (temporary file in the same
+/// folder, fsync, rename, fsync the folder); an error names `path`.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent folder", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, contents).with_context(|| format!("could not write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("could not move {} to {}", tmp.display(), path.display())
-    })
+    Ok(atomic::write_atomic(path, contents.as_bytes())?)
 }
 
 #[cfg(test)]

@@ -4,29 +4,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: the data goes to a temporary file in the same directory,
-/// which is then renamed over `path`. Readers never see a half-written file. Parent directories
-/// are created.
+/// Writes `bytes` to `path` atomically with nrf's one writer ([`nrf_data::atomic`]): the data
+/// goes to a temporary file in the same directory, which is fsynced and renamed over `path`
+/// (and the directory fsynced). Readers never see a half-written file; a failed write names
+/// `path` and leaves it untouched. Parent directories are created.
 pub fn atomic_write(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()));
-    }
-    Ok(())
+    Ok(nrf_data::atomic::write_atomic(path.as_ref(), bytes)?)
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically to `path` (see [`atomic_write`]).
