@@ -366,3 +366,42 @@ pub fn sha256_file(path: impl AsRef<Path>) -> Result<String> {
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
+
+/// The SHA-256 (64 lowercase hex digits) of a JSON value in a canonical form: objects with
+/// their keys sorted, no spaces, numbers and strings as serde_json writes them. The same for a
+/// value and for that value written (in any layout, with any key order) and read back, so it
+/// checks the content of a JSON artefact whatever its formatting.
+pub fn canonical_json_sha256(value: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut Vec<u8>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(&serde_json::Value::String(k.clone()), out);
+                    out.push(b':');
+                    write(&map[k], out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    sha256_bytes(&out)
+}

@@ -177,3 +177,20 @@ fn a_full_disk_names_the_file_keeps_what_was_written_and_recovers() {
     atomic::write_atomic(&big, &vec![1u8; 700 << 10]).unwrap();
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 700 << 10);
 }
+
+#[test]
+fn the_canonical_json_checksum_ignores_layout_and_sees_content() {
+    use nrf_data::store::canonical_json_sha256;
+    let a =
+        serde_json::json!({"key": "ab12", "wall_s": 1.5, "output": {"acc": [0.25, 1e-9], "n": 3}});
+    let text = serde_json::to_string_pretty(&a).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let c: serde_json::Value =
+        serde_json::from_str(r#"{"output":{"n":3,"acc":[0.25,1e-9]},"wall_s":1.5,"key":"ab12"}"#)
+            .unwrap();
+    assert_eq!(canonical_json_sha256(&a), canonical_json_sha256(&b));
+    assert_eq!(canonical_json_sha256(&a), canonical_json_sha256(&c));
+    let d =
+        serde_json::json!({"key": "ab12", "wall_s": 1.5, "output": {"acc": [0.25, 1e-8], "n": 3}});
+    assert_ne!(canonical_json_sha256(&a), canonical_json_sha256(&d));
+}
