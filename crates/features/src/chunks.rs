@@ -7,7 +7,7 @@
 //! whichever process computes it, so the merged slices ([`merge_slices`], done by the next
 //! ordinary [`run_chunks`]) equal an unsharded construction byte for byte.
 use anyhow::{anyhow, bail, Context, Result};
-use nrf_models::checkpoint::{read_tensors, write_tensors_atomic};
+use nrf_models::checkpoint::{is_damaged, read_tensors, write_tensors_atomic, Damaged};
 use nrf_models::train::progress_bar;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -143,7 +143,7 @@ fn compute_chunks(
     progress: bool,
     f: &mut impl FnMut(usize) -> Result<ChunkOut>,
 ) -> Result<(Vec<ChunkOut>, usize)> {
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let n_chunks = ks.len();
     let todo: Vec<usize> = ks
         .clone()
@@ -160,15 +160,7 @@ fn compute_chunks(
     pb.reset_eta();
     let start = Instant::now();
     for &k in &todo {
-        let out = f(k)?;
-        write_tensors_atomic(
-            &chunk_path(dir, k),
-            &[
-                ("images".into(), out.images),
-                ("labels".into(), out.labels),
-                ("stats".into(), out.stats),
-            ],
-        )?;
+        write_chunk(&chunk_path(dir, k), f(k)?)?;
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -179,23 +171,55 @@ fn compute_chunks(
             start.elapsed().as_secs_f64()
         );
     }
+    // Read every chunk back. A damaged one (truncated, corrupted, checksum mismatch: see
+    // `nrf_models::checkpoint::read_tensors`) is named in a warning and computed again.
     let mut outs = Vec::with_capacity(n_chunks);
+    let mut redone = 0;
     for k in ks {
         let path = chunk_path(dir, k);
-        let t = read_tensors(&path)?;
-        let get = |name: &str| -> Result<Tensor> {
-            match t.iter().find(|(n, _)| n == name) {
-                Some((_, t)) => Ok(t.shallow_clone()),
-                None => bail!("{}: lacks tensor {name}", path.display()),
+        let out = match read_chunk(&path) {
+            Err(e) if is_damaged(&e) => {
+                tracing::warn!("{label}: {e:#}; computing chunk {k} again");
+                write_chunk(&path, f(k)?)?;
+                redone += 1;
+                read_chunk(&path)?
             }
+            other => other?,
         };
-        outs.push(ChunkOut {
-            images: get("images")?,
-            labels: get("labels")?,
-            stats: get("stats")?,
-        });
+        outs.push(out);
     }
-    Ok((outs, todo.len()))
+    Ok((outs, todo.len() + redone))
+}
+
+fn write_chunk(path: &Path, out: ChunkOut) -> Result<()> {
+    write_tensors_atomic(
+        path,
+        &[
+            ("images".into(), out.images),
+            ("labels".into(), out.labels),
+            ("stats".into(), out.stats),
+        ],
+    )
+}
+
+/// Reads one chunk file; a file that lacks one of the tensors is [`Damaged`].
+fn read_chunk(path: &Path) -> Result<ChunkOut> {
+    let t = read_tensors(path)?;
+    let get = |name: &str| -> Result<Tensor> {
+        match t.iter().find(|(n, _)| n == name) {
+            Some((_, t)) => Ok(t.shallow_clone()),
+            None => Err(Damaged {
+                path: path.to_path_buf(),
+                detail: format!("lacks tensor {name}"),
+            }
+            .into()),
+        }
+    };
+    Ok(ChunkOut {
+        images: get("images")?,
+        labels: get("labels")?,
+        stats: get("stats")?,
+    })
 }
 
 /// Removes the chunk directory once its result is stored elsewhere.
@@ -732,12 +756,104 @@ fn check_slice_set(
     })
 }
 
-/// Checks the slice file of `shard` that a job found already written (before it skips the work).
+/// Checks the slice file of `shard` that a job found already written (before it skips the work);
+/// `None` (with a warning naming it) when its data is damaged, so that the shard is recomputed.
 pub fn check_existing_slice(dir: &Path, shard: Shard, total: usize) -> Result<Option<PathBuf>> {
     let path = slice_path(dir, shard);
     if !path.exists() {
         return Ok(None);
     }
     read_slice(&path, Some(total), false)?;
+    // The header is right; the data must match its checksum too, else the shard computes it again.
+    if let Err(e) = read_tensors(&path) {
+        if is_damaged(&e) {
+            tracing::warn!("{e:#}; computing shard {shard} again");
+            return Ok(None);
+        }
+        return Err(e);
+    }
     Ok(Some(path))
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn chunk(k: usize) -> ChunkOut {
+        ChunkOut {
+            images: Tensor::full([2, 1, 2, 2], k as f64 / 10.0, (Kind::Float, Device::Cpu)),
+            labels: Tensor::full([2], k as i64, (Kind::Int64, Device::Cpu)),
+            stats: Tensor::full([2, 1], k as f64, (Kind::Float, Device::Cpu)),
+        }
+    }
+
+    /// Runs 3 chunks in `dir`; returns the labels and the chunks computed.
+    fn run(dir: &Path) -> Result<(Vec<i64>, Vec<usize>)> {
+        let mut called = Vec::new();
+        let (out, n) = run_chunks(dir, 3, "test", false, |k| {
+            called.push(k);
+            Ok(chunk(k))
+        })?;
+        assert_eq!(n, called.len());
+        Ok((Vec::<i64>::try_from(&out.labels)?, called))
+    }
+
+    #[test]
+    fn damaged_chunks_are_computed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (labels, called) = run(dir.path()).unwrap();
+        assert_eq!(labels, vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(called, vec![0, 1, 2]);
+        // Chunk 1 corrupted (one byte of its data), chunk 2 truncated.
+        let p1 = chunk_path(dir.path(), 1);
+        let mut b = std::fs::read(&p1).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0x01;
+        std::fs::write(&p1, b).unwrap();
+        let p2 = chunk_path(dir.path(), 2);
+        let b = std::fs::read(&p2).unwrap();
+        std::fs::write(&p2, &b[..b.len() / 2]).unwrap();
+        // A stale temporary file of chunk 0 is no chunk.
+        std::fs::write(dir.path().join(".chunk_00000.safetensors.tmp-1-1"), b"x").unwrap();
+        let (labels, called) = run(dir.path()).unwrap();
+        assert_eq!(labels, vec![0, 0, 1, 1, 2, 2]);
+        assert_eq!(called, vec![1, 2]);
+        let (_, called) = run(dir.path()).unwrap();
+        assert!(called.is_empty(), "{called:?}");
+    }
+
+    #[test]
+    fn a_failed_chunk_write_names_the_file_and_the_run_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        // While chunk 1 is computed, its file name gets taken by a folder: its write fails.
+        let p1 = chunk_path(dir.path(), 1);
+        let mut called = Vec::new();
+        let e = run_chunks(dir.path(), 3, "test", false, |k| {
+            called.push(k);
+            if k == 1 {
+                std::fs::create_dir_all(p1.join("x")).unwrap();
+            }
+            Ok(chunk(k))
+        })
+        .err()
+        .unwrap();
+        let e = format!("{e:#}");
+        assert!(e.contains(&p1.display().to_string()), "{e}");
+        assert!(e.contains("cannot move the written file into place"), "{e}");
+        assert_eq!(e.matches("os error").count(), 1, "{e}");
+        assert_eq!(called, vec![0, 1], "the run stops at the failed write");
+        assert!(chunk_path(dir.path(), 0).exists(), "chunk 0 is kept");
+        assert!(
+            nrf_data::atomic::remove_stale_temps(dir.path())
+                .unwrap()
+                .is_empty(),
+            "no temporary file left"
+        );
+        // The problem goes away: the run resumes at chunk 1.
+        std::fs::remove_dir_all(&p1).unwrap();
+        let (labels, called) = run(dir.path()).unwrap();
+        assert_eq!(called, vec![1, 2]);
+        assert_eq!(labels, vec![0, 0, 1, 1, 2, 2]);
+    }
 }
