@@ -44,12 +44,17 @@ pub fn reproduce(
     data_dir: Option<&Path>,
     progress: bool,
 ) -> Result<String> {
-    // One run per results folder, held until the report is written (see [`lock`]). Taken before
-    // [`pipeline::Ctx::new`], which writes run.json.
+    // The folder is checked (one preset's results) and locked (one run per results folder,
+    // held until the report is written, see [`lock`]) before the data loads.
+    preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = lock::ResultsLock::acquire(&results, "nrf reproduce")?;
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
-    let outcome = run_stages(&mut ctx);
+    let outcome = match run_stages(&mut ctx) {
+        // Nothing ran, so nothing to record: the folder's run.json and report stay as they were.
+        Err(e) if ctx.run.stages.is_empty() => return Err(e),
+        o => o,
+    };
     let missing: Vec<String> = if outcome.is_ok() {
         vec![]
     } else {
@@ -101,6 +106,7 @@ pub fn reproduce_with(
         ),
         other => other,
     };
+    preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = match shard {
         Some(s) => {

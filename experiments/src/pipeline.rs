@@ -162,25 +162,45 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
             other => bail!("unknown dataset {other}"),
         })
     };
-    let hint = if p.data.dataset == "fashion-mnist" {
-        " (install it with: apt-get install -y dataset-fashion-mnist)"
-    } else {
-        ""
+    // The install hint only when files are missing (not for a damaged or unreadable file).
+    let hint = |e: &anyhow::Error| {
+        let missing = e
+            .downcast_ref::<nrf_data::DataError>()
+            .is_some_and(nrf_data::DataError::is_not_found);
+        if missing && p.data.dataset == "fashion-mnist" {
+            " (install it with: apt-get install -y dataset-fashion-mnist)"
+        } else {
+            ""
+        }
     };
-    let mut train = load(Split::Train).with_context(|| {
-        format!(
-            "loading the {} training set from {}{hint}",
+    let mut train = load(Split::Train).map_err(|e| {
+        let context = format!(
+            "loading the {} training set from {}{}",
             p.data.dataset,
-            dir.display()
-        )
+            dir.display(),
+            hint(&e)
+        );
+        e.context(context)
     })?;
-    let mut test = load(Split::Test).with_context(|| {
-        format!(
-            "loading the {} test set from {}",
+    let mut test = load(Split::Test).map_err(|e| {
+        let context = format!(
+            "loading the {} test set from {}{}",
             p.data.dataset,
-            dir.display()
-        )
+            dir.display(),
+            hint(&e)
+        );
+        e.context(context)
     })?;
+    // The two splits must go together, and the model's normalisation must fit the images.
+    let (train_src, test_src) = if p.data.dataset == "restricted-imagenet" {
+        (dir.join("train"), dir.join("val"))
+    } else {
+        (dir.clone(), dir.clone())
+    };
+    nrf_data::check_splits(&train, &train_src, &test, &test_src)?;
+    p.model
+        .check_channels(train.shape[0], &train.name)
+        .with_context(|| format!("preset {}", p.name))?;
     if p.data.train_limit > 0 && p.data.train_limit < train.len() {
         train = train.subset(&(0..p.data.train_limit).collect::<Vec<_>>());
     }
@@ -301,7 +321,7 @@ impl Ctx {
             num_classes: Some(train.num_classes),
             ..RunInfo::default()
         };
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             preset,
             results,
             device,
@@ -319,7 +339,8 @@ impl Ctx {
             mode,
             started: Instant::now(),
         };
-        ctx.save_run()?;
+        // run.json is written with the first stage's record (see [`Ctx::record`]), not here: a
+        // run that fails before any stage leaves the folder's run.json as it was.
         Ok(ctx)
     }
 
@@ -414,7 +435,8 @@ impl Ctx {
                 );
             }
             tracing::info!("{name}: shard {shard} ({key})");
-            std::fs::create_dir_all(&work)?;
+            std::fs::create_dir_all(&work)
+                .with_context(|| format!("stage {name}: creating {}", work.display()))?;
             return match chunks::with_shard(shard, || f(self, &work)) {
                 Err(e) if chunks::is_slice_written(&e) => Err(e),
                 Err(e) => Err(e.context(format!("stage {name}, shard {shard}"))),
@@ -422,7 +444,8 @@ impl Ctx {
             };
         }
         tracing::info!("{name}: running ({key})");
-        std::fs::create_dir_all(&work)?;
+        std::fs::create_dir_all(&work)
+            .with_context(|| format!("stage {name}: creating {}", work.display()))?;
         let start = Instant::now();
         match f(self, &work) {
             Ok(output) => {

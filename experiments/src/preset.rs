@@ -576,6 +576,95 @@ impl ExtrasSection {
     }
 }
 
+/// `name` names the default results folder (`results/<name>`): one plain folder name.
+fn check_name(name: &str) -> Result<()> {
+    check(
+        !name.trim().is_empty(),
+        "name",
+        "must not be empty (it names the results folder results/<name>)".into(),
+    )?;
+    check(
+        name != "." && name != ".." && !name.contains(['/', '\\']),
+        "name",
+        format!(
+            "{name:?} is not a folder name (it names the results folder results/<name>): no \
+             '/' or '\\', not '.' or '..'"
+        ),
+    )?;
+    check(
+        !name.chars().any(char::is_control) && name.trim() == name,
+        "name",
+        format!("{name:?} has control characters or leading / trailing spaces"),
+    )
+}
+
+impl ModelSection {
+    /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.mean, &self.std) {
+            (None, None) => Ok(()),
+            (Some(_), None) | (None, Some(_)) => {
+                let (has, lacks) = if self.mean.is_some() {
+                    ("mean", "std")
+                } else {
+                    ("std", "mean")
+                };
+                bail!(
+                    "preset field `model.{lacks}`: missing while `model.{has}` is set; give \
+                     both (one value per image channel) or neither"
+                )
+            }
+            (Some(m), Some(s)) => {
+                check(
+                    !m.is_empty() && m.len() == s.len(),
+                    "model.mean / model.std",
+                    format!(
+                        "need the same length, one value per image channel (model.mean has {}, \
+                         model.std {})",
+                        m.len(),
+                        s.len()
+                    ),
+                )?;
+                for &v in m {
+                    check(
+                        v.is_finite(),
+                        "model.mean",
+                        format!("must be finite, got {m:?}"),
+                    )?;
+                }
+                for &v in s {
+                    check(
+                        v > 0.0 && v.is_finite(),
+                        "model.std",
+                        format!("must be positive and finite (the model divides by it), got {s:?}"),
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks `mean` / `std` against the data's number of image channels (when the data is
+    /// read, before anything is written).
+    pub fn check_channels(&self, channels: usize, dataset: &str) -> Result<()> {
+        for (field, v) in [("model.mean", &self.mean), ("model.std", &self.std)] {
+            if let Some(v) = v {
+                check(
+                    v.len() == channels,
+                    field,
+                    format!(
+                        "has {} value{} but the images of {dataset} have {channels} channel{}",
+                        v.len(),
+                        if v.len() == 1 { "" } else { "s" },
+                        if channels == 1 { "" } else { "s" }
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check(cond: bool, field: &str, msg: String) -> Result<()> {
     if cond {
         Ok(())
@@ -609,6 +698,42 @@ impl TrainSection {
             matches!(self.schedule.as_str(), "cosine" | "step"),
             &format!("{s}.schedule"),
             format!("must be \"cosine\" or \"step\", got {:?}", self.schedule),
+        )?;
+        check(
+            self.gamma > 0.0 && self.gamma <= 1.0,
+            &format!("{s}.gamma"),
+            format!(
+                "must be in (0, 1] (the learning rate is multiplied by it at each milestone; \
+                 0 or less would stop or reverse training, above 1 raise the rate), got {}",
+                self.gamma
+            ),
+        )?;
+        for (i, &m) in self.milestones.iter().enumerate() {
+            check(
+                i == 0 || self.milestones[i - 1] < m,
+                &format!("{s}.milestones"),
+                format!(
+                    "must be increasing epochs, each once; got {:?}",
+                    self.milestones
+                ),
+            )?;
+            check(
+                m >= 1 && m < self.epochs,
+                &format!("{s}.milestones"),
+                format!(
+                    "epoch {m} is not within training ({s}.epochs = {}): a milestone must be \
+                     in 1..{} to take effect (`--set {s}.milestones=[]` for none)",
+                    self.epochs, self.epochs
+                ),
+            )?;
+        }
+        check(
+            self.milestones.is_empty() || self.schedule == "step",
+            &format!("{s}.milestones"),
+            format!(
+                "only the \"step\" schedule has milestones (the schedule is {:?})",
+                self.schedule
+            ),
         )?;
         check(
             (0.0..1.0).contains(&self.warmup),
@@ -786,6 +911,7 @@ impl Preset {
 
     /// Checks every value; errors name the field.
     pub fn validate(&self) -> Result<()> {
+        check_name(&self.name)?;
         check(
             matches!(
                 self.data.dataset.as_str(),
@@ -897,14 +1023,64 @@ impl Preset {
         for v in &l.extra_eps {
             positive(*v, "relabel.extra_eps")?;
         }
-        if let (Some(m), Some(s)) = (&self.model.mean, &self.model.std) {
-            check(
-                m.len() == s.len(),
-                "model.mean / model.std",
-                "need the same length".into(),
-            )?;
-        }
+        self.model.validate()?;
         self.extras.validate()?;
+        Ok(())
+    }
+
+    /// Checks the results folder before anything is loaded or written: it is a folder (or does
+    /// not exist yet), and when it holds a run.json that run is of this preset (same `name`
+    /// and `data.dataset`): a folder is one preset's results, which the stage cache, run.json
+    /// and the report would otherwise mix. The message says how to proceed.
+    pub fn check_results_folder(&self, results: &Path) -> Result<()> {
+        if results.exists() && !results.is_dir() {
+            bail!(
+                "--results {}: is a file, not a folder: give a folder for the results",
+                results.display()
+            );
+        }
+        let run = results.join("run.json");
+        if !run.exists() {
+            return Ok(());
+        }
+        let how = format!(
+            "give this run another folder (--results DIR), or move {} away (or delete it) to \
+             start afresh there",
+            results.display()
+        );
+        let text = std::fs::read_to_string(&run)
+            .with_context(|| format!("reading {} (the run this folder holds)", run.display()))?;
+        let Ok(old) = serde_json::from_str::<serde_json::Value>(&text) else {
+            bail!(
+                "{} is not an nrf run record (not JSON), so {} may hold something else: {how}",
+                run.display(),
+                results.display()
+            );
+        };
+        let old_name = old.get("preset").and_then(|v| v.as_str()).unwrap_or("");
+        let old_dataset = old
+            .get("config_toml")
+            .and_then(|v| v.as_str())
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("data")?.get("dataset")?.as_str().map(str::to_string));
+        if old_name != self.name {
+            bail!(
+                "{} holds the results of preset {old_name:?} (its run.json), not of preset {:?}: \
+                 {how}",
+                results.display(),
+                self.name
+            );
+        }
+        if let Some(d) = old_dataset.filter(|d| *d != self.data.dataset) {
+            bail!(
+                "{} holds the results of preset {:?} on data set {d:?} (its run.json), but this \
+                 preset {:?} uses {:?}: {how}",
+                results.display(),
+                self.name,
+                self.name,
+                self.data.dataset
+            );
+        }
         Ok(())
     }
 
@@ -1179,6 +1355,28 @@ mod overriding {
     }
 }
 
+/// What the preset fuzz target runs on one input: `text` as a preset, then, if its first line
+/// is `# --set K=V; K=V`, with those overrides. Never panics (an `Err` is fine).
+pub fn parse_fuzz_input(text: &str) -> Result<()> {
+    let _ = Preset::parse(text, "fuzz");
+    let sets: Vec<String> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# --set "))
+        .map(|l| l.split(';').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default();
+    if !sets.is_empty() {
+        let (p, effective) = Preset::parse_with_overrides(text, "fuzz", &sets)?;
+        // The effective text parses to the same preset.
+        let again = Preset::parse(&effective, "fuzz-effective")?;
+        anyhow::ensure!(
+            serde_json::to_value(&again)? == serde_json::to_value(&p)?,
+            "the effective preset text differs from the preset it records"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1367,5 +1565,198 @@ mod tests {
         assert!(e.contains("not a dotted key"), "{e}");
         let e = err(&["rep_match..n=5"]);
         assert!(e.contains("not a dotted key"), "{e}");
+    }
+
+    // Issue 16, item 7: values that were never validated.
+
+    #[test]
+    fn gamma_must_be_in_zero_one() {
+        for v in ["-0.1", "0", "nan", "inf", "2"] {
+            let e = err(&["train_std.schedule=step", &format!("train_std.gamma={v}")]);
+            assert!(e.contains("`train_std.gamma`"), "{v}: {e}");
+        }
+        let e = err(&["fresh.gamma=-1"]);
+        assert!(e.contains("`fresh.gamma`") && e.contains("(0, 1]"), "{e}");
+        Preset::load_with_overrides("smoke", &sets(&["train_std.gamma=1"])).unwrap();
+    }
+
+    #[test]
+    fn milestones_must_increase_within_training() {
+        let step = "train_std.schedule=step";
+        let e = err(&[step, "train_std.milestones=[3, 1]"]);
+        assert!(
+            e.contains("`train_std.milestones`") && e.contains("increasing"),
+            "{e}"
+        );
+        let e = err(&[step, "train_std.milestones=[2, 2]"]);
+        assert!(e.contains("increasing"), "{e}");
+        // smoke trains 4 epochs: a milestone at 4 or later never takes effect.
+        let e = err(&[step, "train_std.milestones=[2, 4]"]);
+        assert!(e.contains("epoch 4 is not within training"), "{e}");
+        assert!(e.contains("train_std.milestones=[]"), "{e}");
+        let e = err(&[step, "train_std.milestones=[0]"]);
+        assert!(e.contains("epoch 0"), "{e}");
+        // Milestones are the step schedule's.
+        let e = err(&["train_std.milestones=[2]"]);
+        assert!(e.contains("only the \"step\" schedule"), "{e}");
+        Preset::load_with_overrides("smoke", &sets(&[step, "train_std.milestones=[1, 3]"]))
+            .unwrap();
+        // The shipped presets are valid, and shrinking cifar10's epochs names the milestones.
+        for (name, _) in BUILTIN {
+            Preset::load(name).unwrap();
+        }
+        let e = format!(
+            "{:#}",
+            Preset::load_with_overrides("cifar10", &sets(&["train_std.epochs=2"])).unwrap_err()
+        );
+        assert!(
+            e.contains("`train_std.milestones`") && e.contains("epoch 50"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mean_and_std_are_checked_naming_the_field() {
+        let e = err(&["model.mean=[0.5]", "model.std=[0.0]"]);
+        assert!(e.contains("`model.std`") && e.contains("positive"), "{e}");
+        let e = err(&["model.mean=[0.5]", "model.std=[-1.0]"]);
+        assert!(e.contains("`model.std`"), "{e}");
+        let e = err(&["model.mean=[nan]", "model.std=[1.0]"]);
+        assert!(e.contains("`model.mean`"), "{e}");
+        let e = err(&["model.mean=[0.5]"]);
+        assert!(
+            e.contains("`model.std`: missing while `model.mean` is set"),
+            "{e}"
+        );
+        let e = err(&["model.std=[0.5]"]);
+        assert!(
+            e.contains("`model.mean`: missing while `model.std` is set"),
+            "{e}"
+        );
+        let e = err(&["model.mean=[0.5, 0.5]", "model.std=[0.5]"]);
+        assert!(e.contains("model.mean has 2, model.std 1"), "{e}");
+        let e = err(&["model.mean=[]", "model.std=[]"]);
+        assert!(e.contains("model.mean / model.std"), "{e}");
+        // Against the data's channels (checked when the data is read).
+        let (p, _) = Preset::load_with_overrides(
+            "smoke",
+            &sets(&["model.mean=[0.5, 0.5, 0.5]", "model.std=[0.2, 0.2, 0.2]"]),
+        )
+        .unwrap();
+        let e = p
+            .model
+            .check_channels(1, "fashion-mnist/train")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`model.mean`") && e.contains("3 values"), "{e}");
+        assert!(e.contains("fashion-mnist/train have 1 channel"), "{e}");
+        p.model.check_channels(3, "x").unwrap();
+    }
+
+    #[test]
+    fn name_must_be_a_folder_name() {
+        for bad in ["", " ", "a/b", "../up", "..", ".", "a\\b", "x\ny", " lead"] {
+            let text = BUILTIN[0]
+                .1
+                .replacen("name = \"smoke\"", &format!("name = {bad:?}"), 1);
+            let e = format!("{:#}", Preset::parse(&text, "t").unwrap_err());
+            assert!(e.contains("`name`"), "{bad:?}: {e}");
+        }
+        for good in ["smoke-2", "my run", "a.b"] {
+            let text = BUILTIN[0]
+                .1
+                .replacen("name = \"smoke\"", &format!("name = {good:?}"), 1);
+            Preset::parse(&text, "t").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_results_folder_of_another_preset_is_refused() {
+        let (smoke, _) = Preset::load("smoke").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("r");
+        // Absent or empty: fine.
+        smoke.check_results_folder(&results).unwrap();
+        std::fs::create_dir(&results).unwrap();
+        smoke.check_results_folder(&results).unwrap();
+        let run = |preset: &str, toml: &str| {
+            let v = serde_json::json!({ "preset": preset, "config_toml": toml });
+            std::fs::write(results.join("run.json"), v.to_string()).unwrap();
+        };
+        run("smoke", BUILTIN[0].1);
+        smoke.check_results_folder(&results).unwrap();
+        run("cifar10", BUILTIN[3].1);
+        let e = smoke
+            .check_results_folder(&results)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&results.display().to_string()), "{e}");
+        assert!(
+            e.contains("preset \"cifar10\"") && e.contains("not of preset \"smoke\""),
+            "{e}"
+        );
+        assert!(
+            e.contains("--results DIR") && e.contains("start afresh"),
+            "{e}"
+        );
+        // Same name, other data set.
+        run("smoke", &BUILTIN[0].1.replace("fashion-mnist", "mnist"));
+        let e = smoke
+            .check_results_folder(&results)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on data set \"mnist\""), "{e}");
+        std::fs::write(results.join("run.json"), "{ garbage").unwrap();
+        let e = smoke
+            .check_results_folder(&results)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an nrf run record"), "{e}");
+        // A file given as the folder.
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let e = smoke.check_results_folder(&file).unwrap_err().to_string();
+        assert!(e.contains("is a file, not a folder"), "{e}");
+    }
+
+    /// Issue 16, item 5: the preset parser on arbitrary and mutated text never panics and
+    /// answers quickly (the `fuzz/` workspace's `preset` target runs the same under libFuzzer).
+    #[test]
+    fn arbitrary_preset_text_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let start = std::time::Instant::now();
+        let mut cases = 0;
+        while cases < 400 && start.elapsed().as_secs_f64() < 4.0 {
+            let base = BUILTIN[rng.gen_range(0..BUILTIN.len())].1.as_bytes();
+            let mut b: Vec<u8> = match rng.gen_range(0..3) {
+                0 => (0..rng.gen_range(0..200)).map(|_| rng.gen()).collect(),
+                _ => base.to_vec(),
+            };
+            for _ in 0..rng.gen_range(0..6) {
+                if b.is_empty() {
+                    break;
+                }
+                let i = rng.gen_range(0..b.len());
+                match rng.gen_range(0..4) {
+                    0 => b[i] = rng.gen(),
+                    1 => b[i] = b"0123456789-.=[]{}\"\n ,"[rng.gen_range(0..21)],
+                    2 => {
+                        b.truncate(i);
+                    }
+                    _ => {
+                        let j = rng.gen_range(0..b.len());
+                        let chunk = b[j..(j + 40).min(b.len())].to_vec();
+                        b.splice(i..i, chunk);
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            let one = std::time::Instant::now();
+            let _ = parse_fuzz_input(&text);
+            assert!(one.elapsed().as_secs_f64() < 1.0, "slow on {text:?}");
+            cases += 1;
+        }
+        assert!(cases >= 50, "only {cases} cases in the time");
     }
 }

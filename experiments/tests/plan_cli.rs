@@ -64,6 +64,8 @@ fn json_and_overrides() {
         "1000",
         "--set",
         "train_std.epochs=1",
+        "--set",
+        "train_std.milestones=[]",
         "--json",
     ]);
     assert!(ok, "{err}");

@@ -224,6 +224,26 @@ pub fn step_on_device(
     Ok((loss.detach(), correct))
 }
 
+/// The error of a training run whose loss or weights became NaN or infinite: names the data
+/// set, says `what` happened (epoch, step, learning rate) and which checkpoint is kept (the last
+/// one written holds finite weights: none is written after the divergence).
+fn diverged(
+    data: &str,
+    checkpoint: Option<&Path>,
+    last_saved: Option<usize>,
+    what: String,
+) -> anyhow::Error {
+    let kept = match (checkpoint, last_saved) {
+        (Some(stem), Some(e)) => format!(
+            "; the last good checkpoint, {} (after epoch {e}), is kept",
+            crate::checkpoint::paths(stem).0.display()
+        ),
+        (Some(_), None) => "; no checkpoint had been written yet".to_string(),
+        (None, _) => String::new(),
+    };
+    anyhow::anyhow!("training on {data} diverged: {what}{kept}; lower the learning rate")
+}
+
 /// Steps between two reads of the running loss (the divergence check, and the progress
 /// message when shown): one host synchronisation per this many steps instead of two per step.
 pub const SYNC_EVERY: usize = 25;
@@ -260,6 +280,8 @@ pub fn train(
     );
     let mut history: Vec<EpochReport> = Vec::new();
     let describe = perturber.map(|p| p.describe());
+    // The epoch of the last checkpoint this training has (written or resumed from).
+    let mut last_saved: Option<usize> = None;
     if let Some(stem) = checkpoint {
         if let Some((meta, tensors)) = load_training::<CheckpointMeta>(stem)? {
             let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)?
@@ -279,6 +301,7 @@ pub fn train(
                     buf.copy_(src);
                 }
                 history = meta.history;
+                last_saved = Some(history.len());
                 tracing::info!("resuming {} from epoch {}", st.display(), history.len());
             } else {
                 tracing::warn!(
@@ -313,7 +336,7 @@ pub fn train(
         // in batch order), read every SYNC_EVERY steps and at the end of the epoch.
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
         let mut correct = Tensor::zeros([], (Kind::Int64, device));
-        let (mut seen, mut lr, mut checked) = (0usize, 0.0, 0usize);
+        let (mut seen, mut lr, mut checked, mut step) = (0usize, 0.0, 0usize, 0usize);
         for b in 0..steps_per_epoch {
             let len = bs.min(n - b * bs);
             let idx = order.narrow(0, (b * bs) as i64, len as i64);
@@ -322,7 +345,7 @@ pub fn train(
             if let Augment::CropFlip { pad } = cfg.augment {
                 xb = crop_flip(&xb, pad, &mut rng);
             }
-            let step = (epoch - 1) * steps_per_epoch + b;
+            step = (epoch - 1) * steps_per_epoch + b;
             lr = cfg.schedule.lr_at(step, total, steps_per_epoch);
             let (loss, c) = step_on_device(model, &mut sgd, &xb, &yb, lr, perturber)?;
             {
@@ -335,7 +358,15 @@ pub fn train(
             if (b + 1) % SYNC_EVERY == 0 || b + 1 == steps_per_epoch {
                 let sum = loss_sum.double_value(&[]);
                 if !sum.is_finite() {
-                    bail!("training diverged: the loss became {sum} at epoch {epoch}, between steps {checked} and {b} (learning rate {lr} at step {b}); lower the learning rate");
+                    return Err(diverged(
+                        &data.name,
+                        checkpoint,
+                        last_saved,
+                        format!(
+                            "the loss became {sum} at epoch {epoch}, between steps {checked} and \
+                             {b} of the epoch (step {step} overall; learning rate {lr})"
+                        ),
+                    ));
                 }
                 checked = b + 1;
                 if !pb.is_hidden() {
@@ -382,6 +413,22 @@ pub fn train(
                     .enumerate()
                     .map(|(i, b)| (format!("sgd.{i}"), b.shallow_clone())),
             );
+            // The loss is read before each step's update, so the epoch's last update can make
+            // the weights non-finite unseen: never checkpoint such weights.
+            if let Some((name, _)) = tensors
+                .iter()
+                .find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0)
+            {
+                return Err(diverged(
+                    &data.name,
+                    checkpoint,
+                    last_saved,
+                    format!(
+                        "{name} became NaN or infinite in epoch {epoch} (by its last steps, up \
+                         to step {step} overall; learning rate {lr})"
+                    ),
+                ));
+            }
             let meta = CheckpointMeta {
                 config: cfg.clone(),
                 spec: model.spec.clone(),
@@ -390,6 +437,7 @@ pub fn train(
                 history: history.clone(),
             };
             save_training(stem, &tensors, &meta)?;
+            last_saved = Some(epoch);
         }
         if stop {
             break;
