@@ -3,6 +3,7 @@
 //! Run `cargo xtask help` for the commands. This crate links no libtorch and depends on anyhow
 //! only, so it compiles in seconds on a fresh machine.
 
+mod fuzz;
 mod proc;
 mod torch;
 mod twin;
@@ -34,6 +35,10 @@ commands:
   gpu-check [ARGS]      setup, then `nrf gpu-check ARGS`: the cifar10 preset at toy sizes on a
                         synthetic CIFAR-10, on CUDA and on the CPU, first numbers compared; on a
                         machine without a GPU it says so and exits 0
+  fuzz --target T [--seconds S]
+                        build the libFuzzer target T of fuzz/ (idx, cifar, image, constructed,
+                        preset, or all) instrumented, run it S seconds (default 20) from
+                        fuzz/corpus/T, print executions and crashes (docs/reliability.md)
   screenshot HTML PNG   render HTML to PNG with headless Chromium (installs Debian's chromium
                         package first when missing and running as root)
   env                   print the torch environment and the shell exports that select it
@@ -108,6 +113,16 @@ fn run(args: &[String]) -> Result<()> {
             let mut a = vec!["gpu-check".to_string()];
             a.extend(strip_dashdash(rest).iter().cloned());
             cargo_nrf(&env, &a, &[])
+        }
+        "fuzz" => {
+            let o = fuzz::parse(strip_dashdash(rest))?;
+            // Only the preset target links libtorch.
+            let env = if o.targets.iter().any(|t| t == "preset") {
+                torch::child_env(&setup()?)
+            } else {
+                vec![]
+            };
+            fuzz::run(&workspace_root(), &o, &env)
         }
         "screenshot" => match strip_dashdash(rest) {
             [html, png] => screenshot(Path::new(html), Path::new(png)),

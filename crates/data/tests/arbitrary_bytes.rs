@@ -230,3 +230,36 @@ fn huge_image_headers_are_refused_quickly() {
     .to_string();
     assert!(e.contains("strip.png") && e.contains("would exceed"), "{e}");
 }
+
+/// Writes the fuzz targets' seed corpus (`fuzz/corpus/<target>/`) when `NRF_WRITE_FUZZ_CORPUS`
+/// names the corpus folder: `NRF_WRITE_FUZZ_CORPUS=$PWD/fuzz/corpus cargo test -p nrf-data
+/// --test arbitrary_bytes write_fuzz_seed_corpus`. Does nothing otherwise.
+#[test]
+fn write_fuzz_seed_corpus() {
+    let Some(root) = std::env::var_os("NRF_WRITE_FUZZ_CORPUS") else {
+        return;
+    };
+    let root = Path::new(&root);
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let d = root.join(target);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), bytes).unwrap();
+    };
+    put("idx", "images-3x4x5", &idx_file(false));
+    put("idx", "images-3x4x5.gz", &idx_file(true));
+    let dir = tempfile::tempdir().unwrap();
+    idx::write_idx_labels(dir.path().join("l"), &[1, 2, 3, 9], false).unwrap();
+    put("idx", "labels-4", &std::fs::read(dir.path().join("l")).unwrap());
+    put("cifar", "one-record", &cifar_file());
+    let mut two = cifar_file();
+    two.extend(cifar_file());
+    put("cifar", "two-records", &two);
+    // The image target's first byte: bit 0 picks the extension (0 JPEG, 1 PNG), the rest the size.
+    let mut png = vec![0x0f];
+    png.extend(png_file());
+    put("image", "png-5x3", &png);
+    let mut jpeg = vec![0x0e];
+    jpeg.extend(jpeg_file());
+    put("image", "jpeg-9x6", &jpeg);
+    put("constructed", "d_r-2", &constructed_file());
+}
