@@ -26,6 +26,7 @@ pub mod lock;
 pub mod pipeline;
 pub mod plan;
 pub mod preset;
+pub mod records;
 pub mod shard;
 pub mod table1;
 pub mod theory;

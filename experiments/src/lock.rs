@@ -92,6 +92,9 @@ impl ResultsLock {
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(info.as_bytes()))
             .with_context(|| format!("writing the lock file {}", path.display()))?;
+        // The folder is this process's alone now (shard jobs hold it shared and so never clean):
+        // every temporary file of the atomic writer in it is an interrupted run's leftover.
+        remove_stale_temps(results);
         Ok(ResultsLock {
             file: Some(file),
             path,
@@ -118,6 +121,25 @@ impl Drop for ResultsLock {
         if let (Some(f), true) = (&self.file, self.exclusive) {
             let _ = f.set_len(0);
         }
+    }
+}
+
+/// Removes the temporary files that interrupted runs left under `results`
+/// (`nrf_data::atomic::remove_stale_temps`), saying which; a failure to clean is only a warning.
+fn remove_stale_temps(results: &Path) {
+    match nrf_data::atomic::remove_stale_temps(results) {
+        Ok(removed) => {
+            for p in removed {
+                tracing::info!(
+                    "removed {} (a temporary file left by an interrupted run)",
+                    p.display()
+                );
+            }
+        }
+        Err(e) => tracing::warn!(
+            "could not clean the temporary files under {}: {e}",
+            results.display()
+        ),
     }
 }
 
@@ -235,6 +257,28 @@ mod tests {
         );
         let m = busy_message(dir, "pid: 7\n");
         assert!(m.contains("pid 7 on host unknown"), "{m}");
+    }
+
+    #[test]
+    fn taking_the_lock_cleans_stale_temp_files_and_a_shared_hold_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir
+            .path()
+            .join("work/train_C_std-ab/.ckpt.safetensors.tmp-99-0");
+        let kept = dir.path().join("work/train_C_std-ab/ckpt.safetensors");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::write(&kept, b"whole").unwrap();
+        let shared = ResultsLock::acquire_shared(dir.path(), "nrf test --shard 1/2").unwrap();
+        assert!(
+            stale.exists(),
+            "a shared hold leaves other jobs' files alone"
+        );
+        drop(shared);
+        let lock = ResultsLock::acquire(dir.path(), "nrf test").unwrap();
+        assert!(lock.is_locked());
+        assert!(!stale.exists(), "the stale temporary file is removed");
+        assert!(kept.exists());
     }
 
     #[test]

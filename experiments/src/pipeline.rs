@@ -2,12 +2,13 @@
 //! configuration and inputs, model training + evaluation, constructed-dataset stages, and the
 //! run record (`run.json`). Every artefact is written atomically; an interrupted run resumes.
 use crate::preset::{EnsembleSection, EvalSection, Preset, TrainSection};
+use crate::records;
 use anyhow::{bail, Context, Result};
 use nrf_attacks::{
     ensemble_evaluation, evaluate_grid, AdvTraining, EnsembleAttack, Linf, PgdConfig, ThreatModel,
     L2,
 };
-use nrf_data::store::{read_json, write_json_atomic};
+use nrf_data::store::write_json_atomic;
 use nrf_data::{Dataset, Split};
 use nrf_features::chunks::{self, Shard, SliceWritten};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
@@ -61,6 +62,8 @@ pub struct Ctx {
     /// How this process takes part in the run ([`Mode`]).
     pub mode: Mode,
     started: Instant,
+    /// The files the running stages write, for their records ([`records`]).
+    outputs: records::Outputs,
 }
 
 /// How a process takes part in a run: the whole run (the default), one shard of every
@@ -112,13 +115,6 @@ struct Ensembled {
     after: Vec<(String, f64)>,
     checks: EvalChecks,
     wall_s: f64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StageRecord<T> {
-    key: String,
-    wall_s: f64,
-    output: T,
 }
 
 /// SHA-256 (hex, 16 chars) of the JSON of `v`.
@@ -338,6 +334,7 @@ impl Ctx {
             run,
             mode,
             started: Instant::now(),
+            outputs: records::Outputs::default(),
         };
         // run.json is written with the first stage's record (see [`Ctx::record`]), not here: a
         // run that fails before any stage leaves the folder's run.json as it was.
@@ -392,13 +389,9 @@ impl Ctx {
         key_input: &impl Serialize,
     ) -> Option<(T, f64, String)> {
         let (key, record_path) = self.stage_key(name, key_input);
-        if !record_path.exists() {
-            return None;
-        }
-        match read_json::<StageRecord<T>>(&record_path) {
-            Ok(rec) if rec.key == key => Some((rec.output, rec.wall_s, key)),
-            _ => None,
-        }
+        // A damaged record, or one whose files are damaged, is not used (a warning names it).
+        records::read::<T>(&self.results, &record_path, &key, &self.outputs)
+            .map(|rec| (rec.output, rec.wall_s, key))
     }
 
     /// Runs `f` unless a completed record of stage `name` with the same key exists. `key_input`
@@ -447,16 +440,20 @@ impl Ctx {
         std::fs::create_dir_all(&work)
             .with_context(|| format!("stage {name}: creating {}", work.display()))?;
         let start = Instant::now();
-        match f(self, &work) {
+        self.outputs.begin();
+        let result = f(self, &work);
+        let files = self.outputs.end();
+        match result {
             Ok(output) => {
                 let wall_s = start.elapsed().as_secs_f64();
-                write_json_atomic(
+                records::write(
+                    &self.results,
                     &record_path,
-                    &StageRecord {
-                        key: key.clone(),
-                        wall_s,
-                        output: &output,
-                    },
+                    &key,
+                    wall_s,
+                    &output,
+                    &files,
+                    &self.outputs,
                 )?;
                 self.record(StageInfo {
                     name: name.into(),
@@ -992,7 +989,7 @@ impl Ctx {
                     Some((&tx, &ty)),
                     Some(&work.join("ckpt")),
                 )?;
-                save_model(&model, &ctx.path(&format!("weights/{name}")))?;
+                ctx.save_weights(&model, name)?;
                 let final_train_acc = {
                     let (x, y) = dataset_to_tensors(data, ctx.device);
                     nrf_models::accuracy(&model, &x, &y, ctx.preset.eval.batch_size as i64)
@@ -1108,6 +1105,17 @@ impl Ctx {
         spec
     }
 
+    /// Saves the weights of model `name` (`weights/<name>`), noted as an output of the running
+    /// stage (its record checks them: see [`records`]).
+    pub fn save_weights(&self, model: &Model, name: &str) -> Result<()> {
+        let stem = self.path(&format!("weights/{name}"));
+        save_model(model, &stem)?;
+        let (st, js) = nrf_models::checkpoint::paths(&stem);
+        self.outputs.note(st);
+        self.outputs.note(js);
+        Ok(())
+    }
+
     /// Loads the weights saved by [`Ctx::model_stage`].
     pub fn load_weights(&self, name: &str) -> Result<Model> {
         let mut m = load_model(&self.path(&format!("weights/{name}")), self.device)?;
@@ -1121,8 +1129,13 @@ impl Ctx {
         ds: &nrf_data::store::ConstructedDataset,
         info: &ConstructedInfo,
     ) -> Result<()> {
-        nrf_data::store::save_constructed(self.path(&format!("data/{}", info.name)), ds)?;
-        write_json_atomic(self.path(&format!("datasets/{}.json", info.name)), info)?;
+        let (st, js) =
+            nrf_data::store::save_constructed(self.path(&format!("data/{}", info.name)), ds)?;
+        let summary = self.path(&format!("datasets/{}.json", info.name));
+        write_json_atomic(&summary, info)?;
+        for f in [st, js, summary] {
+            self.outputs.note(f);
+        }
         Ok(())
     }
 
