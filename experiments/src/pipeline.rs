@@ -1131,11 +1131,12 @@ impl Ctx {
     ) -> Result<()> {
         let (st, js) =
             nrf_data::store::save_constructed(self.path(&format!("data/{}", info.name)), ds)?;
-        let summary = self.path(&format!("datasets/{}.json", info.name));
-        write_json_atomic(&summary, info)?;
-        for f in [st, js, summary] {
-            self.outputs.note(f);
-        }
+        // The data and its side file are what later stages read (the summary is the report's,
+        // and records a wall time: listing it would make the stage record differ between two
+        // runs with the same results).
+        self.outputs.note(st);
+        self.outputs.note(js);
+        write_json_atomic(self.path(&format!("datasets/{}.json", info.name)), info)?;
         Ok(())
     }
 
