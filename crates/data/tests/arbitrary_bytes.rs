@@ -249,7 +249,11 @@ fn write_fuzz_seed_corpus() {
     put("idx", "images-3x4x5.gz", &idx_file(true));
     let dir = tempfile::tempdir().unwrap();
     idx::write_idx_labels(dir.path().join("l"), &[1, 2, 3, 9], false).unwrap();
-    put("idx", "labels-4", &std::fs::read(dir.path().join("l")).unwrap());
+    put(
+        "idx",
+        "labels-4",
+        &std::fs::read(dir.path().join("l")).unwrap(),
+    );
     put("cifar", "one-record", &cifar_file());
     let mut two = cifar_file();
     two.extend(cifar_file());
