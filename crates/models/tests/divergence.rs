@@ -99,7 +99,11 @@ fn weights_made_non_finite_by_an_epochs_last_step_are_never_checkpointed() {
     assert!(e.contains("training on probe/train diverged"), "{e}");
     assert!(e.contains("became NaN or infinite in epoch 2"), "{e}");
     assert!(e.contains("(after epoch 1), is kept"), "{e}");
-    assert_eq!(checkpoint_state(&stem), (1, true), "non-finite weights were saved");
+    assert_eq!(
+        checkpoint_state(&stem),
+        (1, true),
+        "non-finite weights were saved"
+    );
 }
 
 #[test]
