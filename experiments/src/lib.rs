@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 pub mod bench;
+pub mod chaos;
 pub mod construct_cmd;
 pub mod extras;
 pub mod figure2;

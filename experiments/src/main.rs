@@ -173,6 +173,24 @@ enum Cmd {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// The kill/resume harness: run the preset once uninterrupted, then again killed with
+    /// SIGKILL at --kills seeded random moments and resumed, and compare every result file (1
+    /// libtorch thread, so both are bit-for-bit reproducible). Exit 1 when they differ.
+    Chaos {
+        /// Built-in preset name or a TOML file.
+        #[arg(long, default_value = "smoke")]
+        preset: String,
+        /// Override a preset value (repeatable), as for `nrf reproduce`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Folder of the reference and killed runs (a finished reference there is reused).
+        #[arg(long, default_value = "results/chaos")]
+        work: PathBuf,
+    },
 }
 
 /// A TorchScript model and the preset whose data and settings it is used with.
@@ -288,6 +306,33 @@ fn run() -> Result<()> {
                 start.elapsed().as_secs_f64() / 60.0,
                 results.join("report.html").display()
             );
+        }
+        Cmd::Chaos {
+            preset,
+            set,
+            kills,
+            seed,
+            work,
+        } => {
+            use nrf_experiments::chaos;
+            let bin = std::env::current_exe().context("locating the nrf binary")?;
+            let cfg = chaos::ChaosConfig {
+                bin,
+                preset,
+                set,
+                kills,
+                seed,
+                work: work.clone(),
+            };
+            let report = chaos::run(&cfg)?;
+            print!("{}", report.to_text());
+            nrf_data::store::write_json_atomic(work.join("chaos.json"), &report)?;
+            if !report.identical() {
+                anyhow::bail!("chaos: the killed run's results differ from the reference's");
+            }
+            if !report.passed() {
+                anyhow::bail!("chaos: a kill left a damaged artefact (see the warnings above)");
+            }
         }
         Cmd::Shards { results } => {
             let report = nrf_experiments::shard::check_results(&results)?;

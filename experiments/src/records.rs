@@ -214,6 +214,46 @@ mod tests {
         read::<Out>(dir, record, key, &Outputs::default()).map(|r| r.output)
     }
 
+    /// Found by the kill/resume harness: records whose numbers have 17 significant digits (wall
+    /// times, accuracies as f32 widened to f64) hashed differently once read back, so every
+    /// resumed run took each record for damaged and ran every stage again. A record must read
+    /// back as written, whatever its floats.
+    #[test]
+    fn records_with_any_floats_read_back_sound() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Floats {
+            xs: Vec<f64>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0.1f64;
+        let xs: Vec<f64> = (0..2000)
+            .map(|i| {
+                x = (x * 3.7 + 0.123456789).fract();
+                match i % 4 {
+                    0 => x,
+                    1 => (x as f32) as f64,
+                    2 => x * 1e-7,
+                    _ => x * 1234.5678,
+                }
+            })
+            .collect();
+        let out = Floats { xs };
+        let record = dir.path().join("stages/floats.json");
+        write(
+            dir.path(),
+            &record,
+            "k",
+            0.981268065,
+            &out,
+            &[],
+            &Outputs::default(),
+        )
+        .unwrap();
+        let back = read::<Floats>(dir.path(), &record, "k", &Outputs::default())
+            .expect("a record just written reads back as sound");
+        assert_eq!(back.output, out);
+    }
+
     #[test]
     fn a_sound_record_is_used_and_lists_its_files() {
         let (dir, record, _, outputs) = folder();

@@ -32,6 +32,9 @@ commands:
   twin [ARGS]           setup, then run the PyTorch fidelity twin (experiments/twin/nrf_twin.py)
                         on a preset and compare its Figure 2 / Table 1 numbers with nrf's results
                         (DIR/twin/comparison.md); `cargo xtask twin --help` for ARGS
+  chaos [ARGS]          setup, then `nrf chaos ARGS`: the kill/resume harness (--preset P --kills N
+                        --seed S [--set K=V] [--work DIR]): the run SIGKILLed N times at seeded
+                        moments must end with exactly the results of an uninterrupted run
   gpu-check [ARGS]      setup, then `nrf gpu-check ARGS`: the cifar10 preset at toy sizes on a
                         synthetic CIFAR-10, on CUDA and on the CPU, first numbers compared; on a
                         machine without a GPU it says so and exits 0
@@ -107,6 +110,12 @@ fn run(args: &[String]) -> Result<()> {
             let args = twin::parse_args(rest, DEFAULT_PRESET)?;
             let env = setup()?;
             twin::run(&env, &workspace_root(), &args)
+        }
+        "chaos" => {
+            let env = setup()?;
+            let mut a = vec!["chaos".to_string()];
+            a.extend(strip_dashdash(rest).iter().cloned());
+            cargo_nrf(&env, &a, &[])
         }
         "gpu-check" => {
             let env = setup()?;

@@ -59,6 +59,10 @@ pub struct RepMatchSummary {
     pub final_rel_err: f64,
     pub mean_dist_to_x: f64,
     pub mean_dist_to_x0: f64,
+    /// Chunks this process computed (the rest were loaded from an earlier, interrupted run):
+    /// for the log only, never saved, since a resumed run's count differs from an uninterrupted
+    /// run's while its data set does not.
+    #[serde(skip)]
     pub chunks_computed: usize,
 }
 
