@@ -1074,12 +1074,22 @@ pub fn bar_plot_with_errors(
         }
         draw_hlines(&main, &mut chart, xr, &opts.hlines)?;
         let base = main.get_base_pixel();
+        // Value labels at 12.5 px, smaller where the bars are too narrow for them (three or
+        // more series), so that neighbours never overlap: each label fits its bar's slot.
+        let bar_px =
+            (chart.backend_coord(&(bw, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0).max(1) as f64;
+        let mut size: f64 = 12.5;
+        for (_, text) in &labels {
+            while size > 8.0 && text_width(text, size, false)? > bar_px - 2.0 {
+                size -= 0.5;
+            }
+        }
         for ((px, py), text) in labels {
             draw_text(
                 &main,
                 &text,
                 (px - base.0, py - base.1 - 3),
-                &TextStyle::new(12.5).anchor(HAlign::Center, VAlign::Bottom),
+                &TextStyle::new(size).anchor(HAlign::Center, VAlign::Bottom),
             )?;
         }
         // Category labels under the axis, wrapped to their slot.
