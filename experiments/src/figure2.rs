@@ -143,8 +143,8 @@ pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchCon
         step_start: r.step_start,
         step_end: r.step_end,
         batch_size: r.batch_size,
-        distance: r.distance(),
-        start: r.start_mode(),
+        distance: r.distance,
+        start: r.start,
         seed: preset.stage_seed(stage),
     }
 }

@@ -1,7 +1,7 @@
 //! The `nrf` command line. Run it through `cargo xtask nrf -- <args>` (which sets libtorch up).
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use nrf_experiments::preset::{Preset, BUILTIN};
+use nrf_experiments::preset::{DatasetName, Preset, BUILTIN};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -380,11 +380,14 @@ fn run() -> Result<()> {
         }
         Cmd::DataInfo { dataset, data_dir } => {
             let (mut p, _) = Preset::load("fashion-mnist")?;
-            p.data.dataset = dataset;
+            p.data.dataset = dataset.parse().context("--dataset")?;
             p.data.dir = None;
             let dir = data_dir.or_else(|| {
-                (p.data.dataset.contains("mnist"))
-                    .then(|| PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR))
+                matches!(
+                    p.data.dataset,
+                    DatasetName::FashionMnist | DatasetName::Mnist
+                )
+                .then(|| PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR))
             });
             let (train, test) = nrf_experiments::pipeline::load_data(&p, dir.as_deref())?;
             println!("{}", nrf_data::data_info(&train));

@@ -1,13 +1,10 @@
 //! The pipeline's machinery: loaded data, stage caching keyed by a hash of each stage's
 //! configuration and inputs, model training + evaluation, constructed-dataset stages, and the
 //! run record (`run.json`). Every artefact is written atomically; an interrupted run resumes.
-use crate::preset::{EnsembleSection, EvalSection, Preset, TrainSection};
+use crate::preset::{DatasetName, EnsembleSection, EvalSection, Preset, TrainSection};
 use crate::records;
 use anyhow::{bail, Context, Result};
-use nrf_attacks::{
-    ensemble_evaluation, evaluate_grid, AdvTraining, EnsembleAttack, Linf, PgdConfig, ThreatModel,
-    L2,
-};
+use nrf_attacks::{ensemble_evaluation, evaluate_grid, AdvTraining, EnsembleAttack, PgdConfig, L2};
 use nrf_data::store::write_json_atomic;
 use nrf_data::{Dataset, Split};
 use nrf_features::chunks::{self, Shard, SliceWritten};
@@ -147,15 +144,14 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
         ),
     };
     let load = |split| -> Result<Dataset> {
-        Ok(match p.data.dataset.as_str() {
-            "fashion-mnist" => nrf_data::idx::load_fashion_mnist(&dir, split)?,
-            "mnist" => nrf_data::idx::load_mnist(&dir, split)?,
-            "cifar10" => nrf_data::cifar::load_cifar10(&dir, split)?,
-            "restricted-imagenet" => {
+        Ok(match p.data.dataset {
+            DatasetName::FashionMnist => nrf_data::idx::load_fashion_mnist(&dir, split)?,
+            DatasetName::Mnist => nrf_data::idx::load_mnist(&dir, split)?,
+            DatasetName::Cifar10 => nrf_data::cifar::load_cifar10(&dir, split)?,
+            DatasetName::RestrictedImagenet => {
                 let size = p.data.image_size.unwrap_or(224);
                 nrf_data::folder::load_restricted_imagenet(&dir, split, size, p.data.max_per_class)?
             }
-            other => bail!("unknown dataset {other}"),
         })
     };
     // The install hint only when files are missing (not for a damaged or unreadable file).
@@ -163,7 +159,7 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
         let missing = e
             .downcast_ref::<nrf_data::DataError>()
             .is_some_and(nrf_data::DataError::is_not_found);
-        if missing && p.data.dataset == "fashion-mnist" {
+        if missing && p.data.dataset == DatasetName::FashionMnist {
             " (install it with: apt-get install -y dataset-fashion-mnist)"
         } else {
             ""
@@ -188,7 +184,7 @@ pub fn load_data(p: &Preset, data_dir: Option<&Path>) -> Result<(Dataset, Datase
         e.context(context)
     })?;
     // The two splits must go together, and the model's normalisation must fit the images.
-    let (train_src, test_src) = if p.data.dataset == "restricted-imagenet" {
+    let (train_src, test_src) = if p.data.dataset == DatasetName::RestrictedImagenet {
         (dir.join("train"), dir.join("val"))
     } else {
         (dir.clone(), dir.clone())
@@ -956,10 +952,7 @@ impl Ctx {
                 let mut model = Model::new(&spec, ctx.device, seed as i64)?;
                 let adv = match &section.attack {
                     Some(a) => {
-                        let threat: Box<dyn ThreatModel> = match a.norm.as_str() {
-                            "linf" => Box::new(Linf::new(a.eps)?),
-                            _ => Box::new(L2::new(a.eps)?),
-                        };
+                        let threat = a.norm.ball(a.eps)?;
                         let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
                             .with_random_start(a.random_start)
                             .with_use_best(true);

@@ -23,7 +23,7 @@
 //! they are fooled. Only convolutions and linear layers are counted; theory (section 4, ndarray)
 //! and the report are not network work and are left out.
 use crate::extras::arch_slug;
-use crate::preset::{IndependentModel, Preset, TrainSection};
+use crate::preset::{DatasetName, IndependentModel, Preset, TrainSection};
 use crate::table1::{eps_tag, set_name};
 use anyhow::{bail, Context, Result};
 use nrf_models::flops::{cost, Cost};
@@ -400,9 +400,11 @@ pub fn data_sizes(p: &Preset, data_dir: Option<&Path>) -> Result<(usize, usize, 
     let dir = data_dir
         .map(Path::to_path_buf)
         .or_else(|| p.data.dir.clone());
-    let (train, test, from) = match p.data.dataset.as_str() {
-        "fashion-mnist" | "mnist" => (60_000, 10_000, "the data set's published size".to_string()),
-        "cifar10" => match dir.as_deref().and_then(|d| cifar_counts(d).ok()) {
+    let (train, test, from) = match p.data.dataset {
+        DatasetName::FashionMnist | DatasetName::Mnist => {
+            (60_000, 10_000, "the data set's published size".to_string())
+        }
+        DatasetName::Cifar10 => match dir.as_deref().and_then(|d| cifar_counts(d).ok()) {
             Some((tr, te)) => (
                 tr,
                 te,
@@ -410,7 +412,7 @@ pub fn data_sizes(p: &Preset, data_dir: Option<&Path>) -> Result<(usize, usize, 
             ),
             None => (50_000, 10_000, "the data set's published size".into()),
         },
-        "restricted-imagenet" => {
+        DatasetName::RestrictedImagenet => {
             let cap = p.data.max_per_class;
             match dir.as_deref().and_then(|d| imagenet_counts(d, cap).ok()) {
                 Some((tr, te)) => (
@@ -438,7 +440,6 @@ pub fn data_sizes(p: &Preset, data_dir: Option<&Path>) -> Result<(usize, usize, 
                 }
             }
         }
-        other => bail!("preset field `data.dataset`: unknown dataset {other:?}"),
     };
     let limit = |n: usize, l: usize| if l > 0 { n.min(l) } else { n };
     Ok((
@@ -484,16 +485,16 @@ fn imagenet_counts(dir: &Path, cap: Option<usize>) -> Result<(usize, usize)> {
 
 /// The image shape and class count of the preset's data set.
 pub fn data_shape(p: &Preset) -> ([i64; 3], i64) {
-    match p.data.dataset.as_str() {
-        "cifar10" => ([3, 32, 32], 10),
-        "restricted-imagenet" => {
+    match p.data.dataset {
+        DatasetName::Cifar10 => ([3, 32, 32], 10),
+        DatasetName::RestrictedImagenet => {
             let s = p.data.image_size.unwrap_or(224) as i64;
             (
                 [3, s, s],
                 nrf_data::folder::RESTRICTED_IMAGENET_CLASSES.len() as i64,
             )
         }
-        _ => ([1, 28, 28], 10),
+        DatasetName::FashionMnist | DatasetName::Mnist => ([1, 28, 28], 10),
     }
 }
 
@@ -552,7 +553,7 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
         b.model("C_indep", &arch, rep_n.min(free).max(1), &p.fresh, false);
     }
     if e.cosine_ablation {
-        let (_, alt) = crate::extras::cosine::alternative(p.rep_match.distance());
+        let (_, alt) = crate::extras::cosine::alternative(p.rep_match.distance);
         b.rep(alt, rep_n);
         b.model(&format!("cos_on_{alt}"), &arch, rep_n, &p.fresh, true);
     }
@@ -815,7 +816,7 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
     Ok(Plan {
         preset: p.name.clone(),
         overrides: p.overrides.clone(),
-        dataset: p.data.dataset.clone(),
+        dataset: p.data.dataset.to_string(),
         train_images: train_n,
         test_images: test_n,
         sizes_from,

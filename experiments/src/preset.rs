@@ -1,12 +1,14 @@
 //! Presets: every hyper-parameter of a reproduction in one TOML file, with units in comments.
-//! Unknown keys and bad values are errors that name the field.
+//! Unknown keys and bad values are errors that name the field. Enum-valued fields are typed
+//! (serde refuses a bad value, listing the accepted spellings); what `validate` checks is ranges.
 use anyhow::{bail, Context, Result};
-use nrf_attacks::Distance;
+use nrf_attacks::{Distance, Norm};
 use nrf_features::repmatch::StartMode;
 use nrf_models::train::Augment;
 use nrf_models::{Arch, Init, LrSchedule, TrainConfig};
 use nrf_report::results::eps_eq;
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The presets shipped with nrf (embedded in the binary).
@@ -60,8 +62,7 @@ pub struct Preset {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// "fashion-mnist", "mnist", "cifar10" or "restricted-imagenet".
-    pub dataset: String,
+    pub dataset: DatasetName,
     /// Directory of the files; `--data-dir` overrides it.
     #[serde(default)]
     pub dir: Option<PathBuf>,
@@ -76,6 +77,43 @@ pub struct DataSection {
     /// Images per class for image-folder datasets (None = all).
     #[serde(default)]
     pub max_per_class: Option<usize>,
+}
+
+/// `data.dataset`: the data sets nrf reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetName {
+    FashionMnist,
+    Mnist,
+    Cifar10,
+    RestrictedImagenet,
+}
+
+impl DatasetName {
+    /// As preset files spell it: "fashion-mnist", "mnist", "cifar10", "restricted-imagenet".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Mnist => "mnist",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::RestrictedImagenet => "restricted-imagenet",
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As preset files spell it; an error lists the accepted names.
+impl std::str::FromStr for DatasetName {
+    type Err = serde::de::value::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use serde::de::IntoDeserializer;
+        DatasetName::deserialize(s.into_deserializer())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,7 +135,7 @@ pub struct ModelSection {
 #[serde(deny_unknown_fields)]
 pub struct AttackSection {
     /// "l2" or "linf".
-    pub norm: String,
+    pub norm: Norm,
     /// Radius in [0,1] pixel units.
     pub eps: f64,
     pub steps: usize,
@@ -122,8 +160,7 @@ pub struct TrainSection {
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
-    /// "cosine" (linear warm-up then cosine to 0) or "step".
-    pub schedule: String,
+    pub schedule: Schedule,
     /// Warm-up as a fraction of all steps (cosine).
     #[serde(default)]
     pub warmup: f64,
@@ -152,6 +189,17 @@ pub struct TrainSection {
 
 fn default_gamma() -> f64 {
     0.1
+}
+
+/// A training section's learning-rate schedule; its parameters are the section's `lr`,
+/// `warmup` (cosine) and `milestones` / `gamma` (step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Linear warm-up then cosine to 0 ([`LrSchedule::CosineWarmup`]).
+    Cosine,
+    /// The rate times `gamma` at each milestone ([`LrSchedule::Step`]).
+    Step,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,19 +378,29 @@ pub struct RepMatchSection {
     pub step_start: f64,
     pub step_end: f64,
     pub batch_size: usize,
-    /// "l2_squared", "l2_relative" or "cosine".
-    #[serde(default = "default_distance")]
-    pub distance: String,
-    /// "other_image" or "noise".
+    /// "l2_squared" (the default), "l2_relative" or "cosine".
+    #[serde(with = "DistanceSpelling", default = "default_distance")]
+    pub distance: Distance,
+    /// "other_image" (the default) or "noise".
     #[serde(default = "default_start")]
-    pub start: String,
+    pub start: StartMode,
 }
 
-fn default_distance() -> String {
-    "l2_squared".into()
+/// [`Distance`] as preset files spell it (its own serde spelling, "L2Squared", is in the cache
+/// keys of the constructed data sets, so it stays).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Distance", rename_all = "snake_case")]
+enum DistanceSpelling {
+    L2Relative,
+    L2Squared,
+    Cosine,
 }
-fn default_start() -> String {
-    "other_image".into()
+
+fn default_distance() -> Distance {
+    Distance::L2Squared
+}
+fn default_start() -> StartMode {
+    StartMode::OtherImage
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -695,11 +753,6 @@ impl TrainSection {
         )?;
         positive(self.lr, &format!("{s}.lr"))?;
         check(
-            matches!(self.schedule.as_str(), "cosine" | "step"),
-            &format!("{s}.schedule"),
-            format!("must be \"cosine\" or \"step\", got {:?}", self.schedule),
-        )?;
-        check(
             self.gamma > 0.0 && self.gamma <= 1.0,
             &format!("{s}.gamma"),
             format!(
@@ -728,11 +781,11 @@ impl TrainSection {
             )?;
         }
         check(
-            self.milestones.is_empty() || self.schedule == "step",
+            self.milestones.is_empty() || self.schedule == Schedule::Step,
             &format!("{s}.milestones"),
             format!(
-                "only the \"step\" schedule has milestones (the schedule is {:?})",
-                self.schedule
+                "only the \"step\" schedule has milestones (the schedule is {})",
+                serde_json::json!(self.schedule)
             ),
         )?;
         check(
@@ -756,11 +809,6 @@ impl TrainSection {
             format!("must be >= 0, got {}", self.crop_pad),
         )?;
         if let Some(a) = &self.attack {
-            check(
-                matches!(a.norm.as_str(), "l2" | "linf"),
-                &format!("{s}.attack.norm"),
-                format!("must be \"l2\" or \"linf\", got {:?}", a.norm),
-            )?;
             positive(a.eps, &format!("{s}.attack.eps"))?;
             check(
                 a.steps >= 1,
@@ -777,13 +825,13 @@ impl TrainSection {
         TrainConfig {
             epochs: self.epochs,
             batch_size: self.batch_size,
-            schedule: match self.schedule.as_str() {
-                "step" => LrSchedule::Step {
+            schedule: match self.schedule {
+                Schedule::Step => LrSchedule::Step {
                     lr: self.lr,
                     milestones: self.milestones.clone(),
                     gamma: self.gamma,
                 },
-                _ => LrSchedule::CosineWarmup {
+                Schedule::Cosine => LrSchedule::CosineWarmup {
                     lr: self.lr,
                     warmup: self.warmup,
                 },
@@ -803,28 +851,16 @@ impl TrainSection {
     }
 }
 
-impl RepMatchSection {
-    pub fn distance(&self) -> Distance {
-        match self.distance.as_str() {
-            "l2_relative" => Distance::L2Relative,
-            "cosine" => Distance::Cosine,
-            _ => Distance::L2Squared,
-        }
-    }
-    pub fn start_mode(&self) -> StartMode {
-        if self.start == "noise" {
-            StartMode::Noise
-        } else {
-            StartMode::OtherImage
-        }
-    }
-}
-
 impl Preset {
     /// Parses and validates a preset; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Preset> {
-        let p: Preset = toml::from_str(text)
-            .with_context(|| format!("preset {origin}: invalid TOML or unknown/ill-typed field"))?;
+        let p: Preset = toml::from_str(text).map_err(|e| {
+            let what = match field_at(text, e.span()) {
+                Some(f) => format!("preset {origin}: in preset field `{f}`"),
+                None => format!("preset {origin}: invalid TOML or unknown/ill-typed field"),
+            };
+            anyhow::Error::new(e).context(what)
+        })?;
         p.validate().with_context(|| format!("preset {origin}"))?;
         Ok(p)
     }
@@ -896,9 +932,12 @@ impl Preset {
                 } else {
                     format!("preset {origin}: {}", to_blame.join(" "))
                 };
+                let field = match field_at(&effective, e.span()) {
+                    Some(f) => format!("in preset field `{f}`"),
+                    None => "unknown or ill-typed field".into(),
+                };
                 return Err(anyhow::Error::new(e).context(format!(
-                    "{what}: unknown or ill-typed field (the line shown is in the preset with \
-                     the overrides applied)"
+                    "{what}: {field} (the line shown is in the preset with the overrides applied)"
                 )));
             }
         };
@@ -912,17 +951,6 @@ impl Preset {
     /// Checks every value; errors name the field.
     pub fn validate(&self) -> Result<()> {
         check_name(&self.name)?;
-        check(
-            matches!(
-                self.data.dataset.as_str(),
-                "fashion-mnist" | "mnist" | "cifar10" | "restricted-imagenet"
-            ),
-            "data.dataset",
-            format!(
-                "must be one of fashion-mnist, mnist, cifar10, restricted-imagenet; got {:?}",
-                self.data.dataset
-            ),
-        )?;
         check(
             self.threads >= 0,
             "threads",
@@ -997,19 +1025,6 @@ impl Preset {
             "rep_match.step_end",
             format!("must be in [0, step_start], got {}", r.step_end),
         )?;
-        check(
-            matches!(r.distance.as_str(), "l2_squared" | "l2_relative" | "cosine"),
-            "rep_match.distance",
-            format!(
-                "must be l2_squared, l2_relative or cosine; got {:?}",
-                r.distance
-            ),
-        )?;
-        check(
-            matches!(r.start.as_str(), "other_image" | "noise"),
-            "rep_match.start",
-            format!("must be other_image or noise; got {:?}", r.start),
-        )?;
         let l = &self.relabel;
         check(l.n >= 1, "relabel.n", "must be at least 1".into())?;
         check(l.steps >= 1, "relabel.steps", "must be at least 1".into())?;
@@ -1071,7 +1086,7 @@ impl Preset {
                 self.name
             );
         }
-        if let Some(d) = old_dataset.filter(|d| *d != self.data.dataset) {
+        if let Some(d) = old_dataset.filter(|d| d != self.data.dataset.as_str()) {
             bail!(
                 "{} holds the results of preset {:?} on data set {d:?} (its run.json), but this \
                  preset {:?} uses {:?}: {how}",
@@ -1097,6 +1112,44 @@ impl Preset {
         }
         (h ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1
     }
+}
+
+/// The dotted key (`train_rob.attack.norm`) of the innermost field of preset `text` at `span`,
+/// where deserialising it failed: toml's message shows the line but not the whole key.
+fn field_at(text: &str, span: Option<Range<usize>>) -> Option<String> {
+    use toml_edit::{ImDocument, Item, TableLike};
+    fn within(table: &dyn TableLike, span: &Range<usize>) -> Option<Vec<String>> {
+        let holds =
+            |s: Option<Range<usize>>| s.is_some_and(|s| s.start <= span.start && span.end <= s.end);
+        for (name, _) in table.iter() {
+            let Some((key, item)) = table.get_key_value(name) else {
+                continue;
+            };
+            let mut path = vec![name.to_string()];
+            match item {
+                // A table of its own: search its fields (its header is its key).
+                Item::Table(t) => {
+                    if let Some(sub) = within(t, span) {
+                        path.extend(sub);
+                        return Some(path);
+                    }
+                    if holds(key.span()) || holds(t.span()) {
+                        return Some(path);
+                    }
+                }
+                Item::Value(v) if holds(key.span()) || holds(v.span()) => {
+                    if let Some(sub) = v.as_inline_table().and_then(|t| within(t, span)) {
+                        path.extend(sub);
+                    }
+                    return Some(path);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    let doc = ImDocument::parse(text).ok()?;
+    within(doc.as_table(), &span?).map(|p| p.join("."))
 }
 
 /// The `--set KEY=VALUE` machinery of [`Preset::load_with_overrides`].
@@ -1533,6 +1586,148 @@ mod tests {
         assert!(e.contains("`train_rob.schedule`"), "{e}");
     }
 
+    /// Issue 12, item 2: an enum-valued field refuses a bad value, naming the field and the
+    /// accepted spellings, both in a preset file and through `--set`.
+    #[test]
+    fn bad_enum_values_name_the_field_and_the_choices() {
+        let cases: [(&str, &str, &[&str]); 11] = [
+            (
+                "data.dataset=imagenet",
+                "data.dataset",
+                &["fashion-mnist", "mnist", "cifar10", "restricted-imagenet"],
+            ),
+            ("model.init=xavier", "model.init", &["pytorch", "tch"]),
+            (
+                "model.arch.type=resnet99",
+                "model.arch",
+                &["fmnist_cnn", "resnet18", "vgg16"],
+            ),
+            (
+                "train_std.schedule=linear",
+                "train_std.schedule",
+                &["cosine", "step"],
+            ),
+            (
+                "fresh.schedule=Cosine",
+                "fresh.schedule",
+                &["cosine", "step"],
+            ),
+            (
+                "train_rob.attack.norm=l3",
+                "train_rob.attack.norm",
+                &["l2", "linf"],
+            ),
+            (
+                "rep_match.distance=L2Squared",
+                "rep_match.distance",
+                &["l2_relative", "l2_squared", "cosine"],
+            ),
+            (
+                "rep_match.start=zeros",
+                "rep_match.start",
+                &["other_image", "noise"],
+            ),
+            (
+                "extras.independent_model=none",
+                "extras.independent_model",
+                &["on_control", "C_indep"],
+            ),
+            (
+                "eval.ensemble.attacks=[\"apgd\"]",
+                "eval.ensemble.attacks",
+                &["apgd-ce", "apgd-t", "square"],
+            ),
+            (
+                "extras.d_det_study.source_arch.type=x",
+                "extras.d_det_study.source_arch",
+                &["resnet18"],
+            ),
+        ];
+        for (set, field, choices) in cases {
+            let e = err(&[set]);
+            assert!(e.contains(&format!("--set {set}")), "{set}: {e}");
+            assert!(e.contains(&format!("field `{field}")), "{set}: {e}");
+            for c in choices {
+                assert!(e.contains(&format!("`{c}`")), "{set}: {c} not listed: {e}");
+            }
+        }
+        // The same in a preset file, where toml's message shows only the line `norm = ...`.
+        let file = |from: &str, to: &str| {
+            let text = BUILTIN[0].1.replacen(from, to, 1);
+            assert_ne!(text, BUILTIN[0].1, "{from}");
+            format!("{:#}", Preset::parse(&text, "t").unwrap_err())
+        };
+        let e = file("norm = \"l2\"", "norm = \"L2\"");
+        assert!(e.contains("preset field `train_rob.attack.norm`"), "{e}");
+        assert!(e.contains("`l2`") && e.contains("`linf`"), "{e}");
+        let e = file("start = \"other_image\"", "start = \"image\"");
+        assert!(e.contains("preset field `rep_match.start`"), "{e}");
+        let e = file("dataset = \"fashion-mnist\"", "dataset = \"fmnist\"");
+        assert!(e.contains("preset field `data.dataset`"), "{e}");
+        assert!(e.contains("`restricted-imagenet`"), "{e}");
+        // Other serde errors name their field too.
+        let e = file("steps = 40", "steps = -40");
+        assert!(e.contains("preset field `rep_match.steps`"), "{e}");
+        let e = file("[relabel]\n", "[relabel]\nnn = 1\n");
+        assert!(e.contains("unknown field `nn`"), "{e}");
+    }
+
+    /// The enum fields serialise as the preset files spell them (stage keys and saved presets
+    /// compare serialised presets): every shipped preset's value, and each default.
+    #[test]
+    fn enum_fields_serialise_as_the_files_spell_them() {
+        let paths = [
+            "data.dataset",
+            "model.init",
+            "train_std.schedule",
+            "train_rob.schedule",
+            "fresh.schedule",
+            "train_rob.attack.norm",
+            "rep_match.distance",
+            "rep_match.start",
+        ];
+        let at = |v: &serde_json::Value, path: &str| {
+            path.split('.')
+                .try_fold(v, |v, k| v.get(k))
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+        };
+        for (name, text) in BUILTIN {
+            let (p, _) = Preset::load(name).unwrap();
+            let serialised = serde_json::to_value(&p).unwrap();
+            let file = serde_json::to_value(text.parse::<toml::Table>().unwrap()).unwrap();
+            for path in paths {
+                let (s, f) = (at(&serialised, path), at(&file, path));
+                assert!(s.is_string(), "{name} {path}: {s}");
+                assert!(
+                    f.is_null() || f == s,
+                    "{name} {path}: file {f}, serialised {s}"
+                );
+            }
+        }
+        // The defaults of `rep_match.distance` / `start` and `model.init`.
+        let text = BUILTIN[0]
+            .1
+            .replacen("distance = \"l2_squared\"\n", "", 1)
+            .replacen("start = \"other_image\"\n", "", 1)
+            .replacen("init = \"pytorch\"", "", 1);
+        let p = serde_json::to_value(Preset::parse(&text, "t").unwrap()).unwrap();
+        assert_eq!(at(&p, "rep_match.distance"), "l2_squared");
+        assert_eq!(at(&p, "rep_match.start"), "other_image");
+        assert_eq!(at(&p, "model.init"), "pytorch");
+        for d in [
+            DatasetName::FashionMnist,
+            DatasetName::Mnist,
+            DatasetName::Cifar10,
+            DatasetName::RestrictedImagenet,
+        ] {
+            assert_eq!(serde_json::json!(d), d.as_str());
+            assert_eq!(d.as_str().parse::<DatasetName>().unwrap(), d);
+        }
+        let e = "imagenet".parse::<DatasetName>().unwrap_err().to_string();
+        assert!(e.contains("`fashion-mnist`"), "{e}");
+    }
+
     #[test]
     fn values_are_toml_else_strings() {
         let o = sets(&[
@@ -1546,7 +1741,7 @@ mod tests {
         ]);
         let (p, _) = Preset::load_with_overrides("smoke", &o).unwrap();
         assert_eq!(p.model.init, Init::Tch);
-        assert_eq!(p.rep_match.distance, "cosine");
+        assert_eq!(p.rep_match.distance, Distance::Cosine);
         assert_eq!(p.name, "smoke-small");
         assert_eq!(p.data.dir, Some(PathBuf::from("/tmp/some where")));
         assert_eq!(p.extras.independent_model, IndependentModel::CIndep);

@@ -66,4 +66,4 @@ pub use objectives::{
 };
 pub use pgd::{pgd, IterateHook, Objective, PgdConfig, PgdOutput, StepSize};
 pub use square::{square, SquareConfig};
-pub use threat::{per_example_norm, Linf, ThreatModel, ThreatSpec, Unconstrained, L1, L2};
+pub use threat::{per_example_norm, Linf, Norm, ThreatModel, ThreatSpec, Unconstrained, L1, L2};

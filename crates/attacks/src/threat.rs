@@ -328,6 +328,27 @@ impl ThreatModel for Unconstrained {
     }
 }
 
+/// The norm of an adversarial-training attack's ball, as configuration files spell it: "l2" or
+/// "linf" (a preset's `attack.norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// [`L2`] ball.
+    L2,
+    /// [`Linf`] ball.
+    Linf,
+}
+
+impl Norm {
+    /// The ball of radius `eps` (validated).
+    pub fn ball(self, eps: f64) -> Result<Box<dyn ThreatModel>> {
+        Ok(match self {
+            Norm::L2 => Box::new(L2::new(eps)?),
+            Norm::Linf => Box::new(Linf::new(eps)?),
+        })
+    }
+}
+
 /// A serialisable description of a threat model (for configuration files and result records).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "norm", rename_all = "lowercase")]

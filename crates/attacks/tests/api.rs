@@ -5,7 +5,7 @@ mod common;
 use common::{LinearModel, Mlp};
 use nrf_attacks::{
     accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match, robust_accuracy, sanity_check,
-    untargeted_ce, AdvTraining, Distance, Linf, PgdConfig, RobustEval, StepSize, ThreatModel,
+    untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig, RobustEval, StepSize, ThreatModel,
     ThreatSpec, Unconstrained, L1, L2,
 };
 use nrf_models::{BatchPerturber, Classifier};
@@ -422,4 +422,20 @@ fn l1_step_skips_stuck_coordinates_and_is_sparse() {
     let s = t.step(&x, &g, 0.2) - &x;
     let expected = Tensor::from_slice(&[0.0f32, -0.1, 0.1, 0.0]).view([1, 4]);
     assert!(s.allclose(&expected, 1e-6, 1e-6, false), "{s:?}");
+}
+
+/// `Norm` as presets spell it ("l2", "linf"), and the ball it builds (validated).
+#[test]
+fn norm_spellings_and_balls() {
+    for (norm, text, name) in [(Norm::L2, "\"l2\"", "L2"), (Norm::Linf, "\"linf\"", "Linf")] {
+        assert_eq!(serde_json::to_string(&norm).unwrap(), text);
+        assert_eq!(serde_json::from_str::<Norm>(text).unwrap(), norm);
+        let ball = norm.ball(0.5).unwrap();
+        assert_eq!((ball.name(), ball.eps()), (name, 0.5));
+    }
+    assert!(Norm::L2.ball(-1.0).is_err());
+    let e = serde_json::from_str::<Norm>("\"l1\"")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`l2`") && e.contains("`linf`"), "{e}");
 }

@@ -157,7 +157,7 @@ pub fn measure(ctx: &Ctx, set: &str, indep: &Independent) -> Result<Closeness> {
 
 /// Writes `sections/source_vs_target.json` and `plots/source_vs_target.png`.
 pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
-    if ctx.preset.rep_match.start_mode() == StartMode::Noise {
+    if ctx.preset.rep_match.start == StartMode::Noise {
         let section = Section {
             id: "source_vs_target".into(),
             title: "Are x_r closer to the start or the target? (reviewer 1)".into(),
