@@ -31,7 +31,7 @@ fn killed_ten_times_the_smoke_run_ends_with_the_uninterrupted_results() {
         // The smoke preset's core, one seed per fresh model: every stage kind (training, PGD
         // and ensemble evaluation, both constructions, fresh models, theory), a few minutes on
         // 1 thread.
-        set: ["extras.enabled=false", "fresh.seeds=1"]
+        set: ["extras.enabled=false", "fresh.seeds=1", "eval.robust_n=50"]
             .map(String::from)
             .to_vec(),
         kills: 10,
