@@ -620,7 +620,7 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
         for a in &e.figure3_archs {
             let own = *a == arch;
             let slug = arch_slug(a);
-            let own_role = |set| ModelRole::Extra {
+            let extra_role = |set| ModelRole::Extra {
                 set,
                 varies: Varies::Architecture,
             };
@@ -631,14 +631,17 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
                 let (name, role) = if own && table1 {
                     (format!("on_{set}"), table1::role(rule, eps, r.eps))
                 } else {
-                    (format!("f3_{slug}_on_{set}"), own_role(table1::kind(rule)))
+                    (
+                        format!("f3_{slug}_on_{set}"),
+                        extra_role(table1::kind(rule)),
+                    )
                 };
                 b.model(&name, role, a, n, &p.fresh, false);
             }
             let (std_name, std_role) = if own && same_control {
                 ("on_control".to_string(), main(K::Control))
             } else {
-                (format!("f3_{slug}_on_control"), own_role(K::Control))
+                (format!("f3_{slug}_on_control"), extra_role(K::Control))
             };
             b.model(&std_name, std_role, a, n, &p.fresh, false);
         }
@@ -664,7 +667,7 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
         let control_is_table1 = rep_n == base;
         for &n in &e.train_sizes {
             let n = n.min(train_n);
-            let own_role = |set| ModelRole::Extra {
+            let extra_role = |set| ModelRole::Extra {
                 set,
                 varies: Varies::TrainSize,
             };
@@ -677,14 +680,14 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
                 let (model, role) = if n == base {
                     (format!("on_{name}"), main(table1::kind(rule)))
                 } else {
-                    (format!("ts_on_{name}"), own_role(table1::kind(rule)))
+                    (format!("ts_on_{name}"), extra_role(table1::kind(rule)))
                 };
                 b.model(&model, role, &arch, n, &p.fresh, false);
             }
             let (clean, role) = if n == base && control_is_table1 {
                 ("on_control".to_string(), main(K::Control))
             } else {
-                (format!("ts_on_clean_n{n}"), own_role(K::Control))
+                (format!("ts_on_clean_n{n}"), extra_role(K::Control))
             };
             b.model(&clean, role, &arch, n, &p.fresh, false);
         }

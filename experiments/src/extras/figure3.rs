@@ -229,7 +229,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         let slug = arch_slug(arch);
         // Table 1's / Figure 2's models (name and role) for the preset's own architecture on
         // their sets; this section's own otherwise.
-        let own_role = |set| ModelRole::Extra {
+        let extra_role = |set| ModelRole::Extra {
             set,
             varies: Varies::Architecture,
         };
@@ -237,7 +237,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             let role = crate::table1::role(TargetRule::Deterministic, eps, r.eps);
             (format!("on_{det_set}"), role)
         } else {
-            (format!("f3_{slug}_on_{det_set}"), own_role(ModelKind::DDet))
+            (
+                format!("f3_{slug}_on_{det_set}"),
+                extra_role(ModelKind::DDet),
+            )
         };
         let (std_name, std_role) = if own && same_control {
             (
@@ -247,7 +250,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         } else {
             (
                 format!("f3_{slug}_on_control"),
-                own_role(ModelKind::Control),
+                extra_role(ModelKind::Control),
             )
         };
         let trained_on = if same_control {
@@ -261,7 +264,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         } else {
             (
                 format!("f3_{slug}_on_{rand_set}"),
-                own_role(ModelKind::DRand),
+                extra_role(ModelKind::DRand),
             )
         };
         let (m_det, k_det) = model_stage_arch(
