@@ -235,6 +235,44 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "models/{m}.json missing"
         );
     }
+    // Every model records its role, which the report reads instead of the name: the paper's
+    // models as main models of their sets, the extras' own as extras, with what they vary.
+    for (m, role) in [
+        ("C_std", serde_json::json!({"main": "std"})),
+        ("C_rob", serde_json::json!({"main": "rob"})),
+        ("on_D_R", serde_json::json!({"main": "d_r"})),
+        ("on_D_NR", serde_json::json!({"main": "d_nr"})),
+        ("on_D_rand", serde_json::json!({"main": "d_rand"})),
+        ("on_D_det", serde_json::json!({"main": "d_det"})),
+        ("on_control", serde_json::json!({"main": "control"})),
+        (
+            "cos_on_D_R_cos",
+            serde_json::json!({"extra": {"set": "d_r", "varies": "distance"}}),
+        ),
+        (
+            "ts_on_D_det_n600",
+            serde_json::json!({"extra": {"set": "d_det", "varies": "train_size"}}),
+        ),
+        (
+            "es_on_D_det_eps0p5",
+            serde_json::json!({"extra": {"set": "d_det", "varies": "eps"}}),
+        ),
+        (
+            "dd_C_rob_eps0p25",
+            serde_json::json!({"extra": {"set": "rob", "varies": "eps"}}),
+        ),
+        (
+            "dd_on_D_det_dd_eot",
+            serde_json::json!({"extra": {"set": "d_det", "varies": "construction"}}),
+        ),
+        (
+            "f3_fmnist_cnn_on_D_det",
+            serde_json::json!({"extra": {"set": "d_det", "varies": "architecture"}}),
+        ),
+    ] {
+        let j = json(&results.join(format!("models/{m}.json")));
+        assert_eq!(j["role"], role, "{m}: role");
+    }
     // D_det: what it takes: six rebuilt sets, each attacked with what its row says.
     let dd = json(&results.join("sections/d_det_study.json"));
     let rows = dd["tables"][0]["rows"].as_array().unwrap();

@@ -7,7 +7,8 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::repmatch::{build, RepMatchConfig};
-use nrf_report::results::ConstructedInfo;
+use nrf_report::results::{ConstructedInfo, ModelRole};
+use nrf_report::ModelKind;
 
 /// Keys of the stages other modules build on.
 pub struct Sources {
@@ -24,6 +25,7 @@ pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let std_section = ctx.preset.train_std.clone();
     let (_, c_std) = ctx.model_stage(
         "C_std",
+        ModelRole::Main(ModelKind::Std),
         "D",
         &train,
         &data_key,
@@ -33,6 +35,7 @@ pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let rob_section = ctx.preset.train_rob.clone();
     let (_, c_rob) = ctx.model_stage(
         "C_rob",
+        ModelRole::Main(ModelKind::Rob),
         "D",
         &train,
         &data_key,
@@ -58,7 +61,12 @@ pub fn construction_subset(ctx: &Ctx) -> Result<Vec<usize>> {
 }
 
 /// Figure 2's constructed sets and the model each is built from.
-pub const SETS: [(&str, &str); 2] = [("D_NR", "C_std"), ("D_R", "C_rob")];
+/// The third element is the set's [`ModelKind`]: its fresh model `on_<set>` has role
+/// `ModelRole::Main(kind)`.
+pub const SETS: [(&str, &str, ModelKind); 2] = [
+    ("D_NR", "C_std", ModelKind::DNR),
+    ("D_R", "C_rob", ModelKind::DR),
+];
 
 /// Builds the Figure 2 set `name` (one of [`SETS`]) from `source` (cached, resumable); returns
 /// its stage key.
@@ -153,13 +161,15 @@ pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchCon
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let k_nr = construct_set(ctx, src, "D_NR", "C_std")?;
     let k_r = construct_set(ctx, src, "D_R", "C_rob")?;
-    for (name, key) in [("D_R", k_r), ("D_NR", k_nr)] {
-        ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
+    for (name, kind, key) in [("D_R", ModelKind::DR, k_r), ("D_NR", ModelKind::DNR, k_nr)] {
+        let role = ModelRole::Main(kind);
+        ctx.fresh_model(&format!("on_{name}"), role, name, &key, EvalLevel::Full)?;
     }
     let fresh = ctx.preset.fresh.clone();
     let (control, key) = control_set(ctx, src);
     ctx.model_stage(
         "on_control",
+        ModelRole::Main(ModelKind::Control),
         "D_control",
         &control,
         &key,

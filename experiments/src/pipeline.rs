@@ -10,9 +10,10 @@ use nrf_data::{Dataset, Split};
 use nrf_features::chunks::{self, Shard, SliceWritten};
 use nrf_models::{dataset_to_tensors, load_model, save_model, Classifier, Model, ModelSpec};
 use nrf_report::results::{
-    ConstructedInfo, EpochMetrics, EvalChecks, MachineInfo, ModelResult, RobustPoint, RunInfo,
-    SeedRun, StageInfo, StageStatus,
+    ConstructedInfo, EpochMetrics, EvalChecks, MachineInfo, ModelResult, ModelRole, RobustPoint,
+    RunInfo, SeedRun, StageInfo, StageStatus,
 };
+use nrf_report::ModelKind;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -761,8 +762,10 @@ impl Ctx {
         Ok((std_acc, robust_points(evals)))
     }
 
-    /// Trains (or resumes, or loads from cache) model `name` on `data` and evaluates it at
-    /// `level`. Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
+    /// Trains (or resumes, or loads from cache) model `name`, whose role in the experiments is
+    /// `role` (recorded in its result; it decides its seeds, [`Ctx::seeds_for`], and whether it
+    /// gets the ensemble, [`claims_robustness`]), on `data` and evaluates it at `level`.
+    /// Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
     /// result to `models/<name>.json`. Returns the result and the training stage's key (what
     /// depends on the weights keys on it).
@@ -772,9 +775,11 @@ impl Ctx {
     /// one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
     /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
     /// returned key is seed 0's, whose weights are what later stages load.
+    #[allow(clippy::too_many_arguments)] // the model (name, role), its data (set, data, key), how
     pub fn model_stage(
         &mut self,
         name: &str,
+        role: ModelRole,
         trained_on: &str,
         data: &Dataset,
         data_key: &str,
@@ -782,13 +787,13 @@ impl Ctx {
         level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
         let (mut result, train_key, seed) =
-            self.train_eval(name, trained_on, data, data_key, section, level)?;
-        let seeds = self.seeds_for(name);
+            self.train_eval(name, role, trained_on, data, data_key, section, level)?;
+        let seeds = self.seeds_for(role);
         if self.mode.defer_eval {
             // Training only: models/<name>.json is written by the run that evaluates.
             for k in 1..seeds {
                 let seeded = format!("{name}~s{k}");
-                self.train_eval(&seeded, trained_on, data, data_key, section, level)?;
+                self.train_eval(&seeded, role, trained_on, data, data_key, section, level)?;
             }
             return Ok((result, train_key));
         }
@@ -803,6 +808,7 @@ impl Ctx {
             for k in 1..seeds {
                 let (r, _, s) = self.train_eval(
                     &format!("{name}~s{k}"),
+                    role,
                     trained_on,
                     data,
                     data_key,
@@ -917,24 +923,23 @@ impl Ctx {
             .map(|_| ())
     }
 
-    /// How many seeds model `name` is trained with: `[fresh] seeds` for the fresh models of
-    /// Figure 2 / Table 1 (`on_D_R`, `on_D_NR`, `on_control`, `on_D_rand`, `on_D_det` and their
-    /// variants such as `on_D_det_eps2`: the models the report's Figure 2 / Table 1 tables and
-    /// verdicts use, by [`nrf_report::ModelKind`]), 1 for every other model (`C_std`, `C_rob`,
-    /// and the extras' own models, whose names carry a prefix). Decided by the name, so that an
-    /// extra that reuses a Figure 2 / Table 1 model gets (and rewrites) all its seeds.
-    pub fn seeds_for(&self, name: &str) -> usize {
-        match nrf_report::ModelKind::of(name) {
-            Some((nrf_report::ModelKind::Std | nrf_report::ModelKind::Rob, _)) | None => 1,
-            Some(_) => self.preset.fresh_seeds(),
-        }
+    /// How many seeds a model of role `role` is trained with: `[fresh] seeds` for the fresh
+    /// models of Figure 2 / Table 1 (`on_D_R`, `on_D_NR`, `on_control`, `on_D_rand`, `on_D_det`
+    /// and their variants such as `on_D_det_eps2`: the models the report's Figure 2 / Table 1
+    /// tables and verdicts use), 1 for every other model (`C_std`, `C_rob`, and the extras' own
+    /// models). Decided by the role, so an extra that reuses a Figure 2 / Table 1 model (under
+    /// its name and role) gets (and rewrites) all its seeds.
+    pub fn seeds_for(&self, role: ModelRole) -> usize {
+        seeds_for(role, self.preset.fresh_seeds())
     }
 
     /// [`Ctx::model_stage`] for one seed: trains and evaluates `name` (cached stages) without
     /// writing `models/<name>.json`. Returns the result, the training key and the training seed.
+    #[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments
     fn train_eval(
         &mut self,
         name: &str,
+        role: ModelRole,
         trained_on: &str,
         data: &Dataset,
         data_key: &str,
@@ -1012,6 +1017,7 @@ impl Ctx {
             tracing::info!("{name}: trained; its evaluation is left to a later run");
             let result = ModelResult {
                 name: name.into(),
+                role,
                 arch: trained.arch,
                 trained_on: trained_on.into(),
                 train_size: trained.train_size,
@@ -1031,13 +1037,14 @@ impl Ctx {
         }
         let (evaluated, full) = self.eval_stage(name, &train_key, level)?;
         let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
-            (true, Some(ens)) if claims_robustness(name) => {
+            (true, Some(ens)) if claims_robustness(role) => {
                 self.ensemble_stage(name, &train_key, &ens)?
             }
             _ => (Vec::new(), None),
         };
         let result = ModelResult {
             name: name.into(),
+            role,
             arch: trained.arch,
             trained_on: trained_on.into(),
             train_size: trained.train_size,
@@ -1069,18 +1076,19 @@ impl Ctx {
         Ok((result, train_key, seed))
     }
 
-    /// Trains model `model` with the preset's `fresh` settings on the stored constructed set
-    /// `set` (built by the stage with key `set_key`); see [`Ctx::model_stage`].
+    /// Trains model `model` (role `role`) with the preset's `fresh` settings on the stored
+    /// constructed set `set` (built by the stage with key `set_key`); see [`Ctx::model_stage`].
     pub fn fresh_model(
         &mut self,
         model: &str,
+        role: ModelRole,
         set: &str,
         set_key: &str,
         level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
         let ds = self.load_constructed(set)?.dataset;
         let fresh = self.preset.fresh.clone();
-        self.model_stage(model, set, &ds, set_key, &fresh, level)
+        self.model_stage(model, role, set, &ds, set_key, &fresh, level)
     }
 
     /// The model spec for images shaped like `data`.
@@ -1150,36 +1158,74 @@ impl Ctx {
     }
 }
 
-/// Whether the robustness of model `name` (any of its seeds, `<name>~s<k>`) decides one of the
-/// paper's claims: C_std, C_rob and the fresh models on D_R, D_NR and the clean control
-/// (Figure 2). Only these get the `[eval] ensemble` and its gradient-masking checks; Table 1's
-/// models and the extras' claims are about test accuracy, so PGD-20 is their robust number.
-pub fn claims_robustness(name: &str) -> bool {
-    use nrf_report::ModelKind as K;
-    let base = name.split('~').next().unwrap_or(name);
+/// How many seeds a model of role `role` is trained with when `[fresh] seeds` is
+/// `fresh_seeds` ([`Ctx::seeds_for`]; the planner's rule too): the fresh models of Figure 2 /
+/// Table 1 (main models and variants, all but C_std and C_rob) get `fresh_seeds`, every other
+/// model one.
+pub fn seeds_for(role: ModelRole, fresh_seeds: usize) -> usize {
+    match role.paper() {
+        Some((ModelKind::Std | ModelKind::Rob, _)) | None => 1,
+        Some(_) => fresh_seeds,
+    }
+}
+
+/// Whether the robustness of a model of role `role` (any of its seeds, `<name>~s<k>`) decides
+/// one of the paper's claims: the main models C_std, C_rob and the fresh models on D_R, D_NR and
+/// the clean control (Figure 2). Only these get the `[eval] ensemble` and its gradient-masking
+/// checks; Table 1's models, the variants and the extras' claims are about test accuracy, so
+/// PGD-20 is their robust number.
+pub fn claims_robustness(role: ModelRole) -> bool {
+    use ModelKind as K;
     matches!(
-        K::of(base),
-        Some((K::Std | K::Rob | K::DR | K::DNR | K::Control, false))
+        role,
+        ModelRole::Main(K::Std | K::Rob | K::DR | K::DNR | K::Control)
     )
 }
 
 #[cfg(test)]
 mod ensemble_scope_tests {
-    use super::claims_robustness;
+    use super::{claims_robustness, seeds_for};
+    use nrf_report::results::{ModelRole, Varies};
+    use nrf_report::ModelKind as K;
 
     #[test]
-    fn the_ensemble_runs_on_figure_2s_models_and_their_seeds_only() {
-        for n in ["C_std", "C_rob", "on_D_R", "on_D_NR~s2", "on_control~s1"] {
-            assert!(claims_robustness(n), "{n}");
+    fn the_ensemble_runs_on_figure_2s_models_only() {
+        for k in [K::Std, K::Rob, K::DR, K::DNR, K::Control] {
+            assert!(claims_robustness(ModelRole::Main(k)), "{k:?}");
         }
-        for n in [
-            "on_D_det",
-            "on_D_rand~s1",
-            "on_D_det_eps2",
-            "cos_on_D_R_cos",
-            "dd_C_std_x",
+        for role in [
+            ModelRole::Main(K::DDet),
+            ModelRole::Main(K::DRand),
+            ModelRole::Variant(K::DDet),
+            ModelRole::Variant(K::DR),
+            ModelRole::Extra {
+                set: K::DR,
+                varies: Varies::Distance,
+            },
+            ModelRole::Extra {
+                set: K::Std,
+                varies: Varies::Architecture,
+            },
+            ModelRole::Other,
         ] {
-            assert!(!claims_robustness(n), "{n}");
+            assert!(!claims_robustness(role), "{role:?}");
         }
+    }
+
+    #[test]
+    fn fresh_seeds_go_to_figure_2_and_table_1s_fresh_models_only() {
+        for k in [K::DR, K::DNR, K::Control, K::DRand, K::DDet] {
+            assert_eq!(seeds_for(ModelRole::Main(k), 3), 3, "{k:?}");
+            assert_eq!(seeds_for(ModelRole::Variant(k), 3), 3, "{k:?}");
+            let extra = ModelRole::Extra {
+                set: k,
+                varies: Varies::Eps,
+            };
+            assert_eq!(seeds_for(extra, 3), 1, "{k:?}");
+        }
+        for k in [K::Std, K::Rob] {
+            assert_eq!(seeds_for(ModelRole::Main(k), 3), 1, "{k:?}");
+        }
+        assert_eq!(seeds_for(ModelRole::Other, 3), 1);
     }
 }

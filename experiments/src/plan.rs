@@ -24,10 +24,13 @@
 //! and the report are not network work and are left out.
 use crate::extras::arch_slug;
 use crate::preset::{DatasetName, IndependentModel, Preset, TrainSection};
-use crate::table1::{eps_tag, set_name};
+use crate::table1::{self, set_name};
 use anyhow::{bail, Context, Result};
+use nrf_features::relabel::TargetRule;
 use nrf_models::flops::{cost, Cost};
 use nrf_models::{Arch, Model, ModelSpec};
+use nrf_report::results::{ModelRole, Varies};
+use nrf_report::ModelKind as K;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -217,19 +220,19 @@ impl Builder<'_> {
         self.stages.push((plan, total, arch.clone()));
     }
 
-    /// How many seeds model `name` is trained with: [`crate::pipeline::Ctx::seeds_for`]'s rule
-    /// (the report's model kinds: the fresh models of Figure 2 / Table 1 get `[fresh] seeds`).
-    fn seeds_for(&self, name: &str) -> usize {
-        match nrf_report::ModelKind::of(name) {
-            Some((nrf_report::ModelKind::Std | nrf_report::ModelKind::Rob, _)) | None => 1,
-            Some(_) => self.p.fresh_seeds(),
-        }
-    }
-
     /// `train:<name>` and `eval:<name>` (and `ensemble:<name>` for a full evaluation), as
-    /// [`crate::pipeline::Ctx::model_stage`].
-    fn model(&mut self, name: &str, arch: &Arch, n: usize, section: &TrainSection, full: bool) {
-        let seeds = self.seeds_for(name);
+    /// [`crate::pipeline::Ctx::model_stage`] runs them for a model of role `role` (which decides
+    /// its seeds: [`crate::pipeline::seeds_for`]).
+    fn model(
+        &mut self,
+        name: &str,
+        role: ModelRole,
+        arch: &Arch,
+        n: usize,
+        section: &TrainSection,
+        full: bool,
+    ) {
+        let seeds = crate::pipeline::seeds_for(role, self.p.fresh_seeds());
         let curve = match self.p.eval.curve_n {
             0 => self.test_n,
             k => k.min(self.test_n),
@@ -509,30 +512,32 @@ fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePlan, Passes, 
     };
     let arch = p.model.arch.clone();
     // Figure 2's sources ([`crate::figure2::source_models`]) and the construction subset.
-    b.model("C_std", &arch, train_n, &p.train_std, true);
-    b.model("C_rob", &arch, train_n, &p.train_rob, true);
+    let main = ModelRole::Main;
+    b.model("C_std", main(K::Std), &arch, train_n, &p.train_std, true);
+    b.model("C_rob", main(K::Rob), &arch, train_n, &p.train_rob, true);
     let subset = p.rep_match.n.max(p.relabel.n).min(train_n);
     let rep_n = p.rep_match.n.min(subset);
     let rel_n = p.relabel.n.min(subset);
     // Figure 2 ([`crate::figure2::run`]).
     b.rep("D_NR", rep_n);
     b.rep("D_R", rep_n);
-    b.model("on_D_R", &arch, rep_n, &p.fresh, true);
-    b.model("on_D_NR", &arch, rep_n, &p.fresh, true);
-    b.model("on_control", &arch, rep_n, &p.fresh, true);
+    b.model("on_D_R", main(K::DR), &arch, rep_n, &p.fresh, true);
+    b.model("on_D_NR", main(K::DNR), &arch, rep_n, &p.fresh, true);
+    b.model("on_control", main(K::Control), &arch, rep_n, &p.fresh, true);
     // Table 1 ([`crate::table1::run`]).
-    let r = &p.relabel;
-    let mut sets = vec!["D_rand".to_string(), "D_det".to_string()];
-    for &eps in &r.extra_eps {
-        let tag = eps_tag(eps);
-        sets.push(format!("D_rand_eps{tag}"));
-        sets.push(format!("D_det_eps{tag}"));
+    let sets = crate::table1::sets(&p.relabel);
+    for s in &sets {
+        b.relabel(&s.name, rel_n);
     }
     for s in &sets {
-        b.relabel(s, rel_n);
-    }
-    for s in &sets {
-        b.model(&format!("on_{s}"), &arch, rel_n, &p.fresh, true);
+        b.model(
+            &format!("on_{}", s.name),
+            s.role,
+            &arch,
+            rel_n,
+            &p.fresh,
+            true,
+        );
     }
     if p.extras.enabled {
         extras(&mut b, train_n, subset, rep_n, rel_n);
@@ -546,34 +551,61 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
     let e = &p.extras;
     let arch = p.model.arch.clone();
     let r = &p.relabel;
+    let main = ModelRole::Main;
     if (e.diversity || e.source_vs_target) && e.independent_model == IndependentModel::CIndep {
         // Held-out images: neither a target nor a start of D_R / D_NR (at most one start per
         // image of each): at least this many are free.
         let free = train_n.saturating_sub(subset + 2 * rep_n);
-        b.model("C_indep", &arch, rep_n.min(free).max(1), &p.fresh, false);
+        let role = ModelRole::Extra {
+            set: K::Control,
+            varies: Varies::HeldOutImages,
+        };
+        b.model(
+            "C_indep",
+            role,
+            &arch,
+            rep_n.min(free).max(1),
+            &p.fresh,
+            false,
+        );
     }
     if e.cosine_ablation {
         let (_, alt) = crate::extras::cosine::alternative(p.rep_match.distance);
         b.rep(alt, rep_n);
-        b.model(&format!("cos_on_{alt}"), &arch, rep_n, &p.fresh, true);
+        let role = ModelRole::Extra {
+            set: K::DR,
+            varies: Varies::Distance,
+        };
+        b.model(&format!("cos_on_{alt}"), role, &arch, rep_n, &p.fresh, true);
     }
     if e.init_ablation {
         let alt = crate::extras::init_ablation::other(p.model.init);
-        for set in ["D_R", "D_NR", "control"] {
+        for (set, kind) in [("D_R", K::DR), ("D_NR", K::DNR), ("control", K::Control)] {
             let name = crate::extras::init_ablation::model_name(alt, set);
-            b.model(&name, &arch, rep_n, &p.fresh, true);
+            let role = ModelRole::Extra {
+                set: kind,
+                varies: Varies::Init,
+            };
+            b.model(&name, role, &arch, rep_n, &p.fresh, true);
         }
     }
-    for prefix in ["D_rand", "D_det"] {
+    for (prefix, rule) in [
+        ("D_rand", TargetRule::Random),
+        ("D_det", TargetRule::Deterministic),
+    ] {
         for &eps in &e.eps_sensitivity {
             let name = set_name(prefix, eps, r.eps);
             b.relabel(&name, rel_n);
-            let model = if r.is_table1_radius(eps) {
-                format!("on_{name}")
+            let (model, role) = if r.is_table1_radius(eps) {
+                (format!("on_{name}"), table1::role(rule, eps, r.eps))
             } else {
-                format!("es_on_{name}")
+                let role = ModelRole::Extra {
+                    set: table1::kind(rule),
+                    varies: Varies::Eps,
+                };
+                (format!("es_on_{name}"), role)
             };
-            b.model(&model, &arch, rel_n, &p.fresh, false);
+            b.model(&model, role, &arch, rel_n, &p.fresh, false);
         }
     }
     if e.figure3 {
@@ -589,20 +621,30 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
         for a in &e.figure3_archs {
             let own = *a == arch;
             let slug = arch_slug(a);
-            for set in [&det, &rand] {
-                let name = if own && table1 {
-                    format!("on_{set}")
-                } else {
-                    format!("f3_{slug}_on_{set}")
-                };
-                b.model(&name, a, n, &p.fresh, false);
-            }
-            let std_name = if own && same_control {
-                "on_control".to_string()
-            } else {
-                format!("f3_{slug}_on_control")
+            let extra_role = |set| ModelRole::Extra {
+                set,
+                varies: Varies::Architecture,
             };
-            b.model(&std_name, a, n, &p.fresh, false);
+            for (set, rule) in [
+                (&det, TargetRule::Deterministic),
+                (&rand, TargetRule::Random),
+            ] {
+                let (name, role) = if own && table1 {
+                    (format!("on_{set}"), table1::role(rule, eps, r.eps))
+                } else {
+                    (
+                        format!("f3_{slug}_on_{set}"),
+                        extra_role(table1::kind(rule)),
+                    )
+                };
+                b.model(&name, role, a, n, &p.fresh, false);
+            }
+            let (std_name, std_role) = if own && same_control {
+                ("on_control".to_string(), main(K::Control))
+            } else {
+                (format!("f3_{slug}_on_control"), extra_role(K::Control))
+            };
+            b.model(&std_name, std_role, a, n, &p.fresh, false);
         }
         // Targeted attacks on C_std (robust_n images), then every standard model's predictions.
         let rn = p.eval.robust_n.min(b.test_n);
@@ -626,22 +668,29 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
         let control_is_table1 = rep_n == base;
         for &n in &e.train_sizes {
             let n = n.min(train_n);
-            for prefix in ["D_rand", "D_det"] {
+            let extra_role = |set| ModelRole::Extra {
+                set,
+                varies: Varies::TrainSize,
+            };
+            for (prefix, rule) in [
+                ("D_rand", TargetRule::Random),
+                ("D_det", TargetRule::Deterministic),
+            ] {
                 let name = crate::extras::train_size::set_name(prefix, n, base);
                 b.relabel(&name, n);
-                let model = if n == base {
-                    format!("on_{name}")
+                let (model, role) = if n == base {
+                    (format!("on_{name}"), main(table1::kind(rule)))
                 } else {
-                    format!("ts_on_{name}")
+                    (format!("ts_on_{name}"), extra_role(table1::kind(rule)))
                 };
-                b.model(&model, &arch, n, &p.fresh, false);
+                b.model(&model, role, &arch, n, &p.fresh, false);
             }
-            let clean = if n == base && control_is_table1 {
-                "on_control".to_string()
+            let (clean, role) = if n == base && control_is_table1 {
+                ("on_control".to_string(), main(K::Control))
             } else {
-                format!("ts_on_clean_n{n}")
+                (format!("ts_on_clean_n{n}"), extra_role(K::Control))
             };
-            b.model(&clean, &arch, n, &p.fresh, false);
+            b.model(&clean, role, &arch, n, &p.fresh, false);
         }
     }
     // diversity, source_vs_target, overfitting: distances and reads of results, seconds.

@@ -15,6 +15,8 @@ use crate::pipeline::Ctx;
 use crate::table1;
 use anyhow::{anyhow, Result};
 use nrf_features::chunks::is_slice_written;
+use nrf_report::results::ModelRole;
+use nrf_report::ModelKind;
 
 /// What a shard job did.
 #[derive(Debug, Default)]
@@ -98,22 +100,24 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
         subset: figure2::construction_subset(ctx)?,
     };
     // Constructions; the sets already merged give the fresh models' data.
-    let mut sets: Vec<(String, Option<String>)> = Vec::new();
-    for (name, source) in figure2::SETS {
+    let mut sets: Vec<(String, ModelRole, Option<String>)> = Vec::new();
+    for (name, source, kind) in figure2::SETS {
         let r = figure2::construct_set(ctx, &src, name, source);
-        sets.push((name.to_string(), rep.step(format!("construct:{name}"), r)?));
-    }
-    for (name, rule, eps, step) in table1::sets(&ctx.preset.relabel) {
-        let r = table1::construct(ctx, &name, &src, rule, eps, step);
         let key = rep.step(format!("construct:{name}"), r)?;
-        sets.push((name, key));
+        sets.push((name.to_string(), ModelRole::Main(kind), key));
+    }
+    for s in table1::sets(&ctx.preset.relabel) {
+        let r = table1::construct(ctx, &s.name, &src, s.rule, s.eps, s.step);
+        let key = rep.step(format!("construct:{}", s.name), r)?;
+        sets.push((s.name, s.role, key));
     }
     // Evaluations of the trained fresh models (every seed).
     let mut models = Vec::new();
-    for (set, key) in sets {
+    for (set, role, key) in sets {
         match key {
             Some(key) => models.push((
                 format!("on_{set}"),
+                role,
                 ctx.load_constructed(&set)?.dataset,
                 key,
             )),
@@ -123,10 +127,15 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
         }
     }
     let (control, control_key) = figure2::control_set(ctx, &src);
-    models.push(("on_control".to_string(), control, control_key));
+    models.push((
+        "on_control".to_string(),
+        ModelRole::Main(ModelKind::Control),
+        control,
+        control_key,
+    ));
     let fresh = ctx.preset.fresh.clone();
-    for (model, data, data_key) in models {
-        for k in 0..ctx.seeds_for(&model) {
+    for (model, role, data, data_key) in models {
+        for k in 0..ctx.seeds_for(role) {
             let name = match k {
                 0 => model.clone(),
                 k => format!("{model}~s{k}"),

@@ -9,7 +9,8 @@ use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build_with, RelabelConfig, TargetRule};
 use nrf_features::targeted::TargetedAttack;
-use nrf_report::results::{eps_eq, ConstructedInfo};
+use nrf_report::results::{eps_eq, ConstructedInfo, ModelRole};
+use nrf_report::ModelKind;
 
 /// The tag of radius `eps` in set names: 2.0 -> "2", 0.25 -> "0p25".
 pub fn eps_tag(eps: f64) -> String {
@@ -177,27 +178,79 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
     Ok(key)
 }
 
-/// Table 1's sets: name, target rule, L2 radius and step size of D_rand and D_det and of their
-/// variants at `relabel.extra_eps`.
-pub fn sets(r: &crate::preset::RelabelSection) -> Vec<(String, TargetRule, f64, f64)> {
+/// The paper's set a relabelled set with target rule `rule` stands for: D_rand or D_det.
+pub fn kind(rule: TargetRule) -> ModelKind {
+    match rule {
+        TargetRule::Random => ModelKind::DRand,
+        TargetRule::Deterministic => ModelKind::DDet,
+    }
+}
+
+/// The role of Table 1's model on its set of target rule `rule` at radius `eps` (the name
+/// [`set_name`] gives it) when the preset's own radius is `base`: the main model of D_rand /
+/// D_det at `base`, a variant at any other radius (`relabel.extra_eps`).
+pub fn role(rule: TargetRule, eps: f64, base: f64) -> ModelRole {
+    if eps_eq(eps, base) {
+        ModelRole::Main(kind(rule))
+    } else {
+        ModelRole::Variant(kind(rule))
+    }
+}
+
+/// One of Table 1's sets ([`sets`]).
+pub struct Table1Set {
+    /// Its name, e.g. "D_det_eps2".
+    pub name: String,
+    pub rule: TargetRule,
+    /// L2 radius and step size of the targeted attack.
+    pub eps: f64,
+    pub step: f64,
+    /// The role of its model `on_<name>`.
+    pub role: ModelRole,
+}
+
+/// Table 1's sets: D_rand and D_det at `relabel.eps` (main models) and their variants at
+/// `relabel.extra_eps`.
+pub fn sets(r: &crate::preset::RelabelSection) -> Vec<Table1Set> {
+    let set = |name: String, rule, eps, step, role| Table1Set {
+        name,
+        rule,
+        eps,
+        step,
+        role,
+    };
     let mut sets = vec![
-        ("D_rand".to_string(), TargetRule::Random, r.eps, r.step_size),
-        (
+        set(
+            "D_rand".to_string(),
+            TargetRule::Random,
+            r.eps,
+            r.step_size,
+            ModelRole::Main(ModelKind::DRand),
+        ),
+        set(
             "D_det".to_string(),
             TargetRule::Deterministic,
             r.eps,
             r.step_size,
+            ModelRole::Main(ModelKind::DDet),
         ),
     ];
     for &eps in &r.extra_eps {
         let step = r.step_at(eps);
         let tag = eps_tag(eps);
-        sets.push((format!("D_rand_eps{tag}"), TargetRule::Random, eps, step));
-        sets.push((
+        sets.push(set(
+            format!("D_rand_eps{tag}"),
+            TargetRule::Random,
+            eps,
+            step,
+            ModelRole::Variant(ModelKind::DRand),
+        ));
+        sets.push(set(
             format!("D_det_eps{tag}"),
             TargetRule::Deterministic,
             eps,
             step,
+            ModelRole::Variant(ModelKind::DDet),
         ));
     }
     sets
@@ -207,13 +260,14 @@ pub fn sets(r: &crate::preset::RelabelSection) -> Vec<(String, TargetRule, f64, 
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let sets = sets(&ctx.preset.relabel);
     let mut keys = Vec::new();
-    for (name, rule, eps, step) in &sets {
-        keys.push(construct(ctx, name, src, *rule, *eps, *step)?);
+    for s in &sets {
+        keys.push(construct(ctx, &s.name, src, s.rule, s.eps, s.step)?);
     }
     // D_det is trained without augmentation in the paper's setting ([PB], [IS#3]); the preset's
     // `fresh` section is used for every set so that the comparison is like for like.
-    for ((name, ..), key) in sets.iter().zip(keys) {
-        ctx.fresh_model(&format!("on_{name}"), name, &key, EvalLevel::Full)?;
+    for (s, key) in sets.iter().zip(keys) {
+        let model = format!("on_{}", s.name);
+        ctx.fresh_model(&model, s.role, &s.name, &key, EvalLevel::Full)?;
     }
     Ok(())
 }

@@ -97,8 +97,11 @@ pub fn check_run(results: &Path, e: &Expect) {
     );
     assert_eq!(run["missing"].as_array().map(Vec::len), Some(0), "{run}");
     assert_eq!(run["num_classes"], e.num_classes);
-    for m in MODELS {
+    // Each model's role (what the report reads), in the order of MODELS.
+    let kinds = ["std", "rob", "d_r", "d_nr", "d_rand", "d_det", "control"];
+    for (m, kind) in MODELS.into_iter().zip(kinds) {
         let r = json(&results.join(format!("models/{m}.json")));
+        assert_eq!(r["role"], serde_json::json!({ "main": kind }), "{m}: role");
         let acc = r["std_acc"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{m}: std_acc {acc}");
         let robust = r["robust"].as_array().unwrap();

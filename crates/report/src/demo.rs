@@ -4,6 +4,7 @@ use crate::grid::{image_grid, GridCell, GridRow};
 use crate::io::write_json_atomic;
 use crate::plot::scatter_plot;
 use crate::results::*;
+use crate::verdict::ModelKind;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +24,7 @@ fn synthetic_image(seed: usize) -> Vec<f32> {
 
 fn model(
     name: &str,
+    role: ModelRole,
     trained_on: &str,
     std_acc: f64,
     rob: [f64; 5],
@@ -63,6 +65,7 @@ fn model(
     });
     ModelResult {
         name: name.into(),
+        role,
         arch: "fmnist_cnn".into(),
         trained_on: trained_on.into(),
         train_size: if trained_on == "D" { 60000 } else { 10000 },
@@ -110,29 +113,60 @@ fn with_second_seed(mut m: ModelResult, shift: f64) -> ModelResult {
 /// The demo models (invented numbers; `on_D_R` has two seeds).
 pub fn demo_models() -> Vec<ModelResult> {
     vec![
-        model("C_std", "D", 0.915, [0.35, 0.08, 0.0, 0.0, 0.01], None),
+        model(
+            "C_std",
+            ModelRole::Main(ModelKind::Std),
+            "D",
+            0.915,
+            [0.35, 0.08, 0.0, 0.0, 0.01],
+            None,
+        ),
         model(
             "C_rob",
+            ModelRole::Main(ModelKind::Rob),
             "D",
             0.83,
             [0.78, 0.72, 0.55, 0.2, 0.6],
             Some("L2 PGD eps=1.0, 7 steps"),
         ),
         with_second_seed(
-            model("on_D_R", "D_R", 0.78, [0.62, 0.45, 0.2, 0.03, 0.3], None),
+            model(
+                "on_D_R",
+                ModelRole::Main(ModelKind::DR),
+                "D_R",
+                0.78,
+                [0.62, 0.45, 0.2, 0.03, 0.3],
+                None,
+            ),
             0.012,
         ),
-        model("on_D_NR", "D_NR", 0.80, [0.2, 0.03, 0.0, 0.0, 0.0], None),
+        model(
+            "on_D_NR",
+            ModelRole::Main(ModelKind::DNR),
+            "D_NR",
+            0.80,
+            [0.2, 0.03, 0.0, 0.0, 0.0],
+            None,
+        ),
         model(
             "on_D_rand",
+            ModelRole::Main(ModelKind::DRand),
             "D_rand",
             0.55,
             [0.05, 0.0, 0.0, 0.0, 0.0],
             None,
         ),
-        model("on_D_det", "D_det", 0.31, [0.02, 0.0, 0.0, 0.0, 0.0], None),
+        model(
+            "on_D_det",
+            ModelRole::Main(ModelKind::DDet),
+            "D_det",
+            0.31,
+            [0.02, 0.0, 0.0, 0.0, 0.0],
+            None,
+        ),
         model(
             "on_D_det_eps2",
+            ModelRole::Variant(ModelKind::DDet),
             "D_det_eps2",
             0.47,
             [0.03, 0.0, 0.0, 0.0, 0.0],
@@ -140,6 +174,7 @@ pub fn demo_models() -> Vec<ModelResult> {
         ),
         model(
             "on_control",
+            ModelRole::Main(ModelKind::Control),
             "D_control",
             0.87,
             [0.3, 0.06, 0.0, 0.0, 0.01],

@@ -1,7 +1,9 @@
 //! Loading a results directory: every file is optional; unreadable or invalid files become
 //! `problems` (each naming the file) instead of aborting, so a partial run still gives a report.
 use crate::io::read_json;
-use crate::results::{ConstructedInfo, Headline, ModelResult, RunInfo, Section, TheorySummary};
+use crate::results::{
+    ConstructedInfo, Headline, ModelResult, ModelRole, RunInfo, Section, TheorySummary,
+};
 use crate::verdict::{figure2_verdicts, table1_verdicts, ClaimVerdict, ModelKind};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -13,8 +15,8 @@ pub struct Results {
     pub dir: PathBuf,
     /// `run.json`, if present and valid.
     pub run: Option<RunInfo>,
-    /// `models/*.json`, in report order (C_std, C_rob, on_D_R, ..., variants after their base,
-    /// then other names alphabetically).
+    /// `models/*.json`, in report order by role (the main models of C_std, C_rob, on_D_R, ...,
+    /// variants after their set's main model, then the extras' models, each group by name).
     pub models: Vec<ModelResult>,
     /// `datasets/*.json`, sorted by name (D_R, D_NR, D_rand, D_det first).
     pub datasets: Vec<ConstructedInfo>,
@@ -92,14 +94,14 @@ fn rel(dir: &Path, p: &Path) -> String {
         .replace('\\', "/")
 }
 
-fn model_order(name: &str) -> (usize, bool, String) {
-    match ModelKind::of(name) {
+fn model_order(m: &ModelResult) -> (usize, bool, String) {
+    match m.role.paper() {
         Some((k, variant)) => (
             ModelKind::ALL.iter().position(|x| *x == k).unwrap_or(99),
             variant,
-            name.to_string(),
+            m.name.clone(),
         ),
-        None => (99, false, name.to_string()),
+        None => (99, false, m.name.clone()),
     }
 }
 
@@ -210,7 +212,7 @@ impl Results {
             }
             fresh
         });
-        r.models.sort_by_key(|m| model_order(&m.name));
+        r.models.sort_by_key(model_order);
         r.sections.sort_by_key(|s| section_order(&s.id));
         r.datasets.sort_by_key(|d| dataset_order(&d.name));
         r.problems.extend(problems);
@@ -220,6 +222,11 @@ impl Results {
     /// The model named `name`.
     pub fn model(&self, name: &str) -> Option<&ModelResult> {
         self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The main model of the paper's set `k` (by its role, whatever its name).
+    pub fn main_model(&self, k: ModelKind) -> Option<&ModelResult> {
+        self.models.iter().find(|m| m.role == ModelRole::Main(k))
     }
 
     /// The dataset named `name`.

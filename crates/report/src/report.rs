@@ -8,7 +8,7 @@ use crate::paper::{cell_text, fmt_num, paper_numbers, select};
 use crate::plot::{
     bar_plot_with_errors, line_plot_with, panel_line_plot, LineSeriesSpec, Panel, PlotOptions,
 };
-use crate::results::{norm_eq, Headline, ModelResult};
+use crate::results::{norm_eq, Headline, ModelResult, ModelRole};
 use crate::uncertainty::Accuracy;
 use crate::verdict::{ClaimVerdict, ModelKind, Verdict};
 use anyhow::Result;
@@ -234,12 +234,13 @@ fn models_of<'a>(
     r: &'a Results,
     kinds: &[ModelKind],
 ) -> Vec<(ModelKind, Option<&'a ModelResult>, bool)> {
-    // (kind, model, is_variant): every base kind (present or not) followed by its variants.
+    // (kind, model, is_variant): every base kind (present or not) followed by its variants, by
+    // their roles.
     let mut out = Vec::new();
     for k in kinds {
-        out.push((*k, r.model(k.base_name()), false));
+        out.push((*k, r.main_model(*k), false));
         for m in &r.models {
-            if ModelKind::of(&m.name) == Some((*k, true)) {
+            if m.role == ModelRole::Variant(*k) {
                 out.push((*k, Some(m), true));
             }
         }
@@ -579,7 +580,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
         ModelKind::Control,
     ]
     .iter()
-    .filter(|k| ctx.r.model(k.base_name()).is_some())
+    .filter(|k| ctx.r.main_model(**k).is_some())
     .count();
     b.push(Block::Table(table));
     // The plot as the paper draws it: grouped bars of standard and robust accuracy.
@@ -601,7 +602,7 @@ fn figure2_section(ctx: &mut Ctx, f2: &[ClaimVerdict]) -> DocSection {
                 ModelKind::Std => "Std training on D".to_string(),
                 ModelKind::Rob => "Adv training on D".to_string(),
                 ModelKind::Control => "Std training on control".to_string(),
-                _ => format!("Std training on {}", m.name.trim_start_matches("on_")),
+                _ => format!("Std training on {}", m.trained_on),
             };
             cats.push(label);
             let (std_a, rob_a) = (m.std_accuracy(), rob_acc(m, h.as_ref()));
@@ -687,7 +688,7 @@ fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
         ModelKind::Control,
     ]
     .iter()
-    .filter(|k| ctx.r.model(k.base_name()).is_some())
+    .filter(|k| ctx.r.main_model(**k).is_some())
     .count();
     b.push(Block::Table(table));
     let (nc, _) = ctx.r.num_classes();
@@ -707,7 +708,7 @@ fn table1_section(ctx: &mut Ctx, t1: &[ClaimVerdict]) -> DocSection {
             cats.push(match k {
                 ModelKind::Std => "D".to_string(),
                 ModelKind::Control => "control".to_string(),
-                _ => m.name.trim_start_matches("on_").to_string(),
+                _ => m.trained_on.clone(),
             });
             let a = m.std_accuracy();
             vals.push(a.value);
@@ -1185,7 +1186,7 @@ fn training_section(ctx: &mut Ctx) -> DocSection {
     let paper: Vec<&ModelResult> = r
         .models
         .iter()
-        .filter(|m| ModelKind::of(&m.name).is_some())
+        .filter(|m| m.role.paper().is_some())
         .collect();
     let shown: Vec<&ModelResult> = if paper.is_empty() {
         r.models.iter().collect()

@@ -21,8 +21,10 @@
 //!
 //! ref = the control model (`on_control`: same recipe on a same-size clean subset of D) when
 //! present, else `C_std`. chance = 1 / num_classes. Variants (e.g. `on_D_det_eps2`) get the
-//! T1a / T1b rule as extra claims.
-use crate::results::{Headline, ModelResult};
+//! T1a / T1b rule as extra claims. Models are found by their role
+//! ([`crate::results::ModelRole`]), never by their names: `on_D_R` above is the main model of
+//! D_R whatever it is called, and an extra's model is never one of these.
+use crate::results::{Headline, ModelResult, ModelRole};
 use crate::uncertainty::{above_chance, combine_parts, Accuracy, Margin};
 use serde::{Deserialize, Serialize};
 
@@ -121,22 +123,31 @@ impl ClaimVerdict {
     }
 }
 
-/// The role of a model in the paper's experiments, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The paper's training sets (and trainings) of Figure 2 / Table 1: which one a model stands for
+/// ([`crate::results::ModelRole`]). In JSON: `std`, `rob`, `d_r`, `d_nr`, `d_rand`, `d_det`,
+/// `control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ModelKind {
     /// `C_std`: standard training on D.
+    #[serde(rename = "std")]
     Std,
     /// `C_rob`: adversarial training on D.
+    #[serde(rename = "rob")]
     Rob,
     /// `on_D_R`: trained on the robust dataset.
+    #[serde(rename = "d_r")]
     DR,
     /// `on_D_NR`: trained on the non-robust dataset.
+    #[serde(rename = "d_nr")]
     DNR,
     /// `on_D_rand`: trained on D_rand.
+    #[serde(rename = "d_rand")]
     DRand,
     /// `on_D_det`: trained on D_det.
+    #[serde(rename = "d_det")]
     DDet,
     /// `on_control`: trained on a same-size clean subset of D.
+    #[serde(rename = "control")]
     Control,
 }
 
@@ -152,7 +163,8 @@ impl ModelKind {
         ModelKind::Control,
     ];
 
-    /// The canonical model name, e.g. "on_D_R".
+    /// The name the pipeline gives this set's main model, e.g. "on_D_R" (the file named when it
+    /// is missing); models are found by their role, not by this name.
     pub fn base_name(self) -> &'static str {
         match self {
             ModelKind::Std => "C_std",
@@ -189,23 +201,6 @@ impl ModelKind {
             ModelKind::DDet => Some("D_det"),
             ModelKind::Control => None,
         }
-    }
-
-    /// Classifies a model name: the kind and whether it is a variant (`on_D_det_eps2` is a
-    /// variant of `on_D_det`). None for names outside the paper's experiments.
-    pub fn of(name: &str) -> Option<(ModelKind, bool)> {
-        for k in ModelKind::ALL {
-            let base = k.base_name();
-            if name == base {
-                return Some((k, false));
-            }
-            if let Some(rest) = name.strip_prefix(base) {
-                if rest.starts_with('_') && rest.len() > 1 {
-                    return Some((k, true));
-                }
-            }
-        }
-        None
     }
 }
 
@@ -307,8 +302,9 @@ pub fn fig2c(std_r: &Accuracy, std_ref: &Accuracy, chance: f64) -> (Verdict, Mar
     }
 }
 
+/// The main model of set `k` (by its role, whatever its name).
 fn find(models: &[ModelResult], k: ModelKind) -> Option<&ModelResult> {
-    models.iter().find(|m| m.name == k.base_name())
+    models.iter().find(|m| m.role == ModelRole::Main(k))
 }
 
 /// Robust accuracy of `m` at the headline, or a reason why it is unavailable: under the
@@ -558,7 +554,7 @@ pub fn table1_verdicts(
             ),
         });
         for m in models {
-            if ModelKind::of(&m.name) == Some((kind, true)) {
+            if m.role == ModelRole::Variant(kind) {
                 out.push(chance_claim(
                     format!("{id}[{}]", m.name),
                     format!("Variant {}: {claim}", m.name),
@@ -616,12 +612,14 @@ pub fn table1_verdicts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{RobustPoint, SeedRun};
+    use crate::results::{RobustPoint, SeedRun, Varies};
+    use ModelKind::{Control, DDet, DRand, Rob, Std, DNR, DR};
 
     /// A model with `std_acc` on 10,000 test images and robust accuracy `rob` at L2 0.5 on 500.
-    fn model(name: &str, std_acc: f64, rob: f64) -> ModelResult {
+    fn model(name: &str, role: ModelRole, std_acc: f64, rob: f64) -> ModelResult {
         ModelResult {
             name: name.into(),
+            role,
             arch: "a".into(),
             trained_on: "D".into(),
             train_size: 1,
@@ -646,9 +644,14 @@ mod tests {
         }
     }
 
-    /// `model` trained with one seed per (std, rob) pair; seed 0's numbers are the model's.
-    fn seeded(name: &str, runs: &[(f64, f64)]) -> ModelResult {
-        let mut m = model(name, runs[0].0, runs[0].1);
+    /// The main model of set `k`, named as the pipeline names it.
+    fn main(k: ModelKind, std_acc: f64, rob: f64) -> ModelResult {
+        model(k.base_name(), ModelRole::Main(k), std_acc, rob)
+    }
+
+    /// `main(k, ..)` trained with one seed per (std, rob) pair; seed 0's numbers are the model's.
+    fn seeded(k: ModelKind, runs: &[(f64, f64)]) -> ModelResult {
+        let mut m = main(k, runs[0].0, runs[0].1);
         let point = m.robust[0].clone();
         m.set_seeds(
             runs.iter()
@@ -671,9 +674,9 @@ mod tests {
     #[test]
     fn robustness_is_decided_on_the_ensemble_when_present() {
         let h = headline();
-        let plain = model("on_D_R", 0.8, 0.6);
+        let plain = main(DR, 0.8, 0.6);
         assert!((rob_at(&plain, Some(&h)).unwrap().value - 0.6).abs() < 1e-12);
-        let mut hard = model("on_D_R", 0.8, 0.6);
+        let mut hard = main(DR, 0.8, 0.6);
         hard.ensemble = vec![RobustPoint {
             norm: "L2".into(),
             eps: 0.5,
@@ -697,19 +700,57 @@ mod tests {
         Accuracy::single(v, n)
     }
 
+    /// Models are found by their role: a paper model under any name is used, an extra's model
+    /// named like a paper model is not.
     #[test]
-    fn model_kinds_and_variants() {
-        assert_eq!(ModelKind::of("on_D_R"), Some((ModelKind::DR, false)));
-        assert_eq!(ModelKind::of("on_D_R_noise"), Some((ModelKind::DR, true)));
-        assert_eq!(ModelKind::of("on_D_rand"), Some((ModelKind::DRand, false)));
-        assert_eq!(
-            ModelKind::of("on_D_det_eps2"),
-            Some((ModelKind::DDet, true))
+    fn models_are_found_by_role_not_by_name() {
+        let h = headline();
+        let paper = vec![
+            model("baseline", ModelRole::Main(Std), 0.9525, 0.0866),
+            model("robust_src", ModelRole::Main(Rob), 0.9083, 0.8234),
+            model("fresh_r", ModelRole::Main(DR), 0.84, 0.48),
+            model("fresh_nr", ModelRole::Main(DNR), 0.88, 0.0),
+            model("rand", ModelRole::Main(DRand), 0.63, 0.0),
+            model("det", ModelRole::Main(DDet), 0.44, 0.0),
+            model("det_far", ModelRole::Variant(DDet), 0.50, 0.0),
+        ];
+        let f2 = figure2_verdicts(&paper, Some(&h), 10);
+        assert_eq!(f2.len(), 3);
+        assert!(f2.iter().all(|c| c.verdict == Verdict::Holds), "{f2:#?}");
+        let t1 = table1_verdicts(&paper, Some(&h), 10);
+        assert!(t1.iter().any(|c| c.id == "T1b[det_far]"), "{t1:#?}");
+        assert!(t1.iter().all(|c| c.verdict == Verdict::Holds), "{t1:#?}");
+        // Extras' models with the paper's names (and a variant's): none is a paper model.
+        let extra =
+            |name: &str, set, varies| model(name, ModelRole::Extra { set, varies }, 0.84, 0.48);
+        let extras = vec![
+            extra("on_D_R", DR, Varies::Distance),
+            extra("on_D_NR", DNR, Varies::Init),
+            extra("C_std", Std, Varies::Architecture),
+            extra("on_D_det", DDet, Varies::Construction),
+            extra("on_D_det_eps2", DDet, Varies::Eps),
+            extra("on_D_R_xyz", DR, Varies::TrainSize),
+        ];
+        let f2 = figure2_verdicts(&extras, Some(&h), 10);
+        assert!(
+            f2.iter().all(|c| c.verdict == Verdict::Undetermined),
+            "{f2:#?}"
         );
-        assert_eq!(ModelKind::of("on_D_NR"), Some((ModelKind::DNR, false)));
-        assert_eq!(ModelKind::of("on_D_"), None);
-        assert_eq!(ModelKind::of("on_D_R~s1"), None);
-        assert_eq!(ModelKind::of("resnet"), None);
+        let t1 = table1_verdicts(&extras, Some(&h), 10);
+        assert_eq!(t1.len(), 3, "no variant claims: {t1:#?}");
+        assert!(t1.iter().all(|c| c.verdict == Verdict::Undetermined));
+        // Next to the paper's models they change nothing.
+        let both: Vec<ModelResult> = extras.iter().chain(&paper).cloned().collect();
+        assert_eq!(figure2_verdicts(&both, Some(&h), 10), f2_of(&paper));
+        assert_eq!(table1_verdicts(&both, Some(&h), 10), t1_of(&paper));
+    }
+
+    fn f2_of(ms: &[ModelResult]) -> Vec<ClaimVerdict> {
+        figure2_verdicts(ms, Some(&headline()), 10)
+    }
+
+    fn t1_of(ms: &[ModelResult]) -> Vec<ClaimVerdict> {
+        table1_verdicts(ms, Some(&headline()), 10)
     }
 
     #[test]
@@ -767,10 +808,10 @@ mod tests {
             Verdict::Inconclusive
         );
         let at_chance = vec![
-            model("C_std", 0.56, 0.6),
-            model("on_D_R", 0.1, 0.13),
-            model("on_D_NR", 0.1, 0.13),
-            model("on_control", 0.12, 0.13),
+            main(Std, 0.56, 0.6),
+            main(DR, 0.1, 0.13),
+            main(DNR, 0.1, 0.13),
+            main(Control, 0.12, 0.13),
         ];
         let f2 = figure2_verdicts(&at_chance, Some(&headline()), 10);
         for c in &f2[1..3] {
@@ -798,13 +839,13 @@ mod tests {
     #[test]
     fn paper_numbers_hold() {
         let ms = vec![
-            model("C_std", 0.9525, 0.0866),
-            model("C_rob", 0.9083, 0.8234),
-            model("on_D_R", 0.84, 0.48),
-            model("on_D_NR", 0.88, 0.0),
-            model("on_D_rand", 0.63, 0.0),
-            model("on_D_det", 0.44, 0.0),
-            model("on_D_det_eps2", 0.50, 0.0),
+            main(Std, 0.9525, 0.0866),
+            main(Rob, 0.9083, 0.8234),
+            main(DR, 0.84, 0.48),
+            main(DNR, 0.88, 0.0),
+            main(DRand, 0.63, 0.0),
+            main(DDet, 0.44, 0.0),
+            model("on_D_det_eps2", ModelRole::Variant(DDet), 0.50, 0.0),
         ];
         let h = headline();
         let f2 = figure2_verdicts(&ms, Some(&h), 10);
@@ -829,12 +870,12 @@ mod tests {
     #[test]
     fn contradicting_numbers_do_not_hold() {
         let ms = vec![
-            model("C_std", 0.91, 0.02),
-            model("on_D_R", 0.25, 0.01),
-            model("on_D_NR", 0.85, 0.40),
-            model("on_D_rand", 0.09, 0.3),
-            model("on_D_det", 0.05, 0.3),
-            model("on_control", 0.88, 0.01),
+            main(Std, 0.91, 0.02),
+            main(DR, 0.25, 0.01),
+            main(DNR, 0.85, 0.40),
+            main(DRand, 0.09, 0.3),
+            main(DDet, 0.05, 0.3),
+            main(Control, 0.88, 0.01),
         ];
         let h = headline();
         let f2 = figure2_verdicts(&ms, Some(&h), 10);
@@ -860,10 +901,10 @@ mod tests {
         let h = headline();
         for (r, c) in [(0.490, 0.496), (0.510, 0.500)] {
             let ms = vec![
-                model("C_std", 0.919, 0.376),
-                model("on_D_R", 0.778, r),
-                model("on_D_NR", 0.677, 0.094),
-                model("on_control", 0.806, c),
+                main(Std, 0.919, 0.376),
+                main(DR, 0.778, r),
+                main(DNR, 0.677, 0.094),
+                main(Control, 0.806, c),
             ];
             let f2 = figure2_verdicts(&ms, Some(&h), 10);
             assert_eq!(f2[3].id, "F2d");
@@ -873,17 +914,17 @@ mod tests {
         }
         // Clear on one seed (60% vs 50% on 500), but the second seed lands at 48%.
         let one = vec![
-            model("C_std", 0.9, 0.3),
-            model("on_D_R", 0.8, 0.60),
-            model("on_D_NR", 0.7, 0.05),
-            model("on_control", 0.8, 0.50),
+            main(Std, 0.9, 0.3),
+            main(DR, 0.8, 0.60),
+            main(DNR, 0.7, 0.05),
+            main(Control, 0.8, 0.50),
         ];
         assert_eq!(
             figure2_verdicts(&one, Some(&h), 10)[3].verdict,
             Verdict::Holds
         );
         let mut two = one.clone();
-        two[1] = seeded("on_D_R", &[(0.8, 0.60), (0.8, 0.48)]);
+        two[1] = seeded(DR, &[(0.8, 0.60), (0.8, 0.48)]);
         let f2 = figure2_verdicts(&two, Some(&h), 10);
         assert_eq!(f2[3].verdict, Verdict::Inconclusive, "{:?}", f2[3]);
         assert!(
@@ -895,13 +936,13 @@ mod tests {
 
     #[test]
     fn missing_inputs_are_undetermined() {
-        let ms = vec![model("C_std", 0.91, 0.02), model("on_D_R", 0.8, 0.5)];
+        let ms = vec![main(Std, 0.91, 0.02), main(DR, 0.8, 0.5)];
         let f2 = figure2_verdicts(&ms, Some(&headline()), 10);
         assert_eq!(f2[0].verdict, Verdict::Undetermined);
         assert!(f2[0].margin.is_none());
         assert!(f2[0].evidence.contains("models/on_D_NR.json"));
         let mut ms2 = ms.clone();
-        ms2.push(model("on_D_NR", 0.8, 0.0));
+        ms2.push(main(DNR, 0.8, 0.0));
         let f2 = figure2_verdicts(&ms2, None, 10);
         assert_eq!(f2[0].verdict, Verdict::Undetermined);
         assert!(f2[0].evidence.contains("headline"));

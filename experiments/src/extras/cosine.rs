@@ -10,7 +10,8 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_attacks::Distance;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
-use nrf_report::results::{ModelResult, Section, Table};
+use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
+use nrf_report::ModelKind;
 use nrf_report::Verdict;
 
 /// Name of a distance for tables.
@@ -103,6 +104,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let key = construct_rep(ctx, alt_name, "C_rob", &src.c_rob, &src.subset, &cfg)?;
     let (alt_model, _) = ctx.fresh_model(
         &format!("cos_on_{alt_name}"),
+        ModelRole::Extra {
+            set: ModelKind::DR,
+            varies: Varies::Distance,
+        },
         alt_name,
         &key,
         EvalLevel::Full,

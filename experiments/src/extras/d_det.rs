@@ -20,7 +20,8 @@ use crate::table1::{construct_spec, eps_tag, RelabelSpec};
 use anyhow::{Context, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_features::targeted::{TargetLoss, TargetedAttack};
-use nrf_report::results::{ConstructedInfo, Section, Table};
+use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
+use nrf_report::ModelKind;
 use nrf_report::Verdict;
 
 /// One rebuilt D_det and what fresh models trained on it do.
@@ -124,7 +125,11 @@ fn fresh_models(ctx: &mut Ctx, set: &str, key: &str, seeds: usize) -> Result<(Ac
         } else {
             format!("dd_on_{set}_s{s}")
         };
-        let (m, _) = ctx.fresh_model(&name, set, key, EvalLevel::Standard)?;
+        let role = ModelRole::Extra {
+            set: ModelKind::DDet,
+            varies: Varies::Construction,
+        };
+        let (m, _) = ctx.fresh_model(&name, role, set, key, EvalLevel::Standard)?;
         accs.push(m.std_acc);
         test_n = m.test_size;
         shifted.push(shifted_agreement(ctx, &name)?);
@@ -155,6 +160,10 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
         ctx,
         &study.source_arch,
         &big,
+        ModelRole::Extra {
+            set: ModelKind::Std,
+            varies: Varies::Architecture,
+        },
         "D",
         &train,
         &data_key,
@@ -170,8 +179,19 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
              `train_rob` at robust_source_eps)"
         ),
     }
-    let (rob_m, rob_key) =
-        ctx.model_stage(&rob, "D", &train, &data_key, &rob_section, EvalLevel::Full)?;
+    let rob_role = ModelRole::Extra {
+        set: ModelKind::Rob,
+        varies: Varies::Eps,
+    };
+    let (rob_m, rob_key) = ctx.model_stage(
+        &rob,
+        rob_role,
+        "D",
+        &train,
+        &data_key,
+        &rob_section,
+        EvalLevel::Full,
+    )?;
     let c_std = read_model(ctx, "C_std")?;
 
     let paper = TargetedAttack::default();

@@ -6,11 +6,11 @@ use super::stats::{above_chance, num, pct, points_verdict, trend_words, Accuracy
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
-use crate::table1::construct;
+use crate::table1::{self, construct};
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ConstructedInfo, Section, Table};
+use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
 use nrf_report::Verdict;
 
 /// Changes of at most this much (a fraction) count as flat.
@@ -92,12 +92,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             let step = r.step_at(eps);
             let key = construct(ctx, &name, src, rule, eps, step)?;
             // Table 1's sets keep Table 1's models; the others are this section's own.
-            let model = if r.is_table1_radius(eps) {
-                format!("on_{name}")
+            let (model, role) = if r.is_table1_radius(eps) {
+                (format!("on_{name}"), table1::role(rule, eps, r.eps))
             } else {
-                format!("es_on_{name}")
+                let role = ModelRole::Extra {
+                    set: table1::kind(rule),
+                    varies: Varies::Eps,
+                };
+                (format!("es_on_{name}"), role)
             };
-            let (m, _) = ctx.fresh_model(&model, &name, &key, EvalLevel::Standard)?;
+            let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
             if rule == TargetRule::Deterministic {
                 det_shifted.push(super::shifted_agreement(ctx, &model)?);
             }

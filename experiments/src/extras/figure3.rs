@@ -29,7 +29,8 @@ use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_points_plot, PlotOptions, ScatterPoint};
-use nrf_report::results::{Section, Table};
+use nrf_report::results::{ModelRole, Section, Table, Varies};
+use nrf_report::ModelKind;
 use nrf_report::Verdict;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -226,30 +227,51 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     for arch in archs {
         let own = *arch == ctx.preset.model.arch;
         let slug = arch_slug(arch);
-        let det_name = if own && table1 {
-            format!("on_{det_set}")
-        } else {
-            format!("f3_{slug}_on_{det_set}")
+        // Table 1's / Figure 2's models (name and role) for the preset's own architecture on
+        // their sets; this section's own otherwise.
+        let extra_role = |set| ModelRole::Extra {
+            set,
+            varies: Varies::Architecture,
         };
-        let std_name = if own && same_control {
-            "on_control".to_string()
+        let (det_name, det_role) = if own && table1 {
+            let role = crate::table1::role(TargetRule::Deterministic, eps, r.eps);
+            (format!("on_{det_set}"), role)
         } else {
-            format!("f3_{slug}_on_control")
+            (
+                format!("f3_{slug}_on_{det_set}"),
+                extra_role(ModelKind::DDet),
+            )
+        };
+        let (std_name, std_role) = if own && same_control {
+            (
+                "on_control".to_string(),
+                ModelRole::Main(ModelKind::Control),
+            )
+        } else {
+            (
+                format!("f3_{slug}_on_control"),
+                extra_role(ModelKind::Control),
+            )
         };
         let trained_on = if same_control {
             "D_control".to_string()
         } else {
             format!("D_control_{n}")
         };
-        let rand_name = if own && table1 {
-            format!("on_{rand_set}")
+        let (rand_name, rand_role) = if own && table1 {
+            let role = crate::table1::role(TargetRule::Random, eps, r.eps);
+            (format!("on_{rand_set}"), role)
         } else {
-            format!("f3_{slug}_on_{rand_set}")
+            (
+                format!("f3_{slug}_on_{rand_set}"),
+                extra_role(ModelKind::DRand),
+            )
         };
         let (m_det, k_det) = model_stage_arch(
             ctx,
             arch,
             &det_name,
+            det_role,
             &det_set,
             &det,
             &det_key,
@@ -260,6 +282,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             ctx,
             arch,
             &rand_name,
+            rand_role,
             &rand_set,
             &rand,
             &rand_key,
@@ -270,6 +293,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             ctx,
             arch,
             &std_name,
+            std_role,
             &trained_on,
             &control,
             &control_key,

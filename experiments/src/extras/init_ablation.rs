@@ -11,7 +11,8 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_models::Init;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
-use nrf_report::results::{ModelResult, Section, Table};
+use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
+use nrf_report::ModelKind;
 
 /// The initialisation the ablation trains with: the one the preset does not use.
 pub fn other(init: Init) -> Init {
@@ -67,10 +68,18 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         ..ctx.preset.model.clone()
     };
     let mut alt_models = Vec::new();
-    for (set, key) in [("D_R", &k_r), ("D_NR", &k_nr)] {
+    let role = |set| ModelRole::Extra {
+        set,
+        varies: Varies::Init,
+    };
+    for (set, kind, key) in [
+        ("D_R", ModelKind::DR, &k_r),
+        ("D_NR", ModelKind::DNR, &k_nr),
+    ] {
         let ds = ctx.load_constructed(set)?.dataset;
         let name = model_name(alt, set);
-        let (m, _) = model_stage_as(ctx, &model, &name, set, &ds, key, &fresh, EvalLevel::Full)?;
+        let level = EvalLevel::Full;
+        let (m, _) = model_stage_as(ctx, &model, &name, role(kind), set, &ds, key, &fresh, level)?;
         alt_models.push(m);
     }
     let (control, key) = control_set(ctx, src);
@@ -79,6 +88,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         ctx,
         &model,
         &name,
+        role(ModelKind::Control),
         "D_control",
         &control,
         &key,

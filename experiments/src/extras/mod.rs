@@ -14,9 +14,11 @@
 //! | `train_size` | [`train_size`] | `train_sizes = [n, ...]` | two constructions + three models per size |
 //! | `d_det_study` | [`d_det`] | `[extras.d_det_study]` | two source models, six constructions, six x seeds models |
 //!
-//! Models an extra trains for itself carry its prefix (`f3_`, `es_`, `ts_`, `cos_`, `init_`,
-//! `dd_`, and `C_indep`), so that the report's Figure 2 / Table 1 tables keep to the preset's own sets;
-//! models of Figure 2 / Table 1 that an extra reuses keep their names.
+//! Models an extra trains for itself have the role `ModelRole::Extra` (the paper's set they stand
+//! in for and what the extra varies), so that the report's Figure 2 / Table 1 tables keep to the
+//! preset's own sets; their names carry the extra's prefix (`f3_`, `es_`, `ts_`, `cos_`,
+//! `init_`, `dd_`, and `C_indep`) only to keep their files apart. Models of Figure 2 / Table 1
+//! that an extra reuses keep their names and roles.
 //!
 //! Every model goes through [`Ctx::model_stage`] and every dataset through the construction
 //! stages, so everything is cached and an interrupted run resumes. Findings and verdicts are
@@ -39,7 +41,8 @@ use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
 use nrf_data::Dataset;
 use nrf_models::{Arch, Classifier, Model};
-use nrf_report::results::{ModelResult, Section};
+use nrf_report::results::{ModelResult, ModelRole, Section, Varies};
+use nrf_report::ModelKind;
 use tch::Tensor;
 
 /// Runs every extra the preset switches on (nothing unless `extras.enabled`).
@@ -136,6 +139,10 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             let section = ctx.preset.fresh.clone();
             ctx.model_stage(
                 "C_indep",
+                ModelRole::Extra {
+                    set: ModelKind::Control,
+                    varies: Varies::HeldOutImages,
+                },
                 "D_heldout",
                 &data,
                 &key,
@@ -184,6 +191,7 @@ pub fn model_stage_arch(
     ctx: &mut Ctx,
     arch: &Arch,
     name: &str,
+    role: ModelRole,
     trained_on: &str,
     data: &Dataset,
     data_key: &str,
@@ -195,7 +203,7 @@ pub fn model_stage_arch(
         ..ctx.preset.model.clone()
     };
     model_stage_as(
-        ctx, &model, name, trained_on, data, data_key, section, level,
+        ctx, &model, name, role, trained_on, data, data_key, section, level,
     )
 }
 
@@ -206,6 +214,7 @@ pub fn model_stage_as(
     ctx: &mut Ctx,
     model: &ModelSection,
     name: &str,
+    role: ModelRole,
     trained_on: &str,
     data: &Dataset,
     data_key: &str,
@@ -213,7 +222,7 @@ pub fn model_stage_as(
     level: EvalLevel,
 ) -> Result<(ModelResult, String)> {
     let saved = std::mem::replace(&mut ctx.preset.model, model.clone());
-    let out = ctx.model_stage(name, trained_on, data, data_key, section, level);
+    let out = ctx.model_stage(name, role, trained_on, data, data_key, section, level);
     ctx.preset.model = saved;
     out
 }

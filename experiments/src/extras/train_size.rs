@@ -11,11 +11,12 @@ use super::stats::{above_chance, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
-use crate::table1::construct_at;
+use crate::table1::{self, construct_at};
 use anyhow::{bail, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ConstructedInfo, Section, Table};
+use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
+use nrf_report::ModelKind;
 use nrf_report::Verdict;
 
 /// One row: the sets of one size.
@@ -152,12 +153,17 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         ] {
             let name = set_name(prefix, n, base);
             let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
-            let model = if n == base {
-                format!("on_{name}")
+            // Table 1's size keeps Table 1's model; the others are this section's own.
+            let (model, role) = if n == base {
+                (format!("on_{name}"), ModelRole::Main(table1::kind(rule)))
             } else {
-                format!("ts_on_{name}")
+                let role = ModelRole::Extra {
+                    set: table1::kind(rule),
+                    varies: Varies::TrainSize,
+                };
+                (format!("ts_on_{name}"), role)
             };
-            let (m, _) = ctx.fresh_model(&model, &name, &key, EvalLevel::Standard)?;
+            let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
             let info: ConstructedInfo =
                 nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
             info.validate()?;
@@ -166,15 +172,24 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
                 det_shifted.push(super::shifted_agreement(ctx, &model)?);
             }
         }
-        let (clean_name, trained_on) = if n == base && control_is_table1 {
-            ("on_control".to_string(), "D_control".to_string())
+        let (clean_name, clean_role, trained_on) = if n == base && control_is_table1 {
+            (
+                "on_control".to_string(),
+                ModelRole::Main(ModelKind::Control),
+                "D_control".to_string(),
+            )
         } else {
-            (format!("ts_on_clean_n{n}"), format!("D_clean_n{n}"))
+            let role = ModelRole::Extra {
+                set: ModelKind::Control,
+                varies: Varies::TrainSize,
+            };
+            (format!("ts_on_clean_n{n}"), role, format!("D_clean_n{n}"))
         };
         let clean = ctx.train.subset(indices);
         let clean_key = ctx.subset_key(indices);
         let (m_clean, _) = ctx.model_stage(
             &clean_name,
+            clean_role,
             &trained_on,
             &clean,
             &clean_key,
