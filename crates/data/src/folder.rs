@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use image::ImageReader;
+use rayon::prelude::*;
 
 use crate::error::{DataError, Result};
 use crate::{Dataset, Split};
@@ -123,7 +124,23 @@ pub const MAX_IMAGE_ALLOC: u64 = 1 << 30;
 /// `path`'s extension); `path` names it in errors. Never panics: any byte string gives the
 /// image or [`DataError::UnreadableImage`].
 pub fn decode_image(path: impl AsRef<Path>, bytes: &[u8], size: usize) -> Result<Vec<f32>> {
-    let path = path.as_ref();
+    let cropped = decode_cropped(path.as_ref(), bytes, size)?;
+    let mut out = vec![0f32; 3 * size * size];
+    write_planes(&cropped, &mut out);
+    Ok(out)
+}
+
+/// [`load_image`] into `out` (`3 * size * size` values), which [`decode_all`] hands each file
+/// as its slot of the dataset's buffer, so no per-image vector is kept.
+fn load_image_into(path: &Path, size: usize, out: &mut [f32]) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read image", e))?;
+    let cropped = decode_cropped(path, &bytes, size)?;
+    write_planes(&cropped, out);
+    Ok(())
+}
+
+/// Decodes, resizes (shorter side to `size`) and centre-crops: the `size x size` RGB image.
+fn decode_cropped(path: &Path, bytes: &[u8], size: usize) -> Result<image::RgbImage> {
     if size == 0 {
         return Err(DataError::invalid("load_image: size", "must be positive"));
     }
@@ -170,30 +187,57 @@ pub fn decode_image(path: impl AsRef<Path>, bytes: &[u8], size: usize) -> Result
     let size32 = size as u32;
     let x0 = (nw - size32) / 2;
     let y0 = (nh - size32) / 2;
-    let cropped = imageops::crop_imm(&resized, x0, y0, size32, size32).to_image();
-    let plane = size * size;
-    let mut out = vec![0f32; 3 * plane];
-    for (i, px) in cropped.pixels().enumerate() {
+    Ok(imageops::crop_imm(&resized, x0, y0, size32, size32).to_image())
+}
+
+/// Writes a square RGB image into `out` as three planes (`[3, side, side]`) in `[0, 1]`.
+fn write_planes(img: &image::RgbImage, out: &mut [f32]) {
+    let plane = (img.width() * img.height()) as usize;
+    debug_assert_eq!(out.len(), 3 * plane);
+    for (i, px) in img.pixels().enumerate() {
         for c in 0..3 {
             out[c * plane + i] = px[c] as f32 / 255.0;
         }
     }
-    Ok(out)
 }
 
 /// Decodes `files` (with their labels) into a [`Dataset`] of `[3, size, size]` images.
+///
+/// Files are decoded in parallel on rayon's global pool (`RAYON_NUM_THREADS` caps it, or run
+/// inside [`rayon::ThreadPool::install`]), each straight into its own slot of the dataset's
+/// buffer, so the result is the same, byte for byte, as decoding one file after another, and
+/// memory is that buffer plus one file's decoding buffers per worker thread. When files
+/// cannot be read or decoded, the error is the one of the first such file in `files`' order,
+/// whatever the threads' timing (`find_map_first`: files after it are skipped, files before it
+/// are all decoded).
 fn decode_all(
     files: &[(PathBuf, usize)],
     size: usize,
     name: String,
     class_names: Vec<String>,
 ) -> Result<Dataset> {
-    let mut images = Vec::with_capacity(files.len() * 3 * size * size);
-    let mut labels = Vec::with_capacity(files.len());
-    for (path, label) in files {
-        images.extend(load_image(path, size)?);
-        labels.push(*label as i64);
+    let per_image = 3 * size * size;
+    let mut images = Vec::new();
+    if !files.is_empty() {
+        if size == 0 {
+            return Err(DataError::invalid("load_image: size", "must be positive"));
+        }
+        let len = files.len().checked_mul(per_image).ok_or_else(|| {
+            DataError::invalid(
+                "image folder",
+                format!("{} images of {per_image} values overflow", files.len()),
+            )
+        })?;
+        images = vec![0f32; len];
+        let first_error = images
+            .par_chunks_mut(per_image)
+            .zip(files.par_iter())
+            .find_map_first(|(out, (path, _))| load_image_into(path, size, out).err());
+        if let Some(e) = first_error {
+            return Err(e);
+        }
     }
+    let labels = files.iter().map(|&(_, label)| label as i64).collect();
     Ok(Dataset {
         name,
         images,

@@ -1,5 +1,8 @@
 //! A small first-order minimiser: gradient descent with Barzilai–Borwein step sizes and an Armijo
-//! backtracking safeguard (monotone). Used for the numerical checks of the closed forms.
+//! backtracking safeguard (monotone). Used for the numerical checks of the closed forms. For
+//! piecewise-smooth objectives, on whose kinks gradient descent can stall: gradient sampling
+//! ([`gradient_sampling`], with [`min_norm_in_hull`]) and a random-direction local-minimum probe
+//! ([`descent_probe`]) that allows for the objective's round-off.
 
 use serde::{Deserialize, Serialize};
 
@@ -171,23 +174,51 @@ where
     }
 }
 
+/// Outcome of [`descent_probe`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DescentProbe {
+    /// Largest decrease `f(x) - f(x + h·u)` found (`-inf` when no probed point was defined).
+    pub largest_decrease: f64,
+    /// Largest decrease beyond round-off, `f(x) - f(x + h·u) - (noise(x) + noise(x + h·u))`: a
+    /// positive value is a decrease that the two evaluations' rounding cannot explain.
+    pub largest_excess: f64,
+    /// The longest step probed (the largest of `steps`).
+    pub largest_step: f64,
+}
+
+impl DescentProbe {
+    /// Whether the probe found no descent beyond what a point that is stationary to within
+    /// `grad_tol` may show: at such a point `f(x + h·u) ≥ f(x) - h·grad_tol` to first order (the
+    /// curvature term is ≥ 0 at a minimum), so the allowance is `grad_tol` times the longest step,
+    /// on top of the evaluations' round-off already taken out of
+    /// [`largest_excess`](Self::largest_excess).
+    pub fn is_local_minimum(&self, grad_tol: f64) -> bool {
+        self.largest_excess <= self.largest_step * grad_tol
+    }
+}
+
 /// Probes whether `x` is a local minimum of `f` by evaluating `f(x + h·u)` for `n_dirs` random unit
-/// directions `u` and each step length `h` in `steps`. Returns the largest decrease
-/// `f(x) - f(x + h·u)` found (≤ 0 up to round-off at a local minimum, also a nonsmooth one, where
-/// the gradient norm is not a usable criterion). Points where `f` is undefined are skipped.
+/// directions `u` and each step length `h` in `steps`. Returns the largest decrease found, also
+/// net of round-off (≤ 0 at a local minimum, also a nonsmooth one, where the gradient norm is not
+/// a usable criterion): `f` returns `Some((value, noise))`, `noise` a bound on the rounding error
+/// of `value`. Points where `f` is undefined are skipped.
 pub fn descent_probe<F, R>(
     mut f: F,
     x: &[f64],
     steps: &[f64],
     n_dirs: usize,
     rng: &mut R,
-) -> Result<f64>
+) -> Result<DescentProbe>
 where
-    F: FnMut(&[f64]) -> Option<f64>,
+    F: FnMut(&[f64]) -> Option<(f64, f64)>,
     R: rand::Rng + ?Sized,
 {
-    let f0 = f(x).ok_or_else(|| invalid("x", "objective undefined at the probed point"))?;
-    let mut best = f64::NEG_INFINITY;
+    let (f0, n0) = f(x).ok_or_else(|| invalid("x", "objective undefined at the probed point"))?;
+    let mut out = DescentProbe {
+        largest_decrease: f64::NEG_INFINITY,
+        largest_excess: f64::NEG_INFINITY,
+        largest_step: steps.iter().cloned().fold(0.0, f64::max),
+    };
     let mut y = vec![0.0; x.len()];
     for _ in 0..n_dirs {
         let mut u: Vec<f64> = (0..x.len())
@@ -199,12 +230,271 @@ where
             for i in 0..x.len() {
                 y[i] = x[i] + h * u[i];
             }
-            if let Some(fy) = f(&y) {
-                best = best.max(f0 - fy);
+            if let Some((fy, ny)) = f(&y) {
+                out.largest_decrease = out.largest_decrease.max(f0 - fy);
+                out.largest_excess = out.largest_excess.max(f0 - fy - (n0 + ny));
             }
         }
     }
-    Ok(best)
+    Ok(out)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Coefficients `μ` (summing to 1) of the point of least norm in the affine hull of
+/// `points[s[..]]`, by Gram–Schmidt (twice) on the differences to the first point, not by normal
+/// equations. `None` when the points are affinely dependent to working precision.
+fn affine_min_norm(points: &[Vec<f64>], s: &[usize]) -> Option<Vec<f64>> {
+    let p0 = &points[s[0]];
+    let k = s.len() - 1;
+    let mut q: Vec<Vec<f64>> = Vec::with_capacity(k);
+    let mut r = vec![vec![0.0; k]; k];
+    for j in 0..k {
+        let mut v: Vec<f64> = points[s[j + 1]]
+            .iter()
+            .zip(p0)
+            .map(|(a, b)| a - b)
+            .collect();
+        let size = dot(&v, &v).sqrt();
+        for _ in 0..2 {
+            for (i, qi) in q.iter().enumerate() {
+                let c = dot(qi, &v);
+                r[i][j] += c;
+                v.iter_mut().zip(qi).for_each(|(vi, qv)| *vi -= c * qv);
+            }
+        }
+        let nv = dot(&v, &v).sqrt();
+        if nv.is_nan() || nv <= 1e-10 * size {
+            return None;
+        }
+        r[j][j] = nv;
+        v.iter_mut().for_each(|vi| *vi /= nv);
+        q.push(v);
+    }
+    // p0 + Dα is least when Dα = −QQᵀp0, i.e. Rα = −Qᵀp0.
+    let mut alpha: Vec<f64> = q.iter().map(|qi| -dot(qi, p0)).collect();
+    for i in (0..k).rev() {
+        let tail: f64 = (i + 1..k).map(|j| r[i][j] * alpha[j]).sum();
+        alpha[i] = (alpha[i] - tail) / r[i][i];
+    }
+    let mut mu = vec![1.0 - alpha.iter().sum::<f64>()];
+    mu.extend(alpha);
+    Some(mu)
+}
+
+/// The point of least norm in the convex hull of `points` (Wolfe's algorithm, 1976).
+pub fn min_norm_in_hull(points: &[Vec<f64>]) -> Vec<f64> {
+    let Some(first) = points.first() else {
+        return Vec::new();
+    };
+    let combine = |s: &[usize], lam: &[f64]| {
+        let mut x = vec![0.0; first.len()];
+        for (&i, &l) in s.iter().zip(lam) {
+            x.iter_mut()
+                .zip(&points[i])
+                .for_each(|(xi, pi)| *xi += l * pi);
+        }
+        x
+    };
+    let argmin = |key: &dyn Fn(&[f64]) -> f64| {
+        (0..points.len())
+            .min_by(|&a, &b| key(&points[a]).total_cmp(&key(&points[b])))
+            .expect("points is not empty")
+    };
+    let largest = points.iter().map(|p| dot(p, p)).fold(0.0, f64::max);
+    let i0 = argmin(&|p| dot(p, p));
+    let (mut s, mut lam) = (vec![i0], vec![1.0]);
+    let mut x = points[i0].clone();
+    for _ in 0..10 * points.len() + 10 {
+        let j = argmin(&|p| dot(p, &x));
+        // Optimal when no point lies beyond the plane through x orthogonal to x.
+        if dot(&x, &x) - dot(&points[j], &x) <= 1e-14 * largest || s.contains(&j) {
+            break;
+        }
+        s.push(j);
+        lam.push(0.0);
+        loop {
+            let Some(mu) = affine_min_norm(points, &s) else {
+                // The new point is (numerically) in the affine hull already: x is optimal.
+                s.pop();
+                lam.pop();
+                return combine(&s, &lam);
+            };
+            if mu.iter().all(|&m| m > 0.0) {
+                lam = mu;
+                break;
+            }
+            // Move from lam toward mu until a coefficient reaches 0; drop that point.
+            let (theta, out) = lam
+                .iter()
+                .zip(&mu)
+                .enumerate()
+                .filter(|(_, (_, &m))| m <= 0.0)
+                .map(|(k, (&l, &m))| (l / (l - m), k))
+                .fold(
+                    (f64::INFINITY, usize::MAX),
+                    |a, b| if b.0 < a.0 { b } else { a },
+                );
+            if out == s.len() - 1 {
+                // The point just added leaves at once: no progress is possible, x is optimal.
+                return x;
+            }
+            let (mut s2, mut lam2) = (Vec::new(), Vec::new());
+            for (k, (&i, (&l, &m))) in s.iter().zip(lam.iter().zip(&mu)).enumerate() {
+                let v = l + theta * (m - l);
+                if k != out && v > 0.0 {
+                    s2.push(i);
+                    lam2.push(v);
+                }
+            }
+            let total: f64 = lam2.iter().sum();
+            if s2.is_empty() || total.is_nan() || total <= 0.0 {
+                return x;
+            }
+            lam2.iter_mut().for_each(|l| *l /= total);
+            (s, lam) = (s2, lam2);
+        }
+        x = combine(&s, &lam);
+    }
+    x
+}
+
+/// Options of [`gradient_sampling`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingOptions {
+    /// First sampling radius.
+    pub initial_radius: f64,
+    /// Stop once the radius falls below this.
+    pub min_radius: f64,
+    /// The radius shrinks tenfold once the least-norm sampled gradient is below this.
+    pub stationarity_tol: f64,
+    /// Most iterations.
+    pub max_iter: usize,
+}
+
+/// Outcome of [`gradient_sampling`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingReport {
+    /// Final point.
+    pub x: Vec<f64>,
+    /// Objective at `x`.
+    pub value: f64,
+    /// Accepted steps.
+    pub moves: usize,
+    /// Whether the least-norm sampled gradient met `stationarity_tol` at `min_radius`.
+    pub stationary: bool,
+}
+
+/// Minimises a piecewise-smooth `f` by gradient sampling (Burke, Lewis & Overton, 2005): the
+/// search direction is minus the least-norm element of the convex hull of the gradients at `x`
+/// and at `x.len() + 1` random points within `radius` of it, with an Armijo backtracking line
+/// search; the radius shrinks tenfold when that element is shorter than `stationarity_tol` or
+/// the line search fails.
+///
+/// [`minimise`] stalls on a kink: the gradient of the side it stands on points across it, while
+/// the descent directions run along it. Gradients sampled on both sides of the kink have a short
+/// convex combination that does: the direction along the kink, and at a minimum on the kink none
+/// is long. The result is a point whose sampled generalised gradient is within `stationarity_tol`
+/// of zero at radius `min_radius`, or where `max_iter` ran out.
+///
+/// `f` returns `Some((value, gradient))`, or `None` outside its domain (a sample there is drawn
+/// again closer in; a step there is shortened). Fails only when `f` is undefined at `x0`.
+pub fn gradient_sampling<F, R>(
+    mut f: F,
+    x0: Vec<f64>,
+    opts: SamplingOptions,
+    rng: &mut R,
+) -> Result<SamplingReport>
+where
+    F: FnMut(&[f64]) -> Option<(f64, Vec<f64>)>,
+    R: rand::Rng + ?Sized,
+{
+    if !(opts.initial_radius > 0.0 && opts.min_radius > 0.0 && opts.stationarity_tol > 0.0) {
+        return Err(invalid(
+            "SamplingOptions",
+            "radii and stationarity_tol must be > 0",
+        ));
+    }
+    let finite = |(v, g): &(f64, Vec<f64>)| v.is_finite() && g.iter().all(|x| x.is_finite());
+    let (mut fx, mut gx) = f(&x0)
+        .filter(finite)
+        .ok_or_else(|| invalid("x0", "objective undefined at start"))?;
+    let p = x0.len();
+    let mut x = x0;
+    let mut radius = opts.initial_radius;
+    let mut moves = 0;
+    let mut stationary = false;
+    let mut y = vec![0.0; p];
+    for _ in 0..opts.max_iter {
+        let mut grads = vec![gx.clone()];
+        while grads.len() < p + 2 {
+            // Uniform in the ball of the current radius.
+            let u: Vec<f64> = (0..p)
+                .map(|_| rng.sample(rand_distr::StandardNormal))
+                .collect();
+            let n = norm(&u).max(1e-300);
+            let rad = radius * rng.gen::<f64>().powf(1.0 / p as f64) / n;
+            let mut found = None;
+            for shrink in 0..20 {
+                let scale = rad * 0.5f64.powi(shrink);
+                y.iter_mut()
+                    .zip(&x)
+                    .zip(&u)
+                    .for_each(|((yi, xi), ui)| *yi = xi + scale * ui);
+                if let Some(e) = f(&y).filter(finite) {
+                    found = Some(e.1);
+                    break;
+                }
+            }
+            match found {
+                Some(g) => grads.push(g),
+                None => break,
+            }
+        }
+        let g = min_norm_in_hull(&grads);
+        let gn2 = dot(&g, &g);
+        if gn2.sqrt() <= opts.stationarity_tol {
+            if radius <= opts.min_radius {
+                stationary = true;
+                break;
+            }
+            radius *= 0.1;
+            continue;
+        }
+        // Armijo along −g, from the unit step (g has the objective's gradient scale).
+        let mut t = 1.0;
+        let mut accepted = None;
+        for _ in 0..60 {
+            y.iter_mut()
+                .zip(&x)
+                .zip(&g)
+                .for_each(|((yi, xi), gi)| *yi = xi - t * gi);
+            if let Some(e) = f(&y).filter(finite) {
+                if e.0 < fx - 1e-6 * t * gn2 {
+                    accepted = Some(e);
+                    break;
+                }
+            }
+            t *= 0.5;
+        }
+        match accepted {
+            Some((fy, gy)) => {
+                std::mem::swap(&mut x, &mut y);
+                (fx, gx) = (fy, gy);
+                moves += 1;
+            }
+            None if radius <= opts.min_radius => break,
+            None => radius *= 0.1,
+        }
+    }
+    Ok(SamplingReport {
+        x,
+        value: fx,
+        moves,
+        stationary,
+    })
 }
 
 #[cfg(test)]
@@ -243,5 +533,112 @@ mod tests {
         .unwrap();
         assert!((r.x[0] - 1.0).abs() < 1e-6);
         assert!(minimise(f, vec![-1.0], GdOptions::default()).is_err());
+    }
+
+    #[test]
+    fn min_norm_point_of_a_hull() {
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert!(close(&min_norm_in_hull(&[vec![1.0, 0.0]]), &[1.0, 0.0]));
+        let segment = [vec![2.0, 1.0], vec![-1.0, 1.0]];
+        assert!(close(&min_norm_in_hull(&segment), &[0.0, 1.0]));
+        let around_zero = [vec![1.0, 1.0], vec![-1.0, 1.0], vec![0.0, -1.0]];
+        assert!(close(&min_norm_in_hull(&around_zero), &[0.0, 0.0]));
+        let vertex = [vec![1.0, 2.0], vec![3.0, 2.0], vec![2.0, 5.0]];
+        assert!(close(&min_norm_in_hull(&vertex), &[1.0, 2.0]));
+        // Random hulls in 5-D: optimality is pᵢ·x ≥ ‖x‖² for every point.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for case in 0..200 {
+            let shift: Vec<f64> = (0..5).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let points: Vec<Vec<f64>> = (0..11)
+                .map(|_| shift.iter().map(|s| s + rng.gen_range(-1.0..1.0)).collect())
+                .collect();
+            let x = min_norm_in_hull(&points);
+            let xx = dot(&x, &x);
+            for p in &points {
+                assert!(
+                    dot(p, &x) >= xx - 1e-12,
+                    "case {case}: {} < {xx}",
+                    dot(p, &x)
+                );
+            }
+        }
+    }
+
+    /// `f(x, y) = 5|x − y| + ½((x − 3)² + (y − 1)²)`: its minimum, 1 at (2, 2), lies on the kink
+    /// `x = y`, where the gradient of either side points across it.
+    fn kinked(x: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let s = if x[0] >= x[1] { 1.0 } else { -1.0 };
+        let value = 5.0 * (x[0] - x[1]).abs() + 0.5 * ((x[0] - 3.0).powi(2) + (x[1] - 1.0).powi(2));
+        Some((value, vec![5.0 * s + x[0] - 3.0, -5.0 * s + x[1] - 1.0]))
+    }
+
+    #[test]
+    fn gradient_sampling_reaches_a_minimum_on_a_kink_where_descent_stalls() {
+        use rand::SeedableRng;
+        let noisy = |x: &[f64]| kinked(x).map(|(v, _)| (v, 4.0 * f64::EPSILON * v.abs()));
+        let opts = GdOptions {
+            max_iter: 400,
+            grad_tol: 1e-7,
+            initial_step: 1e-2,
+        };
+        let gd = minimise(kinked, vec![0.0, 0.5], opts).unwrap();
+        assert!(!gd.converged);
+        assert!(gd.value > 1.0 + 1e-3, "descent went on: {gd:?}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let probe = |x: &[f64], rng: &mut rand_chacha::ChaCha8Rng| {
+            descent_probe(noisy, x, &[1e-3, 1e-4, 1e-5], 24, rng).unwrap()
+        };
+        // The probe sees that the stalled point is no minimum...
+        let stalled = probe(&gd.x, &mut rng);
+        assert!(!stalled.is_local_minimum(opts.grad_tol), "{stalled:?}");
+        let gs = gradient_sampling(
+            kinked,
+            gd.x.clone(),
+            SamplingOptions {
+                initial_radius: 1e-3,
+                min_radius: 1e-9,
+                stationarity_tol: opts.grad_tol,
+                max_iter: 1_000,
+            },
+            &mut rng,
+        )
+        .unwrap();
+        assert!(gs.stationary, "{gs:?}");
+        assert!(
+            (gs.x[0] - 2.0).abs() < 1e-6 && (gs.x[1] - 2.0).abs() < 1e-6,
+            "{gs:?}"
+        );
+        assert!((gs.value - 1.0).abs() < 1e-10, "{gs:?}");
+        // ...and that the point gradient sampling reached is one, as is the exact minimum.
+        let found = probe(&gs.x, &mut rng);
+        assert!(found.is_local_minimum(opts.grad_tol), "{found:?}");
+        let exact = probe(&[2.0, 2.0], &mut rng);
+        assert!(exact.is_local_minimum(0.0), "{exact:?}");
+        assert!(exact.largest_decrease < 0.0, "{exact:?}");
+    }
+
+    #[test]
+    fn descent_probe_takes_round_off_out_and_catches_a_small_descent() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        // A flat function whose evaluations jitter by up to 1e-12, declared as noise: the jitter
+        // is a "decrease" but no excess.
+        let mut k = 0u32;
+        let jitter = |_: &[f64]| {
+            k += 1;
+            Some((1.0 + 1e-12 * f64::from(k % 3), 1e-12))
+        };
+        let p = descent_probe(jitter, &[0.0, 0.0], &[1e-3], 8, &mut rng).unwrap();
+        assert!(p.largest_decrease > 0.0 && p.largest_excess <= 0.0, "{p:?}");
+        assert!(p.is_local_minimum(0.0));
+        // A point 1e-4 from the minimum of ½‖x‖² (gradient 1e-4, i.e. 1000 times the tolerance)
+        // shows a decrease of about 1e-9 at the probe's steps: caught.
+        let bowl = |x: &[f64]| Some((0.5 * dot(x, x), 1e-16));
+        let p = descent_probe(bowl, &[1e-4, 0.0, 0.0], &[1e-3, 1e-4, 1e-5], 24, &mut rng).unwrap();
+        assert!(p.largest_excess > 1e-9, "{p:?}");
+        assert!(!p.is_local_minimum(1e-7), "{p:?}");
+        let p = descent_probe(bowl, &[0.0, 0.0, 0.0], &[1e-3, 1e-4, 1e-5], 24, &mut rng).unwrap();
+        assert!(p.is_local_minimum(0.0), "{p:?}");
     }
 }

@@ -31,7 +31,10 @@ fn constrained_robust_fit_blends_toward_identity() {
         let shift = (fit.model.mu() - mle.mu()).mapv(|x| x * x).sum().sqrt();
         assert!(shift < 0.05, "eps {eps}: mu moved by {shift}");
         let probe = constrained_descent_probe(&samples, &fit, 20, &mut rng).unwrap();
-        assert!(probe < 1e-9, "eps {eps}: found a descent of {probe}");
+        assert!(
+            probe.is_local_minimum(opts.grad_tol),
+            "eps {eps}: found a descent: {probe:?}"
+        );
         if eps == 0.0 {
             // No adversary: the robust MLE is the MLE.
             assert!((s - mle.sigma()).iter().all(|x| x.abs() < 1e-8));
@@ -39,5 +42,40 @@ fn constrained_robust_fit_blends_toward_identity() {
         prev_aniso = a;
         prev_trace = tr;
         current = fit.model;
+    }
+}
+
+/// The local-minimum check fails on a fit moved off its minimum, even by little: μ shifted by
+/// 1e-4 puts the objective 3e-8 to 2e-7 above the fit's, and the probe finds decreases of 9e-9
+/// to 2e-7 (the size of the failure of issue 12) against an allowance of about 1.5e-10; the fit
+/// itself passes.
+#[test]
+fn descent_probe_catches_a_perturbed_fit() {
+    let model = figure4_model().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let samples = model.sample(300, &mut rng).unwrap();
+    let mle = GaussianModel::fit_mle(&samples).unwrap();
+    let opts = GdOptions {
+        max_iter: 400,
+        grad_tol: 1e-7,
+        initial_step: 1e-2,
+    };
+    for eps in [0.0, 0.5] {
+        let fit = fit_constrained_robust(&samples, eps, &mle, opts).unwrap();
+        let probe = constrained_descent_probe(&samples, &fit, 24, &mut rng).unwrap();
+        assert!(
+            probe.is_local_minimum(opts.grad_tol),
+            "eps {eps}: {probe:?}"
+        );
+        for shift in [[1e-4, 0.0], [0.0, -1e-4]] {
+            let mut moved = fit.clone();
+            let mu = fit.model.mu() + &ndarray::arr1(&shift);
+            moved.model = GaussianModel::new(mu, fit.model.sigma().clone()).unwrap();
+            let probe = constrained_descent_probe(&samples, &moved, 24, &mut rng).unwrap();
+            assert!(
+                !probe.is_local_minimum(opts.grad_tol),
+                "eps {eps}, μ moved by {shift:?}: not caught: {probe:?}"
+            );
+        }
     }
 }
