@@ -3,10 +3,9 @@
 //! reference lines, and an optional legend inside one of its corners. Same frame, axes, fonts and
 //! palette as the other plots of this module.
 
-use super::{
-    chart_on, de, draw_axes, draw_hlines, draw_marker, padded_range, render_png, Area, Frame, Mark,
-    XTicks, AXIS,
-};
+use super::axes::{draw_axes, draw_hlines, XTicks};
+use super::frame::{chart_on, de, padded_range, render_png, Area, Frame, AXIS};
+use super::legend::{draw_marker, Mark};
 use crate::text::{draw_text, text_width, HAlign, TextStyle, VAlign};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
