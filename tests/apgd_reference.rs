@@ -116,10 +116,47 @@ fn apgd_agrees_with_torchattacks() {
     };
     train(&mut model, &train_set, &cfg, None, None, None).unwrap();
     let (x_all, y_all) = dataset_to_tensors(&test_set, Device::Cpu);
+    eprintln!(
+        "{}",
+        compare_with_torchattacks(&py, &model, &x_all, &y_all).join("\n")
+    );
+}
+
+/// The same comparison on trained checkpoints of a results folder, e.g. the default run's:
+/// `NRF_REFERENCE_MODELS=results/fashion-mnist/weights/C_std,results/fashion-mnist/weights/C_rob
+/// cargo test --release --test apgd_reference -- --ignored --nocapture` (through `cargo xtask
+/// env`, with NRF_PYTHON set). Not in the suite: it needs a finished run.
+#[test]
+#[ignore]
+fn apgd_agrees_with_torchattacks_on_given_checkpoints() {
+    let Some(py) = python() else {
+        eprintln!("skipped: NRF_PYTHON is not set");
+        return;
+    };
+    let stems = std::env::var("NRF_REFERENCE_MODELS")
+        .expect("NRF_REFERENCE_MODELS: comma-separated checkpoint stems (weights/<name>)");
+    tch::set_num_threads(2);
+    let test_set = load_fashion_mnist(FASHION_MNIST_DIR, Split::Test).unwrap();
+    let (x_all, y_all) = dataset_to_tensors(&test_set, Device::Cpu);
+    for stem in stems.split(',').filter(|s| !s.is_empty()) {
+        let model = nrf::models::load_model(Path::new(stem), Device::Cpu).unwrap();
+        let rows = compare_with_torchattacks(&py, &model, &x_all, &y_all);
+        eprintln!("{stem}:\n{}", rows.join("\n"));
+    }
+}
+
+/// nrf's APGD-CE / APGD-DLR / APGD-T / Square against torchattacks' on the first N test images
+/// at L2 eps 1.0 and Linf eps 0.1: one line per attack; panics where they disagree.
+fn compare_with_torchattacks(
+    py: &Path,
+    model: &Model,
+    x_all: &Tensor,
+    y_all: &Tensor,
+) -> Vec<String> {
     let (x, y) = (x_all.narrow(0, 0, N), y_all.narrow(0, 0, N));
 
     let dir = tempfile::tempdir().unwrap();
-    save_model(&model, &dir.path().join("model")).unwrap();
+    save_model(model, &dir.path().join("model")).unwrap();
     let logits = tch::no_grad(|| model.logits(&x, false));
     Tensor::write_safetensors(
         &[("x", &x), ("y", &y), ("logits", &logits)],
@@ -133,7 +170,7 @@ fn apgd_agrees_with_torchattacks() {
     ];
     let mut rows = Vec::new();
     for (norm, eps, threat) in &threats {
-        let r = reference(&py, dir.path(), norm, *eps);
+        let r = reference(py, dir.path(), norm, *eps);
         // The checkpoint loaded in PyTorch (experiments/python/nrf_torch.py) gives nrf's logits.
         let diff = r["max_logit_diff"].as_f64().expect("max_logit_diff");
         rows.push(format!(
@@ -146,7 +183,7 @@ fn apgd_agrees_with_torchattacks() {
             ("apgd-t", Attack::Apgd(ApgdLoss::DlrTargeted { targets: 9 })),
             ("square", Attack::Square),
         ] {
-            let ours = robust_acc(&model, &x, &y, threat.as_ref(), &attack);
+            let ours = robust_acc(model, &x, &y, threat.as_ref(), &attack);
             let theirs = r[name]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{norm} {name}: {r}"));
@@ -169,5 +206,5 @@ fn apgd_agrees_with_torchattacks() {
             );
         }
     }
-    eprintln!("{}", rows.join("\n"));
+    rows
 }
