@@ -236,7 +236,7 @@ struct Timeline {
 impl Timeline {
     /// From `<reference>/run.json` (stage `train:C_std` writes `stages/train_C_std.json`).
     fn of(reference: &Path) -> Result<Timeline> {
-        let run = read_json(&reference.join("run.json"))?;
+        let run: Value = nrf_data::store::read_json(reference.join("run.json"))?;
         let stages: Vec<(PathBuf, f64)> = run["stages"]
             .as_array()
             .map(|a| {
@@ -370,12 +370,6 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     })
 }
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
 /// `value` without the [`VOLATILE_KEYS`] (at any depth).
 pub fn strip_volatile(value: &Value) -> Value {
     match value {
@@ -474,7 +468,10 @@ pub fn compare_results(reference: &Path, other: &Path) -> Result<(usize, Vec<Str
             continue;
         }
         if f.extension().and_then(|x| x.to_str()) == Some("json") {
-            let (mut x, mut y) = (read_json(&a)?, read_json(&b)?);
+            let (mut x, mut y): (Value, Value) = (
+                nrf_data::store::read_json(&a)?,
+                nrf_data::store::read_json(&b)?,
+            );
             if f.as_os_str() == "run.json" {
                 // The run's record: its preset and overrides must agree; its stage list says
                 // which stages were cached, which differs by design.
