@@ -1,0 +1,91 @@
+//! Where a training step's time goes (forward + backward, the SGD update, the whole step) and what
+//! an attack step (forward + input gradient) costs, for the Fashion-MNIST CNN at batch 128, in
+//! the default memory format and channels-last, at 1 and 2 threads. The variants alternate in
+//! rounds and each keeps its fastest round, so that a busy machine disturbs the comparison
+//! less: `cargo run --release -p nrf-models --example step_parts [reps] [rounds]`.
+use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Sgd};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+struct Case {
+    model: Model,
+    sgd: Sgd,
+    x: Tensor,
+    y: Tensor,
+}
+
+fn case(cl: bool) -> anyhow::Result<Case> {
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 0)?;
+    if cl {
+        let _g = tch::no_grad_guard();
+        for (_, mut p) in model.vs.variables() {
+            if p.dim() == 4 {
+                let v = channels_last(&p);
+                p.set_data(&v);
+            }
+        }
+    }
+    let sgd = Sgd::new(model.vs.trainable_variables(), 0.9, true, 5e-4);
+    tch::manual_seed(1);
+    let mut x = Tensor::rand([128, 1, 28, 28], (Kind::Float, Device::Cpu));
+    if cl {
+        x = channels_last(&x);
+    }
+    let y = Tensor::randint(10, [128], (Kind::Int64, Device::Cpu));
+    Ok(Case { model, sgd, x, y })
+}
+
+fn time(reps: usize, f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / reps as f64 * 1e3
+}
+
+fn main() -> anyhow::Result<()> {
+    let reps: usize = std::env::args().nth(1).map_or(20, |s| s.parse().unwrap());
+    let rounds: usize = std::env::args().nth(2).map_or(5, |s| s.parse().unwrap());
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        let mut cases = [case(false)?, case(true)?];
+        // [variant][measure] = fastest round in ms.
+        let mut best = [[f64::INFINITY; 4]; 2];
+        for _ in 0..rounds {
+            for (v, c) in cases.iter_mut().enumerate() {
+                let Case { model, sgd, x, y } = c;
+                let m = [
+                    time(reps, &mut || {
+                        let _ = step_on_device(model, sgd, x, y, 0.01, None).unwrap();
+                    }),
+                    time(reps, &mut || {
+                        let loss = model.logits(x, true).cross_entropy_for_logits(y);
+                        sgd.zero_grad();
+                        loss.backward();
+                    }),
+                    time(reps, &mut || sgd.step(0.01)),
+                    time(reps, &mut || {
+                        let xa = x.detach().set_requires_grad(true);
+                        let loss = model.logits(&xa, false).cross_entropy_for_logits(y);
+                        let _ = Tensor::run_backward(&[&loss], &[&xa], false, false);
+                    }),
+                ];
+                for (b, v) in best[v].iter_mut().zip(m) {
+                    *b = b.min(v);
+                }
+            }
+        }
+        for (v, name) in ["contiguous", "channels-last"].iter().enumerate() {
+            let [s, fb, o, a] = best[v];
+            println!(
+                "threads {threads} {name:13}: train step {s:6.2} ms  fwd+bwd {fb:6.2}  sgd {o:5.2}  attack step {a:6.2}"
+            );
+        }
+    }
+    Ok(())
+}
