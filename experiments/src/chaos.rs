@@ -16,9 +16,15 @@
 //!    every JSON (models/, sections/, datasets/, weights/ sidecars, stage records, run.json's
 //!    preset and overrides) after removing what measures time or the machine (keys in
 //!    [`VOLATILE_KEYS`]), and every weight and data-set safetensors file byte for byte.
+//!
+//! The harness itself can be interrupted (a session's end, a scheduler's limit on a preset that
+//! runs for hours) and started again with the same arguments: the reference run resumes (its
+//! stages are reused as any run's are), and the killed run keeps its folder and goes on with
+//! the next kill, since `<work>/chaos-state.json` records the kills made (written after each).
+//! Other arguments start the killed run afresh.
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,7 +65,7 @@ pub struct ChaosConfig {
 
 /// One kill: where on the reference's timeline, when after its restart, and what the run was
 /// doing (its last log line).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Kill {
     /// The moment, in seconds of the reference's stage timeline.
     pub at_s: f64,
@@ -78,6 +84,10 @@ pub struct ChaosReport {
     /// Wall time of the uninterrupted run (None when a finished one was reused).
     pub reference_s: Option<f64>,
     pub kills: Vec<Kill>,
+    /// Kills already made by an earlier, interrupted invocation of the harness (the first
+    /// `resumed_after` of `kills`), or 0.
+    #[serde(default)]
+    pub resumed_after: usize,
     /// Wall time of the final, uninterrupted part of the chaos run.
     pub final_run_s: f64,
     /// Files compared (JSON and safetensors).
@@ -110,6 +120,12 @@ impl ChaosReport {
         );
         if let Some(t) = self.reference_s {
             s += &format!("  reference run (uninterrupted): {t:.1} s\n");
+        }
+        if self.resumed_after > 0 {
+            s += &format!(
+                "  the harness was interrupted and resumed after kill {}\n",
+                self.resumed_after
+            );
         }
         for (i, k) in self.kills.iter().enumerate() {
             s += &format!(
@@ -170,7 +186,28 @@ fn reproduce_cmd(cfg: &ChaosConfig, results: &Path, log: &Path) -> Result<Comman
     cmd.stdout(out.try_clone()?)
         .stderr(out)
         .stdin(Stdio::null());
+    die_with_the_harness(&mut cmd);
     Ok(cmd)
+}
+
+/// On Linux the run is SIGKILLed when the harness dies (PR_SET_PDEATHSIG), so that a harness
+/// interrupted and started again never finds its previous run still holding the results folder.
+fn die_with_the_harness(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// `line` without ANSI colour sequences.
@@ -272,6 +309,56 @@ impl Timeline {
 }
 
 /// Runs the harness (see the module documentation).
+/// What `<work>/chaos-state.json` records: the arguments that decide the killed run and the
+/// kills made so far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ChaosState {
+    preset: String,
+    set: Vec<String>,
+    seed: u64,
+    kills: usize,
+    done: Vec<Kill>,
+}
+
+impl ChaosState {
+    fn same_run(&self, cfg: &ChaosConfig) -> bool {
+        self.preset == cfg.preset
+            && self.set == cfg.set
+            && self.seed == cfg.seed
+            && self.kills == cfg.kills
+    }
+}
+
+/// The kills an earlier, interrupted invocation with the same arguments made (the killed run's
+/// folder is then kept), or none (the folder and log are removed: a fresh killed run).
+fn resume_or_reset(cfg: &ChaosConfig, chaos: &Path, log: &Path, state: &Path) -> Result<Vec<Kill>> {
+    if chaos.exists() && state.exists() {
+        match nrf_data::store::read_json::<ChaosState>(state) {
+            Ok(s) if s.same_run(cfg) && s.done.len() <= cfg.kills => {
+                eprintln!(
+                    "chaos: resuming the killed run in {} after its kill {} of {}",
+                    chaos.display(),
+                    s.done.len(),
+                    cfg.kills
+                );
+                return Ok(s.done);
+            }
+            Ok(_) => eprintln!(
+                "chaos: {} is from other arguments: starting the killed run afresh",
+                state.display()
+            ),
+            Err(e) => eprintln!("chaos: {e:#}: starting the killed run afresh"),
+        }
+    }
+    if chaos.exists() {
+        std::fs::remove_dir_all(chaos)
+            .with_context(|| format!("removing the previous chaos run {}", chaos.display()))?;
+    }
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(state);
+    Ok(Vec::new())
+}
+
 pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
     if cfg.kills == 0 {
         bail!("chaos: --kills must be at least 1");
@@ -290,19 +377,16 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
         )?)
     };
     let timeline = Timeline::of(&reference)?;
-    if chaos.exists() {
-        std::fs::remove_dir_all(&chaos)
-            .with_context(|| format!("removing the previous chaos run {}", chaos.display()))?;
-    }
     let log = cfg.work.join("chaos.log");
-    let _ = std::fs::remove_file(&log);
+    let state_path = cfg.work.join("chaos-state.json");
+    let mut kills = resume_or_reset(cfg, &chaos, &log, &state_path)?;
+    let resumed_after = kills.len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut moments: Vec<f64> = (0..cfg.kills)
         .map(|_| rng.gen_range(0.02..0.9) * timeline.total_s)
         .collect();
     moments.sort_by(f64::total_cmp);
-    let mut kills = Vec::new();
-    for (i, &moment) in moments.iter().enumerate() {
+    for (i, &moment) in moments.iter().enumerate().skip(resumed_after) {
         let mut child = reproduce_cmd(cfg, &chaos, &log)?
             .spawn()
             .with_context(|| format!("starting {}", cfg.bin.display()))?;
@@ -349,6 +433,14 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
             after_s: t.elapsed().as_secs_f64(),
             doing,
         });
+        let state = ChaosState {
+            preset: cfg.preset.clone(),
+            set: cfg.set.clone(),
+            seed: cfg.seed,
+            kills: cfg.kills,
+            done: kills.clone(),
+        };
+        nrf_data::store::write_json_atomic(&state_path, &state)?;
     }
     let final_run_s = run_to_end(cfg, &chaos, &log)?;
     let (compared, differences) = compare_results(&reference, &chaos)?;
@@ -363,6 +455,7 @@ pub fn run(cfg: &ChaosConfig) -> Result<ChaosReport> {
         seed: cfg.seed,
         reference_s,
         kills,
+        resumed_after,
         final_run_s,
         compared,
         differences,
@@ -500,6 +593,77 @@ pub fn compare_results(reference: &Path, other: &Path) -> Result<(usize, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An interrupted harness resumes its killed run only with the same arguments; otherwise
+    /// (or without a state) the killed run starts afresh.
+    #[test]
+    fn an_interrupted_harness_resumes_only_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ChaosConfig {
+            bin: PathBuf::from("nrf"),
+            preset: "smoke".into(),
+            set: vec!["fresh.seeds=1".into()],
+            kills: 3,
+            seed: 7,
+            work: dir.path().to_path_buf(),
+        };
+        let (chaos, log, state) = (
+            dir.path().join("chaos"),
+            dir.path().join("chaos.log"),
+            dir.path().join("chaos-state.json"),
+        );
+        let fill = || {
+            std::fs::create_dir_all(&chaos).unwrap();
+            std::fs::write(chaos.join("run.json"), "{}").unwrap();
+            std::fs::write(&log, "old log").unwrap();
+        };
+        let kill = Kill {
+            at_s: 1.0,
+            at_fraction: 0.1,
+            after_s: 0.5,
+            doing: "training".into(),
+        };
+        let write_state = |c: &ChaosConfig| {
+            let s = ChaosState {
+                preset: c.preset.clone(),
+                set: c.set.clone(),
+                seed: c.seed,
+                kills: c.kills,
+                done: vec![kill.clone()],
+            };
+            nrf_data::store::write_json_atomic(&state, &s).unwrap();
+        };
+        // No state: afresh.
+        fill();
+        assert!(resume_or_reset(&cfg, &chaos, &log, &state)
+            .unwrap()
+            .is_empty());
+        assert!(!chaos.exists() && !log.exists());
+        // Same arguments: the kills made so far, folder and log kept.
+        fill();
+        write_state(&cfg);
+        assert_eq!(
+            resume_or_reset(&cfg, &chaos, &log, &state).unwrap(),
+            vec![kill.clone()]
+        );
+        assert!(chaos.join("run.json").exists() && log.exists());
+        // Another seed: afresh, state removed.
+        let other = ChaosConfig {
+            seed: 8,
+            ..cfg.clone()
+        };
+        assert!(resume_or_reset(&other, &chaos, &log, &state)
+            .unwrap()
+            .is_empty());
+        assert!(!chaos.exists() && !state.exists());
+        // A damaged state: afresh.
+        fill();
+        std::fs::write(&state, "{not json").unwrap();
+        assert!(resume_or_reset(&cfg, &chaos, &log, &state)
+            .unwrap()
+            .is_empty());
+        assert!(!chaos.exists());
+    }
 
     #[test]
     fn volatile_keys_are_ignored_and_real_differences_named() {
