@@ -28,6 +28,7 @@ fn work(steps: usize, attack: bool, seed: i64) -> usize {
 }
 
 fn main() {
+    nrf_models::runtime::tune_allocator();
     let steps: usize = std::env::args().nth(1).map_or(30, |s| s.parse().unwrap());
     let rounds: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());
     for attack in [false, true] {

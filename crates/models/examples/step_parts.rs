@@ -49,6 +49,7 @@ fn time(reps: usize, f: &mut dyn FnMut()) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    nrf_models::runtime::tune_allocator();
     let reps: usize = std::env::args().nth(1).map_or(20, |s| s.parse().unwrap());
     let rounds: usize = std::env::args().nth(2).map_or(5, |s| s.parse().unwrap());
     for threads in [1, 2] {

@@ -20,6 +20,7 @@ pub mod arch;
 pub mod checkpoint;
 pub mod flops;
 pub mod optim;
+pub mod runtime;
 pub mod torchscript;
 pub mod train;
 

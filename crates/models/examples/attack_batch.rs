@@ -1,0 +1,41 @@
+//! Attack-step throughput (forward + input gradient, the unit of PGD, APGD, representation
+//! matching and relabelling) of the Fashion-MNIST CNN against the batch size, at 1 and 2
+//! threads; each batch size keeps its best of the rounds:
+//! `cargo run --release -p nrf-models --example attack_batch [images per measurement] [rounds]`.
+use nrf_models::{Arch, Classifier, Model, ModelSpec};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+fn main() -> anyhow::Result<()> {
+    nrf_models::runtime::tune_allocator();
+    let images: i64 = std::env::args().nth(1).map_or(4000, |s| s.parse().unwrap());
+    let rounds: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 0)?;
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        let sizes = [64i64, 128, 250, 500, 1000];
+        let mut best = vec![0f64; sizes.len()];
+        for _ in 0..rounds {
+            for (i, &b) in sizes.iter().enumerate() {
+                let x = Tensor::rand([b, 1, 28, 28], (Kind::Float, Device::Cpu));
+                let y = Tensor::randint(10, [b], (Kind::Int64, Device::Cpu));
+                let steps = (images / b).max(1);
+                let t = Instant::now();
+                for _ in 0..steps {
+                    let xa = x.detach().set_requires_grad(true);
+                    let loss = model.logits(&xa, false).cross_entropy_for_logits(&y);
+                    let _ = Tensor::run_backward(&[&loss], &[&xa], false, false);
+                }
+                best[i] = best[i].max((steps * b) as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        let row: Vec<String> = sizes
+            .iter()
+            .zip(&best)
+            .map(|(b, r)| format!("batch {b}: {r:.0} img/s"))
+            .collect();
+        println!("threads {threads}: {}", row.join("; "));
+    }
+    Ok(())
+}
