@@ -9,7 +9,9 @@ use tch::{Kind, Tensor};
 
 use crate::attack::{check_images, check_labels};
 use crate::objectives::{cross_entropy, margin};
-use crate::pgd::{check_grad, check_objective, value_and_grad, PgdConfig, StepSize};
+use crate::pgd::{
+    check_grad, check_objective, rows_per_pass, value_and_grad_by_rows, PgdConfig, StepSize,
+};
 use crate::threat::{flat, ThreatModel, Unconstrained};
 
 fn check_batch_size(what: &str, batch_size: usize) -> Result<()> {
@@ -222,12 +224,17 @@ fn attack_until_fooled(
             // rows misclassified at this iterate are fooled.
             let mut correct: Option<Tensor> = None;
             let grad = if t < cfg.steps {
-                let mut objective = |z: &Tensor| {
+                // In blocks of `rows_per_pass` rows: the same values, faster on the CPU.
+                let mut parts = Vec::new();
+                let mut objective = |lo: i64, z: &Tensor| {
+                    let yb = y.narrow(0, lo, z.size()[0]);
                     let logits = model.logits(z, false);
-                    correct = Some(logits.detach().argmax(-1, false).eq_tensor(&y));
-                    loss.of(&logits, &y)
+                    parts.push(logits.detach().argmax(-1, false).eq_tensor(&yb));
+                    loss.of(&logits, &yb)
                 };
-                let (obj, grad) = value_and_grad(&mut objective, &x, what)?;
+                let (obj, grad) =
+                    value_and_grad_by_rows(&mut objective, &x, rows_per_pass(&x), what)?;
+                correct = Some(Tensor::cat(&parts, 0));
                 check_objective(&obj, k, what, t)?;
                 check_grad(&grad, what, t)?;
                 work.forward_rows += k as u64;

@@ -64,6 +64,9 @@ pub use objectives::{
     cross_entropy, margin, rep_distance, rep_match, targeted_ce, untargeted_ce, untargeted_margin,
     Distance,
 };
-pub use pgd::{pgd, IterateHook, Objective, PgdConfig, PgdOutput, StepSize};
+pub use pgd::{
+    pgd, pgd_by_rows, row_blocks, rows_per_pass, IterateHook, Objective, PgdConfig, PgdOutput,
+    StepSize, CPU_ROWS_PER_PASS,
+};
 pub use square::{square, SquareConfig};
 pub use threat::{per_example_norm, Linf, Norm, ThreatModel, ThreatSpec, Unconstrained, L1, L2};

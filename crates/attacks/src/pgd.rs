@@ -208,6 +208,88 @@ pub(crate) fn value_and_grad(
     })
 }
 
+/// Rows an attack takes per forward / backward pass on the CPU. The per-image rate of an attack
+/// step (forward + input gradient) of the Fashion-MNIST CNN falls for large batches: at 500 rows
+/// it was ~0.6x the rate at 64-250 rows on 1 and 2 threads (`cargo run --release -p nrf-models
+/// --example attack_batch`; docs/performance.md, "Rows per pass"), the activations of a large
+/// batch no longer staying in cache.
+pub const CPU_ROWS_PER_PASS: i64 = 128;
+
+/// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU, all of
+/// them on an accelerator (which wants large batches).
+pub fn rows_per_pass(x: &Tensor) -> i64 {
+    if x.device() == tch::Device::Cpu {
+        CPU_ROWS_PER_PASS
+    } else {
+        x.size().first().copied().unwrap_or(1).max(1)
+    }
+}
+
+/// `(first row, rows)` of consecutive blocks of at most `rows` covering `0..n`.
+pub fn row_blocks(n: i64, rows: i64) -> impl Iterator<Item = (i64, i64)> {
+    let rows = rows.max(1);
+    (0..n)
+        .step_by(rows as usize)
+        .map(move |lo| (lo, rows.min(n - lo)))
+}
+
+/// [`value_and_grad`] over row blocks of at most `rows` rows of `x`: `objective(lo, xb)` gets
+/// block `xb = x[lo..lo + len]` and returns its `[len]` values. For an objective computed per
+/// example this is the whole-batch value and gradient bit for bit (a row's forward pass and
+/// input gradient do not depend on the other rows of its batch: tested), at the per-row speed of
+/// small batches.
+pub(crate) fn value_and_grad_by_rows(
+    objective: &mut dyn FnMut(i64, &Tensor) -> Tensor,
+    x: &Tensor,
+    rows: i64,
+    what: &str,
+) -> Result<(Tensor, Tensor)> {
+    let n = x.size()[0];
+    if n <= rows {
+        return value_and_grad(&mut |z: &Tensor| objective(0, z), x, what);
+    }
+    let (mut objs, mut grads) = (Vec::new(), Vec::new());
+    for (lo, len) in row_blocks(n, rows) {
+        let (o, g) = value_and_grad(
+            &mut |z: &Tensor| objective(lo, z),
+            &x.narrow(0, lo, len),
+            what,
+        )?;
+        objs.push(o);
+        grads.push(g);
+    }
+    Ok((Tensor::cat(&objs, 0), Tensor::cat(&grads, 0)))
+}
+
+/// [`pgd`] run block by block: `run(lo, len)` runs it on rows `lo..lo + len` (with the objective
+/// of those rows) for consecutive blocks of at most [`rows_per_pass`] rows, and the outputs are
+/// concatenated. Without a random start (nothing is drawn at random) and with an objective
+/// computed per example, every row's result is the one a single call on all rows gives, bit for
+/// bit on CPU; with a random start `run(0, n)` is called once, so that the random stream is the
+/// whole batch's.
+pub fn pgd_by_rows(
+    cfg: &PgdConfig,
+    center: &Tensor,
+    mut run: impl FnMut(i64, i64) -> Result<PgdOutput>,
+) -> Result<PgdOutput> {
+    let n = center.size().first().copied().unwrap_or(0);
+    let rows = rows_per_pass(center);
+    if cfg.random_start || n <= rows {
+        return run(0, n);
+    }
+    let outs = row_blocks(n, rows)
+        .map(|(lo, len)| run(lo, len))
+        .collect::<Result<Vec<_>>>()?;
+    let cat =
+        |f: fn(&PgdOutput) -> &Tensor| Tensor::cat(&outs.iter().map(f).collect::<Vec<_>>(), 0);
+    Ok(PgdOutput {
+        x: cat(|o| &o.x),
+        objective: cat(|o| &o.objective),
+        start_objective: cat(|o| &o.start_objective),
+        best_step: cat(|o| &o.best_step),
+    })
+}
+
 pub(crate) fn check_objective(obj: &Tensor, n: i64, what: &str, step: usize) -> Result<()> {
     if obj.size() != [n] {
         bail!(

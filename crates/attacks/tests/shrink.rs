@@ -166,10 +166,15 @@ fn shrinking_equals_full_batch_on_a_cnn() {
     let shift = (Tensor::arange(150, (Kind::Int64, Device::Cpu)).remainder(5)).eq(0);
     let y = pred.where_self(&shift.logical_not(), &((&pred + 1).remainder(10)));
     let mut mixed = 0;
-    for eps in [0.02, 0.05, 0.1] {
-        let threat = L2::new(eps).unwrap();
-        let (robust, attacked, _) = compare(&model, &x, &y, &threat, &PgdConfig::eval(eps, 10), 64);
-        mixed += usize::from(robust > 0 && (robust as u64) < attacked);
+    // Batches of 64, and of all 150 rows: the attack then runs in blocks of
+    // `CPU_ROWS_PER_PASS` (128) rows and must still give the full-batch loop's outcome.
+    for batch in [64, 150] {
+        for eps in [0.02, 0.05, 0.1] {
+            let threat = L2::new(eps).unwrap();
+            let (robust, attacked, _) =
+                compare(&model, &x, &y, &threat, &PgdConfig::eval(eps, 10), batch);
+            mixed += usize::from(robust > 0 && (robust as u64) < attacked);
+        }
     }
     assert!(
         mixed >= 1,
@@ -198,4 +203,73 @@ fn unbounded_margin_attack_equals_full_batch() {
     let old_acc = mask_vec(&old).iter().filter(|&&b| b).count() as f64 / 200.0;
     let new_acc = unbounded_attack_accuracy(&model, &x, &y, steps, 64).unwrap();
     assert_eq!(new_acc, old_acc);
+}
+
+/// PGD in blocks of rows (`pgd_by_rows`, used by the constructions) gives every row exactly
+/// what one call on all rows gives, for a per-example objective without a random start: here
+/// representation matching (D_R's objective) and a targeted attack on the CNN, 300 rows.
+#[test]
+fn pgd_by_rows_equals_one_call_on_all_rows() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 4).unwrap();
+    tch::manual_seed(6);
+    let n = 300;
+    assert!(
+        n > nrf_attacks::CPU_ROWS_PER_PASS,
+        "the test needs several blocks"
+    );
+    let x = Tensor::rand([n, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let x0 = Tensor::rand([n, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let target_rep = tch::no_grad(|| model.forward_rep(&x, false).1);
+    let cfg = PgdConfig::new(5, 0.5).with_use_best(false);
+    let whole = {
+        let mut obj = nrf_attacks::rep_match(&model, &target_rep, nrf_attacks::Distance::L2Squared);
+        nrf_attacks::pgd(&Unconstrained, &x0, &x0, &cfg, &mut obj, None).unwrap()
+    };
+    let blocks = nrf_attacks::pgd_by_rows(&cfg, &x0, |lo, len| {
+        let (x0b, tb) = (x0.narrow(0, lo, len), target_rep.narrow(0, lo, len));
+        let mut obj = nrf_attacks::rep_match(&model, &tb, nrf_attacks::Distance::L2Squared);
+        nrf_attacks::pgd(&Unconstrained, &x0b, &x0b, &cfg, &mut obj, None)
+    })
+    .unwrap();
+    assert_eq!(
+        mask_bits(&whole.x),
+        mask_bits(&blocks.x),
+        "rep-matching iterates differ"
+    );
+    assert_eq!(mask_bits(&whole.objective), mask_bits(&blocks.objective));
+    // A targeted attack in an L2 ball, best iterate kept.
+    let t = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu));
+    let threat = L2::new(1.0).unwrap();
+    let cfg = PgdConfig::new(5, 0.1);
+    let whole = {
+        let mut obj = nrf_attacks::targeted_ce(&model, &t);
+        nrf_attacks::pgd(&threat, &x, &x, &cfg, &mut obj, None).unwrap()
+    };
+    let blocks = nrf_attacks::pgd_by_rows(&cfg, &x, |lo, len| {
+        let (xb, tb) = (x.narrow(0, lo, len), t.narrow(0, lo, len));
+        let mut obj = nrf_attacks::targeted_ce(&model, &tb);
+        nrf_attacks::pgd(&threat, &xb, &xb, &cfg, &mut obj, None)
+    })
+    .unwrap();
+    assert_eq!(
+        mask_bits(&whole.x),
+        mask_bits(&blocks.x),
+        "targeted iterates differ"
+    );
+    assert_eq!(
+        Vec::<i64>::try_from(&whole.best_step).unwrap(),
+        Vec::<i64>::try_from(&blocks.best_step).unwrap()
+    );
+}
+
+/// The bits of a float tensor, to compare exactly.
+fn mask_bits(t: &Tensor) -> Vec<u32> {
+    Vec::<f32>::try_from(&t.to_kind(Kind::Float).flatten(0, -1))
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
 }

@@ -5,7 +5,7 @@
 use crate::chunks::{run_chunks, ChunkOut};
 use crate::targeted::{check_classes, targeted_objective, TargetedAttack};
 use anyhow::{bail, Result};
-use nrf_attacks::{per_example_norm, pgd, PgdConfig, L2};
+use nrf_attacks::{per_example_norm, pgd, pgd_by_rows, PgdConfig, L2};
 use nrf_models::{images_to_tensor, Classifier};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -126,8 +126,18 @@ pub fn build_with(
         let x = images_to_tensor(data, &indices[lo..hi], device);
         let t = Tensor::from_slice(&targets[lo..hi]).to_device(device);
         let eot_seed = cfg.seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut obj = targeted_objective(model, &t, attack, eot_seed);
-        let res = pgd(&threat, &x, &x, &pgd_cfg, &mut obj, None)?;
+        let res = if attack.eot.is_none() {
+            // In blocks of rows (faster on the CPU; the same images bit for bit). EOT draws its
+            // transformations for the whole chunk at every step, so it runs on the whole chunk.
+            pgd_by_rows(&pgd_cfg, &x, |lo, len| {
+                let (xb, tb) = (x.narrow(0, lo, len), t.narrow(0, lo, len));
+                let mut obj = targeted_objective(model, &tb, attack, eot_seed);
+                pgd(&threat, &xb, &xb, &pgd_cfg, &mut obj, None)
+            })?
+        } else {
+            let mut obj = targeted_objective(model, &t, attack, eot_seed);
+            pgd(&threat, &x, &x, &pgd_cfg, &mut obj, None)?
+        };
         let xa = res.x.detach();
         let pred = tch::no_grad(|| model.logits(&xa, false).argmax(-1, false));
         let stats = Tensor::stack(

@@ -6,7 +6,8 @@
 use crate::chunks::{run_chunks, ChunkOut};
 use anyhow::{bail, Result};
 use nrf_attacks::{
-    per_example_norm, pgd, rep_distance, rep_match, Distance, PgdConfig, StepSize, Unconstrained,
+    per_example_norm, pgd, pgd_by_rows, rep_distance, rep_match, Distance, PgdConfig, StepSize,
+    Unconstrained,
 };
 use nrf_models::{images_to_tensor, Classifier};
 use rand::{Rng, SeedableRng};
@@ -140,8 +141,12 @@ pub fn build(
             })
         };
         let init = rel(&x0);
-        let mut obj = rep_match(model, &target_rep, cfg.distance);
-        let res = pgd(&Unconstrained, &x0, &x0, &pgd_cfg, &mut obj, None)?;
+        // In blocks of rows (faster on the CPU; the same images bit for bit).
+        let res = pgd_by_rows(&pgd_cfg, &x0, |lo, len| {
+            let (x0b, tb) = (x0.narrow(0, lo, len), target_rep.narrow(0, lo, len));
+            let mut obj = rep_match(model, &tb, cfg.distance);
+            pgd(&Unconstrained, &x0b, &x0b, &pgd_cfg, &mut obj, None)
+        })?;
         let z = res.x;
         let fin = rel(&z);
         let start_col = match cfg.start {

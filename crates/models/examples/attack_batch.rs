@@ -12,6 +12,30 @@ fn main() -> anyhow::Result<()> {
     let rounds: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());
     let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
     let model = Model::new(&spec, Device::Cpu, 0)?;
+    // Is a row's input gradient the same whether its batch has 500 rows or 125?
+    let x = Tensor::rand([500, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(10, [500], (Kind::Int64, Device::Cpu));
+    let grad = |x: &Tensor, y: &Tensor| {
+        let xa = x.detach().set_requires_grad(true);
+        let loss = model
+            .logits(&xa, false)
+            .log_softmax(-1, Kind::Float)
+            .gather(1, &y.unsqueeze(1), false)
+            .sum(Kind::Float);
+        Tensor::run_backward(&[&loss], &[&xa], false, false).remove(0)
+    };
+    for threads in [1, 2] {
+        tch::set_num_threads(threads);
+        let whole = grad(&x, &y);
+        let parts = Tensor::cat(
+            &(0..4)
+                .map(|i| grad(&x.narrow(0, i * 125, 125), &y.narrow(0, i * 125, 125)))
+                .collect::<Vec<_>>(),
+            0,
+        );
+        let diff = (&whole - &parts).abs().max().double_value(&[]);
+        println!("threads {threads}: input gradients of 500 rows at once vs 4 x 125: max |difference| {diff:e}");
+    }
     for threads in [1, 2] {
         tch::set_num_threads(threads);
         let sizes = [64i64, 128, 250, 500, 1000];
