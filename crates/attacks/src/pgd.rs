@@ -217,9 +217,14 @@ pub const CPU_ROWS_PER_PASS: i64 = 128;
 
 /// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU, all of
 /// them on an accelerator (which wants large batches).
+/// `NRF_CPU_ROWS_PER_PASS` overrides [`CPU_ROWS_PER_PASS`] (results do not depend on it).
 pub fn rows_per_pass(x: &Tensor) -> i64 {
     if x.device() == tch::Device::Cpu {
-        CPU_ROWS_PER_PASS
+        std::env::var("NRF_CPU_ROWS_PER_PASS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|&r| r >= 1)
+            .unwrap_or(CPU_ROWS_PER_PASS)
     } else {
         x.size().first().copied().unwrap_or(1).max(1)
     }
