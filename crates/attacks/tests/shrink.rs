@@ -273,3 +273,41 @@ fn mask_bits(t: &Tensor) -> Vec<u32> {
         .map(f32::to_bits)
         .collect()
 }
+
+/// APGD (cross-entropy and targeted DLR) computes its passes in blocks of rows on the CPU: the
+/// adversarial points and the fooled set are the same bit for bit whatever the block size (here
+/// one block of all 150 rows against blocks of 128 and of 50), from the same random state.
+#[test]
+fn apgd_in_blocks_equals_one_block() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 7).unwrap();
+    tch::manual_seed(8);
+    let x = Tensor::rand([150, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| model.logits(&x, false).argmax(-1, false));
+    let threat = L2::new(0.5).unwrap();
+    for cfg in [
+        nrf_attacks::ApgdConfig::new(nrf_attacks::ApgdLoss::CrossEntropy, 8),
+        nrf_attacks::ApgdConfig::new(nrf_attacks::ApgdLoss::DlrTargeted { targets: 2 }, 6),
+    ] {
+        let run = |rows: &str| {
+            // The block size is read at every pass; results must not depend on it (the test
+            // binary's other tests are indifferent to it for the same reason).
+            std::env::set_var("NRF_CPU_ROWS_PER_PASS", rows);
+            tch::manual_seed(9);
+            let out = nrf_attacks::apgd(&model, &x, &y, &threat, &cfg).unwrap();
+            std::env::remove_var("NRF_CPU_ROWS_PER_PASS");
+            (mask_bits(&out.x), mask_vec(&out.fooled))
+        };
+        let one = run("1000");
+        assert_eq!(one, run("128"), "{}: blocks of 128 differ", cfg.describe());
+        assert_eq!(one, run("50"), "{}: blocks of 50 differ", cfg.describe());
+        let fooled = one.1.iter().filter(|&&f| f).count();
+        assert!(
+            fooled > 0 && fooled < 150,
+            "{}: {fooled} of 150 fooled: the test says little",
+            cfg.describe()
+        );
+    }
+}
