@@ -10,7 +10,8 @@ use tch::{Kind, Tensor};
 use crate::attack::{check_images, check_labels};
 use crate::objectives::{cross_entropy, margin};
 use crate::pgd::{
-    check_grad, check_objective, rows_per_pass, value_and_grad_by_rows, PgdConfig, StepSize,
+    check_grad, check_objective, logits_by_rows, rows_per_pass, value_and_grad_by_rows, PgdConfig,
+    StepSize,
 };
 use crate::threat::{flat, ThreatModel, Unconstrained};
 
@@ -242,7 +243,7 @@ fn attack_until_fooled(
                 Some(grad)
             } else {
                 let obj = tch::no_grad(|| {
-                    let logits = model.logits(&x, false);
+                    let logits = logits_by_rows(model, &x);
                     correct = Some(logits.argmax(-1, false).eq_tensor(&y));
                     loss.of(&logits, &y)
                 });
@@ -328,8 +329,7 @@ fn robust_accuracy_with(
             let xb = images.narrow(0, i, len);
             let yb = labels.narrow(0, i, len);
             let idx = tch::no_grad(|| {
-                model
-                    .logits(&xb, false)
+                logits_by_rows(model, &xb)
                     .argmax(-1, false)
                     .eq_tensor(&yb)
                     .nonzero()
@@ -346,7 +346,7 @@ fn robust_accuracy_with(
             let xb = images.narrow(0, i, len);
             let yb = labels.narrow(0, i, len);
             let clean_ok =
-                tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
+                tch::no_grad(|| logits_by_rows(model, &xb).argmax(-1, false).eq_tensor(&yb));
             let idx = clean_ok.nonzero().squeeze_dim(1);
             let mut mask = clean_ok.zeros_like();
             if idx.size()[0] > 0 {

@@ -238,6 +238,22 @@ pub fn row_blocks(n: i64, rows: i64) -> impl Iterator<Item = (i64, i64)> {
         .map(move |lo| (lo, rows.min(n - lo)))
 }
 
+/// `model`'s logits of `x` without autograd, in blocks of [`rows_per_pass`] rows (the same
+/// values as one pass, faster on the CPU for large batches).
+pub fn logits_by_rows(model: &dyn nrf_models::Classifier, x: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let rows = rows_per_pass(x);
+        if n <= rows {
+            return model.logits(x, false);
+        }
+        let parts: Vec<Tensor> = row_blocks(n, rows)
+            .map(|(lo, len)| model.logits(&x.narrow(0, lo, len), false))
+            .collect();
+        Tensor::cat(&parts, 0)
+    })
+}
+
 /// [`value_and_grad`] over row blocks of at most `rows` rows of `x`: `objective(lo, xb)` gets
 /// block `xb = x[lo..lo + len]` and returns its `[len]` values. For an objective computed per
 /// example this is the whole-batch value and gradient bit for bit (a row's forward pass and

@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::apgd::ApgdOutput;
 use crate::objectives::margin;
+use crate::pgd::logits_by_rows;
 use crate::threat::ThreatModel;
 
 /// Configuration of a Square run.
@@ -181,7 +182,7 @@ pub fn square(
     let n_features = (c * h * w) as f64;
     let margin_of = |xb: &Tensor, yb: &Tensor| -> Tensor {
         // The references' margin z_y - max_{j != y} z_j: positive while correct.
-        -margin(&tch::no_grad(|| model.logits(xb, false)), yb)
+        -margin(&logits_by_rows(model, xb), yb)
     };
     let _g = tch::no_grad_guard();
     // Initialisation.

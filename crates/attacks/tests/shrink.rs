@@ -311,3 +311,31 @@ fn apgd_in_blocks_equals_one_block() {
         );
     }
 }
+
+/// Square's forward passes in blocks of rows: the same adversarial points and fooled set bit for
+/// bit whatever the block size.
+#[test]
+fn square_in_blocks_equals_one_block() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 10).unwrap();
+    tch::manual_seed(11);
+    let x = Tensor::rand([150, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| model.logits(&x, false).argmax(-1, false));
+    let threat = L2::new(0.5).unwrap();
+    let cfg = nrf_attacks::SquareConfig::new(30);
+    let run = |rows: &str| {
+        std::env::set_var("NRF_CPU_ROWS_PER_PASS", rows);
+        let out = nrf_attacks::square(&model, &x, &y, &threat, &cfg).unwrap();
+        std::env::remove_var("NRF_CPU_ROWS_PER_PASS");
+        (mask_bits(&out.x), mask_vec(&out.fooled))
+    };
+    let one = run("1000");
+    assert_eq!(one, run("50"), "Square in blocks of 50 differs");
+    let fooled = one.1.iter().filter(|&&f| f).count();
+    assert!(
+        fooled > 0 && fooled < 150,
+        "{fooled} of 150 fooled: the test says little"
+    );
+}
