@@ -207,124 +207,15 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
         notes.push("this is a debug build of nrf: its timings understate Rust; run `cargo xtask bench` (a release build)".to_string());
     }
     let prev_threads = tch::get_num_threads();
-
-    let mut python = PythonInfo {
-        interpreter: cfg
-            .python
-            .as_ref()
-            .map_or("-".into(), |p| p.display().to_string()),
-        python_version: None,
-        torch_version: None,
-    };
-    let mut py = match &cfg.python {
-        None => {
-            notes.push("Python not requested: Rust only".into());
-            None
-        }
-        Some(p) => match PyBench::start(p) {
-            Ok((py, hello)) => {
-                python.python_version = hello.python;
-                python.torch_version = hello.torch;
-                Some(py)
-            }
-            Err(note) => {
-                eprintln!("nrf bench: {note}");
-                notes.push(note);
-                None
-            }
-        },
-    };
-    if let (Some(pv), Some(rv)) = (&python.torch_version, &libtorch_version) {
-        if torch_base_version(pv) != torch_base_version(rv) {
-            notes.push(format!("Python's torch {pv} differs from the libtorch {rv} that nrf was built against: the ratio compares different builds"));
-        }
-    }
-
-    // Same computation check.
-    let mut check = None;
-    if let Some(p) = py.as_mut() {
-        tch::set_num_threads(1);
-        let rust = CheckValues::rust(CHECK_BATCH, CHECK_STEPS)?;
-        match p.check() {
-            Ok(pyv) => {
-                let (max_rel_diff, same_correct) = rust.compare(&pyv);
-                let agree = max_rel_diff <= CHECK_RTOL && same_correct;
-                if !agree {
-                    notes.push(format!("Rust and Python steps give different values on the same weights and inputs (max relative difference {max_rel_diff:.2e}): rust {rust:?}, python {pyv:?}"));
-                }
-                check = Some(CheckResult {
-                    rust,
-                    python: pyv,
-                    max_rel_diff,
-                    agree,
-                });
-            }
-            Err(e) => {
-                notes.push(format!(
-                    "the Python agreement check failed: {e:#}; Python column skipped"
-                ));
-                py = None;
-            }
-        }
-    }
-
+    let (mut py, python) = start_python(cfg, libtorch_version.as_deref(), &mut notes);
+    let check = agreement_check(&mut py, &mut notes)?;
     let mut steps = Steps::new(cfg.batch, cfg.pgd_steps)?;
     let mut rows = Vec::new();
     for &row in &cfg.rows {
         for &threads in &cfg.threads {
-            tch::set_num_threads(threads);
-            let rust_what = || format!("timing {} in Rust ({threads} threads)", row.name());
-            steps.time(row, cfg.warmup, 0).with_context(rust_what)?;
-            if let Some(p) = py.as_mut() {
-                if let Err(e) = p.time(row, threads, cfg.warmup, 0, cfg) {
-                    python_failed(&mut py, &mut notes, row, threads, e);
-                }
-            }
-            let mut rust_samples = Vec::new();
-            let mut python_samples = Vec::new();
-            for i in 0..cfg.reps {
-                for python_turn in [i % 2 == 1, i % 2 == 0] {
-                    if !python_turn {
-                        rust_samples.extend(steps.time(row, 0, 1).with_context(rust_what)?);
-                    } else if let Some(p) = py.as_mut() {
-                        match p.time(row, threads, 0, 1, cfg) {
-                            Ok(t) => python_samples.extend(t),
-                            Err(e) => python_failed(&mut py, &mut notes, row, threads, e),
-                        }
-                    }
-                }
-            }
-            if py.is_none() {
-                python_samples.clear();
-            }
-            let rust_ms = median(&rust_samples);
-            let python_ms =
-                (!python_samples.is_empty() && py.is_some()).then(|| median(&python_samples));
-            let ratio = python_ms.map(|p| p / rust_ms);
-            let ratio_paired = python_ms.map(|_| {
-                let r: Vec<f64> = python_samples
-                    .iter()
-                    .zip(&rust_samples)
-                    .map(|(p, r)| p / r)
-                    .collect();
-                median(&r)
-            });
-            eprintln!(
-                "nrf bench: {:<15} threads {threads}: Rust {rust_ms:.2} ms, Python {}",
-                row.name(),
-                python_ms.map_or("n/a".to_string(), |v| format!("{v:.2} ms"))
-            );
-            rows.push(BenchRow {
-                row,
-                label: row.label().into(),
-                threads,
-                rust_ms,
-                python_ms,
-                ratio,
-                ratio_paired,
-                rust_samples_ms: rust_samples,
-                python_samples_ms: python_samples,
-            });
+            rows.push(time_row(
+                cfg, &mut steps, &mut py, &mut notes, row, threads,
+            )?);
         }
     }
     tch::set_num_threads(prev_threads);
@@ -346,6 +237,146 @@ pub fn run_config(cfg: &BenchConfig) -> Result<BenchReport> {
         started_unix,
         wall_s: started.elapsed().as_secs_f64(),
         notes,
+    })
+}
+
+/// Starts the Python side unless `cfg` asks for none; when it cannot start (or its torch is not
+/// the libtorch nrf was built against) a note says so, and without it the Python column is empty.
+fn start_python(
+    cfg: &BenchConfig,
+    libtorch_version: Option<&str>,
+    notes: &mut Vec<String>,
+) -> (Option<PyBench>, PythonInfo) {
+    let mut python = PythonInfo {
+        interpreter: cfg
+            .python
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string()),
+        python_version: None,
+        torch_version: None,
+    };
+    let py = match &cfg.python {
+        None => {
+            notes.push("Python not requested: Rust only".into());
+            None
+        }
+        Some(p) => match PyBench::start(p) {
+            Ok((py, hello)) => {
+                python.python_version = hello.python;
+                python.torch_version = hello.torch;
+                Some(py)
+            }
+            Err(note) => {
+                eprintln!("nrf bench: {note}");
+                notes.push(note);
+                None
+            }
+        },
+    };
+    if let (Some(pv), Some(rv)) = (&python.torch_version, libtorch_version) {
+        if torch_base_version(pv) != torch_base_version(rv) {
+            notes.push(format!("Python's torch {pv} differs from the libtorch {rv} that nrf was built against: the ratio compares different builds"));
+        }
+    }
+    (py, python)
+}
+
+/// The same-computation check (one thread, deterministic weights and inputs); a Python side
+/// whose check fails is dropped (its column stays empty).
+fn agreement_check(
+    py: &mut Option<PyBench>,
+    notes: &mut Vec<String>,
+) -> Result<Option<CheckResult>> {
+    let Some(p) = py.as_mut() else {
+        return Ok(None);
+    };
+    tch::set_num_threads(1);
+    let rust = CheckValues::rust(CHECK_BATCH, CHECK_STEPS)?;
+    match p.check() {
+        Ok(pyv) => {
+            let (max_rel_diff, same_correct) = rust.compare(&pyv);
+            let agree = max_rel_diff <= CHECK_RTOL && same_correct;
+            if !agree {
+                notes.push(format!("Rust and Python steps give different values on the same weights and inputs (max relative difference {max_rel_diff:.2e}): rust {rust:?}, python {pyv:?}"));
+            }
+            Ok(Some(CheckResult {
+                rust,
+                python: pyv,
+                max_rel_diff,
+                agree,
+            }))
+        }
+        Err(e) => {
+            notes.push(format!(
+                "the Python agreement check failed: {e:#}; Python column skipped"
+            ));
+            *py = None;
+            Ok(None)
+        }
+    }
+}
+
+/// One line of the table: `row` at `threads`, warm-ups first, then Rust and Python repetitions
+/// alternating (the first of each pair alternates too).
+fn time_row(
+    cfg: &BenchConfig,
+    steps: &mut Steps,
+    py: &mut Option<PyBench>,
+    notes: &mut Vec<String>,
+    row: Row,
+    threads: i32,
+) -> Result<BenchRow> {
+    tch::set_num_threads(threads);
+    let rust_what = || format!("timing {} in Rust ({threads} threads)", row.name());
+    steps.time(row, cfg.warmup, 0).with_context(rust_what)?;
+    if let Some(p) = py.as_mut() {
+        if let Err(e) = p.time(row, threads, cfg.warmup, 0, cfg) {
+            python_failed(py, notes, row, threads, e);
+        }
+    }
+    let mut rust_samples = Vec::new();
+    let mut python_samples = Vec::new();
+    for i in 0..cfg.reps {
+        for python_turn in [i % 2 == 1, i % 2 == 0] {
+            if !python_turn {
+                rust_samples.extend(steps.time(row, 0, 1).with_context(rust_what)?);
+            } else if let Some(p) = py.as_mut() {
+                match p.time(row, threads, 0, 1, cfg) {
+                    Ok(t) => python_samples.extend(t),
+                    Err(e) => python_failed(py, notes, row, threads, e),
+                }
+            }
+        }
+    }
+    if py.is_none() {
+        python_samples.clear();
+    }
+    let rust_ms = median(&rust_samples);
+    let python_ms = (!python_samples.is_empty() && py.is_some()).then(|| median(&python_samples));
+    let ratio = python_ms.map(|p| p / rust_ms);
+    let ratio_paired = python_ms.map(|_| {
+        let r: Vec<f64> = python_samples
+            .iter()
+            .zip(&rust_samples)
+            .map(|(p, r)| p / r)
+            .collect();
+        median(&r)
+    });
+    eprintln!(
+        "nrf bench: {:<15} threads {threads}: Rust {rust_ms:.2} ms, Python {}",
+        row.name(),
+        python_ms.map_or("n/a".to_string(), |v| format!("{v:.2} ms"))
+    );
+    Ok(BenchRow {
+        row,
+        label: row.label().into(),
+        threads,
+        rust_ms,
+        python_ms,
+        ratio,
+        ratio_paired,
+        rust_samples_ms: rust_samples,
+        python_samples_ms: python_samples,
     })
 }
 

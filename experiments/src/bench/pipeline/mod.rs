@@ -109,37 +109,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
     if work.exists() {
         std::fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
-    let (mut python_version, mut torch_version) = (None, None);
-    let mut py = match &cfg.python {
-        None => {
-            notes.push("Python not requested: Rust only".into());
-            None
-        }
-        Some(p) => match PyStages::start(p) {
-            Ok((mut py, hello)) => {
-                python_version = hello.python;
-                torch_version = hello.torch;
-                let dir = work.join("inputs");
-                inp.write_for_python(cfg, &dir)?;
-                let setup: Result<serde_json::Value> = py.request(serde_json::json!({
-                    "cmd": "setup", "dir": dir, "in_shape": [1, 28, 28],
-                    "classes": inp.train.num_classes,
-                }));
-                match setup {
-                    Ok(_) => Some(py),
-                    Err(e) => {
-                        notes.push(format!("the Python side could not read the inputs: {e:#}; Python column skipped"));
-                        None
-                    }
-                }
-            }
-            Err(note) => {
-                eprintln!("nrf bench --pipeline: {note}");
-                notes.push(note);
-                None
-            }
-        },
-    };
+    let (mut py, python_version, torch_version) = start_python(cfg, &inp, work, &mut notes)?;
     if !reset_peak_rss() {
         notes.push("/proc/self/clear_refs could not be written: peak RSS is each process's peak so far, not per stage".into());
     }
@@ -155,44 +125,16 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         eprintln!("nrf bench --pipeline: {threads} thread(s): f32 matmul {gf:.1} GFLOP/s");
         matmul.push((threads, gf));
         for &stage in &cfg.stages {
-            let mut rust_runs = Vec::new();
-            let mut python_runs = Vec::new();
-            for rep in 0..cfg.reps {
-                for python_turn in [rep % 2 == 1, rep % 2 == 0] {
-                    if !python_turn {
-                        counter += 1;
-                        let scratch = work.join(format!("rust-{counter}"));
-                        let reset = reset_peak_rss();
-                        let t = Instant::now();
-                        let (result, _) =
-                            run_rust_stage(stage, cfg, &inp, &scratch).with_context(|| {
-                                format!("Rust stage {} ({threads} threads)", stage.name())
-                            })?;
-                        let wall_s = t.elapsed().as_secs_f64();
-                        rust_runs.push(StageRun {
-                            wall_s,
-                            peak_rss_kb: peak_rss_kb(),
-                            rss_reset: reset,
-                            result,
-                        });
-                        if scratch.exists() {
-                            std::fs::remove_dir_all(&scratch)
-                                .with_context(|| format!("removing {}", scratch.display()))?;
-                        }
-                    } else if let Some(p) = py.as_mut() {
-                        match p.stage(stage, threads, cfg, &inp) {
-                            Ok(r) => python_runs.push(r),
-                            Err(e) => {
-                                let note = format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name());
-                                eprintln!("nrf bench --pipeline: {note}");
-                                notes.push(note);
-                                py = None;
-                                python_runs.clear();
-                            }
-                        }
-                    }
-                }
-            }
+            let (rust_runs, python_runs) = time_stage(
+                cfg,
+                &inp,
+                work,
+                stage,
+                threads,
+                &mut counter,
+                &mut py,
+                &mut notes,
+            )?;
             let rust_s = median(&rust_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>());
             let python_s = (!python_runs.is_empty())
                 .then(|| median(&python_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>()));
@@ -265,6 +207,103 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         wall_s: started.elapsed().as_secs_f64(),
         notes,
     })
+}
+
+/// Starts the twin's stage worker and hands it the inputs, unless `cfg` asks for no Python;
+/// returns it (None when it cannot start or read the inputs: a note says why) with its Python
+/// and torch versions.
+fn start_python(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    notes: &mut Vec<String>,
+) -> Result<(Option<PyStages>, Option<String>, Option<String>)> {
+    let (mut python_version, mut torch_version) = (None, None);
+    let py = match &cfg.python {
+        None => {
+            notes.push("Python not requested: Rust only".into());
+            None
+        }
+        Some(p) => match PyStages::start(p) {
+            Ok((mut py, hello)) => {
+                python_version = hello.python;
+                torch_version = hello.torch;
+                let dir = work.join("inputs");
+                inp.write_for_python(cfg, &dir)?;
+                let setup: Result<serde_json::Value> = py.request(serde_json::json!({
+                    "cmd": "setup", "dir": dir, "in_shape": [1, 28, 28],
+                    "classes": inp.train.num_classes,
+                }));
+                match setup {
+                    Ok(_) => Some(py),
+                    Err(e) => {
+                        notes.push(format!("the Python side could not read the inputs: {e:#}; Python column skipped"));
+                        None
+                    }
+                }
+            }
+            Err(note) => {
+                eprintln!("nrf bench --pipeline: {note}");
+                notes.push(note);
+                None
+            }
+        },
+    };
+    Ok((py, python_version, torch_version))
+}
+
+/// Every repetition of `stage` at `threads` on both sides, alternating (Rust, Python, then
+/// Python, Rust, ...); each Rust run in a scratch folder of its own under `work` (`counter`
+/// numbers them), removed after it. A Python side that stops answering is dropped (a note says
+/// where) and its runs of the stage are forgotten.
+#[allow(clippy::too_many_arguments)]
+fn time_stage(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    stage: Stage,
+    threads: i32,
+    counter: &mut usize,
+    py: &mut Option<PyStages>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
+    let mut rust_runs = Vec::new();
+    let mut python_runs = Vec::new();
+    for rep in 0..cfg.reps {
+        for python_turn in [rep % 2 == 1, rep % 2 == 0] {
+            if !python_turn {
+                *counter += 1;
+                let scratch = work.join(format!("rust-{counter}"));
+                let reset = reset_peak_rss();
+                let t = Instant::now();
+                let (result, _) = run_rust_stage(stage, cfg, inp, &scratch)
+                    .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
+                let wall_s = t.elapsed().as_secs_f64();
+                rust_runs.push(StageRun {
+                    wall_s,
+                    peak_rss_kb: peak_rss_kb(),
+                    rss_reset: reset,
+                    result,
+                });
+                if scratch.exists() {
+                    std::fs::remove_dir_all(&scratch)
+                        .with_context(|| format!("removing {}", scratch.display()))?;
+                }
+            } else if let Some(p) = py.as_mut() {
+                match p.stage(stage, threads, cfg, inp) {
+                    Ok(r) => python_runs.push(r),
+                    Err(e) => {
+                        let note = format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name());
+                        eprintln!("nrf bench --pipeline: {note}");
+                        notes.push(note);
+                        *py = None;
+                        python_runs.clear();
+                    }
+                }
+            }
+        }
+    }
+    Ok((rust_runs, python_runs))
 }
 
 /// `nrf bench --pipeline [--quick] [--reps N] [--out PATH]`: runs the benchmark, writes the JSON
