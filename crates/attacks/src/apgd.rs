@@ -22,6 +22,7 @@
 //! The threat models supply the steepest-ascent direction and the projection, as for
 //! [`crate::pgd()`]; nothing here knows a norm except the boundary start.
 use anyhow::{anyhow, bail, Context, Result};
+use nrf_data::batch::spans;
 use nrf_models::Classifier;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -459,7 +460,7 @@ pub fn ensemble_evaluation(
     }
     let n = images.size()[0];
     let mut robust = Tensor::zeros([n], (Kind::Bool, images.device()));
-    for (lo, len) in batches(n, batch_size) {
+    for (lo, len) in spans(n, batch_size as i64) {
         let xb = images.narrow(0, lo, len);
         let yb = labels.narrow(0, lo, len);
         let pred = tch::no_grad(|| model.logits(&xb, false)).argmax(-1, false);
@@ -478,7 +479,7 @@ pub fn ensemble_evaluation(
         let alive = robust.nonzero().squeeze_dim(1);
         let m = alive.numel() as i64;
         let mut still = Vec::new();
-        for (lo, len) in batches(m, batch_size) {
+        for (lo, len) in spans(m, batch_size as i64) {
             let idx = alive.narrow(0, lo, len);
             let xb = images.index_select(0, &idx);
             let yb = labels.index_select(0, &idx);
@@ -513,18 +514,9 @@ pub fn ensemble_evaluation(
     })
 }
 
-/// `(start, length)` of consecutive batches covering `0..n`.
-fn batches(n: i64, batch_size: usize) -> impl Iterator<Item = (i64, i64)> {
-    let b = batch_size as i64;
-    (0..n)
-        .step_by(batch_size.max(1))
-        .map(move |lo| (lo, b.min(n - lo)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     #[test]
     fn dlr_losses_match_their_definitions() {
@@ -554,13 +546,5 @@ mod tests {
         let mut c = ApgdConfig::new(ApgdLoss::Dlr, 10);
         c.rho = 1.5;
         assert!(bad(c).contains("rho"));
-    }
-
-    #[test]
-    fn batches_cover_the_range() {
-        let b: Vec<_> = batches(7, 3).collect();
-        assert_eq!(b, vec![(0, 3), (3, 3), (6, 1)]);
-        assert_eq!(batches(0, 3).count(), 0);
-        let _ = Device::Cpu;
     }
 }

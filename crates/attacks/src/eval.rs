@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use nrf_data::batch::spans;
 use nrf_models::Classifier;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -317,10 +318,7 @@ fn robust_accuracy_with(
     let mut robust_parts = Vec::new();
     let mut robust = 0i64;
     let mut done = 0;
-    let mut i = 0;
-    let mut batch = 0;
-    while i < n {
-        let len = (batch_size as i64).min(n - i);
+    for (batch, (i, len)) in spans(n, batch_size as i64).enumerate() {
         let attacked = only.as_ref().is_none_or(|b| b.contains(&batch));
         if !attacked && cfg.random_start {
             // Replay: the random starts this batch's attack would draw, so the random-number
@@ -364,8 +362,6 @@ fn robust_accuracy_with(
             pb.inc(len as u64);
             pb.set_message(format!("{what} acc {:.4}", robust as f64 / done as f64));
         }
-        i += len;
-        batch += 1;
     }
     pb.finish_and_clear();
     let n = done;

@@ -9,6 +9,7 @@ use nrf_attacks::{
     cross_entropy, margin, pgd, robust_evaluation, unbounded_attack_accuracy, Linf, PgdConfig,
     StepSize, ThreatModel, Unconstrained, L1, L2,
 };
+use nrf_data::batch::spans;
 use nrf_models::{Arch, Classifier, Model, ModelSpec};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
@@ -31,9 +32,7 @@ fn full_batch_mask(
 ) -> Tensor {
     let n = images.size()[0];
     let mut parts = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let len = batch_size.min(n - i);
+    for (i, len) in spans(n, batch_size) {
         let xb = images.narrow(0, i, len);
         let yb = labels.narrow(0, i, len);
         let clean_ok = tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
@@ -59,7 +58,6 @@ fn full_batch_mask(
             let _ = mask.index_put_(&[Some(idx)], &alive, false);
         }
         parts.push(mask);
-        i += len;
     }
     Tensor::cat(&parts, 0)
 }

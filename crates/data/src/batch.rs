@@ -11,7 +11,7 @@ use crate::error::{DataError, Result};
 use crate::rng::partial_shuffle;
 
 /// A ChaCha8 generator for `(seed, stream)`: the generator every seeded function here uses.
-/// Handy for callers that want the same kind of reproducible stream (e.g. for augmentation).
+/// Handy for callers that want the same kind of reproducible stream.
 pub fn seeded_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
@@ -78,6 +78,29 @@ pub fn full_batches(indices: &[usize], batch_size: usize) -> Batches<'_> {
         batch_size,
         drop_last: true,
     }
+}
+
+/// `(start, len)` of the consecutive batches of `batch_size` rows that cover the rows `0..n`
+/// (the last one may be shorter; none when `n <= 0`), in order: the spans to `narrow` a
+/// tensor's first dimension by. `i64` like a tensor's sizes.
+///
+/// # Panics
+///
+/// When `batch_size` is not positive (callers reject it earlier, or clamp it to 1).
+pub fn spans(n: i64, batch_size: i64) -> impl ExactSizeIterator<Item = (i64, i64)> {
+    assert!(
+        batch_size > 0,
+        "nrf_data::batch::spans: batch_size must be positive"
+    );
+    let count = if n > 0 {
+        (n + batch_size - 1) / batch_size
+    } else {
+        0
+    };
+    (0..count as usize).map(move |b| {
+        let lo = b as i64 * batch_size;
+        (lo, batch_size.min(n - lo))
+    })
 }
 
 /// The iterator returned by [`batches`] and [`full_batches`].
@@ -175,6 +198,25 @@ mod tests {
         assert_eq!(full_batches(&idx, 4).len(), 2);
         assert_eq!(batches(&idx, 10).count(), 1);
         assert_eq!(batches(&[], 3).count(), 0);
+    }
+
+    #[test]
+    fn spans_cover_the_rows_in_order() {
+        assert_eq!(
+            spans(7, 3).collect::<Vec<_>>(),
+            vec![(0, 3), (3, 3), (6, 1)]
+        );
+        assert_eq!(spans(7, 3).len(), 3);
+        assert_eq!(spans(6, 3).collect::<Vec<_>>(), vec![(0, 3), (3, 3)]);
+        assert_eq!(spans(2, 10).collect::<Vec<_>>(), vec![(0, 2)]);
+        assert_eq!(spans(0, 3).count(), 0);
+        assert_eq!(spans(-1, 3).count(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "batch_size must be positive")]
+    fn zero_span_size_panics_clearly() {
+        let _ = spans(4, 0);
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! * [`idx`]: IDX files (MNIST, Fashion-MNIST), gzipped or not; [`load_fashion_mnist`].
 //! * [`cifar`]: the CIFAR-10 binary version; [`load_cifar10`].
 //! * [`folder`]: image folders (one sub-folder per class) and Restricted ImageNet.
-//! * [`synthetic`]: `make_circles` and the two-Gaussian model of the paper's Sec. 4.
 //! * [`batch`]: seeded shuffling, batching and fixed random subsets.
-//! * [`augment`]: CIFAR-style random crop and horizontal flip.
 //! * [`atomic`]: the one atomic file writer of nrf (temporary file, fsync, rename) and the
 //!   removal of the temporary files a crash leaves behind.
 //! * [`store`]: constructed datasets (D_R, D_NR, D_rand, D_det) as safetensors + JSON,
@@ -51,7 +49,6 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
-pub mod augment;
 pub mod batch;
 pub mod cifar;
 pub mod error;
@@ -60,7 +57,6 @@ pub mod idx;
 mod info;
 mod rng;
 pub mod store;
-pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 
@@ -70,7 +66,6 @@ pub use folder::{load_image_folder, load_restricted_imagenet};
 pub use idx::{load_fashion_mnist, load_mnist, FASHION_MNIST_DIR};
 pub use info::{data_info, DataInfo};
 pub use store::{load_constructed, save_constructed, ConstructedDataset, ConstructedMetadata};
-pub use synthetic::TabularDataset;
 
 /// Which part of a dataset to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -139,9 +139,7 @@ fn full_batch_mask(
 ) -> Result<Tensor> {
     let n = x.size()[0];
     let mut parts = Vec::new();
-    let mut i = 0;
-    while i < n {
-        let len = batch.min(n - i);
+    for (i, len) in nrf_data::batch::spans(n, batch) {
         let (xb, yb) = (x.narrow(0, i, len), y.narrow(0, i, len));
         let ok = tch::no_grad(|| model.logits(&xb, false).argmax(-1, false).eq_tensor(&yb));
         let idx = ok.nonzero().squeeze_dim(1);
@@ -160,7 +158,6 @@ fn full_batch_mask(
             let _ = mask.index_put_(&[Some(idx)], &alive, false);
         }
         parts.push(mask);
-        i += len;
     }
     Ok(Tensor::cat(&parts, 0))
 }

@@ -26,6 +26,7 @@ use crate::pipeline::{Ctx, EvalLevel};
 use crate::table1::{construct, set_name};
 use anyhow::{bail, Result};
 use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
+use nrf_data::batch::spans;
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_points_plot, PlotOptions, ScatterPoint};
@@ -333,14 +334,11 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             .with_random_start(false);
         let n = labels.len() as i64;
         let mut parts = Vec::new();
-        let mut lo = 0;
-        while lo < n {
-            let hi = (lo + r.batch_size as i64).min(n);
-            let xb = x.narrow(0, lo, hi - lo);
-            let tb = t_all.narrow(0, lo, hi - lo);
+        for (lo, len) in spans(n, r.batch_size as i64) {
+            let xb = x.narrow(0, lo, len);
+            let tb = t_all.narrow(0, lo, len);
             let mut obj = targeted_ce(&source, &tb);
             parts.push(pgd(&threat, &xb, &xb, &cfg, &mut obj, None)?.x.detach());
-            lo = hi;
         }
         let adv = Tensor::cat(&parts, 0);
         let batch = ctx.preset.eval.batch_size as i64;

@@ -294,14 +294,9 @@ fn map_batches(x: &Tensor, batch: i64, f: impl Fn(&Tensor) -> Tensor) -> Result<
     if n == 0 {
         anyhow::bail!("no images to run the model on");
     }
-    let batch = batch.max(1);
-    let mut parts = Vec::new();
-    let mut lo = 0;
-    while lo < n {
-        let hi = (lo + batch).min(n);
-        parts.push(tch::no_grad(|| f(&x.narrow(0, lo, hi - lo))).to_device(tch::Device::Cpu));
-        lo = hi;
-    }
+    let parts: Vec<Tensor> = nrf_data::batch::spans(n, batch.max(1))
+        .map(|(lo, len)| tch::no_grad(|| f(&x.narrow(0, lo, len))).to_device(tch::Device::Cpu))
+        .collect();
     Ok(Tensor::cat(&parts, 0))
 }
 

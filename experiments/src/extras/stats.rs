@@ -3,6 +3,7 @@
 //! intervals, seed spread, margin > 2 SE), re-exported here. No data or model needed, so they
 //! are unit-tested directly.
 use anyhow::{bail, Result};
+use nrf_data::batch::spans;
 use tch::{Kind, Tensor};
 
 /// Euclidean distance between two equally long vectors.
@@ -31,14 +32,11 @@ pub fn mean_pairwise_l2(rows: &Tensor) -> Result<f64> {
     }
     let chunk = 512;
     let mut total = 0.0;
-    let mut lo = 0;
-    while lo < n {
-        let hi = (lo + chunk).min(n);
-        let d = Tensor::cdist(&x.narrow(0, lo, hi - lo), &x, 2.0, None::<i64>);
+    for (lo, len) in spans(n, chunk) {
+        let d = Tensor::cdist(&x.narrow(0, lo, len), &x, 2.0, None::<i64>);
         // Summing whole rows of the distance matrix counts every unordered pair twice (the
         // diagonal is zero), hence the division by n(n-1) below.
         total += d.sum(Kind::Double).double_value(&[]);
-        lo = hi;
     }
     let pairs = (n * (n - 1)) as f64;
     Ok(total / pairs)

@@ -15,12 +15,12 @@ timings differ only by the language around libtorch:
 The model is nrf_models::Arch::FmnistCnn with the identity input normalisation that
 nrf_models::ModelSpec::new gives (it is still applied: the Rust model subtracts and divides too).
 Weights and inputs (for the timings too) are filled by the same deterministic pseudo-random
-formulas as in experiments/src/bench.rs, so both sides time the same numbers and `check` lets the
+formulas as in experiments/src/bench/steps.rs, so both sides time the same numbers and `check` lets the
 Rust side confirm that both compute the same results.
 
 Usage:
-  python bench.py [--reps N] [--warmup N] [--threads 1,2] [--batch 128]   # own table
-  python bench.py --serve     # line-delimited JSON on stdin/stdout (used by `nrf bench`)
+  python bench_steps.py [--reps N] [--warmup N] [--threads 1,2] [--batch 128]   # own table
+  python bench_steps.py --serve   # line-delimited JSON on stdin/stdout (used by `nrf bench`)
 
 In serve mode the first output line is a hello: {"ok": true, "torch": ..., "python": ...} or
 {"ok": false, "error": ...} when torch cannot be imported. Each request line is a JSON object:
@@ -37,7 +37,7 @@ import time
 
 ROWS = ("train_step", "pgd_l2_step", "rep_match_step")
 
-# Hyper-parameters shared with experiments/src/bench.rs.
+# Hyper-parameters shared with experiments/src/bench/mod.rs.
 LR = 0.05
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4

@@ -1,0 +1,343 @@
+//! `nrf bench --pipeline`: whole pipeline stages, each for a fixed amount of work, in Rust (nrf's
+//! real stage functions, with their loops, batching and bookkeeping) and in the PyTorch twin
+//! (`experiments/twin/bench_stages.py`, which calls `nrf_twin`'s stage functions), interleaved in
+//! the same run (Rust, Python, then Python, Rust, ...) at each thread count.
+//!
+//! The stages ([`Stage`]):
+//!
+//! | stage | Rust | Python |
+//! |---|---|---|
+//! | standard training | `nrf_models::train` (per-epoch curve on `curve_n` test images, checkpoint) | `nrf_twin.train_model` (curve likewise) |
+//! | PGD adversarial training | the same with `nrf_attacks::AdvTraining` (L2, random start, best iterate) | `train_model` with an `attack` |
+//! | representation matching | `nrf_features::repmatch::build` (chunks stored and reloaded) | `nrf_twin.build_rep_match` |
+//! | targeted-PGD construction | `nrf_features::relabel::build` | `nrf_twin.build_relabel` |
+//! | robust evaluation | `nrf_attacks::evaluate_grid` | `nrf_twin.robust_accuracy` per grid point |
+//!
+//! Both sides get the same images (written by Rust into a work folder that Python reads), and the
+//! attack stages attack the same source model (trained once by Rust, untimed, and loaded into the
+//! twin's network). Per stage and thread count the report gives the median wall time of each
+//! side, images per second, the ratio Python / Rust (>= 1: Rust at least as fast), the share of
+//! the machine's measured f32 matmul rate that the stage's nominal FLOPs reach, and the peak RSS
+//! of each process during the stage (`/proc/self/clear_refs` resets the peak before a stage).
+use anyhow::{bail, Context, Result};
+use nrf_attacks::AttackWork;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+use super::{loadavg, median};
+
+mod config;
+mod python_side;
+mod report;
+mod rust_side;
+#[cfg(test)]
+mod tests;
+
+pub use config::PipelineConfig;
+use python_side::PyStages;
+pub use report::{
+    fmnist_cnn_flops, matmul_gflops, LoopOverhead, PipelineReport, PipelineRow, StageRun,
+};
+use report::{peak_rss_kb, reset_peak_rss, stage_flops};
+use rust_side::{bare_steps_s, eval_work, run_rust_stage, Inputs};
+
+/// Default output file of `nrf bench --pipeline` (the markdown table goes next to it, `.md`).
+pub const DEFAULT_OUT: &str = "results/bench-pipeline.json";
+/// Seed of the image subsets, the source model and every stage.
+const SEED: u64 = 17;
+
+/// One whole pipeline stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Standard training (C_std, the fresh models).
+    TrainStd,
+    /// L2 PGD adversarial training (C_rob).
+    TrainRob,
+    /// Representation matching (D_R, D_NR).
+    RepMatch,
+    /// Targeted L2 PGD and relabelling (D_rand, D_det).
+    Relabel,
+    /// Robust accuracy over an evaluation grid.
+    RobustEval,
+}
+
+impl Stage {
+    /// All stages, in pipeline order.
+    pub const ALL: [Stage; 5] = [
+        Stage::TrainStd,
+        Stage::TrainRob,
+        Stage::RepMatch,
+        Stage::Relabel,
+        Stage::RobustEval,
+    ];
+    /// The identifier shared with the Python side.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::TrainStd => "train_std",
+            Stage::TrainRob => "train_rob",
+            Stage::RepMatch => "rep_match",
+            Stage::Relabel => "relabel",
+            Stage::RobustEval => "robust_eval",
+        }
+    }
+}
+
+fn mib(runs: &[StageRun]) -> Option<f64> {
+    runs.iter()
+        .filter_map(|r| r.peak_rss_kb)
+        .max()
+        .map(|kb| kb as f64 / 1024.0)
+}
+
+/// Runs the pipeline benchmark (progress on stderr); `work` is a scratch folder (removed at the
+/// end).
+pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let load_before = loadavg();
+    let release_build = !cfg!(debug_assertions);
+    let mut notes = Vec::new();
+    if !release_build {
+        notes.push("this is a debug build of nrf: its timings understate Rust; run `cargo xtask nrf -- bench --pipeline` (a release build)".to_string());
+    }
+    let prev_threads = tch::get_num_threads();
+    tch::set_num_threads(*cfg.threads.iter().max().unwrap_or(&1));
+    eprintln!("nrf bench --pipeline: preparing the inputs and the source model");
+    let (inp, data) = Inputs::new(cfg, &mut notes)?;
+    if work.exists() {
+        std::fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
+    }
+    let (mut py, python_version, torch_version) = start_python(cfg, &inp, work, &mut notes)?;
+    if !reset_peak_rss() {
+        notes.push("/proc/self/clear_refs could not be written: peak RSS is each process's peak so far, not per stage".into());
+    }
+    let flops = fmnist_cnn_flops([1, 28, 28], inp.train.num_classes as i64);
+    let mut matmul = Vec::new();
+    let mut rows = Vec::new();
+    let mut loop_overhead = Vec::new();
+    let mut counter = 0usize;
+    let mut work_cache: Option<AttackWork> = None;
+    for &threads in &cfg.threads {
+        tch::set_num_threads(threads);
+        let gf = matmul_gflops();
+        eprintln!("nrf bench --pipeline: {threads} thread(s): f32 matmul {gf:.1} GFLOP/s");
+        matmul.push((threads, gf));
+        for &stage in &cfg.stages {
+            let (rust_runs, python_runs) = time_stage(
+                cfg,
+                &inp,
+                work,
+                stage,
+                threads,
+                &mut counter,
+                &mut py,
+                &mut notes,
+            )?;
+            let rust_s = median(&rust_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>());
+            let python_s = (!python_runs.is_empty())
+                .then(|| median(&python_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>()));
+            let attack_work = if stage == Stage::RobustEval {
+                if work_cache.is_none() {
+                    work_cache = Some(eval_work(cfg, &inp)?);
+                }
+                work_cache
+            } else {
+                None
+            };
+            let nominal = stage_flops(cfg, stage, flops, attack_work.map_or(0, |w| w.attacked));
+            let share = |s: f64| nominal / s / 1e9 / gf;
+            eprintln!(
+                "nrf bench --pipeline: {:<12} {threads} thread(s): Rust {rust_s:.2} s, Python {}",
+                stage.name(),
+                python_s.map_or("n/a".into(), |p| format!("{p:.2} s"))
+            );
+            rows.push(PipelineRow {
+                stage,
+                threads,
+                images: cfg.images(stage),
+                nominal_gflop: nominal / 1e9,
+                rust_s,
+                python_s,
+                ratio: python_s.map(|p| p / rust_s),
+                rust_share: share(rust_s),
+                python_share: python_s.map(share),
+                rust_rss_mib: mib(&rust_runs),
+                python_rss_mib: mib(&python_runs),
+                rust_runs,
+                python_runs,
+                attack_work,
+            });
+            if stage == Stage::TrainStd {
+                let steps_s = bare_steps_s(cfg, &inp)?;
+                loop_overhead.push(LoopOverhead {
+                    threads,
+                    stage_s: rust_s,
+                    steps_s,
+                    overhead: rust_s / steps_s - 1.0,
+                });
+            }
+        }
+    }
+    tch::set_num_threads(prev_threads);
+    drop(py);
+    if work.exists() {
+        std::fs::remove_dir_all(work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    if rows.iter().any(|r| r.python_s.is_some()) {
+        notes.push("the two sides draw their own random starts and shuffles: result values agree statistically, not exactly".into());
+    }
+    Ok(PipelineReport {
+        config: cfg.clone(),
+        data,
+        release_build,
+        python_version,
+        torch_version,
+        libtorch_version: option_env!("NRF_TORCH_VERSION").map(str::to_string),
+        forward_flops: flops.0,
+        matmul_gflops: matmul,
+        rows,
+        loop_overhead,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        load_before,
+        load_after: loadavg(),
+        wall_s: started.elapsed().as_secs_f64(),
+        notes,
+    })
+}
+
+/// Starts the twin's stage worker and hands it the inputs, unless `cfg` asks for no Python;
+/// returns it (None when it cannot start or read the inputs: a note says why) with its Python
+/// and torch versions.
+fn start_python(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    notes: &mut Vec<String>,
+) -> Result<(Option<PyStages>, Option<String>, Option<String>)> {
+    let (mut python_version, mut torch_version) = (None, None);
+    let py = match &cfg.python {
+        None => {
+            notes.push("Python not requested: Rust only".into());
+            None
+        }
+        Some(p) => match PyStages::start(p) {
+            Ok((mut py, hello)) => {
+                python_version = hello.python;
+                torch_version = hello.torch;
+                let dir = work.join("inputs");
+                inp.write_for_python(cfg, &dir)?;
+                let setup: Result<serde_json::Value> = py.request(serde_json::json!({
+                    "cmd": "setup", "dir": dir, "in_shape": [1, 28, 28],
+                    "classes": inp.train.num_classes,
+                }));
+                match setup {
+                    Ok(_) => Some(py),
+                    Err(e) => {
+                        notes.push(format!("the Python side could not read the inputs: {e:#}; Python column skipped"));
+                        None
+                    }
+                }
+            }
+            Err(note) => {
+                eprintln!("nrf bench --pipeline: {note}");
+                notes.push(note);
+                None
+            }
+        },
+    };
+    Ok((py, python_version, torch_version))
+}
+
+/// Every repetition of `stage` at `threads` on both sides, alternating (Rust, Python, then
+/// Python, Rust, ...); each Rust run in a scratch folder of its own under `work` (`counter`
+/// numbers them), removed after it. A Python side that stops answering is dropped (a note says
+/// where) and its runs of the stage are forgotten.
+#[allow(clippy::too_many_arguments)]
+fn time_stage(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    stage: Stage,
+    threads: i32,
+    counter: &mut usize,
+    py: &mut Option<PyStages>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
+    let mut rust_runs = Vec::new();
+    let mut python_runs = Vec::new();
+    for rep in 0..cfg.reps {
+        for python_turn in [rep % 2 == 1, rep % 2 == 0] {
+            if !python_turn {
+                *counter += 1;
+                let scratch = work.join(format!("rust-{counter}"));
+                let reset = reset_peak_rss();
+                let t = Instant::now();
+                let (result, _) = run_rust_stage(stage, cfg, inp, &scratch)
+                    .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
+                let wall_s = t.elapsed().as_secs_f64();
+                rust_runs.push(StageRun {
+                    wall_s,
+                    peak_rss_kb: peak_rss_kb(),
+                    rss_reset: reset,
+                    result,
+                });
+                if scratch.exists() {
+                    std::fs::remove_dir_all(&scratch)
+                        .with_context(|| format!("removing {}", scratch.display()))?;
+                }
+            } else if let Some(p) = py.as_mut() {
+                match p.stage(stage, threads, cfg, inp) {
+                    Ok(r) => python_runs.push(r),
+                    Err(e) => {
+                        let note = format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name());
+                        eprintln!("nrf bench --pipeline: {note}");
+                        notes.push(note);
+                        *py = None;
+                        python_runs.clear();
+                    }
+                }
+            }
+        }
+    }
+    Ok((rust_runs, python_runs))
+}
+
+/// `nrf bench --pipeline [--quick] [--reps N] [--out PATH]`: runs the benchmark, writes the JSON
+/// report to `out` and the markdown table next to it (`.md`), both atomically.
+pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<PipelineReport> {
+    let mut cfg = if quick {
+        PipelineConfig::quick()
+    } else {
+        PipelineConfig::default()
+    };
+    if let Some(r) = reps {
+        if r == 0 {
+            bail!("--reps must be at least 1");
+        }
+        cfg.reps = r;
+    }
+    run_config(&cfg, out)
+}
+
+/// [`run_pipeline`] for `cfg`, then writes `out` (JSON) and `out` with extension `.md`.
+pub fn run_config(cfg: &PipelineConfig, out: &Path) -> Result<PipelineReport> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stem = out.file_stem().map_or("bench-pipeline".into(), |s| {
+        s.to_string_lossy().into_owned()
+    });
+    let report = run_pipeline(cfg, &dir.join(format!(".{stem}-work")))?;
+    nrf_data::store::write_json_atomic(out, &report)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let md = out.with_extension("md");
+    nrf_data::store::write_atomic(&md, report.to_markdown().as_bytes())
+        .with_context(|| format!("writing {}", md.display()))?;
+    Ok(report)
+}

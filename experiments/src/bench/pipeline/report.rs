@@ -1,0 +1,310 @@
+//! What `nrf bench --pipeline` writes ([`PipelineReport`]), and the FLOPs, matmul rate and peak
+//! memory its numbers are measured against.
+use super::{PipelineConfig, Stage};
+use nrf_attacks::AttackWork;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Side of the square f32 matrices of the matmul-rate measurement (2·n³ FLOPs per product).
+const MATMUL_N: i64 = 2048;
+/// Timed matrix products per thread count (the best one counts).
+const MATMUL_REPS: usize = 3;
+
+/// Forward FLOPs per image of nrf's Fashion-MNIST CNN for input `[c, h, w]`, and those of its
+/// first convolution (whose input gradient training does not need). Multiply-adds count 2.
+pub fn fmnist_cnn_flops(in_shape: [i64; 3], classes: i64) -> (f64, f64) {
+    let [c, h, w] = in_shape;
+    // conv3x3 with padding 1: stride 1 keeps the size, stride 2 gives ceil(size / 2).
+    let (h2, w2) = ((h + 1) / 2, (w + 1) / 2);
+    let (h3, w3) = ((h2 + 1) / 2, (w2 + 1) / 2);
+    let c1 = h * w * 16 * 9 * c;
+    let macs =
+        c1 + h2 * w2 * 32 * 9 * 16 + h3 * w3 * 64 * 9 * 32 + 64 * h3 * w3 * 256 + 256 * classes;
+    (2.0 * macs as f64, 2.0 * c1 as f64)
+}
+
+/// Nominal FLOPs of a stage: forward = F per image; a training step adds the weight gradients
+/// (F) and the input gradients except the first layer's (F − c1); an attack step is a forward and
+/// an input-gradient backward (2F). Robust evaluation counts the full-batch loop (every
+/// clean-correct example of the `attacked` attacked for every step), what the twin computes;
+/// nrf's shrinking evaluation does less for the same result.
+pub(super) fn stage_flops(cfg: &PipelineConfig, stage: Stage, f: (f64, f64), attacked: u64) -> f64 {
+    let (fwd, c1) = f;
+    let train_row = 3.0 * fwd - c1;
+    let curve = cfg.curve_n as f64 * fwd;
+    match stage {
+        Stage::TrainStd => cfg.std_epochs as f64 * (cfg.std_images as f64 * train_row + curve),
+        Stage::TrainRob => {
+            // The attack's steps, its final forward (best iterate), then the training step.
+            let row = cfg.rob_steps as f64 * 2.0 * fwd + fwd + train_row;
+            cfg.rob_epochs as f64 * (cfg.rob_images as f64 * row + curve)
+        }
+        // Steps, plus the target representation and the errors at the start and the end.
+        Stage::RepMatch => cfg.rep_images as f64 * (cfg.rep_steps as f64 * 2.0 * fwd + 3.0 * fwd),
+        // Steps, plus the final objective and the success check.
+        Stage::Relabel => {
+            cfg.relabel_images as f64 * (cfg.relabel_steps as f64 * 2.0 * fwd + 2.0 * fwd)
+        }
+        Stage::RobustEval => {
+            let points = cfg.grid().len() as f64;
+            points * cfg.eval_images as f64 * fwd
+                + attacked as f64 * (cfg.eval_steps as f64 * 2.0 * fwd + fwd)
+        }
+    }
+}
+
+/// Best f32 matmul rate (GFLOP/s) of libtorch at the current thread count.
+pub fn matmul_gflops() -> f64 {
+    let opts = (Kind::Float, Device::Cpu);
+    let a = Tensor::randn([MATMUL_N, MATMUL_N], opts);
+    let b = Tensor::randn([MATMUL_N, MATMUL_N], opts);
+    let _ = a.matmul(&b);
+    let flops = 2.0 * (MATMUL_N as f64).powi(3);
+    (0..MATMUL_REPS)
+        .map(|_| {
+            let t = Instant::now();
+            let c = a.matmul(&b);
+            let s = t.elapsed().as_secs_f64();
+            drop(c);
+            flops / s / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Resets this process's peak-RSS mark (Linux `/proc/self/clear_refs`); false if impossible.
+pub(super) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// This process's peak RSS (`VmHWM`) in KiB.
+pub(super) fn peak_rss_kb() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// One timed run of a stage on one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    /// Wall seconds.
+    pub wall_s: f64,
+    /// Peak RSS of the process during the stage, KiB (the process's peak so far when the mark
+    /// could not be reset, see `rss_reset`).
+    pub peak_rss_kb: Option<u64>,
+    /// Whether the peak-RSS mark was reset before the stage.
+    pub rss_reset: bool,
+    /// A few result values (to compare the two sides: they must be similar, not equal).
+    pub result: serde_json::Value,
+}
+
+/// One line of the table: a stage at a thread count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineRow {
+    /// The stage.
+    pub stage: Stage,
+    /// libtorch CPU threads.
+    pub threads: i32,
+    /// Images processed (see [`PipelineConfig::images`]).
+    pub images: usize,
+    /// Nominal FLOPs (see the module documentation).
+    pub nominal_gflop: f64,
+    /// Median Rust wall seconds.
+    pub rust_s: f64,
+    /// Median Python wall seconds.
+    pub python_s: Option<f64>,
+    /// `python_s / rust_s` (>= 1: Rust at least as fast).
+    pub ratio: Option<f64>,
+    /// Nominal GFLOP/s of the Rust side as a share of the matmul rate at this thread count.
+    pub rust_share: f64,
+    /// The same for Python.
+    pub python_share: Option<f64>,
+    /// Largest peak RSS of the Rust runs, MiB.
+    pub rust_rss_mib: Option<f64>,
+    /// Largest peak RSS of the Python runs, MiB.
+    pub python_rss_mib: Option<f64>,
+    /// Every Rust run.
+    pub rust_runs: Vec<StageRun>,
+    /// Every Python run.
+    pub python_runs: Vec<StageRun>,
+    /// Robust evaluation only: the work nrf's shrinking evaluation did (Rust side).
+    pub attack_work: Option<AttackWork>,
+}
+
+/// The training loop's cost beyond its steps: the standard-training stage against the same
+/// number of bare `train_step`s on one fixed batch (Rust only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopOverhead {
+    /// libtorch CPU threads.
+    pub threads: i32,
+    /// Median wall seconds of the standard-training stage.
+    pub stage_s: f64,
+    /// Seconds of the same number of steps on a fixed batch, without the loop.
+    pub steps_s: f64,
+    /// `stage_s / steps_s − 1`.
+    pub overhead: f64,
+}
+
+/// Everything `nrf bench --pipeline` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineReport {
+    /// The configuration.
+    pub config: PipelineConfig,
+    /// The data: "fashion-mnist" or "synthetic".
+    pub data: String,
+    /// Whether the Rust side was an optimised build.
+    pub release_build: bool,
+    /// Python and torch versions of the twin (`None`: not run).
+    pub python_version: Option<String>,
+    /// See `python_version`.
+    pub torch_version: Option<String>,
+    /// libtorch version nrf was built against.
+    pub libtorch_version: Option<String>,
+    /// Forward FLOPs per image of the model.
+    pub forward_flops: f64,
+    /// Best f32 matmul GFLOP/s per thread count (`[threads, GFLOP/s]`).
+    pub matmul_gflops: Vec<(i32, f64)>,
+    /// The table.
+    pub rows: Vec<PipelineRow>,
+    /// The standard-training loop against its bare steps.
+    pub loop_overhead: Vec<LoopOverhead>,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// `/proc/loadavg` before and after.
+    pub load_before: Option<String>,
+    /// See `load_before`.
+    pub load_after: Option<String>,
+    /// Wall seconds of the whole benchmark.
+    pub wall_s: f64,
+    /// What the reader must know.
+    pub notes: Vec<String>,
+}
+
+impl PipelineReport {
+    /// Whole-pipeline totals per thread count: `(threads, rust_s, python_s, ratio)` over the
+    /// stages both sides ran.
+    pub fn totals(&self) -> Vec<(i32, f64, Option<f64>, Option<f64>)> {
+        self.config
+            .threads
+            .iter()
+            .map(|&t| {
+                let rows: Vec<&PipelineRow> = self.rows.iter().filter(|r| r.threads == t).collect();
+                let rust: f64 = rows.iter().map(|r| r.rust_s).sum();
+                let py: Option<f64> = rows.iter().map(|r| r.python_s).sum();
+                (t, rust, py, py.map(|p| p / rust))
+            })
+            .collect()
+    }
+
+    /// The markdown table with its header line and notes.
+    pub fn to_markdown(&self) -> String {
+        let c = &self.config;
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
+        };
+        let mut s = format!(
+            "nrf bench --pipeline: Fashion-MNIST CNN on {} data; median of {} run(s) per side (Rust and Python alternating); {} build, libtorch {}, Python {} with torch {} (channels-last: {}); {} CPUs\n\n",
+            self.data,
+            c.reps,
+            if self.release_build { "release" } else { "DEBUG" },
+            self.libtorch_version.as_deref().unwrap_or("?"),
+            self.python_version.as_deref().unwrap_or("-"),
+            self.torch_version.as_deref().unwrap_or("-"),
+            c.python_channels_last,
+            self.cpus,
+        );
+        s.push_str("| stage | work | threads | Rust s | Python s | ratio | Rust img/s | Python img/s | Rust % matmul | Python % matmul | Rust peak RSS MiB | Python peak RSS MiB |\n");
+        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &self.rows {
+            let img = r.images as f64;
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} |\n",
+                r.stage.name(),
+                work_label(c, r.stage),
+                r.threads,
+                r.rust_s,
+                opt(r.python_s, 2),
+                opt(r.ratio, 2),
+                img / r.rust_s,
+                opt(r.python_s.map(|p| img / p), 0),
+                100.0 * r.rust_share,
+                opt(r.python_share.map(|v| 100.0 * v), 1),
+                opt(r.rust_rss_mib, 0),
+                opt(r.python_rss_mib, 0),
+            ));
+        }
+        for (t, rust, py, ratio) in self.totals() {
+            s.push_str(&format!(
+                "| **whole pipeline** | all stages above | {t} | {rust:.2} | {} | {} | | | | | | |\n",
+                opt(py, 2),
+                opt(ratio, 2)
+            ));
+        }
+        s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast). % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");
+        let m: Vec<String> = self
+            .matmul_gflops
+            .iter()
+            .map(|(t, g)| format!("{t} thread(s): {g:.1} GFLOP/s"))
+            .collect();
+        s.push_str(&m.join(", "));
+        s.push_str(&format!(
+            "); forward pass {:.2} MFLOP per image. Robust evaluation's nominal FLOPs are the full-batch loop's.\n",
+            self.forward_flops / 1e6
+        ));
+        for r in self.rows.iter().filter(|r| r.attack_work.is_some()) {
+            if let Some(w) = &r.attack_work {
+                s.push_str(&format!(
+                    "Robust evaluation ({} threads): nrf attacks an example only until it is fooled: {:.1}% of the full-batch loop's forward + 2 x backward rows.\n",
+                    r.threads,
+                    100.0 * w.fraction_of_full()
+                ));
+            }
+        }
+        for o in &self.loop_overhead {
+            s.push_str(&format!(
+                "Training loop overhead ({} threads): standard-training stage {:.2} s vs {:.2} s for its steps on one fixed batch ({:+.1}%; includes the per-epoch curve and checkpoint).\n",
+                o.threads,
+                o.stage_s,
+                o.steps_s,
+                100.0 * o.overhead
+            ));
+        }
+        for r in &self.rows {
+            let first = |runs: &[StageRun]| runs.first().map(|x| x.result.to_string());
+            if let (Some(a), Some(b)) = (first(&r.rust_runs), first(&r.python_runs)) {
+                s.push_str(&format!(
+                    "Results {} ({} threads): Rust {a}, Python {b}.\n",
+                    r.stage.name(),
+                    r.threads
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.load_before, &self.load_after) {
+            s.push_str(&format!("Load average before: {a}; after: {b}.\n"));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("Note: {n}\n"));
+        }
+        s
+    }
+}
+
+fn work_label(c: &PipelineConfig, stage: Stage) -> String {
+    match stage {
+        Stage::TrainStd => format!("{} img x {} ep", c.std_images, c.std_epochs),
+        Stage::TrainRob => format!(
+            "{} img x {} ep, PGD-{}",
+            c.rob_images, c.rob_epochs, c.rob_steps
+        ),
+        Stage::RepMatch => format!("{} img x {} steps", c.rep_images, c.rep_steps),
+        Stage::Relabel => format!("{} img x {} steps", c.relabel_images, c.relabel_steps),
+        Stage::RobustEval => format!(
+            "{} img x {} eps, PGD-{}",
+            c.eval_images,
+            c.grid().len(),
+            c.eval_steps
+        ),
+    }
+}

@@ -1,0 +1,90 @@
+use super::*;
+use crate::bench::PYTHON_ENV;
+use std::path::PathBuf;
+
+#[test]
+fn flops_of_the_fmnist_cnn() {
+    let (f, c1) = fmnist_cnn_flops([1, 28, 28], 10);
+    // 112,896 + 903,168 + 903,168 + 802,816 + 2,560 multiply-adds.
+    assert_eq!(f, 2.0 * 2_724_608.0);
+    assert_eq!(c1, 2.0 * 112_896.0);
+}
+
+#[test]
+fn bad_configs_are_rejected() {
+    let ok = PipelineConfig::tiny();
+    assert!(ok.validate().is_ok());
+    for bad in [
+        PipelineConfig {
+            reps: 0,
+            ..ok.clone()
+        },
+        PipelineConfig {
+            threads: vec![],
+            ..ok.clone()
+        },
+        PipelineConfig {
+            rep_steps: 0,
+            ..ok.clone()
+        },
+        PipelineConfig {
+            stages: vec![],
+            ..ok.clone()
+        },
+        PipelineConfig {
+            relabel_eps: f64::NAN,
+            ..ok.clone()
+        },
+        PipelineConfig {
+            eval_l2_eps: vec![],
+            eval_linf_eps: vec![],
+            ..ok.clone()
+        },
+    ] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+}
+
+/// Tiny sizes end to end: every stage runs, the JSON and the markdown table are written.
+/// The Python side runs when NRF_PYTHON names a Python with torch (`cargo xtask test`);
+/// otherwise it is skipped with a note.
+#[test]
+fn tiny_pipeline_bench_writes_its_table() {
+    let python = std::env::var_os(PYTHON_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if python.is_none() {
+        eprintln!("{PYTHON_ENV} is not set: the Python side of the pipeline bench is skipped");
+    }
+    let cfg = PipelineConfig {
+        python: python.clone(),
+        data_dir: None,
+        ..PipelineConfig::tiny()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench-pipeline.json");
+    let r = run_config(&cfg, &out).unwrap();
+    assert_eq!(r.rows.len(), Stage::ALL.len());
+    assert_eq!(r.data, "synthetic");
+    for row in &r.rows {
+        assert!(row.rust_s > 0.0 && row.rust_share > 0.0, "{row:?}");
+        assert_eq!(row.rust_runs.len(), 1);
+        assert_eq!(
+            row.python_s.is_some(),
+            python.is_some(),
+            "{row:?} {:?}",
+            r.notes
+        );
+    }
+    let work = r.rows[4].attack_work.expect("robust evaluation's work");
+    assert!(work.full_forward_rows >= work.forward_rows);
+    let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
+    assert!(
+        md.contains("| stage | work | threads | Rust s | Python s | ratio |"),
+        "{md}"
+    );
+    assert!(md.contains("**whole pipeline**"), "{md}");
+    let back: PipelineReport = nrf_data::store::read_json(&out).unwrap();
+    assert_eq!(back.rows.len(), r.rows.len());
+    assert!(!dir.path().join(".bench-pipeline-work").exists());
+}
