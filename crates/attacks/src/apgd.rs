@@ -29,7 +29,7 @@ use tch::{Kind, Tensor};
 
 use crate::eval::robust_evaluation;
 use crate::objectives::cross_entropy;
-use crate::pgd::{check_objective, row_blocks, rows_per_pass, PgdConfig};
+use crate::pgd::{check_objective, rows_per_pass, PgdConfig};
 use crate::threat::{per_example_norm, per_example_shape, ThreatModel};
 
 /// The loss APGD maximises.
@@ -196,7 +196,7 @@ fn loss_and_grad(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let n = x.size()[0];
     let (mut ls, mut gs, mut zs) = (Vec::new(), Vec::new(), Vec::new());
-    for (lo, len) in row_blocks(n, rows_per_pass(x)) {
+    for (lo, len) in spans(n, rows_per_pass(x)) {
         let (l, g, z) = tch::with_grad(|| -> Result<(Tensor, Tensor, Tensor)> {
             let xg = x.narrow(0, lo, len).detach().set_requires_grad(true);
             let logits = model.logits(&xg, false);

@@ -230,14 +230,6 @@ pub fn rows_per_pass(x: &Tensor) -> i64 {
     }
 }
 
-/// `(first row, rows)` of consecutive blocks of at most `rows` covering `0..n`.
-pub fn row_blocks(n: i64, rows: i64) -> impl Iterator<Item = (i64, i64)> {
-    let rows = rows.max(1);
-    (0..n)
-        .step_by(rows as usize)
-        .map(move |lo| (lo, rows.min(n - lo)))
-}
-
 /// `model`'s logits of `x` without autograd, in blocks of [`rows_per_pass`] rows (the same
 /// values as one pass, faster on the CPU for large batches).
 pub fn logits_by_rows(model: &dyn nrf_models::Classifier, x: &Tensor) -> Tensor {
@@ -247,7 +239,7 @@ pub fn logits_by_rows(model: &dyn nrf_models::Classifier, x: &Tensor) -> Tensor 
         if n <= rows {
             return model.logits(x, false);
         }
-        let parts: Vec<Tensor> = row_blocks(n, rows)
+        let parts: Vec<Tensor> = nrf_data::batch::spans(n, rows)
             .map(|(lo, len)| model.logits(&x.narrow(0, lo, len), false))
             .collect();
         Tensor::cat(&parts, 0)
@@ -270,7 +262,7 @@ pub(crate) fn value_and_grad_by_rows(
         return value_and_grad(&mut |z: &Tensor| objective(0, z), x, what);
     }
     let (mut objs, mut grads) = (Vec::new(), Vec::new());
-    for (lo, len) in row_blocks(n, rows) {
+    for (lo, len) in nrf_data::batch::spans(n, rows) {
         let (o, g) = value_and_grad(
             &mut |z: &Tensor| objective(lo, z),
             &x.narrow(0, lo, len),
@@ -298,7 +290,7 @@ pub fn pgd_by_rows(
     if cfg.random_start || n <= rows {
         return run(0, n);
     }
-    let outs = row_blocks(n, rows)
+    let outs = nrf_data::batch::spans(n, rows)
         .map(|(lo, len)| run(lo, len))
         .collect::<Result<Vec<_>>>()?;
     let cat =
