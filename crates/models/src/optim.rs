@@ -100,40 +100,37 @@ impl Sgd {
             if !g.defined() {
                 continue;
             }
-            if !fused_update(
-                p,
-                &g,
-                buf,
+            let u = Update {
                 lr,
-                self.momentum,
-                self.nesterov,
-                self.weight_decay,
-            ) {
-                tensor_update(
-                    p,
-                    &g,
-                    buf,
-                    lr,
-                    self.momentum,
-                    self.nesterov,
-                    self.weight_decay,
-                );
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+            };
+            if !fused_update(p, &g, buf, u) {
+                tensor_update(p, &g, buf, u);
             }
         }
     }
 }
 
-/// The SGD update of one parameter `p` with gradient `g` and momentum buffer `buf`, as tensor
-/// operations (any device and kind).
-fn tensor_update(
-    p: &mut Tensor,
-    g: &Tensor,
-    buf: &mut Tensor,
+/// The hyper-parameters of one SGD update.
+#[derive(Debug, Clone, Copy)]
+struct Update {
     lr: f64,
     momentum: f64,
     nesterov: bool,
     weight_decay: f64,
-) {
+}
+
+/// The SGD update of one parameter `p` with gradient `g` and momentum buffer `buf`, as tensor
+/// operations (any device and kind).
+fn tensor_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) {
+    let Update {
+        lr,
+        momentum,
+        nesterov,
+        weight_decay,
+    } = u;
     let mut d = if weight_decay != 0.0 {
         g + &*p * weight_decay
     } else {
@@ -155,15 +152,13 @@ fn tensor_update(
 /// nothing) otherwise. libtorch computes a tensor times a scalar in f32 with the scalar rounded
 /// to f32, and each operation rounds once; so does this loop (Rust never contracts `a * b + c`
 /// into a fused multiply-add), hence the same bits.
-fn fused_update(
-    p: &mut Tensor,
-    g: &Tensor,
-    buf: &mut Tensor,
-    lr: f64,
-    momentum: f64,
-    nesterov: bool,
-    weight_decay: f64,
-) -> bool {
+fn fused_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) -> bool {
+    let Update {
+        lr,
+        momentum,
+        nesterov,
+        weight_decay,
+    } = u;
     let n = p.numel();
     let plain = |t: &Tensor| {
         t.device() == tch::Device::Cpu
@@ -238,10 +233,14 @@ mod tests {
             for step in 0..5 {
                 let g = Tensor::randn([1000], (Kind::Float, Device::Cpu)) * (step as f64 + 0.5);
                 let lr = 0.05 / (step as f64 + 1.0);
-                assert!(fused_update(
-                    &mut pa, &g, &mut ba, lr, momentum, nesterov, wd
-                ));
-                tensor_update(&mut pb, &g, &mut bb, lr, momentum, nesterov, wd);
+                let u = Update {
+                    lr,
+                    momentum,
+                    nesterov,
+                    weight_decay: wd,
+                };
+                assert!(fused_update(&mut pa, &g, &mut ba, u));
+                tensor_update(&mut pb, &g, &mut bb, u);
                 let (a, b) = (
                     Vec::<f32>::try_from(&pa).unwrap(),
                     Vec::<f32>::try_from(&pb).unwrap(),
@@ -264,10 +263,16 @@ mod tests {
         let mut p = Tensor::ones([4, 4], (Kind::Float, Device::Cpu)).transpose(0, 1);
         let g = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
         let mut b = g.zeros_like();
-        assert!(!fused_update(&mut p, &g, &mut b, 0.1, 0.9, true, 0.0));
+        let u = Update {
+            lr: 0.1,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 0.0,
+        };
+        assert!(!fused_update(&mut p, &g, &mut b, u));
         let mut p = Tensor::ones([4], (Kind::Double, Device::Cpu));
         let g = p.ones_like();
         let mut b = g.zeros_like();
-        assert!(!fused_update(&mut p, &g, &mut b, 0.1, 0.9, true, 0.0));
+        assert!(!fused_update(&mut p, &g, &mut b, u));
     }
 }
