@@ -601,7 +601,7 @@ pub struct SourcesSection {
 pub struct SourceModel {
     /// The TorchScript file (`nrf construct --model`).
     pub model: PathBuf,
-    /// Where g(x) comes from: "tuple" (the default) or "method:<name>" (`--rep`).
+    /// Where g(x) comes from: `"tuple"` (the default) or `"method:<name>"` (`--rep`).
     #[serde(default = "default_rep", with = "rep_spelling")]
     pub rep: nrf_models::RepSource,
     /// Per-channel mean / std applied before the model (`--mean` / `--std`; empty: none).
@@ -616,7 +616,7 @@ fn default_rep() -> nrf_models::RepSource {
     nrf_models::RepSource::Tuple
 }
 
-/// [`nrf_models::RepSource`] as `--rep` spells it ("tuple", "method:<name>").
+/// [`nrf_models::RepSource`] as `--rep` spells it (`"tuple"`, `"method:<name>"`).
 mod rep_spelling {
     use nrf_models::RepSource;
     use serde::{Deserialize, Deserializer, Serializer};
