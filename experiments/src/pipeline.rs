@@ -90,8 +90,12 @@ pub struct ExternalSource {
 impl ExternalSource {
     /// Where the model came from, as results and metadata record it.
     pub fn provenance(&self) -> serde_json::Value {
+        // As the preset gives it, and absolute (a relative path is from the run's folder).
+        let absolute =
+            std::fs::canonicalize(&self.model.path).unwrap_or_else(|_| self.model.path.clone());
         serde_json::json!({
             "torchscript": self.model.path.display().to_string(),
+            "torchscript_absolute": absolute.display().to_string(),
             "sha256": self.sha256,
             "field": self.field,
             "representation": self.model.rep.spelling(),

@@ -180,6 +180,11 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
             "{m}"
         );
         assert_eq!(m["source"]["sha256"], sha.as_str(), "{m}");
+        let absolute = std::fs::canonicalize(file).unwrap();
+        assert_eq!(
+            m["source"]["torchscript_absolute"],
+            absolute.display().to_string()
+        );
         assert_eq!(m["trained_on"], "external", "{m}");
         assert!(!m["robust"].as_array().unwrap().is_empty(), "{m}");
         assert!(!m["ensemble"].as_array().unwrap().is_empty(), "{m}");
