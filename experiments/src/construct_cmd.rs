@@ -83,6 +83,17 @@ pub fn load_checked(
     test: &Dataset,
     device: Device,
 ) -> Result<(TorchScriptClassifier, ModelCheck)> {
+    load_checked_with(m, test, device, "with --mean / --std")
+}
+
+/// [`load_checked`] whose near-chance message says where the normalisation is given (`how`,
+/// e.g. "with --mean / --std").
+pub fn load_checked_with(
+    m: &ExternalModel,
+    test: &Dataset,
+    device: Device,
+    how: &str,
+) -> Result<(TorchScriptClassifier, ModelCheck)> {
     let [c, h, w] = test.shape;
     let model = TorchScriptClassifier::load(
         &m.path,
@@ -117,8 +128,8 @@ pub fn load_checked(
         bail!(
             "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
              ({:.1}%). The usual cause is an input mismatch: nrf feeds images in [0, 1] ({}); give \
-             the model's normalisation with --mean / --std if it does not normalise itself, and \
-             check the channel order and image size ({c}x{h}x{w}).",
+             the model's normalisation {how} if it does not normalise itself, and check the \
+             channel order and image size ({c}x{h}x{w}).",
             m.path.display(),
             100.0 * acc,
             100.0 * i.lo,

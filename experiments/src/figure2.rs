@@ -18,30 +18,28 @@ pub struct Sources {
     pub subset: Vec<usize>,
 }
 
-/// Trains C_std and C_rob on D (cached).
+/// Trains C_std and C_rob on D (cached); a model the preset names in `[sources]` is that
+/// TorchScript file instead, evaluated but not trained ([`Ctx::external_model_stage`]).
 pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let train = ctx.train.clone();
     let data_key = ctx.data_key.clone();
+    let source = |ctx: &mut Ctx,
+                  name: &str,
+                  kind: ModelKind,
+                  section: &crate::preset::TrainSection|
+     -> Result<String> {
+        let role = ModelRole::Main(kind);
+        if ctx.external(name).is_some() {
+            return Ok(ctx.external_model_stage(name, role)?.1);
+        }
+        let (_, key) =
+            ctx.model_stage(name, role, "D", &train, &data_key, section, EvalLevel::Full)?;
+        Ok(key)
+    };
     let std_section = ctx.preset.train_std.clone();
-    let (_, c_std) = ctx.model_stage(
-        "C_std",
-        ModelRole::Main(ModelKind::Std),
-        "D",
-        &train,
-        &data_key,
-        &std_section,
-        EvalLevel::Full,
-    )?;
+    let c_std = source(ctx, "C_std", ModelKind::Std, &std_section)?;
     let rob_section = ctx.preset.train_rob.clone();
-    let (_, c_rob) = ctx.model_stage(
-        "C_rob",
-        ModelRole::Main(ModelKind::Rob),
-        "D",
-        &train,
-        &data_key,
-        &rob_section,
-        EvalLevel::Full,
-    )?;
+    let c_rob = source(ctx, "C_rob", ModelKind::Rob, &rob_section)?;
     Ok(Sources {
         c_std,
         c_rob,
@@ -97,19 +95,23 @@ pub fn construct_rep(
     };
     let (_, key) = ctx.stage(&format!("construct:{name}"), &(source_key, cfg, &targets), |ctx, work| {
         let t0 = std::time::Instant::now();
-        let model = ctx.load_weights(source)?;
-        let out = build(&model, &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
+        let model = ctx.load_classifier(source)?;
+        let out = build(model.as_ref(), &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
         let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
         let s = &out.summary;
         tracing::info!("{name}: relative representation error {:.3} -> {:.3}; distance to x {:.2}, to x0 {:.2}", s.init_rel_err, s.final_rel_err, s.mean_dist_to_x, s.mean_dist_to_x0);
+        let (sha256, provenance) = ctx.source_file(source)?;
         let mut meta = ConstructedMetadata {
             method: method.into(),
             steps: Some(cfg.steps),
             step_size: Some(cfg.step_start),
-            source_model_sha256: Some(nrf_data::store::sha256_file(ctx.path(&format!("weights/{source}.safetensors")))?),
+            source_model_sha256: Some(sha256),
             seed: Some(cfg.seed),
             ..Default::default()
         };
+        if let Some(p) = provenance {
+            meta.extra.insert("source_model".into(), p);
+        }
         meta.extra.insert("config".into(), serde_json::to_value(cfg)?);
         meta.extra.insert("summary".into(), serde_json::to_value(s)?);
         meta.extra.insert("start_indices".into(), serde_json::to_value(&out.start_indices)?);

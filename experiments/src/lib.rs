@@ -8,7 +8,10 @@
 //! - [`lock`]: one run per results folder (`<results>/.lock`).
 //! - [`shard`]: shard jobs (`--shard k/n`): one slice of every construction and robust
 //!   evaluation, merged by the next ordinary run (docs/cluster.md).
-//! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`).
+//! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`);
+//!   `[sources]` names TorchScript files that stand for C_std / C_rob
+//!   ([`preset::SourcesSection`]).
+//! - [`construct_cmd`]: `nrf construct` / `nrf eval` of a TorchScript model on its own.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {

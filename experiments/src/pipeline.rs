@@ -17,6 +17,7 @@ use nrf_report::ModelKind;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
@@ -59,9 +60,98 @@ pub struct Ctx {
     pub run: RunInfo,
     /// How this process takes part in the run ([`Mode`]).
     pub mode: Mode,
+    /// The source models the preset names (`[sources]`): TorchScript files in place of the
+    /// trained C_std / C_rob, loaded and checked when the context is made.
+    pub sources: Vec<ExternalSource>,
     started: Instant,
     /// The files the running stages write, for their records ([`records`]).
     outputs: records::Outputs,
+}
+
+/// A source model named in the preset's `[sources]`: a TorchScript file that stands for C_std
+/// or C_rob (it is not trained; see [`crate::preset::SourcesSection`]).
+pub struct ExternalSource {
+    /// The model it stands for: "C_std" or "C_rob".
+    pub name: &'static str,
+    /// Its preset field, e.g. "sources.c_rob".
+    pub field: &'static str,
+    /// The file and how to feed it.
+    pub model: crate::construct_cmd::ExternalModel,
+    /// SHA-256 (hex) of the file.
+    pub sha256: String,
+    /// What the stages that use the model key on, in place of a training stage's key: a hash
+    /// of the file's SHA-256, its representation source and its normalisation.
+    pub key: String,
+    /// Its accuracy check on the first test images.
+    pub check: crate::construct_cmd::ModelCheck,
+    classifier: Rc<nrf_models::TorchScriptClassifier>,
+}
+
+impl ExternalSource {
+    /// Where the model came from, as results and metadata record it.
+    pub fn provenance(&self) -> serde_json::Value {
+        // As the preset gives it, and absolute (a relative path is from the run's folder).
+        let absolute =
+            std::fs::canonicalize(&self.model.path).unwrap_or_else(|_| self.model.path.clone());
+        serde_json::json!({
+            "torchscript": self.model.path.display().to_string(),
+            "torchscript_absolute": absolute.display().to_string(),
+            "sha256": self.sha256,
+            "field": self.field,
+            "representation": self.model.rep.spelling(),
+            "mean": self.model.mean,
+            "std": self.model.std,
+            "check_accuracy": self.check.acc,
+            "check_n": self.check.n,
+        })
+    }
+}
+
+/// A shared [`ExternalSource`] model as a [`Classifier`] of its own.
+struct SharedSource(Rc<nrf_models::TorchScriptClassifier>);
+
+impl Classifier for SharedSource {
+    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        self.0.forward_rep(x, train)
+    }
+    fn num_classes(&self) -> i64 {
+        self.0.num_classes()
+    }
+}
+
+/// A named source model's file, before it is loaded: (model name, preset field, the file and
+/// how to feed it, its SHA-256).
+type SourceFile = (
+    &'static str,
+    &'static str,
+    crate::construct_cmd::ExternalModel,
+    String,
+);
+
+/// The files of the preset's `[sources]`, each with its SHA-256: a missing or unreadable file
+/// is an error naming the field and the path (before the data are read).
+fn source_files(preset: &Preset) -> Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    for (name, field, s) in preset.sources.named() {
+        let path = &s.model;
+        let shown = path.display();
+        if !path.is_file() {
+            bail!(
+                "preset field `{field}.model`: {shown}: no such file (the TorchScript model that \
+                 stands for {name})"
+            );
+        }
+        let sha = nrf_data::store::sha256_file(path)
+            .with_context(|| format!("preset field `{field}.model`: cannot read {shown}"))?;
+        let model = crate::construct_cmd::ExternalModel {
+            path: path.clone(),
+            rep: s.rep.clone(),
+            mean: s.mean.clone(),
+            std: s.std.clone(),
+        };
+        out.push((name, field, model, sha));
+    }
+    Ok(out)
 }
 
 /// How a process takes part in a run: the whole run (the default), one shard of every
@@ -267,6 +357,7 @@ impl Ctx {
             tch::set_num_threads(preset.threads);
         }
         let device = Device::cuda_if_available();
+        let files = source_files(&preset)?;
         let (train, test) = load_data(&preset, data_dir)?;
         tracing::info!(
             "data: {} train / {} test images of shape {:?} on {:?}",
@@ -275,6 +366,38 @@ impl Ctx {
             train.shape,
             device
         );
+        // The named source models: loaded and checked on real test images before any stage.
+        let mut sources = Vec::new();
+        for (name, field, model, sha256) in files {
+            let how = format!("as `{field}.mean` / `{field}.std`");
+            let (classifier, check) =
+                crate::construct_cmd::load_checked_with(&model, &test, device, &how)
+                    .with_context(|| format!("preset field `{field}` ({name})"))?;
+            tracing::info!(
+                "{name}: the TorchScript model {} (sha256 {sha256}), accuracy {:.1}% on the \
+                 first {} test images (chance {:.1}%)",
+                model.path.display(),
+                100.0 * check.acc,
+                check.n,
+                100.0 * check.chance
+            );
+            let key = hash_key(&(
+                "torchscript",
+                &sha256,
+                model.rep.spelling(),
+                &model.mean,
+                &model.std,
+            ));
+            sources.push(ExternalSource {
+                name,
+                field,
+                model,
+                sha256,
+                key,
+                check,
+                classifier: Rc::new(classifier),
+            });
+        }
         let (test_x, test_y) = dataset_to_tensors(&test, device);
         // A fixed random subset of k test images (seeded by `stage`), as tensors.
         let test_subset = |k: usize, stage: &str| -> Result<(Tensor, Tensor)> {
@@ -330,6 +453,7 @@ impl Ctx {
             data_key,
             run,
             mode,
+            sources,
             started: Instant::now(),
             outputs: records::Outputs::default(),
         };
@@ -517,14 +641,15 @@ impl Ctx {
         let (out, _) = self.stage(&stage, &key, |ctx, _| {
             let start = Instant::now();
             tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
-            let model = ctx.load_weights(name)?;
+            let model = ctx.load_classifier(name)?;
+            let model = model.as_ref();
             let eps = e.headline_eps;
             let threat = L2::new(eps)?;
             let pgd = e.pgd_at(eps);
             let mut attacks = vec![EnsembleAttack::Pgd(pgd)];
             attacks.extend(ens.attacks());
             let r = ensemble_evaluation(
-                &model,
+                model,
                 &ctx.robust_x,
                 &ctx.robust_y,
                 &threat,
@@ -539,7 +664,7 @@ impl Ctx {
             more.step_size =
                 nrf_attacks::StepSize::Constant(e.step_factor * eps / more_steps as f64);
             let more_acc = nrf_attacks::robust_evaluation(
-                &model,
+                model,
                 &ctx.robust_x,
                 &ctx.robust_y,
                 &threat,
@@ -550,7 +675,7 @@ impl Ctx {
             .acc;
             let unbounded_steps = 100;
             let unbounded = nrf_attacks::unbounded_attack_accuracy(
-                &model,
+                model,
                 &ctx.robust_x,
                 &ctx.robust_y,
                 unbounded_steps,
@@ -565,8 +690,7 @@ impl Ctx {
             let square_acc = if ens.square_queries > 0 {
                 let cfg = nrf_attacks::SquareConfig::new(ens.square_queries);
                 let fooled =
-                    nrf_attacks::square(&model, &ctx.robust_x, &ctx.robust_y, &threat, &cfg)?
-                        .fooled;
+                    nrf_attacks::square(model, &ctx.robust_x, &ctx.robust_y, &threat, &cfg)?.fooled;
                 Some(
                     1.0 - fooled
                         .to_kind(tch::Kind::Double)
@@ -872,16 +996,17 @@ impl Ctx {
                     let start = Instant::now();
                     // PGD's random starts: the same numbers whether or not training ran first.
                     tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
-                    let model = ctx.load_weights(name)?;
+                    let model = ctx.load_classifier(name)?;
+                    let model = model.as_ref();
                     let (std_acc, robust) = match (level, ctx.mode.shard) {
                         // A shard job: the shard's slice of the grid, merged by a later run.
                         (EvalLevel::Full, Some(shard)) => {
-                            return Err(ctx.evaluate_slice(&model, work, shard)?.into())
+                            return Err(ctx.evaluate_slice(model, work, shard)?.into())
                         }
                         (EvalLevel::Full, None) => {
-                            ctx.evaluate_or_merge(&model, work, &format!("eval:{name}"))?
+                            ctx.evaluate_or_merge(model, work, &format!("eval:{name}"))?
                         }
-                        (EvalLevel::Standard, _) => (ctx.standard_accuracy(&model), Vec::new()),
+                        (EvalLevel::Standard, _) => (ctx.standard_accuracy(model), Vec::new()),
                     };
                     Ok(Evaluated {
                         std_acc,
@@ -1117,11 +1242,118 @@ impl Ctx {
         Ok(())
     }
 
-    /// Loads the weights saved by [`Ctx::model_stage`].
+    /// Loads the weights saved by [`Ctx::model_stage`]. A model the preset names in `[sources]`
+    /// has none (see [`Ctx::load_classifier`]): an error that says so.
     pub fn load_weights(&self, name: &str) -> Result<Model> {
+        if let Some(s) = self.external(name) {
+            bail!(
+                "{name} is the TorchScript model {} (preset field `{}`), not a model nrf \
+                 trained: this step needs nrf's own weights of {name}",
+                s.model.path.display(),
+                s.field
+            );
+        }
         let mut m = load_model(&self.path(&format!("weights/{name}")), self.device)?;
         m.vs.freeze();
         Ok(m)
+    }
+
+    /// The source model the preset names (`[sources]`) for model `name`, if any.
+    pub fn external(&self, name: &str) -> Option<&ExternalSource> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// Model `name` as a classifier: the TorchScript model the preset names for it
+    /// (`[sources]`), else the weights saved by [`Ctx::model_stage`].
+    pub fn load_classifier(&self, name: &str) -> Result<Box<dyn Classifier>> {
+        Ok(match self.external(name) {
+            Some(s) => Box::new(SharedSource(s.classifier.clone())),
+            None => Box::new(self.load_weights(name)?),
+        })
+    }
+
+    /// SHA-256 of model `name`'s file (its TorchScript file, or its saved weights), for the
+    /// metadata of what is built from it; and, for a TorchScript source, its provenance
+    /// ([`ExternalSource::provenance`]).
+    pub fn source_file(&self, name: &str) -> Result<(String, Option<serde_json::Value>)> {
+        Ok(match self.external(name) {
+            Some(s) => (s.sha256.clone(), Some(s.provenance())),
+            None => (
+                nrf_data::store::sha256_file(self.path(&format!("weights/{name}.safetensors")))?,
+                None,
+            ),
+        })
+    }
+
+    /// The key that the stages built on model `name` use: its TorchScript source's key
+    /// ([`ExternalSource::key`]), else its training stage's key if that stage has completed with
+    /// `section` on the whole training set (see [`Ctx::trained_key`]).
+    pub fn source_key(&self, name: &str, section: &TrainSection) -> Option<String> {
+        match self.external(name) {
+            Some(s) => Some(s.key.clone()),
+            None => self.trained_key(name, &self.train, &self.data_key, section),
+        }
+    }
+
+    /// The results entry of the TorchScript model that stands for `name` (`[sources]`), of role
+    /// `role`: not trained; evaluated as a trained model is (stages `eval:<name>` and, with an
+    /// `[eval] ensemble`, `ensemble:<name>`, keyed on [`ExternalSource::key`]), and written to
+    /// `models/<name>.json` with its provenance under `source`. Returns the result and the key.
+    pub fn external_model_stage(
+        &mut self,
+        name: &str,
+        role: ModelRole,
+    ) -> Result<(ModelResult, String)> {
+        let (key, path, provenance) = match self.external(name) {
+            Some(s) => (s.key.clone(), s.model.path.clone(), s.provenance()),
+            None => bail!("{name}: no TorchScript source in the preset's [sources]"),
+        };
+        let mut result = ModelResult {
+            name: name.into(),
+            role,
+            arch: format!("TorchScript {}", path.display()),
+            trained_on: "external".into(),
+            train_size: 0,
+            adversarial: None,
+            epochs: Vec::new(),
+            std_acc: f64::NAN,
+            test_size: self.test.len(),
+            robust: Vec::new(),
+            ensemble: Vec::new(),
+            checks: None,
+            final_train_acc: None,
+            wall_s: 0.0,
+            seeds: Vec::new(),
+            seed_summary: None,
+        };
+        if self.mode.defer_eval {
+            tracing::info!(
+                "{name}: the TorchScript model {} (not trained)",
+                path.display()
+            );
+            return Ok((result, key));
+        }
+        let (evaluated, full) = self.eval_stage(name, &key, EvalLevel::Full)?;
+        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
+            (true, Some(ens)) if claims_robustness(role) => {
+                self.ensemble_stage(name, &key, &ens)?
+            }
+            _ => (Vec::new(), None),
+        };
+        result.std_acc = evaluated.std_acc;
+        result.robust = evaluated.robust;
+        result.ensemble = ensemble;
+        result.checks = checks;
+        result.wall_s = evaluated.wall_s;
+        tracing::info!(
+            "{name} (TorchScript {}): test accuracy {:.4}",
+            path.display(),
+            result.std_acc
+        );
+        let mut json = serde_json::to_value(&result)?;
+        json["source"] = provenance;
+        write_json_atomic(self.path(&format!("models/{name}.json")), &json)?;
+        Ok((result, key))
     }
 
     /// Stores a constructed dataset under `data/<name>` and its summary under `datasets/<name>.json`.

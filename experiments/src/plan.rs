@@ -513,8 +513,18 @@ fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePlan, Passes, 
     let arch = p.model.arch.clone();
     // Figure 2's sources ([`crate::figure2::source_models`]) and the construction subset.
     let main = ModelRole::Main;
-    b.model("C_std", main(K::Std), &arch, train_n, &p.train_std, true);
-    b.model("C_rob", main(K::Rob), &arch, train_n, &p.train_rob, true);
+    // A TorchScript source (`[sources]`) is not trained, only evaluated (its cost counted as
+    // the preset's architecture's: the file's is not known here).
+    for (name, kind, section) in [
+        ("C_std", K::Std, &p.train_std),
+        ("C_rob", K::Rob, &p.train_rob),
+    ] {
+        if p.sources.of(name).is_some() {
+            b.eval(name, &arch, true, 1);
+        } else {
+            b.model(name, main(kind), &arch, train_n, section, true);
+        }
+    }
     let subset = p.rep_match.n.max(p.relabel.n).min(train_n);
     let rep_n = p.rep_match.n.min(subset);
     let rel_n = p.relabel.n.min(subset);
@@ -1112,6 +1122,19 @@ mod tests {
             .unwrap()
             .flops;
         assert!((a / b - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_torchscript_source_is_evaluated_not_trained() {
+        let p = preset("cifar10", &["sources.c_rob.model=robust.pt"]);
+        let plan = plan(&p, &given(1000.0)).unwrap();
+        let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+        assert!(!names.contains(&"train:C_rob"), "{names:?}");
+        for n in ["eval:C_rob", "train:C_std", "eval:C_std", "construct:D_R"] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        let trained = super::plan(&preset("cifar10", &[]), &given(1000.0)).unwrap();
+        assert!(plan.total_flops < trained.total_flops);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Preset {
     pub theory: TheorySection,
     #[serde(default)]
     pub extras: ExtrasSection,
+    /// Bring your own model: TorchScript files in place of the trained C_std / C_rob as the
+    /// source models of the constructions (absent = both trained from the preset, as the paper).
+    #[serde(default, skip_serializing_if = "SourcesSection::is_empty")]
+    pub sources: SourcesSection,
     /// The command-line overrides (`--set KEY=VALUE`) applied by
     /// [`Preset::load_with_overrides`], as given; recorded in run.json's `overrides`. Not a
     /// preset field (a preset file that has it is rejected) and in no cache key: stage keys
@@ -563,6 +567,134 @@ impl DDetStudy {
     }
 }
 
+/// `[sources]`: bring your own model. A TorchScript file named here replaces the trained model
+/// of that role as the source of the constructions: `c_rob` builds D_R, `c_std` builds D_NR,
+/// D_rand and D_det. That model is not trained: its results entry (`models/C_rob.json` /
+/// `models/C_std.json`) is the file's model, evaluated as a trained one would be, and recording
+/// the file and its SHA-256; the stages that depend on it key on that SHA-256, so replacing the
+/// file recomputes them (and nothing else). Before any stage runs the file is loaded and its
+/// accuracy checked on the first few hundred test images (near chance stops the run: usually an
+/// input-normalisation mismatch). The options are `nrf construct --model`'s.
+///
+/// ```toml
+/// [sources.c_rob]
+/// model = "robust.pt"      # the TorchScript file (a relative path is from the working folder)
+/// rep = "method:features"  # g(x): "tuple" (forward returns (logits, g(x)); the default) or
+///                          # "method:<name>" (forward returns the logits, <name>(x) g(x))
+/// mean = [0.2860]          # per-channel input normalisation applied before the model, when
+/// std = [0.3530]           # it does not normalise itself (both or neither; default: neither)
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// In place of the trained standard model C_std (D_NR, D_rand, D_det).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_std: Option<SourceModel>,
+    /// In place of the adversarially trained C_rob (D_R).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_rob: Option<SourceModel>,
+}
+
+/// One TorchScript source model of [`SourcesSection`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceModel {
+    /// The TorchScript file (`nrf construct --model`).
+    pub model: PathBuf,
+    /// Where g(x) comes from: `"tuple"` (the default) or `"method:<name>"` (`--rep`).
+    #[serde(default = "default_rep", with = "rep_spelling")]
+    pub rep: nrf_models::RepSource,
+    /// Per-channel mean / std applied before the model (`--mean` / `--std`; empty: none).
+    #[serde(default)]
+    pub mean: Vec<f64>,
+    /// See `mean`.
+    #[serde(default)]
+    pub std: Vec<f64>,
+}
+
+fn default_rep() -> nrf_models::RepSource {
+    nrf_models::RepSource::Tuple
+}
+
+/// [`nrf_models::RepSource`] as `--rep` spells it (`"tuple"`, `"method:<name>"`).
+mod rep_spelling {
+    use nrf_models::RepSource;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &RepSource, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&r.spelling())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RepSource, D::Error> {
+        let s = String::deserialize(d)?;
+        RepSource::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl SourcesSection {
+    /// No source named: the pipeline trains both, as the paper.
+    pub fn is_empty(&self) -> bool {
+        self.c_std.is_none() && self.c_rob.is_none()
+    }
+
+    /// The named sources: (model name "C_std" / "C_rob", preset field, the source).
+    pub fn named(&self) -> Vec<(&'static str, &'static str, &SourceModel)> {
+        [
+            ("C_std", "sources.c_std", &self.c_std),
+            ("C_rob", "sources.c_rob", &self.c_rob),
+        ]
+        .into_iter()
+        .filter_map(|(name, field, s)| s.as_ref().map(|s| (name, field, s)))
+        .collect()
+    }
+
+    /// The named source of model `name` ("C_std" / "C_rob"), if any.
+    pub fn of(&self, name: &str) -> Option<&SourceModel> {
+        match name {
+            "C_std" => self.c_std.as_ref(),
+            "C_rob" => self.c_rob.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Checks the values (the files themselves are read when a run starts); errors name the
+    /// field.
+    pub fn validate(&self) -> Result<()> {
+        for (_, f, s) in self.named() {
+            check(
+                !s.model.as_os_str().is_empty(),
+                &format!("{f}.model"),
+                "must name a TorchScript file".into(),
+            )?;
+            check(
+                s.mean.len() == s.std.len(),
+                &format!("{f}.mean / {f}.std"),
+                format!(
+                    "give both (one value per image channel) or neither: mean has {} values, std \
+                     {}",
+                    s.mean.len(),
+                    s.std.len()
+                ),
+            )?;
+            for &v in &s.mean {
+                check(
+                    v.is_finite(),
+                    &format!("{f}.mean"),
+                    format!("must be finite, got {:?}", s.mean),
+                )?;
+            }
+            for &v in &s.std {
+                check(
+                    v > 0.0 && v.is_finite(),
+                    &format!("{f}.std"),
+                    format!("must be positive and finite, got {:?}", s.std),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which model plays the independent standard model in the extras.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndependentModel {
@@ -1040,6 +1172,15 @@ impl Preset {
         }
         self.model.validate()?;
         self.extras.validate()?;
+        self.sources.validate()?;
+        check(
+            self.sources.is_empty() || !self.extras.enabled,
+            "extras.enabled",
+            "the extras need nrf's own C_std / C_rob (their weights and training records), so \
+             they do not run with a TorchScript source model ([sources]): set \
+             `extras.enabled = false`"
+                .into(),
+        )?;
         Ok(())
     }
 
@@ -1846,6 +1987,73 @@ mod tests {
         assert!(e.contains("`model.mean`") && e.contains("3 values"), "{e}");
         assert!(e.contains("fashion-mnist/train have 1 channel"), "{e}");
         p.model.check_channels(3, "x").unwrap();
+    }
+
+    #[test]
+    fn sources_name_torchscript_files_typed_and_checked() {
+        // No preset names one, and an empty [sources] serialises to nothing (no cache key or
+        // recorded preset changes).
+        for (name, text) in BUILTIN {
+            let p = Preset::parse(text, name).unwrap();
+            assert!(p.sources.is_empty(), "{name}");
+            assert!(!toml::to_string(&p).unwrap().contains("sources"), "{name}");
+        }
+        let off = ["extras.enabled=false"];
+        let with = |more: &[&str]| -> Preset {
+            let v: Vec<&str> = off.iter().chain(more).copied().collect();
+            Preset::load_with_overrides("smoke", &sets(&v)).unwrap().0
+        };
+        let p = with(&["sources.c_rob.model=robust.pt"]);
+        let s = p.sources.c_rob.as_ref().unwrap();
+        assert_eq!(s.model, PathBuf::from("robust.pt"));
+        assert_eq!(s.rep, nrf_models::RepSource::Tuple);
+        assert!(s.mean.is_empty() && s.std.is_empty());
+        assert!(p.sources.c_std.is_none());
+        assert_eq!(p.sources.named().len(), 1);
+        let p = with(&[
+            "sources.c_std.model=std.pt",
+            "sources.c_std.rep=method:features",
+            "sources.c_std.mean=[0.286]",
+            "sources.c_std.std=[0.353]",
+        ]);
+        let s = p.sources.of("C_std").unwrap();
+        assert_eq!(s.rep, nrf_models::RepSource::Method("features".into()));
+        assert_eq!((s.mean.clone(), s.std.clone()), (vec![0.286], vec![0.353]));
+        // Serialised as written (run.json's preset, `--set` checks).
+        let back = toml::to_string(&p).unwrap();
+        assert!(back.contains("rep = \"method:features\""), "{back}");
+
+        let e = err(&["extras.enabled=false", "sources.c_rob.modle=x.pt"]);
+        assert!(e.contains("modle"), "{e}");
+        let e = err(&["extras.enabled=false", "sources.c_mid.model=x.pt"]);
+        assert!(e.contains("c_mid"), "{e}");
+        let e = err(&[
+            "extras.enabled=false",
+            "sources.c_rob.model=x.pt",
+            "sources.c_rob.rep=layer4",
+        ]);
+        assert!(
+            e.contains("sources.c_rob.rep") && e.contains("method:<name>"),
+            "{e}"
+        );
+        let e = err(&[
+            "extras.enabled=false",
+            "sources.c_rob.model=x.pt",
+            "sources.c_rob.mean=[0.5]",
+        ]);
+        assert!(
+            e.contains("`sources.c_rob.mean / sources.c_rob.std`"),
+            "{e}"
+        );
+        let e = err(&[
+            "extras.enabled=false",
+            "sources.c_rob.model=x.pt",
+            "sources.c_rob.mean=[0.5]",
+            "sources.c_rob.std=[0.0]",
+        ]);
+        assert!(e.contains("`sources.c_rob.std`"), "{e}");
+        let e = err(&["sources.c_rob.model=x.pt"]);
+        assert!(e.contains("`extras.enabled`"), "{e}");
     }
 
     #[test]

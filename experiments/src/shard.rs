@@ -73,23 +73,20 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
         .shard
         .ok_or_else(|| anyhow!("shard::run needs a shard job's context"))?;
     let mut rep = ShardReport::default();
-    let train = ctx.train.clone();
-    let data_key = ctx.data_key.clone();
     let mut source_keys = Vec::new();
     for (name, section) in [
         ("C_std", ctx.preset.train_std.clone()),
         ("C_rob", ctx.preset.train_rob.clone()),
     ] {
-        let key = ctx
-            .trained_key(name, &train, &data_key, &section)
-            .ok_or_else(|| {
-                anyhow!(
-                    "shard {shard}: the source model {name} is not trained with these settings \
-                     in {}: run `nrf reproduce --only sources` first, with the same --preset, \
-                     --set values and --results",
-                    ctx.results.display()
-                )
-            })?;
+        // A TorchScript source ([sources]) is not trained: its key is the file's.
+        let key = ctx.source_key(name, &section).ok_or_else(|| {
+            anyhow!(
+                "shard {shard}: the source model {name} is not trained with these settings \
+                 in {}: run `nrf reproduce --only sources` first, with the same --preset, \
+                 --set values and --results",
+                ctx.results.display()
+            )
+        })?;
         let r = ctx.evaluate_stage(name, &key);
         rep.step(format!("eval:{name}"), r)?;
         source_keys.push(key);

@@ -105,9 +105,9 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
     let stage = format!("construct:{name}");
     let build_stage = |ctx: &mut Ctx, work: &std::path::Path| -> Result<ConstructedInfo> {
         let t0 = std::time::Instant::now();
-        let model = ctx.load_weights(&source)?;
+        let model = ctx.load_classifier(&source)?;
         let out = build_with(
-            &model,
+            model.as_ref(),
             &ctx.train,
             &indices,
             &cfg,
@@ -124,17 +124,19 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
             s.target_equals_label
         );
         let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
+        let (sha256, provenance) = ctx.source_file(&source)?;
         let mut meta = ConstructedMetadata {
             method: method.into(),
             epsilon: Some(eps),
             steps: Some(cfg.steps),
             step_size: Some(step_size),
-            source_model_sha256: Some(nrf_data::store::sha256_file(
-                ctx.path(&format!("weights/{source}.safetensors")),
-            )?),
+            source_model_sha256: Some(sha256),
             seed: Some(cfg.seed),
             ..Default::default()
         };
+        if let Some(p) = provenance {
+            meta.extra.insert("source_model".into(), p);
+        }
         meta.extra
             .insert("config".into(), serde_json::to_value(&cfg)?);
         meta.extra

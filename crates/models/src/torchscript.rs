@@ -38,6 +38,14 @@ impl RepSource {
             _ => bail!("representation source {s:?}: expected \"tuple\" or \"method:<name>\""),
         }
     }
+
+    /// As [`RepSource::parse`] reads it: `"tuple"` or `"method:<name>"`.
+    pub fn spelling(&self) -> String {
+        match self {
+            RepSource::Tuple => "tuple".into(),
+            RepSource::Method(name) => format!("method:{name}"),
+        }
+    }
 }
 
 /// A TorchScript classifier; see the module documentation.
@@ -232,6 +240,9 @@ mod tests {
             RepSource::parse("method:features").unwrap(),
             RepSource::Method("features".into())
         );
+        for s in ["tuple", "method:features"] {
+            assert_eq!(RepSource::parse(s).unwrap().spelling(), s);
+        }
         for bad in ["", "method:", "tupel", "layer:x"] {
             assert!(RepSource::parse(bad).is_err(), "{bad}");
         }
