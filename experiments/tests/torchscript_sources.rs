@@ -212,7 +212,14 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         );
     }
     // The report was written from these results.
-    assert!(results.join("report.md").exists());
+    let report = std::fs::read_to_string(results.join("report.md")).unwrap();
+    // Figure 2's table says which models the run did not train, and from which file.
+    for name in ["C_std", "C_rob"] {
+        assert!(
+            report.contains(&format!("{name} (not trained here: TorchScript ")),
+            "report.md does not say {name} is an external model"
+        );
+    }
 
     // Editing C_std's file (its weights moved a little, in PyTorch) recomputes what depends on
     // it, and nothing else.

@@ -151,6 +151,10 @@ pub(super) fn figure2_table(ctx: &mut Ctx, verdicts: &[ClaimVerdict]) -> DocTabl
             Some(m) => vec![
                 if variant {
                     m.trained_on.clone()
+                } else if m.trained_on == "external" {
+                    // A model the run did not train (the preset's `[sources]`): say so, with
+                    // the file it came from.
+                    format!("{} (not trained here: {})", k.base_name(), m.arch)
                 } else {
                     k.label().to_string()
                 },
