@@ -1,7 +1,7 @@
 """The Python side of `nrf bench --pipeline`: whole pipeline stages of nrf's fidelity twin
 (nrf_twin's stage functions, with their loops, batching and bookkeeping), timed on request.
 
-`nrf bench --pipeline` (experiments/src/bench/pipeline.rs) starts this file as
+`nrf bench --pipeline` (experiments/src/bench/pipeline/) starts this file as
 `python bench_stages.py --serve` and speaks line-delimited JSON on stdin/stdout. It first writes
 the stage inputs into a folder, so that both sides work on the same images and the same model:
 

@@ -61,7 +61,7 @@ except Exception as e:  # noqa: BLE001 - any import failure means "no torch here
 
 def det_uniform(n, seed):
     """frac(43758.5453 * sin(12.9898 * (j + 1) + 78.233 * seed)) for j in 0..n, in float64, as
-    float32 (bench.rs `det_uniform`)."""
+    float32 (bench/steps.rs `det_uniform`)."""
     v = torch.sin((torch.arange(n, dtype=torch.float64) + 1.0) * 12.9898 + seed * 78.233) * 43758.5453
     return (v - v.floor()).to(torch.float32)
 
@@ -95,7 +95,7 @@ if IMPORT_ERROR is None:
             return self.forward_rep(x)[0]
 
     def det_model():
-        """The model with deterministic weights: uniform in +-1/sqrt(fan_in) (bench.rs `det_init`)."""
+        """The model with deterministic weights: uniform in +-1/sqrt(fan_in) (bench/steps.rs `det_init`)."""
         model = FmnistCnn()
         params = dict(model.named_parameters())
         with torch.no_grad():
@@ -108,7 +108,7 @@ if IMPORT_ERROR is None:
         return model
 
     def det_inputs(batch):
-        """(x, y, x0): images in [0, 1], labels, start images (as bench.rs `Steps::new`)."""
+        """(x, y, x0): images in [0, 1], labels, start images (as bench/steps.rs `Steps::new`)."""
         n = batch * IN_SHAPE[0] * IN_SHAPE[1] * IN_SHAPE[2]
         shape = (batch,) + IN_SHAPE
         x = det_uniform(n, 1.0).view(shape)
@@ -187,7 +187,7 @@ if IMPORT_ERROR is None:
         return at
 
     class Steps:
-        """The three timed computations on one batch (as bench.rs `Steps`)."""
+        """The three timed computations on one batch (as bench/steps.rs `Steps`)."""
 
         def __init__(self, batch, pgd_steps):
             self.pgd_steps = pgd_steps

@@ -3,7 +3,7 @@
   python nrf_twin.py compare --nrf RESULTS --twin DIR [--out DIR]
 
 RESULTS is an nrf results folder (models/<name>.json, run.json; the schema of
-crates/report/src/results.rs), DIR holds the twin's twin.json; comparison.md and comparison.json
+crates/report/src/results/), DIR holds the twin's twin.json; comparison.md and comparison.json
 go to --out (default DIR). The preset values in nrf's run.json are checked against the twin's:
 a difference is listed at the top of comparison.md and makes the exit status 3.
 

@@ -6,7 +6,7 @@
 //!
 //! - [`Row::TrainStep`]: one training step, [`nrf_models::train::train_step`] with
 //!   [`nrf_models::Sgd`] (momentum 0.9, Nesterov, weight decay 5e-4) and cross-entropy.
-//! - [`Row::PgdL2Step`]: one step of [`nrf_attacks::pgd()`] with the [`L2`] threat model and the
+//! - [`Row::PgdL2Step`]: one step of [`nrf_attacks::pgd()`] with the [`L2`](nrf_attacks::L2) threat model and the
 //!   untargeted cross-entropy objective (input gradient, normalised step, projection, clamp),
 //!   measured as a run of `pgd_steps` steps divided by `pgd_steps`.
 //! - [`Row::RepMatchStep`]: one representation-matching step (gradient of `‖g(z) − g(x)‖²` w.r.t.

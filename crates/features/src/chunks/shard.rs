@@ -55,8 +55,8 @@ thread_local! {
     static SHARD: Cell<Option<Shard>> = const { Cell::new(None) };
 }
 
-/// Runs `f` with [`run_chunks`] in shard mode: every `run_chunks` inside computes only the
-/// chunks of `shard`, writes them as one slice file and returns the error [`SliceWritten`]
+/// Runs `f` with [`run_chunks`](super::run_chunks) in shard mode: every `run_chunks` inside computes only the
+/// chunks of `shard`, writes them as one slice file and returns the error [`SliceWritten`](super::SliceWritten)
 /// instead of the whole output (which no single shard has).
 pub fn with_shard<T>(shard: Shard, f: impl FnOnce() -> T) -> T {
     struct Restore(Option<Shard>);

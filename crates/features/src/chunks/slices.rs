@@ -344,6 +344,31 @@ fn check_slice_set(
     let nonempty: Vec<usize> = (0..slices.len())
         .filter(|&i| !slices[i].units.is_empty())
         .collect();
+    check_coverage(dir, &slices, &nonempty, total, what)?;
+    let unit_rows = rows_per_unit(&slices, total, what)?;
+    check_same_tensors(&slices, &nonempty, what)?;
+    let tensors = if load {
+        cat_slices(&slices, &nonempty, total, what)?
+    } else {
+        Vec::new()
+    };
+    Ok(Merged {
+        tensors,
+        unit_rows,
+        computed: slices.iter().map(|s| s.computed).sum(),
+        shards: slices.len(),
+    })
+}
+
+/// The slices (sorted by their units; `nonempty` those with units) cover the `total` units once:
+/// no two overlap, no shard of their shard count is missing, no unit is left out.
+fn check_coverage(
+    dir: &Path,
+    slices: &[Slice],
+    nonempty: &[usize],
+    total: usize,
+    what: &str,
+) -> Result<()> {
     // Duplicates: two slices (of different shard counts) over the same units.
     for w in nonempty.windows(2) {
         let (a, b) = (&slices[w[0]], &slices[w[1]]);
@@ -382,7 +407,7 @@ fn check_slice_set(
         }
     }
     let mut at = 0;
-    for &i in &nonempty {
+    for &i in nonempty {
         let s = &slices[i];
         if s.units.start > at {
             break;
@@ -396,18 +421,27 @@ fn check_slice_set(
             slices_dir(dir).display()
         );
     }
+    Ok(())
+}
+
+/// The rows of every unit, in order; every unit but the last has the same size (the batch size),
+/// the last at most that.
+fn rows_per_unit(slices: &[Slice], total: usize, what: &str) -> Result<Vec<i64>> {
     let mut unit_rows = Vec::with_capacity(total);
-    for s in &slices {
+    for s in slices {
         unit_rows.extend_from_slice(&s.rows);
     }
-    // Every unit but the last has the same size (the batch size), the last at most that.
     if let Some((&last, body)) = unit_rows.split_last() {
         let size = body.first().copied().unwrap_or(last);
         if body.iter().any(|&r| r != size) || last > size || last < 1 {
             bail!("{what}: the slices' units have unequal sizes {unit_rows:?}");
         }
     }
-    // The same tensors, dtypes and trailing shapes in every slice.
+    Ok(unit_rows)
+}
+
+/// The same tensors, dtypes and trailing shapes in every slice with units.
+fn check_same_tensors(slices: &[Slice], nonempty: &[usize], what: &str) -> Result<()> {
     if let Some(&first) = nonempty.first() {
         let f = &slices[first];
         let sig = |s: &Slice| -> Vec<(String, String, Vec<i64>)> {
@@ -416,7 +450,7 @@ fn check_slice_set(
                 .map(|(n, d, sh)| (n.clone(), d.clone(), sh[1..].to_vec()))
                 .collect()
         };
-        for &i in &nonempty {
+        for &i in nonempty {
             if sig(&slices[i]) != sig(f) {
                 bail!(
                     "{what}: {} holds tensors {:?}, {} holds {:?}",
@@ -428,35 +462,38 @@ fn check_slice_set(
             }
         }
     }
+    Ok(())
+}
+
+/// Every tensor of the slices with units, concatenated along the rows in unit order.
+fn cat_slices(
+    slices: &[Slice],
+    nonempty: &[usize],
+    total: usize,
+    what: &str,
+) -> Result<Vec<(String, Tensor)>> {
     let mut tensors = Vec::new();
-    if load {
-        let mut parts: Vec<Vec<(String, Tensor)>> = Vec::new();
-        for &i in &nonempty {
-            parts.push(read_slice(&slices[i].path, Some(total), true)?.tensors);
-        }
-        let names: Vec<String> = slices
-            .get(nonempty.first().copied().unwrap_or(usize::MAX))
-            .map(|s| s.shapes.iter().map(|(n, ..)| n.clone()).collect())
-            .unwrap_or_default();
-        for name in names {
-            let ts = parts
-                .iter()
-                .map(|p| {
-                    p.iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, t)| t.shallow_clone())
-                        .ok_or_else(|| anyhow!("{what}: a slice lacks tensor {name}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            tensors.push((name, Tensor::cat(&ts, 0)));
-        }
+    let mut parts: Vec<Vec<(String, Tensor)>> = Vec::new();
+    for &i in nonempty {
+        parts.push(read_slice(&slices[i].path, Some(total), true)?.tensors);
     }
-    Ok(Merged {
-        tensors,
-        unit_rows,
-        computed: slices.iter().map(|s| s.computed).sum(),
-        shards: slices.len(),
-    })
+    let names: Vec<String> = slices
+        .get(nonempty.first().copied().unwrap_or(usize::MAX))
+        .map(|s| s.shapes.iter().map(|(n, ..)| n.clone()).collect())
+        .unwrap_or_default();
+    for name in names {
+        let ts = parts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, t)| t.shallow_clone())
+                    .ok_or_else(|| anyhow!("{what}: a slice lacks tensor {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tensors.push((name, Tensor::cat(&ts, 0)));
+    }
+    Ok(tensors)
 }
 
 /// Checks the slice file of `shard` that a job found already written (before it skips the work);
