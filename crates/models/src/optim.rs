@@ -125,26 +125,20 @@ struct Update {
 /// The SGD update of one parameter `p` with gradient `g` and momentum buffer `buf`, as tensor
 /// operations (any device and kind).
 fn tensor_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) {
-    let Update {
-        lr,
-        momentum,
-        nesterov,
-        weight_decay,
-    } = u;
-    let mut d = if weight_decay != 0.0 {
-        g + &*p * weight_decay
+    let mut d = if u.weight_decay != 0.0 {
+        g + &*p * u.weight_decay
     } else {
         g.shallow_clone()
     };
-    if momentum != 0.0 {
-        let _ = buf.g_mul_scalar_(momentum).g_add_(&d);
-        d = if nesterov {
-            d + &*buf * momentum
+    if u.momentum != 0.0 {
+        let _ = buf.g_mul_scalar_(u.momentum).g_add_(&d);
+        d = if u.nesterov {
+            d + &*buf * u.momentum
         } else {
             buf.shallow_clone()
         };
     }
-    let _ = p.g_add_(&(d * (-lr)));
+    let _ = p.g_add_(&(d * (-u.lr)));
 }
 
 /// The update of [`tensor_update`] in one pass over the memory of `p`, `g` and `buf`, when all
