@@ -2,8 +2,10 @@
 //! the stage keys (a cached stage is reused exactly when its inputs are unchanged), and run.json
 //! records the overrides and the preset text with them applied. The smoke preset cut down to a
 //! few seconds by overrides; needs the Fashion-MNIST files (skipped with a message without them).
+mod common;
+
+use common::stages;
 use nrf_experiments::preset::Preset;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The smoke preset at toy sizes, Figure 2 and Table 1 only.
@@ -37,19 +39,6 @@ fn run(results: &Path, sets: &[String]) -> serde_json::Value {
     nrf_experiments::reproduce(preset, text, results.to_path_buf(), None, false).unwrap();
     let text = std::fs::read_to_string(results.join("run.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-/// Stage name -> (status, key) of a run.json.
-fn stages(run: &serde_json::Value) -> BTreeMap<String, (String, String)> {
-    run["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let f = |k: &str| s[k].as_str().unwrap().to_string();
-            (f("name"), (f("status"), f("key")))
-        })
-        .collect()
 }
 
 #[test]

@@ -10,8 +10,10 @@
 //!
 //! Needs the torch environment's python (NRF_PYTHON, set by `cargo xtask test`) and the real
 //! Fashion-MNIST files; without them the test says why and passes vacuously.
+mod common;
+
+use common::stages;
 use nrf_experiments::preset::Preset;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -80,19 +82,6 @@ fn reproduce(results: &Path, sets: &[String]) -> anyhow::Result<serde_json::Valu
 fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
-}
-
-/// Stage name -> (status, key) of a run.json.
-fn stages(run: &serde_json::Value) -> BTreeMap<String, (String, String)> {
-    run["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let f = |k: &str| s[k].as_str().unwrap().to_string();
-            (f("name"), (f("status"), f("key")))
-        })
-        .collect()
 }
 
 fn sha256(p: &Path) -> String {
