@@ -186,13 +186,14 @@ fn reproduce_cmd(cfg: &ChaosConfig, results: &Path, log: &Path) -> Result<Comman
     cmd.stdout(out.try_clone()?)
         .stderr(out)
         .stdin(Stdio::null());
-    die_with_the_harness(&mut cmd);
+    die_with_the_parent(&mut cmd);
     Ok(cmd)
 }
 
-/// On Linux the run is SIGKILLed when the harness dies (PR_SET_PDEATHSIG), so that a harness
-/// interrupted and started again never finds its previous run still holding the results folder.
-fn die_with_the_harness(cmd: &mut Command) {
+/// On Linux the process `cmd` starts is SIGKILLed when this one dies (PR_SET_PDEATHSIG): a
+/// harness interrupted and started again never finds its previous run still holding the results
+/// folder, and a run's workers ([`crate::workers`]) end with it.
+pub(crate) fn die_with_the_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;

@@ -10,41 +10,89 @@ use nrf_features::repmatch::{build, RepMatchConfig};
 use nrf_report::results::{ConstructedInfo, ModelRole};
 use nrf_report::ModelKind;
 
-/// Keys of the stages other modules build on.
+/// The source models other modules build on, trained (or loaded from the stage cache) when
+/// first asked for: a module that needs only C_std does not wait for C_rob (which matters to a
+/// run split over worker processes, [`crate::workers`]).
 pub struct Sources {
-    pub c_std: String,
-    pub c_rob: String,
+    c_std: std::cell::OnceCell<String>,
+    c_rob: std::cell::OnceCell<String>,
     /// Indices of the training images D_R / D_NR (and the control) are made from.
     pub subset: Vec<usize>,
 }
 
-/// Trains C_std and C_rob on D (cached); a model the preset names in `[sources]` is that
-/// TorchScript file instead, evaluated but not trained ([`Ctx::external_model_stage`]).
-pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
-    let train = ctx.train.clone();
-    let data_key = ctx.data_key.clone();
-    let source = |ctx: &mut Ctx,
-                  name: &str,
-                  kind: ModelKind,
-                  section: &crate::preset::TrainSection|
-     -> Result<String> {
-        let role = ModelRole::Main(kind);
-        if ctx.external(name).is_some() {
-            return Ok(ctx.external_model_stage(name, role)?.1);
+impl Sources {
+    /// The sources of `ctx`'s preset, none trained yet.
+    pub fn new(ctx: &Ctx) -> Result<Sources> {
+        Ok(Sources {
+            c_std: Default::default(),
+            c_rob: Default::default(),
+            subset: construction_subset(ctx)?,
+        })
+    }
+
+    /// Sources whose training keys are known (a shard job's, read from the stage cache).
+    pub fn with_keys(c_std: String, c_rob: String, subset: Vec<usize>) -> Sources {
+        Sources {
+            c_std: c_std.into(),
+            c_rob: c_rob.into(),
+            subset,
         }
-        let (_, key) =
-            ctx.model_stage(name, role, "D", &train, &data_key, section, EvalLevel::Full)?;
-        Ok(key)
-    };
-    let std_section = ctx.preset.train_std.clone();
-    let c_std = source(ctx, "C_std", ModelKind::Std, &std_section)?;
-    let rob_section = ctx.preset.train_rob.clone();
-    let c_rob = source(ctx, "C_rob", ModelKind::Rob, &rob_section)?;
-    Ok(Sources {
-        c_std,
-        c_rob,
-        subset: construction_subset(ctx)?,
-    })
+    }
+
+    /// The key of C_std (standard training on D), trained and evaluated first if needed.
+    pub fn c_std(&self, ctx: &mut Ctx) -> Result<String> {
+        self.get(ctx, "C_std")
+    }
+
+    /// The key of C_rob (adversarial training on D), trained and evaluated first if needed.
+    pub fn c_rob(&self, ctx: &mut Ctx) -> Result<String> {
+        self.get(ctx, "C_rob")
+    }
+
+    /// The key of the source model `name` ("C_std" or "C_rob").
+    pub fn key(&self, ctx: &mut Ctx, name: &str) -> Result<String> {
+        match name {
+            "C_std" | "C_rob" => self.get(ctx, name),
+            other => anyhow::bail!("no source model {other:?} (C_std or C_rob)"),
+        }
+    }
+
+    fn get(&self, ctx: &mut Ctx, name: &str) -> Result<String> {
+        let (cell, kind, section) = if name == "C_rob" {
+            (&self.c_rob, ModelKind::Rob, ctx.preset.train_rob.clone())
+        } else {
+            (&self.c_std, ModelKind::Std, ctx.preset.train_std.clone())
+        };
+        if let Some(key) = cell.get() {
+            return Ok(key.clone());
+        }
+        let role = ModelRole::Main(kind);
+        let key = if ctx.external(name).is_some() {
+            ctx.external_model_stage(name, role)?.1
+        } else {
+            let (train, data_key) = (ctx.train.clone(), ctx.data_key.clone());
+            ctx.model_stage(
+                name,
+                role,
+                "D",
+                &train,
+                &data_key,
+                &section,
+                EvalLevel::Full,
+            )?
+            .1
+        };
+        Ok(cell.get_or_init(|| key).clone())
+    }
+}
+
+/// Trains C_std and C_rob on D (cached), in that order; a model the preset names in `[sources]`
+/// is that TorchScript file instead, evaluated but not trained ([`Ctx::external_model_stage`]).
+pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
+    let src = Sources::new(ctx)?;
+    src.c_std(ctx)?;
+    src.c_rob(ctx)?;
+    Ok(src)
 }
 
 /// Indices of the training images the constructed sets are made from ([`Sources::subset`]).
@@ -70,12 +118,8 @@ pub const SETS: [(&str, &str, ModelKind); 2] = [
 /// its stage key.
 pub fn construct_set(ctx: &mut Ctx, src: &Sources, name: &str, source: &str) -> Result<String> {
     let cfg = rep_config(ctx, "rep-match-starts");
-    let key = if source == "C_rob" {
-        &src.c_rob
-    } else {
-        &src.c_std
-    };
-    construct_rep(ctx, name, source, key, &src.subset, &cfg)
+    let key = src.key(ctx, source)?;
+    construct_rep(ctx, name, source, &key, &src.subset, &cfg)
 }
 
 /// Builds D_R or D_NR from the model `source` (cached, resumable); returns the stage key.
@@ -161,12 +205,29 @@ pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchCon
 
 /// Figure 2: D_NR, D_R, the control, and fresh models on each.
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let k_nr = construct_set(ctx, src, "D_NR", "C_std")?;
-    let k_r = construct_set(ctx, src, "D_R", "C_rob")?;
-    for (name, kind, key) in [("D_R", ModelKind::DR, k_r), ("D_NR", ModelKind::DNR, k_nr)] {
-        let role = ModelRole::Main(kind);
-        ctx.fresh_model(&format!("on_{name}"), role, name, &key, EvalLevel::Full)?;
+    for (name, source, kind) in SETS {
+        set_job(ctx, src, name, source, kind)?;
     }
+    control_job(ctx, src)
+}
+
+/// The set `name` of [`SETS`] built from `source` (cached, resumable) and the fresh models
+/// `on_<name>` trained on it.
+pub fn set_job(
+    ctx: &mut Ctx,
+    src: &Sources,
+    name: &str,
+    source: &str,
+    kind: ModelKind,
+) -> Result<()> {
+    let key = construct_set(ctx, src, name, source)?;
+    let role = ModelRole::Main(kind);
+    ctx.fresh_model(&format!("on_{name}"), role, name, &key, EvalLevel::Full)?;
+    Ok(())
+}
+
+/// The fresh models on Figure 2's clean control ([`control_set`]).
+pub fn control_job(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     let (control, key) = control_set(ctx, src);
     ctx.model_stage(

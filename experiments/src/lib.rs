@@ -12,6 +12,7 @@
 //!   `[sources]` names TorchScript files that stand for C_std / C_rob
 //!   ([`preset::SourcesSection`]).
 //! - [`construct_cmd`]: `nrf construct` / `nrf eval` of a TorchScript model on its own.
+//! - [`workers`]: a run split over worker processes (`workers = N`), sharing the stage cache.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -35,13 +36,14 @@ pub mod shard;
 pub mod table1;
 pub mod theory;
 pub mod train_cmd;
+pub mod workers;
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Runs a whole preset: every stage (cached stages are skipped), then the report. Returns the
 /// markdown summary tables. Refused, naming the holder, while another process uses `results`
-/// (see [`lock`]).
+/// (see [`lock`]). In this process, whatever the preset's `workers` (see [`reproduce_with`]).
 pub fn reproduce(
     preset: preset::Preset,
     text: String,
@@ -49,17 +51,60 @@ pub fn reproduce(
     data_dir: Option<&Path>,
     progress: bool,
 ) -> Result<String> {
+    reproduce_in(preset, text, results, data_dir, progress, None)
+}
+
+/// [`reproduce`] with the preset's `workers` processes, each a copy of the `nrf` binary that
+/// `launch` names ([`workers`]; CPU only: on a GPU the run stays in this process).
+pub fn reproduce_with_workers(
+    preset: preset::Preset,
+    text: String,
+    results: PathBuf,
+    data_dir: Option<&Path>,
+    progress: bool,
+    launch: &workers::Launch,
+) -> Result<String> {
+    reproduce_in(preset, text, results, data_dir, progress, Some(launch))
+}
+
+/// [`reproduce`], with the preset's `workers` processes when `launch` says how to start them
+/// ([`workers`]; CPU only: on a GPU the run stays in this process).
+fn reproduce_in(
+    preset: preset::Preset,
+    text: String,
+    results: PathBuf,
+    data_dir: Option<&Path>,
+    progress: bool,
+    launch: Option<&workers::Launch>,
+) -> Result<String> {
     // The folder is checked (one preset's results) and locked (one run per results folder,
     // held until the report is written, see [`lock`]) before the data loads.
     preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = lock::ResultsLock::acquire(&results, "nrf reproduce")?;
+    let parallel = match launch {
+        Some(l) if preset.workers > 1 && !tch::Cuda::is_available() => Some(l),
+        Some(_) if preset.workers > 1 => {
+            tracing::warn!(
+                "workers = {}: a CUDA device is used, so one process",
+                preset.workers
+            );
+            None
+        }
+        _ => None,
+    };
+    if let Some(l) = parallel {
+        workers::run_workers(l, &text, &results, preset.workers, preset.threads)?;
+    }
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
     let outcome = match run_stages(&mut ctx) {
         // Nothing ran, so nothing to record: the folder's run.json and report stay as they were.
         Err(e) if ctx.run.stages.is_empty() => return Err(e),
         o => o,
     };
+    if parallel.is_some() {
+        workers::adopt_worker_stages(&ctx.results, &mut ctx.run.stages);
+    }
     let missing: Vec<String> = if outcome.is_ok() {
         vec![]
     } else {
@@ -70,6 +115,69 @@ pub fn reproduce(
     outcome?;
     report?;
     nrf_report::summary_markdown(&ctx.results)
+}
+
+/// One worker process of a run ([`workers`]): started by `nrf reproduce` itself (`--worker k/n`),
+/// which holds the results folder's lock; runs the jobs it can, writes no run.json nor report.
+pub fn run_worker(
+    preset: preset::Preset,
+    text: String,
+    results: PathBuf,
+    data_dir: Option<&Path>,
+    worker: workers::Worker,
+) -> Result<()> {
+    let parent = std::env::var(workers::PARENT_ENV).ok();
+    let ppid = std::os::unix::process::parent_id().to_string();
+    if parent.as_deref() != Some(ppid.as_str()) {
+        anyhow::bail!(
+            "--worker {worker}: a worker is started by `nrf reproduce` itself (preset `workers`), \
+             not by hand"
+        );
+    }
+    let mode = pipeline::Mode {
+        worker: Some(worker),
+        ..Default::default()
+    };
+    let mut ctx = pipeline::Ctx::with_mode(preset, text, results, data_dir, false, mode)?;
+    let src = figure2::Sources::new(&ctx)?;
+    let jobs = jobs(&ctx);
+    workers::run_jobs(&mut ctx, &src, jobs)
+}
+
+/// The pipeline as jobs ([`workers::Job`]): an ordinary run does them in this order; workers
+/// share them out. The paper's core (the source models, each Figure 2 / Table 1 set with its
+/// fresh models), the theory and the D_det study's own source models need nothing but stages
+/// (which wait for each other through the cache); each extra reads the core's result files, so
+/// it waits for every core job, and the D_det study also for `eps_sensitivity`'s models.
+pub fn jobs(ctx: &pipeline::Ctx) -> Vec<workers::Job> {
+    use workers::Job;
+    let p = &ctx.preset;
+    let mut jobs = vec![
+        Job::new("C_std", |ctx, src| src.c_std(ctx).map(drop)),
+        Job::new("C_rob", |ctx, src| src.c_rob(ctx).map(drop)),
+    ];
+    for (name, source, kind) in figure2::SETS {
+        jobs.push(Job::new(format!("figure2:{name}"), move |ctx, src| {
+            figure2::set_job(ctx, src, name, source, kind)
+        }));
+    }
+    jobs.push(Job::new("figure2:control", figure2::control_job));
+    for s in table1::sets(&p.relabel) {
+        jobs.push(Job::new(format!("table1:{}", s.name), move |ctx, src| {
+            table1::set_job(ctx, src, &s)
+        }));
+    }
+    let core: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    if !p.theory.skip {
+        jobs.push(Job::new("theory", |ctx, _| theory::run(ctx)));
+    }
+    for mut job in extras::jobs(ctx) {
+        if !job.independent {
+            job.job.after.extend(core.iter().cloned());
+        }
+        jobs.push(job.job);
+    }
+    jobs
 }
 
 /// Part of a run only (`nrf reproduce --only`): training, with every evaluation left to a later
@@ -122,6 +230,7 @@ pub fn reproduce_with(
     let mode = pipeline::Mode {
         shard,
         defer_eval: only.is_some(),
+        worker: None,
     };
     let mut ctx = pipeline::Ctx::with_mode(preset, text, results, data_dir, progress, mode)?;
     if let Some(s) = shard {
@@ -150,12 +259,9 @@ pub fn reproduce_with(
 }
 
 fn run_stages(ctx: &mut pipeline::Ctx) -> Result<()> {
-    let src = figure2::source_models(ctx)?;
-    figure2::run(ctx, &src)?;
-    table1::run(ctx, &src)?;
-    extras::run(ctx, &src)?;
-    if !ctx.preset.theory.skip {
-        theory::run(ctx)?;
+    let src = figure2::Sources::new(ctx)?;
+    for job in jobs(ctx) {
+        (job.run)(ctx, &src).with_context(|| format!("job {}", job.name))?;
     }
     Ok(())
 }

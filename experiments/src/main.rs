@@ -51,6 +51,9 @@ enum Cmd {
         /// jobs and the next ordinary run.
         #[arg(long, value_enum)]
         only: Option<nrf_experiments::Only>,
+        /// Internal: worker K of N of a run with `workers = N` (started by the run itself).
+        #[arg(long, value_name = "K/N", hide = true)]
+        worker: Option<nrf_experiments::workers::Worker>,
     },
     /// Check the shard slices in a results folder: per sharded stage, which shards are there;
     /// fails, naming the shard and file, when one is missing, duplicated or damaged.
@@ -260,9 +263,13 @@ fn run() -> Result<()> {
             set,
             shard,
             only,
+            worker,
         } => {
             let (p, text) = Preset::load_with_overrides(&preset, &set)?;
             let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
+            if let Some(w) = worker {
+                return nrf_experiments::run_worker(p, text, results, data_dir.as_deref(), w);
+            }
             let start = std::time::Instant::now();
             if shard.is_some() || only.is_some() {
                 let opts = nrf_experiments::RunOptions { shard, only };
@@ -278,8 +285,20 @@ fn run() -> Result<()> {
                 println!("wall time {:.1} min", start.elapsed().as_secs_f64() / 60.0);
                 return Ok(());
             }
-            let summary =
-                nrf_experiments::reproduce(p, text, results.clone(), data_dir.as_deref(), !quiet)?;
+            // With `workers = N`, the run starts N copies of this binary.
+            let launch = nrf_experiments::workers::Launch {
+                bin: std::env::current_exe().context("locating the nrf binary")?,
+                data_dir: data_dir.clone(),
+                log: cli.log.clone(),
+            };
+            let summary = nrf_experiments::reproduce_with_workers(
+                p,
+                text,
+                results.clone(),
+                data_dir.as_deref(),
+                !quiet,
+                &launch,
+            )?;
             println!("{summary}");
             println!(
                 "wall time {:.1} min; report: {}",

@@ -165,6 +165,9 @@ pub struct Mode {
     /// Train models but leave their evaluation (and models/<name>.json) to a later run, whose
     /// robust evaluations a job array can then shard.
     pub defer_eval: bool,
+    /// One of the worker processes of a run ([`crate::workers`]): a stage another worker has
+    /// claimed is not waited for ([`crate::workers::Deferred`]); run.json is the parent's.
+    pub worker: Option<crate::workers::Worker>,
 }
 
 /// How much evaluation a model gets in [`Ctx::model_stage`].
@@ -474,6 +477,14 @@ impl Ctx {
             // n shard jobs at once: run.json is the ordinary run's.
             return Ok(());
         }
+        if let Some(w) = self.mode.worker {
+            // The parent's last pass writes run.json; it marks the stages listed here as done.
+            let file = crate::workers::stages_file(&self.results, w);
+            let ran: Vec<&StageInfo> = (self.run.stages.iter())
+                .filter(|s| s.status == StageStatus::Done)
+                .collect();
+            return Ok(write_json_atomic(file, &ran)?);
+        }
         #[derive(Serialize)]
         struct RunJson<'a> {
             #[serde(flatten)]
@@ -525,17 +536,24 @@ impl Ctx {
         f: impl FnOnce(&mut Ctx, &Path) -> Result<T>,
     ) -> Result<(T, String)> {
         let (key, record_path) = self.stage_key(name, key_input);
-        if let Some((output, wall_s, key)) = self.cached::<T>(name, key_input) {
-            tracing::info!("{name}: cached ({key})");
-            self.record(StageInfo {
-                name: name.into(),
-                status: StageStatus::Cached,
-                wall_s,
-                key: key.clone(),
-                message: None,
-            })?;
-            return Ok((output, key));
+        if let Some(found) = self.cached_stage::<T>(name, key_input)? {
+            return Ok(found);
         }
+        // A worker computes a stage only while it holds the stage's claim; one that another
+        // worker holds is left to it (the job is tried again later).
+        let _claim = match self.mode.worker {
+            None => None,
+            Some(_) => match crate::workers::try_claim(&self.results, name)? {
+                None => return Err(crate::workers::Deferred { stage: name.into() }.into()),
+                Some(claim) => {
+                    // Finished by another worker between the look into the cache and the claim.
+                    if let Some(found) = self.cached_stage::<T>(name, key_input)? {
+                        return Ok(found);
+                    }
+                    Some(claim)
+                }
+            },
+        };
         let work = self.work_dir(name, &key);
         if let Some(shard) = self.mode.shard {
             // A shard job computes its slice of the stage (the closure ends in `SliceWritten`)
@@ -587,6 +605,8 @@ impl Ctx {
                 let _ = std::fs::remove_dir_all(&work);
                 Ok((output, key))
             }
+            // Not a failure: a stage this one needs is another worker's (tried again later).
+            Err(e) if crate::workers::is_deferred(&e) => Err(e),
             Err(e) => {
                 let wall_s = start.elapsed().as_secs_f64();
                 self.record(StageInfo {
@@ -599,6 +619,37 @@ impl Ctx {
                 Err(e.context(format!("stage {name}")))
             }
         }
+    }
+
+    /// [`Ctx::cached`], recorded in run.json as cached.
+    fn cached_stage<T: DeserializeOwned>(
+        &mut self,
+        name: &str,
+        key_input: &impl Serialize,
+    ) -> Result<Option<(T, String)>> {
+        let Some((output, wall_s, key)) = self.cached::<T>(name, key_input) else {
+            return Ok(None);
+        };
+        if self.mode.worker.is_some() {
+            // Workers walk cached stages again and again (see crate::workers).
+            tracing::debug!("{name}: cached ({key})");
+        } else {
+            tracing::info!("{name}: cached ({key})");
+        }
+        self.record(StageInfo {
+            name: name.into(),
+            status: StageStatus::Cached,
+            wall_s,
+            key: key.clone(),
+            message: None,
+        })?;
+        Ok(Some((output, key)))
+    }
+
+    /// `items` in the order this process takes them: as they are in an ordinary run, in the
+    /// worker's own order in a worker ([`crate::workers::order`]).
+    pub fn worker_order<T>(&self, items: Vec<T>) -> Vec<T> {
+        crate::workers::order(self.mode.worker, items)
     }
 
     /// The work folder of stage `name` with key `key`: unfinished work (checkpoints, chunks,
@@ -910,44 +961,41 @@ impl Ctx {
         section: &TrainSection,
         level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
-        let (mut result, train_key, seed) =
-            self.train_eval(name, role, trained_on, data, data_key, section, level)?;
         let seeds = self.seeds_for(role);
+        // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
+        let mut runs: Vec<Option<(ModelResult, String, u64)>> = (0..seeds).map(|_| None).collect();
+        for k in self.worker_order((0..seeds).collect()) {
+            let seeded = match k {
+                0 => name.to_string(),
+                k => format!("{name}~s{k}"),
+            };
+            let run = self.train_eval(&seeded, role, trained_on, data, data_key, section, level)?;
+            runs[k] = Some(run);
+        }
+        let mut runs = runs.into_iter().flatten();
+        let (mut result, train_key, seed) = runs.next().expect("seed 0 is trained");
         if self.mode.defer_eval {
             // Training only: models/<name>.json is written by the run that evaluates.
-            for k in 1..seeds {
-                let seeded = format!("{name}~s{k}");
-                self.train_eval(&seeded, role, trained_on, data, data_key, section, level)?;
-            }
             return Ok((result, train_key));
         }
         if seeds >= 2 {
-            let mut runs = vec![SeedRun {
+            let mut all = vec![SeedRun {
                 seed: 0,
                 train_seed: seed,
                 std_acc: result.std_acc,
                 robust: result.robust.clone(),
                 ensemble: result.ensemble.clone(),
             }];
-            for k in 1..seeds {
-                let (r, _, s) = self.train_eval(
-                    &format!("{name}~s{k}"),
-                    role,
-                    trained_on,
-                    data,
-                    data_key,
-                    section,
-                    level,
-                )?;
-                runs.push(SeedRun {
-                    seed: k,
+            for (k, (r, _, s)) in runs.enumerate() {
+                all.push(SeedRun {
+                    seed: k + 1,
                     train_seed: s,
                     std_acc: r.std_acc,
                     robust: r.robust,
                     ensemble: r.ensemble,
                 });
             }
-            result.set_seeds(runs);
+            result.set_seeds(all);
             if let Some(sum) = &result.seed_summary {
                 tracing::info!(
                     "{name}: {seeds} seeds, test accuracy {:.4} ± {:.4} (mean ± sd)",

@@ -39,6 +39,10 @@ pub struct Preset {
     /// libtorch CPU threads (0 = leave libtorch's default).
     #[serde(default)]
     pub threads: i32,
+    /// Worker processes on a CPU (default 1): `threads` is split between them, and they share
+    /// the pipeline's stages (see [`crate::workers`]); the results do not depend on it.
+    #[serde(default = "one")]
+    pub workers: usize,
     pub data: DataSection,
     pub model: ModelSection,
     pub train_std: TrainSection,
@@ -273,6 +277,10 @@ pub enum EnsembleMember {
     /// The Square attack (black-box) with `square_queries` queries.
     #[serde(rename = "square")]
     Square,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_ensemble_steps() -> usize {
@@ -1087,6 +1095,11 @@ impl Preset {
             self.threads >= 0,
             "threads",
             format!("must be >= 0, got {}", self.threads),
+        )?;
+        check(
+            (1..=64).contains(&self.workers),
+            "workers",
+            format!("must be between 1 and 64, got {}", self.workers),
         )?;
         self.train_std.validate("train_std")?;
         self.train_rob.validate("train_rob")?;

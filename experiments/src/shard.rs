@@ -91,11 +91,11 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
         rep.step(format!("eval:{name}"), r)?;
         source_keys.push(key);
     }
-    let src = Sources {
-        c_std: source_keys[0].clone(),
-        c_rob: source_keys[1].clone(),
-        subset: figure2::construction_subset(ctx)?,
-    };
+    let src = Sources::with_keys(
+        source_keys[0].clone(),
+        source_keys[1].clone(),
+        figure2::construction_subset(ctx)?,
+    );
     // Constructions; the sets already merged give the fresh models' data.
     let mut sets: Vec<(String, ModelRole, Option<String>)> = Vec::new();
     for (name, source, kind) in figure2::SETS {

@@ -58,7 +58,7 @@ pub fn construct_at(
         steps: ctx.preset.relabel.steps,
         step_size,
         source: "C_std".into(),
-        source_key: src.c_std.clone(),
+        source_key: src.c_std(ctx)?,
         attack: TargetedAttack::default(),
     };
     construct_spec(ctx, &spec, indices)
@@ -260,16 +260,18 @@ pub fn sets(r: &crate::preset::RelabelSection) -> Vec<Table1Set> {
 
 /// Table 1: D_rand and D_det (and their eps variants) and fresh models on each.
 pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let sets = sets(&ctx.preset.relabel);
-    let mut keys = Vec::new();
-    for s in &sets {
-        keys.push(construct(ctx, &s.name, src, s.rule, s.eps, s.step)?);
+    for s in sets(&ctx.preset.relabel) {
+        set_job(ctx, src, &s)?;
     }
-    // D_det is trained without augmentation in the paper's setting ([PB], [IS#3]); the preset's
-    // `fresh` section is used for every set so that the comparison is like for like.
-    for (s, key) in sets.iter().zip(keys) {
-        let model = format!("on_{}", s.name);
-        ctx.fresh_model(&model, s.role, &s.name, &key, EvalLevel::Full)?;
-    }
+    Ok(())
+}
+
+/// One row of Table 1: the set `s` (cached, resumable) and the fresh models trained on it. D_det
+/// is trained without augmentation in the paper's setting ([PB], [IS#3]); the preset's `fresh`
+/// section is used for every set so that the comparison is like for like.
+pub fn set_job(ctx: &mut Ctx, src: &Sources, s: &Table1Set) -> Result<()> {
+    let key = construct(ctx, &s.name, src, s.rule, s.eps, s.step)?;
+    let model = format!("on_{}", s.name);
+    ctx.fresh_model(&model, s.role, &s.name, &key, EvalLevel::Full)?;
     Ok(())
 }

@@ -101,7 +101,8 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let base_distance = cfg.distance;
     let (alt_distance, alt_name) = alternative(base_distance);
     cfg.distance = alt_distance;
-    let key = construct_rep(ctx, alt_name, "C_rob", &src.c_rob, &src.subset, &cfg)?;
+    let c_rob = src.c_rob(ctx)?;
+    let key = construct_rep(ctx, alt_name, "C_rob", &c_rob, &src.subset, &cfg)?;
     let (alt_model, _) = ctx.fresh_model(
         &format!("cos_on_{alt_name}"),
         ModelRole::Extra {

@@ -20,7 +20,7 @@ use crate::table1::{construct_spec, eps_tag, RelabelSpec};
 use anyhow::{Context, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_features::targeted::{TargetLoss, TargetedAttack};
-use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
+use nrf_report::results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
 use nrf_report::ModelKind;
 use nrf_report::Verdict;
 
@@ -142,17 +142,16 @@ fn fresh_models(ctx: &mut Ctx, set: &str, key: &str, seeds: usize) -> Result<(Ac
     Ok((acc, super::stats::mean(&shifted)))
 }
 
-/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
-pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
-    let n = study.n.min(r.n).min(src.subset.len());
-    let indices = src.subset[..n].to_vec();
-    let seeds = study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds());
+/// The study's own source models (a larger standard one and a slightly robust one), trained on
+/// D (cached): (name, result, training key) of each. They need nothing else, so a run with
+/// workers trains them while the paper's core runs ([`crate::jobs`]).
+#[allow(clippy::type_complexity)]
+pub fn source_models(
+    ctx: &mut Ctx,
+    study: &DDetStudy,
+) -> Result<((String, ModelResult, String), (String, ModelResult, String))> {
     let train = ctx.train.clone();
     let data_key = ctx.data_key.clone();
-    let head = ctx.preset.eval.headline_eps;
-
-    // The source models.
     let slug = super::arch_slug(&study.source_arch);
     let big = format!("dd_C_std_{slug}");
     let std_section = with_epochs(&ctx.preset.train_std, study.source_epochs);
@@ -192,6 +191,19 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
         &rob_section,
         EvalLevel::Full,
     )?;
+    Ok(((big, big_m, big_key), (rob, rob_m, rob_key)))
+}
+
+/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
+pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
+    let r = ctx.preset.relabel.clone();
+    let n = study.n.min(r.n).min(src.subset.len());
+    let indices = src.subset[..n].to_vec();
+    let seeds = study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds());
+    let head = ctx.preset.eval.headline_eps;
+
+    let ((big, big_m, big_key), (rob, rob_m, rob_key)) = source_models(ctx, study)?;
+    let slug = super::arch_slug(&study.source_arch);
     let c_std = read_model(ctx, "C_std")?;
 
     let paper = TargetedAttack::default();
@@ -221,12 +233,13 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             attack,
         }
     };
+    let c_std_key = src.c_std(ctx)?;
     let plans: Vec<(String, RelabelSpec)> = vec![
         (
             "the paper's recipe".into(),
             spec(
                 format!("D_det_n{n}"),
-                ("C_std", &src.c_std),
+                ("C_std", &c_std_key),
                 r.eps,
                 r.steps,
                 paper,
@@ -259,7 +272,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             format!("EOT ({})", eot.describe()),
             spec(
                 "D_det_dd_eot".into(),
-                ("C_std", &src.c_std),
+                ("C_std", &c_std_key),
                 r.eps,
                 r.steps,
                 eot,
@@ -269,7 +282,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             format!("margin loss, {} steps", study.margin_steps),
             spec(
                 "D_det_dd_margin".into(),
-                ("C_std", &src.c_std),
+                ("C_std", &c_std_key),
                 r.eps,
                 study.margin_steps,
                 margin,

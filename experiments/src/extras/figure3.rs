@@ -307,8 +307,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     // Transfer: targeted attacks on C_std, evaluated on every standard model (one stage).
     let std_models: Vec<(String, String)> =
         runs.iter().map(|r| (r.3.clone(), r.5.clone())).collect();
+    let c_std = src.c_std(ctx)?;
     let key_input = (
-        &src.c_std,
+        &c_std,
         eps,
         r.steps,
         step,

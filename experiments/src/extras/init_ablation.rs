@@ -60,8 +60,9 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let alt = other(base);
     let cfg = rep_config(ctx, "rep-match-starts");
     // Cached: the keys of Figure 2's sets (nothing is rebuilt).
-    let k_nr = construct_rep(ctx, "D_NR", "C_std", &src.c_std, &src.subset, &cfg)?;
-    let k_r = construct_rep(ctx, "D_R", "C_rob", &src.c_rob, &src.subset, &cfg)?;
+    let (c_std, c_rob) = (src.c_std(ctx)?, src.c_rob(ctx)?);
+    let k_nr = construct_rep(ctx, "D_NR", "C_std", &c_std, &src.subset, &cfg)?;
+    let k_r = construct_rep(ctx, "D_R", "C_rob", &c_rob, &src.subset, &cfg)?;
     let fresh = ctx.preset.fresh.clone();
     let model = crate::preset::ModelSection {
         init: alt,

@@ -37,6 +37,7 @@ pub mod train_size;
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
 use crate::preset::{IndependentModel, ModelSection, TrainSection};
+use crate::workers::Job;
 use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
 use nrf_data::Dataset;
@@ -45,43 +46,102 @@ use nrf_report::results::{ModelResult, ModelRole, Section, Varies};
 use nrf_report::ModelKind;
 use tch::Tensor;
 
-/// Runs every extra the preset switches on (nothing unless `extras.enabled`).
-pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+/// An extra as a job of the pipeline ([`crate::jobs`]).
+pub struct ExtraJob {
+    pub job: Job,
+    /// Needs nothing but stages (else it waits, in a run with workers, for the paper's core).
+    pub independent: bool,
+}
+
+/// The enabled extras, in the order an ordinary run runs them (`[extras]` in the preset).
+pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
     let e = ctx.preset.extras.clone();
+    let mut jobs = Vec::new();
     if !e.enabled {
-        return Ok(());
+        return jobs;
     }
-    if e.diversity || e.source_vs_target {
-        let indep = independent_model(ctx, src)?;
-        if e.diversity {
-            diversity::run(ctx, src, &indep).context("extra `diversity`")?;
+    type Run = Box<dyn Fn(&mut Ctx, &Sources) -> Result<()>>;
+    let extra = |name: &str, run: Run| {
+        let what = format!("extra `{name}`");
+        ExtraJob {
+            job: Job::new(format!("extras:{name}"), move |ctx, src| {
+                run(ctx, src).with_context(|| what.clone())
+            }),
+            independent: false,
         }
-        if e.source_vs_target {
-            source_vs_target::run(ctx, &indep).context("extra `source_vs_target`")?;
-        }
+    };
+    if e.diversity {
+        jobs.push(extra(
+            "diversity",
+            Box::new(|ctx, src| {
+                let indep = independent_model(ctx, src)?;
+                diversity::run(ctx, src, &indep)
+            }),
+        ));
+    }
+    if e.source_vs_target {
+        jobs.push(extra(
+            "source_vs_target",
+            Box::new(|ctx, src| {
+                let indep = independent_model(ctx, src)?;
+                source_vs_target::run(ctx, &indep)
+            }),
+        ));
     }
     if e.cosine_ablation {
-        cosine::run(ctx, src).context("extra `cosine_ablation`")?;
+        jobs.push(extra("cosine_ablation", Box::new(cosine::run)));
     }
     if e.init_ablation {
-        init_ablation::run(ctx, src).context("extra `init_ablation`")?;
+        jobs.push(extra("init_ablation", Box::new(init_ablation::run)));
     }
     if !e.eps_sensitivity.is_empty() {
-        eps_sensitivity::run(ctx, src, &e.eps_sensitivity).context("extra `eps_sensitivity`")?;
+        let eps = e.eps_sensitivity.clone();
+        jobs.push(extra(
+            "eps_sensitivity",
+            Box::new(move |ctx, src| eps_sensitivity::run(ctx, src, &eps)),
+        ));
     }
     if e.figure3 {
-        figure3::run(ctx, src, &e.figure3_archs).context("extra `figure3`")?;
+        let archs = e.figure3_archs.clone();
+        jobs.push(extra(
+            "figure3",
+            Box::new(move |ctx, src| figure3::run(ctx, src, &archs)),
+        ));
     }
     if !e.train_sizes.is_empty() {
-        train_size::run(ctx, src, &e.train_sizes).context("extra `train_size`")?;
+        let sizes = e.train_sizes.clone();
+        jobs.push(extra(
+            "train_size",
+            Box::new(move |ctx, src| train_size::run(ctx, src, &sizes)),
+        ));
     }
-    if let Some(study) = &e.d_det_study {
-        d_det::run(ctx, src, study).context("extra `d_det_study`")?;
+    if let Some(study) = e.d_det_study {
+        // Its own source models need nothing else: trained while the core runs.
+        let s = study.clone();
+        let sources = Job::new("extras:d_det_study:sources", move |ctx, _| {
+            d_det::source_models(ctx, &s).map(drop)
+        });
+        jobs.push(ExtraJob {
+            job: sources,
+            independent: true,
+        });
+        let mut study_job = extra(
+            "d_det_study",
+            Box::new(move |ctx, src| d_det::run(ctx, src, &study)),
+        );
+        // It lists Table 1's D_det models at eps_sensitivity's radii too.
+        if !e.eps_sensitivity.is_empty() {
+            study_job.job.after.push("extras:eps_sensitivity".into());
+        }
+        jobs.push(study_job);
     }
     if e.overfitting {
-        overfitting::run(ctx).context("extra `overfitting`")?;
+        jobs.push(extra(
+            "overfitting",
+            Box::new(|ctx, _| overfitting::run(ctx)),
+        ));
     }
-    Ok(())
+    jobs
 }
 
 /// The independent standard model of `diversity` and `source_vs_target`.

@@ -1,0 +1,110 @@
+//! A run split over worker processes (`workers = 2`, one libtorch thread each) ends with exactly
+//! the results of the same run in one process at one thread, file for file (JSON without
+//! timings, weights and data sets byte for byte), computes every stage once, and records each
+//! as done in run.json. On the smoke preset with the extras whose order matters to workers: the
+//! D_det study (its own source models run beside the core; it reads eps_sensitivity's models),
+//! eps_sensitivity, the cosine ablation (reads Figure 2's results), over-fitting; two seeds per
+//! fresh model (each worker takes the seeds in its own order).
+//!
+//! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf) and the real
+//! Fashion-MNIST files; without them the test says why and passes vacuously.
+mod common;
+
+use nrf::experiments::chaos::compare_results;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// The smoke preset, trimmed to the parts that matter here.
+const SET: &[&str] = &[
+    "fresh.seeds=2",
+    "eval.robust_n=50",
+    "extras.diversity=false",
+    "extras.source_vs_target=false",
+    "extras.init_ablation=false",
+    "extras.figure3=false",
+    "extras.train_sizes=[]",
+];
+
+fn run(bin: &Path, results: &Path, set: &[&str]) -> String {
+    let mut cmd = Command::new(bin);
+    cmd.args(["reproduce", "--quiet", "--preset", "smoke", "--results"])
+        .arg(results);
+    for s in SET.iter().chain(set) {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("starting nrf");
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "nrf reproduce failed:\n{log}");
+    log
+}
+
+#[test]
+fn two_workers_give_the_one_process_results_and_compute_each_stage_once() {
+    let Some(bin) = common::nrf_bin() else {
+        eprintln!("SKIPPED: needs the nrf binary (run through `cargo xtask test`)");
+        return;
+    };
+    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("SKIPPED: needs Fashion-MNIST (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let t = std::time::Instant::now();
+    run(&bin, &one, &["threads=1", "workers=1"]);
+    let t_one = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
+    let log = run(&bin, &two, &["threads=2", "workers=2"]);
+    eprintln!(
+        "one process: {t_one:.0} s; two workers: {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        log.contains("2 workers of 1 libtorch thread(s) each"),
+        "{log}"
+    );
+
+    let (compared, diffs) = compare_results(&one, &two).unwrap();
+    assert!(compared >= 40, "too few result files compared: {compared}");
+    // The preset as run differs in `threads` and `workers`, as it should.
+    let diffs: Vec<_> = diffs
+        .into_iter()
+        .filter(|d| {
+            !d.starts_with("run.json: /config_toml") && !d.starts_with("run.json: /overrides")
+        })
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+
+    // Every stage computed once, by one worker (a worker logs "<stage>: running (<key>)").
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for line in log.lines() {
+        if let Some(i) = line.find(": running (") {
+            let stage = line[..i].rsplit(' ').next().unwrap_or_default().to_string();
+            *runs.entry(stage).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = runs.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "stages computed more than once: {twice:?}"
+    );
+    // run.json: every stage done in this run (the workers'), none merely cached.
+    let run_json = common::json(&two.join("run.json"));
+    let stages = run_json["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), runs.len(), "{runs:?}");
+    for s in stages {
+        assert_eq!(s["status"], "done", "{s}");
+    }
+    // The workers' bookkeeping is gone.
+    assert!(!two.join("work/workers").exists());
+    assert!(!two.join("work/claims").exists());
+}
