@@ -94,7 +94,7 @@ fn reproduce_in(
         _ => None,
     };
     if let Some(l) = parallel {
-        workers::run_workers(l, &text, &results, preset.workers, preset.threads)?;
+        workers::run_workers(l, &preset, &text, &results)?;
     }
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
     let outcome = match run_stages(&mut ctx) {

@@ -659,6 +659,14 @@ impl Ctx {
     }
 
     fn record(&mut self, info: StageInfo) -> Result<()> {
+        // A stage computed in this run and met again (another module reusing it, a worker's
+        // job walked again) stays recorded as done.
+        let computed = |s: &StageInfo| {
+            s.name == info.name && s.key == info.key && s.status == StageStatus::Done
+        };
+        if info.status == StageStatus::Cached && self.run.stages.iter().any(computed) {
+            return Ok(());
+        }
         self.run.stages.retain(|s| s.name != info.name);
         self.run.stages.push(info);
         self.save_run()

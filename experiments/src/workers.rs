@@ -180,13 +180,18 @@ fn done_marker(results: &Path, name: &str) -> PathBuf {
     results.join(format!("work/workers/done/{}", name.replace(':', "_")))
 }
 
-/// A worker's loop: every job, in the worker's order; a job that meets a stage claimed by
-/// another worker goes to the back of the queue. When every job left is waiting on others, the
-/// worker sleeps a little and tries again.
+/// A worker's loop: every job not yet finished by another, in the worker's order; a job that
+/// meets a stage claimed by another worker (or whose `after` jobs have not finished) goes to the
+/// back of the queue. When every job left is waiting on others, the worker sleeps a little and
+/// tries again.
 pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
     let mut queue: VecDeque<Job> = order(ctx.mode.worker, jobs).into();
     let mut waiting = 0;
     while let Some(job) = queue.pop_front() {
+        if done_marker(&ctx.results, &job.name).exists() {
+            // Finished by another worker: every stage of it is in the cache.
+            continue;
+        }
         let ready = job
             .after
             .iter()
@@ -248,17 +253,78 @@ pub struct Launch {
     pub log: String,
 }
 
-/// Starts `n` workers on `results` with the preset `text` (the preset with the command line's
-/// overrides applied), waits for all of them and reports how each ended. A worker that fails
-/// does not fail the run: the last pass computes what it left (and reports the failure where
-/// the failing stage runs again). Progress: a line per minute with the stages written so far.
+/// The run's progress, measured in the cost plan's FLOPs ([`crate::plan`]) of the stages whose
+/// records are in `stages/`: how much of the planned work is done.
+struct Progress {
+    /// Per planned stage: its record files (every seed's) and its FLOPs.
+    stages: Vec<(Vec<PathBuf>, f64)>,
+    total: f64,
+}
+
+impl Progress {
+    fn new(
+        preset: &crate::preset::Preset,
+        results: &Path,
+        data_dir: Option<&Path>,
+    ) -> Option<Progress> {
+        let opts = crate::plan::PlanOptions {
+            gflops: Some(1.0), // FLOPs only: no time is computed from it
+            data_dir: data_dir.map(Path::to_path_buf),
+        };
+        let plan = crate::plan::plan(preset, &opts).ok()?;
+        let file = |name: &str| results.join(format!("stages/{}.json", name.replace(':', "_")));
+        let stages: Vec<(Vec<PathBuf>, f64)> = (plan.stages.iter())
+            .map(|s| {
+                let mut files = vec![file(&s.name)];
+                files.extend((1..s.seeds).map(|k| file(&format!("{}~s{k}", s.name))));
+                (files, s.flops)
+            })
+            .collect();
+        let total = stages.iter().map(|(_, f)| f).sum::<f64>();
+        (total > 0.0).then_some(Progress { stages, total })
+    }
+
+    /// The fraction of the planned FLOPs whose stages have their records.
+    fn done(&self) -> f64 {
+        let done: f64 = (self.stages.iter())
+            .map(|(files, f)| {
+                let there = files.iter().filter(|p| p.exists()).count();
+                f * there as f64 / files.len() as f64
+            })
+            .sum();
+        done / self.total
+    }
+
+    /// "x% of the planned work done (y% a minute), about z min left" after `mins` minutes,
+    /// `first` having been done at the start.
+    fn line(&self, first: f64, mins: f64) -> String {
+        let done = self.done();
+        let rate = (done - first) / mins.max(1e-9);
+        let left = if rate > 0.0 {
+            format!("about {:.0} min left", (1.0 - done) / rate)
+        } else {
+            "time left not known yet".into()
+        };
+        format!(
+            "{:.0}% of the planned work done ({:.1}% a minute), {left}",
+            100.0 * done,
+            100.0 * rate
+        )
+    }
+}
+
+/// Starts `preset.workers` workers on `results` with the preset `text` (the preset with the
+/// command line's overrides applied), waits for all of them and reports how each ended. A
+/// worker that fails does not fail the run: the last pass computes what it left (and reports
+/// the failure where the failing stage runs again). Progress: a line per minute with the share
+/// of the planned work done (in FLOPs, [`crate::plan`]), its rate and the time left at that rate.
 pub fn run_workers(
     launch: &Launch,
+    preset: &crate::preset::Preset,
     text: &str,
     results: &Path,
-    n: usize,
-    threads: i32,
 ) -> Result<()> {
+    let (n, threads) = (preset.workers, preset.threads);
     let dir = results.join("work/workers");
     // What an earlier, interrupted run's workers left (their job markers, their stage lists)
     // is not this run's.
@@ -299,9 +365,8 @@ pub fn run_workers(
             .with_context(|| format!("starting worker {w} ({})", launch.bin.display()))?;
         children.push((w, child));
     }
-    let stages = results.join("stages");
-    let count = || std::fs::read_dir(&stages).map_or(0, |d| d.count());
-    let first = count();
+    let progress = Progress::new(preset, results, launch.data_dir.as_deref());
+    let first = progress.as_ref().map_or(0.0, Progress::done);
     let mut last_note = Instant::now();
     let mut failed = Vec::new();
     while !children.is_empty() {
@@ -326,13 +391,12 @@ pub fn run_workers(
         }
         if last_note.elapsed() >= Duration::from_secs(60) {
             last_note = Instant::now();
-            let done = count() - first;
             let mins = start.elapsed().as_secs_f64() / 60.0;
-            tracing::info!(
-                "workers: {done} stages done in {mins:.1} min ({:.1} a minute), {} worker(s) running",
-                done as f64 / mins.max(1e-9),
-                children.len()
-            );
+            let done = match &progress {
+                Some(p) => p.line(first, mins),
+                None => "progress unknown (no cost plan)".into(),
+            };
+            tracing::info!("workers: {mins:.1} min, {done}; {} running", children.len());
         }
     }
     if !failed.is_empty() {
