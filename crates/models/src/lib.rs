@@ -31,6 +31,7 @@ pub use torchscript::{RepSource, TorchScriptClassifier};
 pub use train::{train, EpochReport, TrainConfig};
 
 use anyhow::{bail, Result};
+use nrf_data::batch::spans;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -221,19 +222,21 @@ pub fn dataset_to_tensors(data: &nrf_data::Dataset, device: Device) -> (Tensor, 
     (x, y)
 }
 
-/// Accuracy of `model` on `(x, y)` in batches (evaluation mode, no gradients).
+/// Accuracy of `model` on `(x, y)` in batches (evaluation mode, no gradients); 0 for an empty set.
+///
+/// # Panics
+///
+/// When `batch_size` is not positive ([`nrf_data::batch::spans`]; `nrf_attacks::accuracy`
+/// rejects it with an error first).
 pub fn accuracy(model: &dyn Classifier, x: &Tensor, y: &Tensor, batch_size: i64) -> f64 {
     let _g = tch::no_grad_guard();
     let n = x.size()[0];
     let mut correct = 0i64;
-    let mut i = 0;
-    while i < n {
-        let len = batch_size.min(n - i);
-        let xb = x.narrow(0, i, len);
-        let yb = y.narrow(0, i, len);
+    for (lo, len) in spans(n, batch_size) {
+        let xb = x.narrow(0, lo, len);
+        let yb = y.narrow(0, lo, len);
         let pred = model.logits(&xb, false).argmax(-1, false);
         correct += pred.eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
-        i += len;
     }
     if n == 0 {
         0.0

@@ -23,14 +23,16 @@ use super::stats::{
 use super::{arch_slug, model_stage_arch, predictions, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
+use crate::preset::RelabelSection;
 use crate::table1::{construct, set_name};
 use anyhow::{bail, Result};
 use nrf_attacks::{pgd, targeted_ce, PgdConfig, L2};
 use nrf_data::batch::spans;
+use nrf_data::Dataset;
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_points_plot, PlotOptions, ScatterPoint};
-use nrf_report::results::{ModelRole, Section, Table, Varies};
+use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
 use nrf_report::ModelKind;
 use nrf_report::Verdict;
 use serde::{Deserialize, Serialize};
@@ -194,6 +196,58 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     if archs.len() < 3 {
         bail!("extras.figure3_archs: needs at least 3 architectures");
     }
+    let sets = training_sets(ctx, src)?;
+    let mut runs = Vec::new();
+    for arch in archs {
+        runs.push(arch_models(ctx, &sets, arch)?);
+    }
+    let transfer = transfer(ctx, src, &sets, &runs)?;
+    let points = arch_points(&runs, &transfer);
+    // Axes from 0 and past chance, so that points at or below chance are seen as such (an
+    // automatic range would blow noise around 1% up to fill the plot).
+    let chance = super::chance(ctx);
+    let images = plots(ctx, &points, chance)?;
+    let (finding, verdict) = finding(&points, chance);
+    let table = table(&sets, &transfer, &points);
+    let section = Section {
+        id: "figure3".into(),
+        title: "Figure 3: transferability vs learning from non-robust features".into(),
+        claim: "Architectures that learn more from the non-robust features of D_det (higher \
+                real-test accuracy when trained on it) are more susceptible to adversarial \
+                examples transferred from the source model."
+            .into(),
+        finding,
+        verdict: verdict.into(),
+        tables: vec![table],
+        images,
+    };
+    write_section(ctx, &section)
+}
+
+/// The section's training sets: D_det and D_rand at its radius (built from C_std by Table 1,
+/// named as Table 1 names its sets, so that Table 1's sets and models are reused), their first
+/// n images, and the clean control made of the same n images.
+struct TrainingSets {
+    relabel: RelabelSection,
+    eps: f64,
+    step: f64,
+    det_set: String,
+    rand_set: String,
+    det: Dataset,
+    det_key: String,
+    rand: Dataset,
+    rand_key: String,
+    n: usize,
+    control: Dataset,
+    control_key: String,
+    /// Table 1's models on D_det / D_rand are this section's for the preset's architecture.
+    table1: bool,
+    /// The control is Figure 2's (same size).
+    same_control: bool,
+}
+
+/// Builds (or reuses) D_det and D_rand and takes the control's images: [`TrainingSets`].
+fn training_sets(ctx: &mut Ctx, src: &Sources) -> Result<TrainingSets> {
     let r = ctx.preset.relabel.clone();
     let eps = ctx.preset.extras.figure3_eps.unwrap_or(r.eps);
     let step = r.step_at(eps);
@@ -204,7 +258,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     let full = r.n.min(src.subset.len());
     let n = ctx.preset.extras.figure3_n.unwrap_or(full).min(full);
     // The first n images of a set are built from the first n of the subset, as the control's.
-    let first_n = |d: nrf_data::Dataset, key: String| {
+    let first_n = |d: Dataset, key: String| {
         if n == full {
             (d, key)
         } else {
@@ -222,91 +276,139 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     let control_idx = &src.subset[..n];
     let control = ctx.train.subset(control_idx);
     let control_key = ctx.subset_key(control_idx);
-    let fresh = ctx.preset.fresh.clone();
     let same_control = ctx.preset.rep_match.n.min(src.subset.len()) == n;
-    let mut runs = Vec::new();
-    for arch in archs {
-        let own = *arch == ctx.preset.model.arch;
-        let slug = arch_slug(arch);
-        // Table 1's / Figure 2's models (name and role) for the preset's own architecture on
-        // their sets; this section's own otherwise.
-        let extra_role = |set| ModelRole::Extra {
-            set,
-            varies: Varies::Architecture,
-        };
-        let (det_name, det_role) = if own && table1 {
-            let role = crate::table1::role(TargetRule::Deterministic, eps, r.eps);
-            (format!("on_{det_set}"), role)
-        } else {
-            (
-                format!("f3_{slug}_on_{det_set}"),
-                extra_role(ModelKind::DDet),
-            )
-        };
-        let (std_name, std_role) = if own && same_control {
-            (
-                "on_control".to_string(),
-                ModelRole::Main(ModelKind::Control),
-            )
-        } else {
-            (
-                format!("f3_{slug}_on_control"),
-                extra_role(ModelKind::Control),
-            )
-        };
-        let trained_on = if same_control {
-            "D_control".to_string()
-        } else {
-            format!("D_control_{n}")
-        };
-        let (rand_name, rand_role) = if own && table1 {
-            let role = crate::table1::role(TargetRule::Random, eps, r.eps);
-            (format!("on_{rand_set}"), role)
-        } else {
-            (
-                format!("f3_{slug}_on_{rand_set}"),
-                extra_role(ModelKind::DRand),
-            )
-        };
-        let (m_det, k_det) = model_stage_arch(
-            ctx,
-            arch,
-            &det_name,
-            det_role,
-            &det_set,
-            &det,
-            &det_key,
-            &fresh,
-            EvalLevel::Standard,
-        )?;
-        let (m_rand, _) = model_stage_arch(
-            ctx,
-            arch,
-            &rand_name,
-            rand_role,
-            &rand_set,
-            &rand,
-            &rand_key,
-            &fresh,
-            EvalLevel::Standard,
-        )?;
-        let (m_std, k_std) = model_stage_arch(
-            ctx,
-            arch,
-            &std_name,
-            std_role,
-            &trained_on,
-            &control,
-            &control_key,
-            &fresh,
-            EvalLevel::Standard,
-        )?;
-        runs.push((arch.label(), m_det, k_det, std_name, m_std, k_std, m_rand));
-    }
+    Ok(TrainingSets {
+        relabel: r,
+        eps,
+        step,
+        det_set,
+        rand_set,
+        det,
+        det_key,
+        rand,
+        rand_key,
+        n,
+        control,
+        control_key,
+        table1,
+        same_control,
+    })
+}
 
-    // Transfer: targeted attacks on C_std, evaluated on every standard model (one stage).
-    let std_models: Vec<(String, String)> =
-        runs.iter().map(|r| (r.3.clone(), r.5.clone())).collect();
+/// One architecture's models: trained on D_det, on D_rand, and the standard one on the control
+/// (its name and weights' key, for the transfer stage).
+struct ArchModels {
+    label: String,
+    det: ModelResult,
+    rand: ModelResult,
+    std_name: String,
+    std: ModelResult,
+    std_key: String,
+}
+
+/// Trains (or reuses) `arch`'s three models with the `fresh` settings, standard evaluation.
+fn arch_models(ctx: &mut Ctx, sets: &TrainingSets, arch: &Arch) -> Result<ArchModels> {
+    let (r, eps, n) = (&sets.relabel, sets.eps, sets.n);
+    let (det_set, rand_set) = (&sets.det_set, &sets.rand_set);
+    let fresh = ctx.preset.fresh.clone();
+    let own = *arch == ctx.preset.model.arch;
+    let slug = arch_slug(arch);
+    // Table 1's / Figure 2's models (name and role) for the preset's own architecture on
+    // their sets; this section's own otherwise.
+    let extra_role = |set| ModelRole::Extra {
+        set,
+        varies: Varies::Architecture,
+    };
+    let (det_name, det_role) = if own && sets.table1 {
+        let role = crate::table1::role(TargetRule::Deterministic, eps, r.eps);
+        (format!("on_{det_set}"), role)
+    } else {
+        (
+            format!("f3_{slug}_on_{det_set}"),
+            extra_role(ModelKind::DDet),
+        )
+    };
+    let (std_name, std_role) = if own && sets.same_control {
+        (
+            "on_control".to_string(),
+            ModelRole::Main(ModelKind::Control),
+        )
+    } else {
+        (
+            format!("f3_{slug}_on_control"),
+            extra_role(ModelKind::Control),
+        )
+    };
+    let trained_on = if sets.same_control {
+        "D_control".to_string()
+    } else {
+        format!("D_control_{n}")
+    };
+    let (rand_name, rand_role) = if own && sets.table1 {
+        let role = crate::table1::role(TargetRule::Random, eps, r.eps);
+        (format!("on_{rand_set}"), role)
+    } else {
+        (
+            format!("f3_{slug}_on_{rand_set}"),
+            extra_role(ModelKind::DRand),
+        )
+    };
+    let (det, _) = model_stage_arch(
+        ctx,
+        arch,
+        &det_name,
+        det_role,
+        det_set,
+        &sets.det,
+        &sets.det_key,
+        &fresh,
+        EvalLevel::Standard,
+    )?;
+    let (rand, _) = model_stage_arch(
+        ctx,
+        arch,
+        &rand_name,
+        rand_role,
+        rand_set,
+        &sets.rand,
+        &sets.rand_key,
+        &fresh,
+        EvalLevel::Standard,
+    )?;
+    let (std, std_key) = model_stage_arch(
+        ctx,
+        arch,
+        &std_name,
+        std_role,
+        &trained_on,
+        &sets.control,
+        &sets.control_key,
+        &fresh,
+        EvalLevel::Standard,
+    )?;
+    Ok(ArchModels {
+        label: arch.label(),
+        det,
+        rand,
+        std_name,
+        std,
+        std_key,
+    })
+}
+
+/// Transfer: targeted attacks on C_std, evaluated on every standard model (one stage,
+/// `extras:figure3_transfer`).
+fn transfer(
+    ctx: &mut Ctx,
+    src: &Sources,
+    sets: &TrainingSets,
+    runs: &[ArchModels],
+) -> Result<Transfer> {
+    let (r, eps, step) = (&sets.relabel, sets.eps, sets.step);
+    let std_models: Vec<(String, String)> = runs
+        .iter()
+        .map(|m| (m.std_name.clone(), m.std_key.clone()))
+        .collect();
     let c_std = src.c_std(ctx)?;
     let key_input = (
         &c_std,
@@ -362,28 +464,33 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
             rates,
         })
     })?;
+    Ok(transfer)
+}
 
-    let points: Vec<ArchPoint> = runs
-        .iter()
-        .map(|(label, m_det, _, std_name, m_std, _, m_rand)| ArchPoint {
-            arch: label.clone(),
-            acc_det: m_det.std_accuracy(),
-            acc_rand: Some(m_rand.std_accuracy()),
-            acc_std: m_std.std_accuracy(),
+/// Every architecture's point: its models' accuracies and its standard model's transfer rate.
+fn arch_points(runs: &[ArchModels], transfer: &Transfer) -> Vec<ArchPoint> {
+    runs.iter()
+        .map(|m| ArchPoint {
+            arch: m.label.clone(),
+            acc_det: m.det.std_accuracy(),
+            acc_rand: Some(m.rand.std_accuracy()),
+            acc_std: m.std.std_accuracy(),
             transfer: Accuracy::single(
                 transfer
                     .rates
                     .iter()
-                    .find(|(n, _)| n == std_name)
+                    .find(|(n, _)| *n == m.std_name)
                     .map(|(_, v)| *v)
                     .unwrap_or(f64::NAN),
                 transfer.n,
             ),
         })
-        .collect();
-    // Axes from 0 and past chance, so that points at or below chance are seen as such (an
-    // automatic range would blow noise around 1% up to fill the plot).
-    let chance = super::chance(ctx);
+        .collect()
+}
+
+/// `plots/figure3.png` (x: accuracy after training on D_det) and `plots/figure3_rand.png`
+/// (D_rand); returns their paths.
+fn plots(ctx: &Ctx, points: &[ArchPoint], chance: f64) -> Result<Vec<String>> {
     // The axes include the error bars (95% intervals).
     let y_max = points
         .iter()
@@ -397,23 +504,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         ("D_rand", "plots/figure3_rand.png", |p| p.acc_rand.as_ref()),
     ];
     for (set, file, x_of) in sets {
-        let scatter: Vec<ScatterPoint> = points
-            .iter()
-            .filter_map(|p| {
-                let x = x_of(p).filter(|x| x.value.is_finite())?;
-                if !p.transfer.value.is_finite() {
-                    return None;
-                }
-                let (xi, yi) = (x.interval(), p.transfer.interval());
-                Some(ScatterPoint {
-                    x: x.value * 100.0,
-                    y: p.transfer.value,
-                    label: p.arch.clone(),
-                    x_interval: Some((xi.lo * 100.0, xi.hi * 100.0)),
-                    y_interval: Some((yi.lo, yi.hi)),
-                })
-            })
-            .collect();
+        let scatter = scatter(points, x_of);
         let x_max = scatter
             .iter()
             .map(|q| q.x_interval.map_or(q.x, |i| i.1))
@@ -437,20 +528,46 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
         )?;
         images.push(file.to_string());
     }
-    let (finding, verdict) = finding(&points, chance);
-    let table = Table {
+    Ok(images)
+}
+
+/// The plot's points: x from `x_of` (in %), y the transfer rate, both with their intervals;
+/// points without a finite x or y are left out.
+fn scatter(points: &[ArchPoint], x_of: fn(&ArchPoint) -> Option<&Accuracy>) -> Vec<ScatterPoint> {
+    points
+        .iter()
+        .filter_map(|p| {
+            let x = x_of(p).filter(|x| x.value.is_finite())?;
+            if !p.transfer.value.is_finite() {
+                return None;
+            }
+            let (xi, yi) = (x.interval(), p.transfer.interval());
+            Some(ScatterPoint {
+                x: x.value * 100.0,
+                y: p.transfer.value,
+                label: p.arch.clone(),
+                x_interval: Some((xi.lo * 100.0, xi.hi * 100.0)),
+                y_interval: Some((yi.lo, yi.hi)),
+            })
+        })
+        .collect()
+}
+
+/// The section's table: per architecture, the three accuracies and the transfer rate.
+fn table(sets: &TrainingSets, transfer: &Transfer, points: &[ArchPoint]) -> Table {
+    Table {
         caption: format!(
             "Per architecture: real-test accuracy of models trained on D_det and on D_rand ({} \
              images each) and of a standard model trained on the same {} clean images; transfer = fraction of {} \
              targeted L2 PGD adversarial examples made on C_std (eps {}, {} steps of {}, \
              t = (y+1) mod C) that the standard model classifies as t. C_std itself: {}. \
              Every number with its 95% interval; several seeds: mean ± sd over seeds.",
-            det.len(),
-            control.len(),
+            sets.det.len(),
+            sets.control.len(),
             transfer.n,
-            eps,
-            r.steps,
-            num(step),
+            sets.eps,
+            sets.relabel.steps,
+            num(sets.step),
             pct(transfer.source_success)
         ),
         headers: [
@@ -474,18 +591,5 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
                 ]
             })
             .collect(),
-    };
-    let section = Section {
-        id: "figure3".into(),
-        title: "Figure 3: transferability vs learning from non-robust features".into(),
-        claim: "Architectures that learn more from the non-robust features of D_det (higher \
-                real-test accuracy when trained on it) are more susceptible to adversarial \
-                examples transferred from the source model."
-            .into(),
-        finding,
-        verdict: verdict.into(),
-        tables: vec![table],
-        images,
-    };
-    write_section(ctx, &section)
+    }
 }

@@ -1,0 +1,217 @@
+//! `nrf plan`: what a preset's `nrf reproduce` will cost, before anything runs.
+//!
+//! Every stage the run would execute (the same names as `stages/<name>.json`: `train:C_std`,
+//! `construct:D_R`, `eval:on_D_R`, ...) with its work — images × passes, as forward passes,
+//! training backward passes (weight and input gradients) and input-gradient backward passes
+//! (attack steps, frozen weights) — its FLOPs from the architecture ([`nrf_models::flops`]), and
+//! its time at a throughput that is either measured here in a few seconds (a training step of the
+//! preset's own architecture on the device `nrf reproduce` would use, see [`measure`]) or given
+//! as a device's sustained GFLOP/s (`--gflops`).
+//!
+//! The stage list follows the pipeline's own modules ([`crate::figure2`], [`crate::table1`],
+//! [`crate::extras`]) and the helpers they name their sets and models with; stages the run would
+//! share (a set an extra reuses from Table 1, a model evaluated once) are counted once, as the
+//! stage cache runs them once.
+//!
+//! Costs per image, with F the forward FLOPs of the model: a training step is F forward plus
+//! 2F − (first layer) backward ([`Cost::train_backward_flops`]); an attack step is F forward plus
+//! F backward ([`Cost::input_backward_flops`]). PGD adversarial training with k steps is k + 1
+//! forward passes and k input-gradient backward passes, then the training step. Representation
+//! matching adds 3 forward passes per image (target representation, errors at start and end),
+//! targeted PGD 2 (final objective, success check). Robust evaluation is counted as the full-batch
+//! loop (every example attacked for every step), an upper bound: nrf stops attacking examples once
+//! they are fooled. Only convolutions and linear layers are counted; theory (section 4, ndarray)
+//! and the report are not network work and are left out.
+//!
+//! [`Cost::train_backward_flops`]: nrf_models::flops::Cost::train_backward_flops
+//! [`Cost::input_backward_flops`]: nrf_models::flops::Cost::input_backward_flops
+
+mod data;
+mod stages;
+mod text;
+mod timing;
+mod work;
+
+#[cfg(test)]
+mod tests;
+
+pub use data::{data_shape, data_sizes};
+pub use text::{flops_text, time_text};
+pub use timing::{matmul_gflops, measure};
+
+use crate::preset::Preset;
+use anyhow::{bail, Result};
+use nrf_models::flops::cost;
+use serde::Serialize;
+use stages::stages;
+use std::path::PathBuf;
+use tch::Device;
+
+/// What `nrf plan` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// A device's sustained GFLOP/s; None = measure this machine.
+    pub gflops: Option<f64>,
+    /// The data folder (else the preset's `data.dir`): counts the images when it is there.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub preset: String,
+    pub overrides: Vec<String>,
+    pub dataset: String,
+    pub train_images: usize,
+    pub test_images: usize,
+    /// Where the image counts come from.
+    pub sizes_from: String,
+    pub image_shape: [i64; 3],
+    pub classes: i64,
+    pub throughput: Throughput,
+    /// Every architecture the plan uses, with its per-image cost.
+    pub models: Vec<ModelCost>,
+    pub stages: Vec<StagePlan>,
+    /// Sums per kind of stage ("train", "eval", "construct", "ensemble", "extras").
+    pub by_kind: Vec<KindTotal>,
+    pub total_flops: f64,
+    pub total_seconds: f64,
+    pub total_hours: f64,
+}
+
+/// The rate the times are computed at.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// Effective GFLOP/s used for every stage.
+    pub gflops: f64,
+    /// "--gflops" or "measured".
+    pub source: String,
+    /// The device (measured) or "given".
+    pub device: String,
+    /// How it was measured.
+    pub detail: String,
+    /// libtorch's f32 matmul rate on the device, for reference (measured only).
+    pub matmul_gflops: Option<f64>,
+}
+
+/// One architecture's cost per image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelCost {
+    pub arch: String,
+    pub params: i64,
+    pub forward_mflop: f64,
+    pub train_backward_mflop: f64,
+    pub input_backward_mflop: f64,
+}
+
+/// One stage of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    /// The stage's name in `stages/` (seeds ≥ 1 of a fresh model: `<name>~s<k>`, one row).
+    pub name: String,
+    /// "train", "eval", "construct", "ensemble" or "extras".
+    pub kind: String,
+    /// The architecture whose passes these are.
+    pub arch: String,
+    /// Distinct images the stage works on.
+    pub images: usize,
+    /// The passes per image, in words.
+    pub work: String,
+    /// How many times the stage runs (the seeds of a fresh model; 1 otherwise).
+    pub seeds: usize,
+    /// Image-passes over all seeds: forward, training backward, input-gradient backward.
+    pub forward: f64,
+    pub train_backward: f64,
+    pub input_backward: f64,
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+/// A kind's total.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindTotal {
+    pub kind: String,
+    pub stages: usize,
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+/// Plans `p`: its stages, their work and FLOPs, and their times at the measured or given rate.
+pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
+    if let Some(g) = opts.gflops {
+        if !(g > 0.0 && g.is_finite()) {
+            bail!("--gflops: must be a positive number of GFLOP/s (a device's sustained rate), got {g}");
+        }
+    }
+    let (shape, classes) = data_shape(p);
+    let (train_n, test_n, sizes_from) = data_sizes(p, opts.data_dir.as_deref())?;
+    if train_n == 0 || test_n == 0 {
+        bail!(
+            "preset {}: {train_n} training / {test_n} test images ({sizes_from})",
+            p.name
+        );
+    }
+    let throughput = match opts.gflops {
+        Some(g) => Throughput {
+            gflops: g,
+            source: "--gflops".into(),
+            device: "given".into(),
+            detail: format!("{g} GFLOP/s sustained, as given"),
+            matmul_gflops: None,
+        },
+        None => measure(p, shape, classes, Device::cuda_if_available(), 2.0)?,
+    };
+    let rate = throughput.gflops * 1e9;
+    let mut models: Vec<ModelCost> = Vec::new();
+    let mut out = Vec::new();
+    for (mut s, passes, arch) in stages(p, train_n, test_n) {
+        let c = cost(&arch, shape, classes);
+        if !models.iter().any(|m| m.arch == s.arch) {
+            models.push(ModelCost {
+                arch: s.arch.clone(),
+                params: c.params,
+                forward_mflop: c.forward_flops() / 1e6,
+                train_backward_mflop: c.train_backward_flops() / 1e6,
+                input_backward_mflop: c.input_backward_flops() / 1e6,
+            });
+        }
+        s.flops = passes.flops(&c);
+        s.seconds = s.flops / rate;
+        out.push(s);
+    }
+    let mut by_kind: Vec<KindTotal> = Vec::new();
+    for s in &out {
+        match by_kind.iter_mut().find(|k| k.kind == s.kind) {
+            Some(k) => {
+                k.stages += 1;
+                k.flops += s.flops;
+                k.seconds += s.seconds;
+            }
+            None => by_kind.push(KindTotal {
+                kind: s.kind.clone(),
+                stages: 1,
+                flops: s.flops,
+                seconds: s.seconds,
+            }),
+        }
+    }
+    let total_flops: f64 = out.iter().map(|s| s.flops).sum();
+    let total_seconds = total_flops / rate;
+    Ok(Plan {
+        preset: p.name.clone(),
+        overrides: p.overrides.clone(),
+        dataset: p.data.dataset.to_string(),
+        train_images: train_n,
+        test_images: test_n,
+        sizes_from,
+        image_shape: shape,
+        classes,
+        throughput,
+        models,
+        stages: out,
+        by_kind,
+        total_flops,
+        total_seconds,
+        total_hours: total_seconds / 3600.0,
+    })
+}

@@ -1,0 +1,152 @@
+use super::*;
+use crate::preset::Preset;
+use nrf_models::flops::cost;
+use std::path::Path;
+
+fn preset(name: &str, sets: &[&str]) -> Preset {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Preset::load_with_overrides(name, &sets).unwrap().0
+}
+
+fn given(g: f64) -> PlanOptions {
+    PlanOptions {
+        gflops: Some(g),
+        data_dir: None,
+    }
+}
+
+#[test]
+fn cifar10_stages_and_work() {
+    let p = preset("cifar10", &[]);
+    let plan = plan(&p, &given(1000.0)).unwrap();
+    let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+    for n in [
+        "train:C_std",
+        "eval:C_std",
+        "train:C_rob",
+        "construct:D_R",
+        "construct:D_NR",
+        "construct:D_rand",
+        "construct:D_det",
+        "train:on_D_R",
+        "train:on_control",
+        "eval:on_D_det",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.starts_with("extras")), "{names:?}");
+    let get = |n: &str| plan.stages.iter().find(|s| s.name == n).unwrap();
+    let c = cost(&p.model.arch, [3, 32, 32], 10);
+    // C_std: 50k images x 150 epochs, one forward and one training backward each, plus the
+    // per-epoch curve (2000 test images) and the final training accuracy.
+    let s = get("train:C_std");
+    assert_eq!(s.train_backward, 50_000.0 * 150.0);
+    assert_eq!(s.forward, 50_000.0 * 150.0 + 2000.0 * 150.0 + 50_000.0);
+    // C_rob: PGD-7 = 8 forward passes and 7 input-gradient passes before the training step.
+    let s = get("train:C_rob");
+    assert_eq!(s.input_backward, 50_000.0 * 150.0 * 7.0);
+    assert_eq!(
+        s.forward,
+        50_000.0 * 150.0 * 9.0 + 2000.0 * 150.0 + 50_000.0
+    );
+    // D_R: 50k images x 1000 steps.
+    let s = get("construct:D_R");
+    assert_eq!(s.input_backward, 50_000.0 * 1000.0);
+    let f = c.forward_flops();
+    assert_eq!(s.flops, 50_000.0 * (1000.0 * 2.0 * f + 3.0 * f));
+    // The times follow the rate.
+    let total: f64 = plan.stages.iter().map(|s| s.seconds).sum();
+    assert!((total - plan.total_seconds).abs() < 1e-6 * total);
+    assert!((plan.total_flops / 1e12 - plan.total_seconds).abs() < 1e-6 * plan.total_seconds);
+    let half = super::plan(&p, &given(500.0)).unwrap();
+    assert!((half.total_hours / plan.total_hours - 2.0).abs() < 1e-9);
+}
+
+#[test]
+fn seeds_and_overrides_follow_the_preset() {
+    let p = preset("cifar10", &["fresh.seeds=3", "relabel.extra_eps=[1.0]"]);
+    let plan = plan(&p, &given(1000.0)).unwrap();
+    let get = |n: &str| plan.stages.iter().find(|s| s.name == n);
+    assert_eq!(get("train:on_D_R").unwrap().seeds, 3);
+    assert_eq!(get("train:C_std").unwrap().seeds, 1);
+    assert!(get("construct:D_det_eps1").is_some());
+    assert!(get("train:on_D_rand_eps1").is_some());
+    let one = super::plan(&preset("cifar10", &[]), &given(1000.0)).unwrap();
+    let a = get("train:on_D_R").unwrap().flops;
+    let b = one
+        .stages
+        .iter()
+        .find(|s| s.name == "train:on_D_R")
+        .unwrap()
+        .flops;
+    assert!((a / b - 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_torchscript_source_is_evaluated_not_trained() {
+    let p = preset("cifar10", &["sources.c_rob.model=robust.pt"]);
+    let plan = plan(&p, &given(1000.0)).unwrap();
+    let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+    assert!(!names.contains(&"train:C_rob"), "{names:?}");
+    for n in ["eval:C_rob", "train:C_std", "eval:C_std", "construct:D_R"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let trained = super::plan(&preset("cifar10", &[]), &given(1000.0)).unwrap();
+    assert!(plan.total_flops < trained.total_flops);
+}
+
+#[test]
+fn extras_share_stages_with_table1() {
+    // fashion-mnist: eps_sensitivity 1.0 / 2.0 and train_sizes 10000 reuse Table 1's sets
+    // and models; each stage is listed once.
+    let p = preset("fashion-mnist", &[]);
+    let plan = plan(&p, &given(100.0)).unwrap();
+    let mut names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "a stage listed twice");
+    for s in [
+        "construct:D_det_eps4",
+        "train:es_on_D_det_eps4",
+        "construct:D_rand_n1000",
+        "train:ts_on_clean_n3000",
+        "train:C_indep",
+        "construct:D_R_cos",
+        "train:init_tch_on_D_R",
+        "train:f3_resnet18_w8_on_D_det_eps2",
+        "extras:figure3_transfer",
+    ] {
+        assert!(names.contains(&s), "{s} missing");
+    }
+    assert!(!names.contains(&"construct:D_det_eps1"));
+    // on_D_det is evaluated fully (Table 1) although eps_sensitivity asks for standard only.
+    let e = plan
+        .stages
+        .iter()
+        .find(|s| s.name == "eval:on_D_det")
+        .unwrap();
+    assert!(e.work.contains("PGD"), "{}", e.work);
+}
+
+#[test]
+fn bad_gflops_is_an_error_naming_it() {
+    let p = preset("smoke", &[]);
+    for g in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let e = format!("{:#}", plan(&p, &given(g)).unwrap_err());
+        assert!(e.contains("--gflops"), "{e}");
+    }
+}
+
+#[test]
+fn restricted_imagenet_sizes() {
+    let p = preset("restricted-imagenet", &[]);
+    let (tr, te, from) = data_sizes(&p, Some(Path::new("/nonexistent"))).unwrap();
+    // 203 WordNet ids.
+    assert_eq!(tr, 203 * 1281);
+    assert_eq!(te, 203 * 50);
+    assert!(from.contains("average"), "{from}");
+    let p = preset("restricted-imagenet", &["data.max_per_class=100"]);
+    assert_eq!(data_sizes(&p, None).unwrap().0, 900);
+    assert_eq!(data_shape(&p), ([3, 224, 224], 9));
+}
