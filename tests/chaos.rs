@@ -9,21 +9,12 @@
 mod common;
 
 use nrf::experiments::chaos::{run, ChaosConfig};
-use std::path::Path;
 
 #[test]
 fn killed_ten_times_the_smoke_run_ends_with_the_uninterrupted_results() {
-    let Some(bin) = common::nrf_bin() else {
-        eprintln!("SKIPPED: needs the nrf binary (run through `cargo xtask test`)");
+    let Some(bin) = common::nrf_bin_with_fashion_mnist() else {
         return;
     };
-    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("SKIPPED: needs Fashion-MNIST (apt-get install dataset-fashion-mnist)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let cfg = ChaosConfig {
         bin,

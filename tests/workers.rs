@@ -41,17 +41,9 @@ fn run(bin: &Path, results: &Path, set: &[&str]) -> String {
 
 #[test]
 fn two_workers_give_the_one_process_results_and_compute_each_stage_once() {
-    let Some(bin) = common::nrf_bin() else {
-        eprintln!("SKIPPED: needs the nrf binary (run through `cargo xtask test`)");
+    let Some(bin) = common::nrf_bin_with_fashion_mnist() else {
         return;
     };
-    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("SKIPPED: needs Fashion-MNIST (apt-get install dataset-fashion-mnist)");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
     let t = std::time::Instant::now();

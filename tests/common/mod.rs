@@ -12,6 +12,23 @@ pub fn nrf_bin() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The `nrf` binary ([`nrf_bin`]) when it and the real Fashion-MNIST files are both there; else
+/// `None`, having said which is missing (the test then passes vacuously).
+pub fn nrf_bin_with_fashion_mnist() -> Option<PathBuf> {
+    let Some(bin) = nrf_bin() else {
+        eprintln!("SKIPPED: needs the nrf binary (run through `cargo xtask test`)");
+        return None;
+    };
+    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("SKIPPED: needs Fashion-MNIST (apt-get install dataset-fashion-mnist)");
+        return None;
+    }
+    Some(bin)
+}
+
 pub fn json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
