@@ -1,0 +1,196 @@
+//! Source models brought by the preset (`[sources]`): TorchScript files in place of the trained
+//! C_std / C_rob.
+use super::{claims_robustness, Ctx, EvalLevel};
+use crate::preset::{Preset, TrainSection};
+use anyhow::{bail, Context, Result};
+use nrf_data::store::write_json_atomic;
+use nrf_models::Classifier;
+use nrf_report::results::{ModelResult, ModelRole};
+use std::rc::Rc;
+use tch::Tensor;
+
+/// A source model named in the preset's `[sources]`: a TorchScript file that stands for C_std
+/// or C_rob (it is not trained; see [`crate::preset::SourcesSection`]).
+pub struct ExternalSource {
+    /// The model it stands for: "C_std" or "C_rob".
+    pub name: &'static str,
+    /// Its preset field, e.g. "sources.c_rob".
+    pub field: &'static str,
+    /// The file and how to feed it.
+    pub model: crate::construct_cmd::ExternalModel,
+    /// SHA-256 (hex) of the file.
+    pub sha256: String,
+    /// What the stages that use the model key on, in place of a training stage's key: a hash
+    /// of the file's SHA-256, its representation source and its normalisation.
+    pub key: String,
+    /// Its accuracy check on the first test images.
+    pub check: crate::construct_cmd::ModelCheck,
+    pub(super) classifier: Rc<nrf_models::TorchScriptClassifier>,
+}
+
+impl ExternalSource {
+    /// Where the model came from, as results and metadata record it.
+    pub fn provenance(&self) -> serde_json::Value {
+        // As the preset gives it, and absolute (a relative path is from the run's folder).
+        let absolute =
+            std::fs::canonicalize(&self.model.path).unwrap_or_else(|_| self.model.path.clone());
+        serde_json::json!({
+            "torchscript": self.model.path.display().to_string(),
+            "torchscript_absolute": absolute.display().to_string(),
+            "sha256": self.sha256,
+            "field": self.field,
+            "representation": self.model.rep.spelling(),
+            "mean": self.model.mean,
+            "std": self.model.std,
+            "check_accuracy": self.check.acc,
+            "check_n": self.check.n,
+        })
+    }
+}
+
+/// A shared [`ExternalSource`] model as a [`Classifier`] of its own.
+struct SharedSource(Rc<nrf_models::TorchScriptClassifier>);
+
+impl Classifier for SharedSource {
+    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        self.0.forward_rep(x, train)
+    }
+    fn num_classes(&self) -> i64 {
+        self.0.num_classes()
+    }
+}
+
+/// A named source model's file, before it is loaded: (model name, preset field, the file and
+/// how to feed it, its SHA-256).
+type SourceFile = (
+    &'static str,
+    &'static str,
+    crate::construct_cmd::ExternalModel,
+    String,
+);
+
+/// The files of the preset's `[sources]`, each with its SHA-256: a missing or unreadable file
+/// is an error naming the field and the path (before the data are read).
+pub(super) fn source_files(preset: &Preset) -> Result<Vec<SourceFile>> {
+    let mut out = Vec::new();
+    for (name, field, s) in preset.sources.named() {
+        let path = &s.model;
+        let shown = path.display();
+        if !path.is_file() {
+            bail!(
+                "preset field `{field}.model`: {shown}: no such file (the TorchScript model that \
+                 stands for {name})"
+            );
+        }
+        let sha = nrf_data::store::sha256_file(path)
+            .with_context(|| format!("preset field `{field}.model`: cannot read {shown}"))?;
+        let model = crate::construct_cmd::ExternalModel {
+            path: path.clone(),
+            rep: s.rep.clone(),
+            mean: s.mean.clone(),
+            std: s.std.clone(),
+        };
+        out.push((name, field, model, sha));
+    }
+    Ok(out)
+}
+
+impl Ctx {
+    /// The source model the preset names (`[sources]`) for model `name`, if any.
+    pub fn external(&self, name: &str) -> Option<&ExternalSource> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// Model `name` as a classifier: the TorchScript model the preset names for it
+    /// (`[sources]`), else the weights saved by [`Ctx::model_stage`].
+    pub fn load_classifier(&self, name: &str) -> Result<Box<dyn Classifier>> {
+        Ok(match self.external(name) {
+            Some(s) => Box::new(SharedSource(s.classifier.clone())),
+            None => Box::new(self.load_weights(name)?),
+        })
+    }
+
+    /// SHA-256 of model `name`'s file (its TorchScript file, or its saved weights), for the
+    /// metadata of what is built from it; and, for a TorchScript source, its provenance
+    /// ([`ExternalSource::provenance`]).
+    pub fn source_file(&self, name: &str) -> Result<(String, Option<serde_json::Value>)> {
+        Ok(match self.external(name) {
+            Some(s) => (s.sha256.clone(), Some(s.provenance())),
+            None => (
+                nrf_data::store::sha256_file(self.path(&format!("weights/{name}.safetensors")))?,
+                None,
+            ),
+        })
+    }
+
+    /// The key that the stages built on model `name` use: its TorchScript source's key
+    /// ([`ExternalSource::key`]), else its training stage's key if that stage has completed with
+    /// `section` on the whole training set (see [`Ctx::trained_key`]).
+    pub fn source_key(&self, name: &str, section: &TrainSection) -> Option<String> {
+        match self.external(name) {
+            Some(s) => Some(s.key.clone()),
+            None => self.trained_key(name, &self.train, &self.data_key, section),
+        }
+    }
+
+    /// The results entry of the TorchScript model that stands for `name` (`[sources]`), of role
+    /// `role`: not trained; evaluated as a trained model is (stages `eval:<name>` and, with an
+    /// `[eval] ensemble`, `ensemble:<name>`, keyed on [`ExternalSource::key`]), and written to
+    /// `models/<name>.json` with its provenance under `source`. Returns the result and the key.
+    pub fn external_model_stage(
+        &mut self,
+        name: &str,
+        role: ModelRole,
+    ) -> Result<(ModelResult, String)> {
+        let (key, path, provenance) = match self.external(name) {
+            Some(s) => (s.key.clone(), s.model.path.clone(), s.provenance()),
+            None => bail!("{name}: no TorchScript source in the preset's [sources]"),
+        };
+        let mut result = ModelResult {
+            name: name.into(),
+            role,
+            arch: format!("TorchScript {}", path.display()),
+            trained_on: "external".into(),
+            train_size: 0,
+            adversarial: None,
+            epochs: Vec::new(),
+            std_acc: f64::NAN,
+            test_size: self.test.len(),
+            robust: Vec::new(),
+            ensemble: Vec::new(),
+            checks: None,
+            final_train_acc: None,
+            wall_s: 0.0,
+            seeds: Vec::new(),
+            seed_summary: None,
+        };
+        if self.mode.defer_eval {
+            tracing::info!(
+                "{name}: the TorchScript model {} (not trained)",
+                path.display()
+            );
+            return Ok((result, key));
+        }
+        let (evaluated, full) = self.eval_stage(name, &key, EvalLevel::Full)?;
+        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
+            (true, Some(ens)) if claims_robustness(role) => {
+                self.ensemble_stage(name, &key, &ens)?
+            }
+            _ => (Vec::new(), None),
+        };
+        result.std_acc = evaluated.std_acc;
+        result.robust = evaluated.robust;
+        result.ensemble = ensemble;
+        result.checks = checks;
+        result.wall_s = evaluated.wall_s;
+        tracing::info!(
+            "{name} (TorchScript {}): test accuracy {:.4}",
+            path.display(),
+            result.std_acc
+        );
+        let mut json = serde_json::to_value(&result)?;
+        json["source"] = provenance;
+        write_json_atomic(self.path(&format!("models/{name}.json")), &json)?;
+        Ok((result, key))
+    }
+}
