@@ -3,7 +3,7 @@
 //! timings, weights and data sets byte for byte), computes every stage once, and records each
 //! as done in run.json. On the smoke preset with the extras whose order matters to workers: the
 //! D_det study (its own source models run beside the core; it reads eps_sensitivity's models),
-//! eps_sensitivity, the cosine ablation (reads Figure 2's results), over-fitting; two seeds per
+//! eps_sensitivity, over-fitting (reads Figure 2's results); two seeds per
 //! fresh model (each worker takes the seeds in its own order).
 //!
 //! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf) and the real
@@ -22,6 +22,7 @@ const SET: &[&str] = &[
     "extras.diversity=false",
     "extras.source_vs_target=false",
     "extras.init_ablation=false",
+    "extras.cosine_ablation=false",
     "extras.figure3=false",
     "extras.train_sizes=[]",
 ];

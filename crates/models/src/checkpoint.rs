@@ -465,6 +465,7 @@ mod tests {
 
     #[test]
     fn tensors_files_carry_and_check_their_checksum() {
+        let _rng = crate::rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("chunk_00000.safetensors");
         let ts = vec![
@@ -494,6 +495,7 @@ mod tests {
 
     #[test]
     fn a_damaged_or_mismatched_model_is_named() {
+        let _rng = crate::rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let stem = dir.path().join("C_std");
         let (st, js) = paths(&stem);
@@ -551,6 +553,7 @@ mod tests {
 
     #[test]
     fn a_damaged_training_checkpoint_is_ignored_with_a_warning() {
+        let _rng = crate::rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let stem = dir.path().join("ckpt");
         let (st, _) = paths(&stem);

@@ -219,6 +219,7 @@ mod tests {
 
     #[test]
     fn fmnist_cnn_by_hand() {
+        let _rng = crate::rng_lock();
         let c = cost(&Arch::FmnistCnn, [1, 28, 28], 10);
         // conv 1->16 at 28x28: 28*28*16*9 = 112,896; conv 16->32 s2 at 14x14: 14*14*32*9*16 =
         // 903,168; conv 32->64 s2 at 7x7: 7*7*64*9*32 = 903,168; fc 3136->256: 802,816;
@@ -239,6 +240,7 @@ mod tests {
 
     #[test]
     fn resnet18_by_hand() {
+        let _rng = crate::rng_lock();
         // ResNet-18 of width 64 on 32x32 CIFAR images, counted layer by layer:
         // stem 3->64 3x3 at 32x32: 1,769,472.
         // stage 0: 4 convs 64->64 3x3 at 32x32: 4 * 37,748,736.
@@ -259,6 +261,7 @@ mod tests {
 
     #[test]
     fn resnet50_cifar_and_imagenet_sizes() {
+        let _rng = crate::rng_lock();
         // ResNet-50 (CIFAR variant: 3x3 stem at stride 1, no max-pool) at 32x32: the published
         // 23,520,842 parameters and ~1.30 G multiply-adds of this network.
         let c = cost(&Arch::ResNet50 { width: 64 }, [3, 32, 32], 10);
@@ -292,6 +295,7 @@ mod tests {
     /// input sizes: the walk has every layer with its shape.
     #[test]
     fn parameters_match_the_built_models() {
+        let _rng = crate::rng_lock();
         let archs = [
             Arch::FmnistCnn,
             Arch::Mlp {

@@ -254,3 +254,12 @@ pub fn tensor_to_vec(x: &Tensor) -> Result<Vec<f32>> {
         .view([-1]);
     Ok(Vec::<f32>::try_from(&x)?)
 }
+
+/// Tests that draw from (or seed) torch's process-wide random generator hold this lock, so that
+/// the test harness's threads never interleave their draws (a seeded test then sees its own
+/// stream).
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

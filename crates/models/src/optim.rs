@@ -213,6 +213,7 @@ mod tests {
     /// momentum, Nesterov and weight decay, over several steps (the buffers carry over).
     #[test]
     fn fused_update_matches_the_tensor_operations_bit_for_bit() {
+        let _rng = crate::rng_lock();
         for &(momentum, nesterov, wd) in &[
             (0.9, true, 5e-4),
             (0.9, false, 5e-4),
@@ -254,6 +255,7 @@ mod tests {
     /// Tensors the fused loop cannot take (non-contiguous, f64) fall back to the tensor path.
     #[test]
     fn fused_update_declines_what_it_cannot_take() {
+        let _rng = crate::rng_lock();
         let mut p = Tensor::ones([4, 4], (Kind::Float, Device::Cpu)).transpose(0, 1);
         let g = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
         let mut b = g.zeros_like();

@@ -250,6 +250,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_corrupt_file_is_an_error_naming_it() {
+        let _rng = crate::rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope.pt");
         let e =

@@ -571,6 +571,7 @@ mod tests {
     /// batch and more steps per epoch than SYNC_EVERY; with a checkpoint stem too.
     #[test]
     fn history_and_weights_equal_the_reference_loop() {
+        let _rng = crate::rng_lock();
         tch::set_num_threads(1);
         let data = data(900);
         let (x, y) = dataset_to_tensors(&data, Device::Cpu);
@@ -614,6 +615,7 @@ mod tests {
 
     #[test]
     fn crop_flip_draws_and_copies_as_per_image_crops() {
+        let _rng = crate::rng_lock();
         let x = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, Device::Cpu)).view([2, 3, 4, 5]);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut rng2 = rng.clone();
