@@ -396,7 +396,10 @@ pub fn run_workers(
                 Some(p) => p.line(first, mins),
                 None => "progress unknown (no cost plan)".into(),
             };
-            tracing::info!("workers: {mins:.1} min, {done}; {} running", children.len());
+            tracing::info!(
+                "workers: {mins:.1} min, {done}; {} of {n} workers running",
+                children.len()
+            );
         }
     }
     if !failed.is_empty() {
