@@ -41,31 +41,28 @@ impl Sources {
 
     /// The key of C_std (standard training on D), trained and evaluated first if needed.
     pub fn c_std(&self, ctx: &mut Ctx) -> Result<String> {
-        self.get(ctx, "C_std")
+        self.key(ctx, "C_std")
     }
 
     /// The key of C_rob (adversarial training on D), trained and evaluated first if needed.
     pub fn c_rob(&self, ctx: &mut Ctx) -> Result<String> {
-        self.get(ctx, "C_rob")
+        self.key(ctx, "C_rob")
     }
 
     /// The key of the source model `name` ("C_std" or "C_rob").
     pub fn key(&self, ctx: &mut Ctx, name: &str) -> Result<String> {
-        match name {
-            "C_std" | "C_rob" => self.get(ctx, name),
+        let (cell, kind) = match name {
+            "C_std" => (&self.c_std, ModelKind::Std),
+            "C_rob" => (&self.c_rob, ModelKind::Rob),
             other => anyhow::bail!("no source model {other:?} (C_std or C_rob)"),
-        }
-    }
-
-    fn get(&self, ctx: &mut Ctx, name: &str) -> Result<String> {
-        let (cell, kind, section) = if name == "C_rob" {
-            (&self.c_rob, ModelKind::Rob, ctx.preset.train_rob.clone())
-        } else {
-            (&self.c_std, ModelKind::Std, ctx.preset.train_std.clone())
         };
         if let Some(key) = cell.get() {
             return Ok(key.clone());
         }
+        let section = match kind {
+            ModelKind::Rob => ctx.preset.train_rob.clone(),
+            _ => ctx.preset.train_std.clone(),
+        };
         let role = ModelRole::Main(kind);
         let key = if ctx.external(name).is_some() {
             ctx.external_model_stage(name, role)?.1

@@ -43,7 +43,8 @@ use std::path::{Path, PathBuf};
 
 /// Runs a whole preset: every stage (cached stages are skipped), then the report. Returns the
 /// markdown summary tables. Refused, naming the holder, while another process uses `results`
-/// (see [`lock`]). In this process, whatever the preset's `workers` (see [`reproduce_with`]).
+/// (see [`lock`]). In this process, whatever the preset's `workers` (see
+/// [`reproduce_with_workers`]).
 pub fn reproduce(
     preset: preset::Preset,
     text: String,

@@ -207,8 +207,14 @@ impl Ctx {
         if info.status == StageStatus::Cached && self.run.stages.iter().any(computed) {
             return Ok(());
         }
+        // A worker's file lists only the stages it computed: a cached one (met again and again
+        // as its jobs are walked) leaves it as it is.
+        let unchanged = self.mode.worker.is_some() && info.status != StageStatus::Done;
         self.run.stages.retain(|s| s.name != info.name);
         self.run.stages.push(info);
+        if unchanged {
+            return Ok(());
+        }
         self.save_run()
     }
 
