@@ -135,6 +135,43 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         }
         assert!(!r["epochs"].as_array().unwrap().is_empty());
     }
+    // `nrf plan` prices exactly the stages the run ran (each seed k >= 1 as `<stage>~s<k>`; the
+    // theory is not network work and is left out of the plan).
+    let out = Command::new(&bin)
+        .args(["plan", "--preset", "smoke", "--gflops", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nrf plan failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut planned = std::collections::BTreeSet::new();
+    for s in plan["stages"].as_array().unwrap() {
+        let name = s["name"].as_str().unwrap();
+        planned.insert(name.to_string());
+        for k in 1..s["seeds"].as_u64().unwrap() {
+            planned.insert(format!("{name}~s{k}"));
+        }
+    }
+    let ran: std::collections::BTreeSet<String> = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .filter(|n| n != "theory")
+        .collect();
+    assert_eq!(
+        planned.difference(&ran).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "planned but not run"
+    );
+    assert_eq!(
+        ran.difference(&planned).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "run but not planned"
+    );
     // `[fresh] seeds = 2`: the Figure 2 / Table 1 fresh models carry both seeds' numbers (seed 0
     // is the model itself), the source models and the extras' own models one.
     for m in ["on_D_R", "on_D_NR", "on_control", "on_D_rand", "on_D_det"] {

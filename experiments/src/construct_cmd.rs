@@ -164,6 +164,108 @@ pub struct Constructed {
     pub wall_s: f64,
 }
 
+/// One construction's inputs: the preset, the source model, the training images and the indices
+/// of those built from, the device and the chunk directory (`out/work/<name>`).
+struct Build<'a> {
+    preset: &'a Preset,
+    classifier: &'a TorchScriptClassifier,
+    kind: Kind,
+    train_set: &'a Dataset,
+    indices: &'a [usize],
+    device: Device,
+    work: &'a Path,
+}
+
+impl Build<'_> {
+    /// D_R / D_NR by representation matching with the preset's `[rep_match]`: the set, the
+    /// construction's summary and the set's metadata.
+    fn rep_match(&self) -> Result<(Dataset, serde_json::Value, ConstructedMetadata)> {
+        let (kind, name) = (self.kind, self.kind.name());
+        let cfg = crate::figure2::rep_config_of(self.preset, "rep-match-starts");
+        let built = repmatch::build(
+            self.classifier,
+            self.train_set,
+            self.indices,
+            &cfg,
+            self.device,
+            self.work,
+            true,
+        )?;
+        let s = &built.summary;
+        tracing::info!(
+            "{name}: relative representation error {:.3} -> {:.3}",
+            s.init_rel_err,
+            s.final_rel_err
+        );
+        let ds = nrf_features::to_dataset(name, &built.images, &built.labels, self.train_set)?;
+        let mut meta = ConstructedMetadata {
+            method: if kind == Kind::DR { "d_r" } else { "d_nr" }.into(),
+            steps: Some(cfg.steps),
+            step_size: Some(cfg.step_start),
+            seed: Some(cfg.seed),
+            ..Default::default()
+        };
+        meta.extra
+            .insert("config".into(), serde_json::to_value(&cfg)?);
+        meta.extra.insert(
+            "start_indices".into(),
+            serde_json::to_value(&built.start_indices)?,
+        );
+        Ok((ds, serde_json::to_value(s)?, meta))
+    }
+
+    /// D_rand / D_det by targeted PGD with the preset's `[relabel]`: the set, the construction's
+    /// summary and the set's metadata.
+    fn relabel(&self) -> Result<(Dataset, serde_json::Value, ConstructedMetadata)> {
+        let (kind, name) = (self.kind, self.kind.name());
+        let r = &self.preset.relabel;
+        let cfg = RelabelConfig {
+            rule: if kind == Kind::DRand {
+                TargetRule::Random
+            } else {
+                TargetRule::Deterministic
+            },
+            eps: r.eps,
+            steps: r.steps,
+            step_size: r.step_size,
+            batch_size: r.batch_size,
+            seed: self.preset.stage_seed(&format!("targets:{name}")),
+        };
+        let built = relabel::build(
+            self.classifier,
+            self.train_set,
+            self.indices,
+            &cfg,
+            self.device,
+            self.work,
+            true,
+        )?;
+        let s = &built.summary;
+        tracing::info!(
+            "{name}: attack success {:.3}, mean L2 distance {:.3}",
+            s.success_rate,
+            s.mean_dist_to_x
+        );
+        let ds = nrf_features::to_dataset(name, &built.images, &built.labels, self.train_set)?;
+        let mut meta = ConstructedMetadata {
+            method: if kind == Kind::DRand {
+                "random_target"
+            } else {
+                "deterministic_target"
+            }
+            .into(),
+            epsilon: Some(cfg.eps),
+            steps: Some(cfg.steps),
+            step_size: Some(cfg.step_size),
+            seed: Some(cfg.seed),
+            ..Default::default()
+        };
+        meta.extra
+            .insert("config".into(), serde_json::to_value(&cfg)?);
+        Ok((ds, serde_json::to_value(s)?, meta))
+    }
+}
+
 /// Builds `kind` from the first `n` images of a random subset of the training set (the preset's
 /// seed, as the pipeline draws it) with the preset's `[rep_match]` / `[relabel]` settings, into
 /// `out` (chunks under `out/work/<name>`, so an interrupted build resumes).
@@ -203,73 +305,18 @@ pub fn construct(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let work = out.join("work").join(name);
     let sha = nrf_data::store::sha256_file(&model.path)?;
-    let (ds, labels_from, summary, mut meta) = match kind {
-        Kind::DR | Kind::DNr => {
-            let cfg = crate::figure2::rep_config_of(preset, "rep-match-starts");
-            let built =
-                repmatch::build(&classifier, &train_set, &indices, &cfg, device, &work, true)?;
-            let s = &built.summary;
-            tracing::info!(
-                "{name}: relative representation error {:.3} -> {:.3}",
-                s.init_rel_err,
-                s.final_rel_err
-            );
-            let ds = nrf_features::to_dataset(name, &built.images, &built.labels, &train_set)?;
-            let mut meta = ConstructedMetadata {
-                method: if kind == Kind::DR { "d_r" } else { "d_nr" }.into(),
-                steps: Some(cfg.steps),
-                step_size: Some(cfg.step_start),
-                seed: Some(cfg.seed),
-                ..Default::default()
-            };
-            meta.extra
-                .insert("config".into(), serde_json::to_value(&cfg)?);
-            meta.extra.insert(
-                "start_indices".into(),
-                serde_json::to_value(&built.start_indices)?,
-            );
-            (ds, indices.clone(), serde_json::to_value(s)?, meta)
-        }
-        Kind::DRand | Kind::DDet => {
-            let r = &preset.relabel;
-            let cfg = RelabelConfig {
-                rule: if kind == Kind::DRand {
-                    TargetRule::Random
-                } else {
-                    TargetRule::Deterministic
-                },
-                eps: r.eps,
-                steps: r.steps,
-                step_size: r.step_size,
-                batch_size: r.batch_size,
-                seed: preset.stage_seed(&format!("targets:{name}")),
-            };
-            let built =
-                relabel::build(&classifier, &train_set, &indices, &cfg, device, &work, true)?;
-            let s = &built.summary;
-            tracing::info!(
-                "{name}: attack success {:.3}, mean L2 distance {:.3}",
-                s.success_rate,
-                s.mean_dist_to_x
-            );
-            let ds = nrf_features::to_dataset(name, &built.images, &built.labels, &train_set)?;
-            let mut meta = ConstructedMetadata {
-                method: if kind == Kind::DRand {
-                    "random_target"
-                } else {
-                    "deterministic_target"
-                }
-                .into(),
-                epsilon: Some(cfg.eps),
-                steps: Some(cfg.steps),
-                step_size: Some(cfg.step_size),
-                seed: Some(cfg.seed),
-                ..Default::default()
-            };
-            meta.extra
-                .insert("config".into(), serde_json::to_value(&cfg)?);
-            (ds, indices.clone(), serde_json::to_value(s)?, meta)
-        }
+    let build = Build {
+        preset,
+        classifier: &classifier,
+        kind,
+        train_set: &train_set,
+        indices: &indices,
+        device,
+        work: &work,
+    };
+    let (ds, summary, mut meta) = match kind {
+        Kind::DR | Kind::DNr => build.rep_match()?,
+        Kind::DRand | Kind::DDet => build.relabel()?,
     };
     meta.source_model_sha256 = Some(sha);
     meta.extra.insert(
@@ -285,7 +332,7 @@ pub fn construct(
     meta.extra.insert("summary".into(), summary.clone());
     let stored = ConstructedDataset {
         dataset: ds,
-        source_indices: labels_from.iter().map(|&i| i as i64).collect(),
+        source_indices: indices.iter().map(|&i| i as i64).collect(),
         metadata: meta,
     };
     let (file, _) = nrf_data::save_constructed(out.join(name), &stored)?;

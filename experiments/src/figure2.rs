@@ -3,7 +3,7 @@
 //! C_std), plus a clean control of the same size. The paper: the D_R model is robust, the D_NR
 //! model is accurate but not robust. The fresh models (on_D_R, on_D_NR, on_control) are trained
 //! with every seed of `[fresh] seeds` ([`Ctx::seeds_for`]); their verdicts use the seed spread.
-use crate::pipeline::{Ctx, EvalLevel};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::repmatch::{build, RepMatchConfig};
@@ -68,16 +68,13 @@ impl Sources {
             ctx.external_model_stage(name, role)?.1
         } else {
             let (train, data_key) = (ctx.train.clone(), ctx.data_key.clone());
-            ctx.model_stage(
-                name,
-                role,
-                "D",
-                &train,
-                &data_key,
-                &section,
-                EvalLevel::Full,
-            )?
-            .1
+            let set = TrainingSet {
+                name: "D",
+                data: &train,
+                key: &data_key,
+            };
+            ctx.model_stage(&ModelJob::new(&ctx.preset, name, role, set, &section))?
+                .1
         };
         Ok(cell.get_or_init(|| key).clone())
     }
@@ -227,15 +224,13 @@ pub fn set_job(
 pub fn control_job(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     let fresh = ctx.preset.fresh.clone();
     let (control, key) = control_set(ctx, src);
-    ctx.model_stage(
-        "on_control",
-        ModelRole::Main(ModelKind::Control),
-        "D_control",
-        &control,
-        &key,
-        &fresh,
-        EvalLevel::Full,
-    )?;
+    let set = TrainingSet {
+        name: "D_control",
+        data: &control,
+        key: &key,
+    };
+    let role = ModelRole::Main(ModelKind::Control);
+    ctx.model_stage(&ModelJob::new(&ctx.preset, "on_control", role, set, &fresh))?;
     Ok(())
 }
 

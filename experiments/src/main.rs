@@ -18,43 +18,47 @@ struct Cli {
     cmd: Cmd,
 }
 
+// The arguments of `nrf reproduce` (no doc comment: the variant's is the subcommand's help).
+#[derive(clap::Args)]
+struct ReproduceArgs {
+    /// Built-in preset name (smoke, fashion-mnist, cifar10, restricted-imagenet) or a TOML file.
+    #[arg(long, default_value = "fashion-mnist")]
+    preset: String,
+    /// Results directory (default results/<preset name>).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Dataset directory (overrides the preset's data.dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Override a preset value (repeatable): a dotted key and a TOML value, e.g.
+    /// `--set rep_match.n=64 --set model.init=tch` (a bare word is a string). Checked as
+    /// the same value in the preset file; run.json records the overrides and the
+    /// preset text with them applied, and the stage keys follow the overridden values.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run shard K of N of every construction (D_R, D_NR, D_rand, D_det) and of every robust
+    /// evaluation whose model is trained, writing only this shard's slices; the next
+    /// ordinary run merges them (every slice must be there, once). The source models must be
+    /// trained first (--only sources). For job arrays: see docs/cluster.md.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<nrf_features::chunks::Shard>,
+    /// Run only the training: `sources` (C_std, C_rob: what shard jobs need first) or
+    /// `train` (also every Figure 2 / Table 1 fresh model); evaluations are left to shard
+    /// jobs and the next ordinary run.
+    #[arg(long, value_enum)]
+    only: Option<nrf_experiments::Only>,
+    /// Internal: worker K of N of a run with `workers = N` (started by the run itself).
+    #[arg(long, value_name = "K/N", hide = true)]
+    worker: Option<nrf_experiments::workers::Worker>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a preset end to end (cached stages are skipped; an interrupted run resumes).
-    Reproduce {
-        /// Built-in preset name (smoke, fashion-mnist, cifar10, restricted-imagenet) or a TOML file.
-        #[arg(long, default_value = "fashion-mnist")]
-        preset: String,
-        /// Results directory (default results/<preset name>).
-        #[arg(long)]
-        results: Option<PathBuf>,
-        /// Dataset directory (overrides the preset's data.dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// Override a preset value (repeatable): a dotted key and a TOML value, e.g.
-        /// `--set rep_match.n=64 --set model.init=tch` (a bare word is a string). Checked as
-        /// the same value in the preset file; run.json records the overrides and the
-        /// preset text with them applied, and the stage keys follow the overridden values.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Run shard K of N of every construction (D_R, D_NR, D_rand, D_det) and of every robust
-        /// evaluation whose model is trained, writing only this shard's slices; the next
-        /// ordinary run merges them (every slice must be there, once). The source models must be
-        /// trained first (--only sources). For job arrays: see docs/cluster.md.
-        #[arg(long, value_name = "K/N")]
-        shard: Option<nrf_features::chunks::Shard>,
-        /// Run only the training: `sources` (C_std, C_rob: what shard jobs need first) or
-        /// `train` (also every Figure 2 / Table 1 fresh model); evaluations are left to shard
-        /// jobs and the next ordinary run.
-        #[arg(long, value_enum)]
-        only: Option<nrf_experiments::Only>,
-        /// Internal: worker K of N of a run with `workers = N` (started by the run itself).
-        #[arg(long, value_name = "K/N", hide = true)]
-        worker: Option<nrf_experiments::workers::Worker>,
-    },
+    Reproduce(ReproduceArgs),
     /// Check the shard slices in a results folder: per sharded stage, which shards are there;
     /// fails, naming the shard and file, when one is missing, duplicated or damaged.
     Shards {
@@ -255,84 +259,14 @@ fn run() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.cmd {
-        Cmd::Reproduce {
-            preset,
-            results,
-            data_dir,
-            quiet,
-            set,
-            shard,
-            only,
-            worker,
-        } => {
-            let (p, text) = Preset::load_with_overrides(&preset, &set)?;
-            let results = results.unwrap_or_else(|| PathBuf::from("results").join(&p.name));
-            if let Some(w) = worker {
-                return nrf_experiments::run_worker(p, text, results, data_dir.as_deref(), w);
-            }
-            let start = std::time::Instant::now();
-            if shard.is_some() || only.is_some() {
-                let opts = nrf_experiments::RunOptions { shard, only };
-                let done = nrf_experiments::reproduce_with(
-                    p,
-                    text,
-                    results,
-                    data_dir.as_deref(),
-                    !quiet,
-                    opts,
-                )?;
-                println!("{done}");
-                println!("wall time {:.1} min", start.elapsed().as_secs_f64() / 60.0);
-                return Ok(());
-            }
-            // With `workers = N`, the run starts N copies of this binary.
-            let launch = nrf_experiments::workers::Launch {
-                bin: std::env::current_exe().context("locating the nrf binary")?,
-                data_dir: data_dir.clone(),
-                log: cli.log.clone(),
-            };
-            let summary = nrf_experiments::reproduce_with_workers(
-                p,
-                text,
-                results.clone(),
-                data_dir.as_deref(),
-                !quiet,
-                &launch,
-            )?;
-            println!("{summary}");
-            println!(
-                "wall time {:.1} min; report: {}",
-                start.elapsed().as_secs_f64() / 60.0,
-                results.join("report.html").display()
-            );
-        }
+        Cmd::Reproduce(args) => run_reproduce(args, &cli.log)?,
         Cmd::Chaos {
             preset,
             set,
             kills,
             seed,
             work,
-        } => {
-            use nrf_experiments::chaos;
-            let bin = std::env::current_exe().context("locating the nrf binary")?;
-            let cfg = chaos::ChaosConfig {
-                bin,
-                preset,
-                set,
-                kills,
-                seed,
-                work: work.clone(),
-            };
-            let report = chaos::run(&cfg)?;
-            print!("{}", report.to_text());
-            nrf_data::store::write_json_atomic(work.join("chaos.json"), &report)?;
-            if !report.identical() {
-                anyhow::bail!("chaos: the killed run's results differ from the reference's");
-            }
-            if !report.passed() {
-                anyhow::bail!("chaos: a kill left a damaged artefact (see the warnings above)");
-            }
-        }
+        } => run_chaos(preset, set, kills, seed, work)?,
         Cmd::Shards { results } => {
             let report = nrf_experiments::shard::check_results(&results)?;
             print!("{report}");
@@ -353,30 +287,7 @@ fn run() -> Result<()> {
                 print!("{}", plan.to_text());
             }
         }
-        Cmd::GpuCheck { work, without_gpu } => {
-            use nrf_experiments::gpu_check;
-            let (_, status) = gpu_check::cuda_status();
-            let exe = std::env::current_exe().context("locating the nrf binary")?;
-            match gpu_check::run(&exe, &work, without_gpu)? {
-                gpu_check::Outcome::NoGpu => println!(
-                    "gpu-check: no GPU here ({status}): nothing to check, skipped (exit 0)."
-                ),
-                gpu_check::Outcome::Compared { table, ok } => {
-                    println!("gpu-check ({status}): toy cifar10 run, CUDA vs CPU\n\n{table}");
-                    if !ok {
-                        anyhow::bail!(
-                            "gpu-check: CUDA and CPU disagree beyond the tolerance ({}); results in {}",
-                            gpu_check::TOLERANCE,
-                            work.display()
-                        );
-                    }
-                    println!(
-                        "gpu-check: CUDA agrees with the CPU (tolerance {}).",
-                        gpu_check::TOLERANCE
-                    );
-                }
-            }
-        }
+        Cmd::GpuCheck { work, without_gpu } => run_gpu_check(&work, without_gpu)?,
         Cmd::DataInfo { dataset, data_dir } => {
             let (mut p, _) = Preset::load("fashion-mnist")?;
             p.data.dataset = dataset.parse().context("--dataset")?;
@@ -431,24 +342,7 @@ fn run() -> Result<()> {
             quick,
             pipeline,
             out,
-        } => {
-            if pipeline {
-                use nrf_experiments::bench::pipeline;
-                let out = out.unwrap_or_else(|| PathBuf::from(pipeline::DEFAULT_OUT));
-                let report = pipeline::run(reps, quick, &out)?;
-                println!("{}", report.to_markdown());
-                println!(
-                    "written {} and {}",
-                    out.display(),
-                    out.with_extension("md").display()
-                );
-            } else {
-                let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
-                let report = nrf_experiments::bench::run(reps, quick, &out)?;
-                println!("{}", report.to_markdown());
-                println!("written {}", out.display());
-            }
-        }
+        } => run_bench(reps, quick, pipeline, out)?,
         Cmd::Construct {
             model,
             kind,
@@ -471,6 +365,129 @@ fn run() -> Result<()> {
             let r = nrf_experiments::construct_cmd::eval(&p, &m, model.data_dir.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
+    }
+    Ok(())
+}
+
+/// `nrf reproduce`: the whole run (with `workers = N`, N copies of this binary), or one shard of
+/// it, or its training only.
+fn run_reproduce(a: ReproduceArgs, log: &str) -> Result<()> {
+    let (p, text) = Preset::load_with_overrides(&a.preset, &a.set)?;
+    let results = a
+        .results
+        .unwrap_or_else(|| PathBuf::from("results").join(&p.name));
+    let data_dir = a.data_dir.as_deref();
+    if let Some(w) = a.worker {
+        return nrf_experiments::run_worker(p, text, results, data_dir, w);
+    }
+    let start = std::time::Instant::now();
+    if a.shard.is_some() || a.only.is_some() {
+        let opts = nrf_experiments::RunOptions {
+            shard: a.shard,
+            only: a.only,
+        };
+        let done = nrf_experiments::reproduce_with(p, text, results, data_dir, !a.quiet, opts)?;
+        println!("{done}");
+        println!("wall time {:.1} min", start.elapsed().as_secs_f64() / 60.0);
+        return Ok(());
+    }
+    // With `workers = N`, the run starts N copies of this binary.
+    let launch = nrf_experiments::workers::Launch {
+        bin: std::env::current_exe().context("locating the nrf binary")?,
+        data_dir: a.data_dir.clone(),
+        log: log.to_string(),
+    };
+    let summary = nrf_experiments::reproduce_with_workers(
+        p,
+        text,
+        results.clone(),
+        data_dir,
+        !a.quiet,
+        &launch,
+    )?;
+    println!("{summary}");
+    println!(
+        "wall time {:.1} min; report: {}",
+        start.elapsed().as_secs_f64() / 60.0,
+        results.join("report.html").display()
+    );
+    Ok(())
+}
+
+/// `nrf chaos`: the kill/resume harness; fails when the results differ or an artefact was damaged.
+fn run_chaos(
+    preset: String,
+    set: Vec<String>,
+    kills: usize,
+    seed: u64,
+    work: PathBuf,
+) -> Result<()> {
+    use nrf_experiments::chaos;
+    let bin = std::env::current_exe().context("locating the nrf binary")?;
+    let cfg = chaos::ChaosConfig {
+        bin,
+        preset,
+        set,
+        kills,
+        seed,
+        work: work.clone(),
+    };
+    let report = chaos::run(&cfg)?;
+    print!("{}", report.to_text());
+    nrf_data::store::write_json_atomic(work.join("chaos.json"), &report)?;
+    if !report.identical() {
+        anyhow::bail!("chaos: the killed run's results differ from the reference's");
+    }
+    if !report.passed() {
+        anyhow::bail!("chaos: a kill left a damaged artefact (see the warnings above)");
+    }
+    Ok(())
+}
+
+/// `nrf gpu-check`: the toy CIFAR-10 path on CUDA against the CPU (says so when there is no GPU).
+fn run_gpu_check(work: &std::path::Path, without_gpu: bool) -> Result<()> {
+    use nrf_experiments::gpu_check;
+    let (_, status) = gpu_check::cuda_status();
+    let exe = std::env::current_exe().context("locating the nrf binary")?;
+    match gpu_check::run(&exe, work, without_gpu)? {
+        gpu_check::Outcome::NoGpu => {
+            println!("gpu-check: no GPU here ({status}): nothing to check, skipped (exit 0).")
+        }
+        gpu_check::Outcome::Compared { table, ok } => {
+            println!("gpu-check ({status}): toy cifar10 run, CUDA vs CPU\n\n{table}");
+            if !ok {
+                anyhow::bail!(
+                    "gpu-check: CUDA and CPU disagree beyond the tolerance ({}); results in {}",
+                    gpu_check::TOLERANCE,
+                    work.display()
+                );
+            }
+            println!(
+                "gpu-check: CUDA agrees with the CPU (tolerance {}).",
+                gpu_check::TOLERANCE
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `nrf bench`: one step on fixed tensors against PyTorch, or whole stages (`--pipeline`).
+fn run_bench(reps: Option<usize>, quick: bool, pipeline: bool, out: Option<PathBuf>) -> Result<()> {
+    if pipeline {
+        use nrf_experiments::bench::pipeline;
+        let out = out.unwrap_or_else(|| PathBuf::from(pipeline::DEFAULT_OUT));
+        let report = pipeline::run(reps, quick, &out)?;
+        println!("{}", report.to_markdown());
+        println!(
+            "written {} and {}",
+            out.display(),
+            out.with_extension("md").display()
+        );
+    } else {
+        let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
+        let report = nrf_experiments::bench::run(reps, quick, &out)?;
+        println!("{}", report.to_markdown());
+        println!("written {}", out.display());
     }
     Ok(())
 }

@@ -11,7 +11,7 @@
 //! [`nrf_attacks::evaluate_grid_slice`]), so the merged results equal an unsharded run's byte for
 //! byte on CPU.
 use crate::figure2::{self, Sources};
-use crate::pipeline::Ctx;
+use crate::pipeline::{Ctx, ModelJob, TrainingSet};
 use crate::table1;
 use anyhow::{anyhow, Result};
 use nrf_features::chunks::is_slice_written;
@@ -115,6 +115,7 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
             Some(key) => models.push((
                 format!("on_{set}"),
                 role,
+                set.clone(),
                 ctx.load_constructed(&set)?.dataset,
                 key,
             )),
@@ -127,17 +128,29 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
     models.push((
         "on_control".to_string(),
         ModelRole::Main(ModelKind::Control),
+        "D_control".to_string(),
         control,
         control_key,
     ));
     let fresh = ctx.preset.fresh.clone();
-    for (model, role, data, data_key) in models {
+    for (model, role, set_name, data, data_key) in models {
         for k in 0..ctx.seeds_for(role) {
             let name = match k {
                 0 => model.clone(),
                 k => format!("{model}~s{k}"),
             };
-            match ctx.trained_key(&name, &data, &data_key, &fresh) {
+            let set = TrainingSet {
+                name: &set_name,
+                data: &data,
+                key: &data_key,
+            };
+            match ctx.trained_key(&ModelJob::new(
+                &ctx.preset,
+                name.as_str(),
+                role,
+                set,
+                &fresh,
+            )) {
                 Some(train_key) => {
                     let r = ctx.evaluate_stage(&name, &train_key);
                     rep.step(format!("eval:{name}"), r)?;

@@ -182,11 +182,13 @@ fn done_marker(results: &Path, name: &str) -> PathBuf {
 
 /// A worker's loop: every job not yet finished by another, in the worker's order; a job that
 /// meets a stage claimed by another worker (or whose `after` jobs have not finished) goes to the
-/// back of the queue. When every job left is waiting on others, the worker sleeps a little and
-/// tries again.
+/// back of the queue. When every job left is waiting on others, the worker waits
+/// ([`wait_for_others`]) and tries again.
 pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
     let mut queue: VecDeque<Job> = order(ctx.mode.worker, jobs).into();
     let mut waiting = 0;
+    // Fruitless rounds in a row, and the stages this round's jobs met claimed.
+    let (mut idle_rounds, mut blocked) = (0u32, Vec::new());
     while let Some(job) = queue.pop_front() {
         if done_marker(&ctx.results, &job.name).exists() {
             // Finished by another worker: every stage of it is in the cache.
@@ -210,17 +212,66 @@ pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
                 nrf_data::store::write_atomic(&marker, b"")?;
                 tracing::info!("job {}: done", job.name);
                 waiting = 0;
+                idle_rounds = 0;
+                blocked.clear();
             }
             Err(e) if is_deferred(&e) => {
                 tracing::debug!("job {}: {e:#}; later", job.name);
+                blocked.extend(deferred_stage(&e));
                 queue.push_back(job);
                 waiting += 1;
                 if waiting >= queue.len() {
-                    std::thread::sleep(Duration::from_millis(1500));
+                    wait_for_others(&ctx.results, &queue, &blocked, idle_rounds)?;
+                    idle_rounds = idle_rounds.saturating_add(1);
                     waiting = 0;
+                    blocked.clear();
                 }
             }
             Err(e) => return Err(e.context(format!("job {}", job.name))),
+        }
+    }
+    Ok(())
+}
+
+/// The stage a deferred job met claimed by another worker (the [`Deferred`] in `e`'s chain).
+fn deferred_stage(e: &anyhow::Error) -> Option<String> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Deferred>())
+        .map(|d| d.stage.clone())
+}
+
+/// Waits while every job left waits on another worker. Trying the jobs again walks their cached
+/// stages (each stage's files read and checked: seconds of CPU), so a worker left with a job that
+/// another is running (one long serial job at the end of a run) would spin: the wait doubles with
+/// each fruitless round, from 1.5 s up to a minute, and ends early, checked every half second,
+/// when a stage in `blocked` is released or a queued job, or one it waits for, is finished.
+fn wait_for_others(
+    results: &Path,
+    queue: &VecDeque<Job>,
+    blocked: &[String],
+    round: u32,
+) -> Result<()> {
+    let limit = (Duration::from_millis(1500) * 2u32.pow(round.min(6))).min(Duration::from_secs(60));
+    let finished = || {
+        queue
+            .iter()
+            .flat_map(|j| std::iter::once(&j.name).chain(&j.after))
+            .filter(|n| done_marker(results, n).exists())
+            .count()
+    };
+    let before = finished();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(500));
+        if finished() != before {
+            return Ok(());
+        }
+        // A job waiting for `after` jobs names no stage ("(a job before ...)").
+        for stage in blocked.iter().filter(|s| !s.starts_with('(')) {
+            // Free now: its worker finished (or died); the claim taken here is dropped at once.
+            if try_claim(results, stage)?.is_some() {
+                return Ok(());
+            }
         }
     }
     Ok(())

@@ -178,8 +178,6 @@ pub fn square(
     tch::manual_seed(cfg.seed as i64);
     let eps = threat.eps();
     let x = x.detach();
-    let (n, c, h, w) = (x.size()[0], x.size()[1], x.size()[2], x.size()[3]);
-    let n_features = (c * h * w) as f64;
     let margin_of = |xb: &Tensor, yb: &Tensor| -> Tensor {
         // The references' margin z_y - max_{j != y} z_j: positive while correct.
         -margin(&logits_by_rows(model, xb), yb)
@@ -187,29 +185,9 @@ pub fn square(
     let _g = tch::no_grad_guard();
     // Initialisation.
     let mut x_best = if linf {
-        (&x + random_sign(&[n, c, 1, w], &x) * eps).clamp(0.0, 1.0)
+        init_linf(&x, eps)
     } else {
-        let delta = x.zeros_like();
-        let s = (h / 5).max(1);
-        let sp = (h - s * 5).max(0) / 2;
-        let mut vh = sp;
-        for _ in 0..h / s {
-            let mut vw = sp;
-            for _ in 0..w / s {
-                if vh + s <= h && vw + s <= w {
-                    let window = eta(s as usize, coin())
-                        .to_kind(x.kind())
-                        .to_device(x.device())
-                        .view([1, 1, s, s])
-                        * random_sign(&[n, c, 1, 1], &x);
-                    let mut slot = delta.narrow(2, vh, s).narrow(3, vw, s);
-                    let _ = slot.g_add_(&window);
-                }
-                vw += s;
-            }
-            vh += s;
-        }
-        (&x + &delta / (l2_norm_4d(&delta) + 1e-12) * eps).clamp(0.0, 1.0)
+        init_l2(&x, eps)
     };
     let mut margin_min = margin_of(&x_best, y);
     // Clean-wrong examples are fooled from the start (the references attack only clean-correct
@@ -227,55 +205,9 @@ pub fn square(
         let m_curr = margin_min.index_select(0, &idx);
         let p = p_selection(cfg.p_init, i, cfg.queries);
         let x_new = if linf {
-            let s = ((p * n_features / c as f64).sqrt().round() as i64).clamp(1, h.min(w));
-            let (vh, vw) = (random_int(0, h - s), random_int(0, w - s));
-            let new_deltas = Tensor::zeros([c, h, w], (x.kind(), x.device()));
-            let mut slot = new_deltas.narrow(1, vh, s).narrow(2, vw, s);
-            slot.copy_(&(random_sign(&[c, 1, 1], &x) * (2.0 * eps)).expand([c, s, s], false));
-            let moved = &x_best_curr + new_deltas.unsqueeze(0);
-            moved
-                .maximum(&(&x_curr - eps))
-                .minimum(&(&x_curr + eps))
-                .clamp(0.0, 1.0)
+            linf_candidate(&x, &x_curr, &x_best_curr, p, eps)
         } else {
-            let mut s = ((p * n_features / c as f64).sqrt().round() as i64)
-                .max(3)
-                .min(h.min(w));
-            if s % 2 == 0 {
-                s = (s + 1).min(h.min(w));
-            }
-            let m = idx.size()[0];
-            let delta_curr = &x_best_curr - &x_curr;
-            let (vh, vw) = (random_int(0, h - s), random_int(0, w - s));
-            let (vh2, vw2) = (random_int(0, h - s), random_int(0, w - s));
-            let window = |t: &Tensor, a: i64, b: i64| t.narrow(2, a, s).narrow(3, b, s);
-            let norms_window_1 = window(&delta_curr, vh, vw)
-                .square()
-                .sum_dim_intlist([-2i64, -1].as_slice(), true, None::<Kind>)
-                .sqrt();
-            let mask = x_curr.zeros_like();
-            let _ = window(&mask, vh, vw).fill_(1.0);
-            let _ = window(&mask, vh2, vw2).fill_(1.0);
-            let norms_image = l2_norm_4d(&delta_curr);
-            let norms_windows = l2_norm_4d(&(&delta_curr * &mask));
-            let mut new_deltas = eta(s as usize, coin())
-                .to_kind(x.kind())
-                .to_device(x.device())
-                .view([1, 1, s, s])
-                * random_sign(&[m, c, 1, 1], &x);
-            new_deltas += window(&delta_curr, vh, vw) / (norms_window_1 + 1e-12);
-            let scale = ((norms_image.square().neg() + eps * eps).clamp_min(0.0) / c as f64
-                + norms_windows.square())
-            .sqrt();
-            let new_norm = new_deltas
-                .square()
-                .sum_dim_intlist([-2i64, -1].as_slice(), true, None::<Kind>)
-                .sqrt();
-            let new_deltas = &new_deltas / (new_norm + 1e-12) * scale;
-            let delta_next = delta_curr.copy();
-            let _ = window(&delta_next, vh2, vw2).fill_(0.0);
-            window(&delta_next, vh, vw).copy_(&new_deltas);
-            (&x_curr + &delta_next / (l2_norm_4d(&delta_next) + 1e-12) * eps).clamp(0.0, 1.0)
+            l2_candidate(&x, &x_curr, &x_best_curr, idx.size()[0], p, eps)
         };
         let m_new = margin_of(&x_new, &y_curr);
         let improved = m_new.lt_tensor(&m_curr);
@@ -289,6 +221,111 @@ pub fn square(
     // Clean-wrong examples keep their clean image; the others their best point.
     let x_out = x.where_self(&clean_wrong.view([-1, 1, 1, 1]), &x_best);
     Ok(ApgdOutput { x: x_out, fooled })
+}
+
+/// The L∞ initialisation of the clean images `x` (`[N, C, H, W]`): vertical stripes of ±`eps`
+/// (one sign per example, channel and column), clamped to [0, 1].
+fn init_linf(x: &Tensor, eps: f64) -> Tensor {
+    let (n, c, w) = (x.size()[0], x.size()[1], x.size()[3]);
+    (x + random_sign(&[n, c, 1, w], x) * eps).clamp(0.0, 1.0)
+}
+
+/// The L2 initialisation of the clean images `x` (`[N, C, H, W]`): a grid of `eta` windows with
+/// random orientations and signs, scaled to L2 norm `eps`, clamped to [0, 1].
+fn init_l2(x: &Tensor, eps: f64) -> Tensor {
+    let (n, c, h, w) = (x.size()[0], x.size()[1], x.size()[2], x.size()[3]);
+    let delta = x.zeros_like();
+    let s = (h / 5).max(1);
+    let sp = (h - s * 5).max(0) / 2;
+    let mut vh = sp;
+    for _ in 0..h / s {
+        let mut vw = sp;
+        for _ in 0..w / s {
+            if vh + s <= h && vw + s <= w {
+                let window = eta(s as usize, coin())
+                    .to_kind(x.kind())
+                    .to_device(x.device())
+                    .view([1, 1, s, s])
+                    * random_sign(&[n, c, 1, 1], x);
+                let mut slot = delta.narrow(2, vh, s).narrow(3, vw, s);
+                let _ = slot.g_add_(&window);
+            }
+            vw += s;
+        }
+        vh += s;
+    }
+    (x + &delta / (l2_norm_4d(&delta) + 1e-12) * eps).clamp(0.0, 1.0)
+}
+
+/// One L∞ query's candidates: `x_best_curr` plus ±2·`eps` (one sign per channel) in one random
+/// square window (side from the window fraction `p`), projected onto the `eps`-ball around
+/// `x_curr` and [0, 1]. `x` is the clean batch (its shape, kind and device).
+fn linf_candidate(x: &Tensor, x_curr: &Tensor, x_best_curr: &Tensor, p: f64, eps: f64) -> Tensor {
+    let (c, h, w) = (x.size()[1], x.size()[2], x.size()[3]);
+    let n_features = (c * h * w) as f64;
+    let s = ((p * n_features / c as f64).sqrt().round() as i64).clamp(1, h.min(w));
+    let (vh, vw) = (random_int(0, h - s), random_int(0, w - s));
+    let new_deltas = Tensor::zeros([c, h, w], (x.kind(), x.device()));
+    let mut slot = new_deltas.narrow(1, vh, s).narrow(2, vw, s);
+    slot.copy_(&(random_sign(&[c, 1, 1], x) * (2.0 * eps)).expand([c, s, s], false));
+    let moved = x_best_curr + new_deltas.unsqueeze(0);
+    moved
+        .maximum(&(x_curr - eps))
+        .minimum(&(x_curr + eps))
+        .clamp(0.0, 1.0)
+}
+
+/// One L2 query's candidates for the `m` examples still attacked: the perturbation
+/// `x_best_curr - x_curr` with one random window (odd side from the window fraction `p`)
+/// replaced by a fresh `eta` window and a second one zeroed, rescaled to L2 norm `eps` and
+/// clamped to [0, 1]. `x` is the clean batch (its shape, kind and device).
+fn l2_candidate(
+    x: &Tensor,
+    x_curr: &Tensor,
+    x_best_curr: &Tensor,
+    m: i64,
+    p: f64,
+    eps: f64,
+) -> Tensor {
+    let (c, h, w) = (x.size()[1], x.size()[2], x.size()[3]);
+    let n_features = (c * h * w) as f64;
+    let mut s = ((p * n_features / c as f64).sqrt().round() as i64)
+        .max(3)
+        .min(h.min(w));
+    if s % 2 == 0 {
+        s = (s + 1).min(h.min(w));
+    }
+    let delta_curr = x_best_curr - x_curr;
+    let (vh, vw) = (random_int(0, h - s), random_int(0, w - s));
+    let (vh2, vw2) = (random_int(0, h - s), random_int(0, w - s));
+    let window = |t: &Tensor, a: i64, b: i64| t.narrow(2, a, s).narrow(3, b, s);
+    let norms_window_1 = window(&delta_curr, vh, vw)
+        .square()
+        .sum_dim_intlist([-2i64, -1].as_slice(), true, None::<Kind>)
+        .sqrt();
+    let mask = x_curr.zeros_like();
+    let _ = window(&mask, vh, vw).fill_(1.0);
+    let _ = window(&mask, vh2, vw2).fill_(1.0);
+    let norms_image = l2_norm_4d(&delta_curr);
+    let norms_windows = l2_norm_4d(&(&delta_curr * &mask));
+    let mut new_deltas = eta(s as usize, coin())
+        .to_kind(x.kind())
+        .to_device(x.device())
+        .view([1, 1, s, s])
+        * random_sign(&[m, c, 1, 1], x);
+    new_deltas += window(&delta_curr, vh, vw) / (norms_window_1 + 1e-12);
+    let scale = ((norms_image.square().neg() + eps * eps).clamp_min(0.0) / c as f64
+        + norms_windows.square())
+    .sqrt();
+    let new_norm = new_deltas
+        .square()
+        .sum_dim_intlist([-2i64, -1].as_slice(), true, None::<Kind>)
+        .sqrt();
+    let new_deltas = &new_deltas / (new_norm + 1e-12) * scale;
+    let delta_next = delta_curr.copy();
+    let _ = window(&delta_next, vh2, vw2).fill_(0.0);
+    window(&delta_next, vh, vw).copy_(&new_deltas);
+    (x_curr + &delta_next / (l2_norm_4d(&delta_next) + 1e-12) * eps).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]

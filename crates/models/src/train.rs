@@ -283,32 +283,10 @@ pub fn train(
     // The epoch of the last checkpoint this training has (written or resumed from).
     let mut last_saved: Option<usize> = None;
     if let Some(stem) = checkpoint {
-        if let Some((meta, tensors)) = load_training::<CheckpointMeta>(stem)? {
-            let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)?
-                && meta.spec == model.spec
-                && meta.train_size == data.len()
-                && meta.perturber == describe;
-            if same {
-                let st = crate::checkpoint::paths(stem).0;
-                load_into(model, &tensors, &st)?;
-                let map: std::collections::HashMap<&str, &Tensor> =
-                    tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-                let _g = tch::no_grad_guard();
-                for (i, buf) in sgd.buffers.iter_mut().enumerate() {
-                    let src = map
-                        .get(format!("sgd.{i}").as_str())
-                        .with_context(|| format!("{}: lacks sgd.{i}", st.display()))?;
-                    buf.copy_(src);
-                }
-                history = meta.history;
-                last_saved = Some(history.len());
-                tracing::info!("resuming {} from epoch {}", st.display(), history.len());
-            } else {
-                tracing::warn!(
-                    "checkpoint {} has another configuration; starting afresh",
-                    stem.display()
-                );
-            }
+        if let Some(resumed) = resume_from_checkpoint(stem, model, &mut sgd, data, cfg, &describe)?
+        {
+            history = resumed;
+            last_saved = Some(history.len());
         }
     }
     let (x_all, y_all) = dataset_to_tensors(data, device);
@@ -316,89 +294,21 @@ pub fn train(
     let bs = cfg.batch_size;
     let steps_per_epoch = n.div_ceil(bs);
     let total = steps_per_epoch * cfg.epochs;
+    let run = EpochInputs {
+        data,
+        cfg,
+        perturber,
+        eval,
+        checkpoint,
+        device,
+        x_all,
+        y_all,
+        steps_per_epoch,
+        total,
+    };
     let mut last_checkpoint = Instant::now();
     for epoch in history.len() + 1..=cfg.epochs {
-        let start = Instant::now();
-        tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
-        // The epoch's order as one index tensor; each batch is a slice of it.
-        let order: Vec<i64> = epoch_order(n, cfg.seed, epoch)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        let order = Tensor::from_slice(&order).to_device(device);
-        let pb = progress_bar(
-            steps_per_epoch as u64,
-            &format!("epoch {epoch}/{}", cfg.epochs),
-            cfg.progress,
-        );
-        // Running sums on the device, in f64 as before (the loss times the batch length, added
-        // in batch order), read every SYNC_EVERY steps and at the end of the epoch.
-        let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
-        let mut correct = Tensor::zeros([], (Kind::Int64, device));
-        let (mut seen, mut lr, mut checked, mut step) = (0usize, 0.0, 0usize, 0usize);
-        for b in 0..steps_per_epoch {
-            let len = bs.min(n - b * bs);
-            let idx = order.narrow(0, (b * bs) as i64, len as i64);
-            let mut xb = x_all.index_select(0, &idx);
-            let yb = y_all.index_select(0, &idx);
-            if let Augment::CropFlip { pad } = cfg.augment {
-                xb = crop_flip(&xb, pad, &mut rng);
-            }
-            step = (epoch - 1) * steps_per_epoch + b;
-            lr = cfg.schedule.lr_at(step, total, steps_per_epoch);
-            let (loss, c) = step_on_device(model, &mut sgd, &xb, &yb, lr, perturber)?;
-            {
-                let _g = tch::no_grad_guard();
-                let _ = loss_sum.g_add_(&(loss.to_kind(Kind::Double) * len as f64));
-                let _ = correct.g_add_(&c);
-            }
-            seen += len;
-            pb.inc(1);
-            if (b + 1) % SYNC_EVERY == 0 || b + 1 == steps_per_epoch {
-                let sum = loss_sum.double_value(&[]);
-                if !sum.is_finite() {
-                    return Err(diverged(
-                        &data.name,
-                        checkpoint,
-                        last_saved,
-                        format!(
-                            "the loss became {sum} at epoch {epoch}, between steps {checked} and \
-                             {b} of the epoch (step {step} overall; learning rate {lr})"
-                        ),
-                    ));
-                }
-                checked = b + 1;
-                if !pb.is_hidden() {
-                    pb.set_message(format!(
-                        "loss {:.3} acc {:.3}",
-                        sum / seen as f64,
-                        correct.int64_value(&[]) as f64 / seen as f64
-                    ));
-                }
-            }
-        }
-        let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.int64_value(&[]));
-        pb.finish_and_clear();
-        let test_acc = eval.map(|(x, y)| crate::accuracy(model, x, y, 500));
-        let report = EpochReport {
-            epoch,
-            lr,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            test_acc,
-            wall_s: start.elapsed().as_secs_f64(),
-        };
-        tracing::info!(
-            "epoch {epoch}/{}: loss {:.4} train acc {:.4} test acc {} ({:.1}s)",
-            cfg.epochs,
-            report.train_loss,
-            report.train_acc,
-            test_acc
-                .map(|a| format!("{a:.4}"))
-                .unwrap_or_else(|| "-".into()),
-            report.wall_s
-        );
+        let (report, step, lr) = train_epoch(&run, model, &mut sgd, epoch, last_saved)?;
         history.push(report);
         let stop = cfg.stop_after.is_some_and(|s| epoch >= s);
         let due = epoch == cfg.epochs
@@ -406,13 +316,7 @@ pub fn train(
             || last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_INTERVAL_S;
         if let (Some(stem), true) = (checkpoint, due) {
             last_checkpoint = Instant::now();
-            let mut tensors = model_tensors(model);
-            tensors.extend(
-                sgd.buffers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (format!("sgd.{i}"), b.shallow_clone())),
-            );
+            let tensors = checkpoint_tensors(model, &sgd);
             // The loss is read before each step's update, so the epoch's last update can make
             // the weights non-finite unseen: never checkpoint such weights.
             if let Some((name, _)) = tensors
@@ -446,190 +350,183 @@ pub fn train(
     Ok(history)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Arch, ModelSpec};
-    use tch::Device;
-
-    /// The training loop as it was before the per-epoch overhead was cut (one index tensor and
-    /// two host reads per step, a crop per image, a checkpoint after every epoch): the reference
-    /// the current loop must match bit for bit on CPU.
-    fn reference_train(
-        model: &mut Model,
-        data: &nrf_data::Dataset,
-        cfg: &TrainConfig,
-        perturber: Option<&dyn BatchPerturber>,
-        eval: Option<(&Tensor, &Tensor)>,
-    ) -> Vec<EpochReport> {
-        fn crop_flip_per_image(x: &Tensor, pad: i64, rng: &mut impl Rng) -> Tensor {
-            let s = x.size();
-            let (n, h, w) = (s[0], s[2], s[3]);
-            let padded = x.constant_pad_nd([pad, pad, pad, pad]);
-            let crops: Vec<Tensor> = (0..n)
-                .map(|i| {
-                    let (dy, dx) = (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad));
-                    let c = padded.get(i).narrow(1, dy, h).narrow(2, dx, w);
-                    if rng.gen_bool(0.5) {
-                        c.flip([2])
-                    } else {
-                        c
-                    }
-                })
-                .collect();
-            Tensor::stack(&crops, 0)
-        }
-        let mut sgd = Sgd::new(
-            model.vs.trainable_variables(),
-            cfg.momentum,
-            cfg.nesterov,
-            cfg.weight_decay,
-        );
-        let (x_all, y_all) = dataset_to_tensors(data, model.device());
-        let (n, bs) = (data.len(), cfg.batch_size);
-        let steps_per_epoch = n.div_ceil(bs);
-        let total = steps_per_epoch * cfg.epochs;
-        let mut history = Vec::new();
-        for epoch in 1..=cfg.epochs {
-            tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
-            let order = epoch_order(n, cfg.seed, epoch);
-            let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0i64, 0usize, 0.0);
-            for (b, chunk) in order.chunks(bs).enumerate() {
-                let idx = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>());
-                let mut xb = x_all.index_select(0, &idx);
-                let yb = y_all.index_select(0, &idx);
-                if let Augment::CropFlip { pad } = cfg.augment {
-                    xb = crop_flip_per_image(&xb, pad, &mut rng);
-                }
-                lr = cfg
-                    .schedule
-                    .lr_at((epoch - 1) * steps_per_epoch + b, total, steps_per_epoch);
-                let (loss, c) = train_step(model, &mut sgd, &xb, &yb, lr, perturber).unwrap();
-                loss_sum += loss * chunk.len() as f64;
-                correct += c;
-                seen += chunk.len();
+/// Loads the checkpoint at `stem` into `model` and `sgd`'s momentum buffers when it was written
+/// with the same configuration, model, training-set size and perturber (`describe`), and returns
+/// its history; returns `None` when there is no checkpoint or it has another configuration.
+fn resume_from_checkpoint(
+    stem: &Path,
+    model: &mut Model,
+    sgd: &mut Sgd,
+    data: &nrf_data::Dataset,
+    cfg: &TrainConfig,
+    describe: &Option<String>,
+) -> Result<Option<Vec<EpochReport>>> {
+    if let Some((meta, tensors)) = load_training::<CheckpointMeta>(stem)? {
+        let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)?
+            && meta.spec == model.spec
+            && meta.train_size == data.len()
+            && meta.perturber == *describe;
+        if same {
+            let st = crate::checkpoint::paths(stem).0;
+            load_into(model, &tensors, &st)?;
+            let map: std::collections::HashMap<&str, &Tensor> =
+                tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+            let _g = tch::no_grad_guard();
+            for (i, buf) in sgd.buffers.iter_mut().enumerate() {
+                let src = map
+                    .get(format!("sgd.{i}").as_str())
+                    .with_context(|| format!("{}: lacks sgd.{i}", st.display()))?;
+                buf.copy_(src);
             }
-            history.push(EpochReport {
-                epoch,
-                lr,
-                train_loss: loss_sum / seen as f64,
-                train_acc: correct as f64 / seen as f64,
-                test_acc: eval.map(|(x, y)| crate::accuracy(model, x, y, 500)),
-                wall_s: 0.0,
-            });
-        }
-        history
-    }
-
-    /// A perturbation that draws from libtorch's generator, so the test also sees whether the
-    /// loop keeps the order of random draws.
-    struct Noise;
-    impl BatchPerturber for Noise {
-        fn perturb(&self, _model: &dyn Classifier, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
-            Ok((x + (x.rand_like() - 0.5) * 0.1).clamp(0.0, 1.0))
-        }
-        fn describe(&self) -> String {
-            "uniform noise +-0.05".into()
+            let history = meta.history;
+            tracing::info!("resuming {} from epoch {}", st.display(), history.len());
+            return Ok(Some(history));
+        } else {
+            tracing::warn!(
+                "checkpoint {} has another configuration; starting afresh",
+                stem.display()
+            );
         }
     }
-
-    fn data(n: usize) -> nrf_data::Dataset {
-        tch::manual_seed(1);
-        let shape = [1usize, 10, 10];
-        let d = 100;
-        let labels: Vec<i64> = (0..n).map(|i| (i % 3) as i64).collect();
-        let noise = Tensor::rand([n as i64, d], (Kind::Float, Device::Cpu)) * 0.5;
-        let mut images = Vec::<f32>::try_from(&noise.view([-1])).unwrap();
-        for (i, &y) in labels.iter().enumerate() {
-            let lo = i * d as usize + y as usize * 30;
-            images[lo..lo + 30].iter_mut().for_each(|v| *v += 0.5);
-        }
-        nrf_data::Dataset {
-            name: "synthetic".into(),
-            images,
-            labels,
-            shape,
-            num_classes: 3,
-            class_names: vec![],
-        }
-    }
-
-    fn weights(model: &Model) -> Vec<(String, Vec<f32>)> {
-        let mut v: Vec<(String, Vec<f32>)> = model
-            .vs
-            .variables()
-            .into_iter()
-            .map(|(k, t)| (k, Vec::<f32>::try_from(&t.contiguous().view([-1])).unwrap()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-
-    /// The loop gives bit-identical histories and weights to the reference loop: standard and
-    /// adversarial-style (a random perturbation), with crop/flip augmentation, a partial last
-    /// batch and more steps per epoch than SYNC_EVERY; with a checkpoint stem too.
-    #[test]
-    fn history_and_weights_equal_the_reference_loop() {
-        let _rng = crate::rng_lock();
-        tch::set_num_threads(1);
-        let data = data(900);
-        let (x, y) = dataset_to_tensors(&data, Device::Cpu);
-        let spec = ModelSpec::new(Arch::FmnistCnn, [1, 10, 10], 3);
-        let cfg = TrainConfig {
-            epochs: 3,
-            batch_size: 32, // 29 steps per epoch, the last one of 4 examples
-            augment: Augment::CropFlip { pad: 2 },
-            seed: 11,
-            ..TrainConfig::default()
-        };
-        assert!(900usize.div_ceil(32) > SYNC_EVERY);
-        let dir = tempfile::tempdir().unwrap();
-        for perturber in [None, Some(&Noise as &dyn BatchPerturber)] {
-            let mut old = Model::new(&spec, Device::Cpu, 4).unwrap();
-            let h_old = reference_train(&mut old, &data, &cfg, perturber, Some((&x, &y)));
-            let mut new = Model::new(&spec, Device::Cpu, 4).unwrap();
-            let stem = dir.path().join(format!("ckpt-{}", perturber.is_some()));
-            let h_new = train(
-                &mut new,
-                &data,
-                &cfg,
-                perturber,
-                Some((&x, &y)),
-                Some(&stem),
-            )
-            .unwrap();
-            let strip = |h: &[EpochReport]| -> Vec<EpochReport> {
-                h.iter()
-                    .map(|r| EpochReport {
-                        wall_s: 0.0,
-                        ..r.clone()
-                    })
-                    .collect()
-            };
-            assert_eq!(strip(&h_new), strip(&h_old));
-            assert!(weights(&new) == weights(&old), "weights differ");
-            assert!(h_new[2].train_acc > 0.5, "{h_new:?}");
-        }
-    }
-
-    #[test]
-    fn crop_flip_draws_and_copies_as_per_image_crops() {
-        let _rng = crate::rng_lock();
-        let x = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, Device::Cpu)).view([2, 3, 4, 5]);
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut rng2 = rng.clone();
-        let out = crop_flip(&x, 2, &mut rng);
-        assert_eq!(out.size(), vec![2, 3, 4, 5]);
-        let padded = x.constant_pad_nd([2, 2, 2, 2]);
-        for i in 0..2 {
-            let (dy, dx) = (rng2.gen_range(0..=4), rng2.gen_range(0..=4));
-            let mut c = padded.get(i).narrow(1, dy, 4).narrow(2, dx, 5);
-            if rng2.gen_bool(0.5) {
-                c = c.flip([2]);
-            }
-            assert!(out.get(i).equal(&c), "image {i}");
-        }
-        assert_eq!(rng.gen::<u64>(), rng2.gen::<u64>());
-    }
+    Ok(None)
 }
+
+/// The tensors of a checkpoint: the model's, then `sgd`'s momentum buffers as `sgd.{i}`.
+fn checkpoint_tensors(model: &Model, sgd: &Sgd) -> Vec<(String, Tensor)> {
+    let mut tensors = model_tensors(model);
+    tensors.extend(
+        sgd.buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (format!("sgd.{i}"), b.shallow_clone())),
+    );
+    tensors
+}
+
+/// What every epoch of one [`train`] run reads: its arguments, the training set on the device
+/// and the step counts.
+struct EpochInputs<'a> {
+    /// The training set (its name and size).
+    data: &'a nrf_data::Dataset,
+    /// The run's configuration.
+    cfg: &'a TrainConfig,
+    /// The adversary of adversarial training, if any.
+    perturber: Option<&'a dyn BatchPerturber>,
+    /// The evaluation set, measured after every epoch.
+    eval: Option<(&'a Tensor, &'a Tensor)>,
+    /// The checkpoint stem (named in a divergence error).
+    checkpoint: Option<&'a Path>,
+    /// The model's device.
+    device: tch::Device,
+    /// The whole training set's images, on `device`.
+    x_all: Tensor,
+    /// The whole training set's labels, on `device`.
+    y_all: Tensor,
+    /// Steps per epoch (the last batch may be partial).
+    steps_per_epoch: usize,
+    /// Steps of the whole run.
+    total: usize,
+}
+
+/// The epoch's order as one index tensor on `device`; each batch is a slice of it.
+fn epoch_order_tensor(n: usize, seed: u64, epoch: usize, device: tch::Device) -> Tensor {
+    let order: Vec<i64> = epoch_order(n, seed, epoch)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
+    Tensor::from_slice(&order).to_device(device)
+}
+
+/// Trains one epoch (1-based `epoch`) and logs its metrics; returns its report, its last step
+/// overall and that step's learning rate. `last_saved` is named in a divergence error.
+fn train_epoch(
+    run: &EpochInputs<'_>,
+    model: &Model,
+    sgd: &mut Sgd,
+    epoch: usize,
+    last_saved: Option<usize>,
+) -> Result<(EpochReport, usize, f64)> {
+    let (cfg, device, steps_per_epoch) = (run.cfg, run.device, run.steps_per_epoch);
+    let n = run.data.len();
+    let bs = cfg.batch_size;
+    let start = Instant::now();
+    tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
+    let order = epoch_order_tensor(n, cfg.seed, epoch, device);
+    let pb = progress_bar(
+        steps_per_epoch as u64,
+        &format!("epoch {epoch}/{}", cfg.epochs),
+        cfg.progress,
+    );
+    // Running sums on the device, in f64 as before (the loss times the batch length, added
+    // in batch order), read every SYNC_EVERY steps and at the end of the epoch.
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let mut correct = Tensor::zeros([], (Kind::Int64, device));
+    let (mut seen, mut lr, mut checked, mut step) = (0usize, 0.0, 0usize, 0usize);
+    for b in 0..steps_per_epoch {
+        let len = bs.min(n - b * bs);
+        let idx = order.narrow(0, (b * bs) as i64, len as i64);
+        let mut xb = run.x_all.index_select(0, &idx);
+        let yb = run.y_all.index_select(0, &idx);
+        if let Augment::CropFlip { pad } = cfg.augment {
+            xb = crop_flip(&xb, pad, &mut rng);
+        }
+        step = (epoch - 1) * steps_per_epoch + b;
+        lr = cfg.schedule.lr_at(step, run.total, steps_per_epoch);
+        let (loss, c) = step_on_device(model, sgd, &xb, &yb, lr, run.perturber)?;
+        {
+            let _g = tch::no_grad_guard();
+            let _ = loss_sum.g_add_(&(loss.to_kind(Kind::Double) * len as f64));
+            let _ = correct.g_add_(&c);
+        }
+        seen += len;
+        pb.inc(1);
+        if (b + 1) % SYNC_EVERY == 0 || b + 1 == steps_per_epoch {
+            let sum = loss_sum.double_value(&[]);
+            if !sum.is_finite() {
+                return Err(diverged(
+                    &run.data.name,
+                    run.checkpoint,
+                    last_saved,
+                    format!(
+                        "the loss became {sum} at epoch {epoch}, between steps {checked} and \
+                         {b} of the epoch (step {step} overall; learning rate {lr})"
+                    ),
+                ));
+            }
+            checked = b + 1;
+            if !pb.is_hidden() {
+                pb.set_message(format!(
+                    "loss {:.3} acc {:.3}",
+                    sum / seen as f64,
+                    correct.int64_value(&[]) as f64 / seen as f64
+                ));
+            }
+        }
+    }
+    let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.int64_value(&[]));
+    pb.finish_and_clear();
+    let test_acc = run.eval.map(|(x, y)| crate::accuracy(model, x, y, 500));
+    let report = EpochReport {
+        epoch,
+        lr,
+        train_loss: loss_sum / seen as f64,
+        train_acc: correct as f64 / seen as f64,
+        test_acc,
+        wall_s: start.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        "epoch {epoch}/{}: loss {:.4} train acc {:.4} test acc {} ({:.1}s)",
+        cfg.epochs,
+        report.train_loss,
+        report.train_acc,
+        test_acc
+            .map(|a| format!("{a:.4}"))
+            .unwrap_or_else(|| "-".into()),
+        report.wall_s
+    );
+    Ok((report, step, lr))
+}
+
+#[cfg(test)]
+mod tests;

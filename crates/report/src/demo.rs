@@ -187,6 +187,18 @@ pub fn demo_models() -> Vec<ModelResult> {
 /// one extra section) under `dir`. Numbers are invented.
 pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
+    write_json_atomic(dir.join("run.json"), &demo_run_info())?;
+    for m in demo_models() {
+        write_json_atomic(dir.join("models").join(format!("{}.json", m.name)), &m)?;
+    }
+    write_demo_datasets(dir)?;
+    write_demo_theory(dir)?;
+    write_demo_section(dir)?;
+    Ok(())
+}
+
+/// The demo run.json: preset "demo", an invented machine and eight stages.
+fn demo_run_info() -> RunInfo {
     let config = "# demo preset (fake)\n[data]\nname = \"fashion-mnist\"\nnum_classes = 10\n\n[eval]\nheadline_eps = 0.5\nl2_eps = [0.25, 0.5, 1.0, 2.0]\nlinf_eps = [0.1]\n";
     let stages: Vec<StageInfo> = [
         "data",
@@ -214,7 +226,7 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
     .collect();
     let mut versions = BTreeMap::new();
     versions.insert("tch".to_string(), "0.26.0".to_string());
-    let run = RunInfo {
+    RunInfo {
         preset: "demo".into(),
         config_toml: config.into(),
         seed: 1234,
@@ -236,11 +248,12 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
         missing: vec![],
         headline_eps: Some(0.5),
         num_classes: Some(10),
-    };
-    write_json_atomic(dir.join("run.json"), &run)?;
-    for m in demo_models() {
-        write_json_atomic(dir.join("models").join(format!("{}.json", m.name)), &m)?;
     }
+}
+
+/// Writes the four demo datasets' JSON files under `dir/datasets` and their grids under
+/// `dir/grids`.
+fn write_demo_datasets(dir: &Path) -> Result<()> {
     let datasets = [
         (
             "D_R",
@@ -277,26 +290,7 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
     ];
     for (i, (name, method, src, eps, success, rel)) in datasets.into_iter().enumerate() {
         let grid = format!("grids/{name}.png");
-        let captions: [&str; 3] = if rel.is_some() {
-            ["x (target)", "x0 (start)", "x_r"]
-        } else {
-            ["x", "x_adv", "δ (×5)"]
-        };
-        let rows: Vec<GridRow> = (0..3)
-            .map(|r| GridRow {
-                label: if rel.is_some() {
-                    format!("label {}", (r + i) % 10)
-                } else {
-                    format!("true {} →\ntarget {}", r, (r + 1) % 10)
-                },
-                cells: (0..3)
-                    .map(|c| GridCell {
-                        pixels: synthetic_image(10 * r + c + i),
-                        caption: captions[c].to_string(),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let rows = demo_grid_rows(i, rel.is_some());
         image_grid(dir.join(&grid), &rows, [1, 28, 28], 3)?;
         let info = ConstructedInfo {
             name: name.into(),
@@ -317,6 +311,37 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
         };
         write_json_atomic(dir.join("datasets").join(format!("{name}.json")), &info)?;
     }
+    Ok(())
+}
+
+/// The rows of dataset `i`'s demo grid: three rows of three synthetic images, captioned for
+/// representation matching (`matching`) or for a targeted attack.
+fn demo_grid_rows(i: usize, matching: bool) -> Vec<GridRow> {
+    let captions: [&str; 3] = if matching {
+        ["x (target)", "x0 (start)", "x_r"]
+    } else {
+        ["x", "x_adv", "δ (×5)"]
+    };
+    (0..3)
+        .map(|r| GridRow {
+            label: if matching {
+                format!("label {}", (r + i) % 10)
+            } else {
+                format!("true {} →\ntarget {}", r, (r + 1) % 10)
+            },
+            cells: (0..3)
+                .map(|c| GridCell {
+                    pixels: synthetic_image(10 * r + c + i),
+                    caption: captions[c].to_string(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Writes the theory at small sizes under `dir/theory`, with one failing check added, and an
+/// SVG next to its PNGs.
+fn write_demo_theory(dir: &Path) -> Result<()> {
     // The theory at small sizes (a fraction of a second), with one failing check added to show
     // how a failed check looks.
     let mut theory = nrf_theory::run_with(0, &demo_theory_config())?;
@@ -331,6 +356,11 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
         dir.join("theory").join("figure4.svg"),
         b"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"></svg>",
     )?;
+    Ok(())
+}
+
+/// Writes the extra demo section (Figure 3: a scatter plot and a table) under `dir/sections`.
+fn write_demo_section(dir: &Path) -> Result<()> {
     scatter_plot(
         dir.join("sections").join("figure3.png"),
         "Figure 3 (demo): transfer rate vs accuracy on D_det",

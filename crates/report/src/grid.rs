@@ -66,6 +66,18 @@ pub fn image_grid(
     scale: u32,
 ) -> Result<()> {
     let path = path.as_ref();
+    check_grid_input(path, rows, shape, scale)?;
+    let layout = grid_layout(path, rows, shape, scale)?;
+    let mut buf = vec![255u8; layout.total_w as usize * layout.total_h as usize * 3];
+    // Images first (direct pixel writes), then text through plotters on the same buffer.
+    draw_images(&mut buf, rows, &layout, shape, scale);
+    draw_grid_text(&mut buf, rows, &layout)?;
+    save_rgb_png(path, layout.total_w, layout.total_h, buf)
+}
+
+/// Checks `image_grid`'s arguments: the shape, the scale, that there are images, and every
+/// cell's length and pixel values (errors name the row and cell).
+fn check_grid_input(path: &Path, rows: &[GridRow], shape: [usize; 3], scale: u32) -> Result<()> {
     let [c, h, w] = shape;
     if !(c == 1 || c == 3) || h == 0 || w == 0 || h > 4096 || w > 4096 {
         bail!(
@@ -109,7 +121,31 @@ pub fn image_grid(
             }
         }
     }
+    Ok(())
+}
 
+/// Pixel sizes of a grid, in the enlarged output image.
+struct GridLayout {
+    /// Width of one enlarged image.
+    img_w: u32,
+    /// Height of one enlarged image.
+    img_h: u32,
+    /// Width of the label column on the left.
+    label_col: u32,
+    /// Width of one cell (image or widest caption, with padding).
+    cell_w: u32,
+    /// Height of each row.
+    row_heights: Vec<u32>,
+    /// Width of the whole grid.
+    total_w: u32,
+    /// Height of the whole grid.
+    total_h: u32,
+}
+
+/// The grid's layout for `rows` of images of `shape` enlarged `scale` times; errors if the
+/// picture would be too large.
+fn grid_layout(path: &Path, rows: &[GridRow], shape: [usize; 3], scale: u32) -> Result<GridLayout> {
+    let [_, h, w] = shape;
     let (img_w, img_h) = (w as u32 * scale, h as u32 * scale);
     let mut label_w = 0;
     for r in rows {
@@ -142,10 +178,36 @@ pub fn image_grid(
         );
     }
 
-    let mut buf = vec![255u8; total_w as usize * total_h as usize * 3];
-    // Images first (direct pixel writes), then text through plotters on the same buffer.
+    Ok(GridLayout {
+        img_w,
+        img_h,
+        label_col,
+        cell_w,
+        row_heights,
+        total_w,
+        total_h,
+    })
+}
+
+/// Writes every cell's enlarged image (nearest neighbour) and its frame into `buf`.
+fn draw_images(
+    buf: &mut [u8],
+    rows: &[GridRow],
+    layout: &GridLayout,
+    shape: [usize; 3],
+    scale: u32,
+) {
+    let [c, h, w] = shape;
+    let GridLayout {
+        img_w,
+        img_h,
+        label_col,
+        cell_w,
+        total_w,
+        ..
+    } = *layout;
     let mut y0 = PAD / 2;
-    for (r, rh) in rows.iter().zip(&row_heights) {
+    for (r, rh) in rows.iter().zip(&layout.row_heights) {
         for (ci, cell) in r.cells.iter().enumerate() {
             let x0 = label_col + ci as u32 * cell_w + (cell_w - img_w) / 2;
             let top = y0 + PAD;
@@ -165,55 +227,77 @@ pub fn image_grid(
                     buf[o..o + 3].copy_from_slice(&rgb);
                 }
             }
-            // 1-px frame so light images stand out from the background.
-            let frame = [200u8, 200, 200];
-            for xx in x0.saturating_sub(1)..=(x0 + img_w).min(total_w - 1) {
-                for yy in [top.saturating_sub(1), (top + img_h).min(total_h - 1)] {
-                    let o = ((yy * total_w + xx) * 3) as usize;
-                    buf[o..o + 3].copy_from_slice(&frame);
-                }
-            }
-            for yy in top.saturating_sub(1)..=(top + img_h).min(total_h - 1) {
-                for xx in [x0.saturating_sub(1), (x0 + img_w).min(total_w - 1)] {
-                    let o = ((yy * total_w + xx) * 3) as usize;
-                    buf[o..o + 3].copy_from_slice(&frame);
-                }
+            draw_frame(buf, layout, x0, top);
+        }
+        y0 += rh;
+    }
+}
+
+/// Draws a 1-px grey frame around the image whose top-left corner is (`x0`, `top`).
+fn draw_frame(buf: &mut [u8], layout: &GridLayout, x0: u32, top: u32) {
+    let GridLayout {
+        img_w,
+        img_h,
+        total_w,
+        total_h,
+        ..
+    } = *layout;
+    // 1-px frame so light images stand out from the background.
+    let frame = [200u8, 200, 200];
+    for xx in x0.saturating_sub(1)..=(x0 + img_w).min(total_w - 1) {
+        for yy in [top.saturating_sub(1), (top + img_h).min(total_h - 1)] {
+            let o = ((yy * total_w + xx) * 3) as usize;
+            buf[o..o + 3].copy_from_slice(&frame);
+        }
+    }
+    for yy in top.saturating_sub(1)..=(top + img_h).min(total_h - 1) {
+        for xx in [x0.saturating_sub(1), (x0 + img_w).min(total_w - 1)] {
+            let o = ((yy * total_w + xx) * 3) as usize;
+            buf[o..o + 3].copy_from_slice(&frame);
+        }
+    }
+}
+
+/// Draws the row labels and the cell captions into `buf` through plotters.
+fn draw_grid_text(buf: &mut [u8], rows: &[GridRow], layout: &GridLayout) -> Result<()> {
+    let GridLayout {
+        img_h,
+        label_col,
+        cell_w,
+        total_w,
+        total_h,
+        ..
+    } = *layout;
+    let root = BitMapBackend::with_buffer(buf, (total_w, total_h)).into_drawing_area();
+    let label_style = TextStyle::new(LABEL_PX)
+        .bold()
+        .anchor(HAlign::Left, VAlign::Top);
+    let cap_style = TextStyle::new(CAPTION_PX).anchor(HAlign::Center, VAlign::Top);
+    let mut y0 = PAD / 2;
+    for (r, rh) in rows.iter().zip(&layout.row_heights) {
+        let lines: Vec<&str> = r.label.lines().collect();
+        let block = lines.len() as u32 * LABEL_LINE;
+        let ly = y0 + PAD + img_h.saturating_sub(block) / 2;
+        for (i, l) in lines.iter().enumerate() {
+            draw_text(
+                &root,
+                l,
+                (PAD as i32, (ly + i as u32 * LABEL_LINE) as i32),
+                &label_style,
+            )?;
+        }
+        for (ci, cell) in r.cells.iter().enumerate() {
+            let cx = label_col + ci as u32 * cell_w + cell_w / 2;
+            for (i, l) in cell.caption.lines().enumerate() {
+                let y = y0 + PAD + img_h + 5 + i as u32 * CAPTION_LINE;
+                draw_text(&root, l, (cx as i32, y as i32), &cap_style)?;
             }
         }
         y0 += rh;
     }
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (total_w, total_h)).into_drawing_area();
-        let label_style = TextStyle::new(LABEL_PX)
-            .bold()
-            .anchor(HAlign::Left, VAlign::Top);
-        let cap_style = TextStyle::new(CAPTION_PX).anchor(HAlign::Center, VAlign::Top);
-        let mut y0 = PAD / 2;
-        for (r, rh) in rows.iter().zip(&row_heights) {
-            let lines: Vec<&str> = r.label.lines().collect();
-            let block = lines.len() as u32 * LABEL_LINE;
-            let ly = y0 + PAD + img_h.saturating_sub(block) / 2;
-            for (i, l) in lines.iter().enumerate() {
-                draw_text(
-                    &root,
-                    l,
-                    (PAD as i32, (ly + i as u32 * LABEL_LINE) as i32),
-                    &label_style,
-                )?;
-            }
-            for (ci, cell) in r.cells.iter().enumerate() {
-                let cx = label_col + ci as u32 * cell_w + cell_w / 2;
-                for (i, l) in cell.caption.lines().enumerate() {
-                    let y = y0 + PAD + img_h + 5 + i as u32 * CAPTION_LINE;
-                    draw_text(&root, l, (cx as i32, y as i32), &cap_style)?;
-                }
-            }
-            y0 += rh;
-        }
-        root.present()
-            .map_err(|e| anyhow!("drawing grid text: {e:?}"))?;
-    }
-    save_rgb_png(path, total_w, total_h, buf)
+    root.present()
+        .map_err(|e| anyhow!("drawing grid text: {e:?}"))?;
+    Ok(())
 }
 
 #[cfg(test)]

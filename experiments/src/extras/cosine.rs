@@ -10,7 +10,7 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_attacks::Distance;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
-use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
+use nrf_report::results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
 use nrf_report::ModelKind;
 use nrf_report::Verdict;
 
@@ -94,55 +94,18 @@ pub fn finding(base: Entry, alt: Entry, nr_robust: &Accuracy, eps: f64) -> (Stri
     (s, verdict)
 }
 
-/// Builds the ablation set, trains on it, writes `sections/cosine_ablation.json` and
-/// `plots/cosine_ablation.png`.
-pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let mut cfg = rep_config(ctx, "rep-match-starts");
-    let base_distance = cfg.distance;
-    let (alt_distance, alt_name) = alternative(base_distance);
-    cfg.distance = alt_distance;
-    let c_rob = src.c_rob(ctx)?;
-    let key = construct_rep(ctx, alt_name, "C_rob", &c_rob, &src.subset, &cfg)?;
-    let (alt_model, _) = ctx.fresh_model(
-        &format!("cos_on_{alt_name}"),
-        ModelRole::Extra {
-            set: ModelKind::DR,
-            varies: Varies::Distance,
-        },
-        alt_name,
-        &key,
-        EvalLevel::Full,
-    )?;
-    let base_model = read_model(ctx, "on_D_R")?;
-    let nr_model = read_model(ctx, "on_D_NR")?;
-    let info = |name: &str| -> Result<nrf_report::results::ConstructedInfo> {
-        Ok(nrf_data::store::read_json(
-            ctx.path(&format!("datasets/{name}.json")),
-        )?)
-    };
-    let (base_info, alt_info) = (info("D_R")?, info(alt_name)?);
-    let eps = ctx.preset.eval.headline_eps;
-    let l2_eps: Vec<f64> = ctx.preset.eval.l2_eps.clone();
-    let entries: [(
-        &str,
-        &str,
-        &ModelResult,
-        Option<&nrf_report::results::ConstructedInfo>,
-    ); 3] = [
-        (
-            "D_R",
-            distance_name(base_distance),
-            &base_model,
-            Some(&base_info),
-        ),
-        (
-            alt_name,
-            distance_name(alt_distance),
-            &alt_model,
-            Some(&alt_info),
-        ),
-        ("D_NR", distance_name(base_distance), &nr_model, None),
-    ];
+/// One model of the ablation's table and plot: its set, its distance, its result and (for a set
+/// built here or in Figure 2) the set's record.
+type Row<'a> = (
+    &'a str,
+    &'a str,
+    &'a ModelResult,
+    Option<&'a ConstructedInfo>,
+);
+
+/// The section's table: one row per model, its set's final representation error and distance
+/// to x, its test accuracy and its robust accuracy at each radius of `l2_eps`.
+fn table(entries: &[Row<'_>], l2_eps: &[f64]) -> Table {
     let mut headers: Vec<String> = [
         "set",
         "distance",
@@ -175,7 +138,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
             r
         })
         .collect();
-    let table = Table {
+    Table {
         caption: "Fresh standard models on D_R built with each distance (same targets, same start \
                   images, same steps), and on D_NR for reference. Final rel. rep error = \
                   ||g(x_r) - g(x)|| / ||g(x)|| under C_rob. Accuracies with their 95% intervals \
@@ -183,7 +146,13 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
             .into(),
         headers,
         rows,
-    };
+    }
+}
+
+/// The section's plot, `plots/cosine_ablation.png`: each model's test accuracy and robust
+/// accuracy at each radius of `l2_eps`, with 95% intervals. Returns its path under the results
+/// dir.
+fn plot(ctx: &Ctx, entries: &[Row<'_>], l2_eps: &[f64]) -> Result<&'static str> {
     let plot = "plots/cosine_ablation.png";
     let mut cats = vec!["standard".to_string()];
     cats.extend(l2_eps.iter().map(|e| format!("L2 eps={e}")));
@@ -224,6 +193,55 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         &errors,
         &PlotOptions::accuracy(),
     )?;
+    Ok(plot)
+}
+
+/// Builds the ablation set, trains on it, writes `sections/cosine_ablation.json` and
+/// `plots/cosine_ablation.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+    let mut cfg = rep_config(ctx, "rep-match-starts");
+    let base_distance = cfg.distance;
+    let (alt_distance, alt_name) = alternative(base_distance);
+    cfg.distance = alt_distance;
+    let c_rob = src.c_rob(ctx)?;
+    let key = construct_rep(ctx, alt_name, "C_rob", &c_rob, &src.subset, &cfg)?;
+    let (alt_model, _) = ctx.fresh_model(
+        &format!("cos_on_{alt_name}"),
+        ModelRole::Extra {
+            set: ModelKind::DR,
+            varies: Varies::Distance,
+        },
+        alt_name,
+        &key,
+        EvalLevel::Full,
+    )?;
+    let base_model = read_model(ctx, "on_D_R")?;
+    let nr_model = read_model(ctx, "on_D_NR")?;
+    let info = |name: &str| -> Result<ConstructedInfo> {
+        Ok(nrf_data::store::read_json(
+            ctx.path(&format!("datasets/{name}.json")),
+        )?)
+    };
+    let (base_info, alt_info) = (info("D_R")?, info(alt_name)?);
+    let eps = ctx.preset.eval.headline_eps;
+    let l2_eps: Vec<f64> = ctx.preset.eval.l2_eps.clone();
+    let entries: [Row; 3] = [
+        (
+            "D_R",
+            distance_name(base_distance),
+            &base_model,
+            Some(&base_info),
+        ),
+        (
+            alt_name,
+            distance_name(alt_distance),
+            &alt_model,
+            Some(&alt_info),
+        ),
+        ("D_NR", distance_name(base_distance), &nr_model, None),
+    ];
+    let table = table(&entries, &l2_eps);
+    let plot = plot(ctx, &entries, &l2_eps)?;
     let rob = |m: &ModelResult| {
         m.robust_accuracy("L2", eps)
             .unwrap_or_else(|| Accuracy::single(f64::NAN, 0))

@@ -12,10 +12,10 @@
 //! Models and sets of this section carry the prefix `dd_` (sets `D_det_dd_*`); the paper-recipe
 //! baseline reuses `D_det_n<n>` (the same set `train_size` builds).
 use super::stats::{above_chance, pct, Accuracy};
-use super::{chance, model_stage_arch, read_model, shifted_agreement, write_section};
+use super::{chance, read_model, shifted_agreement, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{Ctx, EvalLevel};
-use crate::preset::{DDetStudy, TrainSection};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
+use crate::preset::{DDetStudy, RelabelSection, TrainSection};
 use crate::table1::{construct_spec, eps_tag, RelabelSpec};
 use anyhow::{Context, Result};
 use nrf_features::relabel::TargetRule;
@@ -155,20 +155,18 @@ pub fn source_models(
     let slug = super::arch_slug(&study.source_arch);
     let big = format!("dd_C_std_{slug}");
     let std_section = with_epochs(&ctx.preset.train_std, study.source_epochs);
-    let (big_m, big_key) = model_stage_arch(
-        ctx,
-        &study.source_arch,
-        &big,
-        ModelRole::Extra {
-            set: ModelKind::Std,
-            varies: Varies::Architecture,
-        },
-        "D",
-        &train,
-        &data_key,
-        &std_section,
-        EvalLevel::Full,
-    )?;
+    let set = TrainingSet {
+        name: "D",
+        data: &train,
+        key: &data_key,
+    };
+    let big_role = ModelRole::Extra {
+        set: ModelKind::Std,
+        varies: Varies::Architecture,
+    };
+    let big_job = ModelJob::new(&ctx.preset, big.as_str(), big_role, set, &std_section)
+        .with_arch(&study.source_arch);
+    let (big_m, big_key) = ctx.model_stage(&big_job)?;
     let rob = format!("dd_C_rob_eps{}", eps_tag(study.robust_source_eps));
     let mut rob_section = with_epochs(&ctx.preset.train_rob, study.robust_source_epochs);
     match rob_section.attack.as_mut() {
@@ -182,30 +180,40 @@ pub fn source_models(
         set: ModelKind::Rob,
         varies: Varies::Eps,
     };
-    let (rob_m, rob_key) = ctx.model_stage(
-        &rob,
-        rob_role,
-        "D",
-        &train,
-        &data_key,
-        &rob_section,
-        EvalLevel::Full,
-    )?;
+    let rob_job = ModelJob::new(&ctx.preset, rob.as_str(), rob_role, set, &rob_section);
+    let (rob_m, rob_key) = ctx.model_stage(&rob_job)?;
     Ok(((big, big_m, big_key), (rob, rob_m, rob_key)))
 }
 
-/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
-pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
-    let n = study.n.min(r.n).min(src.subset.len());
-    let indices = src.subset[..n].to_vec();
-    let seeds = study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds());
-    let head = ctx.preset.eval.headline_eps;
+/// The source models of the study's variants: (name, result, training key) of each.
+struct StudySources {
+    c_std: (ModelResult, String),
+    big: (String, ModelResult, String),
+    rob: (String, ModelResult, String),
+}
 
-    let ((big, big_m, big_key), (rob, rob_m, rob_key)) = source_models(ctx, study)?;
-    let slug = super::arch_slug(&study.source_arch);
-    let c_std = read_model(ctx, "C_std")?;
+impl StudySources {
+    /// Test accuracy and robust accuracy at L2 `eps` of the source model `name`.
+    fn accuracies(&self, name: &str, eps: f64) -> (f64, f64) {
+        let m = if name == self.big.0 {
+            &self.big.1
+        } else if name == self.rob.0 {
+            &self.rob.1
+        } else {
+            &self.c_std.0
+        };
+        let robust = m.robust_at("L2", eps).map(|p| p.acc).unwrap_or(f64::NAN);
+        (m.std_acc, robust)
+    }
+}
 
+/// The rebuilt D_det sets: (what changes, how it is built), the paper's recipe first.
+fn plans(
+    r: &RelabelSection,
+    study: &DDetStudy,
+    n: usize,
+    sources: &StudySources,
+) -> Vec<(String, RelabelSpec)> {
     let paper = TargetedAttack::default();
     let eot = TargetedAttack {
         loss: TargetLoss::CrossEntropy,
@@ -233,56 +241,36 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             attack,
         }
     };
-    let c_std_key = src.c_std(ctx)?;
-    let plans: Vec<(String, RelabelSpec)> = vec![
+    let c_std = ("C_std", sources.c_std.1.as_str());
+    let big = (sources.big.0.as_str(), sources.big.2.as_str());
+    let rob = (sources.rob.0.as_str(), sources.rob.2.as_str());
+    let slug = super::arch_slug(&study.source_arch);
+    let rob_tag = eps_tag(study.robust_source_eps);
+    vec![
         (
             "the paper's recipe".into(),
-            spec(
-                format!("D_det_n{n}"),
-                ("C_std", &c_std_key),
-                r.eps,
-                r.steps,
-                paper,
-            ),
+            spec(format!("D_det_n{n}"), c_std, r.eps, r.steps, paper),
         ),
         (
             format!("larger source model ({})", study.source_arch.label()),
-            spec(
-                format!("D_det_dd_{slug}"),
-                (&big, &big_key),
-                r.eps,
-                r.steps,
-                paper,
-            ),
+            spec(format!("D_det_dd_{slug}"), big, r.eps, r.steps, paper),
         ),
         (
             format!(
                 "slightly robust source model (L2 eps {} training)",
                 study.robust_source_eps
             ),
-            spec(
-                format!("D_det_dd_rob{}", eps_tag(study.robust_source_eps)),
-                (&rob, &rob_key),
-                r.eps,
-                r.steps,
-                paper,
-            ),
+            spec(format!("D_det_dd_rob{rob_tag}"), rob, r.eps, r.steps, paper),
         ),
         (
             format!("EOT ({})", eot.describe()),
-            spec(
-                "D_det_dd_eot".into(),
-                ("C_std", &c_std_key),
-                r.eps,
-                r.steps,
-                eot,
-            ),
+            spec("D_det_dd_eot".into(), c_std, r.eps, r.steps, eot),
         ),
         (
             format!("margin loss, {} steps", study.margin_steps),
             spec(
                 "D_det_dd_margin".into(),
-                ("C_std", &c_std_key),
+                c_std,
                 r.eps,
                 study.margin_steps,
                 margin,
@@ -293,51 +281,16 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
                 "all: slightly robust source, margin loss, EOT, eps {}",
                 study.combined_eps
             ),
-            spec(
-                "D_det_dd_all".into(),
-                (&rob, &rob_key),
-                study.combined_eps,
-                r.steps,
-                all,
-            ),
+            spec("D_det_dd_all".into(), rob, study.combined_eps, r.steps, all),
         ),
-    ];
-    let sources = |name: &str| -> (f64, f64) {
-        let m = if name == big {
-            &big_m
-        } else if name == rob {
-            &rob_m
-        } else {
-            &c_std
-        };
-        let robust = m.robust_at("L2", head).map(|p| p.acc).unwrap_or(f64::NAN);
-        (m.std_acc, robust)
-    };
-    let mut variants = Vec::new();
-    for (label, sp) in &plans {
-        let key =
-            construct_spec(ctx, sp, &indices).with_context(|| format!("building {}", sp.name))?;
-        let (acc, shifted) = fresh_models(ctx, &sp.name, &key, seeds)?;
-        let info: ConstructedInfo =
-            nrf_data::store::read_json(ctx.path(&format!("datasets/{}.json", sp.name)))?;
-        info.validate()?;
-        let (source_acc, source_robust) = sources(&sp.source);
-        variants.push(Variant {
-            label: label.clone(),
-            set: sp.name.clone(),
-            source: sp.source.clone(),
-            source_acc,
-            source_robust,
-            attack: sp.attack.describe(),
-            eps: sp.eps,
-            steps: sp.steps,
-            n,
-            success: info.success_rate.unwrap_or(f64::NAN),
-            acc,
-            shifted,
-        });
-    }
-    // Table 1's own D_det models at every radius this run trained (larger sets, no new work).
+    ]
+}
+
+/// Table 1's own D_det models at every radius this run trained (larger sets, no new work), as
+/// variants.
+fn table1_radii(ctx: &Ctx, sources: &StudySources) -> Result<Vec<Variant>> {
+    let r = &ctx.preset.relabel;
+    let head = ctx.preset.eval.headline_eps;
     let mut radii: Vec<(String, f64)> = vec![("on_D_det".into(), r.eps)];
     for &e in r.extra_eps.iter().chain(&ctx.preset.extras.eps_sensitivity) {
         let name = if r.is_table1_radius(e) {
@@ -349,6 +302,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             radii.push((name, e));
         }
     }
+    let mut variants = Vec::new();
     for (model, eps) in radii {
         if !ctx.path(&format!("models/{model}.json")).exists() {
             continue;
@@ -357,14 +311,14 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
         let set = m.trained_on.clone();
         let info: ConstructedInfo =
             nrf_data::store::read_json(ctx.path(&format!("datasets/{set}.json")))?;
-        let (source_acc, source_robust) = sources("C_std");
+        let (source_acc, source_robust) = sources.accuracies("C_std", head);
         variants.push(Variant {
             label: format!("Table 1's D_det at eps {eps}"),
             set,
             source: "C_std".into(),
             source_acc,
             source_robust,
-            attack: paper.describe(),
+            attack: TargetedAttack::default().describe(),
             eps,
             steps: info.steps,
             n: info.n,
@@ -373,7 +327,11 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             shifted: shifted_agreement(ctx, &model)?,
         });
     }
-    let chance = chance(ctx);
+    Ok(variants)
+}
+
+/// The section's table: one row per variant.
+fn table(variants: &[Variant], n: usize, seeds: usize, head: f64, chance: f64) -> Table {
     let rows = variants
         .iter()
         .map(|v| {
@@ -396,7 +354,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             ]
         })
         .collect();
-    let table = Table {
+    Table {
         caption: format!(
             "D_det (t = (y+1) mod C) rebuilt with stronger recipes from the first {n} images of \
              Table 1's subset; fresh standard models ({seeds} seed(s), the `fresh` settings) \
@@ -423,7 +381,50 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
         .map(String::from)
         .to_vec(),
         rows,
+    }
+}
+
+/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
+pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
+    let r = ctx.preset.relabel.clone();
+    let n = study.n.min(r.n).min(src.subset.len());
+    let indices = src.subset[..n].to_vec();
+    let seeds = study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds());
+    let head = ctx.preset.eval.headline_eps;
+
+    let (big, rob) = source_models(ctx, study)?;
+    let c_std_key = src.c_std(ctx)?;
+    let sources = StudySources {
+        c_std: (read_model(ctx, "C_std")?, c_std_key),
+        big,
+        rob,
     };
+    let mut variants = Vec::new();
+    for (label, sp) in &plans(&r, study, n, &sources) {
+        let key =
+            construct_spec(ctx, sp, &indices).with_context(|| format!("building {}", sp.name))?;
+        let (acc, shifted) = fresh_models(ctx, &sp.name, &key, seeds)?;
+        let info: ConstructedInfo =
+            nrf_data::store::read_json(ctx.path(&format!("datasets/{}.json", sp.name)))?;
+        info.validate()?;
+        let (source_acc, source_robust) = sources.accuracies(&sp.source, head);
+        variants.push(Variant {
+            label: label.clone(),
+            set: sp.name.clone(),
+            source: sp.source.clone(),
+            source_acc,
+            source_robust,
+            attack: sp.attack.describe(),
+            eps: sp.eps,
+            steps: sp.steps,
+            n,
+            success: info.success_rate.unwrap_or(f64::NAN),
+            acc,
+            shifted,
+        });
+    }
+    variants.extend(table1_radii(ctx, &sources)?);
+    let chance = chance(ctx);
     let (finding, verdict) = finding(&variants, chance);
     let section = Section {
         id: "d_det_study".into(),
@@ -435,7 +436,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             .into(),
         finding,
         verdict: verdict.into(),
-        tables: vec![table],
+        tables: vec![table(&variants, n, seeds, head, chance)],
         images: vec![],
     };
     write_section(ctx, &section)?;

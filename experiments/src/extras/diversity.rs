@@ -97,11 +97,13 @@ fn index(t: &Tensor, idx: &[usize]) -> Tensor {
     t.index_select(0, &i.to_device(t.device()))
 }
 
-/// Writes `sections/diversity.json` and `plots/diversity_{pixel,rep}.png`.
-pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
-    let n = ctx.preset.rep_match.n.min(src.subset.len());
-    let cap = ctx.preset.extras.diversity_max_per_class;
-    let batch = ctx.preset.eval.batch_size as i64;
+/// Per class of a set: (images, mean pairwise pixel-space distance, the same in the
+/// representation).
+type ClassRows = Vec<(usize, f64, f64)>;
+
+/// The sets compared: D (the first `n` images of Figure 2's subset), D_R and D_NR, whose labels
+/// must be D's.
+fn sets(ctx: &Ctx, src: &Sources, n: usize) -> Result<[(&'static str, Dataset); 3]> {
     let d = ctx.train.subset(&src.subset[..n]);
     let sets = [
         ("D", d),
@@ -113,29 +115,35 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
             bail!("{name}: its labels differ from those of the D subset it was built for");
         }
     }
-    let classes = ctx.train.num_classes;
-    // per set: per class (n, pixel, rep)
-    let mut per: Vec<Vec<(usize, f64, f64)>> = Vec::new();
-    for (_, s) in &sets {
-        let all: Vec<usize> = (0..s.len()).collect();
-        let x = nrf_models::images_to_tensor(s, &all, ctx.device);
-        let reps = representations(&indep.model, &x, batch)?;
-        let x = x.to_device(tch::Device::Cpu);
-        let mut rows = Vec::new();
-        for c in 0..classes {
-            let idx = class_indices(s, c as i64, cap);
-            if idx.len() < 2 {
-                rows.push((idx.len(), f64::NAN, f64::NAN));
-                continue;
-            }
-            let pixel = mean_pairwise_l2(&index(&x, &idx))?;
-            let rep = mean_pairwise_l2(&index(&reps, &idx))?;
-            rows.push((idx.len(), pixel, rep));
+    Ok(sets)
+}
+
+/// Per class of `s` (at most `cap` images of each, 0 = all): (images, mean pairwise distance in
+/// pixel space, the same in `indep`'s representation); NaN for a class of fewer than 2 images.
+fn per_class(ctx: &Ctx, s: &Dataset, indep: &Independent, cap: usize) -> Result<ClassRows> {
+    let batch = ctx.preset.eval.batch_size as i64;
+    let all: Vec<usize> = (0..s.len()).collect();
+    let x = nrf_models::images_to_tensor(s, &all, ctx.device);
+    let reps = representations(&indep.model, &x, batch)?;
+    let x = x.to_device(tch::Device::Cpu);
+    let mut rows = Vec::new();
+    for c in 0..ctx.train.num_classes {
+        let idx = class_indices(s, c as i64, cap);
+        if idx.len() < 2 {
+            rows.push((idx.len(), f64::NAN, f64::NAN));
+            continue;
         }
-        per.push(rows);
+        let pixel = mean_pairwise_l2(&index(&x, &idx))?;
+        let rep = mean_pairwise_l2(&index(&reps, &idx))?;
+        rows.push((idx.len(), pixel, rep));
     }
-    let summary: Vec<SetDiversity> = sets
-        .iter()
+    Ok(rows)
+}
+
+/// Each set's mean-over-classes diversities, with the number of classes where they are below
+/// D's (`per[0]`).
+fn summary(sets: &[(&str, Dataset)], per: &[ClassRows], classes: usize) -> Vec<SetDiversity> {
+    sets.iter()
         .enumerate()
         .map(|(k, (name, _))| {
             let below = |f: fn(&(usize, f64, f64)) -> f64| {
@@ -151,10 +159,20 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
                 classes_below_d_rep: below(|r| r.2),
             }
         })
-        .collect();
-    let counted = (0..classes).filter(|&c| per[0][c].0 >= 2).count();
+        .collect()
+}
 
-    let mut rows: Vec<Vec<String>> = (0..classes)
+/// The distance table: one row per class (its images in D, each set's pixel-space then
+/// representation distance), then the means over classes (`n` images).
+fn distance_table(
+    ctx: &Ctx,
+    per: &[ClassRows],
+    summary: &[SetDiversity],
+    n: usize,
+    cap: usize,
+    indep: &Independent,
+) -> Table {
+    let mut rows: Vec<Vec<String>> = (0..ctx.train.num_classes)
         .map(|c| {
             let mut r = vec![class_name(ctx, c), per[0][c].0.to_string()];
             r.extend(per.iter().map(|p| num(p[c].1)));
@@ -166,7 +184,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
     last.extend(summary.iter().map(|s| num(s.pixel)));
     last.extend(summary.iter().map(|s| num(s.rep)));
     rows.push(last);
-    let dist_table = Table {
+    Table {
         caption: format!(
             "Mean pairwise L2 distance between images of the same class{}. Pixel space: images in \
              [0, 1]. Representation: g(x) of the independent model, {}.",
@@ -190,7 +208,12 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
         .map(String::from)
         .to_vec(),
         rows,
-    };
+    }
+}
+
+/// The accuracy table: Figure 2's fresh model on each set, its test and headline robust
+/// accuracy.
+fn accuracy_table(ctx: &Ctx) -> Result<Table> {
     let eps = ctx.preset.eval.headline_eps;
     let mut acc_rows = Vec::new();
     for (set, model) in [("D", "on_control"), ("D_R", "on_D_R"), ("D_NR", "on_D_NR")] {
@@ -202,7 +225,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
             pct(headline_robust(ctx, &m)),
         ]);
     }
-    let acc_table = Table {
+    Ok(Table {
         caption: "Real-test accuracy of a fresh standard model trained on each set (the same \
                   models as Figure 2; D = the clean control subset)."
             .into(),
@@ -213,9 +236,15 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
             format!("robust acc (L2 eps={eps})"),
         ],
         rows: acc_rows,
-    };
+    })
+}
 
-    let cats: Vec<String> = (0..classes).map(|c| class_name(ctx, c)).collect();
+/// The section's plots, `plots/diversity_{pixel,rep}.png`: each set's distance per class in
+/// pixel space, then in the representation. Returns their paths under the results dir.
+fn plots(ctx: &Ctx, sets: &[(&str, Dataset)], per: &[ClassRows]) -> Result<Vec<String>> {
+    let cats: Vec<String> = (0..ctx.train.num_classes)
+        .map(|c| class_name(ctx, c))
+        .collect();
     let mut images = Vec::new();
     for (k, (file, what)) in [
         ("plots/diversity_pixel.png", "pixel space"),
@@ -229,7 +258,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
     {
         let series: Vec<(String, Vec<f64>)> = sets
             .iter()
-            .zip(&per)
+            .zip(per)
             .map(|((name, _), p)| {
                 (
                     name.to_string(),
@@ -252,6 +281,25 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
         )?;
         images.push(file.to_string());
     }
+    Ok(images)
+}
+
+/// Writes `sections/diversity.json` and `plots/diversity_{pixel,rep}.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
+    let n = ctx.preset.rep_match.n.min(src.subset.len());
+    let cap = ctx.preset.extras.diversity_max_per_class;
+    let sets = sets(ctx, src, n)?;
+    let classes = ctx.train.num_classes;
+    // per set: per class (n, pixel, rep)
+    let mut per: Vec<ClassRows> = Vec::new();
+    for (_, s) in &sets {
+        per.push(per_class(ctx, s, indep, cap)?);
+    }
+    let summary = summary(&sets, &per, classes);
+    let counted = (0..classes).filter(|&c| per[0][c].0 >= 2).count();
+    let dist_table = distance_table(ctx, &per, &summary, n, cap, indep);
+    let acc_table = accuracy_table(ctx)?;
+    let images = plots(ctx, &sets, &per)?;
     let section = Section {
         id: "diversity".into(),
         title: "Diversity of D_R and D_NR (reviewer 3)".into(),

@@ -6,6 +6,7 @@ use super::stats::{above_chance, num, pct, points_verdict, trend_words, Accuracy
 use super::{chance, write_section};
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
+use crate::preset::RelabelSection;
 use crate::table1::{self, construct};
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
@@ -72,53 +73,69 @@ pub fn finding(sets: &[(&str, Vec<EpsPoint>)], chance: f64) -> (String, &'static
     )
 }
 
-/// Builds the sets, trains on them, writes `sections/eps_sensitivity.json` and
-/// `plots/eps_sensitivity.png`.
-pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
-    let mut radii = radii.to_vec();
-    radii.sort_by(f64::total_cmp);
-    let mut sets: Vec<(&str, Vec<EpsPoint>)> = Vec::new();
-    let mut dists: Vec<Vec<f64>> = Vec::new();
-    let mut det_shifted: Vec<f64> = Vec::new();
-    for (prefix, rule) in [
-        ("D_rand", TargetRule::Random),
-        ("D_det", TargetRule::Deterministic),
-    ] {
-        let mut pts = Vec::new();
-        let mut d = Vec::new();
-        for &eps in &radii {
-            let name = set_name(prefix, eps, r.eps);
-            let step = r.step_at(eps);
-            let key = construct(ctx, &name, src, rule, eps, step)?;
-            // Table 1's sets keep Table 1's models; the others are this section's own.
-            let (model, role) = if r.is_table1_radius(eps) {
-                (format!("on_{name}"), table1::role(rule, eps, r.eps))
-            } else {
-                let role = ModelRole::Extra {
-                    set: table1::kind(rule),
-                    varies: Varies::Eps,
-                };
-                (format!("es_on_{name}"), role)
+/// One set (D_rand or D_det) at every radius, with a fresh model on each.
+struct Sweep {
+    /// One point per radius.
+    pts: Vec<EpsPoint>,
+    /// Mean L2 distance of the set's images to the originals, per radius.
+    dists: Vec<f64>,
+    /// Share of the real test images on which each model predicts (y+1) mod C (D_det; empty for
+    /// D_rand).
+    shifted: Vec<f64>,
+}
+
+/// Builds the set `prefix` of target rule `rule` at each radius of `radii` and trains a fresh
+/// model on each.
+fn sweep(
+    ctx: &mut Ctx,
+    src: &Sources,
+    r: &RelabelSection,
+    prefix: &str,
+    rule: TargetRule,
+    radii: &[f64],
+) -> Result<Sweep> {
+    let mut pts = Vec::new();
+    let mut d = Vec::new();
+    let mut det_shifted = Vec::new();
+    for &eps in radii {
+        let name = set_name(prefix, eps, r.eps);
+        let step = r.step_at(eps);
+        let key = construct(ctx, &name, src, rule, eps, step)?;
+        // Table 1's sets keep Table 1's models; the others are this section's own.
+        let (model, role) = if r.is_table1_radius(eps) {
+            (format!("on_{name}"), table1::role(rule, eps, r.eps))
+        } else {
+            let role = ModelRole::Extra {
+                set: table1::kind(rule),
+                varies: Varies::Eps,
             };
-            let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
-            if rule == TargetRule::Deterministic {
-                det_shifted.push(super::shifted_agreement(ctx, &model)?);
-            }
-            let info: ConstructedInfo =
-                nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
-            info.validate()?;
-            pts.push(EpsPoint {
-                eps,
-                acc: m.std_accuracy(),
-                success: info.success_rate.unwrap_or(f64::NAN),
-            });
-            d.push(info.mean_dist_to_x.unwrap_or(f64::NAN));
+            (format!("es_on_{name}"), role)
+        };
+        let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
+        if rule == TargetRule::Deterministic {
+            det_shifted.push(super::shifted_agreement(ctx, &model)?);
         }
-        sets.push((prefix, pts));
-        dists.push(d);
+        let info: ConstructedInfo =
+            nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
+        info.validate()?;
+        pts.push(EpsPoint {
+            eps,
+            acc: m.std_accuracy(),
+            success: info.success_rate.unwrap_or(f64::NAN),
+        });
+        d.push(info.mean_dist_to_x.unwrap_or(f64::NAN));
     }
-    let chance = chance(ctx);
+    Ok(Sweep {
+        pts,
+        dists: d,
+        shifted: det_shifted,
+    })
+}
+
+/// The section's plot, `plots/eps_sensitivity.png`: each set's real-test accuracy (95%
+/// intervals) and attack success against the radius, with chance. Returns its path under the
+/// results dir.
+fn plot(ctx: &Ctx, sets: &[(&str, Vec<EpsPoint>)], chance: f64) -> Result<&'static str> {
     let mut series = Vec::new();
     for (i, (name, pts)) in sets.iter().enumerate() {
         series.push(LineSeriesSpec {
@@ -160,6 +177,18 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         &series,
         &opts,
     )?;
+    Ok(plot)
+}
+
+/// The section's table: one row per radius, each set's accuracy, attack success and distance
+/// (`dists`, per set then radius), and the D_det model's share of (y+1) predictions.
+fn table(
+    r: &RelabelSection,
+    radii: &[f64],
+    sets: &[(&str, Vec<EpsPoint>)],
+    dists: &[Vec<f64>],
+    det_shifted: &[f64],
+) -> Table {
     let rows = radii
         .iter()
         .enumerate()
@@ -174,7 +203,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
             row
         })
         .collect();
-    let table = Table {
+    Table {
         caption: format!(
             "Fresh standard models trained on D_rand / D_det built with each L2 radius ({} steps, \
              step size {} x eps / {}). Success: fraction C_std classifies as the target. Dist: \
@@ -196,7 +225,30 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
         .map(String::from)
         .to_vec(),
         rows,
-    };
+    }
+}
+
+/// Builds the sets, trains on them, writes `sections/eps_sensitivity.json` and
+/// `plots/eps_sensitivity.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
+    let r = ctx.preset.relabel.clone();
+    let mut radii = radii.to_vec();
+    radii.sort_by(f64::total_cmp);
+    let mut sets: Vec<(&str, Vec<EpsPoint>)> = Vec::new();
+    let mut dists: Vec<Vec<f64>> = Vec::new();
+    let mut det_shifted: Vec<f64> = Vec::new();
+    for (prefix, rule) in [
+        ("D_rand", TargetRule::Random),
+        ("D_det", TargetRule::Deterministic),
+    ] {
+        let swept = sweep(ctx, src, &r, prefix, rule, &radii)?;
+        det_shifted.extend(swept.shifted);
+        sets.push((prefix, swept.pts));
+        dists.push(swept.dists);
+    }
+    let chance = chance(ctx);
+    let plot = plot(ctx, &sets, chance)?;
+    let table = table(&r, &radii, &sets, &dists, &det_shifted);
     let (mut finding, verdict) = finding(&sets, chance);
     finding += &super::shifted_sentence(&det_shifted);
     let section = Section {

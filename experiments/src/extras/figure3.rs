@@ -20,9 +20,9 @@
 use super::stats::{
     above_chance, correlation, correlation_verdict, correlation_words, num, pct, Accuracy, Margin,
 };
-use super::{arch_slug, model_stage_arch, predictions, write_section};
+use super::{arch_slug, predictions, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{Ctx, EvalLevel};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use crate::preset::RelabelSection;
 use crate::table1::{construct, set_name};
 use anyhow::{bail, Result};
@@ -353,38 +353,39 @@ fn arch_models(ctx: &mut Ctx, sets: &TrainingSets, arch: &Arch) -> Result<ArchMo
             extra_role(ModelKind::DRand),
         )
     };
-    let (det, _) = model_stage_arch(
-        ctx,
-        arch,
+    // Standard accuracy only; the architecture is this row's, the rest the preset's.
+    let mut train = |name: &str, role, set: TrainingSet| {
+        let job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
+            .with_arch(arch)
+            .with_level(EvalLevel::Standard);
+        ctx.model_stage(&job)
+    };
+    let (det, _) = train(
         &det_name,
         det_role,
-        det_set,
-        &sets.det,
-        &sets.det_key,
-        &fresh,
-        EvalLevel::Standard,
+        TrainingSet {
+            name: det_set,
+            data: &sets.det,
+            key: &sets.det_key,
+        },
     )?;
-    let (rand, _) = model_stage_arch(
-        ctx,
-        arch,
+    let (rand, _) = train(
         &rand_name,
         rand_role,
-        rand_set,
-        &sets.rand,
-        &sets.rand_key,
-        &fresh,
-        EvalLevel::Standard,
+        TrainingSet {
+            name: rand_set,
+            data: &sets.rand,
+            key: &sets.rand_key,
+        },
     )?;
-    let (std, std_key) = model_stage_arch(
-        ctx,
-        arch,
+    let (std, std_key) = train(
         &std_name,
         std_role,
-        &trained_on,
-        &sets.control,
-        &sets.control_key,
-        &fresh,
-        EvalLevel::Standard,
+        TrainingSet {
+            name: &trained_on,
+            data: &sets.control,
+            key: &sets.control_key,
+        },
     )?;
     Ok(ArchModels {
         label: arch.label(),

@@ -5,10 +5,11 @@
 //! ~2.45x wider, conv biases 0). Measured first in a PyTorch twin: with tch's scheme the D_R model
 //! lost its edge over the clean control.
 use super::stats::{points, Accuracy, Margin};
-use super::{model_stage_as, read_model, write_section};
+use super::{read_model, write_section};
 use crate::figure2::{construct_rep, control_set, rep_config, Sources};
-use crate::pipeline::{Ctx, EvalLevel};
+use crate::pipeline::{Ctx, ModelJob, TrainingSet};
 use anyhow::Result;
+use nrf_data::Dataset;
 use nrf_models::Init;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
 use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
@@ -53,72 +54,55 @@ fn margin_words(m: f64, se: f64) -> String {
     )
 }
 
-/// Trains the three models under the other initialisation, writes `sections/init_ablation.json`
-/// and `plots/init_ablation.png`.
-pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
-    let base = ctx.preset.model.init;
-    let alt = other(base);
+/// The models of one initialisation: (init, models on D_R, D_NR, the clean control).
+type Group<'a> = (Init, &'a [ModelResult]);
+
+/// Figure 2's three models (on D_R, on D_NR, on the clean control) trained again, fully
+/// evaluated, under initialisation `alt`, in that order.
+fn alt_models(ctx: &mut Ctx, src: &Sources, alt: Init) -> Result<Vec<ModelResult>> {
     let cfg = rep_config(ctx, "rep-match-starts");
     // Cached: the keys of Figure 2's sets (nothing is rebuilt).
     let (c_std, c_rob) = (src.c_std(ctx)?, src.c_rob(ctx)?);
     let k_nr = construct_rep(ctx, "D_NR", "C_std", &c_std, &src.subset, &cfg)?;
     let k_r = construct_rep(ctx, "D_R", "C_rob", &c_rob, &src.subset, &cfg)?;
     let fresh = ctx.preset.fresh.clone();
-    let model = crate::preset::ModelSection {
-        init: alt,
-        ..ctx.preset.model.clone()
+    let d_r = ctx.load_constructed("D_R")?.dataset;
+    let d_nr = ctx.load_constructed("D_NR")?.dataset;
+    let (control, k_c) = control_set(ctx, src);
+    // Figure 2's three models, fully evaluated, with the other initialisation.
+    let mut train = |set: &str, kind, name: &str, data: &Dataset, key: &str| {
+        let role = ModelRole::Extra {
+            set: kind,
+            varies: Varies::Init,
+        };
+        let set = TrainingSet {
+            name: set,
+            data,
+            key,
+        };
+        let job =
+            ModelJob::new(&ctx.preset, model_name(alt, name), role, set, &fresh).with_init(alt);
+        ctx.model_stage(&job).map(|(m, _)| m)
     };
-    let mut alt_models = Vec::new();
-    let role = |set| ModelRole::Extra {
-        set,
-        varies: Varies::Init,
-    };
-    for (set, kind, key) in [
-        ("D_R", ModelKind::DR, &k_r),
-        ("D_NR", ModelKind::DNR, &k_nr),
-    ] {
-        let ds = ctx.load_constructed(set)?.dataset;
-        let name = model_name(alt, set);
-        let level = EvalLevel::Full;
-        let (m, _) = model_stage_as(ctx, &model, &name, role(kind), set, &ds, key, &fresh, level)?;
-        alt_models.push(m);
-    }
-    let (control, key) = control_set(ctx, src);
-    let name = model_name(alt, "control");
-    let (m, _) = model_stage_as(
-        ctx,
-        &model,
-        &name,
-        role(ModelKind::Control),
-        "D_control",
-        &control,
-        &key,
-        &fresh,
-        EvalLevel::Full,
-    )?;
-    alt_models.push(m);
-    let base_models = [
-        read_model(ctx, "on_D_R")?,
-        read_model(ctx, "on_D_NR")?,
-        read_model(ctx, "on_control")?,
-    ];
-    let sets = ["D_R", "D_NR", "control"];
-    let eps = ctx.preset.eval.headline_eps;
-    let l2_eps = ctx.preset.eval.l2_eps.clone();
-    let robust_n = ctx.preset.eval.robust_n.min(ctx.test.len());
-    let robust = |m: &ModelResult| {
-        m.robust_accuracy("L2", eps)
-            .unwrap_or_else(|| Accuracy::single(f64::NAN, 0))
-    };
+    Ok(vec![
+        train("D_R", ModelKind::DR, "D_R", &d_r, &k_r)?,
+        train("D_NR", ModelKind::DNR, "D_NR", &d_nr, &k_nr)?,
+        train("D_control", ModelKind::Control, "control", &control, &k_c)?,
+    ])
+}
 
+/// The section's table: one row per model of each group (`sets` names their sets), its test
+/// accuracy and its robust accuracy at each radius of `eval.l2_eps`; `base` is the preset's
+/// initialisation.
+fn table(ctx: &Ctx, base: Init, groups: &[Group<'_>], sets: &[&str]) -> Table {
+    let l2_eps = &ctx.preset.eval.l2_eps;
+    let robust_n = ctx.preset.eval.robust_n.min(ctx.test.len());
     let mut headers: Vec<String> = ["trained on", "initialisation", "model", "test acc"]
         .map(String::from)
         .to_vec();
     headers.extend(l2_eps.iter().map(|e| format!("robust L2 eps={e}")));
     let mut rows = Vec::new();
-    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut errors: Vec<Vec<(f64, f64)>> = Vec::new();
-    for (init, models) in [(base, &base_models[..]), (alt, &alt_models[..])] {
+    for &(init, models) in groups {
         for (set, m) in sets.iter().zip(models) {
             let mut r = vec![
                 set.to_string(),
@@ -133,6 +117,32 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
             }));
             rows.push(r);
         }
+    }
+    Table {
+        caption: format!(
+            "Fresh standard models (the preset's `fresh` recipe) on Figure 2's sets under each \
+             initialisation; robust accuracy on {robust_n} test images (L2 PGD, the preset's \
+             evaluation), with 95% intervals (several seeds: mean ± sd over seeds). `{}` is the \
+             preset's initialisation.",
+            base.label()
+        ),
+        headers,
+        rows,
+    }
+}
+
+/// The section's plot, `plots/init_ablation.png`: each group's robust accuracy (`robust`, at L2
+/// `eps`) per set, with 95% intervals. Returns its path under the results dir.
+fn plot(
+    ctx: &Ctx,
+    groups: &[Group<'_>],
+    sets: &[&str],
+    robust: impl Fn(&ModelResult) -> Accuracy,
+    eps: f64,
+) -> Result<&'static str> {
+    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut errors: Vec<Vec<(f64, f64)>> = Vec::new();
+    for &(init, models) in groups {
         series.push((
             format!("{} init", init.label()),
             models.iter().map(|m| robust(m).value).collect(),
@@ -147,17 +157,6 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
                 .collect(),
         );
     }
-    let table = Table {
-        caption: format!(
-            "Fresh standard models (the preset's `fresh` recipe) on Figure 2's sets under each \
-             initialisation; robust accuracy on {robust_n} test images (L2 PGD, the preset's \
-             evaluation), with 95% intervals (several seeds: mean ± sd over seeds). `{}` is the \
-             preset's initialisation.",
-            base.label()
-        ),
-        headers,
-        rows,
-    };
     let plot = "plots/init_ablation.png";
     let cats: Vec<String> = sets.iter().map(|s| format!("on {s}")).collect();
     bar_plot_with_errors(
@@ -169,6 +168,29 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         &errors,
         &PlotOptions::accuracy(),
     )?;
+    Ok(plot)
+}
+
+/// Trains the three models under the other initialisation, writes `sections/init_ablation.json`
+/// and `plots/init_ablation.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
+    let base = ctx.preset.model.init;
+    let alt = other(base);
+    let alt_models = alt_models(ctx, src, alt)?;
+    let base_models = [
+        read_model(ctx, "on_D_R")?,
+        read_model(ctx, "on_D_NR")?,
+        read_model(ctx, "on_control")?,
+    ];
+    let sets = ["D_R", "D_NR", "control"];
+    let eps = ctx.preset.eval.headline_eps;
+    let robust = |m: &ModelResult| {
+        m.robust_accuracy("L2", eps)
+            .unwrap_or_else(|| Accuracy::single(f64::NAN, 0))
+    };
+    let groups: [Group; 2] = [(base, &base_models[..]), (alt, &alt_models[..])];
+    let table = table(ctx, base, &groups, &sets);
+    let plot = plot(ctx, &groups, &sets, robust, eps)?;
     let finding = finding(
         (base, &base_models[0], &base_models[2]),
         (alt, &alt_models[0], &alt_models[2]),

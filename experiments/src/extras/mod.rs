@@ -35,8 +35,8 @@ pub mod stats;
 pub mod train_size;
 
 use crate::figure2::Sources;
-use crate::pipeline::{Ctx, EvalLevel};
-use crate::preset::{IndependentModel, ModelSection, TrainSection};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
+use crate::preset::IndependentModel;
 use crate::workers::Job;
 use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
@@ -197,18 +197,18 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
             let data = ctx.train.subset(&idx);
             let key = ctx.subset_key(&idx);
             let section = ctx.preset.fresh.clone();
-            ctx.model_stage(
-                "C_indep",
-                ModelRole::Extra {
-                    set: ModelKind::Control,
-                    varies: Varies::HeldOutImages,
-                },
-                "D_heldout",
-                &data,
-                &key,
-                &section,
-                EvalLevel::Standard,
-            )?;
+            let role = ModelRole::Extra {
+                set: ModelKind::Control,
+                varies: Varies::HeldOutImages,
+            };
+            let set = TrainingSet {
+                name: "D_heldout",
+                data: &data,
+                key: &key,
+            };
+            let job = ModelJob::new(&ctx.preset, "C_indep", role, set, &section)
+                .with_level(EvalLevel::Standard);
+            ctx.model_stage(&job)?;
             (
                 "C_indep",
                 "C_indep, a fresh standard model trained (fresh settings, its own seed) on as many \
@@ -241,50 +241,6 @@ pub fn start_indices(ds: &ConstructedDataset, name: &str) -> Result<Vec<i64>> {
         );
     }
     Ok(starts)
-}
-
-/// [`Ctx::model_stage`] with the architecture `arch` instead of the preset's. The preset's
-/// architecture is swapped in for the call and restored afterwards (also on error); the stage
-/// key contains the model spec, so models of different architectures never share a cache entry.
-#[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments plus the architecture
-pub fn model_stage_arch(
-    ctx: &mut Ctx,
-    arch: &Arch,
-    name: &str,
-    role: ModelRole,
-    trained_on: &str,
-    data: &Dataset,
-    data_key: &str,
-    section: &TrainSection,
-    level: EvalLevel,
-) -> Result<(ModelResult, String)> {
-    let model = ModelSection {
-        arch: arch.clone(),
-        ..ctx.preset.model.clone()
-    };
-    model_stage_as(
-        ctx, &model, name, role, trained_on, data, data_key, section, level,
-    )
-}
-
-/// [`Ctx::model_stage`] with another `[model]` section (architecture, initialisation) than the
-/// preset's; the preset's is restored afterwards, also on error.
-#[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments plus the model section
-pub fn model_stage_as(
-    ctx: &mut Ctx,
-    model: &ModelSection,
-    name: &str,
-    role: ModelRole,
-    trained_on: &str,
-    data: &Dataset,
-    data_key: &str,
-    section: &TrainSection,
-    level: EvalLevel,
-) -> Result<(ModelResult, String)> {
-    let saved = std::mem::replace(&mut ctx.preset.model, model.clone());
-    let out = ctx.model_stage(name, role, trained_on, data, data_key, section, level);
-    ctx.preset.model = saved;
-    out
 }
 
 /// A short file-name-safe name of an architecture, e.g. "resnet18_w8", "mlp_256_256".

@@ -8,7 +8,7 @@ use super::{read_model, write_section};
 use crate::pipeline::Ctx;
 use anyhow::Result;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{Section, Table};
+use nrf_report::results::{ModelResult, Section, Table};
 use nrf_report::Verdict;
 
 /// The models compared, with a description of their training set.
@@ -91,6 +91,45 @@ impl GapRow {
     }
 }
 
+/// The finding's part on the same-size clean control `c`: its gap, and whether the D_R / D_NR
+/// models among `rows` over-fit more than it.
+fn control_part(rows: &[GapRow], c: &GapRow) -> String {
+    let get = |m: &str| rows.iter().find(|r| r.model == m);
+    // "Larger" by the margin rule: the difference of the gaps exceeds twice its SE.
+    let larger = |r: &&GapRow| r.gap_over(c).verdict() == Verdict::Holds;
+    let bigger: Vec<&str> = ["on_D_R", "on_D_NR"]
+        .iter()
+        .filter_map(|m| get(m))
+        .filter(larger)
+        .map(|r| r.trained_on.as_str())
+        .collect();
+    let smaller: Vec<String> = ["on_D_R", "on_D_NR"]
+        .iter()
+        .filter_map(|m| get(m))
+        .filter(|r| !larger(r))
+        .map(|r| format!("{} (m = {})", r.trained_on, r.gap_over(c).text()))
+        .collect();
+    let mut s = format!(
+        "the same-size clean control's gap is {} points",
+        points(c.gap())
+    );
+    if !smaller.is_empty() {
+        s += &format!(
+            "; {} {} no larger (not beyond twice the standard error)",
+            smaller.join(" and "),
+            if smaller.len() == 1 { "is" } else { "are" },
+        );
+    }
+    if !bigger.is_empty() {
+        s += &format!(
+            "; {} over-{} more than the control",
+            bigger.join(" and "),
+            if bigger.len() == 1 { "fits" } else { "fit" }
+        );
+    }
+    s
+}
+
 /// The finding, from the rows (any subset of [`MODELS`], by `model` name).
 pub fn finding(rows: &[GapRow]) -> String {
     let get = |m: &str| rows.iter().find(|r| r.model == m);
@@ -104,39 +143,7 @@ pub fn finding(rows: &[GapRow]) -> String {
         ));
     }
     if let Some(c) = get("on_control") {
-        // "Larger" by the margin rule: the difference of the gaps exceeds twice its SE.
-        let larger = |r: &&GapRow| r.gap_over(c).verdict() == Verdict::Holds;
-        let bigger: Vec<&str> = ["on_D_R", "on_D_NR"]
-            .iter()
-            .filter_map(|m| get(m))
-            .filter(larger)
-            .map(|r| r.trained_on.as_str())
-            .collect();
-        let smaller: Vec<String> = ["on_D_R", "on_D_NR"]
-            .iter()
-            .filter_map(|m| get(m))
-            .filter(|r| !larger(r))
-            .map(|r| format!("{} (m = {})", r.trained_on, r.gap_over(c).text()))
-            .collect();
-        let mut s = format!(
-            "the same-size clean control's gap is {} points",
-            points(c.gap())
-        );
-        if !smaller.is_empty() {
-            s += &format!(
-                "; {} {} no larger (not beyond twice the standard error)",
-                smaller.join(" and "),
-                if smaller.len() == 1 { "is" } else { "are" },
-            );
-        }
-        if !bigger.is_empty() {
-            s += &format!(
-                "; {} over-{} more than the control",
-                bigger.join(" and "),
-                if bigger.len() == 1 { "fits" } else { "fit" }
-            );
-        }
-        parts.push(s);
+        parts.push(control_part(rows, c));
     }
     let relabelled: Vec<&GapRow> = ["on_D_rand", "on_D_det"]
         .iter()
@@ -205,73 +212,80 @@ pub fn finding(rows: &[GapRow]) -> String {
     text
 }
 
-/// Writes `sections/overfitting.json` and `plots/overfitting_curves.png`.
-pub fn run(ctx: &mut Ctx) -> Result<()> {
-    let mut rows = Vec::new();
-    let mut series = Vec::new();
-    for (i, (name, on)) in MODELS.iter().enumerate() {
-        let m = read_model(ctx, name)?;
-        let (train_acc, _) = m.train_acc().unwrap_or((f64::NAN, true));
-        let (best_epoch, best_test) = m
-            .epochs
-            .iter()
-            .filter_map(|e| e.test_acc.map(|a| (e.epoch, a)))
-            .fold((0, f64::NAN), |b, (e, a)| {
-                if b.1.is_nan() || a > b.1 {
-                    (e, a)
-                } else {
-                    b
-                }
-            });
-        rows.push(GapRow {
-            model: name.to_string(),
-            trained_on: on.to_string(),
-            train_acc,
-            test_acc: m.std_acc,
-            best_test,
-            best_epoch,
-            last_test: m
-                .epochs
-                .iter()
-                .rev()
-                .find_map(|e| e.test_acc)
-                .unwrap_or(f64::NAN),
-            train_n: m.train_size,
-            test_n: m.test_size,
-            curve_n: match ctx.preset.eval.curve_n {
-                0 => ctx.test.len(),
-                k => k.min(ctx.test.len()),
-            },
+/// The generalisation numbers of model `name` (result `m`), trained on `on`.
+fn gap_row(ctx: &Ctx, name: &str, on: &str, m: &ModelResult) -> GapRow {
+    let (train_acc, _) = m.train_acc().unwrap_or((f64::NAN, true));
+    let (best_epoch, best_test) = m
+        .epochs
+        .iter()
+        .filter_map(|e| e.test_acc.map(|a| (e.epoch, a)))
+        .fold((0, f64::NAN), |b, (e, a)| {
+            if b.1.is_nan() || a > b.1 {
+                (e, a)
+            } else {
+                b
+            }
         });
-        let train: Vec<(f64, f64)> = m
+    GapRow {
+        model: name.to_string(),
+        trained_on: on.to_string(),
+        train_acc,
+        test_acc: m.std_acc,
+        best_test,
+        best_epoch,
+        last_test: m
             .epochs
             .iter()
-            .map(|e| (e.epoch as f64, e.train_acc))
-            .collect();
-        let test: Vec<(f64, f64)> = m
-            .epochs
-            .iter()
-            .filter_map(|e| e.test_acc.map(|a| (e.epoch as f64, a)))
-            .collect();
-        if !train.is_empty() {
-            series.push(LineSeriesSpec {
-                name: format!("{on}: train"),
-                points: train,
-                dashed: false,
-                color: Some(i),
-                intervals: Vec::new(),
-            });
-        }
-        if !test.is_empty() {
-            series.push(LineSeriesSpec {
-                name: format!("{on}: test"),
-                points: test,
-                dashed: true,
-                color: Some(i),
-                intervals: Vec::new(),
-            });
-        }
+            .rev()
+            .find_map(|e| e.test_acc)
+            .unwrap_or(f64::NAN),
+        train_n: m.train_size,
+        test_n: m.test_size,
+        curve_n: match ctx.preset.eval.curve_n {
+            0 => ctx.test.len(),
+            k => k.min(ctx.test.len()),
+        },
     }
+}
+
+/// The per-epoch curves of model `m` (trained on `on`) in palette colour `color`: train
+/// accuracy (solid) and test accuracy (dashed), each where recorded.
+fn curves(on: &str, color: usize, m: &ModelResult) -> Vec<LineSeriesSpec> {
+    let mut series = Vec::new();
+    let train: Vec<(f64, f64)> = m
+        .epochs
+        .iter()
+        .map(|e| (e.epoch as f64, e.train_acc))
+        .collect();
+    let test: Vec<(f64, f64)> = m
+        .epochs
+        .iter()
+        .filter_map(|e| e.test_acc.map(|a| (e.epoch as f64, a)))
+        .collect();
+    if !train.is_empty() {
+        series.push(LineSeriesSpec {
+            name: format!("{on}: train"),
+            points: train,
+            dashed: false,
+            color: Some(color),
+            intervals: Vec::new(),
+        });
+    }
+    if !test.is_empty() {
+        series.push(LineSeriesSpec {
+            name: format!("{on}: test"),
+            points: test,
+            dashed: true,
+            color: Some(color),
+            intervals: Vec::new(),
+        });
+    }
+    series
+}
+
+/// The section's plot, `plots/overfitting_curves.png`, of every model's curves. Returns its path
+/// under the results dir.
+fn plot(ctx: &Ctx, series: &[LineSeriesSpec]) -> Result<&'static str> {
     let plot = "plots/overfitting_curves.png";
     let opts = PlotOptions {
         width: 1100,
@@ -282,10 +296,15 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "Training (solid) and real-test (dashed) accuracy per epoch",
         "epoch",
         "accuracy",
-        &series,
+        series,
         &opts,
     )?;
-    let table = Table {
+    Ok(plot)
+}
+
+/// The section's table: one row per model.
+fn table(ctx: &Ctx, rows: &[GapRow]) -> Table {
+    Table {
         caption: format!(
             "Generalisation gap = accuracy on the model's own training set (with that set's \
              labels, measured after training) minus accuracy on the whole real test set. Best test \
@@ -327,7 +346,20 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 ]
             })
             .collect(),
-    };
+    }
+}
+
+/// Writes `sections/overfitting.json` and `plots/overfitting_curves.png`.
+pub fn run(ctx: &mut Ctx) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut series = Vec::new();
+    for (i, (name, on)) in MODELS.iter().enumerate() {
+        let m = read_model(ctx, name)?;
+        rows.push(gap_row(ctx, name, on, &m));
+        series.extend(curves(on, i, &m));
+    }
+    let plot = plot(ctx, &series)?;
+    let table = table(ctx, &rows);
     let section = Section {
         id: "overfitting".into(),
         title: "Over-fitting: train vs test accuracy (reviewer 1)".into(),

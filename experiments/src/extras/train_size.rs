@@ -10,7 +10,8 @@ use super::eps_sensitivity::FLAT_TOL;
 use super::stats::{above_chance, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{Ctx, EvalLevel};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
+use crate::preset::{RelabelSection, TrainSection};
 use crate::table1::{self, construct_at};
 use anyhow::{bail, Result};
 use nrf_features::relabel::TargetRule;
@@ -116,14 +117,9 @@ pub fn finding(points: &[SizePoint], chance: f64) -> (String, &'static str) {
     )
 }
 
-/// Builds the sets, trains on them, writes `sections/train_size.json` and
-/// `plots/train_size.png`.
-pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
-    let mut sizes = sizes.to_vec();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let n_max = sizes.last().copied().unwrap_or(0);
+/// The draw the sets of every size are prefixes of: `n_max` training images (at least as many as
+/// Figure 2's subset), which must begin with Figure 2's subset.
+fn draw(ctx: &Ctx, src: &Sources, n_max: usize) -> Result<Vec<usize>> {
     if n_max > ctx.train.len() {
         bail!(
             "extras.train_sizes: {n_max} is more than the {} training images",
@@ -139,74 +135,89 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
     if all[..src.subset.len()] != src.subset[..] {
         bail!("extras.train_sizes: the longer draw does not extend Figure 2's subset");
     }
-    let fresh = ctx.preset.fresh.clone();
-    let base = r.n.min(src.subset.len());
-    let control_is_table1 = ctx.preset.rep_match.n.min(src.subset.len()) == base;
-    let mut points = Vec::new();
-    let mut det_shifted: Vec<f64> = Vec::new();
-    for &n in &sizes {
-        let indices = &all[..n];
-        let mut accs = Vec::new();
-        for (prefix, rule) in [
-            ("D_rand", TargetRule::Random),
-            ("D_det", TargetRule::Deterministic),
-        ] {
-            let name = set_name(prefix, n, base);
-            let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
-            // Table 1's size keeps Table 1's model; the others are this section's own.
-            let (model, role) = if n == base {
-                (format!("on_{name}"), ModelRole::Main(table1::kind(rule)))
-            } else {
-                let role = ModelRole::Extra {
-                    set: table1::kind(rule),
-                    varies: Varies::TrainSize,
-                };
-                (format!("ts_on_{name}"), role)
-            };
-            let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
-            let info: ConstructedInfo =
-                nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
-            info.validate()?;
-            accs.push((m.std_accuracy(), info.success_rate.unwrap_or(f64::NAN)));
-            if rule == TargetRule::Deterministic {
-                det_shifted.push(super::shifted_agreement(ctx, &model)?);
-            }
-        }
-        let (clean_name, clean_role, trained_on) = if n == base && control_is_table1 {
-            (
-                "on_control".to_string(),
-                ModelRole::Main(ModelKind::Control),
-                "D_control".to_string(),
-            )
+    Ok(all)
+}
+
+/// D_rand and D_det of `n` images (`indices`; Table 1's own at Table 1's size `base`) and a fresh
+/// model on each: (real-test accuracy, attack success) of D_rand then D_det, and the share of
+/// real test images on which the D_det model predicts (y+1) mod C.
+fn relabelled_models(
+    ctx: &mut Ctx,
+    src: &Sources,
+    r: &RelabelSection,
+    n: usize,
+    base: usize,
+    indices: &[usize],
+) -> Result<(Vec<(Accuracy, f64)>, f64)> {
+    let mut accs = Vec::new();
+    let mut det_shifted = f64::NAN;
+    for (prefix, rule) in [
+        ("D_rand", TargetRule::Random),
+        ("D_det", TargetRule::Deterministic),
+    ] {
+        let name = set_name(prefix, n, base);
+        let key = construct_at(ctx, &name, src, rule, r.eps, r.step_size, indices)?;
+        // Table 1's size keeps Table 1's model; the others are this section's own.
+        let (model, role) = if n == base {
+            (format!("on_{name}"), ModelRole::Main(table1::kind(rule)))
         } else {
             let role = ModelRole::Extra {
-                set: ModelKind::Control,
+                set: table1::kind(rule),
                 varies: Varies::TrainSize,
             };
-            (format!("ts_on_clean_n{n}"), role, format!("D_clean_n{n}"))
+            (format!("ts_on_{name}"), role)
         };
-        let clean = ctx.train.subset(indices);
-        let clean_key = ctx.subset_key(indices);
-        let (m_clean, _) = ctx.model_stage(
-            &clean_name,
-            clean_role,
-            &trained_on,
-            &clean,
-            &clean_key,
-            &fresh,
-            EvalLevel::Standard,
-        )?;
-        points.push(SizePoint {
-            n,
-            clean: m_clean.std_accuracy(),
-            rand: accs[0].0.clone(),
-            det: accs[1].0.clone(),
-            rand_success: accs[0].1,
-            det_success: accs[1].1,
-        });
+        let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
+        let info: ConstructedInfo =
+            nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
+        info.validate()?;
+        accs.push((m.std_accuracy(), info.success_rate.unwrap_or(f64::NAN)));
+        if rule == TargetRule::Deterministic {
+            det_shifted = super::shifted_agreement(ctx, &model)?;
+        }
     }
+    Ok((accs, det_shifted))
+}
 
-    let chance = chance(ctx);
+/// The fresh model on the `n` clean images `indices` with their true labels (Table 1's
+/// `on_control` when `is_table1`): its real-test accuracy, the reference a set of that size can
+/// reach.
+fn clean_model(
+    ctx: &mut Ctx,
+    fresh: &TrainSection,
+    n: usize,
+    is_table1: bool,
+    indices: &[usize],
+) -> Result<Accuracy> {
+    let (clean_name, clean_role, trained_on) = if is_table1 {
+        (
+            "on_control".to_string(),
+            ModelRole::Main(ModelKind::Control),
+            "D_control".to_string(),
+        )
+    } else {
+        let role = ModelRole::Extra {
+            set: ModelKind::Control,
+            varies: Varies::TrainSize,
+        };
+        (format!("ts_on_clean_n{n}"), role, format!("D_clean_n{n}"))
+    };
+    let clean = ctx.train.subset(indices);
+    let clean_key = ctx.subset_key(indices);
+    let set = TrainingSet {
+        name: &trained_on,
+        data: &clean,
+        key: &clean_key,
+    };
+    let job = ModelJob::new(&ctx.preset, clean_name, clean_role, set, fresh)
+        .with_level(EvalLevel::Standard);
+    let (m_clean, _) = ctx.model_stage(&job)?;
+    Ok(m_clean.std_accuracy())
+}
+
+/// The section's plot, `plots/train_size.png`: real-test accuracy of the three models against
+/// the training-set size, with chance. Returns its path under the results dir.
+fn plot(ctx: &Ctx, points: &[SizePoint], chance: f64) -> Result<&'static str> {
     let line = |name: &str, f: &dyn Fn(&SizePoint) -> &Accuracy, color: usize| LineSeriesSpec {
         name: name.into(),
         points: points.iter().map(|p| (p.n as f64, f(p).value)).collect(),
@@ -238,13 +249,25 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         &series,
         &opts,
     )?;
-    let table = Table {
+    Ok(plot)
+}
+
+/// The section's table: one row per size, with the share of (y+1) predictions of its D_det
+/// model (`det_shifted`); `r` and `epochs` are the sets' and the fresh models' settings.
+fn table(
+    ctx: &Ctx,
+    r: &RelabelSection,
+    epochs: usize,
+    points: &[SizePoint],
+    det_shifted: &[f64],
+) -> Table {
+    Table {
         caption: format!(
             "Fresh standard models ({} epochs) trained on n images: clean (true labels), D_rand \
              and D_det (targeted L2 PGD on C_std, eps {}, {} steps of {}, relabelled t). Success: \
              fraction C_std classifies as the target. Accuracy on the {} real test images, with \
              its 95% interval (several seeds: mean ± sd over seeds).",
-            fresh.epochs,
+            epochs,
             r.eps,
             r.steps,
             r.step_size,
@@ -263,7 +286,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
         .to_vec(),
         rows: points
             .iter()
-            .zip(&det_shifted)
+            .zip(det_shifted)
             .map(|(p, &shift)| {
                 vec![
                     p.n.to_string(),
@@ -276,7 +299,40 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
                 ]
             })
             .collect(),
-    };
+    }
+}
+
+/// Builds the sets, trains on them, writes `sections/train_size.json` and
+/// `plots/train_size.png`.
+pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
+    let r = ctx.preset.relabel.clone();
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let all = draw(ctx, src, sizes.last().copied().unwrap_or(0))?;
+    let fresh = ctx.preset.fresh.clone();
+    let base = r.n.min(src.subset.len());
+    let control_is_table1 = ctx.preset.rep_match.n.min(src.subset.len()) == base;
+    let mut points = Vec::new();
+    let mut det_shifted: Vec<f64> = Vec::new();
+    for &n in &sizes {
+        let indices = &all[..n];
+        let (accs, shifted) = relabelled_models(ctx, src, &r, n, base, indices)?;
+        det_shifted.push(shifted);
+        let clean = clean_model(ctx, &fresh, n, n == base && control_is_table1, indices)?;
+        points.push(SizePoint {
+            n,
+            clean,
+            rand: accs[0].0.clone(),
+            det: accs[1].0.clone(),
+            rand_success: accs[0].1,
+            det_success: accs[1].1,
+        });
+    }
+
+    let chance = chance(ctx);
+    let plot = plot(ctx, &points, chance)?;
+    let table = table(ctx, &r, fresh.epochs, &points, &det_shifted);
     let (mut finding, verdict) = finding(&points, chance);
     finding += &super::shifted_sentence(&det_shifted);
     write_section(

@@ -8,6 +8,7 @@ mod model;
 mod sources;
 
 pub use data::load_data;
+pub use model::{model_spec, ModelJob, TrainingSet};
 pub use sources::ExternalSource;
 
 use data::dataset_fingerprint;

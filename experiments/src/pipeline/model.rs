@@ -1,19 +1,113 @@
 //! Model stages: training (cached), then evaluation; fresh models on constructed sets; weights.
 use super::{claims_robustness, seeds_for, Ctx, EvalLevel, Trained};
-use crate::preset::TrainSection;
+use crate::preset::{ModelSection, Preset, TrainSection};
 use anyhow::{bail, Result};
 use nrf_attacks::{AdvTraining, PgdConfig};
 use nrf_data::store::write_json_atomic;
 use nrf_data::Dataset;
-use nrf_models::{dataset_to_tensors, load_model, save_model, Model, ModelSpec, TrainConfig};
+use nrf_models::{
+    dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, TrainConfig,
+};
 use nrf_report::results::{EpochMetrics, ModelResult, ModelRole, SeedRun};
 use std::path::Path;
 use std::time::Instant;
 
+/// The images a model is trained on: the set's name in the results (`D`, `D_R`, `D_control`,
+/// ...), the images, and the cache key of what made them (the model's training stage keys on it).
+#[derive(Clone, Copy)]
+pub struct TrainingSet<'a> {
+    pub name: &'a str,
+    pub data: &'a Dataset,
+    pub key: &'a str,
+}
+
+/// One model of the experiments as [`Ctx::model_stage`] trains and evaluates it: its name and
+/// role, its `[model]` section (architecture, initialisation, normalisation: the preset's unless
+/// the job varies it), the set it is trained on, its training settings and how far it is
+/// evaluated. An extra experiment that varies the architecture or the initialisation says so in
+/// its job; nothing swaps a field of the preset in and out.
+#[derive(Clone)]
+pub struct ModelJob<'a> {
+    pub name: String,
+    pub role: ModelRole,
+    pub model: ModelSection,
+    pub set: TrainingSet<'a>,
+    pub train: &'a TrainSection,
+    pub level: EvalLevel,
+}
+
+impl<'a> ModelJob<'a> {
+    /// Model `name` of role `role` with `preset`'s `[model]`, trained on `set` with `train`,
+    /// evaluated fully ([`EvalLevel::Full`]).
+    pub fn new(
+        preset: &Preset,
+        name: impl Into<String>,
+        role: ModelRole,
+        set: TrainingSet<'a>,
+        train: &'a TrainSection,
+    ) -> ModelJob<'a> {
+        ModelJob {
+            name: name.into(),
+            role,
+            model: preset.model.clone(),
+            set,
+            train,
+            level: EvalLevel::Full,
+        }
+    }
+
+    /// The same job with architecture `arch`.
+    pub fn with_arch(mut self, arch: &Arch) -> ModelJob<'a> {
+        self.model.arch = arch.clone();
+        self
+    }
+
+    /// The same job with initialisation `init`.
+    pub fn with_init(mut self, init: Init) -> ModelJob<'a> {
+        self.model.init = init;
+        self
+    }
+
+    /// The same job evaluated at `level`.
+    pub fn with_level(mut self, level: EvalLevel) -> ModelJob<'a> {
+        self.level = level;
+        self
+    }
+
+    /// The model's spec for its set's images.
+    pub fn spec(&self) -> ModelSpec {
+        model_spec(&self.model, self.set.data)
+    }
+
+    /// Seed `k`'s job: the model itself for k = 0, `<name>~s<k>` else.
+    fn seed(&self, k: usize) -> ModelJob<'a> {
+        let mut job = self.clone();
+        if k > 0 {
+            job.name = format!("{}~s{k}", self.name);
+        }
+        job
+    }
+}
+
+/// The spec of a model of `[model]` section `model` for images shaped like `data`.
+pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
+    let [c, h, w] = data.shape;
+    let mut spec = ModelSpec::new(
+        model.arch.clone(),
+        [c as i64, h as i64, w as i64],
+        data.num_classes as i64,
+    )
+    .with_init(model.init);
+    if let (Some(m), Some(s)) = (&model.mean, &model.std) {
+        spec = spec.with_normalization(m.clone(), s.clone());
+    }
+    spec
+}
+
 impl Ctx {
-    /// Trains (or resumes, or loads from cache) model `name`, whose role in the experiments is
-    /// `role` (recorded in its result; it decides its seeds, [`Ctx::seeds_for`], and whether it
-    /// gets the ensemble, [`claims_robustness`]), on `data` and evaluates it at `level`.
+    /// Trains (or resumes, or loads from cache) the model of `job`, whose role in the
+    /// experiments (recorded in its result) decides its seeds ([`Ctx::seeds_for`]) and whether
+    /// it gets the ensemble ([`claims_robustness`]), and evaluates it at the job's level.
     /// Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
     /// result to `models/<name>.json`. Returns the result and the training stage's key (what
@@ -24,27 +118,12 @@ impl Ctx {
     /// one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
     /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
     /// returned key is seed 0's, whose weights are what later stages load.
-    #[allow(clippy::too_many_arguments)] // the model (name, role), its data (set, data, key), how
-    pub fn model_stage(
-        &mut self,
-        name: &str,
-        role: ModelRole,
-        trained_on: &str,
-        data: &Dataset,
-        data_key: &str,
-        section: &TrainSection,
-        level: EvalLevel,
-    ) -> Result<(ModelResult, String)> {
-        let seeds = self.seeds_for(role);
+    pub fn model_stage(&mut self, job: &ModelJob) -> Result<(ModelResult, String)> {
+        let (name, seeds) = (job.name.as_str(), self.seeds_for(job.role));
         // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
         let mut runs: Vec<Option<(ModelResult, String, u64)>> = (0..seeds).map(|_| None).collect();
         for k in self.worker_order((0..seeds).collect()) {
-            let seeded = match k {
-                0 => name.to_string(),
-                k => format!("{name}~s{k}"),
-            };
-            let run = self.train_eval(&seeded, role, trained_on, data, data_key, section, level)?;
-            runs[k] = Some(run);
+            runs[k] = Some(self.train_eval(&job.seed(k))?);
         }
         let mut runs = runs.into_iter().flatten();
         let (mut result, train_key, seed) = runs.next().expect("seed 0 is trained");
@@ -82,22 +161,26 @@ impl Ctx {
         Ok((result, train_key))
     }
 
-    /// The training key of model `name` (as [`Ctx::model_stage`] trains it on `data` with
-    /// `data_key` and `section`) if its training stage has completed; runs nothing.
-    pub fn trained_key(
-        &self,
-        name: &str,
-        data: &Dataset,
-        data_key: &str,
-        section: &TrainSection,
-    ) -> Option<String> {
-        let spec = self.model_spec(data);
-        let seed = self.preset.stage_seed(&format!("train:{name}"));
-        let cfg = section.config(seed, self.progress);
-        let curve_n = self.preset.eval.curve_n;
-        let key_input = (&spec, &cfg, section, data_key, curve_n);
-        self.cached::<Trained>(&format!("train:{name}"), &key_input)
+    /// The training key of `job`'s model (seed 0) if its training stage has completed; runs
+    /// nothing.
+    pub fn trained_key(&self, job: &ModelJob) -> Option<String> {
+        let (spec, cfg, _) = self.training(job);
+        let key_input = (
+            &spec,
+            &cfg,
+            job.train,
+            job.set.key,
+            self.preset.eval.curve_n,
+        );
+        self.cached::<Trained>(&format!("train:{}", job.name), &key_input)
             .map(|(_, _, key)| key)
+    }
+
+    /// `job`'s model spec, training configuration and training seed (the seed is the stage's:
+    /// each model, each seed of a model, draws its own).
+    fn training(&self, job: &ModelJob) -> (ModelSpec, TrainConfig, u64) {
+        let seed = self.preset.stage_seed(&format!("train:{}", job.name));
+        (job.spec(), job.train.config(seed, self.progress), seed)
     }
 
     /// How many seeds a model of role `role` is trained with: `[fresh] seeds` for the fresh
@@ -110,29 +193,22 @@ impl Ctx {
         seeds_for(role, self.preset.fresh_seeds())
     }
 
-    /// [`Ctx::model_stage`] for one seed: trains and evaluates `name` (cached stages) without
-    /// writing `models/<name>.json`. Returns the result, the training key and the training seed.
-    #[allow(clippy::too_many_arguments)] // Ctx::model_stage's arguments
-    fn train_eval(
-        &mut self,
-        name: &str,
-        role: ModelRole,
-        trained_on: &str,
-        data: &Dataset,
-        data_key: &str,
-        section: &TrainSection,
-        level: EvalLevel,
-    ) -> Result<(ModelResult, String, u64)> {
-        let spec = self.model_spec(data);
-        let seed = self.preset.stage_seed(&format!("train:{name}"));
-        let cfg = section.config(seed, self.progress);
-        let curve_n = self.preset.eval.curve_n;
-        let key_input = (&spec, &cfg, section, data_key, curve_n);
+    /// [`Ctx::model_stage`] for one seed: trains and evaluates the job's model (cached stages)
+    /// without writing `models/<name>.json`. Returns the result, the training key and the
+    /// training seed.
+    fn train_eval(&mut self, job: &ModelJob) -> Result<(ModelResult, String, u64)> {
+        let (name, role, trained_on) = (job.name.as_str(), job.role, job.set.name);
+        let (spec, cfg, seed) = self.training(job);
+        let key_input = (
+            &spec,
+            &cfg,
+            job.train,
+            job.set.key,
+            self.preset.eval.curve_n,
+        );
         let (trained, train_key) =
             self.stage(&format!("train:{name}"), &key_input, |ctx, work| {
-                train_model(
-                    ctx, work, name, trained_on, data, &spec, &cfg, section, seed,
-                )
+                train_model(ctx, work, job, &spec, &cfg, seed)
             })?;
 
         if self.mode.defer_eval {
@@ -157,7 +233,7 @@ impl Ctx {
             };
             return Ok((result, train_key, seed));
         }
-        let (evaluated, full) = self.eval_stage(name, &train_key, level)?;
+        let (evaluated, full) = self.eval_stage(name, &train_key, job.level)?;
         let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
             (true, Some(ens)) if claims_robustness(role) => {
                 self.ensemble_stage(name, &train_key, &ens)?
@@ -208,24 +284,20 @@ impl Ctx {
         set_key: &str,
         level: EvalLevel,
     ) -> Result<(ModelResult, String)> {
-        let ds = self.load_constructed(set)?.dataset;
+        let data = self.load_constructed(set)?.dataset;
         let fresh = self.preset.fresh.clone();
-        self.model_stage(model, role, set, &ds, set_key, &fresh, level)
+        let set = TrainingSet {
+            name: set,
+            data: &data,
+            key: set_key,
+        };
+        let job = ModelJob::new(&self.preset, model, role, set, &fresh).with_level(level);
+        self.model_stage(&job)
     }
 
-    /// The model spec for images shaped like `data`.
+    /// The spec of the preset's model for images shaped like `data`.
     pub fn model_spec(&self, data: &Dataset) -> ModelSpec {
-        let [c, h, w] = data.shape;
-        let mut spec = ModelSpec::new(
-            self.preset.model.arch.clone(),
-            [c as i64, h as i64, w as i64],
-            data.num_classes as i64,
-        )
-        .with_init(self.preset.model.init);
-        if let (Some(m), Some(s)) = (&self.preset.model.mean, &self.preset.model.std) {
-            spec = spec.with_normalization(m.clone(), s.clone());
-        }
-        spec
+        model_spec(&self.preset.model, data)
     }
 
     /// Saves the weights of model `name` (`weights/<name>`), noted as an output of the running
@@ -256,20 +328,17 @@ impl Ctx {
     }
 }
 
-/// The training stage of [`Ctx::train_eval`]: trains `name` (`spec`, `cfg`, `section`'s attack)
-/// on `data`, saves its weights and returns what its record keeps.
-#[allow(clippy::too_many_arguments)] // Ctx::train_eval's values
+/// The training stage of [`Ctx::train_eval`]: trains `job`'s model (`spec`, `cfg`, its
+/// section's attack) on its set, saves its weights and returns what its record keeps.
 fn train_model(
     ctx: &mut Ctx,
     work: &Path,
-    name: &str,
-    trained_on: &str,
-    data: &Dataset,
+    job: &ModelJob,
     spec: &ModelSpec,
     cfg: &TrainConfig,
-    section: &TrainSection,
     seed: u64,
 ) -> Result<Trained> {
+    let (name, trained_on, data, section) = (&job.name, job.set.name, job.set.data, job.train);
     let start = Instant::now();
     let mut model = Model::new(spec, ctx.device, seed as i64)?;
     let adv = match &section.attack {

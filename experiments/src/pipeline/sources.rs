@@ -1,6 +1,6 @@
 //! Source models brought by the preset (`[sources]`): TorchScript files in place of the trained
 //! C_std / C_rob.
-use super::{claims_robustness, Ctx, EvalLevel};
+use super::{claims_robustness, Ctx, EvalLevel, ModelJob, TrainingSet};
 use crate::preset::{Preset, TrainSection};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
@@ -129,7 +129,16 @@ impl Ctx {
     pub fn source_key(&self, name: &str, section: &TrainSection) -> Option<String> {
         match self.external(name) {
             Some(s) => Some(s.key.clone()),
-            None => self.trained_key(name, &self.train, &self.data_key, section),
+            None => {
+                let set = TrainingSet {
+                    name: "D",
+                    data: &self.train,
+                    key: &self.data_key,
+                };
+                // The role does not enter the training key (it decides seeds and evaluation).
+                let job = ModelJob::new(&self.preset, name, ModelRole::Other, set, section);
+                self.trained_key(&job)
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 use super::work::{Builder, Passes};
 use super::StagePlan;
 use crate::extras::arch_slug;
-use crate::preset::{IndependentModel, Preset};
+use crate::preset::{DDetStudy, IndependentModel, Preset, TrainSection};
 use crate::table1::{self, set_name};
 use nrf_features::relabel::TargetRule;
 use nrf_models::Arch;
@@ -22,7 +22,7 @@ pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePla
         ("C_rob", K::Rob, &p.train_rob),
     ] {
         if p.sources.of(name).is_some() {
-            b.eval(name, &arch, true, 1);
+            b.eval(name, main(kind), &arch, true, 1);
         } else {
             b.model(name, main(kind), &arch, train_n, section, true);
         }
@@ -75,6 +75,9 @@ fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: u
     }
     if !e.train_sizes.is_empty() {
         train_sizes(b, train_n, rep_n, rel_n);
+    }
+    if let Some(study) = &e.d_det_study {
+        d_det_study(b, study, train_n, rel_n);
     }
     // diversity, source_vs_target, overfitting: distances and reads of results, seconds.
 }
@@ -250,5 +253,69 @@ fn train_sizes(b: &mut Builder, train_n: usize, rep_n: usize, rel_n: usize) {
             (format!("ts_on_clean_n{n}"), extra_role(K::Control))
         };
         b.model(&clean, role, &arch, n, &p.fresh, false);
+    }
+}
+
+/// `d_det_study` ([`crate::extras::d_det`]): its two source models on D, six rebuilt D_det of
+/// `n` images (one of them the paper's recipe, shared with `train_sizes` when it has that size)
+/// and `seeds` fresh models on each, evaluated for test accuracy only.
+fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize) {
+    let p = b.p;
+    let arch = p.model.arch.clone();
+    let r = &p.relabel;
+    let n = study.n.min(rel_n);
+    let seeds = study.seeds.unwrap_or_else(|| p.fresh_seeds());
+    let slug = arch_slug(&study.source_arch);
+    let source_role = |set, varies| ModelRole::Extra { set, varies };
+    let big = format!("dd_C_std_{slug}");
+    let std_section = TrainSection {
+        epochs: study.source_epochs,
+        ..p.train_std.clone()
+    };
+    b.model(
+        &big,
+        source_role(K::Std, Varies::Architecture),
+        &study.source_arch,
+        train_n,
+        &std_section,
+        true,
+    );
+    let tag = table1::eps_tag(study.robust_source_eps);
+    let rob_section = TrainSection {
+        epochs: study.robust_source_epochs,
+        ..p.train_rob.clone()
+    };
+    b.model(
+        &format!("dd_C_rob_eps{tag}"),
+        source_role(K::Rob, Varies::Eps),
+        &arch,
+        train_n,
+        &rob_section,
+        true,
+    );
+    let copies = study.eot.samples;
+    let sets = [
+        (format!("D_det_n{n}"), &arch, r.steps, 1),
+        (format!("D_det_dd_{slug}"), &study.source_arch, r.steps, 1),
+        (format!("D_det_dd_rob{tag}"), &arch, r.steps, 1),
+        ("D_det_dd_eot".to_string(), &arch, r.steps, copies),
+        ("D_det_dd_margin".to_string(), &arch, study.margin_steps, 1),
+        ("D_det_dd_all".to_string(), &arch, r.steps, copies),
+    ];
+    for (set, source, steps, copies) in &sets {
+        b.targeted(set, n, source, *steps, *copies);
+    }
+    let role = ModelRole::Extra {
+        set: K::DDet,
+        varies: Varies::Construction,
+    };
+    for (set, ..) in &sets {
+        for s in 0..seeds {
+            let name = match s {
+                0 => format!("dd_on_{set}"),
+                s => format!("dd_on_{set}_s{s}"),
+            };
+            b.model(&name, role, &arch, n, &p.fresh, false);
+        }
     }
 }

@@ -130,6 +130,78 @@ fn extras_share_stages_with_table1() {
 }
 
 #[test]
+fn the_ensemble_is_planned_where_the_pipeline_runs_it() {
+    // Only the models whose robustness a claim uses (Figure 2's) get the ensemble; Table 1's
+    // models and the extras' fully evaluated ones (cosine, init ablation) get PGD only.
+    let p = preset("fashion-mnist", &[]);
+    let plan = plan(&p, &given(100.0)).unwrap();
+    let ensembles: Vec<&str> = plan
+        .stages
+        .iter()
+        .filter(|s| s.kind == "ensemble")
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        ensembles,
+        [
+            "ensemble:C_std",
+            "ensemble:C_rob",
+            "ensemble:on_D_R",
+            "ensemble:on_D_NR",
+            "ensemble:on_control"
+        ]
+    );
+    for s in [
+        "eval:on_D_det",
+        "eval:cos_on_D_R_cos",
+        "eval:init_tch_on_D_R",
+    ] {
+        let e = plan.stages.iter().find(|x| x.name == s).unwrap();
+        assert!(e.work.contains("PGD"), "{s}: {}", e.work);
+    }
+}
+
+#[test]
+fn the_d_det_study_is_planned() {
+    let p = preset("fashion-mnist", &[]);
+    let study = p.extras.d_det_study.clone().unwrap();
+    let plan = plan(&p, &given(100.0)).unwrap();
+    let get = |n: &str| {
+        plan.stages
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+    };
+    // Its source models: a ResNet-18 for `source_epochs`, C_rob's recipe at a small eps.
+    let big = get("train:dd_C_std_resnet18_w8");
+    assert_eq!(big.arch, study.source_arch.label());
+    assert_eq!(big.train_backward, 60_000.0 * study.source_epochs as f64);
+    assert!(get("train:dd_C_rob_eps0p25").input_backward > 0.0);
+    // Six sets of `n` images; EOT multiplies an attack step's passes by its copies, the margin
+    // variant has its own steps, the larger-source variant attacks the ResNet-18.
+    let n = study.n as f64;
+    let paper = get(&format!("construct:D_det_n{}", study.n));
+    assert_eq!(paper.input_backward, n * p.relabel.steps as f64);
+    let eot = get("construct:D_det_dd_eot");
+    assert_eq!(
+        eot.input_backward,
+        paper.input_backward * study.eot.samples as f64
+    );
+    let margin = get("construct:D_det_dd_margin");
+    assert_eq!(margin.input_backward, n * study.margin_steps as f64);
+    assert_eq!(get("construct:D_det_dd_resnet18_w8").arch, big.arch);
+    // Fresh models on each, one stage per seed, standard evaluation only.
+    let seeds = study.seeds.unwrap_or_else(|| p.fresh_seeds());
+    for set in ["D_det_dd_all", "D_det_dd_rob0p25"] {
+        get(&format!("train:dd_on_{set}"));
+        for k in 1..seeds {
+            get(&format!("train:dd_on_{set}_s{k}"));
+        }
+        assert!(!get(&format!("eval:dd_on_{set}")).work.contains("PGD"));
+    }
+}
+
+#[test]
 fn bad_gflops_is_an_error_naming_it() {
     let p = preset("smoke", &[]);
     for g in [0.0, -1.0, f64::NAN, f64::INFINITY] {

@@ -160,10 +160,20 @@ impl<'a> Builder<'a> {
             seeds,
             passes,
         );
-        self.eval(name, arch, full, seeds);
+        self.eval(name, role, arch, full, seeds);
     }
 
-    pub(super) fn eval(&mut self, name: &str, arch: &Arch, full: bool, seeds: usize) {
+    /// `eval:<name>` (the robust-accuracy grid too when `full`), and `ensemble:<name>` for a full
+    /// evaluation of a model whose robustness a claim uses
+    /// ([`crate::pipeline::claims_robustness`], as the pipeline decides).
+    pub(super) fn eval(
+        &mut self,
+        name: &str,
+        role: ModelRole,
+        arch: &Arch,
+        full: bool,
+        seeds: usize,
+    ) {
         let stage = format!("eval:{name}");
         // A standard-only request after a full evaluation is met by it; a full one after a
         // standard-only one replaces it (the pipeline runs the full evaluation then).
@@ -205,7 +215,7 @@ impl<'a> Builder<'a> {
             images = self.test_n.max(r);
         }
         self.push(stage, "eval", arch, images, words, seeds, passes);
-        if full {
+        if full && crate::pipeline::claims_robustness(role) {
             self.ensemble(name, arch, seeds);
         }
     }
@@ -265,16 +275,34 @@ impl<'a> Builder<'a> {
         );
     }
 
-    /// `construct:<name>` by targeted PGD ([`crate::table1::construct_spec`]).
+    /// `construct:<name>` by targeted PGD ([`crate::table1::construct_spec`]) on the preset's
+    /// model with the preset's steps.
     pub(super) fn relabel(&mut self, name: &str, n: usize) {
-        let steps = self.p.relabel.steps;
-        let passes = Passes::attack(n, steps).plus(Passes::forward(2 * n));
-        let words = format!("{steps} steps x (fwd + bwd_x) + 2 fwd");
         let arch = self.p.model.arch.clone();
+        self.targeted(name, n, &arch, self.p.relabel.steps, 1);
+    }
+
+    /// `construct:<name>` by targeted PGD of `steps` steps on a source model of architecture
+    /// `arch`, its objective averaged over `copies` transformed copies of each image (EOT; 1 =
+    /// the image itself).
+    pub(super) fn targeted(
+        &mut self,
+        name: &str,
+        n: usize,
+        arch: &Arch,
+        steps: usize,
+        copies: usize,
+    ) {
+        let passes = Passes::attack(n, steps * copies).plus(Passes::forward(2 * n));
+        let words = if copies > 1 {
+            format!("{steps} steps x {copies} EOT copies x (fwd + bwd_x) + 2 fwd")
+        } else {
+            format!("{steps} steps x (fwd + bwd_x) + 2 fwd")
+        };
         self.push(
             format!("construct:{name}"),
             "construct",
-            &arch,
+            arch,
             n,
             words,
             1,

@@ -337,3 +337,6 @@ impl ExtrasSection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+use super::*;
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn wilson_known_values() {
+    // 50 of 100: [0.4038, 0.5962] (textbook value).
+    let w = wilson(0.5, 100);
+    assert!(
+        close(w.lo, 0.4038, 1e-4) && close(w.hi, 0.5962, 1e-4),
+        "{w:?}"
+    );
+    // 0 of 10: [0, 0.2775]; 10 of 10: [0.7225, 1].
+    let w = wilson(0.0, 10);
+    assert!(
+        close(w.lo, 0.0, 1e-12) && close(w.hi, 0.2775, 1e-4),
+        "{w:?}"
+    );
+    let w = wilson(1.0, 10);
+    assert!(
+        close(w.lo, 0.7225, 1e-4) && close(w.hi, 1.0, 1e-12),
+        "{w:?}"
+    );
+    // 49% of 500 (the README's on_D_R): [44.6, 53.4].
+    let w = wilson(0.49, 500);
+    assert!(
+        close(w.lo, 0.4464, 1e-4) && close(w.hi, 0.5337, 1e-4),
+        "{w:?}"
+    );
+    // 1 of 4 (small n, asymmetric): [0.0456, 0.6994].
+    let w = wilson(0.25, 4);
+    assert!(
+        close(w.lo, 0.0456, 1e-4) && close(w.hi, 0.6994, 1e-4),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn wilson_edge_cases_do_not_panic() {
+    assert_eq!(wilson(0.3, 0), Interval { lo: 0.0, hi: 1.0 });
+    assert_eq!(wilson(f64::NAN, 10), Interval { lo: 0.0, hi: 1.0 });
+    let w = wilson(1.7, 10); // clamped to 1
+    assert!(w.hi <= 1.0 && w.lo > 0.5);
+    assert!(close(binomial_se(0.3, 0), 0.5 / Z95, 1e-12));
+    // Close to the Wald SE in the middle, positive at the edges.
+    assert!(close(binomial_se(0.5, 10_000), 0.005, 1e-5));
+    assert!(binomial_se(0.0, 500) > 0.0);
+    let a = Accuracy::single(0.3, 0);
+    assert_eq!(a.short(), "30.0% [0.0, 100.0]");
+    assert_eq!(Accuracy::single(f64::NAN, 10).short(), "—");
+    assert_eq!(Accuracy::with_seeds(&[], 10).short(), "—");
+}
+
+#[test]
+fn seeds_add_their_spread() {
+    let one = Accuracy::single(0.49, 500);
+    let two = Accuracy::with_seeds(&[0.47, 0.51], 500);
+    assert!(close(two.value, 0.49, 1e-12));
+    let sd = two.seed_sd().unwrap();
+    assert!(close(sd, 0.04f64.hypot(0.0) / 2f64.sqrt(), 1e-12));
+    // SE² = binomial² + s²/k.
+    let want = (one.se().powi(2) + sd * sd / 2.0).sqrt();
+    assert!(close(two.se(), want, 1e-12));
+    let (i1, i2) = (one.interval(), two.interval());
+    assert!(i2.lo < i1.lo && i2.hi > i1.hi);
+    assert_eq!(one.text(), "49.0% [44.6, 53.4]");
+    assert!(
+        two.text().starts_with("49.0% ± 2.8 [") && two.text().ends_with("(seeds 47.0, 51.0)"),
+        "{}",
+        two.text()
+    );
+    // One seed is a single measurement.
+    assert_eq!(Accuracy::with_seeds(&[0.49], 500), one);
+    assert_eq!(one.n_seeds(), 1);
+    assert_eq!(two.n_seeds(), 2);
+}
+
+#[test]
+fn margins_inside_noise_are_inconclusive() {
+    // The F2d: 49.0% vs 49.6% on 500 images each, and 51.0% vs 50.0%.
+    let m = Margin::between(&Accuracy::single(0.490, 500), &Accuracy::single(0.496, 500));
+    assert!(close(m.m, -0.006, 1e-12));
+    assert!(close(m.se, 0.0316, 5e-4), "{m:?}");
+    assert_eq!(m.verdict(), Verdict::Inconclusive);
+    let m = Margin::between(&Accuracy::single(0.51, 500), &Accuracy::single(0.50, 500));
+    assert_eq!(m.verdict(), Verdict::Inconclusive);
+    assert_eq!(m.text(), "+1.0 ± 3.1 points");
+    // Outside the noise: holds / does not hold.
+    let m = Margin::between(&Accuracy::single(0.49, 500), &Accuracy::single(0.376, 500));
+    assert_eq!(m.verdict(), Verdict::Holds, "{m:?}");
+    let m = Margin::between(&Accuracy::single(0.30, 500), &Accuracy::single(0.45, 500));
+    assert_eq!(m.verdict(), Verdict::DoesNotHold, "{m:?}");
+    // Just past two SE on either side.
+    let a = Accuracy::single(0.5, 10_000);
+    let se = a.se();
+    assert_eq!(Margin::above(&a, 0.5 - 2.01 * se).verdict(), Verdict::Holds);
+    assert_eq!(
+        Margin::above(&a, 0.5 - 1.99 * se).verdict(),
+        Verdict::Inconclusive
+    );
+    assert_eq!(
+        Margin::below(&a, 0.5 - 2.01 * se).verdict(),
+        Verdict::DoesNotHold
+    );
+    // A seed spread can turn a decided margin inconclusive.
+    let m = Margin::between(
+        &Accuracy::with_seeds(&[0.40, 0.60], 10_000),
+        &Accuracy::single(0.45, 10_000),
+    );
+    assert_eq!(m.verdict(), Verdict::Inconclusive, "{m:?}");
+    assert_eq!(
+        Margin {
+            m: f64::NAN,
+            se: 0.1
+        }
+        .verdict(),
+        Verdict::Undetermined
+    );
+}
+
+#[test]
+fn one_rule_for_above_chance() {
+    // 10% chance, 10,000 images.
+    assert_eq!(
+        above_chance(&Accuracy::single(0.42, 10_000), 0.1),
+        Verdict::Holds
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.011, 10_000), 0.1),
+        Verdict::DoesNotHold
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.102, 10_000), 0.1),
+        Verdict::Inconclusive
+    );
+    // On 100 images 14% is not distinguishable from 10%; 20% is.
+    assert_eq!(
+        above_chance(&Accuracy::single(0.14, 100), 0.1),
+        Verdict::Inconclusive
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.20, 100), 0.1),
+        Verdict::Holds
+    );
+    assert_eq!(
+        above_chance(&Accuracy::single(0.5, 0), 0.1),
+        Verdict::Inconclusive
+    );
+}
+
+#[test]
+fn parts_combine() {
+    use Verdict::*;
+    assert_eq!(combine_parts(&[Holds, Holds]), Holds);
+    assert_eq!(combine_parts(&[Holds, Inconclusive]), Partly);
+    assert_eq!(combine_parts(&[DoesNotHold, Holds]), Partly);
+    assert_eq!(combine_parts(&[DoesNotHold, Inconclusive]), DoesNotHold);
+    assert_eq!(combine_parts(&[Inconclusive, Inconclusive]), Inconclusive);
+    assert_eq!(combine_parts(&[Holds, Undetermined]), Undetermined);
+    assert_eq!(combine_parts(&[]), Undetermined);
+    assert_eq!(combine_parts(&[DoesNotHold]), DoesNotHold);
+}
+
+#[test]
+fn correlation_needs_points_and_precision() {
+    let acc = |v: &[f64], n: usize| -> Vec<Accuracy> {
+        v.iter().map(|&x| Accuracy::single(x, n)).collect()
+    };
+    // Four points: even a perfect correlation of precise values stays inside 1/(k-3) = 1.
+    let c = correlation(
+        &acc(&[0.2, 0.3, 0.4, 0.5], 100_000),
+        &acc(&[0.1, 0.2, 0.3, 0.4], 100_000),
+    )
+    .unwrap();
+    assert!(close(c.r, 1.0, 1e-9));
+    assert_eq!(c.verdict(), Verdict::Holds, "{c:?}");
+    // The Figure 3: r = -0.51 over four architectures is inconclusive.
+    let x = acc(&[0.554, 0.489, 0.370, 0.300], 10_000);
+    let y = acc(&[0.024, 0.016, 0.016, 0.038], 500);
+    let c = correlation(&x, &y).unwrap();
+    assert!(close(c.r, -0.51, 0.02), "{c:?}");
+    assert_eq!(c.verdict(), Verdict::Inconclusive, "{c:?}");
+    assert!(c.text().starts_with("r = -0.5"), "{}", c.text());
+    // Three points: never decided.
+    let c = correlation(&acc(&[0.1, 0.2, 0.3], 1000), &acc(&[0.1, 0.2, 0.3], 1000)).unwrap();
+    assert_eq!(c.verdict(), Verdict::Inconclusive);
+    // Many precise points with a clear negative trend: does not hold.
+    let xs: Vec<f64> = (0..20).map(|i| 0.2 + 0.02 * i as f64).collect();
+    let ys: Vec<f64> = xs.iter().map(|x| 0.8 - x).collect();
+    let c = correlation(&acc(&xs, 100_000), &acc(&ys, 100_000)).unwrap();
+    assert_eq!(c.verdict(), Verdict::DoesNotHold, "{c:?}");
+    // Measurement error widens the interval: the same trend (r = 0.97) on 12 points is
+    // decided when each point is measured on 100,000 images and inconclusive on 20.
+    let xs: Vec<f64> = (0..12).map(|i| 0.2 + 0.05 * i as f64).collect();
+    let ys: Vec<f64> = xs
+        .iter()
+        .enumerate()
+        .map(|(i, x)| 0.3 + 0.5 * x + if i % 2 == 0 { 0.02 } else { -0.02 })
+        .collect();
+    let precise = correlation(&acc(&xs, 100_000), &acc(&ys, 100_000)).unwrap();
+    let noisy = correlation(&acc(&xs, 20), &acc(&ys, 20)).unwrap();
+    assert!((precise.r - noisy.r).abs() < 1e-12);
+    assert!(noisy.se_z > 2.0 * precise.se_z, "{precise:?} {noisy:?}");
+    assert_eq!(precise.verdict(), Verdict::Holds, "{precise:?}");
+    assert_eq!(noisy.verdict(), Verdict::Inconclusive, "{noisy:?}");
+    assert!(correlation(&acc(&[0.1, 0.1], 10), &acc(&[0.2, 0.3], 10)).is_none());
+}
+
+#[test]
+fn pearson_by_hand() {
+    let x = [1.0, 2.0, 3.0, 4.0];
+    assert!(close(
+        pearson(&x, &[1.0, 3.0, 2.0, 4.0]).unwrap(),
+        0.8,
+        1e-12
+    ));
+    assert_eq!(pearson(&x, &[1.0; 4]), None);
+    assert_eq!(pearson(&[1.0], &[1.0]), None);
+}
