@@ -165,13 +165,7 @@ impl Ctx {
     /// nothing.
     pub fn trained_key(&self, job: &ModelJob) -> Option<String> {
         let (spec, cfg, _) = self.training(job);
-        let key_input = (
-            &spec,
-            &cfg,
-            job.train,
-            job.set.key,
-            self.preset.eval.curve_n,
-        );
+        let key_input = self.train_key_input(job, &spec, &cfg);
         self.cached::<Trained>(&format!("train:{}", job.name), &key_input)
             .map(|(_, _, key)| key)
     }
@@ -181,6 +175,17 @@ impl Ctx {
     fn training(&self, job: &ModelJob) -> (ModelSpec, TrainConfig, u64) {
         let seed = self.preset.stage_seed(&format!("train:{}", job.name));
         (job.spec(), job.train.config(seed, self.progress), seed)
+    }
+
+    /// What `job`'s training stage keys on: its spec and configuration, its training section, its
+    /// set's key and the curve's size (one definition for [`Ctx::trained_key`] and the stage).
+    fn train_key_input<'a>(
+        &self,
+        job: &'a ModelJob,
+        spec: &'a ModelSpec,
+        cfg: &'a TrainConfig,
+    ) -> impl serde::Serialize + 'a {
+        (spec, cfg, job.train, job.set.key, self.preset.eval.curve_n)
     }
 
     /// How many seeds a model of role `role` is trained with: `[fresh] seeds` for the fresh
@@ -199,13 +204,7 @@ impl Ctx {
     fn train_eval(&mut self, job: &ModelJob) -> Result<(ModelResult, String, u64)> {
         let (name, role, trained_on) = (job.name.as_str(), job.role, job.set.name);
         let (spec, cfg, seed) = self.training(job);
-        let key_input = (
-            &spec,
-            &cfg,
-            job.train,
-            job.set.key,
-            self.preset.eval.curve_n,
-        );
+        let key_input = self.train_key_input(job, &spec, &cfg);
         let (trained, train_key) =
             self.stage(&format!("train:{name}"), &key_input, |ctx, work| {
                 train_model(ctx, work, job, &spec, &cfg, seed)
