@@ -207,13 +207,53 @@ impl StudySources {
     }
 }
 
-/// The rebuilt D_det sets: (what changes, how it is built), the paper's recipe first.
-fn plans(
-    r: &RelabelSection,
-    study: &DDetStudy,
-    n: usize,
-    sources: &StudySources,
-) -> Vec<(String, RelabelSpec)> {
+/// The model a variant attacks.
+#[derive(Debug, Clone, Copy)]
+enum SourceModel {
+    /// The paper's C_std.
+    CStd,
+    /// The study's larger standard model (`source_arch`).
+    Larger,
+    /// The study's slightly robust model (`robust_source_eps`).
+    Robust,
+}
+
+/// How one variant rebuilds D_det.
+struct Recipe {
+    /// What changes from the paper's recipe.
+    label: String,
+    /// The set's name.
+    name: String,
+    source: SourceModel,
+    eps: f64,
+    steps: usize,
+    attack: TargetedAttack,
+}
+
+impl Recipe {
+    /// The construction, with its source model's name and training key from `sources`.
+    fn spec(&self, r: &RelabelSection, sources: &StudySources) -> RelabelSpec {
+        let (source, key) = match self.source {
+            SourceModel::CStd => ("C_std", sources.c_std.1.as_str()),
+            SourceModel::Larger => (sources.big.0.as_str(), sources.big.2.as_str()),
+            SourceModel::Robust => (sources.rob.0.as_str(), sources.rob.2.as_str()),
+        };
+        RelabelSpec {
+            name: self.name.clone(),
+            rule: TargetRule::Deterministic,
+            eps: self.eps,
+            steps: self.steps,
+            // More steps keep the step size: they search longer, not finer.
+            step_size: r.step_at(self.eps),
+            source: source.to_string(),
+            source_key: key.to_string(),
+            attack: self.attack,
+        }
+    }
+}
+
+/// The rebuilt D_det sets, the paper's recipe first.
+fn recipes(r: &RelabelSection, study: &DDetStudy, n: usize) -> Vec<Recipe> {
     let paper = TargetedAttack::default();
     let eot = TargetedAttack {
         loss: TargetLoss::CrossEntropy,
@@ -227,61 +267,71 @@ fn plans(
         loss: TargetLoss::Margin,
         eot: Some(study.eot),
     };
-    let spec = |name: String, source: (&str, &str), eps: f64, steps: usize, attack| {
-        // More steps keep the step size: they search longer, not finer.
-        let step_size = r.step_at(eps);
-        RelabelSpec {
-            name,
-            rule: TargetRule::Deterministic,
-            eps,
-            steps,
-            step_size,
-            source: source.0.to_string(),
-            source_key: source.1.to_string(),
-            attack,
-        }
+    let recipe = |label: String, name: String, source, eps, steps, attack| Recipe {
+        label,
+        name,
+        source,
+        eps,
+        steps,
+        attack,
     };
-    let c_std = ("C_std", sources.c_std.1.as_str());
-    let big = (sources.big.0.as_str(), sources.big.2.as_str());
-    let rob = (sources.rob.0.as_str(), sources.rob.2.as_str());
     let slug = super::arch_slug(&study.source_arch);
     let rob_tag = eps_tag(study.robust_source_eps);
+    use SourceModel::*;
     vec![
-        (
+        recipe(
             "the paper's recipe".into(),
-            spec(format!("D_det_n{n}"), c_std, r.eps, r.steps, paper),
+            format!("D_det_n{n}"),
+            CStd,
+            r.eps,
+            r.steps,
+            paper,
         ),
-        (
+        recipe(
             format!("larger source model ({})", study.source_arch.label()),
-            spec(format!("D_det_dd_{slug}"), big, r.eps, r.steps, paper),
+            format!("D_det_dd_{slug}"),
+            Larger,
+            r.eps,
+            r.steps,
+            paper,
         ),
-        (
+        recipe(
             format!(
                 "slightly robust source model (L2 eps {} training)",
                 study.robust_source_eps
             ),
-            spec(format!("D_det_dd_rob{rob_tag}"), rob, r.eps, r.steps, paper),
+            format!("D_det_dd_rob{rob_tag}"),
+            Robust,
+            r.eps,
+            r.steps,
+            paper,
         ),
-        (
+        recipe(
             format!("EOT ({})", eot.describe()),
-            spec("D_det_dd_eot".into(), c_std, r.eps, r.steps, eot),
+            "D_det_dd_eot".into(),
+            CStd,
+            r.eps,
+            r.steps,
+            eot,
         ),
-        (
+        recipe(
             format!("margin loss, {} steps", study.margin_steps),
-            spec(
-                "D_det_dd_margin".into(),
-                c_std,
-                r.eps,
-                study.margin_steps,
-                margin,
-            ),
+            "D_det_dd_margin".into(),
+            CStd,
+            r.eps,
+            study.margin_steps,
+            margin,
         ),
-        (
+        recipe(
             format!(
                 "all: slightly robust source, margin loss, EOT, eps {}",
                 study.combined_eps
             ),
-            spec("D_det_dd_all".into(), rob, study.combined_eps, r.steps, all),
+            "D_det_dd_all".into(),
+            Robust,
+            study.combined_eps,
+            r.steps,
+            all,
         ),
     ]
 }
@@ -384,32 +434,48 @@ fn table(variants: &[Variant], n: usize, seeds: usize, head: f64, chance: f64) -
     }
 }
 
-/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
-pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
-    let r = ctx.preset.relabel.clone();
-    let n = study.n.min(r.n).min(src.subset.len());
-    let indices = src.subset[..n].to_vec();
-    let seeds = study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds());
-    let head = ctx.preset.eval.headline_eps;
+/// What every variant shares: the images it rebuilds, the seeds of its fresh models and the
+/// source models (trained or loaded; stages).
+struct Study {
+    indices: Vec<usize>,
+    seeds: usize,
+    sources: StudySources,
+}
 
-    let (big, rob) = source_models(ctx, study)?;
-    let c_std_key = src.c_std(ctx)?;
-    let sources = StudySources {
-        c_std: (read_model(ctx, "C_std")?, c_std_key),
-        big,
-        rob,
-    };
-    let mut variants = Vec::new();
-    for (label, sp) in &plans(&r, study, n, &sources) {
-        let key =
-            construct_spec(ctx, sp, &indices).with_context(|| format!("building {}", sp.name))?;
-        let (acc, shifted) = fresh_models(ctx, &sp.name, &key, seeds)?;
+impl Study {
+    fn new(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<Study> {
+        let n = study.n.min(ctx.preset.relabel.n).min(src.subset.len());
+        let (big, rob) = source_models(ctx, study)?;
+        let c_std_key = src.c_std(ctx)?;
+        Ok(Study {
+            indices: src.subset[..n].to_vec(),
+            seeds: study.seeds.unwrap_or_else(|| ctx.preset.fresh_seeds()),
+            sources: StudySources {
+                c_std: (read_model(ctx, "C_std")?, c_std_key),
+                big,
+                rob,
+            },
+        })
+    }
+
+    /// The study's variants as this run builds them.
+    fn recipes(&self, ctx: &Ctx, study: &DDetStudy) -> Vec<Recipe> {
+        recipes(&ctx.preset.relabel, study, self.indices.len())
+    }
+
+    /// Builds one variant's set (cached), trains its fresh models (cached) and measures them.
+    fn variant(&self, ctx: &mut Ctx, recipe: &Recipe) -> Result<Variant> {
+        let sp = recipe.spec(&ctx.preset.relabel, &self.sources);
+        let key = construct_spec(ctx, &sp, &self.indices)
+            .with_context(|| format!("building {}", sp.name))?;
+        let (acc, shifted) = fresh_models(ctx, &sp.name, &key, self.seeds)?;
         let info: ConstructedInfo =
             nrf_data::store::read_json(ctx.path(&format!("datasets/{}.json", sp.name)))?;
         info.validate()?;
-        let (source_acc, source_robust) = sources.accuracies(&sp.source, head);
-        variants.push(Variant {
-            label: label.clone(),
+        let head = ctx.preset.eval.headline_eps;
+        let (source_acc, source_robust) = self.sources.accuracies(&sp.source, head);
+        Ok(Variant {
+            label: recipe.label.clone(),
             set: sp.name.clone(),
             source: sp.source.clone(),
             source_acc,
@@ -417,13 +483,45 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
             attack: sp.attack.describe(),
             eps: sp.eps,
             steps: sp.steps,
-            n,
+            n: self.indices.len(),
             success: info.success_rate.unwrap_or(f64::NAN),
             acc,
             shifted,
-        });
+        })
     }
-    variants.extend(table1_radii(ctx, &sources)?);
+}
+
+/// The sets of the study's variants, in order: a run with workers makes each a job of its own
+/// ([`variant_job`]), so that both workers build them.
+pub fn variant_sets(ctx: &Ctx, study: &DDetStudy) -> Vec<String> {
+    let n = study.n.min(ctx.preset.relabel.n);
+    recipes(&ctx.preset.relabel, study, n)
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+/// Variant `i` alone: its set and its fresh models (stages, which [`run`] then finds cached).
+pub fn variant_job(ctx: &mut Ctx, src: &Sources, study: &DDetStudy, i: usize) -> Result<()> {
+    let s = Study::new(ctx, src, study)?;
+    let recipe = s
+        .recipes(ctx, study)
+        .into_iter()
+        .nth(i)
+        .with_context(|| format!("d_det_study has no variant {i}"))?;
+    s.variant(ctx, &recipe).map(drop)
+}
+
+/// Builds every variant, trains on it, writes `sections/d_det_study.json`.
+pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
+    let s = Study::new(ctx, src, study)?;
+    let mut variants = Vec::new();
+    for recipe in s.recipes(ctx, study) {
+        variants.push(s.variant(ctx, &recipe)?);
+    }
+    variants.extend(table1_radii(ctx, &s.sources)?);
+    let (n, seeds) = (s.indices.len(), s.seeds);
+    let head = ctx.preset.eval.headline_eps;
     let chance = chance(ctx);
     let (finding, verdict) = finding(&variants, chance);
     let section = Section {

@@ -125,10 +125,23 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
             job: sources,
             independent: true,
         });
+        // Each variant a job (its construction and fresh models: both workers take them); the
+        // section's job, after them, finds their stages cached.
+        let mut variant_jobs = Vec::new();
+        for (i, set) in d_det::variant_sets(ctx, &study).into_iter().enumerate() {
+            let s = study.clone();
+            let job = extra(
+                &format!("d_det_study:{set}"),
+                Box::new(move |ctx, src| d_det::variant_job(ctx, src, &s, i)),
+            );
+            variant_jobs.push(job.job.name.clone());
+            jobs.push(job);
+        }
         let mut study_job = extra(
             "d_det_study",
             Box::new(move |ctx, src| d_det::run(ctx, src, &study)),
         );
+        study_job.job.after.extend(variant_jobs);
         // It lists Table 1's D_det models at eps_sensitivity's radii too.
         if !e.eps_sensitivity.is_empty() {
             study_job.job.after.push("extras:eps_sensitivity".into());
