@@ -48,6 +48,13 @@ pub fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// The point marker of series `i` of a line plot: a dot for the palette's first ten series, then
+/// triangles, then crosses, so that series that share a colour ([`color`] cycles) still differ.
+pub fn marker(i: usize) -> chart::Marker {
+    use chart::Marker::*;
+    [Dot, Triangle, Cross][(i / PALETTE.len()) % 3]
+}
+
 /// Where the legend goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LegendPlace {

@@ -4,7 +4,7 @@
 //! palette as the other plots of this module.
 
 use super::axes::{draw_axes, draw_hlines, XTicks};
-use super::frame::{chart_on, de, padded_range, render_png, Area, Frame, AXIS};
+use super::frame::{chart_on, de, padded_range, render_png, Area, Chart as PlotChart, Frame, AXIS};
 use super::legend::{draw_marker, Mark};
 use crate::text::{draw_text, text_width, HAlign, TextStyle, VAlign};
 use anyhow::{bail, Result};
@@ -189,6 +189,36 @@ pub(super) fn draw_symbol(
     .map_err(de)
 }
 
+/// Draws `marker` (`size` pixels, in `color`) at each of `points` (data coordinates of `chart`).
+pub(super) fn draw_markers(
+    chart: &mut PlotChart<'_, '_>,
+    points: &[(f64, f64)],
+    marker: Marker,
+    color: RGBAColor,
+    size: i32,
+) -> Result<()> {
+    match marker {
+        Marker::Dot => chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, size, color.filled())))
+            .map(|_| ()),
+        Marker::Triangle => chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| TriangleMarker::new(p, size, color.filled())),
+            )
+            .map(|_| ()),
+        Marker::Cross => chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Cross::new(p, size, color.stroke_width(3))),
+            )
+            .map(|_| ()),
+    }
+    .map_err(de)
+}
+
 /// Draws `charts` in a grid of `cols` columns, each chart `size` pixels, under `title`.
 pub fn charts_plot(
     path: impl AsRef<Path>,
@@ -277,23 +307,7 @@ fn draw_chart(area: &Area, c: &Chart) -> Result<()> {
             Stroke::None => {}
         }
         if let Some(m) = l.marker {
-            let fill = l.color.mix(l.opacity).filled();
-            let s = l.size as i32;
-            match m {
-                Marker::Dot => chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, s, fill)))
-                    .map(|_| ()),
-                Marker::Triangle => chart
-                    .draw_series(pts.iter().map(|&p| TriangleMarker::new(p, s, fill)))
-                    .map(|_| ()),
-                Marker::Cross => chart
-                    .draw_series(
-                        pts.iter()
-                            .map(|&p| Cross::new(p, s, l.color.mix(l.opacity).stroke_width(3))),
-                    )
-                    .map(|_| ()),
-            }
-            .map_err(de)?;
+            draw_markers(&mut chart, &pts, m, l.color.mix(l.opacity), l.size as i32)?;
         }
     }
     if let Some(corner) = c.legend {

@@ -1,11 +1,12 @@
 //! Line plots: series of points against x, and panels of line plots (small multiples).
 use super::axes::{draw_axes, draw_hlines, draw_vbar, XTicks};
+use super::chart::draw_markers;
 use super::frame::{
     chart_on, check_intervals, check_points, de, finite_bars, padded_range, render_png, text_size,
     Area, Frame,
 };
 use super::legend::{draw_legend, draw_marker, with_legend, Mark};
-use super::{color, PlotOptions};
+use super::{color, marker, PlotOptions};
 use crate::text::{draw_text, HAlign, TextStyle, VAlign};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
@@ -106,7 +107,8 @@ pub fn line_plot_with(
         draw_hlines(&main, &mut chart, xr, &opts.hlines)?;
         let mut items = Vec::new();
         for (i, s) in series.iter().enumerate() {
-            let c = color(s.color.unwrap_or(i));
+            let ci = s.color.unwrap_or(i);
+            let c = color(ci);
             let style = c.stroke_width(2);
             if s.dashed {
                 chart
@@ -117,13 +119,15 @@ pub fn line_plot_with(
                     .draw_series(LineSeries::new(s.points.iter().copied(), style))
                     .map_err(de)?;
             }
-            chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, c.filled())))
-                .map_err(de)?;
+            draw_markers(&mut chart, &s.points, marker(ci), c.to_rgba(), 4)?;
             for (p, iv) in s.points.iter().zip(&s.intervals) {
                 draw_vbar(&mut chart, p.0, *iv, c, 1)?;
             }
-            items.push((s.name.clone(), c, Mark::Line { dashed: s.dashed }));
+            let mark = Mark::LineSymbol {
+                dashed: s.dashed,
+                marker: marker(ci),
+            };
+            items.push((s.name.clone(), c, mark));
         }
         if let Some(l) = legend {
             draw_legend(&l, &items, 56)?;
@@ -188,7 +192,11 @@ pub fn panel_line_plot(
         let mut x = 24;
         let y = 56;
         for (name, ci, dashed) in &names {
-            draw_marker(root, (x, y), color(*ci), Mark::Line { dashed: *dashed })?;
+            let mark = Mark::LineSymbol {
+                dashed: *dashed,
+                marker: marker(*ci),
+            };
+            draw_marker(root, (x, y), color(*ci), mark)?;
             draw_text(
                 root,
                 name,
@@ -270,9 +278,7 @@ fn draw_panel(
                 .map_err(de)?;
         }
         if s.points.len() <= 40 {
-            chart
-                .draw_series(s.points.iter().map(|&q| Circle::new(q, 2, c.filled())))
-                .map_err(de)?;
+            draw_markers(&mut chart, &s.points, marker(ci), c.to_rgba(), 3)?;
         }
     }
     Ok(())

@@ -136,7 +136,8 @@ fn norm_part(ctx: &mut Ctx, norm: &str, b: &mut Vec<Block>) {
             series.push(LineSeriesSpec {
                 name: m.name.clone(),
                 points: pts,
-                dashed: false,
+                // The palette's second round of colours drawn dashed (and with triangles).
+                dashed: (i / crate::plot::PALETTE.len()) % 2 == 1,
                 color: Some(i),
                 intervals: bars,
             });
