@@ -100,22 +100,22 @@ fn reproduce_in(
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
     let outcome = match run_stages(&mut ctx) {
         // Nothing ran, so nothing to record: the folder's run.json and report stay as they were.
-        Err(e) if ctx.run.stages.is_empty() => return Err(e),
+        Err(e) if ctx.cache.run.stages.is_empty() => return Err(e),
         o => o,
     };
     if parallel.is_some() {
-        workers::adopt_worker_stages(&ctx.results, &mut ctx.run.stages);
+        workers::adopt_worker_stages(&ctx.cache.results, &mut ctx.cache.run.stages);
     }
     let missing: Vec<String> = if outcome.is_ok() {
         vec![]
     } else {
         vec!["the run stopped early: see the failed stage".into()]
     };
-    ctx.finish(missing)?;
-    let report = nrf_report::write_report(&ctx.results);
+    ctx.cache.finish(missing)?;
+    let report = nrf_report::write_report(&ctx.cache.results);
     outcome?;
     report?;
-    nrf_report::summary_markdown(&ctx.results)
+    nrf_report::summary_markdown(&ctx.cache.results)
 }
 
 /// One worker process of a run ([`workers`]): started by `nrf reproduce` itself (`--worker k/n`),
@@ -250,7 +250,7 @@ pub fn reproduce_with(
         Some(Only::Sources) => "C_std and C_rob",
         _ => "C_std, C_rob and the Figure 2 / Table 1 fresh models",
     };
-    ctx.finish(vec![format!(
+    ctx.cache.finish(vec![format!(
         "--only: {what} trained, evaluations and the rest left to the next run"
     )])?;
     outcome?;

@@ -65,10 +65,11 @@ impl ShardReport {
     }
 }
 
-/// Runs the shard of [`Ctx::mode`] (see the module's documentation). The source models must be
+/// Runs the shard of the context's [`crate::pipeline::Mode`] (see the module's documentation). The source models must be
 /// trained (`nrf reproduce --only sources`).
 pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
     let shard = ctx
+        .cache
         .mode
         .shard
         .ok_or_else(|| anyhow!("shard::run needs a shard job's context"))?;
@@ -84,7 +85,7 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
                 "shard {shard}: the source model {name} is not trained with these settings \
                  in {}: run `nrf reproduce --only sources` first, with the same --preset, \
                  --set values and --results",
-                ctx.results.display()
+                ctx.cache.results.display()
             )
         })?;
         let r = ctx.evaluate_stage(name, &key);

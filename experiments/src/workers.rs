@@ -185,19 +185,19 @@ fn done_marker(results: &Path, name: &str) -> PathBuf {
 /// back of the queue. When every job left is waiting on others, the worker waits
 /// ([`wait_for_others`]) and tries again.
 pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
-    let mut queue: VecDeque<Job> = order(ctx.mode.worker, jobs).into();
+    let mut queue: VecDeque<Job> = order(ctx.cache.mode.worker, jobs).into();
     let mut waiting = 0;
     // Fruitless rounds in a row, and the stages this round's jobs met claimed.
     let (mut idle_rounds, mut blocked) = (0u32, Vec::new());
     while let Some(job) = queue.pop_front() {
-        if done_marker(&ctx.results, &job.name).exists() {
+        if done_marker(&ctx.cache.results, &job.name).exists() {
             // Finished by another worker: every stage of it is in the cache.
             continue;
         }
         let ready = job
             .after
             .iter()
-            .all(|a| done_marker(&ctx.results, a).exists());
+            .all(|a| done_marker(&ctx.cache.results, a).exists());
         let outcome = if ready {
             (job.run)(ctx, src)
         } else {
@@ -208,7 +208,7 @@ pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
         };
         match outcome {
             Ok(()) => {
-                let marker = done_marker(&ctx.results, &job.name);
+                let marker = done_marker(&ctx.cache.results, &job.name);
                 nrf_data::store::write_atomic(&marker, b"")?;
                 tracing::info!("job {}: done", job.name);
                 waiting = 0;
@@ -221,7 +221,7 @@ pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
                 queue.push_back(job);
                 waiting += 1;
                 if waiting >= queue.len() {
-                    wait_for_others(&ctx.results, &queue, &blocked, idle_rounds)?;
+                    wait_for_others(&ctx.cache.results, &queue, &blocked, idle_rounds)?;
                     idle_rounds = idle_rounds.saturating_add(1);
                     waiting = 0;
                     blocked.clear();

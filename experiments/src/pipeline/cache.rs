@@ -1,17 +1,87 @@
-//! The stage cache: keyed stage records, worker claims, and the run record (`run.json`).
-use super::{hash_key, now, Ctx};
+//! The stage cache ([`StageCache`]): keyed stage records, worker claims, and the run record
+//! (`run.json`). It knows nothing of data or models: [`Ctx::stage`] opens a stage here, runs the
+//! stage's closure on the whole context, and closes it here.
+use super::{hash_key, now, Ctx, Mode};
 use crate::records;
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
-use nrf_features::chunks;
+use nrf_features::chunks::{self, Shard};
 use nrf_report::results::{RunInfo, StageInfo, StageStatus};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-impl Ctx {
-    /// Writes run.json: [`RunInfo`] and `overrides`, the run's `--set KEY=VALUE` strings
-    /// ([`Preset::overrides`]; `config_toml` is the preset text with them applied).
+/// A run's stage cache: where its records live, how this process takes part in the run, and the
+/// run record it keeps up to date.
+pub struct StageCache {
+    /// The results folder.
+    pub results: PathBuf,
+    /// How this process takes part in the run ([`Mode`]).
+    pub mode: Mode,
+    /// The run record (run.json): every stage met so far, with its status.
+    pub run: RunInfo,
+    /// Salted into every key: the fingerprint of the training and test data.
+    salt: String,
+    /// The run's `--set KEY=VALUE` strings, written to run.json.
+    overrides: Vec<String>,
+    started: Instant,
+    /// The files the running stages write, for their records ([`records`]).
+    pub(super) outputs: records::Outputs,
+}
+
+/// A stage [`StageCache::open`]ed.
+pub enum Opened<T> {
+    /// Found in the cache: its output and key.
+    Cached(T, String),
+    /// To be computed whole ([`StageCache::close`] records it).
+    Run(Running),
+    /// To be computed as one slice of a shard job (nothing is recorded).
+    Slice {
+        name: String,
+        shard: Shard,
+        work: PathBuf,
+    },
+}
+
+/// A stage being computed: what [`StageCache::close`] needs to record it, and the worker's
+/// claim on it (held until then).
+pub struct Running {
+    name: String,
+    key: String,
+    record: PathBuf,
+    /// The stage's private work folder (checkpoints, chunks), removed when it completes.
+    pub work: PathBuf,
+    start: Instant,
+    _claim: Option<crate::workers::Claim>,
+}
+
+impl StageCache {
+    /// The cache of a run in `results` whose data has fingerprint `salt`.
+    pub fn new(
+        results: PathBuf,
+        salt: String,
+        mode: Mode,
+        run: RunInfo,
+        overrides: Vec<String>,
+    ) -> Self {
+        StageCache {
+            results,
+            mode,
+            run,
+            salt,
+            overrides,
+            started: Instant::now(),
+            outputs: records::Outputs::default(),
+        }
+    }
+
+    /// A path under the results folder.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.results.join(rel)
+    }
+
+    /// Writes run.json: [`RunInfo`] and the run's `--set KEY=VALUE` strings
+    /// ([`crate::preset::Preset::overrides`]; `config_toml` is the preset text with them applied).
     pub fn save_run(&mut self) -> Result<()> {
         if self.mode.shard.is_some() {
             // n shard jobs at once: run.json is the ordinary run's.
@@ -34,7 +104,7 @@ impl Ctx {
         self.run.total_wall_s = self.started.elapsed().as_secs_f64();
         let record = RunJson {
             run: &self.run,
-            overrides: &self.preset.overrides,
+            overrides: &self.overrides,
         };
         write_json_atomic(self.path("run.json"), &record)?;
         Ok(())
@@ -42,15 +112,9 @@ impl Ctx {
 
     /// The key of stage `name` for `key_input` and the path of its record.
     fn stage_key(&self, name: &str, key_input: &impl Serialize) -> (String, PathBuf) {
-        let key = hash_key(&(name, key_input, &self.data_key));
+        let key = hash_key(&(name, key_input, &self.salt));
         let record = self.path(&format!("stages/{}.json", name.replace(':', "_")));
         (key, record)
-    }
-
-    /// The cache key of a set of training images (a clean subset of D), for models trained on
-    /// it: the same indices always give the same key, so such models are shared across modules.
-    pub fn subset_key(&self, indices: &[usize]) -> String {
-        hash_key(&(&self.data_key, indices))
     }
 
     /// The cached output of stage `name` if a completed record with the key of `key_input`
@@ -66,38 +130,37 @@ impl Ctx {
             .map(|rec| (rec.output, rec.wall_s, key))
     }
 
-    /// Runs `f` unless a completed record of stage `name` with the same key exists. `key_input`
-    /// must contain everything the stage's output depends on (configuration and input keys).
-    /// `f` gets a work directory private to this key (checkpoints, chunks).
-    pub fn stage<T: Serialize + DeserializeOwned>(
+    /// Opens stage `name` for `key_input`: its cached output, or the go-ahead to compute it (a
+    /// worker only while it holds the stage's claim: one that another worker holds is
+    /// [`crate::workers::Deferred`]), or, in a shard job, to compute the shard's slice of it.
+    pub fn open<T: DeserializeOwned>(
         &mut self,
         name: &str,
         key_input: &impl Serialize,
-        f: impl FnOnce(&mut Ctx, &Path) -> Result<T>,
-    ) -> Result<(T, String)> {
-        let (key, record_path) = self.stage_key(name, key_input);
-        if let Some(found) = self.cached_stage::<T>(name, key_input)? {
-            return Ok(found);
+    ) -> Result<Opened<T>> {
+        let (key, record) = self.stage_key(name, key_input);
+        if let Some((output, key)) = self.cached_stage::<T>(name, key_input)? {
+            return Ok(Opened::Cached(output, key));
         }
-        // A worker computes a stage only while it holds the stage's claim; one that another
-        // worker holds is left to it (the job is tried again later).
-        let _claim = match self.mode.worker {
+        let claim = match self.mode.worker {
             None => None,
             Some(_) => match crate::workers::try_claim(&self.results, name)? {
                 None => return Err(crate::workers::Deferred { stage: name.into() }.into()),
                 Some(claim) => {
                     // Finished by another worker between the look into the cache and the claim.
-                    if let Some(found) = self.cached_stage::<T>(name, key_input)? {
-                        return Ok(found);
+                    if let Some((output, key)) = self.cached_stage::<T>(name, key_input)? {
+                        return Ok(Opened::Cached(output, key));
                     }
                     Some(claim)
                 }
             },
         };
         let work = self.work_dir(name, &key);
+        std::fs::create_dir_all(&work)
+            .with_context(|| format!("stage {name}: creating {}", work.display()))?;
         if let Some(shard) = self.mode.shard {
-            // A shard job computes its slice of the stage (the closure ends in `SliceWritten`)
-            // and records nothing: the stage is done when an ordinary run merges the slices.
+            // A shard job computes its slice of the stage and records nothing: the stage is
+            // done when an ordinary run merges the slices.
             if name.starts_with("train:") {
                 bail!(
                     "shard {shard}: stage {name} has not run (key {key}); a shard job only \
@@ -107,28 +170,33 @@ impl Ctx {
                 );
             }
             tracing::info!("{name}: shard {shard} ({key})");
-            std::fs::create_dir_all(&work)
-                .with_context(|| format!("stage {name}: creating {}", work.display()))?;
-            return match chunks::with_shard(shard, || f(self, &work)) {
-                Err(e) if chunks::is_slice_written(&e) => Err(e),
-                Err(e) => Err(e.context(format!("stage {name}, shard {shard}"))),
-                Ok(_) => bail!("stage {name} ran whole in shard {shard}: it has no slices"),
-            };
+            let name = name.to_string();
+            return Ok(Opened::Slice { name, shard, work });
         }
         tracing::info!("{name}: running ({key})");
-        std::fs::create_dir_all(&work)
-            .with_context(|| format!("stage {name}: creating {}", work.display()))?;
-        let start = Instant::now();
         self.outputs.begin();
-        let result = f(self, &work);
+        Ok(Opened::Run(Running {
+            name: name.into(),
+            key,
+            record,
+            work,
+            start: Instant::now(),
+            _claim: claim,
+        }))
+    }
+
+    /// Records the stage `run` with its `result`: on success its output, files and wall time
+    /// (and its work folder is removed); on failure the error, in run.json.
+    pub fn close<T: Serialize>(&mut self, run: Running, result: Result<T>) -> Result<(T, String)> {
         let files = self.outputs.end();
+        let wall_s = run.start.elapsed().as_secs_f64();
+        let name = run.name.as_str();
         match result {
             Ok(output) => {
-                let wall_s = start.elapsed().as_secs_f64();
                 records::write(
                     &self.results,
-                    &record_path,
-                    &key,
+                    &run.record,
+                    &run.key,
                     wall_s,
                     &output,
                     &files,
@@ -138,22 +206,21 @@ impl Ctx {
                     name: name.into(),
                     status: StageStatus::Done,
                     wall_s,
-                    key: key.clone(),
+                    key: run.key.clone(),
                     message: None,
                 })?;
                 tracing::info!("{name}: done in {wall_s:.1}s");
-                let _ = std::fs::remove_dir_all(&work);
-                Ok((output, key))
+                let _ = std::fs::remove_dir_all(&run.work);
+                Ok((output, run.key))
             }
             // Not a failure: a stage this one needs is another worker's (tried again later).
             Err(e) if crate::workers::is_deferred(&e) => Err(e),
             Err(e) => {
-                let wall_s = start.elapsed().as_secs_f64();
                 self.record(StageInfo {
                     name: name.into(),
                     status: StageStatus::Failed,
                     wall_s,
-                    key,
+                    key: run.key.clone(),
                     message: Some(format!("{e:#}")),
                 })?;
                 Err(e.context(format!("stage {name}")))
@@ -161,7 +228,7 @@ impl Ctx {
         }
     }
 
-    /// [`Ctx::cached`], recorded in run.json as cached.
+    /// [`StageCache::cached`], recorded in run.json as cached.
     fn cached_stage<T: DeserializeOwned>(
         &mut self,
         name: &str,
@@ -225,5 +292,40 @@ impl Ctx {
             self.run.finished = Some(now());
         }
         self.save_run()
+    }
+}
+
+impl Ctx {
+    /// Runs `f` unless a completed record of stage `name` with the same key exists
+    /// ([`StageCache::open`]). `key_input` must contain everything the stage's output depends
+    /// on (configuration and input keys). `f` gets the whole context and a work directory
+    /// private to this key (checkpoints, chunks).
+    pub fn stage<T: Serialize + DeserializeOwned>(
+        &mut self,
+        name: &str,
+        key_input: &impl Serialize,
+        f: impl FnOnce(&mut Ctx, &Path) -> Result<T>,
+    ) -> Result<(T, String)> {
+        match self.cache.open::<T>(name, key_input)? {
+            Opened::Cached(output, key) => Ok((output, key)),
+            Opened::Run(run) => {
+                let result = f(self, &run.work);
+                self.cache.close(run, result)
+            }
+            // The closure ends in `SliceWritten`: the slice is the shard job's whole output.
+            Opened::Slice { name, shard, work } => {
+                match chunks::with_shard(shard, || f(self, &work)) {
+                    Err(e) if chunks::is_slice_written(&e) => Err(e),
+                    Err(e) => Err(e.context(format!("stage {name}, shard {shard}"))),
+                    Ok(_) => bail!("stage {name} ran whole in shard {shard}: it has no slices"),
+                }
+            }
+        }
+    }
+
+    /// The cache key of a set of training images (a clean subset of D), for models trained on
+    /// it: the same indices always give the same key, so such models are shared across modules.
+    pub fn subset_key(&self, indices: &[usize]) -> String {
+        hash_key(&(&self.data_key, indices))
     }
 }

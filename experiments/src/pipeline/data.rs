@@ -102,8 +102,8 @@ impl Ctx {
         // The data and its side file are what later stages read (the summary is the report's,
         // and records a wall time: listing it would make the stage record differ between two
         // runs with the same results).
-        self.outputs.note(st);
-        self.outputs.note(js);
+        self.cache.outputs.note(st);
+        self.cache.outputs.note(js);
         write_json_atomic(self.path(&format!("datasets/{}.json", info.name)), info)?;
         Ok(())
     }

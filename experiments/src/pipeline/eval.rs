@@ -323,7 +323,7 @@ impl Ctx {
         let full_key = (train_key, EvalLevel::Full, &eval_cfg);
         let std_key = (train_key, EvalLevel::Standard, eval_cfg.batch_size);
         let reuse = match level {
-            EvalLevel::Standard => self.cached::<Evaluated>(&eval_name, &full_key),
+            EvalLevel::Standard => self.cache.cached::<Evaluated>(&eval_name, &full_key),
             EvalLevel::Full => None,
         };
         // A standard-only request met by a full evaluation keeps the full results, the
@@ -341,7 +341,7 @@ impl Ctx {
                     tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
                     let model = ctx.load_classifier(name)?;
                     let model = model.as_ref();
-                    let (std_acc, robust) = match (level, ctx.mode.shard) {
+                    let (std_acc, robust) = match (level, ctx.cache.mode.shard) {
                         // A shard job: the shard's slice of the grid, merged by a later run.
                         (EvalLevel::Full, Some(shard)) => {
                             return Err(ctx.evaluate_slice(model, work, shard)?.into())

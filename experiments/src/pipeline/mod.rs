@@ -7,6 +7,7 @@ mod eval;
 mod model;
 mod sources;
 
+pub use cache::{Opened, Running, StageCache};
 pub use data::load_data;
 pub use model::{model_spec, ModelJob, TrainingSet};
 pub use sources::ExternalSource;
@@ -15,7 +16,6 @@ use data::dataset_fingerprint;
 use sources::source_files;
 
 use crate::preset::Preset;
-use crate::records;
 use anyhow::{Context, Result};
 use nrf_data::Dataset;
 use nrf_features::chunks::Shard;
@@ -26,13 +26,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
 use tch::{Device, Tensor};
 
 /// The state of one reproduction run.
 pub struct Ctx {
     pub preset: Preset,
-    pub results: PathBuf,
     pub device: Device,
     pub progress: bool,
     pub train: Dataset,
@@ -45,17 +43,14 @@ pub struct Ctx {
     /// The fixed test subset of the per-epoch accuracy curves (`eval.curve_n`).
     pub curve_x: Tensor,
     pub curve_y: Tensor,
-    /// Fingerprint of the training set (part of every cache key).
+    /// Fingerprint of the training and test data: the training key of D, and salted into every
+    /// stage key.
     pub data_key: String,
-    pub run: RunInfo,
-    /// How this process takes part in the run ([`Mode`]).
-    pub mode: Mode,
     /// The source models the preset names (`[sources]`): TorchScript files in place of the
     /// trained C_std / C_rob, loaded and checked when the context is made.
     pub sources: Vec<ExternalSource>,
-    started: Instant,
-    /// The files the running stages write, for their records ([`records`]).
-    outputs: records::Outputs,
+    /// The stage cache, the run record and how this process takes part in the run.
+    pub cache: StageCache,
 }
 
 /// How a process takes part in a run: the whole run (the default), one shard of every
@@ -262,9 +257,10 @@ impl Ctx {
             num_classes: Some(train.num_classes),
             ..RunInfo::default()
         };
+        let overrides = preset.overrides.clone();
+        let cache = StageCache::new(results, data_key.clone(), mode, run, overrides);
         let ctx = Ctx {
             preset,
-            results,
             device,
             progress,
             train,
@@ -276,20 +272,17 @@ impl Ctx {
             curve_x,
             curve_y,
             data_key,
-            run,
-            mode,
             sources,
-            started: Instant::now(),
-            outputs: records::Outputs::default(),
+            cache,
         };
-        // run.json is written with the first stage's record (see [`Ctx::record`]), not here: a
+        // run.json is written with the first stage's record (see [`StageCache::open`]), not here: a
         // run that fails before any stage leaves the folder's run.json as it was.
         Ok(ctx)
     }
 
     /// A path under the results directory.
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.results.join(rel)
+        self.cache.path(rel)
     }
 }
 

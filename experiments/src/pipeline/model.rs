@@ -122,12 +122,12 @@ impl Ctx {
         let (name, seeds) = (job.name.as_str(), self.seeds_for(job.role));
         // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
         let mut runs: Vec<Option<(ModelResult, String, u64)>> = (0..seeds).map(|_| None).collect();
-        for k in self.worker_order((0..seeds).collect()) {
+        for k in self.cache.worker_order((0..seeds).collect()) {
             runs[k] = Some(self.train_eval(&job.seed(k))?);
         }
         let mut runs = runs.into_iter().flatten();
         let (mut result, train_key, seed) = runs.next().expect("seed 0 is trained");
-        if self.mode.defer_eval {
+        if self.cache.mode.defer_eval {
             // Training only: models/<name>.json is written by the run that evaluates.
             return Ok((result, train_key));
         }
@@ -166,7 +166,8 @@ impl Ctx {
     pub fn trained_key(&self, job: &ModelJob) -> Option<String> {
         let (spec, cfg, _) = self.training(job);
         let key_input = self.train_key_input(job, &spec, &cfg);
-        self.cached::<Trained>(&format!("train:{}", job.name), &key_input)
+        self.cache
+            .cached::<Trained>(&format!("train:{}", job.name), &key_input)
             .map(|(_, _, key)| key)
     }
 
@@ -210,7 +211,7 @@ impl Ctx {
                 train_model(ctx, work, job, &spec, &cfg, seed)
             })?;
 
-        if self.mode.defer_eval {
+        if self.cache.mode.defer_eval {
             tracing::info!("{name}: trained; its evaluation is left to a later run");
             let result = ModelResult {
                 name: name.into(),
@@ -305,8 +306,8 @@ impl Ctx {
         let stem = self.path(&format!("weights/{name}"));
         save_model(model, &stem)?;
         let (st, js) = nrf_models::checkpoint::paths(&stem);
-        self.outputs.note(st);
-        self.outputs.note(js);
+        self.cache.outputs.note(st);
+        self.cache.outputs.note(js);
         Ok(())
     }
 

@@ -173,7 +173,7 @@ impl Ctx {
             seeds: Vec::new(),
             seed_summary: None,
         };
-        if self.mode.defer_eval {
+        if self.cache.mode.defer_eval {
             tracing::info!(
                 "{name}: the TorchScript model {} (not trained)",
                 path.display()
