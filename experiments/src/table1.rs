@@ -5,6 +5,7 @@
 //! ([`Ctx::seeds_for`]); above chance is the one rule of `nrf_report::uncertainty`.
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
+use crate::preset::RelabelSection;
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build_with, RelabelConfig, TargetRule};
@@ -196,6 +197,25 @@ pub fn role(rule: TargetRule, eps: f64, base: f64) -> ModelRole {
         ModelRole::Main(kind(rule))
     } else {
         ModelRole::Variant(kind(rule))
+    }
+}
+
+/// The model `eps_sensitivity` trains on the set `set` (rule `rule`, radius `eps`): Table 1's
+/// own (`on_<set>`, its role) at a radius Table 1 trains, else the section's (`es_on_<set>`).
+pub fn radius_model(
+    r: &RelabelSection,
+    rule: TargetRule,
+    eps: f64,
+    set: &str,
+) -> (String, ModelRole) {
+    if r.is_table1_radius(eps) {
+        (format!("on_{set}"), role(rule, eps, r.eps))
+    } else {
+        let role = ModelRole::Extra {
+            set: kind(rule),
+            varies: nrf_report::results::Varies::Eps,
+        };
+        (format!("es_on_{set}"), role)
     }
 }
 

@@ -11,7 +11,7 @@ use crate::table1::{self, construct};
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
+use nrf_report::results::{ConstructedInfo, Section, Table};
 use nrf_report::Verdict;
 
 /// Changes of at most this much (a fraction) count as flat.
@@ -102,15 +102,7 @@ fn sweep(
         let step = r.step_at(eps);
         let key = construct(ctx, &name, src, rule, eps, step)?;
         // Table 1's sets keep Table 1's models; the others are this section's own.
-        let (model, role) = if r.is_table1_radius(eps) {
-            (format!("on_{name}"), table1::role(rule, eps, r.eps))
-        } else {
-            let role = ModelRole::Extra {
-                set: table1::kind(rule),
-                varies: Varies::Eps,
-            };
-            (format!("es_on_{name}"), role)
-        };
+        let (model, role) = table1::radius_model(r, rule, eps, &name);
         let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
         if rule == TargetRule::Deterministic {
             det_shifted.push(super::shifted_agreement(ctx, &model)?);

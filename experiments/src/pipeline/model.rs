@@ -211,26 +211,27 @@ impl Ctx {
                 train_model(ctx, work, job, &spec, &cfg, seed)
             })?;
 
+        // What training gives; the evaluation fills in the rest (NaN / empty when deferred).
+        let mut result = ModelResult {
+            name: name.into(),
+            role,
+            arch: trained.arch,
+            trained_on: trained_on.into(),
+            train_size: trained.train_size,
+            adversarial: trained.adversarial,
+            epochs: trained.epochs,
+            std_acc: f64::NAN,
+            test_size: self.test.len(),
+            robust: Vec::new(),
+            ensemble: Vec::new(),
+            checks: None,
+            final_train_acc: Some(trained.final_train_acc),
+            wall_s: trained.wall_s,
+            seeds: Vec::new(),
+            seed_summary: None,
+        };
         if self.cache.mode.defer_eval {
             tracing::info!("{name}: trained; its evaluation is left to a later run");
-            let result = ModelResult {
-                name: name.into(),
-                role,
-                arch: trained.arch,
-                trained_on: trained_on.into(),
-                train_size: trained.train_size,
-                adversarial: trained.adversarial,
-                epochs: trained.epochs,
-                std_acc: f64::NAN,
-                test_size: self.test.len(),
-                robust: Vec::new(),
-                ensemble: Vec::new(),
-                checks: None,
-                final_train_acc: Some(trained.final_train_acc),
-                wall_s: trained.wall_s,
-                seeds: Vec::new(),
-                seed_summary: None,
-            };
             return Ok((result, train_key, seed));
         }
         let (evaluated, full) = self.eval_stage(name, &train_key, job.level)?;
@@ -240,24 +241,11 @@ impl Ctx {
             }
             _ => (Vec::new(), None),
         };
-        let result = ModelResult {
-            name: name.into(),
-            role,
-            arch: trained.arch,
-            trained_on: trained_on.into(),
-            train_size: trained.train_size,
-            adversarial: trained.adversarial,
-            epochs: trained.epochs,
-            std_acc: evaluated.std_acc,
-            test_size: self.test.len(),
-            robust: evaluated.robust,
-            ensemble,
-            checks,
-            final_train_acc: Some(trained.final_train_acc),
-            wall_s: trained.wall_s + evaluated.wall_s,
-            seeds: Vec::new(),
-            seed_summary: None,
-        };
+        result.std_acc = evaluated.std_acc;
+        result.robust = evaluated.robust;
+        result.ensemble = ensemble;
+        result.checks = checks;
+        result.wall_s += evaluated.wall_s;
         match result
             .robust
             .iter()

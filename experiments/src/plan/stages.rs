@@ -144,15 +144,7 @@ fn eps_sensitivity(b: &mut Builder, rel_n: usize) {
         for &eps in &e.eps_sensitivity {
             let name = set_name(prefix, eps, r.eps);
             b.relabel(&name, rel_n);
-            let (model, role) = if r.is_table1_radius(eps) {
-                (format!("on_{name}"), table1::role(rule, eps, r.eps))
-            } else {
-                let role = ModelRole::Extra {
-                    set: table1::kind(rule),
-                    varies: Varies::Eps,
-                };
-                (format!("es_on_{name}"), role)
-            };
+            let (model, role) = table1::radius_model(r, rule, eps, &name);
             b.model(&model, role, &arch, rel_n, &p.fresh, false);
         }
     }
