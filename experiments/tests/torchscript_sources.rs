@@ -43,6 +43,18 @@ const TINY: &[&str] = &[
     "name=smoke-sources",
 ];
 
+/// The extras on top of [`TINY`] (the smoke preset's own, at sizes that fit its 20-image sets).
+const EXTRAS: &[&str] = &[
+    "extras.enabled=true",
+    "extras.train_sizes=[20]",
+    "extras.figure3_n=20",
+    "extras.figure3_archs=[{type = \"fmnist_cnn\"}, {type = \"mlp\", hidden = [16]}, \
+     {type = \"mlp\", hidden = [32]}]",
+    "extras.d_det_study.n=20",
+    "extras.d_det_study.margin_steps=2",
+    "extras.diversity_max_per_class=5",
+];
+
 fn python() -> Option<PathBuf> {
     std::env::var_os("NRF_PYTHON")
         .filter(|v| !v.is_empty())
@@ -263,6 +275,43 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
     assert_eq!(set_source(&results, "D_R").0, rob_sha);
     let first_s = start.elapsed().as_secs_f64();
 
+    // The extras run on TorchScript sources too (at toy sizes): the paper's stages stay
+    // cached, every section is written, Figure 3's transfer attacks the TorchScript C_std, and
+    // the over-fitting section says why it does not list C_std (nrf did not train it).
+    let mut with_extras: Vec<String> = sets
+        .iter()
+        .filter(|s| !s.starts_with("extras.enabled"))
+        .cloned()
+        .collect();
+    with_extras.extend(EXTRAS.iter().map(|s| s.to_string()));
+    let third = reproduce(&results, &with_extras).unwrap();
+    let s3 = stages(&third);
+    for (name, (_, key)) in &s2 {
+        assert_eq!(s3[name], ("cached".to_string(), key.clone()), "{name}");
+    }
+    for section in [
+        "overfitting",
+        "diversity",
+        "source_vs_target",
+        "cosine_ablation",
+        "init_ablation",
+        "eps_sensitivity",
+        "train_size",
+        "figure3",
+        "d_det_study",
+    ] {
+        let f = results.join(format!("sections/{section}.json"));
+        assert!(f.exists(), "{section}: no section with TorchScript sources");
+    }
+    assert_eq!(s3["extras:figure3_transfer"].0, "done");
+    let over = json(&results.join("sections/overfitting.json"));
+    let finding = over["finding"].as_str().unwrap();
+    assert!(
+        finding.contains("Not listed: C_std, a TorchScript source model"),
+        "{finding}"
+    );
+    let extras_s = start.elapsed().as_secs_f64() - first_s;
+
     // A missing file: an error naming the field and the path, before any stage (no run.json).
     let missing = d.join("nope.pt");
     let mut bad = named(&std_pt);
@@ -290,7 +339,7 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
     assert!(!fresh.join("run.json").exists());
     eprintln!(
         "two runs with TorchScript sources in {first_s:.1}s (C_std: nrf {nrf_acc:.4}, PyTorch \
-         {torch_acc:.4}); whole test {:.1}s",
+         {torch_acc:.4}), the extras on them in {extras_s:.1}s; whole test {:.1}s",
         start.elapsed().as_secs_f64()
     );
 }

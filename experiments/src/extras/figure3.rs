@@ -420,7 +420,8 @@ fn transfer(
         ctx.preset.eval.robust_n,
     );
     let (transfer, _) = ctx.stage("extras:figure3_transfer", &key_input, |ctx, _| {
-        let source = ctx.load_weights("C_std")?;
+        // nrf's C_std, or the TorchScript model that stands for it (`[sources]`).
+        let source = ctx.load_classifier("C_std")?;
         let x = ctx.robust_x.shallow_clone();
         let y = ctx.robust_y.shallow_clone();
         let labels: Vec<i64> = Vec::<i64>::try_from(y.to_device(tch::Device::Cpu))?;
@@ -441,7 +442,7 @@ fn transfer(
         for (lo, len) in spans(n, r.batch_size as i64) {
             let xb = x.narrow(0, lo, len);
             let tb = t_all.narrow(0, lo, len);
-            let mut obj = targeted_ce(&source, &tb);
+            let mut obj = targeted_ce(source.as_ref(), &tb);
             parts.push(pgd(&threat, &xb, &xb, &cfg, &mut obj, None)?.x.detach());
         }
         let adv = Tensor::cat(&parts, 0);
@@ -453,7 +454,7 @@ fn transfer(
                 .mean(Kind::Double)
                 .double_value(&[])
         };
-        let source_success = rate(predictions(&source, &adv, batch)?);
+        let source_success = rate(predictions(source.as_ref(), &adv, batch)?);
         let mut rates = Vec::new();
         for (name, _) in &std_models {
             let m = ctx.load_weights(name)?;

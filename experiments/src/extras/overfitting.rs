@@ -353,7 +353,13 @@ fn table(ctx: &Ctx, rows: &[GapRow]) -> Table {
 pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut rows = Vec::new();
     let mut series = Vec::new();
+    let mut external = Vec::new();
     for (i, (name, on)) in MODELS.iter().enumerate() {
+        if ctx.external(name).is_some() {
+            // A TorchScript source (`[sources]`): nrf did not train it, so it has no curves.
+            external.push(*name);
+            continue;
+        }
         let m = read_model(ctx, name)?;
         rows.push(gap_row(ctx, name, on, &m));
         series.extend(curves(on, i, &m));
@@ -367,7 +373,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 over-fit them, so that their test accuracy reflects memorisation rather than \
                 learned features."
             .into(),
-        finding: finding(&rows),
+        finding: match external.as_slice() {
+            [] => finding(&rows),
+            names => format!(
+                "{} Not listed: {}, a TorchScript source model that nrf did not train.",
+                finding(&rows),
+                names.join(", ")
+            ),
+        },
         verdict: "n/a".into(),
         tables: vec![table],
         images: vec![plot.into()],

@@ -262,14 +262,6 @@ impl Preset {
         self.model.validate()?;
         self.extras.validate()?;
         self.sources.validate()?;
-        check(
-            self.sources.is_empty() || !self.extras.enabled,
-            "extras.enabled",
-            "the extras need nrf's own C_std / C_rob (their weights and training records), so \
-             they do not run with a TorchScript source model ([sources]): set \
-             `extras.enabled = false`"
-                .into(),
-        )?;
         Ok(())
     }
 
