@@ -176,28 +176,7 @@ fn sharded_build_equals_the_unsharded_one() {
     let b = dir.path().join("sharded");
     let preset = smoke_preset(dir.path());
 
-    // Bad --shard values: clap's error, no panic, nothing run.
-    for bad in ["4/3", "0/3", "x", "3", "1/0", "2/3/4"] {
-        let err = fails(
-            nrf(&bin, &preset, &a, &["--shard", bad]),
-            &format!("--shard {bad}"),
-        );
-        assert!(err.contains("k/n"), "--shard {bad}: {err}");
-    }
-    // A shard job before the source models are trained says what to run first.
-    let err = fails(
-        nrf(&bin, &preset, &a, &["--shard", "1/3"]),
-        "shard before training",
-    );
-    assert!(
-        err.contains("--only sources") && err.contains("C_std"),
-        "{err}"
-    );
-    let err = fails(
-        nrf(&bin, &preset, &a, &["--shard", "1/3", "--only", "train"]),
-        "--shard with --only",
-    );
-    assert!(err.contains("do not go together"), "{err}");
+    bad_shard_arguments_are_refused(&bin, &preset, &a);
 
     // The source models once; both folders start from them.
     ok(
@@ -216,10 +195,52 @@ fn sharded_build_equals_the_unsharded_one() {
     ok(nrf(&bin, &preset, &a, &[]), "unsharded run");
     let t_unsharded = t0.elapsed().as_secs_f64() - t_sources;
 
+    three_shard_jobs_store_slices(&bin, &preset, &b);
+    slices_are_kept_and_checked(&bin, &preset, &b, dir.path());
+
+    merge_train_and_shard_the_evaluations(&bin, &preset, &b);
+
+    the_sharded_results_equal_the_unsharded(&a, &b);
+    eprintln!(
+        "shard test: sources {t_sources:.0}s, unsharded run {t_unsharded:.0}s, total {:.0}s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Bad `--shard` values (clap's error, no panic, nothing run), a shard job before the source
+/// models are trained (it says what to run first) and `--shard` with `--only`.
+fn bad_shard_arguments_are_refused(bin: &Path, preset: &Path, a: &Path) {
+    // Bad --shard values: clap's error, no panic, nothing run.
+    for bad in ["4/3", "0/3", "x", "3", "1/0", "2/3/4"] {
+        let err = fails(
+            nrf(bin, preset, a, &["--shard", bad]),
+            &format!("--shard {bad}"),
+        );
+        assert!(err.contains("k/n"), "--shard {bad}: {err}");
+    }
+    // A shard job before the source models are trained says what to run first.
+    let err = fails(
+        nrf(bin, preset, a, &["--shard", "1/3"]),
+        "shard before training",
+    );
+    assert!(
+        err.contains("--only sources") && err.contains("C_std"),
+        "{err}"
+    );
+    let err = fails(
+        nrf(bin, preset, a, &["--shard", "1/3", "--only", "train"]),
+        "--shard with --only",
+    );
+    assert!(err.contains("do not go together"), "{err}");
+}
+
+/// 3 shard jobs: C_std / C_rob evaluation and every construction, a slice each; no result
+/// written.
+fn three_shard_jobs_store_slices(bin: &Path, preset: &Path, b: &Path) {
     // B: 3 shard jobs: C_std / C_rob evaluation and every construction, a slice each.
     for k in 1..=3 {
         let out = ok(
-            nrf(&bin, &preset, &b, &["--shard", &format!("{k}/3")]),
+            nrf(bin, preset, b, &["--shard", &format!("{k}/3")]),
             &format!("shard {k}/3"),
         );
         assert!(out.contains("slices stored"), "{out}");
@@ -233,7 +254,7 @@ fn sharded_build_equals_the_unsharded_one() {
         "eval_C_std-",
         "eval_C_rob-",
     ] {
-        let dirs = slice_dirs(&b, stage);
+        let dirs = slice_dirs(b, stage);
         assert_eq!(dirs.len(), 1, "{stage}: {dirs:?}");
         assert_eq!(
             files_in(&dirs[0]),
@@ -249,24 +270,26 @@ fn sharded_build_equals_the_unsharded_one() {
         !b.join("models/C_std.json").exists(),
         "a shard job wrote a result"
     );
+}
+
+/// A shard run again recomputes nothing (a leftover temporary file ignored); `nrf shards` and the
+/// merging run name a missing slice, `nrf shards` a duplicate one.
+fn slices_are_kept_and_checked(bin: &Path, preset: &Path, b: &Path, dir: &Path) {
     // A shard run again finds its slices and recomputes nothing (bytes unchanged).
-    let d_r = slice_dirs(&b, "construct_D_R-").remove(0);
+    let d_r = slice_dirs(b, "construct_D_R-").remove(0);
     let before = std::fs::read(d_r.join("slice-2of3.safetensors")).unwrap();
     // A leftover temporary file of an interrupted write is ignored.
     std::fs::write(d_r.join("slice-2of3.safetensors.tmp999"), b"partial").unwrap();
-    let out = ok(
-        nrf(&bin, &preset, &b, &["--shard", "2/3"]),
-        "shard 2/3 again",
-    );
+    let out = ok(nrf(bin, preset, b, &["--shard", "2/3"]), "shard 2/3 again");
     assert!(out.contains("slices stored"), "{out}");
     assert_eq!(
         before,
         std::fs::read(d_r.join("slice-2of3.safetensors")).unwrap()
     );
     let checked = ok(
-        Command::new(&bin)
+        Command::new(bin)
             .args(["shards", "--results"])
-            .arg(&b)
+            .arg(b)
             .output()
             .unwrap(),
         "nrf shards",
@@ -277,12 +300,12 @@ fn sharded_build_equals_the_unsharded_one() {
     );
 
     // A missing slice: `nrf shards` and the next ordinary run name the shard and the file.
-    let moved = dir.path().join("slice-2of3.safetensors");
+    let moved = dir.join("slice-2of3.safetensors");
     std::fs::rename(d_r.join("slice-2of3.safetensors"), &moved).unwrap();
     let err = fails(
-        Command::new(&bin)
+        Command::new(bin)
             .args(["shards", "--results"])
-            .arg(&b)
+            .arg(b)
             .output()
             .unwrap(),
         "nrf shards with a missing slice",
@@ -292,7 +315,7 @@ fn sharded_build_equals_the_unsharded_one() {
         "{err}"
     );
     let err = fails(
-        nrf(&bin, &preset, &b, &["--only", "train"]),
+        nrf(bin, preset, b, &["--only", "train"]),
         "merge with a missing slice",
     );
     assert!(
@@ -319,9 +342,9 @@ fn sharded_build_equals_the_unsharded_one() {
     )
     .unwrap();
     let err = fails(
-        Command::new(&bin)
+        Command::new(bin)
             .args(["shards", "--results"])
-            .arg(&b)
+            .arg(b)
             .output()
             .unwrap(),
         "nrf shards with a duplicate slice",
@@ -333,9 +356,13 @@ fn sharded_build_equals_the_unsharded_one() {
         "{err}"
     );
     std::fs::remove_file(dup).unwrap();
+}
 
+/// Merge the constructions and train the fresh models (their evaluations deferred), shard their
+/// evaluations, and merge everything in the ordinary run.
+fn merge_train_and_shard_the_evaluations(bin: &Path, preset: &Path, b: &Path) {
     // Merge the constructions, train the fresh models (their evaluations deferred) ...
-    ok(nrf(&bin, &preset, &b, &["--only", "train"]), "--only train");
+    ok(nrf(bin, preset, b, &["--only", "train"]), "--only train");
     for set in SETS_BUILT {
         assert!(
             b.join(format!("data/{set}.safetensors")).exists(),
@@ -343,28 +370,32 @@ fn sharded_build_equals_the_unsharded_one() {
         );
     }
     assert!(
-        slice_dirs(&b, "construct_").is_empty(),
+        slice_dirs(b, "construct_").is_empty(),
         "construction slices left after the merge"
     );
     // ... then shard their evaluations ...
     for k in 1..=3 {
         ok(
-            nrf(&bin, &preset, &b, &["--shard", &format!("{k}/3")]),
+            nrf(bin, preset, b, &["--shard", &format!("{k}/3")]),
             &format!("second shard {k}/3"),
         );
     }
     for model in ["on_D_R-", "on_D_R~s1-", "on_D_det-", "on_control-"] {
-        let dirs = slice_dirs(&b, &format!("eval_{model}"));
+        let dirs = slice_dirs(b, &format!("eval_{model}"));
         assert_eq!(dirs.len(), 1, "eval_{model}: {dirs:?}");
         assert_eq!(files_in(&dirs[0]).len(), 3, "eval_{model}");
     }
     // ... and merge everything in the ordinary run.
-    ok(nrf(&bin, &preset, &b, &[]), "merging run");
+    ok(nrf(bin, preset, b, &[]), "merging run");
     assert!(
-        slice_dirs(&b, "").is_empty(),
+        slice_dirs(b, "").is_empty(),
         "slices left after the merging run"
     );
+}
 
+/// Byte for byte: the constructed sets and the fresh models trained on them; every evaluation
+/// with the same stage key, test accuracy and robust grid.
+fn the_sharded_results_equal_the_unsharded(a: &Path, b: &Path) {
     // Byte for byte: the constructed sets and the fresh models trained on them.
     for set in SETS_BUILT {
         let (fa, fb) = (
@@ -380,7 +411,7 @@ fn sharded_build_equals_the_unsharded_one() {
         assert!(wa == wb, "on_{set}: weights differ");
     }
     // Every evaluation: the same stage key, test accuracy and robust grid.
-    let (ea, eb) = (evals(&a), evals(&b));
+    let (ea, eb) = (evals(a), evals(b));
     let names: Vec<&str> = ea.iter().map(|(n, _)| n.as_str()).collect();
     for m in [
         "C_std",
@@ -406,10 +437,6 @@ fn sharded_build_equals_the_unsharded_one() {
         let model_b = json(&b.join(format!("models/{name}.json")));
         assert_eq!(model_a["robust"], model_b["robust"], "{name}");
     }
-    eprintln!(
-        "shard test: sources {t_sources:.0}s, unsharded run {t_unsharded:.0}s, total {:.0}s",
-        t0.elapsed().as_secs_f64()
-    );
 }
 
 /// The slice checks without the pipeline: missing and duplicate shards, a damaged file, a name

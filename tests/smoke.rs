@@ -29,8 +29,13 @@ fn chunks_of(results: &Path, stage: &str) -> usize {
     rd.filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(stage))
         .map(|e| {
+            // The stored chunks (the folder also holds their number, `n_chunks`).
             std::fs::read_dir(e.path().join("chunks"))
-                .map(|d| d.count())
+                .map(|d| {
+                    d.filter_map(|f| f.ok())
+                        .filter(|f| f.file_name().to_string_lossy().starts_with("chunk_"))
+                        .count()
+                })
                 .unwrap_or(0)
         })
         .sum()
@@ -58,8 +63,23 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         results.to_str().unwrap(),
     ];
 
+    kill_during_d_r(&bin, &args, &results);
+    resume(&bin, &args);
+    check_result_files(&results);
+    check_plan_names_the_run(&bin, &results);
+    check_fresh_seeds(&results);
+    check_sources_and_sets(&results);
+    check_extras(&results);
+    check_roles(&results);
+    check_d_det_study_and_ensemble(&results);
+    check_figure3_and_report(&results);
+    rerun_with_changed_eval(&bin, dir.path(), &results);
+}
+
+/// Run 1: started, and killed as soon as D_R has stored a chunk (the source models are done).
+fn kill_during_d_r(bin: &Path, args: &[&str], results: &Path) {
     // Run 1: kill it as soon as D_R has stored at least one chunk.
-    let mut child = Command::new(&bin)
+    let mut child = Command::new(bin)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -67,7 +87,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         .unwrap();
     let start = Instant::now();
     loop {
-        if chunks_of(&results, "construct_D_R-") >= 1 {
+        if chunks_of(results, "construct_D_R-") >= 1 {
             break;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -81,14 +101,17 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let done_before = chunks_of(&results, "construct_D_R-");
+    let done_before = chunks_of(results, "construct_D_R-");
     assert!(done_before >= 1);
     assert!(
         results.join("models/C_std.json").exists() && results.join("models/C_rob.json").exists()
     );
+}
 
+/// Run 2: the same command resumes: the source models cached, D_R from its chunks.
+fn resume(bin: &Path, args: &[&str]) {
     // Run 2: resumes.
-    let out = Command::new(&bin).args(args).output().unwrap();
+    let out = Command::new(bin).args(args).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "second run failed:\n{log}");
     assert!(
@@ -103,7 +126,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         log.contains("rep-matching: resuming"),
         "D_R construction did not resume from its chunks:\n{log}"
     );
+}
 
+/// run.json is finished; every Figure 2 / Table 1 model has sane accuracies and a curve.
+fn check_result_files(results: &Path) {
     // Result files with sane values.
     let run = json(&results.join("run.json"));
     assert!(
@@ -135,9 +161,14 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         }
         assert!(!r["epochs"].as_array().unwrap().is_empty());
     }
+}
+
+/// `nrf plan` names exactly the stages the run recorded.
+fn check_plan_names_the_run(bin: &Path, results: &Path) {
+    let run = json(&results.join("run.json"));
     // `nrf plan` prices exactly the stages the run ran (each seed k >= 1 as `<stage>~s<k>`; the
     // theory is not network work and is left out of the plan).
-    let out = Command::new(&bin)
+    let out = Command::new(bin)
         .args(["plan", "--preset", "smoke", "--gflops", "1", "--json"])
         .output()
         .unwrap();
@@ -172,6 +203,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         Vec::<&String>::new(),
         "run but not planned"
     );
+}
+
+/// The fresh models carry every seed; the source and extra models one.
+fn check_fresh_seeds(results: &Path) {
     // `[fresh] seeds = 2`: the Figure 2 / Table 1 fresh models carry both seeds' numbers (seed 0
     // is the model itself), the source models and the extras' own models one.
     for m in ["on_D_R", "on_D_NR", "on_control", "on_D_rand", "on_D_det"] {
@@ -198,6 +233,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         let r = json(&results.join(format!("models/{m}.json")));
         assert!(r.get("seeds").is_none(), "{m} has seeds: {r}");
     }
+}
+
+/// The source models learned; the constructions did what they are for.
+fn check_sources_and_sets(results: &Path) {
     // The standard model learned something even in the smoke preset.
     assert!(
         json(&results.join("models/C_std.json"))["std_acc"]
@@ -223,6 +262,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         assert!(results.join(format!("data/{d}.safetensors")).exists());
         assert!(results.join(format!("grids/{d}.png")).exists());
     }
+}
+
+/// Every extra wrote its section (finding, verdict, table, images) and its models.
+fn check_extras(results: &Path) {
     // The reviewers' questions and Figure 3 (issue 8), all enabled in the smoke preset.
     for id in [
         "overfitting",
@@ -272,6 +315,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "models/{m}.json missing"
         );
     }
+}
+
+/// Every model's role, as the report reads it.
+fn check_roles(results: &Path) {
     // Every model records its role, which the report reads instead of the name: the paper's
     // models as main models of their sets, the extras' own as extras, with what they vary.
     for (m, role) in [
@@ -310,6 +357,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         let j = json(&results.join(format!("models/{m}.json")));
         assert_eq!(j["role"], role, "{m}: role");
     }
+}
+
+/// The D_det study's sets, and the ensemble with its checks on Figure 2's models.
+fn check_d_det_study_and_ensemble(results: &Path) {
     // D_det: what it takes: six rebuilt sets, each attacked with what its row says.
     let dd = json(&results.join("sections/d_det_study.json"));
     let rows = dd["tables"][0]["rows"].as_array().unwrap();
@@ -345,6 +396,10 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
             "{m}: no gradient-masking checks: {c}"
         );
     }
+}
+
+/// Figure 3's subset, the theory and the report's sections.
+fn check_figure3_and_report(results: &Path) {
     // extras.figure3_n = 200: Figure 3's models train on the first 200 images of the sets.
     for m in ["f3_fmnist_cnn_on_D_det", "f3_fmnist_cnn_on_control"] {
         let j = json(&results.join(format!("models/{m}.json")));
@@ -367,18 +422,21 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
         md.contains("Evaluation checks (gradient masking)"),
         "the report lacks the gradient-masking checks"
     );
+}
 
+/// Run 3: a changed [eval] re-evaluates every model without retraining or rebuilding any.
+fn rerun_with_changed_eval(bin: &Path, dir: &Path, results: &Path) {
     // Run 3: a changed [eval] re-evaluates every model without retraining or rebuilding any.
     let (_, text) = nrf::experiments::preset::Preset::load("smoke").unwrap();
     let changed = text.replacen("l2_eps = [0.5, 1.0]", "l2_eps = [0.5, 1.0, 2.0]", 1);
     assert_ne!(changed, text, "the smoke preset's l2_eps line changed");
-    let preset = dir.path().join("smoke-eval.toml");
+    let preset = dir.join("smoke-eval.toml");
     std::fs::write(&preset, changed).unwrap();
-    let out = Command::new(&bin)
+    let out = Command::new(bin)
         .args(["reproduce", "--quiet", "--preset"])
         .arg(&preset)
         .arg("--results")
-        .arg(&results)
+        .arg(results)
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

@@ -310,6 +310,8 @@ struct Progress {
     /// Per planned stage: its record files (every seed's) and its FLOPs.
     stages: Vec<(Vec<PathBuf>, f64)>,
     total: f64,
+    /// The run's work folder (`work/`): the stages under way, with their checkpoints and chunks.
+    work: PathBuf,
 }
 
 impl Progress {
@@ -332,15 +334,46 @@ impl Progress {
             })
             .collect();
         let total = stages.iter().map(|(_, f)| f).sum::<f64>();
-        (total > 0.0).then_some(Progress { stages, total })
+        let work = results.join("work");
+        (total > 0.0).then_some(Progress {
+            stages,
+            total,
+            work,
+        })
     }
 
-    /// The fraction of the planned FLOPs whose stages have their records.
+    /// The fraction of the planned FLOPs done: the stages that have their records, and of each
+    /// stage under way the share its work folder shows (a training's checkpointed epochs, a
+    /// construction's stored chunks).
     fn done(&self) -> f64 {
+        // The work folders `<stage>-<key>` there are now.
+        let under_way: Vec<(String, PathBuf)> = std::fs::read_dir(&self.work)
+            .map(|entries| {
+                (entries.flatten())
+                    .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let partial = |record: &Path| -> f64 {
+            let Some(stem) = record.file_stem().and_then(|s| s.to_str()) else {
+                return 0.0;
+            };
+            let prefix = format!("{stem}-");
+            (under_way.iter())
+                .filter(|(name, _)| name.starts_with(&prefix))
+                .filter_map(|(_, dir)| {
+                    nrf_features::chunks::done_fraction(&dir.join("chunks")).or_else(|| {
+                        nrf_models::checkpoint::training_done_fraction(&dir.join("ckpt"))
+                    })
+                })
+                .fold(0.0, f64::max)
+        };
         let done: f64 = (self.stages.iter())
             .map(|(files, f)| {
-                let there = files.iter().filter(|p| p.exists()).count();
-                f * there as f64 / files.len() as f64
+                let there: f64 = (files.iter())
+                    .map(|p| if p.exists() { 1.0 } else { partial(p) })
+                    .sum();
+                f * there / files.len() as f64
             })
             .sum();
         done / self.total
@@ -515,6 +548,39 @@ mod tests {
         assert_eq!(order(w(0), vec![0, 1, 2, 3, 4]), vec![0, 2, 4, 1, 3]);
         assert_eq!(order(w(1), vec![0, 1, 2, 3, 4]), vec![1, 3, 0, 2, 4]);
         assert_eq!(order(w(1), vec![0, 1, 2]), vec![1, 0, 2]);
+    }
+
+    #[test]
+    fn progress_counts_the_stages_under_way_by_their_chunks_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("stages")).unwrap();
+        let record = |name: &str| r.join(format!("stages/{name}.json"));
+        // Done: its record. Under way: 1 of 4 chunks stored. Not started: nothing.
+        std::fs::write(record("train_C_std"), b"{}").unwrap();
+        let chunks = r.join("work/construct_D_R-0123abcd/chunks");
+        std::fs::create_dir_all(&chunks).unwrap();
+        std::fs::write(chunks.join("n_chunks"), b"4").unwrap();
+        std::fs::write(chunks.join("chunk_00000.safetensors"), b"x").unwrap();
+        // Another stage's folder whose name starts alike is not this one's.
+        let other = r.join("work/construct_D_R_cos-0123abcd/chunks");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("n_chunks"), b"1").unwrap();
+        std::fs::write(other.join("chunk_00000.safetensors"), b"x").unwrap();
+        let p = Progress {
+            stages: vec![
+                (vec![record("train_C_std")], 1.0),
+                (vec![record("construct_D_R")], 2.0),
+                (vec![record("train_on_D_R"), record("train_on_D_R~s1")], 1.0),
+            ],
+            total: 4.0,
+            work: r.join("work"),
+        };
+        assert!(
+            (p.done() - (1.0 + 2.0 * 0.25) / 4.0).abs() < 1e-12,
+            "{}",
+            p.done()
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 mod common;
 
 use common::stages;
+
+/// Stage name -> (status, key), as [`stages`] reads them.
+type Stages = std::collections::BTreeMap<String, (String, String)>;
 use nrf_experiments::preset::Preset;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -212,18 +215,30 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
             "{set}"
         );
     }
-    // The report was written from these results.
-    let report = std::fs::read_to_string(results.join("report.md")).unwrap();
-    // Figure 2's table says which models the run did not train, and from which file.
-    for name in ["C_std", "C_rob"] {
-        assert!(
-            report.contains(&format!("{name} (not trained here: TorchScript ")),
-            "report.md does not say {name} is an external model"
-        );
-    }
+    report_names_the_untrained_models(&results);
+    let s2 = editing_c_std_recomputes_what_depends_on_it(&py, &std_pt, &results, &sets, &s1);
+    assert_eq!(set_source(&results, "D_R").0, rob_sha);
+    let first_s = start.elapsed().as_secs_f64();
+    the_extras_run_on_the_sources(&results, &sets, &s2);
+    let extras_s = start.elapsed().as_secs_f64() - first_s;
+    bad_sources_stop_before_any_stage(d, &named(&std_pt));
+    eprintln!(
+        "two runs with TorchScript sources in {first_s:.1}s (C_std: nrf {nrf_acc:.4}, PyTorch \
+         {torch_acc:.4}), the extras on them in {extras_s:.1}s; whole test {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+}
 
-    // Editing C_std's file (its weights moved a little, in PyTorch) recomputes what depends on
-    // it, and nothing else.
+/// Editing C_std's file (its weights moved a little, in PyTorch) recomputes what depends on it,
+/// and nothing else; returns the second run's stages.
+fn editing_c_std_recomputes_what_depends_on_it(
+    py: &Path,
+    std_pt: &Path,
+    results: &Path,
+    sets: &[String],
+    s1: &Stages,
+) -> Stages {
+    let std_sha = sha256(std_pt);
     let edit = [
         "import sys, torch",
         "m = torch.jit.load(sys.argv[1])",
@@ -234,15 +249,15 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         "m.save(sys.argv[1])",
     ]
     .join("\n");
-    let o = Command::new(&py)
+    let o = Command::new(py)
         .args(["-c", &edit])
-        .arg(&std_pt)
+        .arg(std_pt)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let new_sha = sha256(&std_pt);
+    let new_sha = sha256(std_pt);
     assert_ne!(new_sha, std_sha);
-    let second = reproduce(&results, &sets).unwrap();
+    let second = reproduce(results, sets).unwrap();
     let s2 = stages(&second);
     // What C_std's file decides: its own evaluation, the sets built from it and everything
     // downstream of them (their fresh models, their evaluations).
@@ -271,22 +286,23 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
     ] {
         assert!(s2.contains_key(name), "{name}");
     }
-    assert_eq!(set_source(&results, "D_NR").0, new_sha);
-    assert_eq!(set_source(&results, "D_R").0, rob_sha);
-    let first_s = start.elapsed().as_secs_f64();
+    assert_eq!(set_source(results, "D_NR").0, new_sha);
+    s2
+}
 
-    // The extras run on TorchScript sources too (at toy sizes): the paper's stages stay
-    // cached, every section is written, Figure 3's transfer attacks the TorchScript C_std, and
-    // the over-fitting section says why it does not list C_std (nrf did not train it).
+/// The extras run on TorchScript sources too (at toy sizes): the paper's stages stay cached
+/// (`before`: their stages), every section is written, Figure 3's transfer attacks the TorchScript
+/// C_std, and the over-fitting section says why it does not list C_std (nrf did not train it).
+fn the_extras_run_on_the_sources(results: &Path, sets: &[String], before: &Stages) {
     let mut with_extras: Vec<String> = sets
         .iter()
         .filter(|s| !s.starts_with("extras.enabled"))
         .cloned()
         .collect();
     with_extras.extend(EXTRAS.iter().map(|s| s.to_string()));
-    let third = reproduce(&results, &with_extras).unwrap();
+    let third = reproduce(results, &with_extras).unwrap();
     let s3 = stages(&third);
-    for (name, (_, key)) in &s2 {
+    for (name, (_, key)) in before {
         assert_eq!(s3[name], ("cached".to_string(), key.clone()), "{name}");
     }
     for section in [
@@ -310,11 +326,14 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         finding.contains("Not listed: C_std, a TorchScript source model"),
         "{finding}"
     );
-    let extras_s = start.elapsed().as_secs_f64() - first_s;
+}
 
+/// A missing file or a wrong normalisation stops the run before any stage (no run.json), naming
+/// the preset field; `sets` names working sources.
+fn bad_sources_stop_before_any_stage(d: &Path, sets: &[String]) {
     // A missing file: an error naming the field and the path, before any stage (no run.json).
     let missing = d.join("nope.pt");
-    let mut bad = named(&std_pt);
+    let mut bad = sets.to_vec();
     bad.push(format!("sources.c_rob.model={}", missing.display()));
     let fresh = d.join("r-missing");
     let e = format!("{:#}", reproduce(&fresh, &bad).unwrap_err());
@@ -325,7 +344,7 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
     assert!(!fresh.join("run.json").exists());
     assert!(!fresh.join("stages").exists());
     // A wrong normalisation: near chance on the test images, stopped before any stage.
-    let mut bad = named(&std_pt);
+    let mut bad = sets.to_vec();
     bad.extend([
         "sources.c_std.mean=[100.0]".into(),
         "sources.c_std.std=[1.0]".into(),
@@ -337,9 +356,16 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         "{e}"
     );
     assert!(!fresh.join("run.json").exists());
-    eprintln!(
-        "two runs with TorchScript sources in {first_s:.1}s (C_std: nrf {nrf_acc:.4}, PyTorch \
-         {torch_acc:.4}), the extras on them in {extras_s:.1}s; whole test {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
+}
+
+/// The report was written from the results, and Figure 2's table says which models the run did
+/// not train, and from which file.
+fn report_names_the_untrained_models(results: &Path) {
+    let report = std::fs::read_to_string(results.join("report.md")).unwrap();
+    for name in ["C_std", "C_rob"] {
+        assert!(
+            report.contains(&format!("{name} (not trained here: TorchScript ")),
+            "report.md does not say {name} is an external model"
+        );
+    }
 }

@@ -399,6 +399,19 @@ pub fn save_training<T: Serialize>(
     write_tensors_atomic(&st, &all)
 }
 
+/// The share of its epochs that the training checkpointed at `stem` ([`save_training`] by
+/// [`crate::train::train`]) has done, if there is a readable checkpoint: for progress lines only.
+pub fn training_done_fraction(stem: &Path) -> Option<f64> {
+    let (st, _) = paths(stem);
+    if !st.exists() {
+        return None;
+    }
+    let (meta, _) = read_training::<serde_json::Value>(&st).ok()?;
+    let epochs = meta["config"]["epochs"].as_f64()?;
+    let done = meta["history"].as_array()?.len() as f64;
+    (epochs > 0.0).then(|| (done / epochs).min(1.0))
+}
+
 /// Reads a training checkpoint written by [`save_training`], if it exists. A damaged one
 /// (truncated, corrupted, checksum mismatch, unreadable metadata) is reported with a warning
 /// naming the file and treated as missing: training starts afresh and overwrites it.

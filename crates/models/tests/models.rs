@@ -153,8 +153,12 @@ fn training_learns_and_resume_is_exact() {
     let mut first = Model::new(&spec, Device::Cpu, 5).unwrap();
     let mut two = cfg(6);
     two.stop_after = Some(2);
+    assert_eq!(nrf_models::checkpoint::training_done_fraction(&stem), None);
     let h2 = train(&mut first, &data, &two, None, None, Some(&stem)).unwrap();
     assert_eq!(h2.len(), 2);
+    // What a progress line reads from the checkpoint: 2 of 6 epochs.
+    let f = nrf_models::checkpoint::training_done_fraction(&stem).unwrap();
+    assert!((f - 2.0 / 6.0).abs() < 1e-12, "{f}");
     let mut resumed = Model::new(&spec, Device::Cpu, 99).unwrap();
     let again = train(&mut resumed, &data, &cfg(6), None, None, Some(&stem)).unwrap();
     assert_eq!(again.len(), 6);

@@ -36,6 +36,19 @@ fn chunk_path(dir: &Path, k: usize) -> PathBuf {
     dir.join(format!("chunk_{k:05}.safetensors"))
 }
 
+/// The file in a chunk folder that holds its number of chunks, written when [`run_chunks`]
+/// starts: a hint for progress lines ([`done_fraction`]), never read to decide anything.
+const TOTAL_FILE: &str = "n_chunks";
+
+/// The share of its chunks that a construction running in `dir` (its chunk folder) has stored,
+/// if it has started there: for progress lines only.
+pub fn done_fraction(dir: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join(TOTAL_FILE)).ok()?;
+    let total: usize = text.trim().parse().ok()?;
+    let done = (0..total).filter(|&k| chunk_path(dir, k).exists()).count();
+    (total > 0).then(|| done as f64 / total as f64)
+}
+
 /// Runs `f` on each chunk `k` in `0..n_chunks` whose file is not yet in `dir`, then loads and
 /// concatenates every chunk. `label` names the progress bar. Returns the concatenated output and
 /// how many chunks were computed now (vs. reloaded).
@@ -67,6 +80,9 @@ pub fn run_chunks(
         };
         return Ok((out, m.computed));
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A hint for progress lines: a failed write costs nothing but the hint.
+    let _ = std::fs::write(dir.join(TOTAL_FILE), n_chunks.to_string());
     let (outs, computed) = compute_chunks(dir, 0..n_chunks, label, progress, &mut f)?;
     Ok((cat_chunks(&outs), computed))
 }
