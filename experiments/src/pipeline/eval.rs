@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use nrf_attacks::{ensemble_evaluation, evaluate_grid, EnsembleAttack, L2};
 use nrf_features::chunks::{self, Shard, SliceWritten};
 use nrf_models::Classifier;
-use nrf_report::results::{EvalChecks, RobustPoint};
+use nrf_report::results::{EvalChecks, ModelResult, RobustPoint};
 use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Tensor};
@@ -38,6 +38,32 @@ impl Ctx {
             &self.test_y,
             self.preset.eval.batch_size as i64,
         )
+    }
+
+    /// Evaluates the model `result` describes, whose weights have the key `key`: stage
+    /// `eval:<name>` at `level` and, after a full evaluation, `ensemble:<name>` when the preset
+    /// has an `[eval] ensemble` and the model's robustness decides a claim
+    /// ([`super::claims_robustness`]); fills in `result`'s accuracies, checks and wall time.
+    pub(super) fn evaluate_into(
+        &mut self,
+        result: &mut ModelResult,
+        key: &str,
+        level: EvalLevel,
+    ) -> Result<()> {
+        let name = result.name.clone();
+        let (evaluated, full) = self.eval_stage(&name, key, level)?;
+        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
+            (true, Some(ens)) if super::claims_robustness(result.role) => {
+                self.ensemble_stage(&name, key, &ens)?
+            }
+            _ => (Vec::new(), None),
+        };
+        result.std_acc = evaluated.std_acc;
+        result.robust = evaluated.robust;
+        result.ensemble = ensemble;
+        result.checks = checks;
+        result.wall_s += evaluated.wall_s;
+        Ok(())
     }
 
     /// The stage `ensemble:<name>`: robust accuracy of the trained model `name` under the

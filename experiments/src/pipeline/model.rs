@@ -1,5 +1,5 @@
 //! Model stages: training (cached), then evaluation; fresh models on constructed sets; weights.
-use super::{claims_robustness, seeds_for, Ctx, EvalLevel, Trained};
+use super::{seeds_for, Ctx, EvalLevel, Trained};
 use crate::preset::{ModelSection, Preset, TrainSection};
 use anyhow::{bail, Result};
 use nrf_attacks::{AdvTraining, PgdConfig};
@@ -234,18 +234,7 @@ impl Ctx {
             tracing::info!("{name}: trained; its evaluation is left to a later run");
             return Ok((result, train_key, seed));
         }
-        let (evaluated, full) = self.eval_stage(name, &train_key, job.level)?;
-        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
-            (true, Some(ens)) if claims_robustness(role) => {
-                self.ensemble_stage(name, &train_key, &ens)?
-            }
-            _ => (Vec::new(), None),
-        };
-        result.std_acc = evaluated.std_acc;
-        result.robust = evaluated.robust;
-        result.ensemble = ensemble;
-        result.checks = checks;
-        result.wall_s += evaluated.wall_s;
+        self.evaluate_into(&mut result, &train_key, job.level)?;
         match result
             .robust
             .iter()

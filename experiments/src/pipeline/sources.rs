@@ -1,6 +1,6 @@
 //! Source models brought by the preset (`[sources]`): TorchScript files in place of the trained
 //! C_std / C_rob.
-use super::{claims_robustness, Ctx, EvalLevel, ModelJob, TrainingSet};
+use super::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use crate::preset::{Preset, TrainSection};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
@@ -180,18 +180,8 @@ impl Ctx {
             );
             return Ok((result, key));
         }
-        let (evaluated, full) = self.eval_stage(name, &key, EvalLevel::Full)?;
-        let (ensemble, checks) = match (full, self.preset.eval.ensemble.clone()) {
-            (true, Some(ens)) if claims_robustness(role) => {
-                self.ensemble_stage(name, &key, &ens)?
-            }
-            _ => (Vec::new(), None),
-        };
-        result.std_acc = evaluated.std_acc;
-        result.robust = evaluated.robust;
-        result.ensemble = ensemble;
-        result.checks = checks;
-        result.wall_s = evaluated.wall_s;
+        // Not trained: the evaluation is its whole wall time.
+        self.evaluate_into(&mut result, &key, EvalLevel::Full)?;
         tracing::info!(
             "{name} (TorchScript {}): test accuracy {:.4}",
             path.display(),
