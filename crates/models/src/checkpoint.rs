@@ -400,13 +400,32 @@ pub fn save_training<T: Serialize>(
 }
 
 /// The share of its epochs that the training checkpointed at `stem` ([`save_training`] by
-/// [`crate::train::train`]) has done, if there is a readable checkpoint: for progress lines only.
+/// [`crate::train::train`]) has done, if there is a readable checkpoint: for progress lines only
+/// (nothing is checked). Only the safetensors header and the metadata tensor are read, not the
+/// weights (a ResNet-50's checkpoint is hundreds of MB).
 pub fn training_done_fraction(stem: &Path) -> Option<f64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const LIMIT: u64 = 64 << 20;
     let (st, _) = paths(stem);
-    if !st.exists() {
+    let mut f = std::fs::File::open(&st).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    if n > LIMIT {
         return None;
     }
-    let (meta, _) = read_training::<serde_json::Value>(&st).ok()?;
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let offsets = header["meta.json"]["data_offsets"].as_array()?;
+    let (a, b) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+    if b < a || b - a > LIMIT {
+        return None;
+    }
+    f.seek(SeekFrom::Start(8 + n + a)).ok()?;
+    let mut bytes = vec![0u8; (b - a) as usize];
+    f.read_exact(&mut bytes).ok()?;
+    let meta: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let epochs = meta["config"]["epochs"].as_f64()?;
     let done = meta["history"].as_array()?.len() as f64;
     (epochs > 0.0).then(|| (done / epochs).min(1.0))
