@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         tch::set_num_threads(threads);
         let mut cases = [case(false)?, case(true)?];
         // [variant][measure] = fastest round in ms.
-        let mut best = [[f64::INFINITY; 4]; 2];
+        let mut best = [[f64::INFINITY; 5]; 2];
         for _ in 0..rounds {
             for (v, c) in cases.iter_mut().enumerate() {
                 let Case { model, sgd, x, y } = c;
@@ -75,6 +75,18 @@ fn main() -> anyhow::Result<()> {
                         let loss = model.logits(&xa, false).cross_entropy_for_logits(y);
                         let _ = Tensor::run_backward(&[&loss], &[&xa], false, false);
                     }),
+                    // The same with the parameters frozen (requires_grad off), as the twin's
+                    // attacks run.
+                    {
+                        model.vs.freeze();
+                        let t = time(reps, &mut || {
+                            let xa = x.detach().set_requires_grad(true);
+                            let loss = model.logits(&xa, false).cross_entropy_for_logits(y);
+                            let _ = Tensor::run_backward(&[&loss], &[&xa], false, false);
+                        });
+                        model.vs.unfreeze();
+                        t
+                    },
                 ];
                 for (b, v) in best[v].iter_mut().zip(m) {
                     *b = b.min(v);
@@ -82,9 +94,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
         for (v, name) in ["contiguous", "channels-last"].iter().enumerate() {
-            let [s, fb, o, a] = best[v];
+            let [s, fb, o, a, af] = best[v];
             println!(
-                "threads {threads} {name:13}: train step {s:6.2} ms  fwd+bwd {fb:6.2}  sgd {o:5.2}  attack step {a:6.2}"
+                "threads {threads} {name:13}: train step {s:6.2} ms  fwd+bwd {fb:6.2}  sgd {o:5.2}  attack step {a:6.2}  frozen {af:6.2}"
             );
         }
     }
