@@ -24,7 +24,7 @@ struct ReproduceArgs {
     /// Built-in preset name (smoke, fashion-mnist, cifar10, restricted-imagenet) or a TOML file.
     #[arg(long, default_value = "fashion-mnist")]
     preset: String,
-    /// Results directory (default results/<preset name>).
+    /// Results directory (default `results/<preset name>`).
     #[arg(long)]
     results: Option<PathBuf>,
     /// Dataset directory (overrides the preset's data.dir).

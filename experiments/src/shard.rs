@@ -65,8 +65,8 @@ impl ShardReport {
     }
 }
 
-/// Runs the shard of the context's [`crate::pipeline::Mode`] (see the module's documentation). The source models must be
-/// trained (`nrf reproduce --only sources`).
+/// Runs the shard of the context's [`crate::pipeline::Mode`] (see the module's documentation).
+/// The source models must be trained (`nrf reproduce --only sources`).
 pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
     let shard = ctx
         .cache

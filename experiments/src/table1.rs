@@ -287,7 +287,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
 }
 
 /// One row of Table 1: the set `s` (cached, resumable) and the fresh models trained on it. D_det
-/// is trained without augmentation in the paper's setting ([PB], [IS#3]); the preset's `fresh`
+/// is trained without augmentation in the paper's setting (\[PB\], \[IS#3\]); the preset's `fresh`
 /// section is used for every set so that the comparison is like for like.
 pub fn set_job(ctx: &mut Ctx, src: &Sources, s: &Table1Set) -> Result<()> {
     let key = construct(ctx, &s.name, src, s.rule, s.eps, s.step)?;

@@ -183,7 +183,7 @@ fn done_marker(results: &Path, name: &str) -> PathBuf {
 /// A worker's loop: every job not yet finished by another, in the worker's order; a job that
 /// meets a stage claimed by another worker (or whose `after` jobs have not finished) goes to the
 /// back of the queue. When every job left is waiting on others, the worker waits
-/// ([`wait_for_others`]) and tries again.
+/// (`wait_for_others`) and tries again.
 pub fn run_jobs(ctx: &mut Ctx, src: &Sources, jobs: Vec<Job>) -> Result<()> {
     let mut queue: VecDeque<Job> = order(ctx.cache.mode.worker, jobs).into();
     let mut waiting = 0;

@@ -27,7 +27,7 @@ pub enum TargetRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RelabelConfig {
     pub rule: TargetRule,
-    /// L2 radius in [0,1] pixel space.
+    /// L2 radius in \[0, 1\] pixel space.
     pub eps: f64,
     pub steps: usize,
     pub step_size: f64,

@@ -1,7 +1,7 @@
 //! D_R and D_NR: images synthesised so that a model's representation g matches the one of a real
 //! image. For every target (x, y): start at x0 (another, randomly chosen training image, or
-//! noise), minimise `dist(g(z), g(x))` over z in [0,1] by normalised-gradient steps (PGD with the
-//! unconstrained threat model, i.e. the clamp to [0,1] only: the same machinery as the attacks),
+//! noise), minimise `dist(g(z), g(x))` over z in \[0, 1\] by normalised-gradient steps (PGD with the
+//! unconstrained threat model, i.e. the clamp to \[0, 1\] only: the same machinery as the attacks),
 //! keep the last iterate and the label y. D_R uses a robust model, D_NR a standard one.
 use crate::chunks::{run_chunks, ChunkOut};
 use anyhow::{bail, Result};
@@ -22,7 +22,7 @@ use tch::{Device, Kind, Tensor};
 pub enum StartMode {
     /// Another training image, drawn uniformly, never the target itself (the paper).
     OtherImage,
-    /// Uniform noise in [0,1] (the appendix variant).
+    /// Uniform noise in \[0, 1\] (the appendix variant).
     Noise,
 }
 

@@ -90,7 +90,7 @@ impl Sgd {
         }
     }
     /// One update with learning rate `lr`. On the CPU, for contiguous f32 parameters, the whole
-    /// update is one pass over each parameter ([`fused_update`]) instead of eight tensor
+    /// update is one pass over each parameter (`fused_update`) instead of eight tensor
     /// operations with five temporaries; the result is bit for bit the same (the same f32
     /// operations in the same order, each rounded as libtorch rounds it).
     pub fn step(&mut self, lr: f64) {

@@ -61,7 +61,7 @@ pub struct Mode {
     /// evaluation computes only the shard's slice ([`nrf_features::chunks`]); nothing else is
     /// written (no run.json, no stage records, no models/ or data/ files).
     pub shard: Option<Shard>,
-    /// Train models but leave their evaluation (and models/<name>.json) to a later run, whose
+    /// Train models but leave their evaluation (and `models/<name>.json`) to a later run, whose
     /// robust evaluations a job array can then shard.
     pub defer_eval: bool,
     /// One of the worker processes of a run ([`crate::workers`]): a stage another worker has

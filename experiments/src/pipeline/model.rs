@@ -107,7 +107,7 @@ pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
 impl Ctx {
     /// Trains (or resumes, or loads from cache) the model of `job`, whose role in the
     /// experiments (recorded in its result) decides its seeds ([`Ctx::seeds_for`]) and whether
-    /// it gets the ensemble ([`claims_robustness`]), and evaluates it at the job's level.
+    /// it gets the ensemble ([`super::claims_robustness`]), and evaluates it at the job's level.
     /// Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
     /// result to `models/<name>.json`. Returns the result and the training stage's key (what
@@ -278,7 +278,7 @@ impl Ctx {
     }
 
     /// Saves the weights of model `name` (`weights/<name>`), noted as an output of the running
-    /// stage (its record checks them: see [`records`]).
+    /// stage (its record checks them: see [`crate::records`]).
     pub fn save_weights(&self, model: &Model, name: &str) -> Result<()> {
         let stem = self.path(&format!("weights/{name}"));
         save_model(model, &stem)?;

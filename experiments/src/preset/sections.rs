@@ -86,7 +86,7 @@ pub struct ModelSection {
 pub struct AttackSection {
     /// "l2" or "linf".
     pub norm: Norm,
-    /// Radius in [0,1] pixel units.
+    /// Radius in \[0, 1\] pixel units.
     pub eps: f64,
     pub steps: usize,
     /// Step size = step_factor * eps / steps.
@@ -146,9 +146,9 @@ fn default_gamma() -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
-    /// Linear warm-up then cosine to 0 ([`LrSchedule::CosineWarmup`]).
+    /// Linear warm-up then cosine to 0 ([`nrf_models::LrSchedule::CosineWarmup`]).
     Cosine,
-    /// The rate times `gamma` at each milestone ([`LrSchedule::Step`]).
+    /// The rate times `gamma` at each milestone ([`nrf_models::LrSchedule::Step`]).
     Step,
 }
 

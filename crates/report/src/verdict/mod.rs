@@ -240,7 +240,7 @@ fn binding(margins: &[Margin]) -> Option<Margin> {
 }
 
 /// F2a / F2d on numbers: the claim that `subject` is more robust than every one of `refs`.
-/// Returns the verdict and the margins m_i = subject − refs[i].
+/// Returns the verdict and the margins m_i = subject − refs\[i\].
 pub fn more_robust(subject: &Accuracy, refs: &[&Accuracy]) -> (Verdict, Vec<Margin>) {
     let margins: Vec<Margin> = refs.iter().map(|r| Margin::between(subject, r)).collect();
     (all_of(&margins), margins)
