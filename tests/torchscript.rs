@@ -88,6 +88,17 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         c
     };
 
+    d_r_from_the_tuple_export(&nrf_cmd, d);
+    d_det_from_the_method_export(&nrf_cmd, d);
+    eval_gives_pytorchs_accuracy(&nrf_cmd, torch_acc);
+    a_wrong_normalisation_is_refused(&nrf_cmd, d);
+}
+
+/// How the checks below start `nrf`: the model file (in the test's folder) and the subcommand.
+type NrfCmd<'a> = dyn Fn(&str, &[&str]) -> Command + 'a;
+
+/// D_R from the tuple-shaped export: the representation error falls.
+fn d_r_from_the_tuple_export(nrf_cmd: &NrfCmd, d: &Path) {
     // D_R from the tuple-shaped export: the representation error falls.
     let r = ok_json(
         &mut nrf_cmd(
@@ -118,7 +129,10 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         "the representation error barely fell: {init} -> {fin}"
     );
     assert!(d.join("built/D_R.safetensors").exists());
+}
 
+/// D_det from the method-shaped export.
+fn d_det_from_the_method_export(nrf_cmd: &NrfCmd, d: &Path) {
     // D_det from the method-shaped export.
     let det = ok_json(
         &mut nrf_cmd(
@@ -144,7 +158,11 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         "{det}"
     );
     assert!(d.join("built/D_det.safetensors").exists());
+}
 
+/// `nrf eval` of the export that expects normalised inputs, told the normalisation: PyTorch's
+/// accuracy (same weights, same test set).
+fn eval_gives_pytorchs_accuracy(nrf_cmd: &NrfCmd, torch_acc: f64) {
     // nrf eval of the export that expects normalised inputs, told the normalisation: PyTorch's
     // accuracy (same weights, same test set).
     let e = ok_json(
@@ -159,7 +177,11 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
         (nrf_acc - torch_acc).abs() < 0.005,
         "nrf eval {nrf_acc} vs PyTorch {torch_acc}"
     );
+}
 
+/// A wildly wrong normalisation (every input ~ -100): refused before anything is built, with
+/// the reason.
+fn a_wrong_normalisation_is_refused(nrf_cmd: &NrfCmd, d: &Path) {
     // A wildly wrong normalisation (every input ~ -100): refused before anything is built,
     // with the reason.
     let out = output(

@@ -121,6 +121,12 @@ fn twin_and_nrf_agree_on_the_smoke_preset() {
         start.elapsed().as_secs_f64()
     );
 
+    check_comparison(&twin_dir, &preset);
+}
+
+/// The comparison states its rule, was made on the same configuration, has every Figure 2 /
+/// Table 1 number on both sides, and nrf and the twin agree on the source models' accuracy.
+fn check_comparison(twin_dir: &Path, preset: &nrf::experiments::preset::Preset) {
     let md = std::fs::read_to_string(twin_dir.join("comparison.md")).unwrap();
     assert!(
         md.contains("Rule:"),

@@ -114,6 +114,13 @@ pub fn check_run(results: &Path, e: &Expect) {
     );
     assert_eq!(run["missing"].as_array().map(Vec::len), Some(0), "{run}");
     assert_eq!(run["num_classes"], e.num_classes);
+    check_models(results, e, &files);
+    check_sets(results, e);
+    check_report(results, &files);
+}
+
+/// Every Figure 2 / Table 1 model: its role, accuracies, weights and stage records.
+fn check_models(results: &Path, e: &Expect, files: &str) {
     // Each model's role (what the report reads), in the order of MODELS.
     let kinds = ["std", "rob", "d_r", "d_nr", "d_rand", "d_det", "control"];
     for (m, kind) in MODELS.into_iter().zip(kinds) {
@@ -149,6 +156,10 @@ pub fn check_run(results: &Path, e: &Expect) {
             "{m}: stage records missing in\n{files}"
         );
     }
+}
+
+/// The four constructed sets: sizes, shapes, what each construction did, and their image grids.
+fn check_sets(results: &Path, e: &Expect) {
     for (d, n) in [
         ("D_R", e.rep_n),
         ("D_NR", e.rep_n),
@@ -191,6 +202,10 @@ pub fn check_run(results: &Path, e: &Expect) {
             e.shape[0]
         );
     }
+}
+
+/// The theory, the plots and the report's sections.
+fn check_report(results: &Path, files: &str) {
     assert!(results.join("theory/theory.json").exists(), "{files}");
     for plot in [
         "figure2",
