@@ -6,4 +6,5 @@ pub use nrf_experiments as experiments;
 pub use nrf_features as features;
 pub use nrf_models as models;
 pub use nrf_report as report;
+pub use nrf_results as results;
 pub use nrf_theory as theory;

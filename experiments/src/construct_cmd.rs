@@ -13,7 +13,7 @@ use nrf_data::{ConstructedDataset, ConstructedMetadata, Dataset};
 use nrf_features::relabel::{self, RelabelConfig, TargetRule};
 use nrf_features::repmatch;
 use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
-use nrf_report::uncertainty::Accuracy;
+use nrf_results::uncertainty::Accuracy;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::Device;

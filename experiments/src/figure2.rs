@@ -7,8 +7,8 @@ use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::repmatch::{build, RepMatchConfig};
-use nrf_report::results::{ConstructedInfo, ModelRole};
-use nrf_report::ModelKind;
+use nrf_results::ModelKind;
+use nrf_results::{ConstructedInfo, ModelRole};
 
 /// The source models other modules build on, trained (or loaded from the stage cache) when
 /// first asked for: a module that needs only C_std does not wait for C_rob (which matters to a

@@ -11,7 +11,7 @@
 //! [`TOLERANCE`].
 use anyhow::{bail, Context, Result};
 use nrf_data::cifar::{write_cifar_batch, CIFAR_IMAGE_BYTES};
-use nrf_report::results::{ConstructedInfo, ModelResult};
+use nrf_results::{ConstructedInfo, ModelResult};
 use std::path::Path;
 use std::process::Command;
 

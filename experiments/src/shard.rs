@@ -15,8 +15,8 @@ use crate::pipeline::{Ctx, ModelJob, TrainingSet};
 use crate::table1;
 use anyhow::{anyhow, Result};
 use nrf_features::chunks::is_slice_written;
-use nrf_report::results::ModelRole;
-use nrf_report::ModelKind;
+use nrf_results::ModelKind;
+use nrf_results::ModelRole;
 
 /// What a shard job did.
 #[derive(Debug, Default)]

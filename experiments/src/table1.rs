@@ -2,7 +2,7 @@
 //! relabelled t; a fresh standard model trained on each is evaluated on the real test set. The
 //! paper: both are far above chance, although every label looks wrong to a human. The fresh
 //! models (and their eps variants) are trained with every seed of `[fresh] seeds`
-//! ([`Ctx::seeds_for`]); above chance is the one rule of `nrf_report::uncertainty`.
+//! ([`Ctx::seeds_for`]); above chance is the one rule of `nrf_results::uncertainty`.
 use crate::figure2::Sources;
 use crate::pipeline::{Ctx, EvalLevel};
 use crate::preset::RelabelSection;
@@ -10,8 +10,8 @@ use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
 use nrf_features::relabel::{build_with, RelabelConfig, TargetRule};
 use nrf_features::targeted::TargetedAttack;
-use nrf_report::results::{eps_eq, ConstructedInfo, ModelRole};
-use nrf_report::ModelKind;
+use nrf_results::ModelKind;
+use nrf_results::{eps_eq, ConstructedInfo, ModelRole};
 
 /// The tag of radius `eps` in set names: 2.0 -> "2", 0.25 -> "0p25".
 pub fn eps_tag(eps: f64) -> String {
@@ -213,7 +213,7 @@ pub fn radius_model(
     } else {
         let role = ModelRole::Extra {
             set: kind(rule),
-            varies: nrf_report::results::Varies::Eps,
+            varies: nrf_results::Varies::Eps,
         };
         (format!("es_on_{set}"), role)
     }

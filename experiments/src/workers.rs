@@ -26,7 +26,7 @@
 use crate::figure2::Sources;
 use crate::pipeline::Ctx;
 use anyhow::{bail, Context, Result};
-use nrf_report::results::{StageInfo, StageStatus};
+use nrf_results::{StageInfo, StageStatus};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};

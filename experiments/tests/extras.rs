@@ -100,7 +100,7 @@ fn accs(values: &[f64], n: usize) -> Vec<Accuracy> {
 
 #[test]
 fn significance_rules() {
-    use nrf_report::Verdict;
+    use nrf_results::Verdict;
     // Chance 10% on 1000 examples: the Wilson interval of 13% is [11.0, 15.2], of 11.5% [9.7, 13.6].
     assert_eq!(
         above_chance(&Accuracy::single(0.13, 1000), 0.1),
@@ -125,20 +125,23 @@ fn significance_rules() {
     let up: Vec<f64> = xs.iter().map(|x| 0.1 + 0.5 * x).collect();
     let down: Vec<f64> = xs.iter().map(|x| 0.5 - 0.5 * x).collect();
     let c = correlation(&accs(&xs, 100_000), &accs(&up, 100_000));
-    assert_eq!(correlation_verdict(c.as_ref()), "holds");
+    assert_eq!(correlation_verdict(c.as_ref()), Verdict::Holds);
     let c = correlation(&accs(&xs, 100_000), &accs(&down, 100_000));
-    assert_eq!(correlation_verdict(c.as_ref()), "does not hold");
+    assert_eq!(correlation_verdict(c.as_ref()), Verdict::DoesNotHold);
     let c = correlation(&accs(&xs[..4], 1000), &accs(&[0.3, 0.2, 0.4, 0.35], 1000));
-    assert_eq!(correlation_verdict(c.as_ref()), "inconclusive");
+    assert_eq!(correlation_verdict(c.as_ref()), Verdict::Inconclusive);
     let c = correlation(&accs(&xs[..2], 1000), &accs(&up[..2], 1000));
-    assert_eq!(correlation_verdict(c.as_ref()), "n/a");
-    assert_eq!(correlation_verdict(None), "n/a");
-    assert_eq!(points_verdict(&[]), "n/a");
+    assert_eq!(correlation_verdict(c.as_ref()), Verdict::NotApplicable);
+    assert_eq!(correlation_verdict(None), Verdict::NotApplicable);
+    assert_eq!(points_verdict(&[]), Verdict::NotApplicable);
     assert_eq!(
         points_verdict(&[Verdict::Holds, Verdict::Inconclusive]),
-        "partly"
+        Verdict::Partly
     );
-    assert_eq!(points_verdict(&[Verdict::Inconclusive]), "inconclusive");
+    assert_eq!(
+        points_verdict(&[Verdict::Inconclusive]),
+        Verdict::Inconclusive
+    );
 }
 
 #[test]
@@ -192,14 +195,14 @@ fn figure3_finding_follows_the_correlation() {
     // Twelve precise architectures on a line decide; the text names the extremes.
     let up = line_of_points(12, false);
     let (text, verdict) = figure3::finding(&up, 0.1);
-    assert_eq!(verdict, "holds", "{text}");
+    assert_eq!(verdict, Verdict::Holds, "{text}");
     assert!(
         text.contains("strong positive") && text.contains("r = 1.00 ["),
         "{text}"
     );
     assert!(text.contains("a11 learns most") && text.contains("a11 is the most susceptible"));
     let (text, verdict) = figure3::finding(&line_of_points(12, true), 0.1);
-    assert_eq!(verdict, "does not hold", "{text}");
+    assert_eq!(verdict, Verdict::DoesNotHold, "{text}");
     assert!(text.contains("negative"), "{text}");
     // Four architectures (the default preset): r = 0.95 is still inside the sampling noise.
     let four = [
@@ -209,7 +212,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("d", 0.5, 0.3, 1000),
     ];
     let (text, verdict) = figure3::finding(&four, 0.1);
-    assert_eq!(verdict, "inconclusive", "{text}");
+    assert_eq!(verdict, Verdict::Inconclusive, "{text}");
     assert!(text.contains("d learns most") && text.contains("c is the most susceptible"));
     // A model at chance is named; no spread -> n/a.
     let flat = [
@@ -218,7 +221,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("c", 0.4, 0.2, 1000),
     ];
     let (text, verdict) = figure3::finding(&flat, 0.1);
-    assert_eq!(verdict, "n/a", "{text}");
+    assert_eq!(verdict, Verdict::NotApplicable, "{text}");
     assert!(
         text.contains("undefined") && text.contains("a is not clearly above chance"),
         "{text}"
@@ -230,7 +233,7 @@ fn figure3_finding_follows_the_correlation() {
         arch_point("c", 0.103, 0.03, 1000),
     ];
     let (text, verdict) = figure3::finding(&void, 0.1);
-    assert_eq!(verdict, "n/a");
+    assert_eq!(verdict, Verdict::NotApplicable);
     assert!(
         text.contains("D_det cannot test the claim") && !text.contains("correlation"),
         "{text}"
@@ -247,14 +250,17 @@ fn figure3_finding_follows_the_correlation() {
             .collect()
     };
     let (text, verdict) = figure3::finding(&with_rand(&void, &[0.3, 0.4, 0.5]), 0.1);
-    assert_eq!(verdict, "inconclusive", "{text}");
+    assert_eq!(verdict, Verdict::Inconclusive, "{text}");
     assert!(
         text.contains("With D_rand") && text.contains("The verdict is D_rand's"),
         "{text}"
     );
     // D_det's verdict stands when it can test the claim, whatever D_rand shows.
     let rand: Vec<f64> = (0..12).map(|i| 0.5 - 0.02 * i as f64).collect();
-    assert_eq!(figure3::finding(&with_rand(&up, &rand), 0.1).1, "holds");
+    assert_eq!(
+        figure3::finding(&with_rand(&up, &rand), 0.1).1,
+        Verdict::Holds
+    );
     // Transfer rates that noise could produce (1-2% on 500 images) test nothing, whatever r is.
     let noise: Vec<_> = up
         .iter()
@@ -265,7 +271,7 @@ fn figure3_finding_follows_the_correlation() {
         })
         .collect();
     let (text, verdict) = figure3::finding(&noise, 0.1);
-    assert_eq!(verdict, "inconclusive", "{text}");
+    assert_eq!(verdict, Verdict::Inconclusive, "{text}");
     assert!(text.contains("within sampling noise"), "{text}");
 }
 
@@ -289,7 +295,7 @@ fn eps_sensitivity_verdict_counts_above_chance_points() {
         ],
         0.1,
     );
-    assert_eq!(v, "holds");
+    assert_eq!(v, Verdict::Holds);
     assert!(
         text.contains(
             "D_rand: accuracy rises from 50.0% [49.0, 51.0] at eps=0.5 to 60.0% [59.0, 61.0] at eps=1"
@@ -303,17 +309,17 @@ fn eps_sensitivity_verdict_counts_above_chance_points() {
         ],
         0.1,
     );
-    assert_eq!(v, "partly");
+    assert_eq!(v, Verdict::Partly);
     assert!(
         text.contains("above chance at 0 of 2 radii (below chance at 1)"),
         "{text}"
     );
     // 10% is chance itself (inconclusive), 9% on 10,000 images is clearly below it.
     let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.09]))], 0.1);
-    assert_eq!(v, "does not hold");
+    assert_eq!(v, Verdict::DoesNotHold);
     let (_, v) = eps_sensitivity::finding(&[("D_det", eps_pts(&[0.1, 0.101]))], 0.1);
-    assert_eq!(v, "inconclusive");
-    assert_eq!(eps_sensitivity::finding(&[], 0.1).1, "n/a");
+    assert_eq!(v, Verdict::Inconclusive);
+    assert_eq!(eps_sensitivity::finding(&[], 0.1).1, Verdict::NotApplicable);
 }
 
 #[test]
@@ -337,13 +343,13 @@ fn cosine_verdicts() {
         );
         cosine::finding(("L2", &std, &b), ("cosine", &std, &a), &nr, 0.5)
     };
-    assert_eq!(f(0.4, 0.4, 0.05).1, "holds");
-    assert_eq!(f(0.4, 0.01, 0.05).1, "does not hold");
-    assert_eq!(f(0.4, 0.06, 0.05).1, "inconclusive");
-    assert_eq!(f(0.06, 0.4, 0.05).1, "partly");
+    assert_eq!(f(0.4, 0.4, 0.05).1, Verdict::Holds);
+    assert_eq!(f(0.4, 0.01, 0.05).1, Verdict::DoesNotHold);
+    assert_eq!(f(0.4, 0.06, 0.05).1, Verdict::Inconclusive);
+    assert_eq!(f(0.06, 0.4, 0.05).1, Verdict::Partly);
     assert!(f(0.4, 0.4, 0.05).0.contains("m = +35.0 ± "));
     let (text, v) = f(0.05, 0.05, 0.05);
-    assert_eq!(v, "n/a");
+    assert_eq!(v, Verdict::NotApplicable);
     assert!(
         text.starts_with("With L2 distance") && text.contains("neither"),
         "{text}"

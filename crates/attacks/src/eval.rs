@@ -381,20 +381,9 @@ fn robust_accuracy_with(
     })
 }
 
-/// One point of a robustness evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RobustEval {
-    /// Threat model name (`"L2"`, `"Linf"`, ...).
-    pub norm: String,
-    /// Radius.
-    pub eps: f64,
-    /// PGD steps.
-    pub steps: usize,
-    /// Robust accuracy in `[0, 1]`.
-    pub acc: f64,
-    /// Number of evaluated examples.
-    pub n: usize,
-}
+/// One point of a robustness evaluation: the results schema's type, written to
+/// `models/<name>.json` as it is (`attack` is None for PGD).
+pub use nrf_results::RobustPoint;
 
 /// The rows `[lo, hi)` of the batches `batches` when `n` rows are cut into batches of
 /// `batch_size` (clamped to `n`).
@@ -448,7 +437,7 @@ pub fn evaluate_grid(
     grid: &[(Box<dyn ThreatModel>, PgdConfig)],
     batch_size: usize,
     progress: bool,
-) -> Result<Vec<RobustEval>> {
+) -> Result<Vec<RobustPoint>> {
     let n = if images.dim() == 0 {
         0
     } else {
@@ -472,12 +461,13 @@ pub fn evaluate_grid(
                 acc,
                 "robust accuracy"
             );
-            Ok(RobustEval {
+            Ok(RobustPoint {
                 norm: threat.name().to_string(),
                 eps: threat.eps(),
-                steps: cfg.steps,
                 acc,
+                steps: cfg.steps,
                 n,
+                attack: None,
             })
         })
         .collect()
@@ -492,7 +482,7 @@ fn rise_tolerance(n: usize) -> f64 {
 /// Gradient-masking warnings for a set of evaluations: robust accuracy that rises with eps for
 /// the same norm (by more than one example and half a percentage point), and unbounded attacks
 /// (`eps = ∞`) that leave more than 5% accuracy. Empty when nothing looks wrong.
-pub fn sanity_check(evals: &[RobustEval]) -> Vec<String> {
+pub fn sanity_check(evals: &[RobustPoint]) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut norms: Vec<&str> = Vec::new();
     for e in evals {
@@ -509,7 +499,7 @@ pub fn sanity_check(evals: &[RobustEval]) -> Vec<String> {
         }
     }
     for norm in norms {
-        let mut group: Vec<&RobustEval> = evals.iter().filter(|e| e.norm == norm).collect();
+        let mut group: Vec<&RobustPoint> = evals.iter().filter(|e| e.norm == norm).collect();
         group.sort_by(|a, b| a.eps.total_cmp(&b.eps));
         for w in group.windows(2) {
             let (lo, hi) = (w[0], w[1]);

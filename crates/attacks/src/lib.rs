@@ -58,7 +58,7 @@ pub use apgd::{
 pub use attack::{fgsm, pgd_attack, AdvTraining};
 pub use eval::{
     accuracy, batch_rows, evaluate_grid, evaluate_grid_slice, robust_accuracy, robust_evaluation,
-    sanity_check, unbounded_attack_accuracy, AttackWork, RobustEval, RobustOutcome,
+    sanity_check, unbounded_attack_accuracy, AttackWork, RobustOutcome, RobustPoint,
 };
 pub use objectives::{
     cross_entropy, margin, rep_distance, rep_match, targeted_ce, untargeted_ce, untargeted_margin,

@@ -5,8 +5,8 @@ mod common;
 use common::{LinearModel, Mlp};
 use nrf_attacks::{
     accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match, robust_accuracy, sanity_check,
-    untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig, RobustEval, StepSize, ThreatModel,
-    ThreatSpec, Unconstrained, L1, L2,
+    untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig, RobustPoint, StepSize,
+    ThreatModel, ThreatSpec, Unconstrained, L1, L2,
 };
 use nrf_models::{BatchPerturber, Classifier};
 use tch::{Device, Kind, Tensor};
@@ -332,12 +332,13 @@ fn robust_accuracy_of_a_linear_model_matches_the_margin() {
 #[test]
 fn sanity_check_flags_rising_accuracy() {
     common::init();
-    let e = |norm: &str, eps: f64, acc: f64| RobustEval {
+    let e = |norm: &str, eps: f64, acc: f64| RobustPoint {
         norm: norm.into(),
         eps,
         steps: 20,
         acc,
         n: 1000,
+        attack: None,
     };
     let good = [
         e("L2", 0.25, 0.6),

@@ -28,7 +28,7 @@ pub use arch::{Arch, Init};
 pub use checkpoint::{load_model, save_model};
 pub use optim::{LrSchedule, Sgd};
 pub use torchscript::{RepSource, TorchScriptClassifier};
-pub use train::{train, EpochReport, TrainConfig};
+pub use train::{train, EpochMetrics, TrainConfig};
 
 use anyhow::{bail, Result};
 use nrf_data::batch::spans;

@@ -103,22 +103,8 @@ impl TrainConfig {
     }
 }
 
-/// Metrics of one epoch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Learning rate of the epoch's last step.
-    pub lr: f64,
-    /// Mean training loss (on the perturbed batches when training adversarially).
-    pub train_loss: f64,
-    /// Training accuracy on the batches seen (perturbed when adversarial).
-    pub train_acc: f64,
-    /// Accuracy on the evaluation set, when one was given.
-    pub test_acc: Option<f64>,
-    /// Seconds.
-    pub wall_s: f64,
-}
+/// Metrics of one epoch: the results schema's type (`models/<name>.json` holds them as they are).
+pub use nrf_results::EpochMetrics;
 
 #[derive(Serialize, Deserialize)]
 struct CheckpointMeta {
@@ -126,7 +112,7 @@ struct CheckpointMeta {
     spec: crate::ModelSpec,
     train_size: usize,
     perturber: Option<String>,
-    history: Vec<EpochReport>,
+    history: Vec<EpochMetrics>,
 }
 
 /// The order of examples in `epoch` (deterministic in `seed` and `epoch`).
@@ -266,7 +252,7 @@ pub fn train(
     perturber: Option<&dyn BatchPerturber>,
     eval: Option<(&Tensor, &Tensor)>,
     checkpoint: Option<&Path>,
-) -> Result<Vec<EpochReport>> {
+) -> Result<Vec<EpochMetrics>> {
     cfg.validate()?;
     if data.is_empty() {
         bail!("training set {} is empty", data.name);
@@ -278,7 +264,7 @@ pub fn train(
         cfg.nesterov,
         cfg.weight_decay,
     );
-    let mut history: Vec<EpochReport> = Vec::new();
+    let mut history: Vec<EpochMetrics> = Vec::new();
     let describe = perturber.map(|p| p.describe());
     // The epoch of the last checkpoint this training has (written or resumed from).
     let mut last_saved: Option<usize> = None;
@@ -360,7 +346,7 @@ fn resume_from_checkpoint(
     data: &nrf_data::Dataset,
     cfg: &TrainConfig,
     describe: &Option<String>,
-) -> Result<Option<Vec<EpochReport>>> {
+) -> Result<Option<Vec<EpochMetrics>>> {
     if let Some((meta, tensors)) = load_training::<CheckpointMeta>(stem)? {
         let same = serde_json::to_value(&meta.config)? == serde_json::to_value(cfg)?
             && meta.spec == model.spec
@@ -445,7 +431,7 @@ fn train_epoch(
     sgd: &mut Sgd,
     epoch: usize,
     last_saved: Option<usize>,
-) -> Result<(EpochReport, usize, f64)> {
+) -> Result<(EpochMetrics, usize, f64)> {
     let (cfg, device, steps_per_epoch) = (run.cfg, run.device, run.steps_per_epoch);
     let n = run.data.len();
     let bs = cfg.batch_size;
@@ -507,7 +493,7 @@ fn train_epoch(
     let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.int64_value(&[]));
     pb.finish_and_clear();
     let test_acc = run.eval.map(|(x, y)| crate::accuracy(model, x, y, 500));
-    let report = EpochReport {
+    let report = EpochMetrics {
         epoch,
         lr,
         train_loss: loss_sum / seen as f64,

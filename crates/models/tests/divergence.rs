@@ -55,7 +55,7 @@ fn checkpoint_state(stem: &std::path::Path) -> (usize, bool) {
     (epochs, finite)
 }
 
-fn run(c: &TrainConfig, stem: &std::path::Path) -> anyhow::Result<Vec<EpochReport>> {
+fn run(c: &TrainConfig, stem: &std::path::Path) -> anyhow::Result<Vec<EpochMetrics>> {
     let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 4, 4], 2);
     let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
     train::train(&mut model, &data(64), c, None, None, Some(stem))

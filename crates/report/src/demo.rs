@@ -379,7 +379,7 @@ fn write_demo_section(dir: &Path) -> Result<()> {
             "Architectures that learn more from D_det are more vulnerable to transferred attacks."
                 .into(),
         finding: "Demo data: accuracy and transfer rate rise together.".into(),
-        verdict: "holds".into(),
+        verdict: Verdict::Holds,
         tables: vec![Table {
             caption: "Per architecture (demo values)".into(),
             headers: vec![

@@ -38,7 +38,7 @@ mod report;
 pub mod results;
 pub mod text;
 pub mod theory_figures;
-pub mod uncertainty;
+pub use nrf_results::uncertainty;
 pub mod verdict;
 
 pub use grid::{image_grid, GridCell, GridRow};

@@ -7,7 +7,7 @@ use crate::doc::{
 };
 use crate::io::atomic_write;
 use crate::load::Results;
-use crate::verdict::{ClaimVerdict, Verdict};
+use crate::verdict::ClaimVerdict;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -282,9 +282,7 @@ pub fn summary_markdown(results_dir: impl AsRef<Path>) -> Result<String> {
     if !r.sections.is_empty() {
         out.push_str("### Further experiments\n\n");
         for s in &r.sections {
-            let v = Verdict::parse(&s.verdict)
-                .map(|v| v.as_str().to_string())
-                .unwrap_or_else(|| s.verdict.clone());
+            let v = s.verdict.as_str().to_string();
             let title = if s.title.is_empty() { &s.id } else { &s.title };
             out.push_str(&format!("#### {title}\n\n**{v}.** {}\n\n", s.finding));
             for t in &s.tables {

@@ -10,9 +10,9 @@ use crate::pipeline::{Ctx, EvalLevel};
 use anyhow::Result;
 use nrf_attacks::Distance;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
-use nrf_report::results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
-use nrf_report::ModelKind;
-use nrf_report::Verdict;
+use nrf_results::ModelKind;
+use nrf_results::Verdict;
+use nrf_results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
 
 /// Name of a distance for tables.
 pub fn distance_name(d: Distance) -> &'static str {
@@ -42,7 +42,7 @@ pub type Entry<'a> = (&'a str, &'a Accuracy, &'a Accuracy);
 /// preset's distance is and the other is clearly not; "inconclusive" when only the preset's
 /// distance is and the other is within noise; "partly" when only the alternative is; "n/a" when
 /// neither is (the base result itself is then not reproduced).
-pub fn finding(base: Entry, alt: Entry, nr_robust: &Accuracy, eps: f64) -> (String, &'static str) {
+pub fn finding(base: Entry, alt: Entry, nr_robust: &Accuracy, eps: f64) -> (String, Verdict) {
     let mb = Margin::between(base.2, nr_robust);
     let ma = Margin::between(alt.2, nr_robust);
     let numbers = format!(
@@ -63,28 +63,28 @@ pub fn finding(base: Entry, alt: Entry, nr_robust: &Accuracy, eps: f64) -> (Stri
         (Verdict::Holds, Verdict::Holds) => (
             "the D_R model is clearly more robust than the D_NR model with either distance, so \
              the robust-features result does not hinge on the L2 distance",
-            "holds",
+            Verdict::Holds,
         ),
         (Verdict::Holds, Verdict::DoesNotHold) => (
             "only the preset's distance gives a D_R model clearly more robust than the D_NR \
              model, so the result depends on the choice of distance",
-            "does not hold",
+            Verdict::DoesNotHold,
         ),
         (Verdict::Holds, _) => (
             "the preset's distance gives a D_R model clearly more robust than the D_NR model; \
              with the other distance the difference is within noise, so this run cannot say \
              whether the distance matters",
-            "inconclusive",
+            Verdict::Inconclusive,
         ),
         (_, Verdict::Holds) => (
             "only the alternative distance gives a D_R model clearly more robust than the D_NR \
              model; with the preset's distance the robust-features result is not reproduced here",
-            "partly",
+            Verdict::Partly,
         ),
         _ => (
             "neither D_R model is clearly more robust than the D_NR model, so this run cannot \
              say whether the distance matters",
-            "n/a",
+            Verdict::NotApplicable,
         ),
     };
     let mut s = format!("{}: {conclusion}.", numbers);
@@ -262,7 +262,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
                 not depend on that choice."
             .into(),
         finding,
-        verdict: verdict.into(),
+        verdict,
         tables: vec![table],
         images: vec![plot.into()],
     };

@@ -20,9 +20,9 @@ use crate::table1::{construct_spec, eps_tag, RelabelSpec};
 use anyhow::{Context, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_features::targeted::{TargetLoss, TargetedAttack};
-use nrf_report::results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
-use nrf_report::ModelKind;
-use nrf_report::Verdict;
+use nrf_results::ModelKind;
+use nrf_results::Verdict;
+use nrf_results::{ConstructedInfo, ModelResult, ModelRole, Section, Table, Varies};
 
 /// One rebuilt D_det and what fresh models trained on it do.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub fn variant_verdict(v: &Variant, chance: f64) -> Verdict {
 }
 
 /// The finding over every variant: which (if any) make D_det work, stated plainly.
-pub fn finding(variants: &[Variant], chance: f64) -> (String, &'static str) {
+pub fn finding(variants: &[Variant], chance: f64) -> (String, Verdict) {
     let works: Vec<&Variant> = variants
         .iter()
         .filter(|v| variant_verdict(v, chance) == Verdict::Holds)
@@ -93,14 +93,14 @@ pub fn finding(variants: &[Variant], chance: f64) -> (String, &'static str) {
             .iter()
             .all(|v| variant_verdict(v, chance) == Verdict::DoesNotHold)
         {
-            "does not hold"
+            Verdict::DoesNotHold
         } else {
-            "inconclusive"
+            Verdict::Inconclusive
         }
     } else if works.len() == variants.len() {
-        "holds"
+        Verdict::Holds
     } else {
-        "partly"
+        Verdict::Partly
     };
     (text, verdict)
 }
@@ -400,7 +400,9 @@ fn table(variants: &[Variant], n: usize, seeds: usize, head: f64, chance: f64) -
                 pct(v.success),
                 v.acc.text(),
                 pct(v.shifted),
-                super::stats::verdict_str(variant_verdict(v, chance)).to_string(),
+                super::stats::section_verdict(variant_verdict(v, chance))
+                    .as_str()
+                    .to_string(),
             ]
         })
         .collect();
@@ -533,7 +535,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
                 margin loss, or larger radii. Here each is tried on this data set."
             .into(),
         finding,
-        verdict: verdict.into(),
+        verdict,
         tables: vec![table(&variants, n, seeds, head, chance)],
         images: vec![],
     };

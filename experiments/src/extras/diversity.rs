@@ -9,7 +9,7 @@ use crate::pipeline::Ctx;
 use anyhow::{bail, Result};
 use nrf_data::Dataset;
 use nrf_report::plot::{bar_plot_with, PlotOptions};
-use nrf_report::results::{Section, Table};
+use nrf_results::{Section, Table, Verdict};
 use tch::Tensor;
 
 /// Relative tolerance under which two diversities count as "about the same".
@@ -308,7 +308,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
                 class."
             .into(),
         finding: finding(&summary[0], &summary[1..], counted),
-        verdict: "n/a".into(),
+        verdict: Verdict::NotApplicable,
         tables: vec![dist_table, acc_table],
         images,
     };

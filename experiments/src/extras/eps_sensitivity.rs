@@ -11,8 +11,8 @@ use crate::table1::{self, construct};
 use anyhow::Result;
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ConstructedInfo, Section, Table};
-use nrf_report::Verdict;
+use nrf_results::Verdict;
+use nrf_results::{ConstructedInfo, Section, Table};
 
 /// Changes of at most this much (a fraction) count as flat.
 pub const FLAT_TOL: f64 = 0.02;
@@ -35,7 +35,7 @@ pub struct EpsPoint {
 /// level. The verdict is about the paper's claim that the relabelled sets give above-chance test
 /// accuracy, each point decided by the one above-chance rule (the accuracy's 95% interval above
 /// chance): [`points_verdict`] over every point.
-pub fn finding(sets: &[(&str, Vec<EpsPoint>)], chance: f64) -> (String, &'static str) {
+pub fn finding(sets: &[(&str, Vec<EpsPoint>)], chance: f64) -> (String, Verdict) {
     let mut parts = Vec::new();
     let mut decided = Vec::new();
     for (name, pts) in sets {
@@ -251,7 +251,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
                 well above chance on the real test set."
             .into(),
         finding,
-        verdict: verdict.into(),
+        verdict,
         tables: vec![table],
         images: vec![plot.into()],
     };

@@ -32,9 +32,9 @@ use nrf_data::Dataset;
 use nrf_features::relabel::{choose_targets, TargetRule};
 use nrf_models::Arch;
 use nrf_report::plot::{scatter_points_plot, PlotOptions, ScatterPoint};
-use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
-use nrf_report::ModelKind;
-use nrf_report::Verdict;
+use nrf_results::ModelKind;
+use nrf_results::Verdict;
+use nrf_results::{ModelResult, ModelRole, Section, Table, Varies};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -76,7 +76,7 @@ pub fn finding_for(
     xs: &[Accuracy],
     points: &[ArchPoint],
     chance: f64,
-) -> (String, &'static str) {
+) -> (String, Verdict) {
     let at_chance: Vec<&str> = points
         .iter()
         .zip(xs)
@@ -96,7 +96,7 @@ pub fn finding_for(
                 pct(chance),
                 accs.join(", ")
             ),
-            "n/a",
+            Verdict::NotApplicable,
         );
     }
     let ys: Vec<Accuracy> = points.iter().map(|p| p.transfer.clone()).collect();
@@ -148,8 +148,8 @@ pub fn finding_for(
     if let (Some(lo), Some(hi)) = (lo, hi) {
         let spread = Margin::between(hi, lo);
         if spread.verdict() != Verdict::Holds {
-            if verdict != "n/a" {
-                verdict = "inconclusive";
+            if verdict != Verdict::NotApplicable {
+                verdict = Verdict::Inconclusive;
             }
             s += &format!(
                 "; but the transfer rates ({} to {}, a spread of {}) are within sampling noise of \
@@ -173,7 +173,7 @@ pub fn finding_for(
 /// The section's finding and verdict: the paper's D_det first; when every architecture's
 /// D_rand accuracy is known, the same test with D_rand on the x axis follows, and its verdict
 /// stands in when D_det cannot test the claim (says so in the text).
-pub fn finding(points: &[ArchPoint], chance: f64) -> (String, &'static str) {
+pub fn finding(points: &[ArchPoint], chance: f64) -> (String, Verdict) {
     let det: Vec<Accuracy> = points.iter().map(|p| p.acc_det.clone()).collect();
     let (d, vd) = finding_for("D_det", &det, points, chance);
     let mut text = format!("D_det (the paper's x axis): {d}.");
@@ -182,7 +182,7 @@ pub fn finding(points: &[ArchPoint], chance: f64) -> (String, &'static str) {
     if let (false, Some(rand)) = (points.is_empty(), rand) {
         let (r, vr) = finding_for("D_rand", &rand, points, chance);
         text += &format!(" With D_rand (random targets) on the x axis instead: {r}.");
-        if vd == "n/a" && vr != "n/a" {
+        if vd == Verdict::NotApplicable && vr != Verdict::NotApplicable {
             verdict = vr;
             text += " The verdict is D_rand's, since D_det cannot test the claim here.";
         }
@@ -217,7 +217,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
                 examples transferred from the source model."
             .into(),
         finding,
-        verdict: verdict.into(),
+        verdict,
         tables: vec![table],
         images,
     };

@@ -12,8 +12,8 @@ use anyhow::Result;
 use nrf_data::Dataset;
 use nrf_models::Init;
 use nrf_report::plot::{bar_plot_with_errors, PlotOptions};
-use nrf_report::results::{ModelResult, ModelRole, Section, Table, Varies};
-use nrf_report::ModelKind;
+use nrf_results::{ModelKind, Verdict};
+use nrf_results::{ModelResult, ModelRole, Section, Table, Varies};
 
 /// The initialisation the ablation trains with: the one the preset does not use.
 pub fn other(init: Init) -> Init {
@@ -29,7 +29,7 @@ pub fn model_name(init: Init, set: &str) -> String {
 }
 
 /// Robust-accuracy margin of the D_R model over the control, with its standard error (the one
-/// rule of [`nrf_report::uncertainty`]: binomial errors and, for models trained with several
+/// rule of [`nrf_results::uncertainty`]: binomial errors and, for models trained with several
 /// seeds, their seed spread).
 fn margin(on_r: &Accuracy, control: &Accuracy) -> (f64, f64) {
     let m = Margin::between(on_r, control);
@@ -206,7 +206,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
                 model trained on the same number of clean images — depend on that choice?"
             .into(),
         finding,
-        verdict: "n/a".into(),
+        verdict: Verdict::NotApplicable,
         tables: vec![table],
         images: vec![plot.into()],
     };

@@ -42,8 +42,8 @@ use anyhow::{bail, Context, Result};
 use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
 use nrf_data::Dataset;
 use nrf_models::{Arch, Classifier, Model};
-use nrf_report::results::{ModelResult, ModelRole, Section, Varies};
-use nrf_report::ModelKind;
+use nrf_results::ModelKind;
+use nrf_results::{ModelResult, ModelRole, Section, Varies};
 use tch::Tensor;
 
 /// An extra as a job of the pipeline ([`crate::jobs`]).

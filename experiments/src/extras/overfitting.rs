@@ -8,8 +8,8 @@ use super::{read_model, write_section};
 use crate::pipeline::Ctx;
 use anyhow::Result;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ModelResult, Section, Table};
-use nrf_report::Verdict;
+use nrf_results::Verdict;
+use nrf_results::{ModelResult, Section, Table};
 
 /// The models compared, with a description of their training set.
 pub const MODELS: [(&str, &str); 6] = [
@@ -69,7 +69,7 @@ impl GapRow {
         self.best_test - self.last_test
     }
     /// This model's gap minus `other`'s, with its standard error (the one margin rule of
-    /// [`nrf_report::uncertainty`]: binomial errors of the four accuracies).
+    /// [`nrf_results::uncertainty`]: binomial errors of the four accuracies).
     pub fn gap_over(&self, other: &GapRow) -> Margin {
         let a = |v: f64, n: usize| Accuracy::single(v, n);
         Margin::of(
@@ -381,7 +381,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
                 names.join(", ")
             ),
         },
-        verdict: "n/a".into(),
+        verdict: Verdict::NotApplicable,
         tables: vec![table],
         images: vec![plot.into()],
     };

@@ -9,7 +9,7 @@ use anyhow::Result;
 use nrf_attacks::per_example_norm;
 use nrf_features::repmatch::StartMode;
 use nrf_report::plot::{bar_plot_with, PlotOptions};
-use nrf_report::results::{Section, Table};
+use nrf_results::{Section, Table, Verdict};
 use tch::{Kind, Tensor};
 
 /// The measurements for one constructed set.
@@ -167,7 +167,7 @@ pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
             finding: "Not measured: this preset starts D_R / D_NR from noise \
                       (rep_match.start = \"noise\"), so there is no start image to compare with."
                 .into(),
-            verdict: "n/a".into(),
+            verdict: Verdict::NotApplicable,
             tables: vec![],
             images: vec![],
         };
@@ -261,7 +261,7 @@ pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
                 The grids show rows of (x0, x_r, x)."
             .into(),
         finding: finding(&rows),
-        verdict: "n/a".into(),
+        verdict: Verdict::NotApplicable,
         tables: vec![table],
         images,
     };

@@ -1,5 +1,5 @@
 //! Pure computations shared by the extra experiments: distances, correlation, number formatting,
-//! and the verdict helpers over the one uncertainty rule of [`nrf_report::uncertainty`] (Wilson
+//! and the verdict helpers over the one uncertainty rule of [`nrf_results::uncertainty`] (Wilson
 //! intervals, seed spread, margin > 2 SE), re-exported here. No data or model needed, so they
 //! are unit-tested directly.
 use anyhow::{bail, Result};
@@ -42,18 +42,18 @@ pub fn mean_pairwise_l2(rows: &Tensor) -> Result<f64> {
     Ok(total / pairs)
 }
 
-pub use nrf_report::uncertainty::{
+pub use nrf_results::uncertainty::{
     above_chance, binomial_se, combine_parts, correlation, pearson, wilson, Accuracy, Correlation,
     Margin,
 };
-use nrf_report::Verdict;
+pub use nrf_results::Verdict;
 
-/// A section verdict string from the one rule of [`nrf_report::uncertainty`]: "holds", "partly",
-/// "does not hold", "inconclusive"; "n/a" for a question or an undetermined input.
-pub fn verdict_str(v: Verdict) -> &'static str {
+/// A section's verdict from the one rule of [`nrf_results::uncertainty`]: holds, partly, does not
+/// hold, inconclusive; [`Verdict::NotApplicable`] ("n/a") for a question or an undetermined input.
+pub fn section_verdict(v: Verdict) -> Verdict {
     match v {
-        Verdict::Undetermined | Verdict::NotApplicable => "n/a",
-        v => v.as_str(),
+        Verdict::Undetermined => Verdict::NotApplicable,
+        v => v,
     }
 }
 
@@ -61,10 +61,10 @@ pub fn verdict_str(v: Verdict) -> &'static str {
 /// ([`correlation`]): holds when its 95% interval is above 0, does not hold when below,
 /// inconclusive otherwise; "n/a" when the correlation is undefined or there are fewer than
 /// three points.
-pub fn correlation_verdict(c: Option<&Correlation>) -> &'static str {
+pub fn correlation_verdict(c: Option<&Correlation>) -> Verdict {
     match c {
-        Some(c) if c.k >= 3 => verdict_str(c.verdict()),
-        _ => "n/a",
+        Some(c) if c.k >= 3 => section_verdict(c.verdict()),
+        _ => Verdict::NotApplicable,
     }
 }
 
@@ -72,11 +72,11 @@ pub fn correlation_verdict(c: Option<&Correlation>) -> &'static str {
 /// chance at each radius): [`combine_parts`] ("holds" when every point holds, "partly" when some
 /// do, "does not hold" when none does and some clearly fail, "inconclusive" when none is
 /// decided), "n/a" without points.
-pub fn points_verdict(parts: &[Verdict]) -> &'static str {
+pub fn points_verdict(parts: &[Verdict]) -> Verdict {
     if parts.is_empty() {
-        "n/a"
+        Verdict::NotApplicable
     } else {
-        verdict_str(combine_parts(parts))
+        section_verdict(combine_parts(parts))
     }
 }
 

@@ -16,9 +16,9 @@ use crate::table1::{self, construct_at};
 use anyhow::{bail, Result};
 use nrf_features::relabel::TargetRule;
 use nrf_report::plot::{line_plot_with, LineSeriesSpec, PlotOptions};
-use nrf_report::results::{ConstructedInfo, ModelRole, Section, Table, Varies};
-use nrf_report::ModelKind;
-use nrf_report::Verdict;
+use nrf_results::ModelKind;
+use nrf_results::Verdict;
+use nrf_results::{ConstructedInfo, ModelRole, Section, Table, Varies};
 
 /// One row: the sets of one size.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +51,9 @@ pub fn set_name(prefix: &str, n: usize, base: usize) -> String {
 /// paper's claim that models trained on D_rand and D_det are above chance on the real test set,
 /// each point decided by the one above-chance rule (the accuracy's 95% interval above chance):
 /// [`points_verdict`] over every point.
-pub fn finding(points: &[SizePoint], chance: f64) -> (String, &'static str) {
+pub fn finding(points: &[SizePoint], chance: f64) -> (String, Verdict) {
     if points.is_empty() {
-        return ("No sizes were run.".into(), "n/a");
+        return ("No sizes were run.".into(), Verdict::NotApplicable);
     }
     let mut parts = Vec::new();
     let mut decided = Vec::new();
@@ -345,7 +345,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
                     many images the relabelled set has?"
                 .into(),
             finding,
-            verdict: verdict.into(),
+            verdict,
             tables: vec![table],
             images: vec![plot.into()],
         },
@@ -384,7 +384,7 @@ mod tests {
         let (f, v) = finding(&pts, 0.1);
         assert!(f.contains("D_det rises above chance from n=10000"), "{f}");
         assert!(f.contains("below chance at 2"), "{f}");
-        assert_eq!(v, "partly");
+        assert_eq!(v, Verdict::Partly);
     }
 
     #[test]
@@ -392,9 +392,9 @@ mod tests {
         let pts = [pt(1000, 0.8, 0.45, 0.02), pt(3000, 0.85, 0.5, 0.03)];
         let (f, v) = finding(&pts, 0.1);
         assert!(f.contains("not a matter of the training-set size"), "{f}");
-        assert_eq!(v, "partly");
+        assert_eq!(v, Verdict::Partly);
         let all_above = [pt(1000, 0.8, 0.45, 0.3), pt(3000, 0.85, 0.5, 0.4)];
-        assert_eq!(finding(&all_above, 0.1).1, "holds");
-        assert_eq!(finding(&[], 0.1).1, "n/a");
+        assert_eq!(finding(&all_above, 0.1).1, Verdict::Holds);
+        assert_eq!(finding(&[], 0.1).1, Verdict::NotApplicable);
     }
 }

@@ -6,7 +6,7 @@ use crate::records;
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
 use nrf_features::chunks::{self, Shard};
-use nrf_report::results::{RunInfo, StageInfo, StageStatus};
+use nrf_results::{RunInfo, StageInfo, StageStatus};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -4,7 +4,7 @@ use crate::preset::{DatasetName, Preset};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
 use nrf_data::{Dataset, Split};
-use nrf_report::results::ConstructedInfo;
+use nrf_results::ConstructedInfo;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 

@@ -6,27 +6,19 @@ use anyhow::{bail, Result};
 use nrf_attacks::{ensemble_evaluation, evaluate_grid, EnsembleAttack, L2};
 use nrf_features::chunks::{self, Shard, SliceWritten};
 use nrf_models::Classifier;
-use nrf_report::results::{EvalChecks, ModelResult, RobustPoint};
+use nrf_results::{EvalChecks, ModelResult, RobustPoint};
 use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Tensor};
 
 /// The results' robust points of a grid evaluation (after its gradient-masking warnings).
-fn robust_points(evals: Vec<nrf_attacks::RobustEval>) -> Vec<RobustPoint> {
+/// The PGD grid's points as they are, after logging the gradient-masking warnings of
+/// [`nrf_attacks::sanity_check`].
+fn robust_points(evals: Vec<RobustPoint>) -> Vec<RobustPoint> {
     for w in nrf_attacks::sanity_check(&evals) {
         tracing::warn!("gradient-masking check: {w}");
     }
     evals
-        .into_iter()
-        .map(|r| RobustPoint {
-            norm: r.norm,
-            eps: r.eps,
-            acc: r.acc,
-            steps: r.steps,
-            n: r.n,
-            attack: None,
-        })
-        .collect()
 }
 
 impl Ctx {
@@ -317,12 +309,13 @@ impl Ctx {
                     acc,
                     "robust accuracy"
                 );
-                nrf_attacks::RobustEval {
+                RobustPoint {
                     norm: threat.name().to_string(),
                     eps: threat.eps(),
-                    steps: cfg.steps,
                     acc,
+                    steps: cfg.steps,
                     n,
+                    attack: None,
                 }
             })
             .collect();

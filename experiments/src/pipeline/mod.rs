@@ -20,8 +20,8 @@ use anyhow::{Context, Result};
 use nrf_data::Dataset;
 use nrf_features::chunks::Shard;
 use nrf_models::dataset_to_tensors;
-use nrf_report::results::{EpochMetrics, EvalChecks, MachineInfo, ModelRole, RobustPoint, RunInfo};
-use nrf_report::ModelKind;
+use nrf_results::ModelKind;
+use nrf_results::{EpochMetrics, EvalChecks, MachineInfo, ModelRole, RobustPoint, RunInfo};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -313,8 +313,8 @@ pub fn claims_robustness(role: ModelRole) -> bool {
 #[cfg(test)]
 mod ensemble_scope_tests {
     use super::{claims_robustness, seeds_for};
-    use nrf_report::results::{ModelRole, Varies};
-    use nrf_report::ModelKind as K;
+    use nrf_results::ModelKind as K;
+    use nrf_results::{ModelRole, Varies};
 
     #[test]
     fn the_ensemble_runs_on_figure_2s_models_only() {

@@ -8,7 +8,7 @@ use nrf_data::Dataset;
 use nrf_models::{
     dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, TrainConfig,
 };
-use nrf_report::results::{EpochMetrics, ModelResult, ModelRole, SeedRun};
+use nrf_results::{ModelResult, ModelRole, SeedRun};
 use std::path::Path;
 use std::time::Instant;
 
@@ -357,17 +357,7 @@ fn train_model(
         arch: spec.arch.label(),
         train_size: data.len(),
         adversarial: adv.as_ref().map(nrf_models::BatchPerturber::describe),
-        epochs: history
-            .iter()
-            .map(|h| EpochMetrics {
-                epoch: h.epoch,
-                lr: h.lr,
-                train_loss: h.train_loss,
-                train_acc: h.train_acc,
-                test_acc: h.test_acc,
-                wall_s: h.wall_s,
-            })
-            .collect(),
+        epochs: history,
         final_train_acc,
         wall_s: start.elapsed().as_secs_f64().max(train_wall),
     })

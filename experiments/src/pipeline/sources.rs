@@ -5,7 +5,7 @@ use crate::preset::{Preset, TrainSection};
 use anyhow::{bail, Context, Result};
 use nrf_data::store::write_json_atomic;
 use nrf_models::Classifier;
-use nrf_report::results::{ModelResult, ModelRole};
+use nrf_results::{ModelResult, ModelRole};
 use std::rc::Rc;
 use tch::Tensor;
 

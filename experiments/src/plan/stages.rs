@@ -6,8 +6,8 @@ use crate::preset::{DDetStudy, IndependentModel, Preset, TrainSection};
 use crate::table1::{self, set_name};
 use nrf_features::relabel::TargetRule;
 use nrf_models::Arch;
-use nrf_report::results::{ModelRole, Varies};
-use nrf_report::ModelKind as K;
+use nrf_results::ModelKind as K;
+use nrf_results::{ModelRole, Varies};
 
 /// The stages of `p`'s reproduce run on `train_n` / `test_n` images, with their passes.
 pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePlan, Passes, Arch)> {

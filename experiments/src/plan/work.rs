@@ -4,7 +4,7 @@ use super::StagePlan;
 use crate::preset::{Preset, TrainSection};
 use nrf_models::flops::Cost;
 use nrf_models::Arch;
-use nrf_report::results::ModelRole;
+use nrf_results::ModelRole;
 use std::collections::BTreeMap;
 
 /// Image-passes of a stage.

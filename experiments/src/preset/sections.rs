@@ -5,7 +5,7 @@ use anyhow::Result;
 use nrf_attacks::{Distance, Norm};
 use nrf_features::repmatch::StartMode;
 use nrf_models::{Arch, Init};
-use nrf_report::results::eps_eq;
+use nrf_results::eps_eq;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

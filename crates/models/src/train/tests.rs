@@ -11,7 +11,7 @@ fn reference_train(
     cfg: &TrainConfig,
     perturber: Option<&dyn BatchPerturber>,
     eval: Option<(&Tensor, &Tensor)>,
-) -> Vec<EpochReport> {
+) -> Vec<EpochMetrics> {
     fn crop_flip_per_image(x: &Tensor, pad: i64, rng: &mut impl Rng) -> Tensor {
         let s = x.size();
         let (n, h, w) = (s[0], s[2], s[3]);
@@ -60,7 +60,7 @@ fn reference_train(
             correct += c;
             seen += chunk.len();
         }
-        history.push(EpochReport {
+        history.push(EpochMetrics {
             epoch,
             lr,
             train_loss: loss_sum / seen as f64,
@@ -149,9 +149,9 @@ fn history_and_weights_equal_the_reference_loop() {
             Some(&stem),
         )
         .unwrap();
-        let strip = |h: &[EpochReport]| -> Vec<EpochReport> {
+        let strip = |h: &[EpochMetrics]| -> Vec<EpochMetrics> {
             h.iter()
-                .map(|r| EpochReport {
+                .map(|r| EpochMetrics {
                     wall_s: 0.0,
                     ..r.clone()
                 })

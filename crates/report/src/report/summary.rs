@@ -73,9 +73,7 @@ pub(super) fn summary_section(
         })
         .collect();
     for s in &r.sections {
-        let v = Verdict::parse(&s.verdict)
-            .map(|v| v.as_str().to_string())
-            .unwrap_or_else(|| s.verdict.clone());
+        let v = s.verdict.as_str().to_string();
         rows.push(vec![
             format!("`{}`", s.id),
             s.claim.clone(),
@@ -114,7 +112,7 @@ fn tally(f2: &[ClaimVerdict], t1: &[ClaimVerdict], sections: &[Section]) -> Bloc
         .iter()
         .chain(t1.iter())
         .map(|v| v.verdict)
-        .chain(sections.iter().filter_map(|s| Verdict::parse(&s.verdict)))
+        .chain(sections.iter().map(|s| s.verdict))
         .collect();
     let n = |v: Verdict| all.iter().filter(|x| **x == v).count();
     Block::Para(format!(

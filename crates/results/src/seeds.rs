@@ -127,11 +127,11 @@ impl ModelResult {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::results::ModelRole;
     use crate::uncertainty::Accuracy;
     use crate::verdict::ModelKind;
+    use crate::ModelRole;
 
-    pub(in crate::results) fn seeded_model(accs: &[(f64, f64)]) -> ModelResult {
+    pub(crate) fn seeded_model(accs: &[(f64, f64)]) -> ModelResult {
         let point = |acc: f64| RobustPoint {
             norm: "L2".into(),
             eps: 0.5,

@@ -38,7 +38,7 @@
 //! (delta method, ∂r/∂x_i and ∂r/∂y_i) over (1−r²)². Its interval is tanh(z ± 2·SE(z)); the claim
 //! "positive correlation" holds when the interval is above 0, does not hold when below, and is
 //! inconclusive otherwise (always with 3 or fewer points).
-use crate::verdict::Verdict;
+use crate::Verdict;
 use serde::{Deserialize, Serialize};
 
 /// The 97.5% quantile of the standard normal distribution: a 95% two-sided interval is ±Z95

@@ -97,8 +97,8 @@ pub(super) fn legacy_role(name: &str) -> ModelRole {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::seeds::tests::seeded_model;
-    use crate::results::ModelResult;
+    use crate::seeds::tests::seeded_model;
+    use crate::ModelResult;
 
     #[test]
     fn roles_are_written_and_old_files_get_theirs_from_the_name() {
