@@ -69,8 +69,10 @@ def load_model(stem, device="cpu"):
 def load_constructed(path):
     """A constructed data set (`data/D_R.safetensors`, ...) as `(TensorDataset(images, labels),
     header)`: images float32 `[N, C, H, W]` in [0, 1], labels int64 `[N]` (for D_rand / D_det the
-    new labels t), and the JSON header nrf stores with it (name, method, source indices are in
-    the file as `source_indices`, the construction's settings under `metadata`)."""
+    new labels t), and the JSON header nrf stores with it (name, method, the construction's
+    settings under `metadata`). The file also holds `source_indices` (the training image each
+    example was made from) and, for D_R / D_NR, `start_indices` (the image its optimisation
+    started from, -1 for none): `safetensors.torch.load_file(path)` returns them."""
     tensors = load_file(path)
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}

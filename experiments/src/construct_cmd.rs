@@ -177,9 +177,24 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    /// D_R / D_NR by representation matching with the preset's `[rep_match]`: the set, the
-    /// construction's summary and the set's metadata.
-    fn rep_match(&self) -> Result<(Dataset, serde_json::Value, ConstructedMetadata)> {
+    /// The stored set of `ds` built from `self.indices`, with its start indices and metadata.
+    fn stored(
+        &self,
+        ds: Dataset,
+        start_indices: Option<Vec<i64>>,
+        metadata: ConstructedMetadata,
+    ) -> ConstructedDataset {
+        ConstructedDataset {
+            dataset: ds,
+            source_indices: self.indices.iter().map(|&i| i as i64).collect(),
+            start_indices,
+            metadata,
+        }
+    }
+
+    /// D_R / D_NR by representation matching with the preset's `[rep_match]`: the stored set
+    /// and the construction's summary.
+    fn rep_match(&self) -> Result<(ConstructedDataset, serde_json::Value)> {
         let (kind, name) = (self.kind, self.kind.name());
         let cfg = crate::figure2::rep_config_of(self.preset, "rep-match-starts");
         let built = repmatch::build(
@@ -207,16 +222,13 @@ impl Build<'_> {
         };
         meta.extra
             .insert("config".into(), serde_json::to_value(&cfg)?);
-        meta.extra.insert(
-            "start_indices".into(),
-            serde_json::to_value(&built.start_indices)?,
-        );
-        Ok((ds, serde_json::to_value(s)?, meta))
+        let summary = serde_json::to_value(s)?;
+        Ok((self.stored(ds, Some(built.start_indices), meta), summary))
     }
 
-    /// D_rand / D_det by targeted PGD with the preset's `[relabel]`: the set, the construction's
-    /// summary and the set's metadata.
-    fn relabel(&self) -> Result<(Dataset, serde_json::Value, ConstructedMetadata)> {
+    /// D_rand / D_det by targeted PGD with the preset's `[relabel]`: the stored set and the
+    /// construction's summary.
+    fn relabel(&self) -> Result<(ConstructedDataset, serde_json::Value)> {
         let (kind, name) = (self.kind, self.kind.name());
         let r = &self.preset.relabel;
         let cfg = RelabelConfig {
@@ -262,7 +274,7 @@ impl Build<'_> {
         };
         meta.extra
             .insert("config".into(), serde_json::to_value(&cfg)?);
-        Ok((ds, serde_json::to_value(s)?, meta))
+        Ok((self.stored(ds, None, meta), serde_json::to_value(s)?))
     }
 }
 
@@ -314,10 +326,11 @@ pub fn construct(
         device,
         work: &work,
     };
-    let (ds, summary, mut meta) = match kind {
+    let (mut stored, summary) = match kind {
         Kind::DR | Kind::DNr => build.rep_match()?,
         Kind::DRand | Kind::DDet => build.relabel()?,
     };
+    let meta = &mut stored.metadata;
     meta.source_model_sha256 = Some(sha);
     meta.extra.insert(
         "source_model".into(),
@@ -330,11 +343,6 @@ pub fn construct(
         }),
     );
     meta.extra.insert("summary".into(), summary.clone());
-    let stored = ConstructedDataset {
-        dataset: ds,
-        source_indices: indices.iter().map(|&i| i as i64).collect(),
-        metadata: meta,
-    };
     let (file, _) = nrf_data::save_constructed(out.join(name), &stored)?;
     Ok(Constructed {
         kind,

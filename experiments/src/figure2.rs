@@ -152,8 +152,12 @@ pub fn construct_rep(
         }
         meta.extra.insert("config".into(), serde_json::to_value(cfg)?);
         meta.extra.insert("summary".into(), serde_json::to_value(s)?);
-        meta.extra.insert("start_indices".into(), serde_json::to_value(&out.start_indices)?);
-        let stored = ConstructedDataset { dataset: ds, source_indices: targets.iter().map(|&i| i as i64).collect(), metadata: meta };
+        let stored = ConstructedDataset {
+            dataset: ds,
+            source_indices: targets.iter().map(|&i| i as i64).collect(),
+            start_indices: Some(out.start_indices.clone()),
+            metadata: meta,
+        };
         let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
         let info = ConstructedInfo {
             name: name.into(),

@@ -149,6 +149,7 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
         let stored = ConstructedDataset {
             dataset: ds,
             source_indices: indices.iter().map(|&i| i as i64).collect(),
+            start_indices: None,
             metadata: meta,
         };
         let grid = crate::grids::relabel_grid(ctx, name, &stored)?;

@@ -65,6 +65,11 @@ pub struct ConstructedDataset {
     pub dataset: Dataset,
     /// For each example, the index of the source example it was built from (`-1` if none).
     pub source_indices: Vec<i64>,
+    /// Representation matching (D_R / D_NR): for each example, the index of the training image
+    /// its optimisation started from (`-1` for a start that is not an image, e.g. noise); None
+    /// for the other constructions. Stored as the tensor `start_indices`; files written before
+    /// it was a field carry it in `metadata.extra["start_indices"]`, read into this field.
+    pub start_indices: Option<Vec<i64>>,
     /// How the examples were built.
     pub metadata: ConstructedMetadata,
 }
@@ -128,6 +133,14 @@ pub fn save_constructed(
             ),
         ));
     }
+    if let Some(starts) = &data.start_indices {
+        if starts.len() != ds.len() {
+            return Err(DataError::bad_shape(
+                &st_path,
+                format!("{} start indices for {} examples", starts.len(), ds.len()),
+            ));
+        }
+    }
     let mut header = StoredHeader {
         format: CONSTRUCTED_FORMAT.to_string(),
         name: ds.name.clone(),
@@ -151,10 +164,14 @@ pub fn save_constructed(
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
+    let starts: Option<Vec<u8>> = data
+        .start_indices
+        .as_ref()
+        .map(|s| s.iter().flat_map(|v| v.to_le_bytes()).collect());
     let [c, h, w] = ds.shape;
     let n = ds.len();
     let st_err = |e: safetensors::SafeTensorError| DataError::format(&st_path, e.to_string());
-    let tensors = vec![
+    let mut tensors = vec![
         (
             "images",
             TensorView::new(Dtype::F32, vec![n, c, h, w], &images).map_err(st_err)?,
@@ -168,6 +185,12 @@ pub fn save_constructed(
             TensorView::new(Dtype::I64, vec![n], &sources).map_err(st_err)?,
         ),
     ];
+    if let Some(starts) = &starts {
+        tensors.push((
+            "start_indices",
+            TensorView::new(Dtype::I64, vec![n], starts).map_err(st_err)?,
+        ));
+    }
     let meta: HashMap<String, String> = HashMap::from([(METADATA_KEY.to_string(), header_json)]);
     write_atomic_with(&st_path, |tmp| {
         safetensors::tensor::serialize_to_file(tensors, &Some(meta), tmp).map_err(|e| match e {
@@ -247,6 +270,12 @@ pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
     };
     let labels = to_i64(get("labels", Dtype::I64, vec![n])?);
     let source_indices = to_i64(get("source_indices", Dtype::I64, vec![n])?);
+    let mut metadata = header.metadata;
+    let start_indices = if st.names().iter().any(|t| t.as_str() == "start_indices") {
+        Some(to_i64(get("start_indices", Dtype::I64, vec![n])?))
+    } else {
+        legacy_start_indices(&path, &mut metadata, n)?
+    };
     let dataset = Dataset {
         name: header.name,
         images,
@@ -259,8 +288,37 @@ pub fn load_constructed(stem: impl AsRef<Path>) -> Result<ConstructedDataset> {
     Ok(ConstructedDataset {
         dataset,
         source_indices,
-        metadata: header.metadata,
+        start_indices,
+        metadata,
     })
+}
+
+/// The start indices of a file written before [`ConstructedDataset::start_indices`] was a field:
+/// `metadata.extra["start_indices"]` (taken out of `extra`), checked to be `n` integers.
+fn legacy_start_indices(
+    path: &Path,
+    metadata: &mut ConstructedMetadata,
+    n: usize,
+) -> Result<Option<Vec<i64>>> {
+    let Some(v) = metadata.extra.remove("start_indices") else {
+        return Ok(None);
+    };
+    let starts: Vec<i64> = serde_json::from_value(v).map_err(|e| {
+        DataError::format(
+            path,
+            format!("metadata start_indices is not a list of integers ({e})"),
+        )
+    })?;
+    if starts.len() != n {
+        return Err(DataError::bad_shape(
+            path,
+            format!(
+                "{} start indices in its metadata for {n} examples",
+                starts.len()
+            ),
+        ));
+    }
+    Ok(Some(starts))
 }
 
 /// Checks `bytes` (the content of `path`) against the SHA-256 recorded in the side file

@@ -107,6 +107,7 @@ fn constructed_file() -> Vec<u8> {
             class_names: vec!["a".into(), "b".into()],
         },
         source_indices: vec![5, 9],
+        start_indices: None,
         metadata: ConstructedMetadata {
             method: "d_r".into(),
             epsilon: Some(0.5),

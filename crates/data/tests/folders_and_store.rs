@@ -353,6 +353,7 @@ fn constructed(n: usize) -> ConstructedDataset {
             class_names: vec!["x".into(), "y".into(), "z".into()],
         },
         source_indices: (0..n as i64).map(|i| 1000 - 7 * i).collect(),
+        start_indices: Some((0..n as i64).map(|i| (i * 3) % 11 - 1).collect()),
         metadata: ConstructedMetadata {
             method: "d_r".into(),
             epsilon: None,
@@ -399,6 +400,43 @@ fn constructed_round_trip_and_side_file() {
     assert_eq!(load_constructed(dir.path().join("empty")).unwrap(), empty);
 }
 
+/// A file written before `start_indices` was a field (the list in `metadata.extra`, no tensor)
+/// reads with the field set and `extra` without it; a wrong length there names the file.
+#[test]
+fn constructed_start_indices_of_older_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("old");
+    let mut old = constructed(4);
+    let starts = old.start_indices.take().unwrap();
+    old.metadata
+        .extra
+        .insert("start_indices".into(), serde_json::json!(starts));
+    save_constructed(&stem, &old).unwrap();
+    let read = load_constructed(&stem).unwrap();
+    assert_eq!(read, constructed(4));
+    assert!(!read.metadata.extra.contains_key("start_indices"));
+
+    old.metadata
+        .extra
+        .insert("start_indices".into(), serde_json::json!([1, 2]));
+    save_constructed(&stem, &old).unwrap();
+    let (st, _) = constructed_paths(&stem);
+    assert_names(
+        &load_constructed(&stem).unwrap_err(),
+        &st,
+        "2 start indices",
+    );
+    old.metadata
+        .extra
+        .insert("start_indices".into(), serde_json::json!("x"));
+    save_constructed(&stem, &old).unwrap();
+    assert_names(
+        &load_constructed(&stem).unwrap_err(),
+        &st,
+        "not a list of integers",
+    );
+}
+
 #[test]
 fn constructed_bad_input_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -418,6 +456,13 @@ fn constructed_bad_input_names_the_file() {
         &save_constructed(&stem, &data).unwrap_err(),
         &st,
         "2 source indices",
+    );
+    let mut data = constructed(3);
+    data.start_indices.as_mut().unwrap().push(0);
+    assert_names(
+        &save_constructed(&stem, &data).unwrap_err(),
+        &st,
+        "4 start indices",
     );
 
     save_constructed(&stem, &constructed(3)).unwrap();

@@ -18,6 +18,7 @@ fn constructed(n: usize) -> ConstructedDataset {
             class_names: vec![],
         },
         source_indices: (0..n as i64).collect(),
+        start_indices: None,
         metadata: ConstructedMetadata {
             method: "d_r".into(),
             ..Default::default()

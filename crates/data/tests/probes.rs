@@ -165,6 +165,7 @@ fn nan_in_a_stored_constructed_set_names_the_file_and_the_image() {
             class_names: vec![],
         },
         source_indices: vec![0, 1, 2, 3],
+        start_indices: None,
         metadata: ConstructedMetadata {
             method: "d_r".into(),
             epsilon: None,

@@ -239,21 +239,9 @@ pub fn independent_model(ctx: &mut Ctx, src: &Sources) -> Result<Independent> {
 
 /// The start indices x0 stored with D_R / D_NR (`-1` for noise starts), one per example.
 pub fn start_indices(ds: &ConstructedDataset, name: &str) -> Result<Vec<i64>> {
-    let v = ds
-        .metadata
-        .extra
-        .get("start_indices")
-        .with_context(|| format!("{name}: no start_indices in its stored metadata"))?;
-    let starts: Vec<i64> = serde_json::from_value(v.clone())
-        .with_context(|| format!("{name}: start_indices is not a list of integers"))?;
-    if starts.len() != ds.dataset.len() {
-        bail!(
-            "{name}: {} start_indices for {} images",
-            starts.len(),
-            ds.dataset.len()
-        );
-    }
-    Ok(starts)
+    ds.start_indices
+        .clone()
+        .with_context(|| format!("{name}: no start indices stored with it"))
 }
 
 /// A short file-name-safe name of an architecture, e.g. "resnet18_w8", "mlp_256_256".
