@@ -9,9 +9,10 @@ use crate::pipeline::load_data;
 use crate::preset::Preset;
 use anyhow::{bail, Context, Result};
 use nrf_attacks::evaluate_grid;
-use nrf_data::{ConstructedDataset, ConstructedMetadata, Dataset};
+use nrf_data::{ConstructedDataset, Dataset};
 use nrf_features::relabel::{self, RelabelConfig, TargetRule};
 use nrf_features::repmatch;
+use nrf_features::targeted::TargetedAttack;
 use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
 use nrf_results::uncertainty::Accuracy;
 use serde::Serialize;
@@ -177,21 +178,6 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    /// The stored set of `ds` built from `self.indices`, with its start indices and metadata.
-    fn stored(
-        &self,
-        ds: Dataset,
-        start_indices: Option<Vec<i64>>,
-        metadata: ConstructedMetadata,
-    ) -> ConstructedDataset {
-        ConstructedDataset {
-            dataset: ds,
-            source_indices: self.indices.iter().map(|&i| i as i64).collect(),
-            start_indices,
-            metadata,
-        }
-    }
-
     /// D_R / D_NR by representation matching with the preset's `[rep_match]`: the stored set
     /// and the construction's summary.
     fn rep_match(&self) -> Result<(ConstructedDataset, serde_json::Value)> {
@@ -212,18 +198,10 @@ impl Build<'_> {
             s.init_rel_err,
             s.final_rel_err
         );
-        let ds = nrf_features::to_dataset(name, &built.images, &built.labels, self.train_set)?;
-        let mut meta = ConstructedMetadata {
-            method: if kind == Kind::DR { "d_r" } else { "d_nr" }.into(),
-            steps: Some(cfg.steps),
-            step_size: Some(cfg.step_start),
-            seed: Some(cfg.seed),
-            ..Default::default()
-        };
-        meta.extra
-            .insert("config".into(), serde_json::to_value(&cfg)?);
-        let summary = serde_json::to_value(s)?;
-        Ok((self.stored(ds, Some(built.start_indices), meta), summary))
+        let method = crate::figure2::rep_method(kind == Kind::DR);
+        let stored =
+            crate::figure2::rep_stored(name, method, self.train_set, self.indices, &built, &cfg)?;
+        Ok((stored, serde_json::to_value(s)?))
     }
 
     /// D_rand / D_det by targeted PGD with the preset's `[relabel]`: the stored set and the
@@ -258,23 +236,15 @@ impl Build<'_> {
             s.success_rate,
             s.mean_dist_to_x
         );
-        let ds = nrf_features::to_dataset(name, &built.images, &built.labels, self.train_set)?;
-        let mut meta = ConstructedMetadata {
-            method: if kind == Kind::DRand {
-                "random_target"
-            } else {
-                "deterministic_target"
-            }
-            .into(),
-            epsilon: Some(cfg.eps),
-            steps: Some(cfg.steps),
-            step_size: Some(cfg.step_size),
-            seed: Some(cfg.seed),
-            ..Default::default()
-        };
-        meta.extra
-            .insert("config".into(), serde_json::to_value(&cfg)?);
-        Ok((self.stored(ds, None, meta), serde_json::to_value(s)?))
+        let stored = crate::table1::relabel_stored(
+            name,
+            self.train_set,
+            self.indices,
+            &built,
+            &cfg,
+            &TargetedAttack::default(),
+        )?;
+        Ok((stored, serde_json::to_value(s)?))
     }
 }
 
@@ -342,7 +312,6 @@ pub fn construct(
             "check_accuracy": check.acc,
         }),
     );
-    meta.extra.insert("summary".into(), summary.clone());
     let (file, _) = nrf_data::save_constructed(out.join(name), &stored)?;
     Ok(Constructed {
         kind,

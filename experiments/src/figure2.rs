@@ -6,7 +6,7 @@
 use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
-use nrf_features::repmatch::{build, RepMatchConfig};
+use nrf_features::repmatch::{build, RepMatchConfig, RepMatched};
 use nrf_results::ModelKind;
 use nrf_results::{ConstructedInfo, ModelRole};
 
@@ -126,38 +126,19 @@ pub fn construct_rep(
     cfg: &RepMatchConfig,
 ) -> Result<String> {
     let targets: Vec<usize> = subset[..ctx.preset.rep_match.n.min(subset.len())].to_vec();
-    let method = if source == "C_rob" {
-        "robust_features"
-    } else {
-        "non_robust_features"
-    };
+    let method = rep_method(source == "C_rob");
     let (_, key) = ctx.stage(&format!("construct:{name}"), &(source_key, cfg, &targets), |ctx, work| {
         let t0 = std::time::Instant::now();
         let model = ctx.load_classifier(source)?;
         let out = build(model.as_ref(), &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
-        let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
         let s = &out.summary;
         tracing::info!("{name}: relative representation error {:.3} -> {:.3}; distance to x {:.2}, to x0 {:.2}", s.init_rel_err, s.final_rel_err, s.mean_dist_to_x, s.mean_dist_to_x0);
+        let mut stored = rep_stored(name, method, &ctx.train, &targets, &out, cfg)?;
         let (sha256, provenance) = ctx.source_file(source)?;
-        let mut meta = ConstructedMetadata {
-            method: method.into(),
-            steps: Some(cfg.steps),
-            step_size: Some(cfg.step_start),
-            source_model_sha256: Some(sha256),
-            seed: Some(cfg.seed),
-            ..Default::default()
-        };
+        stored.metadata.source_model_sha256 = Some(sha256);
         if let Some(p) = provenance {
-            meta.extra.insert("source_model".into(), p);
+            stored.metadata.extra.insert("source_model".into(), p);
         }
-        meta.extra.insert("config".into(), serde_json::to_value(cfg)?);
-        meta.extra.insert("summary".into(), serde_json::to_value(s)?);
-        let stored = ConstructedDataset {
-            dataset: ds,
-            source_indices: targets.iter().map(|&i| i as i64).collect(),
-            start_indices: Some(out.start_indices.clone()),
-            metadata: meta,
-        };
         let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
         let info = ConstructedInfo {
             name: name.into(),
@@ -180,6 +161,49 @@ pub fn construct_rep(
         Ok(info)
     })?;
     Ok(key)
+}
+
+/// The `method` recorded with a representation-matching set: "robust_features" (D_R, from a
+/// robust model) or "non_robust_features" (D_NR, from a standard one).
+pub fn rep_method(robust: bool) -> &'static str {
+    if robust {
+        "robust_features"
+    } else {
+        "non_robust_features"
+    }
+}
+
+/// D_R / D_NR as stored, the one construction path of the pipeline and of `nrf construct`: the
+/// images and labels of `out` (built from the training images `targets` of `train` with `cfg`),
+/// their source and start indices, and `method`, the settings and the summary in the metadata.
+/// The caller records the source model (its checksum, and where it came from).
+pub fn rep_stored(
+    name: &str,
+    method: &str,
+    train: &nrf_data::Dataset,
+    targets: &[usize],
+    out: &RepMatched,
+    cfg: &RepMatchConfig,
+) -> Result<ConstructedDataset> {
+    let mut metadata = ConstructedMetadata {
+        method: method.into(),
+        steps: Some(cfg.steps),
+        step_size: Some(cfg.step_start),
+        seed: Some(cfg.seed),
+        ..Default::default()
+    };
+    metadata
+        .extra
+        .insert("config".into(), serde_json::to_value(cfg)?);
+    metadata
+        .extra
+        .insert("summary".into(), serde_json::to_value(&out.summary)?);
+    Ok(ConstructedDataset {
+        dataset: nrf_features::to_dataset(name, &out.images, &out.labels, train)?,
+        source_indices: targets.iter().map(|&i| i as i64).collect(),
+        start_indices: Some(out.start_indices.clone()),
+        metadata,
+    })
 }
 
 /// The representation-matching configuration of the preset.

@@ -8,7 +8,7 @@ use crate::pipeline::{Ctx, EvalLevel};
 use crate::preset::RelabelSection;
 use anyhow::Result;
 use nrf_data::store::{ConstructedDataset, ConstructedMetadata};
-use nrf_features::relabel::{build_with, RelabelConfig, TargetRule};
+use nrf_features::relabel::{build_with, RelabelConfig, Relabelled, TargetRule};
 use nrf_features::targeted::TargetedAttack;
 use nrf_results::ModelKind;
 use nrf_results::{eps_eq, ConstructedInfo, ModelRole};
@@ -97,10 +97,7 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
         batch_size: r.batch_size,
         seed: ctx.preset.stage_seed(&format!("targets:{name}")),
     };
-    let method = match rule {
-        TargetRule::Random => "random_target",
-        TargetRule::Deterministic => "deterministic_target",
-    };
+    let method = relabel_method(rule);
     let attack = spec.attack;
     let source = spec.source.clone();
     let stage = format!("construct:{name}");
@@ -124,34 +121,12 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
             s.mean_dist_to_x,
             s.target_equals_label
         );
-        let ds = nrf_features::to_dataset(name, &out.images, &out.labels, &ctx.train)?;
+        let mut stored = relabel_stored(name, &ctx.train, &indices, &out, &cfg, &attack)?;
         let (sha256, provenance) = ctx.source_file(&source)?;
-        let mut meta = ConstructedMetadata {
-            method: method.into(),
-            epsilon: Some(eps),
-            steps: Some(cfg.steps),
-            step_size: Some(step_size),
-            source_model_sha256: Some(sha256),
-            seed: Some(cfg.seed),
-            ..Default::default()
-        };
+        stored.metadata.source_model_sha256 = Some(sha256);
         if let Some(p) = provenance {
-            meta.extra.insert("source_model".into(), p);
+            stored.metadata.extra.insert("source_model".into(), p);
         }
-        meta.extra
-            .insert("config".into(), serde_json::to_value(&cfg)?);
-        meta.extra
-            .insert("summary".into(), serde_json::to_value(s)?);
-        if !attack.is_paper() {
-            meta.extra
-                .insert("attack".into(), serde_json::to_value(attack)?);
-        }
-        let stored = ConstructedDataset {
-            dataset: ds,
-            source_indices: indices.iter().map(|&i| i as i64).collect(),
-            start_indices: None,
-            metadata: meta,
-        };
         let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
         let info = ConstructedInfo {
             name: name.into(),
@@ -180,6 +155,49 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
         ctx.stage(&stage, &inputs, build_stage)?
     };
     Ok(key)
+}
+
+/// The `method` recorded with a relabelled set: "random_target" (D_rand) or
+/// "deterministic_target" (D_det).
+pub fn relabel_method(rule: TargetRule) -> &'static str {
+    match rule {
+        TargetRule::Random => "random_target",
+        TargetRule::Deterministic => "deterministic_target",
+    }
+}
+
+/// D_rand / D_det as stored, the one construction path of the pipeline and of `nrf construct`:
+/// the images and new labels of `out` (built from the training images `indices` of `train` with
+/// `cfg` and `attack`), their source indices, and the method, settings, summary and (when it is
+/// not the paper's) attack in the metadata. The caller records the source model.
+pub fn relabel_stored(
+    name: &str,
+    train: &nrf_data::Dataset,
+    indices: &[usize],
+    out: &Relabelled,
+    cfg: &RelabelConfig,
+    attack: &TargetedAttack,
+) -> Result<ConstructedDataset> {
+    let mut metadata = ConstructedMetadata {
+        method: relabel_method(cfg.rule).into(),
+        epsilon: Some(cfg.eps),
+        steps: Some(cfg.steps),
+        step_size: Some(cfg.step_size),
+        seed: Some(cfg.seed),
+        ..Default::default()
+    };
+    let extra = &mut metadata.extra;
+    extra.insert("config".into(), serde_json::to_value(cfg)?);
+    extra.insert("summary".into(), serde_json::to_value(&out.summary)?);
+    if !attack.is_paper() {
+        extra.insert("attack".into(), serde_json::to_value(attack)?);
+    }
+    Ok(ConstructedDataset {
+        dataset: nrf_features::to_dataset(name, &out.images, &out.labels, train)?,
+        source_indices: indices.iter().map(|&i| i as i64).collect(),
+        start_indices: None,
+        metadata,
+    })
 }
 
 /// The paper's set a relabelled set with target rule `rule` stands for: D_rand or D_det.
