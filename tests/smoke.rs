@@ -267,17 +267,7 @@ fn check_sources_and_sets(results: &Path) {
 /// Every extra wrote its section (finding, verdict, table, images) and its models.
 fn check_extras(results: &Path) {
     // The reviewers' questions and Figure 3 (issue 8), all enabled in the smoke preset.
-    for id in [
-        "overfitting",
-        "diversity",
-        "source_vs_target",
-        "cosine_ablation",
-        "init_ablation",
-        "eps_sensitivity",
-        "figure3",
-        "train_size",
-        "d_det_study",
-    ] {
+    for id in nrf_experiments::extras::SECTION_IDS {
         let s = json(&results.join(format!("sections/{id}.json")));
         assert_eq!(s["id"], id);
         assert!(

@@ -305,17 +305,7 @@ fn the_extras_run_on_the_sources(results: &Path, sets: &[String], before: &Stage
     for (name, (_, key)) in before {
         assert_eq!(s3[name], ("cached".to_string(), key.clone()), "{name}");
     }
-    for section in [
-        "overfitting",
-        "diversity",
-        "source_vs_target",
-        "cosine_ablation",
-        "init_ablation",
-        "eps_sensitivity",
-        "train_size",
-        "figure3",
-        "d_det_study",
-    ] {
+    for section in nrf_experiments::extras::SECTION_IDS {
         let f = results.join(format!("sections/{section}.json"));
         assert!(f.exists(), "{section}: no section with TorchScript sources");
     }

@@ -3,6 +3,9 @@
 //! distance (the set is then called `D_R_cos`), squared L2 when it uses cosine (`D_R_l2`) —
 //! from the same start images and targets, and a fresh model is trained on it. Both D_R models
 //! are compared with the D_NR model: does "D_R gives robustness" survive the change?
+
+/// The id of this extra's section (`sections/cosine_ablation.json`) and job (`extras:cosine_ablation`).
+pub const ID: &str = "cosine_ablation";
 use super::stats::{num, Accuracy, Margin};
 use super::{read_model, write_section};
 use crate::figure2::{construct_rep, rep_config, Sources};
@@ -255,7 +258,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         eps,
     );
     let section = Section {
-        id: "cosine_ablation".into(),
+        id: ID.into(),
         title: "Distance in representation space: L2 vs cosine (reviewer 1)".into(),
         claim: "Reviewer 1 asks why D_R matches representations in L2 distance. The paper's claim \
                 — a standard model trained on D_R is robust, one trained on D_NR is not — should \

@@ -11,6 +11,9 @@
 //!
 //! Models and sets of this section carry the prefix `dd_` (sets `D_det_dd_*`); the paper-recipe
 //! baseline reuses `D_det_n<n>` (the same set `train_size` builds).
+
+/// The id of this extra's section (`sections/d_det_study.json`) and job (`extras:d_det_study`).
+pub const ID: &str = "d_det_study";
 use super::stats::{above_chance, pct, Accuracy};
 use super::{chance, read_model, shifted_agreement, write_section};
 use crate::figure2::Sources;
@@ -527,7 +530,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, study: &DDetStudy) -> Result<()> {
     let chance = chance(ctx);
     let (finding, verdict) = finding(&variants, chance);
     let section = Section {
-        id: "d_det_study".into(),
+        id: ID.into(),
         title: "D_det: what it takes".into(),
         claim: "Table 1: a model trained on D_det (every image attacked towards (y+1) mod C and \
                 relabelled) generalises to the real test set above chance. Replications on \

@@ -2,6 +2,9 @@
 //! images D_R and D_NR were made for), D_R and D_NR: the mean pairwise L2 distance between the
 //! images of each class, in pixel space and in the representation of an independent standard
 //! model; with the accuracy a fresh model trained on each set reaches.
+
+/// The id of this extra's section (`sections/diversity.json`) and job (`extras:diversity`).
+pub const ID: &str = "diversity";
 use super::stats::{mean, mean_pairwise_l2, num, pct, ratio_words};
 use super::{class_name, headline_robust, read_model, representations, write_section, Independent};
 use crate::figure2::Sources;
@@ -301,7 +304,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, indep: &Independent) -> Result<()> {
     let acc_table = accuracy_table(ctx)?;
     let images = plots(ctx, &sets, &per)?;
     let section = Section {
-        id: "diversity".into(),
+        id: ID.into(),
         title: "Diversity of D_R and D_NR (reviewer 3)".into(),
         claim: "Reviewer 3 asks whether D_R is simply less diverse than D (which could explain a \
                 model trained on it being different), measured by distances between images of a \

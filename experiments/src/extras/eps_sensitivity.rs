@@ -2,6 +2,9 @@
 //! and D_det are built from C_std at each L2 eps of `extras.eps_sensitivity` (steps as in the
 //! preset, step size scaled with eps as for `relabel.extra_eps`; the sets of Table 1 are reused
 //! where the radius matches) and a fresh model is trained on each.
+
+/// The id of this extra's section (`sections/eps_sensitivity.json`) and job (`extras:eps_sensitivity`).
+pub const ID: &str = "eps_sensitivity";
 use super::stats::{above_chance, num, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
 use crate::figure2::Sources;
@@ -244,7 +247,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, radii: &[f64]) -> Result<()> {
     let (mut finding, verdict) = finding(&sets, chance);
     finding += &super::shifted_sentence(&det_shifted);
     let section = Section {
-        id: "eps_sensitivity".into(),
+        id: ID.into(),
         title: "Table 1 at several attack radii (reviewer 3)".into(),
         claim: "Reviewer 3 asks how sensitive Table 1 is to the attack radius eps. The paper's \
                 claim is that D_rand and D_det, although every label looks wrong, train models \

@@ -17,6 +17,9 @@
 //! When an architecture is the preset's own and the control has the same size, the Figure 2 /
 //! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
 
+/// The id of this extra's section (`sections/figure3.json`) and job (`extras:figure3`).
+pub const ID: &str = "figure3";
+
 use super::stats::{
     above_chance, correlation, correlation_verdict, correlation_words, num, pct, Accuracy, Margin,
 };
@@ -210,7 +213,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, archs: &[Arch]) -> Result<()> {
     let (finding, verdict) = finding(&points, chance);
     let table = table(&sets, &transfer, &points);
     let section = Section {
-        id: "figure3".into(),
+        id: ID.into(),
         title: "Figure 3: transferability vs learning from non-robust features".into(),
         claim: "Architectures that learn more from the non-robust features of D_det (higher \
                 real-test accuracy when trained on it) are more susceptible to adversarial \

@@ -4,6 +4,9 @@
 //! preset's `model.init`: PyTorch's defaults (the paper's code) vs tch's (conv / linear weights
 //! ~2.45x wider, conv biases 0). Measured first in a PyTorch twin: with tch's scheme the D_R model
 //! lost its edge over the clean control.
+
+/// The id of this extra's section (`sections/init_ablation.json`) and job (`extras:init_ablation`).
+pub const ID: &str = "init_ablation";
 use super::stats::{points, Accuracy, Margin};
 use super::{read_model, write_section};
 use crate::figure2::{construct_rep, control_set, rep_config, Sources};
@@ -198,7 +201,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
         eps,
     );
     let section = Section {
-        id: "init_ablation".into(),
+        id: ID.into(),
         title: "Initialisation: PyTorch's defaults vs tch's".into(),
         claim: "Not in the paper. The paper's code is PyTorch with its default initialisation; \
                 tch (the Rust binding nrf trains with) initialises conv and linear weights ~2.45x \

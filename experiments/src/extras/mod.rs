@@ -53,6 +53,19 @@ pub struct ExtraJob {
     pub independent: bool,
 }
 
+/// Every extra's section id (`sections/<id>.json`), one per extra of `[extras]`.
+pub const SECTION_IDS: [&str; 9] = [
+    overfitting::ID,
+    diversity::ID,
+    source_vs_target::ID,
+    cosine::ID,
+    init_ablation::ID,
+    eps_sensitivity::ID,
+    figure3::ID,
+    train_size::ID,
+    d_det::ID,
+];
+
 /// The enabled extras, in the order an ordinary run runs them (`[extras]` in the preset).
 pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
     let e = ctx.preset.extras.clone();
@@ -72,7 +85,7 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
     };
     if e.diversity {
         jobs.push(extra(
-            "diversity",
+            diversity::ID,
             Box::new(|ctx, src| {
                 let indep = independent_model(ctx, src)?;
                 diversity::run(ctx, src, &indep)
@@ -81,7 +94,7 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
     }
     if e.source_vs_target {
         jobs.push(extra(
-            "source_vs_target",
+            source_vs_target::ID,
             Box::new(|ctx, src| {
                 let indep = independent_model(ctx, src)?;
                 source_vs_target::run(ctx, &indep)
@@ -89,29 +102,29 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
         ));
     }
     if e.cosine_ablation {
-        jobs.push(extra("cosine_ablation", Box::new(cosine::run)));
+        jobs.push(extra(cosine::ID, Box::new(cosine::run)));
     }
     if e.init_ablation {
-        jobs.push(extra("init_ablation", Box::new(init_ablation::run)));
+        jobs.push(extra(init_ablation::ID, Box::new(init_ablation::run)));
     }
     if !e.eps_sensitivity.is_empty() {
         let eps = e.eps_sensitivity.clone();
         jobs.push(extra(
-            "eps_sensitivity",
+            eps_sensitivity::ID,
             Box::new(move |ctx, src| eps_sensitivity::run(ctx, src, &eps)),
         ));
     }
     if e.figure3 {
         let archs = e.figure3_archs.clone();
         jobs.push(extra(
-            "figure3",
+            figure3::ID,
             Box::new(move |ctx, src| figure3::run(ctx, src, &archs)),
         ));
     }
     if !e.train_sizes.is_empty() {
         let sizes = e.train_sizes.clone();
         jobs.push(extra(
-            "train_size",
+            train_size::ID,
             Box::new(move |ctx, src| train_size::run(ctx, src, &sizes)),
         ));
     }
@@ -138,7 +151,7 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
             jobs.push(job);
         }
         let mut study_job = extra(
-            "d_det_study",
+            d_det::ID,
             Box::new(move |ctx, src| d_det::run(ctx, src, &study)),
         );
         study_job.job.after.extend(variant_jobs);
@@ -150,7 +163,7 @@ pub fn jobs(ctx: &Ctx) -> Vec<ExtraJob> {
     }
     if e.overfitting {
         jobs.push(extra(
-            "overfitting",
+            overfitting::ID,
             Box::new(|ctx, _| overfitting::run(ctx)),
         ));
     }

@@ -3,6 +3,9 @@
 //! model's own training set minus accuracy on the real test set) of the models trained on D
 //! (C_std, and the same-size clean control), D_R, D_NR, D_rand and D_det. Reads
 //! `models/*.json` only.
+
+/// The id of this extra's section (`sections/overfitting.json`) and job (`extras:overfitting`).
+pub const ID: &str = "overfitting";
 use super::stats::{pct, points, Accuracy, Margin};
 use super::{read_model, write_section};
 use crate::pipeline::Ctx;
@@ -367,7 +370,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let plot = plot(ctx, &series)?;
     let table = table(ctx, &rows);
     let section = Section {
-        id: "overfitting".into(),
+        id: ID.into(),
         title: "Over-fitting: train vs test accuracy (reviewer 1)".into(),
         claim: "Reviewer 1 asks whether the models trained on the constructed datasets simply \
                 over-fit them, so that their test accuracy reflects memorisation rather than \

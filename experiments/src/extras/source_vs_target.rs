@@ -2,6 +2,9 @@
 //! optimised until its representation matches that of a target image x (whose label y it gets).
 //! Is x_r closer to x0 or to x? In pixel space, in the representation of an independent
 //! standard model, and by the label that model gives x_r (y, or the start's label y0).
+
+/// The id of this extra's section (`sections/source_vs_target.json`) and job (`extras:source_vs_target`).
+pub const ID: &str = "source_vs_target";
 use super::stats::{num, pct};
 use super::{predictions, representations, start_indices, write_section, Independent};
 use crate::pipeline::Ctx;
@@ -159,7 +162,7 @@ pub fn measure(ctx: &Ctx, set: &str, indep: &Independent) -> Result<Closeness> {
 pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
     if ctx.preset.rep_match.start == StartMode::Noise {
         let section = Section {
-            id: "source_vs_target".into(),
+            id: ID.into(),
             title: "Are x_r closer to the start or the target? (reviewer 1)".into(),
             claim: "Reviewer 1 asks whether the images of D_R / D_NR resemble the image they \
                     start from (x0) or the image whose representation they match (x)."
@@ -254,7 +257,7 @@ pub fn run(ctx: &mut Ctx, indep: &Independent) -> Result<()> {
         }
     }
     let section = Section {
-        id: "source_vs_target".into(),
+        id: ID.into(),
         title: "Are x_r closer to the start or the target? (reviewer 1)".into(),
         claim: "Reviewer 1 asks whether the images of D_R / D_NR resemble the image they start \
                 from (x0) or the image whose representation they match (x, whose label they get). \

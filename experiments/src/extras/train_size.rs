@@ -6,6 +6,9 @@
 //! size; nested random subsets, so the smaller sets' images are the larger ones' first images and
 //! Table 1's sets are reused at `relabel.n`), trains a fresh model on each and on the same clean
 //! images (the reference a set of that size can reach), and reports their real-test accuracy.
+
+/// The id of this extra's section (`sections/train_size.json`) and job (`extras:train_size`).
+pub const ID: &str = "train_size";
 use super::eps_sensitivity::FLAT_TOL;
 use super::stats::{above_chance, pct, points_verdict, trend_words, Accuracy};
 use super::{chance, write_section};
@@ -338,7 +341,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources, sizes: &[usize]) -> Result<()> {
     write_section(
         ctx,
         &Section {
-            id: "train_size".into(),
+            id: ID.into(),
             title: "Table 1 at several training-set sizes".into(),
             claim: "The paper builds D_rand and D_det from the whole training set; models trained \
                     on them are far above chance on the real test set. Does that depend on how \
