@@ -150,6 +150,7 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         v
     };
     let sets = named(&std_pt);
+    plan_prices_the_sources(&sets);
     let results = d.join("r");
 
     let first = reproduce(&results, &sets).unwrap();
@@ -320,6 +321,58 @@ fn the_extras_run_on_the_sources(results: &Path, sets: &[String], before: &Stage
 
 /// A missing file or a wrong normalisation stops the run before any stage (no run.json), naming
 /// the preset field; `sets` names working sources.
+/// `nrf plan` measures each TorchScript source against the preset's architecture and prices
+/// every stage that runs on it at that ratio.
+fn plan_prices_the_sources(sets: &[String]) {
+    use nrf_experiments::plan::{plan, PlanOptions};
+    let opts = PlanOptions {
+        gflops: Some(10.0),
+        ..Default::default()
+    };
+    let (p, _) = Preset::load_with_overrides("smoke", sets).unwrap();
+    let with = plan(&p, &opts).unwrap();
+    let own_sets: Vec<String> = sets
+        .iter()
+        .filter(|s| !s.starts_with("sources."))
+        .cloned()
+        .collect();
+    let (own, _) = Preset::load_with_overrides("smoke", &own_sets).unwrap();
+    let without = plan(&own, &opts).unwrap();
+    assert_eq!(with.sources.len(), 2, "{:?}", with.sources);
+    for s in &with.sources {
+        assert!(
+            s.relative_cost > 0.0 && s.relative_cost.is_finite(),
+            "{s:?}"
+        );
+        assert!(s.params.unwrap() > 0, "{s:?}");
+        eprintln!("plan: {} = {}: {}", s.model, s.file, s.detail);
+    }
+    let flops = |plan: &nrf_experiments::plan::Plan, name: &str| {
+        let s = plan.stages.iter().find(|s| s.name == name).unwrap();
+        (s.flops, s.source.clone())
+    };
+    for (stage, source) in [
+        ("construct:D_R", "C_rob"),
+        ("construct:D_NR", "C_std"),
+        ("construct:D_det", "C_std"),
+        ("eval:C_std", "C_std"),
+    ] {
+        let (f, on) = flops(&with, stage);
+        assert_eq!(on.as_deref(), Some(source), "{stage}");
+        let ratio = with.sources.iter().find(|s| s.model == source).unwrap();
+        let expected = ratio.relative_cost * flops(&without, stage).0;
+        assert!(
+            (f - expected).abs() <= 1e-9 * expected,
+            "{stage}: {f} vs {expected}"
+        );
+    }
+    assert_eq!(
+        flops(&with, "train:on_D_R"),
+        flops(&without, "train:on_D_R")
+    );
+    assert!(with.to_text().contains("(TorchScript)"));
+}
+
 fn bad_sources_stop_before_any_stage(d: &Path, sets: &[String]) {
     // A missing file: an error naming the field and the path, before any stage (no run.json).
     let missing = d.join("nope.pt");

@@ -154,6 +154,17 @@ impl TorchScriptClassifier {
         self.rep_dim
     }
 
+    /// The number of parameters of the module (its `named_parameters`, submodules included).
+    pub fn num_params(&self) -> Result<i64> {
+        let params = self.module.named_parameters().map_err(|e| {
+            anyhow!(
+                "TorchScript model {}: cannot list its parameters ({e})",
+                self.path.display()
+            )
+        })?;
+        Ok(params.iter().map(|(_, t)| t.numel() as i64).sum())
+    }
+
     /// `(logits, representation)` or an error saying what the module returned instead.
     pub fn try_forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let x = match &self.norm {

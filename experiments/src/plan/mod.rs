@@ -37,7 +37,7 @@ mod tests;
 
 pub use data::{data_shape, data_sizes};
 pub use text::{flops_text, time_text};
-pub use timing::{matmul_gflops, measure};
+pub use timing::{matmul_gflops, measure, source_cost};
 
 use crate::preset::Preset;
 use anyhow::{bail, Result};
@@ -69,8 +69,12 @@ pub struct Plan {
     pub image_shape: [i64; 3],
     pub classes: i64,
     pub throughput: Throughput,
-    /// Every architecture the plan uses, with its per-image cost.
+    /// Every architecture the plan uses, with its per-image cost (a TorchScript source's in
+    /// FLOP-equivalents: [`SourceCost`]).
     pub models: Vec<ModelCost>,
+    /// The TorchScript source models of `[sources]`, priced by measurement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceCost>,
     pub stages: Vec<StagePlan>,
     /// Sums per kind of stage ("train", "eval", "construct", "ensemble", "extras").
     pub by_kind: Vec<KindTotal>,
@@ -94,6 +98,23 @@ pub struct Throughput {
     pub matmul_gflops: Option<f64>,
 }
 
+/// A TorchScript source model's cost ([`source_cost`]): every stage that runs on it counts its
+/// passes at `relative_cost` times the preset architecture's FLOPs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceCost {
+    /// "C_std" or "C_rob": the model it stands in for.
+    pub model: String,
+    /// The TorchScript file.
+    pub file: String,
+    /// Its time per attack step over the preset architecture's, measured here (1 when the file
+    /// is not here).
+    pub relative_cost: f64,
+    /// Its number of parameters (None when the file is not here).
+    pub params: Option<i64>,
+    /// How it was measured, in words.
+    pub detail: String,
+}
+
 /// One architecture's cost per image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelCost {
@@ -111,8 +132,12 @@ pub struct StagePlan {
     pub name: String,
     /// "train", "eval", "construct", "ensemble" or "extras".
     pub kind: String,
-    /// The architecture whose passes these are.
+    /// The architecture whose passes these are (a TorchScript source: its file).
     pub arch: String,
+    /// The TorchScript source model ("C_std" / "C_rob") the stage runs on when `[sources]` names
+    /// one: its passes are priced at that file's measured cost ([`SourceCost`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Distinct images the stage works on.
     pub images: usize,
     /// The passes per image, in words.
@@ -162,20 +187,38 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
         None => measure(p, shape, classes, Device::cuda_if_available(), 2.0)?,
     };
     let rate = throughput.gflops * 1e9;
+    let device = Device::cuda_if_available();
+    let mut sources = Vec::new();
+    for model in ["C_std", "C_rob"] {
+        if let Some(src) = p.sources.of(model) {
+            sources.push(source_cost(p, model, src, shape, classes, device, 1.0)?);
+        }
+    }
     let mut models: Vec<ModelCost> = Vec::new();
     let mut out = Vec::new();
     for (mut s, passes, arch) in stages(p, train_n, test_n) {
         let c = cost(&arch, shape, classes);
+        let source = s
+            .source
+            .as_ref()
+            .and_then(|m| sources.iter().find(|x| &x.model == m));
+        let (scale, params) = match source {
+            Some(x) => {
+                s.arch = format!("{} ({}, TorchScript)", x.file, x.model);
+                (x.relative_cost, x.params.unwrap_or(c.params))
+            }
+            None => (1.0, c.params),
+        };
         if !models.iter().any(|m| m.arch == s.arch) {
             models.push(ModelCost {
                 arch: s.arch.clone(),
-                params: c.params,
-                forward_mflop: c.forward_flops() / 1e6,
-                train_backward_mflop: c.train_backward_flops() / 1e6,
-                input_backward_mflop: c.input_backward_flops() / 1e6,
+                params,
+                forward_mflop: scale * c.forward_flops() / 1e6,
+                train_backward_mflop: scale * c.train_backward_flops() / 1e6,
+                input_backward_mflop: scale * c.input_backward_flops() / 1e6,
             });
         }
-        s.flops = passes.flops(&c);
+        s.flops = scale * passes.flops(&c);
         s.seconds = s.flops / rate;
         out.push(s);
     }
@@ -208,6 +251,7 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
         classes,
         throughput,
         models,
+        sources,
         stages: out,
         by_kind,
         total_flops,

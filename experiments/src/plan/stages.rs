@@ -15,14 +15,14 @@ pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePla
     let arch = p.model.arch.clone();
     // Figure 2's sources ([`crate::figure2::source_models`]) and the construction subset.
     let main = ModelRole::Main;
-    // A TorchScript source (`[sources]`) is not trained, only evaluated (its cost counted as
-    // the preset's architecture's: the file's is not known here).
+    // A TorchScript source (`[sources]`) is not trained, only evaluated (at the file's own cost,
+    // measured by [`crate::plan`], as every stage that runs on it).
     for (name, kind, section) in [
         ("C_std", K::Std, &p.train_std),
         ("C_rob", K::Rob, &p.train_rob),
     ] {
         if p.sources.of(name).is_some() {
-            b.eval(name, main(kind), &arch, true, 1);
+            b.on_source(name, |b| b.eval(name, main(kind), &arch, true, 1));
         } else {
             b.model(name, main(kind), &arch, train_n, section, true);
         }
@@ -31,8 +31,8 @@ pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePla
     let rep_n = p.rep_match.n.min(subset);
     let rel_n = p.relabel.n.min(subset);
     // Figure 2 ([`crate::figure2::run`]).
-    b.rep("D_NR", rep_n);
-    b.rep("D_R", rep_n);
+    b.rep("D_NR", rep_n, "C_std");
+    b.rep("D_R", rep_n, "C_rob");
     b.model("on_D_R", main(K::DR), &arch, rep_n, &p.fresh, true);
     b.model("on_D_NR", main(K::DNR), &arch, rep_n, &p.fresh, true);
     b.model("on_control", main(K::Control), &arch, rep_n, &p.fresh, true);
@@ -108,7 +108,7 @@ fn cosine_ablation(b: &mut Builder, rep_n: usize) {
     let p = b.p;
     let arch = p.model.arch.clone();
     let (_, alt) = crate::extras::cosine::alternative(p.rep_match.distance);
-    b.rep(alt, rep_n);
+    b.rep(alt, rep_n, "C_rob");
     let role = ModelRole::Extra {
         set: K::DR,
         varies: Varies::Distance,
@@ -202,15 +202,17 @@ fn figure3(b: &mut Builder, rep_n: usize, rel_n: usize) {
         "{rn} img x targeted PGD-{} on C_std, then predictions",
         r.steps
     );
-    b.push(
-        "extras:figure3_transfer".into(),
-        "extras",
-        &arch,
-        rn,
-        words,
-        1,
-        passes,
-    );
+    b.on_source("C_std", |b| {
+        b.push(
+            "extras:figure3_transfer".into(),
+            "extras",
+            &arch,
+            rn,
+            words,
+            1,
+            passes,
+        )
+    });
 }
 
 /// `train_sizes`: D_rand / D_det and a clean control at every size, and a model on each.
@@ -286,16 +288,35 @@ fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize)
         true,
     );
     let copies = study.eot.samples;
+    // (set, the source model's architecture, steps, EOT copies, on C_std: a `[sources]` file
+    // there prices it; the other two sources are the study's own models).
     let sets = [
-        (format!("D_det_n{n}"), &arch, r.steps, 1),
-        (format!("D_det_dd_{slug}"), &study.source_arch, r.steps, 1),
-        (format!("D_det_dd_rob{tag}"), &arch, r.steps, 1),
-        ("D_det_dd_eot".to_string(), &arch, r.steps, copies),
-        ("D_det_dd_margin".to_string(), &arch, study.margin_steps, 1),
-        ("D_det_dd_all".to_string(), &arch, r.steps, copies),
+        (format!("D_det_n{n}"), &arch, r.steps, 1, true),
+        (
+            format!("D_det_dd_{slug}"),
+            &study.source_arch,
+            r.steps,
+            1,
+            false,
+        ),
+        (format!("D_det_dd_rob{tag}"), &arch, r.steps, 1, false),
+        ("D_det_dd_eot".to_string(), &arch, r.steps, copies, true),
+        (
+            "D_det_dd_margin".to_string(),
+            &arch,
+            study.margin_steps,
+            1,
+            true,
+        ),
+        ("D_det_dd_all".to_string(), &arch, r.steps, copies, false),
     ];
-    for (set, source, steps, copies) in &sets {
-        b.targeted(set, n, source, *steps, *copies);
+    for (set, source, steps, copies, on_c_std) in &sets {
+        let push = |b: &mut Builder| b.targeted(set, n, source, *steps, *copies);
+        if *on_c_std {
+            b.on_source("C_std", push);
+        } else {
+            push(b);
+        }
     }
     let role = ModelRole::Extra {
         set: K::DDet,

@@ -93,6 +93,31 @@ fn a_torchscript_source_is_evaluated_not_trained() {
     }
     let trained = super::plan(&preset("cifar10", &[]), &given(1000.0)).unwrap();
     assert!(plan.total_flops < trained.total_flops);
+    // The stages on the source are marked; a file not here is priced as the preset's model.
+    let on = |name: &str| plan.stages.iter().find(|s| s.name == name).unwrap();
+    for n in ["eval:C_rob", "construct:D_R"] {
+        assert_eq!(on(n).source.as_deref(), Some("C_rob"), "{n}");
+    }
+    for n in [
+        "eval:C_std",
+        "construct:D_NR",
+        "construct:D_det",
+        "train:on_D_R",
+    ] {
+        assert_eq!(on(n).source, None, "{n}");
+    }
+    assert_eq!(plan.sources.len(), 1);
+    assert_eq!(plan.sources[0].relative_cost, 1.0);
+    assert!(plan.sources[0].detail.contains("not on this machine"));
+    assert_eq!(
+        on("construct:D_R").flops,
+        trained
+            .stages
+            .iter()
+            .find(|s| s.name == "construct:D_R")
+            .unwrap()
+            .flops
+    );
 }
 
 #[test]

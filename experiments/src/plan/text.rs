@@ -45,6 +45,18 @@ fn count_text(n: f64) -> String {
 }
 
 impl Plan {
+    /// The TorchScript source models' lines: how each is priced.
+    fn sources_text(&self) -> String {
+        let mut s = String::new();
+        for x in &self.sources {
+            s += &format!(
+                "  {} = {} (TorchScript): {}; its stages are counted at {:.2}x the preset architecture's FLOPs (FLOP-equivalents)\n",
+                x.model, x.file, x.detail, x.relative_cost
+            );
+        }
+        s
+    }
+
     /// The plan as a readable table.
     pub fn to_text(&self) -> String {
         let mut s = format!(
@@ -89,6 +101,7 @@ impl Plan {
                 m.input_backward_mflop
             );
         }
+        s += &self.sources_text();
         s += "\npasses: fwd = forward, bwd = training backward (weights + input), bwd_x = input-gradient backward (attack step)\n";
         let w_name = self
             .stages

@@ -1,8 +1,9 @@
 //! The throughput the plan's times are computed at, measured on this machine.
-use super::Throughput;
-use crate::preset::Preset;
-use anyhow::Result;
+use super::{SourceCost, Throughput};
+use crate::preset::{Preset, SourceModel};
+use anyhow::{Context, Result};
 use nrf_models::flops::cost;
+use nrf_models::{Classifier, TorchScriptClassifier};
 use nrf_models::{Model, ModelSpec};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -105,6 +106,82 @@ pub fn measure(
             tch::get_num_threads()
         ),
         matmul_gflops: Some(matmul),
+    })
+}
+
+/// What a TorchScript source model (`[sources]`: `model` is "C_std" or "C_rob") costs per image
+/// against the preset's own architecture: the best time of an attack step (forward and input
+/// gradient, as every stage on a source model runs it) on a batch of random images, for the file
+/// and for a fresh model of the preset's architecture, alternating for about `budget_s` seconds
+/// on `device`. The plan counts the source's passes as that many times the preset
+/// architecture's FLOPs (FLOP-equivalents: the file's own FLOPs are not known). A file that is
+/// not here is priced as the preset's architecture, and says so; one that is here but does not
+/// load is an error naming it (the run would fail on it).
+pub fn source_cost(
+    p: &Preset,
+    model: &str,
+    src: &SourceModel,
+    shape: [i64; 3],
+    classes: i64,
+    device: Device,
+    budget_s: f64,
+) -> Result<SourceCost> {
+    let file = src.model.display().to_string();
+    if !src.model.is_file() {
+        return Ok(SourceCost {
+            model: model.into(),
+            file,
+            relative_cost: 1.0,
+            params: None,
+            detail: "the file is not on this machine: priced as the preset's architecture".into(),
+        });
+    }
+    let ts = TorchScriptClassifier::load(
+        &src.model,
+        src.rep.clone(),
+        shape,
+        &src.mean,
+        &src.std,
+        device,
+    )
+    .with_context(|| format!("[sources.{}]", model.to_ascii_lowercase()))?;
+    let spec = ModelSpec::new(p.model.arch.clone(), shape, classes).with_init(p.model.init);
+    let own = Model::new(&spec, device, 0)?;
+    let batch = 32;
+    let x = Tensor::rand([batch, shape[0], shape[1], shape[2]], (Kind::Float, device));
+    let attack_step = |m: &dyn Classifier| -> Result<f64> {
+        let t = Instant::now();
+        let xg = x.detach().set_requires_grad(true);
+        let total = m.logits(&xg, false).sum(Kind::Float);
+        Tensor::f_run_backward(&[&total], &[&xg], false, false)?;
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    attack_step(&ts)?;
+    attack_step(&own)?;
+    let (mut best_ts, mut best_own, mut rounds) = (f64::INFINITY, f64::INFINITY, 0);
+    let t = Instant::now();
+    while rounds < 3 || (t.elapsed().as_secs_f64() < budget_s && rounds < 50) {
+        best_ts = best_ts.min(attack_step(&ts)?);
+        best_own = best_own.min(attack_step(&own)?);
+        rounds += 1;
+    }
+    let relative_cost = best_ts / best_own;
+    Ok(SourceCost {
+        model: model.into(),
+        file,
+        relative_cost,
+        params: Some(ts.num_params()?),
+        detail: format!(
+            "{relative_cost:.2}x {}'s time per attack step (forward + input gradient; the best of \
+             {rounds} alternating rounds on {batch} random images: {:.1} vs {:.1} ms on {})",
+            p.model.arch.label(),
+            best_ts * 1e3,
+            best_own * 1e3,
+            device_name(device)
+        ),
     })
 }
 

@@ -61,6 +61,9 @@ pub(super) struct Builder<'a> {
     pub(super) stages: Vec<(StagePlan, Passes, Arch)>,
     /// Stage name -> index (a stage the run shares is counted once).
     seen: BTreeMap<String, usize>,
+    /// The TorchScript source model (`[sources]`, "C_std" / "C_rob") the stages pushed now run
+    /// on ([`Builder::on_source`]); None: the preset's own architecture.
+    source: Option<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -72,7 +75,18 @@ impl<'a> Builder<'a> {
             full_evals: Default::default(),
             stages: Vec::new(),
             seen: BTreeMap::new(),
+            source: None,
         }
+    }
+
+    /// Runs `push_stages` with the stages it pushes marked as running on the source model
+    /// `model` ("C_std" / "C_rob") when the preset names a TorchScript file for it
+    /// (`[sources]`); their cost is then that file's, measured by [`crate::plan`].
+    pub(super) fn on_source(&mut self, model: &str, push_stages: impl FnOnce(&mut Self)) {
+        let before = self.source.take();
+        self.source = self.p.sources.of(model).map(|_| model.to_string());
+        push_stages(self);
+        self.source = before;
     }
 
     #[allow(clippy::too_many_arguments)] // one stage's row: name, kind, model, size, words, seeds, passes
@@ -95,6 +109,7 @@ impl<'a> Builder<'a> {
             name,
             kind: kind.into(),
             arch: arch.label(),
+            source: self.source.clone(),
             images,
             work,
             seeds,
@@ -258,28 +273,32 @@ impl<'a> Builder<'a> {
         );
     }
 
-    /// `construct:<name>` by representation matching ([`crate::figure2::construct_rep`]).
-    pub(super) fn rep(&mut self, name: &str, n: usize) {
+    /// `construct:<name>` by representation matching ([`crate::figure2::construct_rep`]) from
+    /// the model `source` ("C_std" for D_NR, "C_rob" for D_R).
+    pub(super) fn rep(&mut self, name: &str, n: usize, source: &str) {
         let r = &self.p.rep_match;
         let passes = Passes::attack(n, r.steps).plus(Passes::forward(3 * n));
         let words = format!("{} steps x (fwd + bwd_x) + 3 fwd", r.steps);
         let arch = self.p.model.arch.clone();
-        self.push(
-            format!("construct:{name}"),
-            "construct",
-            &arch,
-            n,
-            words,
-            1,
-            passes,
-        );
+        self.on_source(source, |b| {
+            b.push(
+                format!("construct:{name}"),
+                "construct",
+                &arch,
+                n,
+                words,
+                1,
+                passes,
+            )
+        });
     }
 
-    /// `construct:<name>` by targeted PGD ([`crate::table1::construct_spec`]) on the preset's
-    /// model with the preset's steps.
+    /// `construct:<name>` by targeted PGD ([`crate::table1::construct_spec`]) on C_std with the
+    /// preset's steps.
     pub(super) fn relabel(&mut self, name: &str, n: usize) {
         let arch = self.p.model.arch.clone();
-        self.targeted(name, n, &arch, self.p.relabel.steps, 1);
+        let steps = self.p.relabel.steps;
+        self.on_source("C_std", |b| b.targeted(name, n, &arch, steps, 1));
     }
 
     /// `construct:<name>` by targeted PGD of `steps` steps on a source model of architecture
