@@ -126,41 +126,71 @@ pub fn construct_rep(
     cfg: &RepMatchConfig,
 ) -> Result<String> {
     let targets: Vec<usize> = subset[..ctx.preset.rep_match.n.min(subset.len())].to_vec();
-    let method = rep_method(source == "C_rob");
-    let (_, key) = ctx.stage(&format!("construct:{name}"), &(source_key, cfg, &targets), |ctx, work| {
-        let t0 = std::time::Instant::now();
-        let model = ctx.load_classifier(source)?;
-        let out = build(model.as_ref(), &ctx.train, &targets, cfg, ctx.device, &work.join("chunks"), ctx.progress)?;
-        let s = &out.summary;
-        tracing::info!("{name}: relative representation error {:.3} -> {:.3}; distance to x {:.2}, to x0 {:.2}", s.init_rel_err, s.final_rel_err, s.mean_dist_to_x, s.mean_dist_to_x0);
-        let mut stored = rep_stored(name, method, &ctx.train, &targets, &out, cfg)?;
-        let (sha256, provenance) = ctx.source_file(source)?;
-        stored.metadata.source_model_sha256 = Some(sha256);
-        if let Some(p) = provenance {
-            stored.metadata.extra.insert("source_model".into(), p);
-        }
-        let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
-        let info = ConstructedInfo {
-            name: name.into(),
-            method: method.into(),
-            source_model: source.into(),
-            n: targets.len(),
-            epsilon: None,
-            steps: cfg.steps,
-            step_size: cfg.step_start,
-            success_rate: None,
-            init_rel_err: Some(s.init_rel_err),
-            final_rel_err: Some(s.final_rel_err),
-            mean_dist_to_x: Some(s.mean_dist_to_x),
-            mean_dist_to_x0: Some(s.mean_dist_to_x0),
-            grid,
-            file: Some(format!("data/{name}.safetensors")),
-            wall_s: t0.elapsed().as_secs_f64(),
-        };
-        ctx.store_constructed(&stored, &info)?;
-        Ok(info)
+    let inputs = (source_key, cfg, &targets);
+    let (_, key) = ctx.stage(&format!("construct:{name}"), &inputs, |ctx, work| {
+        rep_stage(ctx, work, name, source, &targets, cfg)
     })?;
     Ok(key)
+}
+
+/// The work of the stage `construct:<name>`: D_R or D_NR built from `source` on the training
+/// images `targets` (chunks under `work`, so an interrupted build resumes), stored with its grid;
+/// returns its summary.
+fn rep_stage(
+    ctx: &mut Ctx,
+    work: &std::path::Path,
+    name: &str,
+    source: &str,
+    targets: &[usize],
+    cfg: &RepMatchConfig,
+) -> Result<ConstructedInfo> {
+    let t0 = std::time::Instant::now();
+    let method = rep_method(source == "C_rob");
+    let model = ctx.load_classifier(source)?;
+    let chunks = work.join("chunks");
+    let out = build(
+        model.as_ref(),
+        &ctx.train,
+        targets,
+        cfg,
+        ctx.device,
+        &chunks,
+        ctx.progress,
+    )?;
+    let s = &out.summary;
+    tracing::info!(
+        "{name}: relative representation error {:.3} -> {:.3}; distance to x {:.2}, to x0 {:.2}",
+        s.init_rel_err,
+        s.final_rel_err,
+        s.mean_dist_to_x,
+        s.mean_dist_to_x0
+    );
+    let mut stored = rep_stored(name, method, &ctx.train, targets, &out, cfg)?;
+    let (sha256, provenance) = ctx.source_file(source)?;
+    stored.metadata.source_model_sha256 = Some(sha256);
+    if let Some(p) = provenance {
+        stored.metadata.extra.insert("source_model".into(), p);
+    }
+    let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
+    let info = ConstructedInfo {
+        name: name.into(),
+        method: method.into(),
+        source_model: source.into(),
+        n: targets.len(),
+        epsilon: None,
+        steps: cfg.steps,
+        step_size: cfg.step_start,
+        success_rate: None,
+        init_rel_err: Some(s.init_rel_err),
+        final_rel_err: Some(s.final_rel_err),
+        mean_dist_to_x: Some(s.mean_dist_to_x),
+        mean_dist_to_x0: Some(s.mean_dist_to_x0),
+        grid,
+        file: Some(format!("data/{name}.safetensors")),
+        wall_s: t0.elapsed().as_secs_f64(),
+    };
+    ctx.store_constructed(&stored, &info)?;
+    Ok(info)
 }
 
 /// The `method` recorded with a representation-matching set: "robust_features" (D_R, from a
