@@ -399,11 +399,42 @@ pub fn save_training<T: Serialize>(
     write_tensors_atomic(&st, &all)
 }
 
-/// The share of its epochs that the training checkpointed at `stem` ([`save_training`] by
-/// [`crate::train::train`]) has done, if there is a readable checkpoint: for progress lines only
-/// (nothing is checked). Only the safetensors header and the metadata tensor are read, not the
-/// weights (a ResNet-50's checkpoint is hundreds of MB).
+/// `<stem>.progress`: the steps a training checkpointed at `stem` has taken, noted by
+/// [`note_training_progress`] between its checkpoints, for progress lines only.
+pub fn progress_path(stem: &Path) -> PathBuf {
+    let mut p = stem.as_os_str().to_owned();
+    p.push(".progress");
+    PathBuf::from(p)
+}
+
+/// Notes in [`progress_path`] that the training checkpointed at `stem` has taken `step` of its
+/// `total` steps (as text, `"<step>/<total>"`). Advisory: read only by
+/// [`training_done_fraction`], so a failed write is ignored and nothing is synced.
+pub fn note_training_progress(stem: &Path, step: usize, total: usize) {
+    let _ = std::fs::write(progress_path(stem), format!("{step}/{total}"));
+}
+
+/// The share of its work that the training checkpointed at `stem` ([`save_training`] by
+/// [`crate::train::train`]) has done: the larger of its checkpointed epochs' share and the steps
+/// noted in [`progress_path`] (a long epoch counts before its checkpoint), if either is there
+/// and readable. For progress lines only (nothing is checked). Only the safetensors header and
+/// the metadata tensor are read, not the weights (a ResNet-50's checkpoint is hundreds of MB).
 pub fn training_done_fraction(stem: &Path) -> Option<f64> {
+    let noted = std::fs::read_to_string(progress_path(stem))
+        .ok()
+        .and_then(|t| {
+            let (a, b) = t.trim().split_once('/')?;
+            let (a, b) = (a.parse::<f64>().ok()?, b.parse::<f64>().ok()?);
+            (b > 0.0 && a >= 0.0).then(|| (a / b).min(1.0))
+        });
+    match (checkpointed_fraction(stem), noted) {
+        (Some(c), Some(n)) => Some(c.max(n)),
+        (c, n) => c.or(n),
+    }
+}
+
+/// The share of its epochs a readable checkpoint at `stem` records.
+fn checkpointed_fraction(stem: &Path) -> Option<f64> {
     use std::io::{Read, Seek, SeekFrom};
     const LIMIT: u64 = 64 << 20;
     let (st, _) = paths(stem);

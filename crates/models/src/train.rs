@@ -481,6 +481,9 @@ fn train_epoch(
                 ));
             }
             checked = b + 1;
+            if let Some(stem) = run.checkpoint {
+                crate::checkpoint::note_training_progress(stem, step + 1, run.total);
+            }
             if !pb.is_hidden() {
                 pb.set_message(format!(
                     "loss {:.3} acc {:.3}",

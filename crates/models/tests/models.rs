@@ -159,6 +159,17 @@ fn training_learns_and_resume_is_exact() {
     // What a progress line reads from the checkpoint: 2 of 6 epochs.
     let f = nrf_models::checkpoint::training_done_fraction(&stem).unwrap();
     assert!((f - 2.0 / 6.0).abs() < 1e-12, "{f}");
+    // Steps noted between checkpoints count (a long epoch before its checkpoint); an unreadable
+    // note is ignored.
+    use nrf_models::checkpoint::{note_training_progress, progress_path, training_done_fraction};
+    note_training_progress(&stem, 3, 6);
+    assert_eq!(training_done_fraction(&stem), Some(0.5));
+    std::fs::write(progress_path(&stem), "garbage").unwrap();
+    let f = training_done_fraction(&stem).unwrap();
+    assert!((f - 2.0 / 6.0).abs() < 1e-12, "{f}");
+    let fresh = dir.path().join("fresh");
+    note_training_progress(&fresh, 1, 4);
+    assert_eq!(training_done_fraction(&fresh), Some(0.25));
     let mut resumed = Model::new(&spec, Device::Cpu, 99).unwrap();
     let again = train(&mut resumed, &data, &cfg(6), None, None, Some(&stem)).unwrap();
     assert_eq!(again.len(), 6);
