@@ -234,6 +234,11 @@ fn diverged(
 /// message when shown): one host synchronisation per this many steps instead of two per step.
 pub const SYNC_EVERY: usize = 25;
 
+/// Least time between two notes of a training's steps for progress lines
+/// ([`crate::checkpoint::note_training_progress`], at a [`SYNC_EVERY`] step): a long epoch
+/// counts before its checkpoint, and a fast one writes no file every few milliseconds.
+const NOTE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Seconds of training between two checkpoints: a checkpoint is written after an epoch when at
 /// least this long has passed since the last one (and always after the last epoch and at
 /// `stop_after`), so that many short epochs do not each pay for a checkpoint file. Killing a run
@@ -436,6 +441,8 @@ fn train_epoch(
     let n = run.data.len();
     let bs = cfg.batch_size;
     let start = Instant::now();
+    // When the steps were last noted for progress lines (at most every NOTE_INTERVAL).
+    let mut noted = start;
     tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
     let order = epoch_order_tensor(n, cfg.seed, epoch, device);
@@ -481,8 +488,9 @@ fn train_epoch(
                 ));
             }
             checked = b + 1;
-            if let Some(stem) = run.checkpoint {
+            if let (Some(stem), true) = (run.checkpoint, noted.elapsed() >= NOTE_INTERVAL) {
                 crate::checkpoint::note_training_progress(stem, step + 1, run.total);
+                noted = Instant::now();
             }
             if !pb.is_hidden() {
                 pb.set_message(format!(
