@@ -279,7 +279,11 @@ fn run() -> Result<()> {
             json,
         } => {
             let (p, _) = Preset::load_with_overrides(&preset, &set)?;
-            let opts = nrf_experiments::plan::PlanOptions { gflops, data_dir };
+            let opts = nrf_experiments::plan::PlanOptions {
+                gflops,
+                data_dir,
+                untimed_sources: false,
+            };
             let plan = nrf_experiments::plan::plan(&p, &opts)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);

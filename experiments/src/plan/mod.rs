@@ -54,6 +54,9 @@ pub struct PlanOptions {
     pub gflops: Option<f64>,
     /// The data folder (else the preset's `data.dir`): counts the images when it is there.
     pub data_dir: Option<PathBuf>,
+    /// Price `[sources]` files as the preset's architecture instead of timing them (the
+    /// workers' progress lines, which need only FLOP shares, at every run's start).
+    pub untimed_sources: bool,
 }
 
 /// The whole plan.
@@ -176,6 +179,7 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
             p.name
         );
     }
+    let device = Device::cuda_if_available();
     let throughput = match opts.gflops {
         Some(g) => Throughput {
             gflops: g,
@@ -184,14 +188,23 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
             detail: format!("{g} GFLOP/s sustained, as given"),
             matmul_gflops: None,
         },
-        None => measure(p, shape, classes, Device::cuda_if_available(), 2.0)?,
+        None => measure(p, shape, classes, device, 2.0)?,
     };
     let rate = throughput.gflops * 1e9;
-    let device = Device::cuda_if_available();
     let mut sources = Vec::new();
     for model in ["C_std", "C_rob"] {
         if let Some(src) = p.sources.of(model) {
-            sources.push(source_cost(p, model, src, shape, classes, device, 1.0)?);
+            sources.push(if opts.untimed_sources {
+                SourceCost {
+                    model: model.into(),
+                    file: src.model.display().to_string(),
+                    relative_cost: 1.0,
+                    params: None,
+                    detail: "not timed: priced as the preset's architecture".into(),
+                }
+            } else {
+                source_cost(p, model, src, shape, classes, device, 1.0)?
+            });
         }
     }
     let mut models: Vec<ModelCost> = Vec::new();

@@ -12,6 +12,7 @@ fn given(g: f64) -> PlanOptions {
     PlanOptions {
         gflops: Some(g),
         data_dir: None,
+        untimed_sources: false,
     }
 }
 
