@@ -20,8 +20,10 @@ Protocol (one JSON object per line):
       -> {"wall_s": s, "peak_rss_kb": kb, "rss_reset": bool, "result": {...}}
      NAME is train_std, train_rob (params: the [train_*] section, "n", "curve_n", "seed"),
      rep_match (params: the [rep_match] section, "n"), relabel (params: "n", "eps", "steps",
-     "step_size", "batch_size") or robust_eval (params: "n", "grid": [[norm, eps], ...],
-     "steps", "step_factor", "batch_size", "seed").
+     "step_size", "batch_size"), robust_eval (params: "n", "grid": [[norm, eps], ...],
+     "steps", "step_factor", "batch_size", "seed") or ensemble (params: "n", "eps", "steps",
+     "seed": torchattacks' APGD-CE, then its APGD-T on the examples still robust, as
+     AutoAttack runs them; the parameters frozen).
   {"cmd": "quit"}
 Any failure answers {"error": "..."}.
 
@@ -156,7 +158,44 @@ def run_stage(inp, stage, channels_last, p):
                                          p["steps"], p["step_factor"], p["batch_size"])
                 for norm, eps in p["grid"]]
         return {"acc": accs}
+    if stage == "ensemble":
+        return ensemble(model, inp.test_x[:p["n"]], inp.test_y[:p["n"]], inp.classes, p)
     raise ValueError(f"unknown stage {stage!r}")
+
+
+class _Logits(torch.nn.Module):
+    """The twin's network as torchattacks wants it: logits only."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)[0]
+
+
+def ensemble(model, x, y, classes, p):
+    """Robust accuracy under torchattacks' APGD-CE, then its APGD-T (every other class as a
+    target) on the examples still robust: AutoAttack's flow, L2 radius p["eps"], p["steps"]
+    steps each. Returns the accuracy after each attack."""
+    from reference_attacks import torchattacks_modules
+
+    APGD, APGDT, _ = torchattacks_modules()
+    net = _Logits(model).eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    common = dict(norm="L2", eps=p["eps"], steps=p["steps"], n_restarts=1, seed=p["seed"])
+    with torch.no_grad():
+        robust = net(x).argmax(1) == y
+    after = []
+    for attack in (APGD(net, loss="ce", **common), APGDT(net, n_classes=classes, **common)):
+        idx = robust.nonzero().squeeze(1)
+        if idx.numel() > 0:
+            adv = attack(x[idx], y[idx])
+            with torch.no_grad():
+                robust[idx] = net(adv).argmax(1) == y[idx]
+        after.append(robust.float().mean().item())
+    return {"after": after, "acc": after[-1]}
 
 
 def serve():

@@ -29,14 +29,18 @@ from nrf_torch import load_model  # noqa: E402
 
 
 def torchattacks_modules():
-    spec = importlib.util.find_spec("torchattacks")
-    if spec is None or spec.origin is None:
-        sys.exit("torchattacks is not installed in this environment (run `cargo xtask setup`)")
-    root = os.path.dirname(spec.origin)
-    for name, path in [("torchattacks", root), ("torchattacks.attacks", os.path.join(root, "attacks"))]:
-        pkg = types.ModuleType(name)
-        pkg.__path__ = [path]
-        sys.modules[name] = pkg
+    """torchattacks' APGD, APGDT and Square classes (ImportError when it is not installed)."""
+    if "torchattacks" not in sys.modules:  # the stub package is made once per process
+        spec = importlib.util.find_spec("torchattacks")
+        if spec is None or spec.origin is None:
+            raise ImportError("torchattacks is not installed in this environment "
+                              "(run `cargo xtask setup`)")
+        root = os.path.dirname(spec.origin)
+        for name, path in [("torchattacks", root),
+                           ("torchattacks.attacks", os.path.join(root, "attacks"))]:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [path]
+            sys.modules[name] = pkg
     from torchattacks.attacks.apgd import APGD
     from torchattacks.attacks.apgdt import APGDT
     from torchattacks.attacks.square import Square
@@ -59,7 +63,10 @@ def main():
     data = load_file(inputs)
     x, y = data["x"], data["y"].long()
     model = Logits(load_model(stem)).eval()
-    APGD, APGDT, Square = torchattacks_modules()
+    try:
+        APGD, APGDT, Square = torchattacks_modules()
+    except ImportError as e:
+        sys.exit(str(e))
     out = {}
     with torch.no_grad():
         logits = model(x)

@@ -211,8 +211,8 @@ impl StudySources {
 }
 
 /// The model a variant attacks.
-#[derive(Debug, Clone, Copy)]
-enum SourceModel {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceModel {
     /// The paper's C_std.
     CStd,
     /// The study's larger standard model (`source_arch`).
@@ -221,16 +221,16 @@ enum SourceModel {
     Robust,
 }
 
-/// How one variant rebuilds D_det.
-struct Recipe {
+/// How one variant rebuilds D_det (the plan prices the same list: `plan::stages`).
+pub(crate) struct Recipe {
     /// What changes from the paper's recipe.
-    label: String,
+    pub(crate) label: String,
     /// The set's name.
-    name: String,
-    source: SourceModel,
-    eps: f64,
-    steps: usize,
-    attack: TargetedAttack,
+    pub(crate) name: String,
+    pub(crate) source: SourceModel,
+    pub(crate) eps: f64,
+    pub(crate) steps: usize,
+    pub(crate) attack: TargetedAttack,
 }
 
 impl Recipe {
@@ -256,7 +256,7 @@ impl Recipe {
 }
 
 /// The rebuilt D_det sets, the paper's recipe first.
-fn recipes(r: &RelabelSection, study: &DDetStudy, n: usize) -> Vec<Recipe> {
+pub(crate) fn recipes(r: &RelabelSection, study: &DDetStudy, n: usize) -> Vec<Recipe> {
     let paper = TargetedAttack::default();
     let eot = TargetedAttack {
         loss: TargetLoss::CrossEntropy,

@@ -2,6 +2,7 @@
 use super::work::{Builder, Passes};
 use super::StagePlan;
 use crate::extras::arch_slug;
+use crate::extras::d_det::SourceModel;
 use crate::preset::{DDetStudy, IndependentModel, Preset, TrainSection};
 use crate::table1::{self, set_name};
 use nrf_features::relabel::TargetRule;
@@ -287,32 +288,18 @@ fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize)
         &rob_section,
         true,
     );
-    let copies = study.eot.samples;
-    // (set, the source model's architecture, steps, EOT copies, on C_std: a `[sources]` file
-    // there prices it; the other two sources are the study's own models).
-    let sets = [
-        (format!("D_det_n{n}"), &arch, r.steps, 1, true),
-        (
-            format!("D_det_dd_{slug}"),
-            &study.source_arch,
-            r.steps,
-            1,
-            false,
-        ),
-        (format!("D_det_dd_rob{tag}"), &arch, r.steps, 1, false),
-        ("D_det_dd_eot".to_string(), &arch, r.steps, copies, true),
-        (
-            "D_det_dd_margin".to_string(),
-            &arch,
-            study.margin_steps,
-            1,
-            true,
-        ),
-        ("D_det_dd_all".to_string(), &arch, r.steps, copies, false),
-    ];
-    for (set, source, steps, copies, on_c_std) in &sets {
-        let push = |b: &mut Builder| b.targeted(set, n, source, *steps, *copies);
-        if *on_c_std {
+    // The study's own list of variants: a `[sources]` file for C_std prices the ones built on
+    // it; the other two sources are the study's own models.
+    let variants = crate::extras::d_det::recipes(r, study, n);
+    for v in &variants {
+        let (source, on_c_std) = match v.source {
+            SourceModel::CStd => (&arch, true),
+            SourceModel::Larger => (&study.source_arch, false),
+            SourceModel::Robust => (&arch, false),
+        };
+        let copies = v.attack.eot.map_or(1, |e| e.samples);
+        let push = |b: &mut Builder| b.targeted(&v.name, n, source, v.steps, copies);
+        if on_c_std {
             b.on_source("C_std", push);
         } else {
             push(b);
@@ -322,7 +309,7 @@ fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize)
         set: K::DDet,
         varies: Varies::Construction,
     };
-    for (set, ..) in &sets {
+    for set in variants.iter().map(|v| &v.name) {
         for s in 0..seeds {
             let name = match s {
                 0 => format!("dd_on_{set}"),

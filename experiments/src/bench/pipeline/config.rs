@@ -65,6 +65,29 @@ pub struct PipelineConfig {
     pub eval_l2_eps: Vec<f64>,
     /// Linf radii of the evaluation grid.
     pub eval_linf_eps: Vec<f64>,
+    /// The ensemble evaluation (AutoAttack's flow): test images, then APGD-CE and APGD-T
+    /// (every other class as a target) of `ens_steps` steps each at L2 radius `ens_eps`, each
+    /// on the examples still robust. Older reports have no such fields: the defaults.
+    #[serde(default = "default_ens_images")]
+    pub ens_images: usize,
+    /// See `ens_images`.
+    #[serde(default = "default_ens_steps")]
+    pub ens_steps: usize,
+    /// See `ens_images`.
+    #[serde(default = "default_ens_eps")]
+    pub ens_eps: f64,
+}
+
+fn default_ens_images() -> usize {
+    200
+}
+
+fn default_ens_steps() -> usize {
+    50
+}
+
+fn default_ens_eps() -> f64 {
+    0.5
 }
 
 impl Default for PipelineConfig {
@@ -99,6 +122,9 @@ impl Default for PipelineConfig {
             eval_batch: 500,
             eval_l2_eps: vec![0.25, 0.5, 1.0, 2.0],
             eval_linf_eps: vec![0.1],
+            ens_images: default_ens_images(),
+            ens_steps: default_ens_steps(),
+            ens_eps: default_ens_eps(),
         }
     }
 }
@@ -118,6 +144,7 @@ impl PipelineConfig {
             relabel_batch: 100,
             eval_images: 100,
             eval_batch: 100,
+            ens_images: 40,
             ..d
         }
     }
@@ -142,6 +169,8 @@ impl PipelineConfig {
             eval_batch: 8,
             eval_l2_eps: vec![0.5],
             eval_linf_eps: vec![],
+            ens_images: 8,
+            ens_steps: 3,
             ..PipelineConfig::default()
         }
     }
@@ -164,6 +193,8 @@ impl PipelineConfig {
             ("eval_images", self.eval_images),
             ("eval_steps", self.eval_steps),
             ("eval_batch", self.eval_batch),
+            ("ens_images", self.ens_images),
+            ("ens_steps", self.ens_steps),
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             bail!("bench --pipeline: {name} must be at least 1");
@@ -184,6 +215,7 @@ impl PipelineConfig {
             ("rob_eps", self.rob_eps),
             ("relabel_eps", self.relabel_eps),
             ("relabel_step", self.relabel_step),
+            ("ens_eps", self.ens_eps),
         ] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("bench --pipeline: {what} must be positive and finite, got {v}");
@@ -199,7 +231,7 @@ impl PipelineConfig {
             .max(2)
     }
     pub(super) fn test_images(&self) -> usize {
-        self.curve_n.max(self.eval_images)
+        self.curve_n.max(self.eval_images).max(self.ens_images)
     }
     pub(super) fn grid(&self) -> Vec<(&'static str, f64)> {
         self.eval_l2_eps
@@ -216,6 +248,7 @@ impl PipelineConfig {
             Stage::RepMatch => self.rep_images,
             Stage::Relabel => self.relabel_images,
             Stage::RobustEval => self.eval_images * self.grid().len(),
+            Stage::Ensemble => self.ens_images,
         }
     }
     pub(super) fn train_config(&self, epochs: usize) -> TrainConfig {

@@ -12,6 +12,7 @@
 //! | representation matching | `nrf_features::repmatch::build` (chunks stored and reloaded) | `nrf_twin.build_rep_match` |
 //! | targeted-PGD construction | `nrf_features::relabel::build` | `nrf_twin.build_relabel` |
 //! | robust evaluation | `nrf_attacks::evaluate_grid` | `nrf_twin.robust_accuracy` per grid point |
+//! | ensemble evaluation | `nrf_attacks::ensemble_evaluation` (APGD-CE, then APGD-T on the survivors) | torchattacks' `APGD`, then `APGDT` on the survivors |
 //!
 //! Both sides get the same images (written by Rust into a work folder that Python reads), and the
 //! attack stages attack the same source model (trained once by Rust, untimed, and loaded into the
@@ -40,7 +41,7 @@ pub use report::{
     fmnist_cnn_flops, matmul_gflops, LoopOverhead, PipelineReport, PipelineRow, StageRun,
 };
 use report::{peak_rss_kb, reset_peak_rss, stage_flops};
-use rust_side::{bare_steps_s, eval_work, run_rust_stage, Inputs};
+use rust_side::{bare_steps_s, ensemble_rows, eval_work, run_rust_stage, Inputs};
 
 /// Default output file of `nrf bench --pipeline` (the markdown table goes next to it, `.md`).
 pub const DEFAULT_OUT: &str = "results/bench-pipeline.json";
@@ -61,16 +62,20 @@ pub enum Stage {
     Relabel,
     /// Robust accuracy over an evaluation grid.
     RobustEval,
+    /// Robust accuracy under APGD-CE, then APGD-T on the examples still robust (the ensemble
+    /// that decides Figure 2's robustness claims, without its PGD member and checks).
+    Ensemble,
 }
 
 impl Stage {
     /// All stages, in pipeline order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::TrainStd,
         Stage::TrainRob,
         Stage::RepMatch,
         Stage::Relabel,
         Stage::RobustEval,
+        Stage::Ensemble,
     ];
     /// The identifier shared with the Python side.
     pub fn name(self) -> &'static str {
@@ -80,6 +85,7 @@ impl Stage {
             Stage::RepMatch => "rep_match",
             Stage::Relabel => "relabel",
             Stage::RobustEval => "robust_eval",
+            Stage::Ensemble => "ensemble",
         }
     }
 }
@@ -146,7 +152,11 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
             } else {
                 None
             };
-            let nominal = stage_flops(cfg, stage, flops, attack_work.map_or(0, |w| w.attacked));
+            let attacked = match (stage, rust_runs.first()) {
+                (Stage::Ensemble, Some(run)) => ensemble_rows(cfg, &inp, &run.result)?,
+                _ => attack_work.map_or(0, |w| w.attacked),
+            };
+            let nominal = stage_flops(cfg, stage, flops, attacked);
             let share = |s: f64| nominal / s / 1e9 / gf;
             eprintln!(
                 "nrf bench --pipeline: {:<12} {threads} thread(s): Rust {rust_s:.2} s, Python {}",

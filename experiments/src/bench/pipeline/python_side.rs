@@ -83,6 +83,9 @@ impl PyStages {
                 "n": cfg.eval_images, "grid": cfg.grid(), "steps": cfg.eval_steps,
                 "step_factor": 2.5, "batch_size": cfg.eval_batch, "seed": SEED,
             }),
+            Stage::Ensemble => serde_json::json!({
+                "n": cfg.ens_images, "eps": cfg.ens_eps, "steps": cfg.ens_steps, "seed": SEED,
+            }),
         };
         let run: StageRun = self.request(serde_json::json!({
             "cmd": "stage", "stage": stage.name(), "threads": threads,

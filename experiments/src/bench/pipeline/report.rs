@@ -26,9 +26,13 @@ pub fn fmnist_cnn_flops(in_shape: [i64; 3], classes: i64) -> (f64, f64) {
 
 /// Nominal FLOPs of a stage: forward = F per image; a training step adds the weight gradients
 /// (F) and the input gradients except the first layer's (F − c1); an attack step is a forward and
-/// an input-gradient backward (2F). Robust evaluation counts the full-batch loop (every
-/// clean-correct example of the `attacked` attacked for every step), what the twin computes;
-/// nrf's shrinking evaluation does less for the same result.
+/// an input-gradient backward (2F). `attacked` is what the attack stages' rows depend on:
+/// - robust evaluation: the clean-correct examples over the grid; it counts the full-batch loop
+///   (every one attacked for every step), what the twin computes; nrf's shrinking evaluation
+///   does less for the same result;
+/// - the ensemble: the APGD runs' rows (APGD-CE's examples, plus APGD-T's survivors once per
+///   target class: an upper bound, as a later target attacks only those the earlier ones left),
+///   each a start and `ens_steps` attack steps and a clean forward.
 pub(super) fn stage_flops(cfg: &PipelineConfig, stage: Stage, f: (f64, f64), attacked: u64) -> f64 {
     let (fwd, c1) = f;
     let train_row = 3.0 * fwd - c1;
@@ -50,6 +54,10 @@ pub(super) fn stage_flops(cfg: &PipelineConfig, stage: Stage, f: (f64, f64), att
             let points = cfg.grid().len() as f64;
             points * cfg.eval_images as f64 * fwd
                 + attacked as f64 * (cfg.eval_steps as f64 * 2.0 * fwd + fwd)
+        }
+        Stage::Ensemble => {
+            cfg.ens_images as f64 * fwd
+                + attacked as f64 * ((cfg.ens_steps + 1) as f64 * 2.0 * fwd + fwd)
         }
     }
 }
@@ -250,7 +258,7 @@ impl PipelineReport {
             .collect();
         s.push_str(&m.join(", "));
         s.push_str(&format!(
-            "); forward pass {:.2} MFLOP per image. Robust evaluation's nominal FLOPs are the full-batch loop's.\n",
+            "); forward pass {:.2} MFLOP per image. Robust evaluation's nominal FLOPs are the full-batch loop's; the ensemble's count APGD-T's survivors once per target class (an upper bound).\n",
             self.forward_flops / 1e6
         ));
         for r in self.rows.iter().filter(|r| r.attack_work.is_some()) {
@@ -305,6 +313,10 @@ fn work_label(c: &PipelineConfig, stage: Stage) -> String {
             c.eval_images,
             c.grid().len(),
             c.eval_steps
+        ),
+        Stage::Ensemble => format!(
+            "{} img, APGD-CE + APGD-T {} steps, L2 {}",
+            c.ens_images, c.ens_steps, c.ens_eps
         ),
     }
 }

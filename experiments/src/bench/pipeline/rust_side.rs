@@ -2,7 +2,10 @@
 //! real stage functions run on them.
 use super::{PipelineConfig, Stage, SEED};
 use anyhow::{anyhow, bail, Context, Result};
-use nrf_attacks::{evaluate_grid, AdvTraining, AttackWork, Linf, PgdConfig, ThreatModel, L2};
+use nrf_attacks::{
+    ensemble_evaluation, evaluate_grid, AdvTraining, ApgdConfig, ApgdLoss, AttackWork,
+    EnsembleAttack, Linf, PgdConfig, ThreatModel, L2,
+};
 use nrf_data::Dataset;
 use nrf_features::relabel::{choose_targets, RelabelConfig, TargetRule};
 use nrf_features::repmatch::{choose_starts, RepMatchConfig, StartMode};
@@ -302,7 +305,61 @@ pub(super) fn run_rust_stage(
                 None,
             ))
         }
+        Stage::Ensemble => {
+            let (x, y) = inp.ensemble_images(cfg);
+            let r = ensemble_evaluation(
+                &inp.source,
+                &x,
+                &y,
+                &L2::new(cfg.ens_eps)?,
+                &inp.ensemble_attacks(cfg),
+                cfg.eval_batch,
+            )?;
+            // Robust accuracy after APGD-CE, then after APGD-T (the stage's result).
+            let after: Vec<f64> = r.after.iter().map(|(_, acc)| *acc).collect();
+            Ok((serde_json::json!({"after": after, "acc": r.acc}), None))
+        }
     }
+}
+
+impl Inputs {
+    /// The ensemble stage's test images and labels.
+    fn ensemble_images(&self, cfg: &PipelineConfig) -> (Tensor, Tensor) {
+        let n = (cfg.ens_images as i64).min(self.test_x.size()[0]);
+        (self.test_x.narrow(0, 0, n), self.test_y.narrow(0, 0, n))
+    }
+
+    /// APGD-CE, then APGD-T towards every other class (torchattacks' `APGDT` default), of
+    /// `ens_steps` steps each.
+    fn ensemble_attacks(&self, cfg: &PipelineConfig) -> Vec<EnsembleAttack> {
+        let targets = self.train.num_classes.max(2) - 1;
+        [ApgdLoss::CrossEntropy, ApgdLoss::DlrTargeted { targets }]
+            .into_iter()
+            .map(|loss| {
+                let mut c = ApgdConfig::new(loss, cfg.ens_steps);
+                c.seed = SEED;
+                EnsembleAttack::Apgd(c)
+            })
+            .collect()
+    }
+}
+
+/// The APGD runs' rows of the ensemble stage, for its nominal FLOPs ([`super::report`]):
+/// the clean-correct examples (APGD-CE's), plus the examples left after APGD-CE (from
+/// `result`, a Rust run's) once per target class. The clean pass is untimed.
+pub(super) fn ensemble_rows(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    result: &serde_json::Value,
+) -> Result<u64> {
+    let (x, y) = inp.ensemble_images(cfg);
+    let n = y.size()[0] as f64;
+    let clean = nrf_models::accuracy(&inp.source, &x, &y, cfg.eval_batch as i64) * n;
+    let after_ce = (result["after"].get(0).and_then(|v| v.as_f64()))
+        .ok_or_else(|| anyhow!("the ensemble stage's result has no accuracy after APGD-CE"))?
+        * n;
+    let targets = (inp.train.num_classes.max(2) - 1) as f64;
+    Ok((clean + after_ce * targets).round() as u64)
 }
 
 /// The work of the robust-evaluation stage (one more, untimed, evaluation).

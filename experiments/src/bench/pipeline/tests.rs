@@ -78,6 +78,14 @@ fn tiny_pipeline_bench_writes_its_table() {
     }
     let work = r.rows[4].attack_work.expect("robust evaluation's work");
     assert!(work.full_forward_rows >= work.forward_rows);
+    // The ensemble: the accuracy after APGD-CE, then after APGD-T, never rising.
+    let ens = &r.rows[5];
+    assert_eq!(ens.stage, Stage::Ensemble);
+    let runs = ens.rust_runs.iter().chain(&ens.python_runs);
+    for run in runs {
+        let after: Vec<f64> = serde_json::from_value(run.result["after"].clone()).unwrap();
+        assert!(after.len() == 2 && after[1] <= after[0], "{:?}", run.result);
+    }
     let md = std::fs::read_to_string(out.with_extension("md")).unwrap();
     assert!(
         md.contains("| stage | work | threads | Rust s | Python s | ratio |"),
