@@ -163,25 +163,14 @@ def run_stage(inp, stage, channels_last, p):
     raise ValueError(f"unknown stage {stage!r}")
 
 
-class _Logits(torch.nn.Module):
-    """The twin's network as torchattacks wants it: logits only."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(x)[0]
-
-
 def ensemble(model, x, y, classes, p):
     """Robust accuracy under torchattacks' APGD-CE, then its APGD-T (every other class as a
     target) on the examples still robust: AutoAttack's flow, L2 radius p["eps"], p["steps"]
     steps each. Returns the accuracy after each attack."""
-    from reference_attacks import torchattacks_modules
+    from reference_attacks import Logits, torchattacks_modules
 
     APGD, APGDT, _ = torchattacks_modules()
-    net = _Logits(model).eval()
+    net = Logits(model).eval()
     for q in net.parameters():
         q.requires_grad_(False)
     common = dict(norm="L2", eps=p["eps"], steps=p["steps"], n_restarts=1, seed=p["seed"])
