@@ -166,7 +166,7 @@ def run_stage(inp, stage, channels_last, p):
 def ensemble(model, x, y, classes, p):
     """Robust accuracy under torchattacks' APGD-CE, then its APGD-T (every other class as a
     target) on the examples still robust: AutoAttack's flow, L2 radius p["eps"], p["steps"]
-    steps each. Returns the accuracy after each attack."""
+    steps each. Returns the clean accuracy and the accuracy after each attack."""
     from reference_attacks import Logits, torchattacks_modules
 
     APGD, APGDT, _ = torchattacks_modules()
@@ -176,6 +176,7 @@ def ensemble(model, x, y, classes, p):
     common = dict(norm="L2", eps=p["eps"], steps=p["steps"], n_restarts=1, seed=p["seed"])
     with torch.no_grad():
         robust = net(x).argmax(1) == y
+    clean = robust.float().mean().item()
     after = []
     for attack in (APGD(net, loss="ce", **common), APGDT(net, n_classes=classes, **common)):
         idx = robust.nonzero().squeeze(1)
@@ -184,7 +185,7 @@ def ensemble(model, x, y, classes, p):
             with torch.no_grad():
                 robust[idx] = net(adv).argmax(1) == y[idx]
         after.append(robust.float().mean().item())
-    return {"after": after, "acc": after[-1]}
+    return {"clean": clean, "after": after, "acc": after[-1]}
 
 
 def serve():

@@ -429,6 +429,8 @@ impl EnsembleAttack {
 /// The result of [`ensemble_evaluation`].
 #[derive(Debug)]
 pub struct EnsembleEval {
+    /// Clean accuracy (the share of examples the attacks start from), in `[0, 1]`.
+    pub clean_acc: f64,
     /// Robust accuracy under the ensemble (worst case per example), in `[0, 1]`.
     pub acc: f64,
     /// Per example (`[N]`, bool): correct clean and not fooled by any attack.
@@ -474,6 +476,7 @@ pub fn ensemble_evaluation(
             r.to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
         }
     };
+    let clean_acc = rate(&robust);
     let (mut after, mut fooled_by) = (Vec::new(), Vec::new());
     for attack in attacks {
         let alive = robust.nonzero().squeeze_dim(1);
@@ -507,6 +510,7 @@ pub fn ensemble_evaluation(
         after.push((attack.describe(), rate(&robust)));
     }
     Ok(EnsembleEval {
+        clean_acc,
         acc: rate(&robust),
         robust,
         after,

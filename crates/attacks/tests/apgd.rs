@@ -154,6 +154,13 @@ fn ensemble_keeps_the_worst_case_per_example() {
     let n_clean = clean_ok.sum(Kind::Int64).int64_value(&[]) as usize;
     let n_robust = r.robust.sum(Kind::Int64).int64_value(&[]) as usize;
     assert_eq!(n_clean - n_robust, r.fooled_by.iter().sum::<usize>());
+    assert!((r.clean_acc - n_clean as f64 / x.size()[0] as f64).abs() < 1e-12);
+    assert!(
+        r.after[0].1 <= r.clean_acc,
+        "{} > {}",
+        r.after[0].1,
+        r.clean_acc
+    );
     // Robust implies correct clean.
     assert_eq!(
         r.robust

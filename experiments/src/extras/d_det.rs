@@ -145,6 +145,16 @@ fn fresh_models(ctx: &mut Ctx, set: &str, key: &str, seeds: usize) -> Result<(Ac
     Ok((acc, super::stats::mean(&shifted)))
 }
 
+/// The names of the study's two source models: the larger standard one (`dd_C_std_<arch>`) and
+/// the slightly robust one (`dd_C_rob_eps<eps>`). The plan prices them under the same names.
+pub(crate) fn source_names(study: &DDetStudy) -> (String, String) {
+    let slug = super::arch_slug(&study.source_arch);
+    (
+        format!("dd_C_std_{slug}"),
+        format!("dd_C_rob_eps{}", eps_tag(study.robust_source_eps)),
+    )
+}
+
 /// The study's own source models (a larger standard one and a slightly robust one), trained on
 /// D (cached): (name, result, training key) of each. They need nothing else, so a run with
 /// workers trains them while the paper's core runs ([`crate::jobs`]).
@@ -155,8 +165,7 @@ pub fn source_models(
 ) -> Result<((String, ModelResult, String), (String, ModelResult, String))> {
     let train = ctx.train.clone();
     let data_key = ctx.data_key.clone();
-    let slug = super::arch_slug(&study.source_arch);
-    let big = format!("dd_C_std_{slug}");
+    let (big, rob) = source_names(study);
     let std_section = with_epochs(&ctx.preset.train_std, study.source_epochs);
     let set = TrainingSet {
         name: "D",
@@ -170,7 +179,6 @@ pub fn source_models(
     let big_job = ModelJob::new(&ctx.preset, big.as_str(), big_role, set, &std_section)
         .with_arch(&study.source_arch);
     let (big_m, big_key) = ctx.model_stage(&big_job)?;
-    let rob = format!("dd_C_rob_eps{}", eps_tag(study.robust_source_eps));
     let mut rob_section = with_epochs(&ctx.preset.train_rob, study.robust_source_epochs);
     match rob_section.attack.as_mut() {
         Some(a) => a.eps = study.robust_source_eps,

@@ -260,9 +260,8 @@ fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize)
     let r = &p.relabel;
     let n = study.n.min(rel_n);
     let seeds = study.seeds.unwrap_or_else(|| p.fresh_seeds());
-    let slug = arch_slug(&study.source_arch);
     let source_role = |set, varies| ModelRole::Extra { set, varies };
-    let big = format!("dd_C_std_{slug}");
+    let (big, rob) = crate::extras::d_det::source_names(study);
     let std_section = TrainSection {
         epochs: study.source_epochs,
         ..p.train_std.clone()
@@ -275,13 +274,12 @@ fn d_det_study(b: &mut Builder, study: &DDetStudy, train_n: usize, rel_n: usize)
         &std_section,
         true,
     );
-    let tag = table1::eps_tag(study.robust_source_eps);
     let rob_section = TrainSection {
         epochs: study.robust_source_epochs,
         ..p.train_rob.clone()
     };
     b.model(
-        &format!("dd_C_rob_eps{tag}"),
+        &rob,
         source_role(K::Rob, Varies::Eps),
         &arch,
         train_n,

@@ -317,7 +317,10 @@ pub(super) fn run_rust_stage(
             )?;
             // Robust accuracy after APGD-CE, then after APGD-T (the stage's result).
             let after: Vec<f64> = r.after.iter().map(|(_, acc)| *acc).collect();
-            Ok((serde_json::json!({"after": after, "acc": r.acc}), None))
+            Ok((
+                serde_json::json!({"clean": r.clean_acc, "after": after, "acc": r.acc}),
+                None,
+            ))
         }
     }
 }
@@ -346,18 +349,20 @@ impl Inputs {
 
 /// The APGD runs' rows of the ensemble stage, for its nominal FLOPs ([`super::report`]):
 /// the clean-correct examples (APGD-CE's), plus the examples left after APGD-CE (from
-/// `result`, a Rust run's) once per target class. The clean pass is untimed.
+/// `result`, a Rust run's) once per target class.
 pub(super) fn ensemble_rows(
     cfg: &PipelineConfig,
     inp: &Inputs,
     result: &serde_json::Value,
 ) -> Result<u64> {
-    let (x, y) = inp.ensemble_images(cfg);
+    let (_, y) = inp.ensemble_images(cfg);
     let n = y.size()[0] as f64;
-    let clean = nrf_models::accuracy(&inp.source, &x, &y, cfg.eval_batch as i64) * n;
-    let after_ce = (result["after"].get(0).and_then(|v| v.as_f64()))
-        .ok_or_else(|| anyhow!("the ensemble stage's result has no accuracy after APGD-CE"))?
-        * n;
+    let share = |v: Option<&serde_json::Value>, what: &str| {
+        (v.and_then(|v| v.as_f64()))
+            .ok_or_else(|| anyhow!("the ensemble stage's result has no {what}"))
+    };
+    let clean = share(result.get("clean"), "clean accuracy")? * n;
+    let after_ce = share(result["after"].get(0), "accuracy after APGD-CE")? * n;
     let targets = (inp.train.num_classes.max(2) - 1) as f64;
     Ok((clean + after_ce * targets).round() as u64)
 }
