@@ -27,6 +27,7 @@ use crate::figure2::Sources;
 use crate::pipeline::Ctx;
 use anyhow::{bail, Context, Result};
 use nrf_results::{StageInfo, StageStatus};
+use progress::Progress;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -304,107 +305,12 @@ pub struct Launch {
     pub log: String,
 }
 
-/// The run's progress, measured in the cost plan's FLOPs ([`crate::plan`]) of the stages whose
-/// records are in `stages/`: how much of the planned work is done.
-struct Progress {
-    /// Per planned stage: its record files (every seed's) and its FLOPs.
-    stages: Vec<(Vec<PathBuf>, f64)>,
-    total: f64,
-    /// The run's work folder (`work/`): the stages under way, with their checkpoints and chunks.
-    work: PathBuf,
-}
-
-impl Progress {
-    fn new(
-        preset: &crate::preset::Preset,
-        results: &Path,
-        data_dir: Option<&Path>,
-    ) -> Option<Progress> {
-        let opts = crate::plan::PlanOptions {
-            gflops: Some(1.0), // FLOPs only: no time is computed from it
-            data_dir: data_dir.map(Path::to_path_buf),
-            // Loading and timing the TorchScript files at every run's start buys no precision
-            // a progress line needs.
-            untimed_sources: true,
-        };
-        let plan = crate::plan::plan(preset, &opts).ok()?;
-        let file = |name: &str| results.join(format!("stages/{}.json", name.replace(':', "_")));
-        let stages: Vec<(Vec<PathBuf>, f64)> = (plan.stages.iter())
-            .map(|s| {
-                let mut files = vec![file(&s.name)];
-                files.extend((1..s.seeds).map(|k| file(&format!("{}~s{k}", s.name))));
-                (files, s.flops)
-            })
-            .collect();
-        let total = stages.iter().map(|(_, f)| f).sum::<f64>();
-        let work = results.join("work");
-        (total > 0.0).then_some(Progress {
-            stages,
-            total,
-            work,
-        })
-    }
-
-    /// The fraction of the planned FLOPs done: the stages that have their records, and of each
-    /// stage under way the share its work folder shows (a training's checkpointed epochs, a
-    /// construction's stored chunks).
-    fn done(&self) -> f64 {
-        // The work folders `<stage>-<key>` there are now.
-        let under_way: Vec<(String, PathBuf)> = std::fs::read_dir(&self.work)
-            .map(|entries| {
-                (entries.flatten())
-                    .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let partial = |record: &Path| -> f64 {
-            let Some(stem) = record.file_stem().and_then(|s| s.to_str()) else {
-                return 0.0;
-            };
-            let prefix = format!("{stem}-");
-            (under_way.iter())
-                .filter(|(name, _)| name.starts_with(&prefix))
-                .filter_map(|(_, dir)| {
-                    nrf_features::chunks::done_fraction(&dir.join("chunks")).or_else(|| {
-                        nrf_models::checkpoint::training_done_fraction(&dir.join("ckpt"))
-                    })
-                })
-                .fold(0.0, f64::max)
-        };
-        let done: f64 = (self.stages.iter())
-            .map(|(files, f)| {
-                let there: f64 = (files.iter())
-                    .map(|p| if p.exists() { 1.0 } else { partial(p) })
-                    .sum();
-                f * there / files.len() as f64
-            })
-            .sum();
-        done / self.total
-    }
-
-    /// "x% of the planned work done (y% a minute), about z min left" after `mins` minutes,
-    /// `first` having been done at the start.
-    fn line(&self, first: f64, mins: f64) -> String {
-        let done = self.done();
-        let rate = (done - first) / mins.max(1e-9);
-        let left = if rate > 0.0 {
-            format!("about {:.0} min left", (1.0 - done) / rate)
-        } else {
-            "time left not known yet".into()
-        };
-        format!(
-            "{:.0}% of the planned work done ({:.1}% a minute), {left}",
-            100.0 * done,
-            100.0 * rate
-        )
-    }
-}
-
 /// Starts `preset.workers` workers on `results` with the preset `text` (the preset with the
 /// command line's overrides applied), waits for all of them and reports how each ended. A
 /// worker that fails does not fail the run: the last pass computes what it left (and reports
 /// the failure where the failing stage runs again). Progress: a line per minute with the share
-/// of the planned work done (in FLOPs, [`crate::plan`]), its rate and the time left at that rate.
+/// of the planned work done (in FLOPs, [`crate::plan`]), its rate and the time left (priced per
+/// stage kind: [`progress`]).
 pub fn run_workers(
     launch: &Launch,
     preset: &crate::preset::Preset,
@@ -480,7 +386,7 @@ pub fn run_workers(
             last_note = Instant::now();
             let mins = start.elapsed().as_secs_f64() / 60.0;
             let done = match &progress {
-                Some(p) => p.line(first, mins),
+                Some(p) => p.line(first, mins, children.len()),
                 None => "progress unknown (no cost plan)".into(),
             };
             tracing::info!(
@@ -540,5 +446,6 @@ fn mark_done(stages: &mut [StageInfo], ran: &[StageInfo]) {
     }
 }
 
+mod progress;
 #[cfg(test)]
 mod tests;

@@ -10,39 +10,6 @@ fn workers_take_the_jobs_in_interleaved_orders() {
 }
 
 #[test]
-fn progress_counts_the_stages_under_way_by_their_chunks_and_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let r = dir.path();
-    std::fs::create_dir_all(r.join("stages")).unwrap();
-    let record = |name: &str| r.join(format!("stages/{name}.json"));
-    // Done: its record. Under way: 1 of 4 chunks stored. Not started: nothing.
-    std::fs::write(record("train_C_std"), b"{}").unwrap();
-    let chunks = r.join("work/construct_D_R-0123abcd/chunks");
-    std::fs::create_dir_all(&chunks).unwrap();
-    std::fs::write(chunks.join("n_chunks"), b"4").unwrap();
-    std::fs::write(chunks.join("chunk_00000.safetensors"), b"x").unwrap();
-    // Another stage's folder whose name starts alike is not this one's.
-    let other = r.join("work/construct_D_R_cos-0123abcd/chunks");
-    std::fs::create_dir_all(&other).unwrap();
-    std::fs::write(other.join("n_chunks"), b"1").unwrap();
-    std::fs::write(other.join("chunk_00000.safetensors"), b"x").unwrap();
-    let p = Progress {
-        stages: vec![
-            (vec![record("train_C_std")], 1.0),
-            (vec![record("construct_D_R")], 2.0),
-            (vec![record("train_on_D_R"), record("train_on_D_R~s1")], 1.0),
-        ],
-        total: 4.0,
-        work: r.join("work"),
-    };
-    assert!(
-        (p.done() - (1.0 + 2.0 * 0.25) / 4.0).abs() < 1e-12,
-        "{}",
-        p.done()
-    );
-}
-
-#[test]
 fn worker_arguments_are_checked() {
     assert_eq!(
         "2/3".parse::<Worker>().unwrap(),
