@@ -150,7 +150,7 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Time whole pipeline stages (training epochs, adversarial training, representation
-        /// matching, targeted PGD, robust evaluation) against the PyTorch twin
+        /// matching, targeted PGD, robust evaluation, the APGD ensemble) against the PyTorch twin
         /// (experiments/twin), at 1 and 2 threads; the markdown table goes next to --out (.md).
         #[arg(long)]
         pipeline: bool,
