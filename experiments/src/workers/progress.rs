@@ -10,8 +10,9 @@
 //! none finished yet is priced at the run's overall rate so far (planned work done per minute of
 //! wall time). Replayed on the log of the default run from scratch (session 13, finished stages
 //! only): elapsed + time left within 0.92-0.99 of the true total from minute 20 to the end,
-//! where the overall rate alone (the line before) gave 0.77-1.17; in the first 15 minutes, before
-//! a construction has finished, 0.77-1.02 against 0.87-1.06 (docs/performance.md).
+//! where the overall rate alone (the line before) gave 0.77-1.17. Along a real run of the same
+//! work (session 14, stopped at minute 41): 0.86-0.91 from minute 20 on, but 0.64-0.77 in minutes
+//! 7-13, while C_std's is the only finished training (docs/performance.md).
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
