@@ -332,10 +332,14 @@ impl Inputs {
         (self.test_x.narrow(0, 0, n), self.test_y.narrow(0, 0, n))
     }
 
-    /// APGD-CE, then APGD-T towards every other class (torchattacks' `APGDT` default), of
-    /// `ens_steps` steps each.
+    /// APGD-T's target classes: every class but the true one (torchattacks' `APGDT` default).
+    fn ensemble_targets(&self) -> usize {
+        self.train.num_classes.max(2) - 1
+    }
+
+    /// APGD-CE, then APGD-T towards every other class, of `ens_steps` steps each.
     fn ensemble_attacks(&self, cfg: &PipelineConfig) -> Vec<EnsembleAttack> {
-        let targets = self.train.num_classes.max(2) - 1;
+        let targets = self.ensemble_targets();
         [ApgdLoss::CrossEntropy, ApgdLoss::DlrTargeted { targets }]
             .into_iter()
             .map(|loss| {
@@ -363,7 +367,7 @@ pub(super) fn ensemble_rows(
     };
     let clean = share(result.get("clean"), "clean accuracy")? * n;
     let after_ce = share(result["after"].get(0), "accuracy after APGD-CE")? * n;
-    let targets = (inp.train.num_classes.max(2) - 1) as f64;
+    let targets = inp.ensemble_targets() as f64;
     Ok((clean + after_ce * targets).round() as u64)
 }
 
