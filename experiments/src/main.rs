@@ -1,5 +1,5 @@
 //! The `nrf` command line. Run it through `cargo xtask nrf -- <args>` (which sets libtorch up).
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use nrf_experiments::preset::{DatasetName, Preset, BUILTIN};
 use std::path::PathBuf;
@@ -154,6 +154,13 @@ enum Cmd {
         /// (experiments/twin), at 1 and 2 threads; the markdown table goes next to --out (.md).
         #[arg(long)]
         pipeline: bool,
+        /// With --pipeline: only these stages, comma-separated (train_std, train_rob, rep_match,
+        /// relabel, robust_eval, ensemble; default all).
+        #[arg(long, value_delimiter = ',')]
+        stages: Vec<String>,
+        /// With --pipeline: these libtorch thread counts, comma-separated (default 1,2).
+        #[arg(long, value_delimiter = ',')]
+        threads: Vec<i32>,
         /// Where to write the JSON report (default results/bench.json, with --pipeline
         /// results/bench-pipeline.json).
         #[arg(long)]
@@ -345,8 +352,18 @@ fn run() -> Result<()> {
             reps,
             quick,
             pipeline,
+            stages,
+            threads,
             out,
-        } => run_bench(reps, quick, pipeline, out)?,
+        } => {
+            let args = nrf_experiments::bench::pipeline::PipelineArgs {
+                reps,
+                quick,
+                stages,
+                threads,
+            };
+            run_bench(args, pipeline, out)?
+        }
         Cmd::Construct {
             model,
             kind,
@@ -476,11 +493,15 @@ fn run_gpu_check(work: &std::path::Path, without_gpu: bool) -> Result<()> {
 }
 
 /// `nrf bench`: one step on fixed tensors against PyTorch, or whole stages (`--pipeline`).
-fn run_bench(reps: Option<usize>, quick: bool, pipeline: bool, out: Option<PathBuf>) -> Result<()> {
+fn run_bench(
+    args: nrf_experiments::bench::pipeline::PipelineArgs,
+    pipeline: bool,
+    out: Option<PathBuf>,
+) -> Result<()> {
     if pipeline {
         use nrf_experiments::bench::pipeline;
         let out = out.unwrap_or_else(|| PathBuf::from(pipeline::DEFAULT_OUT));
-        let report = pipeline::run(reps, quick, &out)?;
+        let report = pipeline::run(&args, &out)?;
         println!("{}", report.to_markdown());
         println!(
             "written {} and {}",
@@ -489,7 +510,10 @@ fn run_bench(reps: Option<usize>, quick: bool, pipeline: bool, out: Option<PathB
         );
     } else {
         let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
-        let report = nrf_experiments::bench::run(reps, quick, &out)?;
+        if !args.stages.is_empty() || !args.threads.is_empty() {
+            bail!("--stages and --threads go with --pipeline");
+        }
+        let report = nrf_experiments::bench::run(args.reps, args.quick, &out)?;
         println!("{}", report.to_markdown());
         println!("written {}", out.display());
     }

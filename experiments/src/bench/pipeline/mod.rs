@@ -20,7 +20,7 @@
 //! side, images per second, the ratio Python / Rust (>= 1: Rust at least as fast), the share of
 //! the machine's measured f32 matmul rate that the stage's nominal FLOPs reach, and the peak RSS
 //! of each process during the stage (`/proc/self/clear_refs` resets the peak before a stage).
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nrf_attacks::AttackWork;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -88,6 +88,32 @@ impl Stage {
             Stage::Ensemble => "ensemble",
         }
     }
+    /// The stage called `name` (as [`Stage::name`]); the error lists the names.
+    pub fn from_name(name: &str) -> Result<Stage> {
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.name() == name.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+                anyhow!(
+                    "bench --pipeline: unknown stage `{name}` (the stages: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// The smallest and largest `python / rust` wall-time ratio over the run pairs (run `i` of each
+/// side); `None` without Python runs.
+fn pair_ratio_range(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
+    let ratios: Vec<f64> = rust
+        .iter()
+        .zip(python)
+        .map(|(r, p)| p.wall_s / r.wall_s)
+        .collect();
+    let lo = ratios.iter().copied().reduce(f64::min)?;
+    let hi = ratios.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
 }
 
 fn mib(runs: &[StageRun]) -> Option<f64> {
@@ -171,6 +197,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
                 rust_s,
                 python_s,
                 ratio: python_s.map(|p| p / rust_s),
+                ratio_range: pair_ratio_range(&rust_runs, &python_runs),
                 rust_share: share(rust_s),
                 python_share: python_s.map(share),
                 rust_rss_mib: mib(&rust_runs),
@@ -316,9 +343,29 @@ fn time_stage(
     Ok((rust_runs, python_runs))
 }
 
-/// `nrf bench --pipeline [--quick] [--reps N] [--out PATH]`: runs the benchmark, writes the JSON
-/// report to `out` and the markdown table next to it (`.md`), both atomically.
-pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<PipelineReport> {
+/// What `nrf bench --pipeline` was asked for on its command line.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineArgs {
+    /// Runs per stage and side (`None`: the configuration's).
+    pub reps: Option<usize>,
+    /// A fifth of the work ([`PipelineConfig::quick`]).
+    pub quick: bool,
+    /// Stage names ([`Stage::name`]) to run, in this order (empty: all of them).
+    pub stages: Vec<String>,
+    /// Thread counts (empty: 1 and 2).
+    pub threads: Vec<i32>,
+}
+
+/// `nrf bench --pipeline [--quick] [--reps N] [--stages S,..] [--threads T,..] [--out PATH]`: runs
+/// the benchmark, writes the JSON report to `out` and the markdown table next to it (`.md`), both
+/// atomically.
+pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
+    let PipelineArgs {
+        reps,
+        quick,
+        ref stages,
+        ref threads,
+    } = *args;
     let mut cfg = if quick {
         PipelineConfig::quick()
     } else {
@@ -329,6 +376,15 @@ pub fn run(reps: Option<usize>, quick: bool, out: &Path) -> Result<PipelineRepor
             bail!("--reps must be at least 1");
         }
         cfg.reps = r;
+    }
+    if !stages.is_empty() {
+        cfg.stages = stages
+            .iter()
+            .map(|s| Stage::from_name(s))
+            .collect::<Result<_>>()?;
+    }
+    if !threads.is_empty() {
+        cfg.threads = threads.clone();
     }
     run_config(&cfg, out)
 }

@@ -125,6 +125,10 @@ pub struct PipelineRow {
     pub python_s: Option<f64>,
     /// `python_s / rust_s` (>= 1: Rust at least as fast).
     pub ratio: Option<f64>,
+    /// The smallest and largest ratio of one Rust run to the Python run beside it (run `i` of
+    /// each side, back to back): the run-to-run spread of `ratio`. Older reports have none.
+    #[serde(default)]
+    pub ratio_range: Option<(f64, f64)>,
     /// Nominal GFLOP/s of the Rust side as a share of the matmul rate at this thread count.
     pub rust_share: f64,
     /// The same for Python.
@@ -234,7 +238,12 @@ impl PipelineReport {
                 r.threads,
                 r.rust_s,
                 opt(r.python_s, 2),
-                opt(r.ratio, 2),
+                match (r.ratio, r.ratio_range) {
+                    (Some(m), Some((lo, hi))) if r.rust_runs.len() > 1 => {
+                        format!("{m:.2} ({lo:.2}-{hi:.2})")
+                    }
+                    (m, _) => opt(m, 2),
+                },
                 img / r.rust_s,
                 opt(r.python_s.map(|p| img / p), 0),
                 100.0 * r.rust_share,
@@ -250,7 +259,7 @@ impl PipelineReport {
                 opt(ratio, 2)
             ));
         }
-        s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast). % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");
+        s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast), of the medians; in brackets the smallest and largest ratio of one Rust run to the Python run beside it (the run-to-run spread: a stage is slower or faster only where the whole range is). % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");
         let m: Vec<String> = self
             .matmul_gflops
             .iter()

@@ -45,6 +45,25 @@ fn bad_configs_are_rejected() {
     }
 }
 
+#[test]
+fn stages_are_named_and_run_pairs_give_the_ratio_range() {
+    for stage in Stage::ALL {
+        assert_eq!(Stage::from_name(stage.name()).unwrap(), stage);
+    }
+    let e = format!("{:#}", Stage::from_name("train").unwrap_err());
+    assert!(e.contains("unknown stage `train`") && e.contains("train_rob"), "{e}");
+    let run = |wall_s: f64| StageRun {
+        wall_s,
+        peak_rss_kb: None,
+        rss_reset: false,
+        result: serde_json::Value::Null,
+    };
+    let rust = [run(2.0), run(4.0), run(3.0)];
+    let python = [run(3.0), run(2.0), run(3.0)];
+    assert_eq!(pair_ratio_range(&rust, &python), Some((0.5, 1.5)));
+    assert_eq!(pair_ratio_range(&rust, &[]), None);
+}
+
 /// Tiny sizes end to end: every stage runs, the JSON and the markdown table are written.
 /// The Python side runs when NRF_PYTHON names a Python with torch (`cargo xtask test`);
 /// otherwise it is skipped with a note.
