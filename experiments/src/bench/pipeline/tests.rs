@@ -51,7 +51,10 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
         assert_eq!(Stage::from_name(stage.name()).unwrap(), stage);
     }
     let e = format!("{:#}", Stage::from_name("train").unwrap_err());
-    assert!(e.contains("unknown stage `train`") && e.contains("train_rob"), "{e}");
+    assert!(
+        e.contains("unknown stage `train`") && e.contains("train_rob"),
+        "{e}"
+    );
     let run = |wall_s: f64| StageRun {
         wall_s,
         peak_rss_kb: None,
