@@ -104,13 +104,16 @@ impl Stage {
 }
 
 /// The smallest and largest `python / rust` wall-time ratio over the run pairs (run `i` of each
-/// side); `None` without Python runs.
+/// side); `None` with fewer than two pairs (no spread to show).
 fn pair_ratio_range(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
     let ratios: Vec<f64> = rust
         .iter()
         .zip(python)
         .map(|(r, p)| p.wall_s / r.wall_s)
         .collect();
+    if ratios.len() < 2 {
+        return None;
+    }
     let lo = ratios.iter().copied().reduce(f64::min)?;
     let hi = ratios.iter().copied().reduce(f64::max)?;
     Some((lo, hi))

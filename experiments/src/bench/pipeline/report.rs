@@ -126,7 +126,8 @@ pub struct PipelineRow {
     /// `python_s / rust_s` (>= 1: Rust at least as fast).
     pub ratio: Option<f64>,
     /// The smallest and largest ratio of one Rust run to the Python run beside it (run `i` of
-    /// each side, back to back): the run-to-run spread of `ratio`. Older reports have none.
+    /// each side, back to back): the run-to-run spread of `ratio`; `None` with fewer than two
+    /// pairs, and in older reports.
     #[serde(default)]
     pub ratio_range: Option<(f64, f64)>,
     /// Nominal GFLOP/s of the Rust side as a share of the matmul rate at this thread count.
@@ -239,7 +240,7 @@ impl PipelineReport {
                 r.rust_s,
                 opt(r.python_s, 2),
                 match (r.ratio, r.ratio_range) {
-                    (Some(m), Some((lo, hi))) if r.rust_runs.len() > 1 => {
+                    (Some(m), Some((lo, hi))) => {
                         format!("{m:.2} ({lo:.2}-{hi:.2})")
                     }
                     (m, _) => opt(m, 2),

@@ -65,6 +65,8 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
     let python = [run(3.0), run(2.0), run(3.0)];
     assert_eq!(pair_ratio_range(&rust, &python), Some((0.5, 1.5)));
     assert_eq!(pair_ratio_range(&rust, &[]), None);
+    // One pair (Python stopped answering after its first run): no spread to show.
+    assert_eq!(pair_ratio_range(&rust, &python[..1]), None);
 }
 
 /// Tiny sizes end to end: every stage runs, the JSON and the markdown table are written.
