@@ -81,6 +81,8 @@ pub struct Plan {
     pub stages: Vec<StagePlan>,
     /// Sums per kind of stage ("train", "eval", "construct", "ensemble", "extras").
     pub by_kind: Vec<KindTotal>,
+    /// Sums per part of the run: the paper's core ([`CORE_PART`]), then each extra.
+    pub by_part: Vec<PartTotal>,
     pub total_flops: f64,
     pub total_seconds: f64,
     pub total_hours: f64,
@@ -135,6 +137,9 @@ pub struct StagePlan {
     pub name: String,
     /// "train", "eval", "construct", "ensemble" or "extras".
     pub kind: String,
+    /// The part of the run that needs it first: [`CORE_PART`] (Figure 2 and Table 1), else the
+    /// extra's section id ([`INDEPENDENT_MODEL_PART`] for `C_indep`, which two extras share).
+    pub part: String,
     /// The architecture whose passes these are (a TorchScript source: its file).
     pub arch: String,
     /// The TorchScript source model ("C_std" / "C_rob") the stage runs on when `[sources]` names
@@ -163,6 +168,25 @@ pub struct KindTotal {
     pub flops: f64,
     pub seconds: f64,
 }
+
+/// A part's total.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartTotal {
+    pub part: String,
+    pub stages: usize,
+    pub flops: f64,
+    /// The FLOPs of its robust evaluations (kinds "eval" and "ensemble"), counted as if no example
+    /// were ever fooled: an upper bound. The rest of `flops` is the exact count.
+    pub bounded_flops: f64,
+    pub seconds: f64,
+}
+
+/// The part of the run that is the paper's core: Figure 2 and Table 1 (their source models,
+/// constructed sets, fresh models and evaluations).
+pub const CORE_PART: &str = "core";
+
+/// The part of `C_indep`, the independent model of the `diversity` and `source_vs_target` extras.
+pub const INDEPENDENT_MODEL_PART: &str = "independent_model";
 
 /// Plans `p`: its stages, their work and FLOPs, and their times at the measured or given rate.
 pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
@@ -251,6 +275,29 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
             }),
         }
     }
+    let mut by_part: Vec<PartTotal> = Vec::new();
+    for s in &out {
+        let i = match by_part.iter().position(|t| t.part == s.part) {
+            Some(i) => i,
+            None => {
+                by_part.push(PartTotal {
+                    part: s.part.clone(),
+                    stages: 0,
+                    flops: 0.0,
+                    bounded_flops: 0.0,
+                    seconds: 0.0,
+                });
+                by_part.len() - 1
+            }
+        };
+        let t = &mut by_part[i];
+        t.stages += 1;
+        t.flops += s.flops;
+        t.seconds += s.seconds;
+        if s.kind == "eval" || s.kind == "ensemble" {
+            t.bounded_flops += s.flops;
+        }
+    }
     let total_flops: f64 = out.iter().map(|s| s.flops).sum();
     let total_seconds = total_flops / rate;
     Ok(Plan {
@@ -267,6 +314,7 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
         sources,
         stages: out,
         by_kind,
+        by_part,
         total_flops,
         total_seconds,
         total_hours: total_seconds / 3600.0,

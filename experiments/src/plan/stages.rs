@@ -1,6 +1,6 @@
 //! The stage walk: the stages of a preset's reproduce run, in the pipeline's order.
 use super::work::{Builder, Passes};
-use super::StagePlan;
+use super::{StagePlan, INDEPENDENT_MODEL_PART};
 use crate::extras::arch_slug;
 use crate::extras::d_det::SourceModel;
 use crate::preset::{DDetStudy, IndependentModel, Preset, TrainSection};
@@ -60,25 +60,28 @@ pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePla
 
 /// The extras of [`crate::extras::jobs`], in its order.
 fn extras(b: &mut Builder, train_n: usize, subset: usize, rep_n: usize, rel_n: usize) {
+    use crate::extras::{cosine, d_det, eps_sensitivity, figure3, init_ablation, train_size};
     let e = &b.p.extras;
     if (e.diversity || e.source_vs_target) && e.independent_model == IndependentModel::CIndep {
-        c_indep(b, train_n, subset, rep_n);
+        b.in_part(INDEPENDENT_MODEL_PART, |b| {
+            c_indep(b, train_n, subset, rep_n)
+        });
     }
     if e.cosine_ablation {
-        cosine_ablation(b, rep_n);
+        b.in_part(cosine::ID, |b| cosine_ablation(b, rep_n));
     }
     if e.init_ablation {
-        init_ablation(b, rep_n);
+        b.in_part(init_ablation::ID, |b| init_ablation(b, rep_n));
     }
-    eps_sensitivity(b, rel_n);
+    b.in_part(eps_sensitivity::ID, |b| eps_sensitivity(b, rel_n));
     if e.figure3 {
-        figure3(b, rep_n, rel_n);
+        b.in_part(figure3::ID, |b| figure3(b, rep_n, rel_n));
     }
     if !e.train_sizes.is_empty() {
-        train_sizes(b, train_n, rep_n, rel_n);
+        b.in_part(train_size::ID, |b| train_sizes(b, train_n, rep_n, rel_n));
     }
     if let Some(study) = &e.d_det_study {
-        d_det_study(b, study, train_n, rel_n);
+        b.in_part(d_det::ID, |b| d_det_study(b, study, train_n, rel_n));
     }
     // diversity, source_vs_target, overfitting: distances and reads of results, seconds.
 }

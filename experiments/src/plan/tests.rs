@@ -156,6 +156,62 @@ fn extras_share_stages_with_table1() {
 }
 
 #[test]
+fn every_stage_belongs_to_the_part_that_needs_it_first() {
+    let p = preset("fashion-mnist", &[]);
+    let plan = plan(&p, &given(100.0)).unwrap();
+    let part = |n: &str| {
+        plan.stages
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+            .part
+            .as_str()
+    };
+    // Figure 2 / Table 1's stages are the core, also where an extra reuses them (eps_sensitivity
+    // at eps 2, train_size at 10000); an extra's own stages are its part.
+    for n in [
+        "train:C_rob",
+        "ensemble:on_D_R",
+        "construct:D_det_eps2",
+        "train:on_D_det_eps2",
+    ] {
+        assert_eq!(part(n), CORE_PART, "{n}");
+    }
+    assert_eq!(part("construct:D_det_eps4"), "eps_sensitivity");
+    assert_eq!(part("train:C_indep"), INDEPENDENT_MODEL_PART);
+    assert_eq!(part("construct:D_R_cos"), "cosine_ablation");
+    assert_eq!(part("train:init_tch_on_D_R"), "init_ablation");
+    assert_eq!(part("extras:figure3_transfer"), "figure3");
+    assert_eq!(part("construct:D_rand_n1000"), "train_size");
+    assert_eq!(part("construct:D_det_dd_all"), "d_det_study");
+    // The parts add up to the whole, the core first; their upper-bounded share is the robust
+    // evaluations'.
+    assert_eq!(plan.by_part[0].part, CORE_PART);
+    let sum = |f: fn(&PartTotal) -> f64| plan.by_part.iter().map(f).sum::<f64>();
+    assert!((sum(|t| t.flops) - plan.total_flops).abs() < 1e-6 * plan.total_flops);
+    let stages: usize = plan.by_part.iter().map(|t| t.stages).sum();
+    assert_eq!(stages, plan.stages.len());
+    let evals: f64 = plan
+        .stages
+        .iter()
+        .filter(|s| s.kind == "eval" || s.kind == "ensemble")
+        .map(|s| s.flops)
+        .sum();
+    assert!((sum(|t| t.bounded_flops) - evals).abs() < 1e-6 * evals);
+    let core = &plan.by_part[0];
+    assert!(core.bounded_flops > 0.0 && core.bounded_flops < core.flops);
+    assert!(plan.to_text().contains("core: Figure 2 + Table 1"));
+    // Without extras everything is the core.
+    let bare = super::plan(
+        &preset("fashion-mnist", &["extras.enabled=false"]),
+        &given(100.0),
+    )
+    .unwrap();
+    assert_eq!(bare.by_part.len(), 1);
+    assert_eq!(bare.by_part[0].part, CORE_PART);
+}
+
+#[test]
 fn the_ensemble_is_planned_where_the_pipeline_runs_it() {
     // Only the models whose robustness a claim uses (Figure 2's) get the ensemble; Table 1's
     // models and the extras' fully evaluated ones (cosine, init ablation) get PGD only.

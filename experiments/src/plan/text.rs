@@ -147,6 +147,23 @@ impl Plan {
                 100.0 * k.flops / self.total_flops.max(f64::MIN_POSITIVE)
             );
         }
+        s += "\nby part (robust evaluation's share of each: an upper bound):\n";
+        for t in &self.by_part {
+            let label = if t.part == super::CORE_PART {
+                "core: Figure 2 + Table 1".to_string()
+            } else {
+                format!("extra {}", t.part)
+            };
+            s += &format!(
+                "  {:<28} {:>3} stages  {:>12}  {:>9}  ({:.0}%; {} of it robust evaluation)\n",
+                label,
+                t.stages,
+                flops_text(t.flops),
+                time_text(t.seconds),
+                100.0 * t.flops / self.total_flops.max(f64::MIN_POSITIVE),
+                flops_text(t.bounded_flops)
+            );
+        }
         s += &format!(
             "\ntotal: {} stages, {}, {:.2} hours at {:.1} GFLOP/s ({})\n",
             self.stages.len(),

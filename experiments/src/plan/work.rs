@@ -64,6 +64,8 @@ pub(super) struct Builder<'a> {
     /// The TorchScript source model (`[sources]`, "C_std" / "C_rob") the stages pushed now run
     /// on ([`Builder::on_source`]); None: the preset's own architecture.
     source: Option<String>,
+    /// The part of the run the stages pushed now belong to ([`Builder::in_part`]).
+    part: &'static str,
 }
 
 impl<'a> Builder<'a> {
@@ -76,7 +78,16 @@ impl<'a> Builder<'a> {
             stages: Vec::new(),
             seen: BTreeMap::new(),
             source: None,
+            part: super::CORE_PART,
         }
+    }
+
+    /// Runs `push_stages` with the stages it pushes counted in the part `part` of the run (an
+    /// extra's section id); a stage an earlier part pushed stays in that part.
+    pub(super) fn in_part(&mut self, part: &'static str, push_stages: impl FnOnce(&mut Self)) {
+        let before = std::mem::replace(&mut self.part, part);
+        push_stages(self);
+        self.part = before;
     }
 
     /// Runs `push_stages` with the stages it pushes marked as running on the source model
@@ -108,6 +119,7 @@ impl<'a> Builder<'a> {
         let plan = StagePlan {
             name,
             kind: kind.into(),
+            part: self.part.into(),
             arch: arch.label(),
             source: self.source.clone(),
             images,
