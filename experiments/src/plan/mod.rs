@@ -188,6 +188,19 @@ pub const CORE_PART: &str = "core";
 /// The part of `C_indep`, the independent model of the `diversity` and `source_vs_target` extras.
 pub const INDEPENDENT_MODEL_PART: &str = "independent_model";
 
+/// The total in `totals` that `is_it` finds, pushed by `new` when there is none yet: totals kept
+/// in the order of their first stage.
+fn entry<T>(totals: &mut Vec<T>, is_it: impl Fn(&T) -> bool, new: impl FnOnce() -> T) -> &mut T {
+    let i = match totals.iter().position(is_it) {
+        Some(i) => i,
+        None => {
+            totals.push(new());
+            totals.len() - 1
+        }
+    };
+    &mut totals[i]
+}
+
 /// Plans `p`: its stages, their work and FLOPs, and their times at the measured or given rate.
 pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
     if let Some(g) = opts.gflops {
@@ -259,38 +272,32 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
         s.seconds = s.flops / rate;
         out.push(s);
     }
-    let mut by_kind: Vec<KindTotal> = Vec::new();
+    let (mut by_kind, mut by_part) = (Vec::<KindTotal>::new(), Vec::<PartTotal>::new());
     for s in &out {
-        match by_kind.iter_mut().find(|k| k.kind == s.kind) {
-            Some(k) => {
-                k.stages += 1;
-                k.flops += s.flops;
-                k.seconds += s.seconds;
-            }
-            None => by_kind.push(KindTotal {
+        let k = entry(
+            &mut by_kind,
+            |k| k.kind == s.kind,
+            || KindTotal {
                 kind: s.kind.clone(),
-                stages: 1,
-                flops: s.flops,
-                seconds: s.seconds,
-            }),
-        }
-    }
-    let mut by_part: Vec<PartTotal> = Vec::new();
-    for s in &out {
-        let i = match by_part.iter().position(|t| t.part == s.part) {
-            Some(i) => i,
-            None => {
-                by_part.push(PartTotal {
-                    part: s.part.clone(),
-                    stages: 0,
-                    flops: 0.0,
-                    bounded_flops: 0.0,
-                    seconds: 0.0,
-                });
-                by_part.len() - 1
-            }
-        };
-        let t = &mut by_part[i];
+                stages: 0,
+                flops: 0.0,
+                seconds: 0.0,
+            },
+        );
+        k.stages += 1;
+        k.flops += s.flops;
+        k.seconds += s.seconds;
+        let t = entry(
+            &mut by_part,
+            |t| t.part == s.part,
+            || PartTotal {
+                part: s.part.clone(),
+                stages: 0,
+                flops: 0.0,
+                bounded_flops: 0.0,
+                seconds: 0.0,
+            },
+        );
         t.stages += 1;
         t.flops += s.flops;
         t.seconds += s.seconds;
