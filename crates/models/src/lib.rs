@@ -97,6 +97,10 @@ impl ModelSpec {
         self.std = std;
         self
     }
+    /// Whether the normalisation is the identity (every mean 0, every std 1).
+    pub fn is_identity_normalization(&self) -> bool {
+        self.mean.iter().all(|&m| m == 0.0) && self.std.iter().all(|&s| s == 1.0)
+    }
     /// Checks the spec for inconsistent values.
     pub fn validate(&self) -> Result<()> {
         let c = self.in_shape[0] as usize;
@@ -131,8 +135,10 @@ pub struct Model {
     pub vs: nn::VarStore,
     pub spec: ModelSpec,
     net: Box<dyn arch::Net>,
-    mean: Tensor,
-    std: Tensor,
+    /// `(mean, std)` as `[1, C, 1, 1]` tensors; `None` for the identity (mean 0, std 1), which
+    /// would change no value or gradient (`(x - 0) / 1 == x` in floating point) and is skipped,
+    /// as the twin skips it.
+    norm: Option<(Tensor, Tensor)>,
 }
 
 impl Model {
@@ -149,20 +155,19 @@ impl Model {
             spec.init,
         );
         let c = spec.in_shape[0];
-        let mean = Tensor::from_slice(&spec.mean)
-            .to_kind(Kind::Float)
-            .view([1, c, 1, 1])
-            .to_device(device);
-        let std = Tensor::from_slice(&spec.std)
-            .to_kind(Kind::Float)
-            .view([1, c, 1, 1])
-            .to_device(device);
+        let per_channel = |v: &[f64]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, c, 1, 1])
+                .to_device(device)
+        };
+        let norm = (!spec.is_identity_normalization())
+            .then(|| (per_channel(&spec.mean), per_channel(&spec.std)));
         Ok(Model {
             vs,
             spec: spec.clone(),
             net,
-            mean,
-            std,
+            norm,
         })
     }
     /// The device the model lives on.
@@ -191,8 +196,10 @@ impl Classifier for Model {
                 self.spec.in_shape[2],
             ])
         };
-        let xn = (x - &self.mean) / &self.std;
-        self.net.forward_rep(&xn, train)
+        match &self.norm {
+            Some((mean, std)) => self.net.forward_rep(&((x - mean) / std), train),
+            None => self.net.forward_rep(&x, train),
+        }
     }
     fn num_classes(&self) -> i64 {
         self.spec.num_classes

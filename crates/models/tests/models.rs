@@ -101,6 +101,36 @@ fn normalisation_is_inside_the_model() {
     assert!(diff < 1e-5, "{diff}");
 }
 
+/// The identity normalisation is skipped: the logits, representation and input gradient equal,
+/// bit for bit, those of the same model with `(x - 0) / 1` computed in front of it.
+#[test]
+fn identity_normalisation_is_skipped_without_changing_a_bit() {
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    assert!(spec.is_identity_normalization());
+    assert!(!spec
+        .clone()
+        .with_normalization(vec![0.0], vec![0.5])
+        .is_identity_normalization());
+    let m = Model::new(&spec, Device::Cpu, 5).unwrap();
+    tch::manual_seed(1);
+    let x = Tensor::rand([6, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let zeros = Tensor::zeros([1, 1, 1, 1], (Kind::Float, Device::Cpu));
+    let ones = Tensor::ones([1, 1, 1, 1], (Kind::Float, Device::Cpu));
+    let pass = |explicit: bool| {
+        let xg = x.copy().set_requires_grad(true);
+        let input = if explicit {
+            (&xg - &zeros) / &ones
+        } else {
+            xg.shallow_clone()
+        };
+        let (logits, rep) = m.forward_rep(&input, false);
+        let loss = logits.log_softmax(-1, Kind::Float).sum(Kind::Float) + rep.sum(Kind::Float);
+        let grad = Tensor::run_backward(&[&loss], &[&xg], false, false).remove(0);
+        (logits.detach(), rep.detach(), grad)
+    };
+    let (a, b) = (pass(false), pass(true));
+    assert!(a.0.equal(&b.0) && a.1.equal(&b.1) && a.2.equal(&b.2));
+}
 #[test]
 fn checkpoint_round_trip_and_bad_file() {
     let dir = tempfile::tempdir().unwrap();
