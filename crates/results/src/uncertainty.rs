@@ -38,6 +38,12 @@
 //! (delta method, ∂r/∂x_i and ∂r/∂y_i) over (1−r²)². Its interval is tanh(z ± 2·SE(z)); the claim
 //! "positive correlation" holds when the interval is above 0, does not hold when below, and is
 //! inconclusive otherwise (always with 3 or fewer points).
+//!
+//! **A speed ratio** (the benchmark's Python s / Rust s over k run pairs, each pair run back to
+//! back) is decided on the logarithms of the paired ratios: their mean ± Student's t (k − 1
+//! degrees of freedom) · s/√k, exponentiated, is the 95% interval of the geometric-mean ratio
+//! ([`ratio_interval`]); a side is faster only where the whole interval says so, level
+//! ("within the noise") where it contains 1, and nothing is decided from a single pair.
 use crate::Verdict;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +54,7 @@ pub const Z95: f64 = 1.959_963_984_540_054;
 /// A margin must exceed this many standard errors to decide a claim (one-sided, ~97.5%).
 pub const MARGIN_SIGMAS: f64 = 2.0;
 
-/// A closed interval of fractions.
+/// A closed interval (of fractions, for accuracies).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// Lower bound.
@@ -96,6 +102,47 @@ fn mean(v: &[f64]) -> f64 {
     } else {
         v.iter().sum::<f64>() / v.len() as f64
     }
+}
+
+/// The 97.5% quantile of Student's t distribution with `df` degrees of freedom: a 95% two-sided
+/// interval of the mean of `df + 1` values is ± this many standard errors. Tabulated to 30
+/// degrees of freedom, then the Cornish-Fisher expansion around [`Z95`] (within 0.001 of the
+/// exact value there); NaN for `df = 0`.
+pub fn student_t95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => {
+            let (z, n) = (Z95, df as f64);
+            z + (z.powi(3) + z) / (4.0 * n)
+                + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * n * n)
+        }
+    }
+}
+
+/// The geometric mean of positive `ratios` (one per run pair) and its 95% interval: the mean of
+/// their logarithms ± [`student_t95`]`(k − 1)` · s/√k, exponentiated. None for fewer than two
+/// ratios or one that is not positive and finite.
+pub fn ratio_interval(ratios: &[f64]) -> Option<(f64, Interval)> {
+    if ratios.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return None;
+    }
+    let logs: Vec<f64> = ratios.iter().map(|r| r.ln()).collect();
+    let sd = sample_sd(&logs)?;
+    let m = mean(&logs);
+    let half = student_t95(logs.len() - 1) * sd / (logs.len() as f64).sqrt();
+    Some((
+        m.exp(),
+        Interval {
+            lo: (m - half).exp(),
+            hi: (m + half).exp(),
+        },
+    ))
 }
 
 /// Sample standard deviation (n − 1 in the denominator); None for fewer than two values.

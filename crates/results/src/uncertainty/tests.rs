@@ -219,3 +219,23 @@ fn pearson_by_hand() {
     assert_eq!(pearson(&x, &[1.0; 4]), None);
     assert_eq!(pearson(&[1.0], &[1.0]), None);
 }
+
+#[test]
+fn student_t_quantiles_and_the_ratio_interval() {
+    // Known quantiles (two-sided 95%), the expansion joined to the table, and the normal limit.
+    assert!(student_t95(0).is_nan());
+    assert!(close(student_t95(1), 12.706, 1e-9) && close(student_t95(4), 2.776, 1e-9));
+    assert!(close(student_t95(40), 2.021, 1e-3) && close(student_t95(120), 1.980, 1e-3));
+    assert!(student_t95(31) < student_t95(30) && student_t95(31) > Z95);
+    assert!(close(student_t95(1_000_000), Z95, 1e-5));
+    // Ratios 0.5, 1, 2: geometric mean 1; log sd ln 2; half-width t(2) * ln 2 / sqrt 3.
+    let (g, iv) = ratio_interval(&[0.5, 1.0, 2.0]).unwrap();
+    let half = 4.303 * 2f64.ln() / 3f64.sqrt();
+    assert!(close(g, 1.0, 1e-12) && close(iv.lo, (-half).exp(), 1e-12));
+    assert!(close(iv.hi, half.exp(), 1e-12) && iv.contains(1.0));
+    // Consistent pairs decide; one pair, or a bad ratio, decides nothing.
+    let (g, iv) = ratio_interval(&[1.20, 1.25, 1.22, 1.18]).unwrap();
+    assert!(iv.lo > 1.1 && iv.hi < 1.3 && iv.contains(g));
+    assert!(ratio_interval(&[1.2]).is_none());
+    assert!(ratio_interval(&[1.2, 0.0]).is_none() && ratio_interval(&[1.2, f64::NAN]).is_none());
+}

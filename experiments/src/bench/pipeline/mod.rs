@@ -22,6 +22,7 @@
 //! of each process during the stage (`/proc/self/clear_refs` resets the peak before a stage).
 use anyhow::{anyhow, bail, Context, Result};
 use nrf_attacks::AttackWork;
+use nrf_results::uncertainty::ratio_interval;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -38,7 +39,8 @@ mod tests;
 pub use config::PipelineConfig;
 use python_side::PyStages;
 pub use report::{
-    fmnist_cnn_flops, matmul_gflops, LoopOverhead, PipelineReport, PipelineRow, StageRun,
+    fmnist_cnn_flops, matmul_gflops, speed_verdict, LoopOverhead, PipelineReport, PipelineRow,
+    PipelineTotal, StageRun,
 };
 use report::{peak_rss_kb, reset_peak_rss, stage_flops};
 use rust_side::{bare_steps_s, ensemble_rows, eval_work, run_rust_stage, Inputs};
@@ -103,20 +105,30 @@ impl Stage {
     }
 }
 
-/// The smallest and largest `python / rust` wall-time ratio over the run pairs (run `i` of each
-/// side); `None` with fewer than two pairs (no spread to show).
-fn pair_ratio_range(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
-    let ratios: Vec<f64> = rust
-        .iter()
+/// The `python / rust` wall-time ratio of each run pair (run `i` of each side, back to back).
+fn pair_ratios(rust: &[StageRun], python: &[StageRun]) -> Vec<f64> {
+    rust.iter()
         .zip(python)
         .map(|(r, p)| p.wall_s / r.wall_s)
-        .collect();
+        .collect()
+}
+
+/// The smallest and largest `python / rust` wall-time ratio over the run pairs; `None` with
+/// fewer than two pairs (no spread to show).
+fn pair_ratio_range(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
+    let ratios = pair_ratios(rust, python);
     if ratios.len() < 2 {
         return None;
     }
     let lo = ratios.iter().copied().reduce(f64::min)?;
     let hi = ratios.iter().copied().reduce(f64::max)?;
     Some((lo, hi))
+}
+
+/// The 95% interval of the geometric-mean `python / rust` ratio over the run pairs
+/// (`nrf_results::uncertainty::ratio_interval`); `None` with fewer than two pairs.
+fn pair_ratio_interval(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
+    ratio_interval(&pair_ratios(rust, python)).map(|(_, iv)| (iv.lo, iv.hi))
 }
 
 fn mib(runs: &[StageRun]) -> Option<f64> {
@@ -201,6 +213,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
                 python_s,
                 ratio: python_s.map(|p| p / rust_s),
                 ratio_range: pair_ratio_range(&rust_runs, &python_runs),
+                ratio_interval: pair_ratio_interval(&rust_runs, &python_runs),
                 rust_share: share(rust_s),
                 python_share: python_s.map(share),
                 rust_rss_mib: mib(&rust_runs),

@@ -2,6 +2,7 @@
 //! memory its numbers are measured against.
 use super::{PipelineConfig, Stage};
 use nrf_attacks::AttackWork;
+use nrf_results::uncertainty::ratio_interval;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -130,6 +131,11 @@ pub struct PipelineRow {
     /// pairs, and in older reports.
     #[serde(default)]
     pub ratio_range: Option<(f64, f64)>,
+    /// The 95% interval of the geometric-mean ratio over the run pairs (Student's t on the
+    /// logarithms: `nrf_results::uncertainty::ratio_interval`), what [`speed_verdict`] decides
+    /// on; `None` with fewer than two pairs, and in older reports.
+    #[serde(default)]
+    pub ratio_interval: Option<(f64, f64)>,
     /// Nominal GFLOP/s of the Rust side as a share of the matmul rate at this thread count.
     pub rust_share: f64,
     /// The same for Python.
@@ -158,6 +164,33 @@ pub struct LoopOverhead {
     pub steps_s: f64,
     /// `stage_s / steps_s − 1`.
     pub overhead: f64,
+}
+
+/// The whole pipeline at one thread count: every stage both sides ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineTotal {
+    /// libtorch CPU threads.
+    pub threads: i32,
+    /// Sum of the stages' median Rust seconds.
+    pub rust_s: f64,
+    /// Sum of the stages' median Python seconds (`None` when a stage has none).
+    pub python_s: Option<f64>,
+    /// `python_s / rust_s`.
+    pub ratio: Option<f64>,
+    /// 95% interval of the geometric-mean ratio of the run pairs' sums over the stages.
+    pub ratio_interval: Option<(f64, f64)>,
+}
+
+/// What a 95% ratio interval (Python s / Rust s) says: "faster" (Rust: the whole interval above
+/// 1), "slower" (below 1), "level" (it contains 1: no difference resolved at this spread), or
+/// "n/a" (fewer than two run pairs: nothing decided).
+pub fn speed_verdict(interval: Option<(f64, f64)>) -> &'static str {
+    match interval {
+        Some((lo, _)) if lo > 1.0 => "faster",
+        Some((_, hi)) if hi < 1.0 => "slower",
+        Some(_) => "level",
+        None => "n/a",
+    }
 }
 
 /// Everything `nrf bench --pipeline` measured.
@@ -196,9 +229,10 @@ pub struct PipelineReport {
 }
 
 impl PipelineReport {
-    /// Whole-pipeline totals per thread count: `(threads, rust_s, python_s, ratio)` over the
-    /// stages both sides ran.
-    pub fn totals(&self) -> Vec<(i32, f64, Option<f64>, Option<f64>)> {
+    /// Whole-pipeline totals per thread count over the stages both sides ran: the sums of the
+    /// medians, their ratio, and the 95% interval of the ratio from each run pair's sums over the
+    /// stages (run `i` of every stage on each side).
+    pub fn totals(&self) -> Vec<PipelineTotal> {
         self.config
             .threads
             .iter()
@@ -206,7 +240,26 @@ impl PipelineReport {
                 let rows: Vec<&PipelineRow> = self.rows.iter().filter(|r| r.threads == t).collect();
                 let rust: f64 = rows.iter().map(|r| r.rust_s).sum();
                 let py: Option<f64> = rows.iter().map(|r| r.python_s).sum();
-                (t, rust, py, py.map(|p| p / rust))
+                let pairs = rows
+                    .iter()
+                    .map(|r| r.rust_runs.len().min(r.python_runs.len()))
+                    .min()
+                    .unwrap_or(0);
+                let ratios: Vec<f64> = (0..pairs)
+                    .map(|i| {
+                        let sum = |runs: fn(&PipelineRow) -> &[StageRun]| -> f64 {
+                            rows.iter().map(|r| runs(r)[i].wall_s).sum()
+                        };
+                        sum(|r| &r.python_runs) / sum(|r| &r.rust_runs)
+                    })
+                    .collect();
+                PipelineTotal {
+                    threads: t,
+                    rust_s: rust,
+                    python_s: py,
+                    ratio: py.map(|p| p / rust),
+                    ratio_interval: ratio_interval(&ratios).map(|(_, iv)| (iv.lo, iv.hi)),
+                }
             })
             .collect()
     }
@@ -228,12 +281,15 @@ impl PipelineReport {
             c.python_channels_last,
             self.cpus,
         );
-        s.push_str("| stage | work | threads | Rust s | Python s | ratio | Rust img/s | Python img/s | Rust % matmul | Python % matmul | Rust peak RSS MiB | Python peak RSS MiB |\n");
-        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let interval = |iv: Option<(f64, f64)>| {
+            iv.map_or("n/a".to_string(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"))
+        };
+        s.push_str("| stage | work | threads | Rust s | Python s | ratio | 95% interval | Rust | Rust img/s | Python img/s | Rust % matmul | Python % matmul | Rust peak RSS MiB | Python peak RSS MiB |\n");
+        s.push_str("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             let img = r.images as f64;
             s.push_str(&format!(
-                "| {} | {} | {} | {:.2} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} |\n",
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} |\n",
                 r.stage.name(),
                 work_label(c, r.stage),
                 r.threads,
@@ -245,6 +301,8 @@ impl PipelineReport {
                     }
                     (m, _) => opt(m, 2),
                 },
+                interval(r.ratio_interval),
+                speed_verdict(r.ratio_interval),
                 img / r.rust_s,
                 opt(r.python_s.map(|p| img / p), 0),
                 100.0 * r.rust_share,
@@ -253,14 +311,18 @@ impl PipelineReport {
                 opt(r.python_rss_mib, 0),
             ));
         }
-        for (t, rust, py, ratio) in self.totals() {
+        for t in self.totals() {
             s.push_str(&format!(
-                "| **whole pipeline** | all stages above | {t} | {rust:.2} | {} | {} | | | | | | |\n",
-                opt(py, 2),
-                opt(ratio, 2)
+                "| **whole pipeline** | all stages above | {} | {:.2} | {} | {} | {} | {} | | | | | | |\n",
+                t.threads,
+                t.rust_s,
+                opt(t.python_s, 2),
+                opt(t.ratio, 2),
+                interval(t.ratio_interval),
+                speed_verdict(t.ratio_interval),
             ));
         }
-        s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast), of the medians; in brackets the smallest and largest ratio of one Rust run to the Python run beside it (the run-to-run spread: a stage is slower or faster only where the whole range is). % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");
+        s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast), of the medians; in brackets the smallest and largest ratio of one Rust run to the Python run beside it. 95% interval: of the geometric-mean ratio over the run pairs (Student's t on the logarithms of the paired ratios; for the whole pipeline, of each pair's sums over the stages). Rust: faster or slower than the twin where the whole interval lies above or below 1, level where it contains 1 (no difference resolved at this run-to-run spread), n/a with a single pair. % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");
         let m: Vec<String> = self
             .matmul_gflops
             .iter()

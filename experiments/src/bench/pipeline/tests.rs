@@ -67,6 +67,16 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
     assert_eq!(pair_ratio_range(&rust, &[]), None);
     // One pair (Python stopped answering after its first run): no spread to show.
     assert_eq!(pair_ratio_range(&rust, &python[..1]), None);
+    assert_eq!(pair_ratio_interval(&rust, &python[..1]), None);
+    // Ratios 1.5, 0.5, 1: the interval contains 1 (level); consistent pairs decide.
+    let iv = pair_ratio_interval(&rust, &python);
+    assert!(iv.is_some_and(|(lo, hi)| lo < 1.0 && hi > 1.0), "{iv:?}");
+    assert_eq!(speed_verdict(iv), "level");
+    let faster = [run(2.4), run(2.5), run(2.6)];
+    let two = vec![run(2.0); 3];
+    assert_eq!(speed_verdict(pair_ratio_interval(&two, &faster)), "faster");
+    assert_eq!(speed_verdict(pair_ratio_interval(&faster, &two)), "slower");
+    assert_eq!(speed_verdict(None), "n/a");
 }
 
 /// Tiny sizes end to end: every stage runs, the JSON and the markdown table are written.
@@ -119,4 +129,68 @@ fn tiny_pipeline_bench_writes_its_table() {
     let back: PipelineReport = nrf_data::store::read_json(&out).unwrap();
     assert_eq!(back.rows.len(), r.rows.len());
     assert!(!dir.path().join(".bench-pipeline-work").exists());
+}
+
+/// The whole pipeline's interval comes from each run pair's sums over the stages.
+#[test]
+fn whole_pipeline_interval_is_of_the_pairs_sums() {
+    let run = |wall_s: f64| StageRun {
+        wall_s,
+        peak_rss_kb: None,
+        rss_reset: false,
+        result: serde_json::Value::Null,
+    };
+    let row = |stage: Stage, rust: &[f64], python: &[f64]| PipelineRow {
+        stage,
+        threads: 2,
+        images: 1,
+        nominal_gflop: 1.0,
+        rust_s: median(rust),
+        python_s: Some(median(python)),
+        ratio: Some(median(python) / median(rust)),
+        ratio_range: None,
+        ratio_interval: None,
+        rust_share: 0.5,
+        python_share: None,
+        rust_rss_mib: None,
+        python_rss_mib: None,
+        rust_runs: rust.iter().map(|&s| run(s)).collect(),
+        python_runs: python.iter().map(|&s| run(s)).collect(),
+        attack_work: None,
+    };
+    let report = PipelineReport {
+        config: PipelineConfig {
+            threads: vec![2],
+            ..PipelineConfig::tiny()
+        },
+        data: "synthetic".into(),
+        release_build: true,
+        python_version: None,
+        torch_version: None,
+        libtorch_version: None,
+        forward_flops: 1.0,
+        matmul_gflops: vec![(2, 1.0)],
+        // Pair sums: Rust 3, 4, 5 s; Python 6, 8, 10 s: every pair 2x.
+        rows: vec![
+            row(Stage::TrainStd, &[1.0, 2.0, 3.0], &[5.0, 2.0, 1.0]),
+            row(Stage::RepMatch, &[2.0, 2.0, 2.0], &[1.0, 6.0, 9.0]),
+        ],
+        loop_overhead: vec![],
+        cpus: 2,
+        load_before: None,
+        load_after: None,
+        wall_s: 1.0,
+        notes: vec![],
+    };
+    let t = &report.totals()[0];
+    assert_eq!((t.threads, t.rust_s, t.python_s), (2, 4.0, Some(8.0)));
+    let (lo, hi) = t.ratio_interval.unwrap();
+    assert!(
+        (lo - 2.0).abs() < 1e-12 && (hi - 2.0).abs() < 1e-12,
+        "{lo} {hi}"
+    );
+    assert_eq!(speed_verdict(t.ratio_interval), "faster");
+    assert!(report.to_markdown().contains(
+        "| **whole pipeline** | all stages above | 2 | 4.00 | 8.00 | 2.00 | 2.00-2.00 | faster |"
+    ));
 }
