@@ -143,7 +143,7 @@ enum Cmd {
     /// --pipeline: whole stages against the PyTorch twin.
     Bench {
         /// Timed repetitions per row (default 10; 3 with --quick; with --pipeline: runs per
-        /// stage and side, default 3, 1 with --quick).
+        /// stage and side, default 5, 1 with --quick).
         #[arg(long)]
         reps: Option<usize>,
         /// Fewer repetitions and shorter PGD runs (with --pipeline: a fifth of the work).

@@ -95,7 +95,7 @@ impl Default for PipelineConfig {
     /// minute per side, stage round and thread count on a 2-core machine.
     fn default() -> Self {
         PipelineConfig {
-            reps: 3,
+            reps: 5,
             threads: vec![1, 2],
             python: Some(python_from_env()),
             python_channels_last: true,

@@ -17,9 +17,11 @@
 //! Both sides get the same images (written by Rust into a work folder that Python reads), and the
 //! attack stages attack the same source model (trained once by Rust, untimed, and loaded into the
 //! twin's network). Per stage and thread count the report gives the median wall time of each
-//! side, images per second, the ratio Python / Rust (>= 1: Rust at least as fast), the share of
-//! the machine's measured f32 matmul rate that the stage's nominal FLOPs reach, and the peak RSS
-//! of each process during the stage (`/proc/self/clear_refs` resets the peak before a stage).
+//! side, images per second, the ratio Python / Rust (>= 1: Rust at least as fast) with the 95%
+//! interval of its run pairs and what it decides ([`speed_verdict`]: faster, slower or level),
+//! the share of the machine's measured f32 matmul rate that the stage's nominal FLOPs reach, and
+//! the peak RSS of each process during the stage (`/proc/self/clear_refs` resets the peak before
+//! a stage).
 use anyhow::{anyhow, bail, Context, Result};
 use nrf_attacks::AttackWork;
 use nrf_results::uncertainty::ratio_interval;
