@@ -18,7 +18,7 @@
 //! attack stages attack the same source model (trained once by Rust, untimed, and loaded into the
 //! twin's network). Per stage and thread count the report gives the median wall time of each
 //! side, images per second, the ratio Python / Rust (>= 1: Rust at least as fast) with the 95%
-//! interval of its run pairs and what it decides ([`speed_verdict`]: faster, slower or level),
+//! interval of its run pairs and what it decides ([`SpeedVerdict`]: faster, slower or level),
 //! the share of the machine's measured f32 matmul rate that the stage's nominal FLOPs reach, and
 //! the peak RSS of each process during the stage (`/proc/self/clear_refs` resets the peak before
 //! a stage).
@@ -41,8 +41,8 @@ mod tests;
 pub use config::PipelineConfig;
 use python_side::PyStages;
 pub use report::{
-    fmnist_cnn_flops, matmul_gflops, speed_verdict, LoopOverhead, PipelineReport, PipelineRow,
-    PipelineTotal, StageRun,
+    fmnist_cnn_flops, matmul_gflops, LoopOverhead, PipelineReport, PipelineRow, PipelineTotal,
+    SpeedVerdict, StageRun,
 };
 use report::{peak_rss_kb, reset_peak_rss, stage_flops};
 use rust_side::{bare_steps_s, ensemble_rows, eval_work, run_rust_stage, Inputs};

@@ -132,7 +132,7 @@ pub struct PipelineRow {
     #[serde(default)]
     pub ratio_range: Option<(f64, f64)>,
     /// The 95% interval of the geometric-mean ratio over the run pairs (Student's t on the
-    /// logarithms: `nrf_results::uncertainty::ratio_interval`), what [`speed_verdict`] decides
+    /// logarithms: `nrf_results::uncertainty::ratio_interval`), what [`SpeedVerdict::of`] decides
     /// on; `None` with fewer than two pairs, and in older reports.
     #[serde(default)]
     pub ratio_interval: Option<(f64, f64)>,
@@ -181,15 +181,39 @@ pub struct PipelineTotal {
     pub ratio_interval: Option<(f64, f64)>,
 }
 
-/// What a 95% ratio interval (Python s / Rust s) says: "faster" (Rust: the whole interval above
-/// 1), "slower" (below 1), "level" (it contains 1: no difference resolved at this spread), or
-/// "n/a" (fewer than two run pairs: nothing decided).
-pub fn speed_verdict(interval: Option<(f64, f64)>) -> &'static str {
-    match interval {
-        Some((lo, _)) if lo > 1.0 => "faster",
-        Some((_, hi)) if hi < 1.0 => "slower",
-        Some(_) => "level",
-        None => "n/a",
+/// What a 95% ratio interval (Python s / Rust s) says about nrf against the twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeedVerdict {
+    /// The whole interval lies above 1.
+    Faster,
+    /// The whole interval lies below 1.
+    Slower,
+    /// The interval contains 1: no difference resolved at this run-to-run spread.
+    Level,
+    /// Fewer than two run pairs: nothing decided.
+    Undecided,
+}
+
+impl SpeedVerdict {
+    /// The verdict of a `(lo, hi)` ratio interval (`None`: fewer than two pairs).
+    pub fn of(interval: Option<(f64, f64)>) -> SpeedVerdict {
+        match interval {
+            Some((lo, _)) if lo > 1.0 => SpeedVerdict::Faster,
+            Some((_, hi)) if hi < 1.0 => SpeedVerdict::Slower,
+            Some(_) => SpeedVerdict::Level,
+            None => SpeedVerdict::Undecided,
+        }
+    }
+}
+
+impl std::fmt::Display for SpeedVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpeedVerdict::Faster => "faster",
+            SpeedVerdict::Slower => "slower",
+            SpeedVerdict::Level => "level",
+            SpeedVerdict::Undecided => "n/a",
+        })
     }
 }
 
@@ -302,7 +326,7 @@ impl PipelineReport {
                     (m, _) => opt(m, 2),
                 },
                 interval(r.ratio_interval),
-                speed_verdict(r.ratio_interval),
+                SpeedVerdict::of(r.ratio_interval),
                 img / r.rust_s,
                 opt(r.python_s.map(|p| img / p), 0),
                 100.0 * r.rust_share,
@@ -319,7 +343,7 @@ impl PipelineReport {
                 opt(t.python_s, 2),
                 opt(t.ratio, 2),
                 interval(t.ratio_interval),
-                speed_verdict(t.ratio_interval),
+                SpeedVerdict::of(t.ratio_interval),
             ));
         }
         s.push_str("\nratio = Python s / Rust s (>= 1: Rust at least as fast), of the medians; in brackets the smallest and largest ratio of one Rust run to the Python run beside it. 95% interval: of the geometric-mean ratio over the run pairs (Student's t on the logarithms of the paired ratios; for the whole pipeline, of each pair's sums over the stages). Rust: faster or slower than the twin where the whole interval lies above or below 1, level where it contains 1 (no difference resolved at this run-to-run spread), n/a with a single pair. % matmul = the stage's nominal FLOPs per second as a share of the best f32 matmul rate measured at that thread count (");

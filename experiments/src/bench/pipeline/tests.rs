@@ -71,12 +71,18 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
     // Ratios 1.5, 0.5, 1: the interval contains 1 (level); consistent pairs decide.
     let iv = pair_ratio_interval(&rust, &python);
     assert!(iv.is_some_and(|(lo, hi)| lo < 1.0 && hi > 1.0), "{iv:?}");
-    assert_eq!(speed_verdict(iv), "level");
+    assert_eq!(SpeedVerdict::of(iv), SpeedVerdict::Level);
     let faster = [run(2.4), run(2.5), run(2.6)];
     let two = vec![run(2.0); 3];
-    assert_eq!(speed_verdict(pair_ratio_interval(&two, &faster)), "faster");
-    assert_eq!(speed_verdict(pair_ratio_interval(&faster, &two)), "slower");
-    assert_eq!(speed_verdict(None), "n/a");
+    assert_eq!(
+        SpeedVerdict::of(pair_ratio_interval(&two, &faster)),
+        SpeedVerdict::Faster
+    );
+    assert_eq!(
+        SpeedVerdict::of(pair_ratio_interval(&faster, &two)),
+        SpeedVerdict::Slower
+    );
+    assert_eq!(SpeedVerdict::of(None).to_string(), "n/a");
 }
 
 /// Tiny sizes end to end: every stage runs, the JSON and the markdown table are written.
@@ -189,7 +195,7 @@ fn whole_pipeline_interval_is_of_the_pairs_sums() {
         (lo - 2.0).abs() < 1e-12 && (hi - 2.0).abs() < 1e-12,
         "{lo} {hi}"
     );
-    assert_eq!(speed_verdict(t.ratio_interval), "faster");
+    assert_eq!(SpeedVerdict::of(t.ratio_interval), SpeedVerdict::Faster);
     assert!(report.to_markdown().contains(
         "| **whole pipeline** | all stages above | 2 | 4.00 | 8.00 | 2.00 | 2.00-2.00 | faster |"
     ));
