@@ -310,7 +310,7 @@ pub struct Launch {
 /// worker that fails does not fail the run: the last pass computes what it left (and reports
 /// the failure where the failing stage runs again). Progress: a line per minute with the share
 /// of the planned work done (in FLOPs, [`crate::plan`]), its rate and the time left (priced per
-/// stage kind: [`progress`]).
+/// stage kind: the private `workers::progress` module).
 pub fn run_workers(
     launch: &Launch,
     preset: &crate::preset::Preset,
