@@ -24,7 +24,7 @@
 //! a stage).
 use anyhow::{anyhow, bail, Context, Result};
 use nrf_attacks::AttackWork;
-use nrf_results::uncertainty::ratio_interval;
+use nrf_results::uncertainty::{ratio_interval, Interval};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -129,8 +129,8 @@ fn pair_ratio_range(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)
 
 /// The 95% interval of the geometric-mean `python / rust` ratio over the run pairs
 /// (`nrf_results::uncertainty::ratio_interval`); `None` with fewer than two pairs.
-fn pair_ratio_interval(rust: &[StageRun], python: &[StageRun]) -> Option<(f64, f64)> {
-    ratio_interval(&pair_ratios(rust, python)).map(|(_, iv)| (iv.lo, iv.hi))
+fn pair_ratio_interval(rust: &[StageRun], python: &[StageRun]) -> Option<Interval> {
+    ratio_interval(&pair_ratios(rust, python)).map(|(_, iv)| iv)
 }
 
 fn mib(runs: &[StageRun]) -> Option<f64> {

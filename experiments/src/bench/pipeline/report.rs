@@ -2,7 +2,7 @@
 //! memory its numbers are measured against.
 use super::{PipelineConfig, Stage};
 use nrf_attacks::AttackWork;
-use nrf_results::uncertainty::ratio_interval;
+use nrf_results::uncertainty::{ratio_interval, Interval};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -135,7 +135,7 @@ pub struct PipelineRow {
     /// logarithms: `nrf_results::uncertainty::ratio_interval`), what [`SpeedVerdict::of`] decides
     /// on; `None` with fewer than two pairs, and in older reports.
     #[serde(default)]
-    pub ratio_interval: Option<(f64, f64)>,
+    pub ratio_interval: Option<Interval>,
     /// Nominal GFLOP/s of the Rust side as a share of the matmul rate at this thread count.
     pub rust_share: f64,
     /// The same for Python.
@@ -178,7 +178,7 @@ pub struct PipelineTotal {
     /// `python_s / rust_s`.
     pub ratio: Option<f64>,
     /// 95% interval of the geometric-mean ratio of the run pairs' sums over the stages.
-    pub ratio_interval: Option<(f64, f64)>,
+    pub ratio_interval: Option<Interval>,
 }
 
 /// What a 95% ratio interval (Python s / Rust s) says about nrf against the twin.
@@ -195,11 +195,11 @@ pub enum SpeedVerdict {
 }
 
 impl SpeedVerdict {
-    /// The verdict of a `(lo, hi)` ratio interval (`None`: fewer than two pairs).
-    pub fn of(interval: Option<(f64, f64)>) -> SpeedVerdict {
+    /// The verdict of a ratio interval (`None`: fewer than two pairs).
+    pub fn of(interval: Option<Interval>) -> SpeedVerdict {
         match interval {
-            Some((lo, _)) if lo > 1.0 => SpeedVerdict::Faster,
-            Some((_, hi)) if hi < 1.0 => SpeedVerdict::Slower,
+            Some(iv) if iv.lo > 1.0 => SpeedVerdict::Faster,
+            Some(iv) if iv.hi < 1.0 => SpeedVerdict::Slower,
             Some(_) => SpeedVerdict::Level,
             None => SpeedVerdict::Undecided,
         }
@@ -282,7 +282,7 @@ impl PipelineReport {
                     rust_s: rust,
                     python_s: py,
                     ratio: py.map(|p| p / rust),
-                    ratio_interval: ratio_interval(&ratios).map(|(_, iv)| (iv.lo, iv.hi)),
+                    ratio_interval: ratio_interval(&ratios).map(|(_, iv)| iv),
                 }
             })
             .collect()
@@ -305,8 +305,8 @@ impl PipelineReport {
             c.python_channels_last,
             self.cpus,
         );
-        let interval = |iv: Option<(f64, f64)>| {
-            iv.map_or("n/a".to_string(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"))
+        let interval = |iv: Option<Interval>| {
+            iv.map_or("n/a".to_string(), |iv| format!("{:.2}-{:.2}", iv.lo, iv.hi))
         };
         s.push_str("| stage | work | threads | Rust s | Python s | ratio | 95% interval | Rust | Rust img/s | Python img/s | Rust % matmul | Python % matmul | Rust peak RSS MiB | Python peak RSS MiB |\n");
         s.push_str("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");

@@ -45,6 +45,16 @@ fn bad_configs_are_rejected() {
     }
 }
 
+/// A timed run of `wall_s` seconds with nothing else recorded.
+fn run(wall_s: f64) -> StageRun {
+    StageRun {
+        wall_s,
+        peak_rss_kb: None,
+        rss_reset: false,
+        result: serde_json::Value::Null,
+    }
+}
+
 #[test]
 fn stages_are_named_and_run_pairs_give_the_ratio_range() {
     for stage in Stage::ALL {
@@ -55,12 +65,6 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
         e.contains("unknown stage `train`") && e.contains("train_rob"),
         "{e}"
     );
-    let run = |wall_s: f64| StageRun {
-        wall_s,
-        peak_rss_kb: None,
-        rss_reset: false,
-        result: serde_json::Value::Null,
-    };
     let rust = [run(2.0), run(4.0), run(3.0)];
     let python = [run(3.0), run(2.0), run(3.0)];
     assert_eq!(pair_ratio_range(&rust, &python), Some((0.5, 1.5)));
@@ -70,7 +74,7 @@ fn stages_are_named_and_run_pairs_give_the_ratio_range() {
     assert_eq!(pair_ratio_interval(&rust, &python[..1]), None);
     // Ratios 1.5, 0.5, 1: the interval contains 1 (level); consistent pairs decide.
     let iv = pair_ratio_interval(&rust, &python);
-    assert!(iv.is_some_and(|(lo, hi)| lo < 1.0 && hi > 1.0), "{iv:?}");
+    assert!(iv.is_some_and(|iv| iv.lo < 1.0 && iv.hi > 1.0), "{iv:?}");
     assert_eq!(SpeedVerdict::of(iv), SpeedVerdict::Level);
     let faster = [run(2.4), run(2.5), run(2.6)];
     let two = vec![run(2.0); 3];
@@ -140,12 +144,6 @@ fn tiny_pipeline_bench_writes_its_table() {
 /// The whole pipeline's interval comes from each run pair's sums over the stages.
 #[test]
 fn whole_pipeline_interval_is_of_the_pairs_sums() {
-    let run = |wall_s: f64| StageRun {
-        wall_s,
-        peak_rss_kb: None,
-        rss_reset: false,
-        result: serde_json::Value::Null,
-    };
     let row = |stage: Stage, rust: &[f64], python: &[f64]| PipelineRow {
         stage,
         threads: 2,
@@ -190,10 +188,10 @@ fn whole_pipeline_interval_is_of_the_pairs_sums() {
     };
     let t = &report.totals()[0];
     assert_eq!((t.threads, t.rust_s, t.python_s), (2, 4.0, Some(8.0)));
-    let (lo, hi) = t.ratio_interval.unwrap();
+    let iv = t.ratio_interval.unwrap();
     assert!(
-        (lo - 2.0).abs() < 1e-12 && (hi - 2.0).abs() < 1e-12,
-        "{lo} {hi}"
+        (iv.lo - 2.0).abs() < 1e-12 && (iv.hi - 2.0).abs() < 1e-12,
+        "{iv:?}"
     );
     assert_eq!(SpeedVerdict::of(t.ratio_interval), SpeedVerdict::Faster);
     assert!(report.to_markdown().contains(
