@@ -161,6 +161,10 @@ enum Cmd {
         /// With --pipeline: these libtorch thread counts, comma-separated (default 1,2).
         #[arg(long, value_delimiter = ',')]
         threads: Vec<i32>,
+        /// With --pipeline: skip the last round, where both sides run at once with one thread
+        /// each (each beside another busy process, as nrf's two 1-thread workers run).
+        #[arg(long)]
+        no_side_by_side: bool,
         /// Where to write the JSON report (default results/bench.json, with --pipeline
         /// results/bench-pipeline.json).
         #[arg(long)]
@@ -354,6 +358,7 @@ fn run() -> Result<()> {
             pipeline,
             stages,
             threads,
+            no_side_by_side,
             out,
         } => {
             let args = nrf_experiments::bench::pipeline::PipelineArgs {
@@ -361,6 +366,7 @@ fn run() -> Result<()> {
                 quick,
                 stages,
                 threads,
+                side_by_side: !no_side_by_side,
             };
             run_bench(args, pipeline, out)?
         }
@@ -510,8 +516,8 @@ fn run_bench(
         );
     } else {
         let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
-        if !args.stages.is_empty() || !args.threads.is_empty() {
-            bail!("--stages and --threads go with --pipeline");
+        if !args.stages.is_empty() || !args.threads.is_empty() || !args.side_by_side {
+            bail!("--stages, --threads and --no-side-by-side go with --pipeline");
         }
         let report = nrf_experiments::bench::run(args.reps, args.quick, &out)?;
         println!("{}", report.to_markdown());

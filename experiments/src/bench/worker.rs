@@ -130,17 +130,23 @@ impl JsonWorker {
             .with_context(|| format!("unexpected answer from `{}`: {}", self.what, line.trim()))
     }
 
-    pub(crate) fn request<T: serde::de::DeserializeOwned>(
-        &mut self,
-        req: serde_json::Value,
-    ) -> Result<T> {
+    /// Writes one request line without waiting for the answer ([`JsonWorker::read`] reads it).
+    pub(crate) fn send(&mut self, req: &serde_json::Value) -> Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| anyhow!("`{}` is closed", self.what))?;
         writeln!(stdin, "{req}")
             .and_then(|_| stdin.flush())
-            .with_context(|| format!("writing to `{}`", self.what))?;
+            .with_context(|| format!("writing to `{}`", self.what))
+    }
+
+    /// [`JsonWorker::send`], then [`JsonWorker::read`].
+    pub(crate) fn request<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: serde_json::Value,
+    ) -> Result<T> {
+        self.send(&req)?;
         self.read()
     }
 }

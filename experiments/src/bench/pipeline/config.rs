@@ -11,8 +11,13 @@ use std::path::PathBuf;
 pub struct PipelineConfig {
     /// Timed runs of each stage per side and thread count (Rust and Python alternate).
     pub reps: usize,
-    /// libtorch CPU thread counts.
+    /// libtorch CPU thread counts of the rounds where one side runs at a time.
     pub threads: Vec<i32>,
+    /// A last round with both sides at once, one libtorch thread each, so that each runs
+    /// beside another busy process, as each of nrf's two 1-thread workers does in its pipeline
+    /// (needs the twin; absent in older reports: false).
+    #[serde(default)]
+    pub side_by_side: bool,
     /// Python interpreter with torch (`None`: Rust only).
     pub python: Option<PathBuf>,
     /// Run the twin's convolutions channels-last (the twin's default: faster on CPU there).
@@ -97,6 +102,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             reps: 5,
             threads: vec![1, 2],
+            side_by_side: true,
             python: Some(python_from_env()),
             python_channels_last: true,
             stages: Stage::ALL.to_vec(),

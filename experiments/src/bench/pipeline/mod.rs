@@ -41,8 +41,8 @@ mod tests;
 pub use config::PipelineConfig;
 use python_side::PyStages;
 pub use report::{
-    fmnist_cnn_flops, matmul_gflops, LoopOverhead, PipelineReport, PipelineRow, PipelineTotal,
-    SpeedVerdict, StageRun,
+    fmnist_cnn_flops, matmul_gflops, AsRun, LoopOverhead, PipelineReport, PipelineRow,
+    PipelineTotal, SpeedVerdict, StageRun,
 };
 use report::{peak_rss_kb, reset_peak_rss, stage_flops};
 use rust_side::{bare_steps_s, ensemble_rows, eval_work, run_rust_stage, Inputs};
@@ -167,7 +167,12 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
     let mut rows = Vec::new();
     let mut loop_overhead = Vec::new();
     let mut counter = 0usize;
-    let mut work_cache: Option<AttackWork> = None;
+    let mut cells = RowCells {
+        cfg,
+        inp: &inp,
+        flops,
+        work_cache: None,
+    };
     for &threads in &cfg.threads {
         tch::set_num_threads(threads);
         let gf = matmul_gflops();
@@ -184,54 +189,41 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
                 &mut py,
                 &mut notes,
             )?;
-            let rust_s = median(&rust_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>());
-            let python_s = (!python_runs.is_empty())
-                .then(|| median(&python_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>()));
-            let attack_work = if stage == Stage::RobustEval {
-                if work_cache.is_none() {
-                    work_cache = Some(eval_work(cfg, &inp)?);
-                }
-                work_cache
-            } else {
-                None
-            };
-            let attacked = match (stage, rust_runs.first()) {
-                (Stage::Ensemble, Some(run)) => ensemble_rows(cfg, &inp, &run.result)?,
-                _ => attack_work.map_or(0, |w| w.attacked),
-            };
-            let nominal = stage_flops(cfg, stage, flops, attacked);
-            let share = |s: f64| nominal / s / 1e9 / gf;
-            eprintln!(
-                "nrf bench --pipeline: {:<12} {threads} thread(s): Rust {rust_s:.2} s, Python {}",
-                stage.name(),
-                python_s.map_or("n/a".into(), |p| format!("{p:.2} s"))
-            );
-            rows.push(PipelineRow {
-                stage,
-                threads,
-                images: cfg.images(stage),
-                nominal_gflop: nominal / 1e9,
-                rust_s,
-                python_s,
-                ratio: python_s.map(|p| p / rust_s),
-                ratio_range: pair_ratio_range(&rust_runs, &python_runs),
-                ratio_interval: pair_ratio_interval(&rust_runs, &python_runs),
-                rust_share: share(rust_s),
-                python_share: python_s.map(share),
-                rust_rss_mib: mib(&rust_runs),
-                python_rss_mib: mib(&python_runs),
-                rust_runs,
-                python_runs,
-                attack_work,
-            });
+            let row = cells.row(stage, threads, false, gf, rust_runs, python_runs)?;
             if stage == Stage::TrainStd {
                 let steps_s = bare_steps_s(cfg, &inp)?;
                 loop_overhead.push(LoopOverhead {
                     threads,
-                    stage_s: rust_s,
+                    stage_s: row.rust_s,
                     steps_s,
-                    overhead: rust_s / steps_s - 1.0,
+                    overhead: row.rust_s / steps_s - 1.0,
                 });
+            }
+            rows.push(row);
+        }
+    }
+    if cfg.side_by_side {
+        if py.is_none() {
+            notes
+                .push("side by side: not run (it needs the twin, the process beside nrf's)".into());
+        } else {
+            tch::set_num_threads(1);
+            let gf = match matmul.iter().find(|(t, _)| *t == 1) {
+                Some(&(_, gf)) => gf,
+                None => {
+                    let gf = matmul_gflops();
+                    matmul.push((1, gf));
+                    gf
+                }
+            };
+            eprintln!("nrf bench --pipeline: side by side, 1 thread each");
+            for &stage in &cfg.stages {
+                let (rust_runs, python_runs) =
+                    time_side_by_side(cfg, &inp, work, stage, &mut counter, &mut py, &mut notes)?;
+                if python_runs.is_empty() {
+                    break;
+                }
+                rows.push(cells.row(stage, 1, true, gf, rust_runs, python_runs)?);
             }
         }
     }
@@ -262,6 +254,73 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         wall_s: started.elapsed().as_secs_f64(),
         notes,
     })
+}
+
+/// What every row of the table needs besides its runs.
+struct RowCells<'a> {
+    cfg: &'a PipelineConfig,
+    inp: &'a Inputs,
+    /// Forward FLOPs per image and of the first convolution ([`fmnist_cnn_flops`]).
+    flops: (f64, f64),
+    /// Robust evaluation's work (the same in every round: computed once).
+    work_cache: Option<AttackWork>,
+}
+
+impl RowCells<'_> {
+    /// The row of `stage` from its runs; `gf` is the matmul rate at `threads`.
+    fn row(
+        &mut self,
+        stage: Stage,
+        threads: i32,
+        side_by_side: bool,
+        gf: f64,
+        rust_runs: Vec<StageRun>,
+        python_runs: Vec<StageRun>,
+    ) -> Result<PipelineRow> {
+        let (cfg, inp) = (self.cfg, self.inp);
+        let rust_s = median(&rust_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>());
+        let python_s = (!python_runs.is_empty())
+            .then(|| median(&python_runs.iter().map(|r| r.wall_s).collect::<Vec<_>>()));
+        let attack_work = if stage == Stage::RobustEval {
+            if self.work_cache.is_none() {
+                self.work_cache = Some(eval_work(cfg, inp)?);
+            }
+            self.work_cache
+        } else {
+            None
+        };
+        let attacked = match (stage, rust_runs.first()) {
+            (Stage::Ensemble, Some(run)) => ensemble_rows(cfg, inp, &run.result)?,
+            _ => attack_work.map_or(0, |w| w.attacked),
+        };
+        let nominal = stage_flops(cfg, stage, self.flops, attacked);
+        let share = |s: f64| nominal / s / 1e9 / gf;
+        eprintln!(
+            "nrf bench --pipeline: {:<12} {threads} thread(s){}: Rust {rust_s:.2} s, Python {}",
+            stage.name(),
+            if side_by_side { " side by side" } else { "" },
+            python_s.map_or("n/a".into(), |p| format!("{p:.2} s"))
+        );
+        Ok(PipelineRow {
+            stage,
+            threads,
+            side_by_side,
+            images: cfg.images(stage),
+            nominal_gflop: nominal / 1e9,
+            rust_s,
+            python_s,
+            ratio: python_s.map(|p| p / rust_s),
+            ratio_range: pair_ratio_range(&rust_runs, &python_runs),
+            ratio_interval: pair_ratio_interval(&rust_runs, &python_runs),
+            rust_share: share(rust_s),
+            python_share: python_s.map(share),
+            rust_rss_mib: mib(&rust_runs),
+            python_rss_mib: mib(&python_runs),
+            rust_runs,
+            python_runs,
+            attack_work,
+        })
+    }
 }
 
 /// Starts the twin's stage worker and hands it the inputs, unless `cfg` asks for no Python;
@@ -327,23 +386,7 @@ fn time_stage(
     for rep in 0..cfg.reps {
         for python_turn in [rep % 2 == 1, rep % 2 == 0] {
             if !python_turn {
-                *counter += 1;
-                let scratch = work.join(format!("rust-{counter}"));
-                let reset = reset_peak_rss();
-                let t = Instant::now();
-                let (result, _) = run_rust_stage(stage, cfg, inp, &scratch)
-                    .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
-                let wall_s = t.elapsed().as_secs_f64();
-                rust_runs.push(StageRun {
-                    wall_s,
-                    peak_rss_kb: peak_rss_kb(),
-                    rss_reset: reset,
-                    result,
-                });
-                if scratch.exists() {
-                    std::fs::remove_dir_all(&scratch)
-                        .with_context(|| format!("removing {}", scratch.display()))?;
-                }
+                rust_runs.push(rust_run(cfg, inp, work, stage, threads, counter)?);
             } else if let Some(p) = py.as_mut() {
                 match p.stage(stage, threads, cfg, inp) {
                     Ok(r) => python_runs.push(r),
@@ -361,6 +404,74 @@ fn time_stage(
     Ok((rust_runs, python_runs))
 }
 
+/// One timed Rust run of `stage` (at the thread count set), in a scratch folder of its own under
+/// `work` (`counter` numbers them), removed after it.
+fn rust_run(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    stage: Stage,
+    threads: i32,
+    counter: &mut usize,
+) -> Result<StageRun> {
+    *counter += 1;
+    let scratch = work.join(format!("rust-{counter}"));
+    let reset = reset_peak_rss();
+    let t = Instant::now();
+    let (result, _) = run_rust_stage(stage, cfg, inp, &scratch)
+        .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
+    let wall_s = t.elapsed().as_secs_f64();
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("removing {}", scratch.display()))?;
+    }
+    Ok(StageRun {
+        wall_s,
+        peak_rss_kb: peak_rss_kb(),
+        rss_reset: reset,
+        result,
+    })
+}
+
+/// Every repetition of `stage` with both sides at once, one thread each: the twin's stage is
+/// started, nrf's runs meanwhile, then the twin's is awaited. Each side's time is its own
+/// stage's wall time; the side that finishes first leaves the other alone for the rest, which
+/// favours the slower side. A Python side that stops answering is dropped (a note says where)
+/// and the round's Python runs are forgotten (the caller then ends the round).
+fn time_side_by_side(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    stage: Stage,
+    counter: &mut usize,
+    py: &mut Option<PyStages>,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
+    let mut rust_runs = Vec::new();
+    let mut python_runs = Vec::new();
+    for _ in 0..cfg.reps {
+        let Some(p) = py.as_mut() else { break };
+        let python = match p.start_stage(stage, 1, cfg, inp) {
+            Ok(()) => {
+                rust_runs.push(rust_run(cfg, inp, work, stage, 1, counter)?);
+                p.finish_stage()
+            }
+            Err(e) => Err(e),
+        };
+        match python {
+            Ok(r) => python_runs.push(r),
+            Err(e) => {
+                let note = format!("Python stopped answering at {} (side by side): {e:#}; the side-by-side round ends there", stage.name());
+                eprintln!("nrf bench --pipeline: {note}");
+                notes.push(note);
+                *py = None;
+                python_runs.clear();
+            }
+        }
+    }
+    Ok((rust_runs, python_runs))
+}
+
 /// What `nrf bench --pipeline` was asked for on its command line.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineArgs {
@@ -372,9 +483,12 @@ pub struct PipelineArgs {
     pub stages: Vec<String>,
     /// Thread counts (empty: 1 and 2).
     pub threads: Vec<i32>,
+    /// The side-by-side round ([`PipelineConfig::side_by_side`]).
+    pub side_by_side: bool,
 }
 
-/// `nrf bench --pipeline [--quick] [--reps N] [--stages S,..] [--threads T,..] [--out PATH]`: runs
+/// `nrf bench --pipeline [--quick] [--reps N] [--stages S,..] [--threads T,..] [--no-side-by-side]
+/// [--out PATH]`: runs
 /// the benchmark, writes the JSON report to `out` and the markdown table next to it (`.md`), both
 /// atomically.
 pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
@@ -383,6 +497,7 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
         quick,
         ref stages,
         ref threads,
+        side_by_side,
     } = *args;
     let mut cfg = if quick {
         PipelineConfig::quick()
@@ -401,6 +516,7 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
             .map(|s| Stage::from_name(s))
             .collect::<Result<_>>()?;
     }
+    cfg.side_by_side = side_by_side;
     if !threads.is_empty() {
         cfg.threads = threads.clone();
     }
@@ -409,6 +525,12 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
 
 /// [`run_pipeline`] for `cfg`, then writes `out` (JSON) and `out` with extension `.md`.
 pub fn run_config(cfg: &PipelineConfig, out: &Path) -> Result<PipelineReport> {
+    if out.extension().is_some_and(|e| e == "md") {
+        bail!(
+            "--out {}: names the JSON report, and the markdown table goes next to it with the extension .md (the table would overwrite the report); give a .json path",
+            out.display()
+        );
+    }
     let dir = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -35,6 +35,7 @@ impl PyStages {
         Ok((PyStages(worker), hello))
     }
 
+    /// Runs `stage` at `threads` and waits for it.
     pub(super) fn stage(
         &mut self,
         stage: Stage,
@@ -42,6 +43,19 @@ impl PyStages {
         cfg: &PipelineConfig,
         inp: &Inputs,
     ) -> Result<StageRun> {
+        self.start_stage(stage, threads, cfg, inp)?;
+        self.finish_stage()
+    }
+
+    /// Starts `stage` at `threads` and returns at once ([`PyStages::finish_stage`] waits for
+    /// it), so that a Rust stage can run meanwhile.
+    pub(super) fn start_stage(
+        &mut self,
+        stage: Stage,
+        threads: i32,
+        cfg: &PipelineConfig,
+        inp: &Inputs,
+    ) -> Result<()> {
         let section = |epochs: usize, attack: Option<serde_json::Value>| {
             let t = cfg.train_config(epochs);
             let (lr, warmup) = match t.schedule {
@@ -87,10 +101,15 @@ impl PyStages {
                 "n": cfg.ens_images, "eps": cfg.ens_eps, "steps": cfg.ens_steps, "seed": SEED,
             }),
         };
-        let run: StageRun = self.request(serde_json::json!({
+        self.send(&serde_json::json!({
             "cmd": "stage", "stage": stage.name(), "threads": threads,
             "channels_last": cfg.python_channels_last, "params": params,
-        }))?;
+        }))
+    }
+
+    /// Waits for the stage [`PyStages::start_stage`] started.
+    pub(super) fn finish_stage(&mut self) -> Result<StageRun> {
+        let run: StageRun = self.read()?;
         if !(run.wall_s.is_finite() && run.wall_s >= 0.0) {
             bail!("`{}` returned a bad wall time {}", self.what, run.wall_s);
         }

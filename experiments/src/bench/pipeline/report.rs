@@ -116,6 +116,10 @@ pub struct PipelineRow {
     pub stage: Stage,
     /// libtorch CPU threads.
     pub threads: i32,
+    /// Both sides ran at once, one per core ([`PipelineConfig::side_by_side`]); otherwise one
+    /// side at a time (absent in older reports: false).
+    #[serde(default)]
+    pub side_by_side: bool,
     /// Images processed (see [`PipelineConfig::images`]).
     pub images: usize,
     /// Nominal FLOPs (see the module documentation).
@@ -166,11 +170,13 @@ pub struct LoopOverhead {
     pub overhead: f64,
 }
 
-/// The whole pipeline at one thread count: every stage both sides ran.
+/// The whole pipeline at one thread count (or side by side): every stage both sides ran.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineTotal {
     /// libtorch CPU threads.
     pub threads: i32,
+    /// The side-by-side round ([`PipelineRow::side_by_side`]).
+    pub side_by_side: bool,
     /// Sum of the stages' median Rust seconds.
     pub rust_s: f64,
     /// Sum of the stages' median Python seconds (`None` when a stage has none).
@@ -179,6 +185,44 @@ pub struct PipelineTotal {
     pub ratio: Option<f64>,
     /// 95% interval of the geometric-mean ratio of the run pairs' sums over the stages.
     pub ratio_interval: Option<Interval>,
+}
+
+/// nrf's pipeline schedule on two cores against the twin's ([`PipelineReport::as_run`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AsRun {
+    /// nrf's seconds per stage-set with two 1-thread workers: half the side-by-side round's
+    /// summed medians.
+    pub rust_s: f64,
+    /// The twin's summed 2-thread medians over the same stages.
+    pub python_s: f64,
+    /// `python_s / rust_s`.
+    pub ratio: f64,
+    /// 95% interval of the geometric-mean ratio of run `i`'s sums (run `i` of each round: not
+    /// side by side in time, so the machine's drift between the rounds is in it).
+    pub ratio_interval: Option<Interval>,
+}
+
+/// Per run index `i` (up to the fewest runs of any row): the sum over `num` of their `i`-th
+/// run's seconds over the same sum over `den`.
+fn pair_sum_ratios(
+    num: &[&PipelineRow],
+    den: &[&PipelineRow],
+    num_runs: fn(&PipelineRow) -> &[StageRun],
+    den_runs: fn(&PipelineRow) -> &[StageRun],
+) -> Vec<f64> {
+    let pairs = num
+        .iter()
+        .map(|r| num_runs(r).len())
+        .chain(den.iter().map(|r| den_runs(r).len()))
+        .min()
+        .unwrap_or(0);
+    (0..pairs)
+        .map(|i| {
+            let n: f64 = num.iter().map(|r| num_runs(r)[i].wall_s).sum();
+            let d: f64 = den.iter().map(|r| den_runs(r)[i].wall_s).sum();
+            n / d
+        })
+        .collect()
 }
 
 /// What a 95% ratio interval (Python s / Rust s) says about nrf against the twin.
@@ -256,29 +300,28 @@ impl PipelineReport {
     /// Whole-pipeline totals per thread count over the stages both sides ran: the sums of the
     /// medians, their ratio, and the 95% interval of the ratio from each run pair's sums over the
     /// stages (run `i` of every stage on each side).
+    /// Then the side-by-side round's, when there is one.
     pub fn totals(&self) -> Vec<PipelineTotal> {
-        self.config
-            .threads
+        let rounds = self.config.threads.iter().map(|&t| (t, false));
+        let side = self
+            .rows
             .iter()
-            .map(|&t| {
-                let rows: Vec<&PipelineRow> = self.rows.iter().filter(|r| r.threads == t).collect();
+            .any(|r| r.side_by_side)
+            .then_some((1, true));
+        rounds
+            .chain(side)
+            .map(|(t, side_by_side)| {
+                let rows: Vec<&PipelineRow> = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.threads == t && r.side_by_side == side_by_side)
+                    .collect();
                 let rust: f64 = rows.iter().map(|r| r.rust_s).sum();
                 let py: Option<f64> = rows.iter().map(|r| r.python_s).sum();
-                let pairs = rows
-                    .iter()
-                    .map(|r| r.rust_runs.len().min(r.python_runs.len()))
-                    .min()
-                    .unwrap_or(0);
-                let ratios: Vec<f64> = (0..pairs)
-                    .map(|i| {
-                        let sum = |runs: fn(&PipelineRow) -> &[StageRun]| -> f64 {
-                            rows.iter().map(|r| runs(r)[i].wall_s).sum()
-                        };
-                        sum(|r| &r.python_runs) / sum(|r| &r.rust_runs)
-                    })
-                    .collect();
+                let ratios = pair_sum_ratios(&rows, &rows, |r| &r.python_runs, |r| &r.rust_runs);
                 PipelineTotal {
                     threads: t,
+                    side_by_side,
                     rust_s: rust,
                     python_s: py,
                     ratio: py.map(|p| p / rust),
@@ -286,6 +329,39 @@ impl PipelineReport {
                 }
             })
             .collect()
+    }
+
+    /// nrf as its pipeline runs on two cores — two 1-thread workers, each beside another busy
+    /// process (the side-by-side round: two stages done per side-by-side stage time) — against
+    /// the twin as it runs, one process at 2 threads: over the stages of both rounds, the twin's
+    /// 2-thread seconds over half nrf's side-by-side seconds. `None` without both rounds.
+    pub fn as_run(&self) -> Option<AsRun> {
+        let side: Vec<&PipelineRow> = self.rows.iter().filter(|r| r.side_by_side).collect();
+        let (mut nrf, mut twin) = (Vec::new(), Vec::new());
+        for r in &side {
+            let alone = self
+                .rows
+                .iter()
+                .find(|a| !a.side_by_side && a.threads == 2 && a.stage == r.stage)?;
+            alone.python_s?;
+            nrf.push(*r);
+            twin.push(alone);
+        }
+        if nrf.is_empty() {
+            return None;
+        }
+        let rust_s = nrf.iter().map(|r| r.rust_s).sum::<f64>() / 2.0;
+        let python_s: f64 = twin.iter().filter_map(|r| r.python_s).sum();
+        let ratios: Vec<f64> = pair_sum_ratios(&twin, &nrf, |r| &r.python_runs, |r| &r.rust_runs)
+            .into_iter()
+            .map(|q| 2.0 * q)
+            .collect();
+        Some(AsRun {
+            rust_s,
+            python_s,
+            ratio: python_s / rust_s,
+            ratio_interval: ratio_interval(&ratios).map(|(_, iv)| iv),
+        })
     }
 
     /// The markdown table with its header line and notes.
@@ -316,7 +392,7 @@ impl PipelineReport {
                 "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {:.1} | {} | {} | {} |\n",
                 r.stage.name(),
                 work_label(c, r.stage),
-                r.threads,
+                threads_label(r.threads, r.side_by_side),
                 r.rust_s,
                 opt(r.python_s, 2),
                 match (r.ratio, r.ratio_range) {
@@ -338,7 +414,7 @@ impl PipelineReport {
         for t in self.totals() {
             s.push_str(&format!(
                 "| **whole pipeline** | all stages above | {} | {:.2} | {} | {} | {} | {} | | | | | | |\n",
-                t.threads,
+                threads_label(t.threads, t.side_by_side),
                 t.rust_s,
                 opt(t.python_s, 2),
                 opt(t.ratio, 2),
@@ -357,11 +433,23 @@ impl PipelineReport {
             "); forward pass {:.2} MFLOP per image. Robust evaluation's nominal FLOPs are the full-batch loop's; the ensemble's count APGD-T's survivors once per target class (an upper bound).\n",
             self.forward_flops / 1e6
         ));
+        if self.rows.iter().any(|r| r.side_by_side) {
+            s.push_str("Side by side: both sides at once, one libtorch thread each (one per core), so that each runs beside another busy process, as each of nrf's two 1-thread workers does in its pipeline; the side that finishes first leaves the other alone for the rest, which favours the slower side.\n");
+        }
+        if let Some(a) = self.as_run() {
+            s.push_str(&format!(
+                "As run on 2 cores: nrf's pipeline (two 1-thread workers: half the side-by-side Rust seconds, {:.2} s) against the twin's (one process at 2 threads, {:.2} s), over the same stages: {:.2}x ({}; run i of each round, not side by side in time).\n",
+                a.rust_s,
+                a.python_s,
+                a.ratio,
+                interval(a.ratio_interval),
+            ));
+        }
         for r in self.rows.iter().filter(|r| r.attack_work.is_some()) {
             if let Some(w) = &r.attack_work {
                 s.push_str(&format!(
                     "Robust evaluation ({} threads): nrf attacks an example only until it is fooled: {:.1}% of the full-batch loop's forward + 2 x backward rows.\n",
-                    r.threads,
+                    threads_label(r.threads, r.side_by_side),
                     100.0 * w.fraction_of_full()
                 ));
             }
@@ -381,7 +469,7 @@ impl PipelineReport {
                 s.push_str(&format!(
                     "Results {} ({} threads): Rust {a}, Python {b}.\n",
                     r.stage.name(),
-                    r.threads
+                    threads_label(r.threads, r.side_by_side)
                 ));
             }
         }
@@ -392,6 +480,15 @@ impl PipelineReport {
             s.push_str(&format!("Note: {n}\n"));
         }
         s
+    }
+}
+
+/// The threads column: the count, and "side by side" for that round.
+fn threads_label(threads: i32, side_by_side: bool) -> String {
+    if side_by_side {
+        format!("{threads} side by side")
+    } else {
+        threads.to_string()
     }
 }
 
