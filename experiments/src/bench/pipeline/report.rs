@@ -448,16 +448,16 @@ impl PipelineReport {
         for r in self.rows.iter().filter(|r| r.attack_work.is_some()) {
             if let Some(w) = &r.attack_work {
                 s.push_str(&format!(
-                    "Robust evaluation ({} threads): nrf attacks an example only until it is fooled: {:.1}% of the full-batch loop's forward + 2 x backward rows.\n",
-                    threads_label(r.threads, r.side_by_side),
+                    "Robust evaluation ({}): nrf attacks an example only until it is fooled: {:.1}% of the full-batch loop's forward + 2 x backward rows.\n",
+                    round_text(r.threads, r.side_by_side),
                     100.0 * w.fraction_of_full()
                 ));
             }
         }
         for o in &self.loop_overhead {
             s.push_str(&format!(
-                "Training loop overhead ({} threads): standard-training stage {:.2} s vs {:.2} s for its steps on one fixed batch ({:+.1}%; includes the per-epoch curve and checkpoint).\n",
-                o.threads,
+                "Training loop overhead ({}): standard-training stage {:.2} s vs {:.2} s for its steps on one fixed batch ({:+.1}%; includes the per-epoch curve and checkpoint).\n",
+                round_text(o.threads, false),
                 o.stage_s,
                 o.steps_s,
                 100.0 * o.overhead
@@ -467,9 +467,9 @@ impl PipelineReport {
             let first = |runs: &[StageRun]| runs.first().map(|x| x.result.to_string());
             if let (Some(a), Some(b)) = (first(&r.rust_runs), first(&r.python_runs)) {
                 s.push_str(&format!(
-                    "Results {} ({} threads): Rust {a}, Python {b}.\n",
+                    "Results {} ({}): Rust {a}, Python {b}.\n",
                     r.stage.name(),
-                    threads_label(r.threads, r.side_by_side)
+                    round_text(r.threads, r.side_by_side)
                 ));
             }
         }
@@ -489,6 +489,18 @@ fn threads_label(threads: i32, side_by_side: bool) -> String {
         format!("{threads} side by side")
     } else {
         threads.to_string()
+    }
+}
+
+/// The round in prose: "1 thread", "2 threads", "side by side, 1 thread each".
+fn round_text(threads: i32, side_by_side: bool) -> String {
+    match (side_by_side, threads) {
+        (true, t) => format!(
+            "side by side, {t} thread{} each",
+            if t == 1 { "" } else { "s" }
+        ),
+        (false, 1) => "1 thread".into(),
+        (false, t) => format!("{t} threads"),
     }
 }
 

@@ -217,6 +217,11 @@ fn side_by_side_round_and_the_as_run_ratio() {
         "{md}"
     );
     assert!(md.contains("As run on 2 cores"), "{md}");
+    assert!(
+        md.contains("Results train_std (side by side, 1 thread each): "),
+        "{md}"
+    );
+    assert!(md.contains("Results train_std (2 threads): "), "{md}");
     assert!(md.contains(": 2.00x (2.00-2.00;"), "{md}");
     // A side-by-side stage without its 2-thread row leaves "as run" undecided.
     let partial = two_round_report(&[(Stage::Ensemble, &[1.0, 1.0], &[1.0, 1.0])]);
