@@ -160,25 +160,41 @@ pub struct StagePlan {
     pub seconds: f64,
 }
 
+/// Stages, FLOPs and seconds summed over a group of planned stages (in the plan's JSON, its
+/// fields sit in the group's object).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StageSums {
+    pub stages: usize,
+    pub flops: f64,
+    pub seconds: f64,
+}
+
+impl StageSums {
+    /// Counts `s` in.
+    fn add(&mut self, s: &StagePlan) {
+        self.stages += 1;
+        self.flops += s.flops;
+        self.seconds += s.seconds;
+    }
+}
+
 /// A kind's total.
 #[derive(Debug, Clone, Serialize)]
 pub struct KindTotal {
     pub kind: String,
-    pub stages: usize,
-    pub flops: f64,
-    pub seconds: f64,
+    #[serde(flatten)]
+    pub sums: StageSums,
 }
 
 /// A part's total.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartTotal {
     pub part: String,
-    pub stages: usize,
-    pub flops: f64,
+    #[serde(flatten)]
+    pub sums: StageSums,
     /// The FLOPs of its robust evaluations (kinds "eval" and "ensemble"), counted as if no example
-    /// were ever fooled: an upper bound. The rest of `flops` is the exact count.
+    /// were ever fooled: an upper bound. The rest of `sums.flops` is the exact count.
     pub bounded_flops: f64,
-    pub seconds: f64,
 }
 
 /// The part of the run that is the paper's core: Figure 2 and Table 1 (their source models,
@@ -279,28 +295,20 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
             |k| k.kind == s.kind,
             || KindTotal {
                 kind: s.kind.clone(),
-                stages: 0,
-                flops: 0.0,
-                seconds: 0.0,
+                sums: StageSums::default(),
             },
         );
-        k.stages += 1;
-        k.flops += s.flops;
-        k.seconds += s.seconds;
+        k.sums.add(s);
         let t = entry(
             &mut by_part,
             |t| t.part == s.part,
             || PartTotal {
                 part: s.part.clone(),
-                stages: 0,
-                flops: 0.0,
+                sums: StageSums::default(),
                 bounded_flops: 0.0,
-                seconds: 0.0,
             },
         );
-        t.stages += 1;
-        t.flops += s.flops;
-        t.seconds += s.seconds;
+        t.sums.add(s);
         if s.kind == "eval" || s.kind == "ensemble" {
             t.bounded_flops += s.flops;
         }

@@ -188,8 +188,8 @@ fn every_stage_belongs_to_the_part_that_needs_it_first() {
     // evaluations'.
     assert_eq!(plan.by_part[0].part, CORE_PART);
     let sum = |f: fn(&PartTotal) -> f64| plan.by_part.iter().map(f).sum::<f64>();
-    assert!((sum(|t| t.flops) - plan.total_flops).abs() < 1e-6 * plan.total_flops);
-    let stages: usize = plan.by_part.iter().map(|t| t.stages).sum();
+    assert!((sum(|t| t.sums.flops) - plan.total_flops).abs() < 1e-6 * plan.total_flops);
+    let stages: usize = plan.by_part.iter().map(|t| t.sums.stages).sum();
     assert_eq!(stages, plan.stages.len());
     let evals: f64 = plan
         .stages
@@ -199,7 +199,23 @@ fn every_stage_belongs_to_the_part_that_needs_it_first() {
         .sum();
     assert!((sum(|t| t.bounded_flops) - evals).abs() < 1e-6 * evals);
     let core = &plan.by_part[0];
-    assert!(core.bounded_flops > 0.0 && core.bounded_flops < core.flops);
+    assert!(core.bounded_flops > 0.0 && core.bounded_flops < core.sums.flops);
+    // The plan's JSON keeps each total's fields in one object (the sums flattened in).
+    let json = serde_json::to_value(&plan).unwrap();
+    for key in ["part", "stages", "flops", "seconds", "bounded_flops"] {
+        assert!(
+            json["by_part"][0].get(key).is_some(),
+            "{key}: {}",
+            json["by_part"][0]
+        );
+    }
+    for key in ["kind", "stages", "flops", "seconds"] {
+        assert!(
+            json["by_kind"][0].get(key).is_some(),
+            "{key}: {}",
+            json["by_kind"][0]
+        );
+    }
     assert!(plan.to_text().contains("core: Figure 2 + Table 1"));
     // Without extras everything is the core.
     let bare = super::plan(

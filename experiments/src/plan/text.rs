@@ -141,10 +141,10 @@ impl Plan {
             s += &format!(
                 "  {:<10} {:>3} stages  {:>12}  {:>9}  ({:.0}%)\n",
                 k.kind,
-                k.stages,
-                flops_text(k.flops),
-                time_text(k.seconds),
-                100.0 * k.flops / self.total_flops.max(f64::MIN_POSITIVE)
+                k.sums.stages,
+                flops_text(k.sums.flops),
+                time_text(k.sums.seconds),
+                100.0 * k.sums.flops / self.total_flops.max(f64::MIN_POSITIVE)
             );
         }
         s += "\nby part (robust evaluation's share of each: an upper bound):\n";
@@ -157,10 +157,10 @@ impl Plan {
             s += &format!(
                 "  {:<28} {:>3} stages  {:>12}  {:>9}  ({:.0}%; {} of it robust evaluation)\n",
                 label,
-                t.stages,
-                flops_text(t.flops),
-                time_text(t.seconds),
-                100.0 * t.flops / self.total_flops.max(f64::MIN_POSITIVE),
+                t.sums.stages,
+                flops_text(t.sums.flops),
+                time_text(t.sums.seconds),
+                100.0 * t.sums.flops / self.total_flops.max(f64::MIN_POSITIVE),
                 flops_text(t.bounded_flops)
             );
         }
