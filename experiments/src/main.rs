@@ -179,7 +179,7 @@ enum Cmd {
         /// Which data set.
         #[arg(long, value_enum)]
         kind: nrf_experiments::construct_cmd::Kind,
-        /// Output folder: <name>.safetensors / <name>.json, chunks under work/.
+        /// Output folder: NAME.safetensors / NAME.json (NAME: the data set), chunks under work/.
         #[arg(long)]
         out: PathBuf,
         /// Images to build (default: the preset's rep_match.n or relabel.n).
@@ -218,7 +218,7 @@ struct ModelArgs {
     #[arg(long)]
     model: PathBuf,
     /// Where g(x) comes from: "tuple" (forward returns (logits, representation)) or
-    /// "method:<name>" (forward returns logits; the exported method <name> returns g(x)).
+    /// "method:NAME" (forward returns logits; the exported method NAME returns g(x)).
     #[arg(long, default_value = "tuple")]
     rep: String,
     /// Per-channel mean applied before the model (comma-separated); leave out when the model
