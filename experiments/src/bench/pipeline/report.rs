@@ -299,8 +299,8 @@ pub struct PipelineReport {
 impl PipelineReport {
     /// Whole-pipeline totals per thread count over the stages both sides ran: the sums of the
     /// medians, their ratio, and the 95% interval of the ratio from each run pair's sums over the
-    /// stages (run `i` of every stage on each side).
-    /// Then the side-by-side round's, when there is one.
+    /// stages (run `i` of every stage on each side); then the same for the side-by-side round,
+    /// when there is one.
     pub fn totals(&self) -> Vec<PipelineTotal> {
         let rounds = self.config.threads.iter().map(|&t| (t, false));
         let side = self
@@ -333,8 +333,9 @@ impl PipelineReport {
 
     /// nrf as its pipeline runs on two cores — two 1-thread workers, each beside another busy
     /// process (the side-by-side round: two stages done per side-by-side stage time) — against
-    /// the twin as it runs, one process at 2 threads: over the stages of both rounds, the twin's
-    /// 2-thread seconds over half nrf's side-by-side seconds. `None` without both rounds.
+    /// the twin as it runs, one process at 2 threads: over the side-by-side round's stages, the
+    /// twin's 2-thread seconds over half nrf's side-by-side seconds. `None` without a
+    /// side-by-side round, or when one of its stages has no 2-thread row with the twin's time.
     pub fn as_run(&self) -> Option<AsRun> {
         let side: Vec<&PipelineRow> = self.rows.iter().filter(|r| r.side_by_side).collect();
         let (mut nrf, mut twin) = (Vec::new(), Vec::new());
