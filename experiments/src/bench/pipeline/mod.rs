@@ -388,16 +388,10 @@ fn time_stage(
             if !python_turn {
                 rust_runs.push(rust_run(cfg, inp, work, stage, threads, counter)?);
             } else if let Some(p) = py.as_mut() {
-                match p.stage(stage, threads, cfg, inp) {
-                    Ok(r) => python_runs.push(r),
-                    Err(e) => {
-                        let note = format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name());
-                        eprintln!("nrf bench --pipeline: {note}");
-                        notes.push(note);
-                        *py = None;
-                        python_runs.clear();
-                    }
-                }
+                let run = p.stage(stage, threads, cfg, inp);
+                keep_python(run, &mut python_runs, py, notes, |e| {
+                    format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name())
+                });
             }
         }
     }
@@ -458,18 +452,32 @@ fn time_side_by_side(
             }
             Err(e) => Err(e),
         };
-        match python {
-            Ok(r) => python_runs.push(r),
-            Err(e) => {
-                let note = format!("Python stopped answering at {} (side by side): {e:#}; the side-by-side round ends there", stage.name());
-                eprintln!("nrf bench --pipeline: {note}");
-                notes.push(note);
-                *py = None;
-                python_runs.clear();
-            }
-        }
+        keep_python(python, &mut python_runs, py, notes, |e| {
+            format!("Python stopped answering at {} (side by side): {e:#}; the side-by-side round ends there", stage.name())
+        });
     }
     Ok((rust_runs, python_runs))
+}
+
+/// Keeps the twin's `run`; when it failed, drops the twin (`py`), forgets the stage's Python runs
+/// and says so (`note` of the error: on stderr and in `notes`).
+fn keep_python(
+    run: Result<StageRun>,
+    python_runs: &mut Vec<StageRun>,
+    py: &mut Option<PyStages>,
+    notes: &mut Vec<String>,
+    note: impl FnOnce(&anyhow::Error) -> String,
+) {
+    match run {
+        Ok(r) => python_runs.push(r),
+        Err(e) => {
+            let note = note(&e);
+            eprintln!("nrf bench --pipeline: {note}");
+            notes.push(note);
+            *py = None;
+            python_runs.clear();
+        }
+    }
 }
 
 /// What `nrf bench --pipeline` was asked for on its command line.
