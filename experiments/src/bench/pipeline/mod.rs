@@ -158,7 +158,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
     if work.exists() {
         std::fs::remove_dir_all(work).with_context(|| format!("clearing {}", work.display()))?;
     }
-    let (mut py, python_version, torch_version) = start_python(cfg, &inp, work, &mut notes)?;
+    let (py, python_version, torch_version) = start_python(cfg, &inp, work, &mut notes)?;
     if !reset_peak_rss() {
         notes.push("/proc/self/clear_refs could not be written: peak RSS is each process's peak so far, not per stage".into());
     }
@@ -166,12 +166,15 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
     let mut matmul = Vec::new();
     let mut rows = Vec::new();
     let mut loop_overhead = Vec::new();
-    let mut counter = 0usize;
-    let mut cells = RowCells {
+    let mut b = Rounds {
         cfg,
         inp: &inp,
+        work,
         flops,
         work_cache: None,
+        counter: 0,
+        py,
+        notes,
     };
     for &threads in &cfg.threads {
         tch::set_num_threads(threads);
@@ -179,17 +182,8 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         eprintln!("nrf bench --pipeline: {threads} thread(s): f32 matmul {gf:.1} GFLOP/s");
         matmul.push((threads, gf));
         for &stage in &cfg.stages {
-            let (rust_runs, python_runs) = time_stage(
-                cfg,
-                &inp,
-                work,
-                stage,
-                threads,
-                &mut counter,
-                &mut py,
-                &mut notes,
-            )?;
-            let row = cells.row(stage, threads, false, gf, rust_runs, python_runs)?;
+            let (rust_runs, python_runs) = b.alone(stage, threads)?;
+            let row = b.row(stage, threads, false, gf, rust_runs, python_runs)?;
             if stage == Stage::TrainStd {
                 let steps_s = bare_steps_s(cfg, &inp)?;
                 loop_overhead.push(LoopOverhead {
@@ -203,8 +197,8 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         }
     }
     if cfg.side_by_side {
-        if py.is_none() {
-            notes
+        if b.py.is_none() {
+            b.notes
                 .push("side by side: not run (it needs the twin, the process beside nrf's)".into());
         } else {
             tch::set_num_threads(1);
@@ -218,15 +212,15 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
             };
             eprintln!("nrf bench --pipeline: side by side, 1 thread each");
             for &stage in &cfg.stages {
-                let (rust_runs, python_runs) =
-                    time_side_by_side(cfg, &inp, work, stage, &mut counter, &mut py, &mut notes)?;
+                let (rust_runs, python_runs) = b.side_by_side(stage)?;
                 if python_runs.is_empty() {
                     break;
                 }
-                rows.push(cells.row(stage, 1, true, gf, rust_runs, python_runs)?);
+                rows.push(b.row(stage, 1, true, gf, rust_runs, python_runs)?);
             }
         }
     }
+    let Rounds { py, mut notes, .. } = b;
     tch::set_num_threads(prev_threads);
     drop(py);
     if work.exists() {
@@ -256,17 +250,68 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
     })
 }
 
-/// What every row of the table needs besides its runs.
-struct RowCells<'a> {
+/// Starts the twin's stage worker and hands it the inputs, unless `cfg` asks for no Python;
+/// returns it (None when it cannot start or read the inputs: a note says why) with its Python
+/// and torch versions.
+fn start_python(
+    cfg: &PipelineConfig,
+    inp: &Inputs,
+    work: &Path,
+    notes: &mut Vec<String>,
+) -> Result<(Option<PyStages>, Option<String>, Option<String>)> {
+    let (mut python_version, mut torch_version) = (None, None);
+    let py = match &cfg.python {
+        None => {
+            notes.push("Python not requested: Rust only".into());
+            None
+        }
+        Some(p) => match PyStages::start(p) {
+            Ok((mut py, hello)) => {
+                python_version = hello.python;
+                torch_version = hello.torch;
+                let dir = work.join("inputs");
+                inp.write_for_python(cfg, &dir)?;
+                let setup: Result<serde_json::Value> = py.request(serde_json::json!({
+                    "cmd": "setup", "dir": dir, "in_shape": [1, 28, 28],
+                    "classes": inp.train.num_classes,
+                }));
+                match setup {
+                    Ok(_) => Some(py),
+                    Err(e) => {
+                        notes.push(format!("the Python side could not read the inputs: {e:#}; Python column skipped"));
+                        None
+                    }
+                }
+            }
+            Err(note) => {
+                eprintln!("nrf bench --pipeline: {note}");
+                notes.push(note);
+                None
+            }
+        },
+    };
+    Ok((py, python_version, torch_version))
+}
+
+/// What the rounds of the benchmark share: the inputs, the scratch folder, the twin, the notes.
+struct Rounds<'a> {
     cfg: &'a PipelineConfig,
     inp: &'a Inputs,
+    /// Scratch folder: each Rust run gets a folder of its own under it.
+    work: &'a Path,
     /// Forward FLOPs per image and of the first convolution ([`fmnist_cnn_flops`]).
     flops: (f64, f64),
     /// Robust evaluation's work (the same in every round: computed once).
     work_cache: Option<AttackWork>,
+    /// Rust runs so far (numbers their scratch folders).
+    counter: usize,
+    /// The twin's stage worker; `None` when it is not run or stopped answering.
+    py: Option<PyStages>,
+    /// What the reader must know.
+    notes: Vec<String>,
 }
 
-impl RowCells<'_> {
+impl Rounds<'_> {
     /// The row of `stage` from its runs; `gf` is the matmul rate at `threads`.
     fn row(
         &mut self,
@@ -321,161 +366,94 @@ impl RowCells<'_> {
             attack_work,
         })
     }
-}
 
-/// Starts the twin's stage worker and hands it the inputs, unless `cfg` asks for no Python;
-/// returns it (None when it cannot start or read the inputs: a note says why) with its Python
-/// and torch versions.
-fn start_python(
-    cfg: &PipelineConfig,
-    inp: &Inputs,
-    work: &Path,
-    notes: &mut Vec<String>,
-) -> Result<(Option<PyStages>, Option<String>, Option<String>)> {
-    let (mut python_version, mut torch_version) = (None, None);
-    let py = match &cfg.python {
-        None => {
-            notes.push("Python not requested: Rust only".into());
-            None
-        }
-        Some(p) => match PyStages::start(p) {
-            Ok((mut py, hello)) => {
-                python_version = hello.python;
-                torch_version = hello.torch;
-                let dir = work.join("inputs");
-                inp.write_for_python(cfg, &dir)?;
-                let setup: Result<serde_json::Value> = py.request(serde_json::json!({
-                    "cmd": "setup", "dir": dir, "in_shape": [1, 28, 28],
-                    "classes": inp.train.num_classes,
-                }));
-                match setup {
-                    Ok(_) => Some(py),
-                    Err(e) => {
-                        notes.push(format!("the Python side could not read the inputs: {e:#}; Python column skipped"));
-                        None
-                    }
+    /// Every repetition of `stage` at `threads` on both sides, one side at a time, alternating
+    /// (Rust, Python, then Python, Rust, ...). A Python side that stops answering is dropped (a
+    /// note says where) and its runs of the stage are forgotten.
+    fn alone(&mut self, stage: Stage, threads: i32) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
+        let (cfg, inp) = (self.cfg, self.inp);
+        let mut rust_runs = Vec::new();
+        let mut python_runs = Vec::new();
+        for rep in 0..cfg.reps {
+            for python_turn in [rep % 2 == 1, rep % 2 == 0] {
+                if !python_turn {
+                    rust_runs.push(self.rust_run(stage, threads)?);
+                } else if let Some(p) = self.py.as_mut() {
+                    let run = p.stage(stage, threads, cfg, inp);
+                    self.keep_python(run, &mut python_runs, |e| {
+                        format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name())
+                    });
                 }
             }
-            Err(note) => {
-                eprintln!("nrf bench --pipeline: {note}");
-                notes.push(note);
-                None
-            }
-        },
-    };
-    Ok((py, python_version, torch_version))
-}
-
-/// Every repetition of `stage` at `threads` on both sides, alternating (Rust, Python, then
-/// Python, Rust, ...); each Rust run in a scratch folder of its own under `work` (`counter`
-/// numbers them), removed after it. A Python side that stops answering is dropped (a note says
-/// where) and its runs of the stage are forgotten.
-#[allow(clippy::too_many_arguments)]
-fn time_stage(
-    cfg: &PipelineConfig,
-    inp: &Inputs,
-    work: &Path,
-    stage: Stage,
-    threads: i32,
-    counter: &mut usize,
-    py: &mut Option<PyStages>,
-    notes: &mut Vec<String>,
-) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
-    let mut rust_runs = Vec::new();
-    let mut python_runs = Vec::new();
-    for rep in 0..cfg.reps {
-        for python_turn in [rep % 2 == 1, rep % 2 == 0] {
-            if !python_turn {
-                rust_runs.push(rust_run(cfg, inp, work, stage, threads, counter)?);
-            } else if let Some(p) = py.as_mut() {
-                let run = p.stage(stage, threads, cfg, inp);
-                keep_python(run, &mut python_runs, py, notes, |e| {
-                    format!("Python stopped answering at {} ({threads} threads): {e:#}; later Python cells are empty", stage.name())
-                });
-            }
         }
+        Ok((rust_runs, python_runs))
     }
-    Ok((rust_runs, python_runs))
-}
 
-/// One timed Rust run of `stage` (at the thread count set), in a scratch folder of its own under
-/// `work` (`counter` numbers them), removed after it.
-fn rust_run(
-    cfg: &PipelineConfig,
-    inp: &Inputs,
-    work: &Path,
-    stage: Stage,
-    threads: i32,
-    counter: &mut usize,
-) -> Result<StageRun> {
-    *counter += 1;
-    let scratch = work.join(format!("rust-{counter}"));
-    let reset = reset_peak_rss();
-    let t = Instant::now();
-    let (result, _) = run_rust_stage(stage, cfg, inp, &scratch)
-        .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
-    let wall_s = t.elapsed().as_secs_f64();
-    if scratch.exists() {
-        std::fs::remove_dir_all(&scratch)
-            .with_context(|| format!("removing {}", scratch.display()))?;
+    /// Every repetition of `stage` with both sides at once, one thread each: the twin's stage is
+    /// started, nrf's runs meanwhile, then the twin's is awaited. Each side's time is its own
+    /// stage's wall time; the side that finishes first leaves the other alone for the rest,
+    /// which favours the slower side. A Python side that stops answering is dropped (a note says
+    /// where) and the round's Python runs are forgotten (the caller then ends the round).
+    fn side_by_side(&mut self, stage: Stage) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
+        let (cfg, inp) = (self.cfg, self.inp);
+        let mut rust_runs = Vec::new();
+        let mut python_runs = Vec::new();
+        for _ in 0..cfg.reps {
+            let Some(mut p) = self.py.take() else { break };
+            let python = match p.start_stage(stage, 1, cfg, inp) {
+                Ok(()) => {
+                    rust_runs.push(self.rust_run(stage, 1)?);
+                    p.finish_stage()
+                }
+                Err(e) => Err(e),
+            };
+            self.py = Some(p);
+            self.keep_python(python, &mut python_runs, |e| {
+                format!("Python stopped answering at {} (side by side): {e:#}; the side-by-side round ends there", stage.name())
+            });
+        }
+        Ok((rust_runs, python_runs))
     }
-    Ok(StageRun {
-        wall_s,
-        peak_rss_kb: peak_rss_kb(),
-        rss_reset: reset,
-        result,
-    })
-}
 
-/// Every repetition of `stage` with both sides at once, one thread each: the twin's stage is
-/// started, nrf's runs meanwhile, then the twin's is awaited. Each side's time is its own
-/// stage's wall time; the side that finishes first leaves the other alone for the rest, which
-/// favours the slower side. A Python side that stops answering is dropped (a note says where)
-/// and the round's Python runs are forgotten (the caller then ends the round).
-fn time_side_by_side(
-    cfg: &PipelineConfig,
-    inp: &Inputs,
-    work: &Path,
-    stage: Stage,
-    counter: &mut usize,
-    py: &mut Option<PyStages>,
-    notes: &mut Vec<String>,
-) -> Result<(Vec<StageRun>, Vec<StageRun>)> {
-    let mut rust_runs = Vec::new();
-    let mut python_runs = Vec::new();
-    for _ in 0..cfg.reps {
-        let Some(p) = py.as_mut() else { break };
-        let python = match p.start_stage(stage, 1, cfg, inp) {
-            Ok(()) => {
-                rust_runs.push(rust_run(cfg, inp, work, stage, 1, counter)?);
-                p.finish_stage()
+    /// One timed Rust run of `stage` (at the thread count set), in a scratch folder of its own
+    /// under `work` (`counter` numbers them), removed after it.
+    fn rust_run(&mut self, stage: Stage, threads: i32) -> Result<StageRun> {
+        self.counter += 1;
+        let scratch = self.work.join(format!("rust-{}", self.counter));
+        let reset = reset_peak_rss();
+        let t = Instant::now();
+        let (result, _) = run_rust_stage(stage, self.cfg, self.inp, &scratch)
+            .with_context(|| format!("Rust stage {} ({threads} threads)", stage.name()))?;
+        let wall_s = t.elapsed().as_secs_f64();
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .with_context(|| format!("removing {}", scratch.display()))?;
+        }
+        Ok(StageRun {
+            wall_s,
+            peak_rss_kb: peak_rss_kb(),
+            rss_reset: reset,
+            result,
+        })
+    }
+
+    /// Keeps the twin's `run`; when it failed, drops the twin, forgets the stage's Python runs
+    /// and says so (`note` of the error: on stderr and in the notes).
+    fn keep_python(
+        &mut self,
+        run: Result<StageRun>,
+        python_runs: &mut Vec<StageRun>,
+        note: impl FnOnce(&anyhow::Error) -> String,
+    ) {
+        match run {
+            Ok(r) => python_runs.push(r),
+            Err(e) => {
+                let note = note(&e);
+                eprintln!("nrf bench --pipeline: {note}");
+                self.notes.push(note);
+                self.py = None;
+                python_runs.clear();
             }
-            Err(e) => Err(e),
-        };
-        keep_python(python, &mut python_runs, py, notes, |e| {
-            format!("Python stopped answering at {} (side by side): {e:#}; the side-by-side round ends there", stage.name())
-        });
-    }
-    Ok((rust_runs, python_runs))
-}
-
-/// Keeps the twin's `run`; when it failed, drops the twin (`py`), forgets the stage's Python runs
-/// and says so (`note` of the error: on stderr and in `notes`).
-fn keep_python(
-    run: Result<StageRun>,
-    python_runs: &mut Vec<StageRun>,
-    py: &mut Option<PyStages>,
-    notes: &mut Vec<String>,
-    note: impl FnOnce(&anyhow::Error) -> String,
-) {
-    match run {
-        Ok(r) => python_runs.push(r),
-        Err(e) => {
-            let note = note(&e);
-            eprintln!("nrf bench --pipeline: {note}");
-            notes.push(note);
-            *py = None;
-            python_runs.clear();
         }
     }
 }
