@@ -165,6 +165,10 @@ enum Cmd {
         /// each (each beside another busy process, as nrf's two 1-thread workers run).
         #[arg(long)]
         no_side_by_side: bool,
+        /// With --pipeline: run the twin with glibc's default malloc instead of nrf's settings
+        /// (nrf keeps its activation buffers mapped between steps; by default the twin does too).
+        #[arg(long)]
+        python_default_malloc: bool,
         /// Where to write the JSON report (default results/bench.json, with --pipeline
         /// results/bench-pipeline.json).
         #[arg(long)]
@@ -359,6 +363,7 @@ fn run() -> Result<()> {
             stages,
             threads,
             no_side_by_side,
+            python_default_malloc,
             out,
         } => {
             let args = nrf_experiments::bench::pipeline::PipelineArgs {
@@ -367,6 +372,7 @@ fn run() -> Result<()> {
                 stages,
                 threads,
                 side_by_side: !no_side_by_side,
+                python_default_malloc,
             };
             run_bench(args, pipeline, out)?
         }
@@ -516,8 +522,12 @@ fn run_bench(
         );
     } else {
         let out = out.unwrap_or_else(|| PathBuf::from(nrf_experiments::bench::DEFAULT_OUT));
-        if !args.stages.is_empty() || !args.threads.is_empty() || !args.side_by_side {
-            bail!("--stages, --threads and --no-side-by-side go with --pipeline");
+        if !args.stages.is_empty()
+            || !args.threads.is_empty()
+            || !args.side_by_side
+            || args.python_default_malloc
+        {
+            bail!("--stages, --threads, --no-side-by-side and --python-default-malloc go with --pipeline");
         }
         let report = nrf_experiments::bench::run(args.reps, args.quick, &out)?;
         println!("{}", report.to_markdown());

@@ -264,6 +264,7 @@ fn start_python(
             Ok((py, hello)) => {
                 python.python_version = hello.python;
                 python.torch_version = hello.torch;
+                notes.push("the Python side runs with nrf's glibc malloc settings (activation buffers kept mapped between steps; `MALLOC_*` exported before the run wins); before session 19 it ran with glibc's defaults".into());
                 Some(py)
             }
             Err(note) => {

@@ -123,3 +123,35 @@ fn python_side_agrees_or_explains() {
         }
     }
 }
+
+/// The Python workers start with nrf's glibc malloc settings (unless the variable is exported
+/// here, where the exported value wins), and with nothing added when asked for nothing.
+#[test]
+fn python_workers_get_nrfs_malloc_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("hello.py");
+    std::fs::write(
+        &script,
+        "import json, os\nprint(json.dumps({\"ok\": True, \"python\": os.environ.get(\"MALLOC_MMAP_THRESHOLD_\"), \"torch\": os.environ.get(\"MALLOC_TRIM_THRESHOLD_\")}), flush=True)\n",
+    )
+    .unwrap();
+    let args = [script.as_os_str()];
+    let python = python_from_env();
+    let env = nrf_models::runtime::malloc_env();
+    let (_w, hello) = worker::JsonWorker::start(&python, &args, &env, "-").unwrap();
+    let want = |k: &str, v: &str| std::env::var(k).unwrap_or_else(|_| v.to_string());
+    assert_eq!(
+        hello.python.as_deref(),
+        Some(want("MALLOC_MMAP_THRESHOLD_", "33554432").as_str())
+    );
+    assert_eq!(
+        hello.torch.as_deref(),
+        Some(want("MALLOC_TRIM_THRESHOLD_", "1073741824").as_str())
+    );
+    let (_w, hello) = worker::JsonWorker::start(&python, &args, &[], "-").unwrap();
+    assert_eq!(
+        hello.python,
+        std::env::var("MALLOC_MMAP_THRESHOLD_").ok(),
+        "nothing added"
+    );
+}

@@ -52,14 +52,23 @@ pub(crate) struct Hello {
 
 impl JsonWorker {
     /// Starts `python ARGS` and reads its hello; `Err` carries a note for the reader (the
-    /// Python column is then skipped). `unavailable` says what a failed import means.
+    /// Python column is then skipped). `unavailable` says what a failed import means. `env` is
+    /// set in the child's environment where this process's own does not set the variable (what
+    /// the user exported wins).
     pub(crate) fn start(
         python: &Path,
         args: &[&std::ffi::OsStr],
+        env: &[(&str, String)],
         unavailable: &str,
     ) -> std::result::Result<(JsonWorker, Hello), String> {
         let what = python.display().to_string();
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        for (k, v) in env {
+            if std::env::var_os(k).is_none() {
+                command.env(k, v);
+            }
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -185,7 +194,8 @@ impl std::ops::DerefMut for PyBench {
 }
 
 impl PyBench {
-    /// Starts the interpreter; `Err` carries a note for the reader.
+    /// Starts the interpreter with nrf's allocator settings ([`nrf_models::runtime::malloc_env`],
+    /// so that both sides run with the same glibc malloc); `Err` carries a note for the reader.
     pub(super) fn start(python: &Path) -> std::result::Result<(PyBench, Hello), String> {
         let script = twin_dir().join(PYTHON_SCRIPT);
         if !script.exists() {
@@ -195,7 +205,12 @@ impl PyBench {
             ));
         }
         let args: [&std::ffi::OsStr; 2] = [script.as_os_str(), "--serve".as_ref()];
-        let (worker, hello) = JsonWorker::start(python, &args, "PyTorch-in-Python was not timed")?;
+        let (worker, hello) = JsonWorker::start(
+            python,
+            &args,
+            &nrf_models::runtime::malloc_env(),
+            "PyTorch-in-Python was not timed",
+        )?;
         Ok((PyBench(worker), hello))
     }
 

@@ -22,6 +22,12 @@ pub struct PipelineConfig {
     pub python: Option<PathBuf>,
     /// Run the twin's convolutions channels-last (the twin's default: faster on CPU there).
     pub python_channels_last: bool,
+    /// Start the twin with nrf's glibc malloc settings ([`nrf_models::runtime::malloc_env`]:
+    /// activation buffers stay mapped between steps, as `nrf` keeps them), so that the two sides
+    /// differ in their code, not their allocator. Default on since session 19; older reports ran
+    /// the twin with glibc's defaults (absent: false), unless `MALLOC_*` was exported.
+    #[serde(default)]
+    pub python_malloc_as_nrf: bool,
     /// Stages to run.
     pub stages: Vec<Stage>,
     /// Fashion-MNIST folder; synthetic images (with a note) when it is `None` or missing.
@@ -105,6 +111,7 @@ impl Default for PipelineConfig {
             side_by_side: true,
             python: Some(python_from_env()),
             python_channels_last: true,
+            python_malloc_as_nrf: true,
             stages: Stage::ALL.to_vec(),
             data_dir: Some(PathBuf::from(nrf_data::idx::FASHION_MNIST_DIR)),
             batch_size: 128,

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
 
+use super::worker::relevant_env;
 use super::{loadavg, median};
 
 mod config;
@@ -247,6 +248,7 @@ pub fn run_pipeline(cfg: &PipelineConfig, work: &Path) -> Result<PipelineReport>
         load_after: loadavg(),
         wall_s: started.elapsed().as_secs_f64(),
         notes,
+        env: relevant_env(),
     })
 }
 
@@ -265,7 +267,7 @@ fn start_python(
             notes.push("Python not requested: Rust only".into());
             None
         }
-        Some(p) => match PyStages::start(p) {
+        Some(p) => match PyStages::start(p, cfg.python_malloc_as_nrf) {
             Ok((mut py, hello)) => {
                 python_version = hello.python;
                 torch_version = hello.torch;
@@ -471,10 +473,13 @@ pub struct PipelineArgs {
     pub threads: Vec<i32>,
     /// The side-by-side round ([`PipelineConfig::side_by_side`]).
     pub side_by_side: bool,
+    /// Run the twin with glibc's default malloc, not nrf's settings
+    /// ([`PipelineConfig::python_malloc_as_nrf`] off).
+    pub python_default_malloc: bool,
 }
 
 /// `nrf bench --pipeline [--quick] [--reps N] [--stages S,..] [--threads T,..] [--no-side-by-side]
-/// [--out PATH]`: runs
+/// [--python-default-malloc] [--out PATH]`: runs
 /// the benchmark, writes the JSON report to `out` and the markdown table next to it (`.md`), both
 /// atomically.
 pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
@@ -484,6 +489,7 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
         ref stages,
         ref threads,
         side_by_side,
+        python_default_malloc,
     } = *args;
     let mut cfg = if quick {
         PipelineConfig::quick()
@@ -503,6 +509,7 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
             .collect::<Result<_>>()?;
     }
     cfg.side_by_side = side_by_side;
+    cfg.python_malloc_as_nrf = !python_default_malloc;
     if !threads.is_empty() {
         cfg.threads = threads.clone();
     }

@@ -22,7 +22,12 @@ impl std::ops::DerefMut for PyStages {
 }
 
 impl PyStages {
-    pub(super) fn start(python: &Path) -> std::result::Result<(PyStages, Hello), String> {
+    /// Starts the worker, with nrf's allocator settings when `malloc_as_nrf`
+    /// ([`PipelineConfig::python_malloc_as_nrf`]).
+    pub(super) fn start(
+        python: &Path,
+        malloc_as_nrf: bool,
+    ) -> std::result::Result<(PyStages, Hello), String> {
         let script = twin_dir().join("bench_stages.py");
         if !script.exists() {
             return Err(format!(
@@ -31,7 +36,13 @@ impl PyStages {
             ));
         }
         let args: [&std::ffi::OsStr; 2] = [script.as_os_str(), "--serve".as_ref()];
-        let (worker, hello) = JsonWorker::start(python, &args, "the twin could not be imported")?;
+        let env = if malloc_as_nrf {
+            nrf_models::runtime::malloc_env().to_vec()
+        } else {
+            Vec::new()
+        };
+        let (worker, hello) =
+            JsonWorker::start(python, &args, &env, "the twin could not be imported")?;
         Ok((PyStages(worker), hello))
     }
 

@@ -294,6 +294,11 @@ pub struct PipelineReport {
     pub wall_s: f64,
     /// What the reader must know.
     pub notes: Vec<String>,
+    /// Environment variables that change libtorch's threading or glibc's allocator, as exported
+    /// when the benchmark ran (the twin inherits them; an exported `MALLOC_*` wins over
+    /// [`PipelineConfig::python_malloc_as_nrf`]). Absent in older reports: empty.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 impl PipelineReport {
@@ -372,7 +377,7 @@ impl PipelineReport {
             v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
         };
         let mut s = format!(
-            "nrf bench --pipeline: Fashion-MNIST CNN on {} data; median of {} run(s) per side (Rust and Python alternating); {} build, libtorch {}, Python {} with torch {} (channels-last: {}); {} CPUs\n\n",
+            "nrf bench --pipeline: Fashion-MNIST CNN on {} data; median of {} run(s) per side (Rust and Python alternating); {} build, libtorch {}, Python {} with torch {} (channels-last: {}; malloc: {}); {} CPUs{}\n\n",
             self.data,
             c.reps,
             if self.release_build { "release" } else { "DEBUG" },
@@ -380,7 +385,18 @@ impl PipelineReport {
             self.python_version.as_deref().unwrap_or("-"),
             self.torch_version.as_deref().unwrap_or("-"),
             c.python_channels_last,
+            if c.python_malloc_as_nrf {
+                "nrf's settings"
+            } else {
+                "glibc's defaults"
+            },
             self.cpus,
+            if self.env.is_empty() {
+                String::new()
+            } else {
+                let kv: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("; exported: {}", kv.join(" "))
+            },
         );
         let interval = |iv: Option<Interval>| {
             iv.map_or("n/a".to_string(), |iv| format!("{:.2}-{:.2}", iv.lo, iv.hi))

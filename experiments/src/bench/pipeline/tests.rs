@@ -148,6 +148,9 @@ fn tiny_pipeline_bench_writes_its_table() {
         "{md}"
     );
     assert!(md.contains("**whole pipeline**"), "{md}");
+    // The twin ran with nrf's malloc settings (the default), and the header says so.
+    assert!(r.config.python_malloc_as_nrf);
+    assert!(md.contains("malloc: nrf's settings"), "{md}");
     if python.is_some() {
         assert!(
             md.contains("| ensemble | 8 img, APGD-CE + APGD-T 3 steps, L2 0.5 | 1 side by side |"),
@@ -274,5 +277,6 @@ fn two_round_report(side: &[(Stage, &[f64], &[f64])]) -> PipelineReport {
         load_after: None,
         wall_s: 1.0,
         notes: vec![],
+        env: vec![],
     }
 }
