@@ -3,13 +3,10 @@
 //! the default memory format and channels-last, at 1 and 2 threads. The variants alternate in
 //! rounds and each keeps its fastest round, so that a busy machine disturbs the comparison
 //! less: `cargo run --release -p nrf-models --example step_parts [reps] [rounds]`.
+use nrf_models::runtime::MemoryFormat;
 use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Sgd};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
 
 struct Case {
     model: Model,
@@ -20,22 +17,16 @@ struct Case {
 
 fn case(cl: bool) -> anyhow::Result<Case> {
     let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
-    let model = Model::new(&spec, Device::Cpu, 0)?;
-    if cl {
-        let _g = tch::no_grad_guard();
-        for (_, mut p) in model.vs.variables() {
-            if p.dim() == 4 {
-                let v = channels_last(&p);
-                p.set_data(&v);
-            }
-        }
-    }
+    let format = if cl {
+        MemoryFormat::ChannelsLast
+    } else {
+        MemoryFormat::Contiguous
+    };
+    let mut model = Model::new(&spec, Device::Cpu, 0)?;
+    model.set_memory_format(format);
     let sgd = Sgd::new(model.vs.trainable_variables(), 0.9, true, 5e-4);
     tch::manual_seed(1);
-    let mut x = Tensor::rand([128, 1, 28, 28], (Kind::Float, Device::Cpu));
-    if cl {
-        x = channels_last(&x);
-    }
+    let x = format.apply(&Tensor::rand([128, 1, 28, 28], (Kind::Float, Device::Cpu)));
     let y = Tensor::randint(10, [128], (Kind::Int64, Device::Cpu));
     Ok(Case { model, sgd, x, y })
 }

@@ -139,6 +139,8 @@ pub struct Model {
     /// would change no value or gradient (`(x - 0) / 1 == x` in floating point) and is skipped,
     /// as the twin skips it.
     norm: Option<(Tensor, Tensor)>,
+    /// The layout of its convolution weights and of the images it is given.
+    memory_format: runtime::MemoryFormat,
 }
 
 impl Model {
@@ -163,12 +165,34 @@ impl Model {
         };
         let norm = (!spec.is_identity_normalization())
             .then(|| (per_channel(&spec.mean), per_channel(&spec.std)));
-        Ok(Model {
+        let mut model = Model {
             vs,
             spec: spec.clone(),
             net,
             norm,
-        })
+            memory_format: runtime::MemoryFormat::Contiguous,
+        };
+        model.set_memory_format(runtime::MemoryFormat::for_model(&spec.arch, device)?);
+        Ok(model)
+    }
+    /// The layout of its convolution weights and of the images it is given
+    /// ([`runtime::MemoryFormat::for_model`] when built). Values are the same in either; the
+    /// floating-point sums of a convolution may differ in their last bits.
+    pub fn memory_format(&self) -> runtime::MemoryFormat {
+        self.memory_format
+    }
+    /// Lays out its 4-d variables (convolution weights) in `format`, and the images it is given
+    /// from now on. Values are unchanged; optimiser state made before the switch keeps its old
+    /// layout (correct, a little slower), so switch before training.
+    pub fn set_memory_format(&mut self, format: runtime::MemoryFormat) {
+        let _g = tch::no_grad_guard();
+        for (_, mut v) in self.vs.variables() {
+            if v.dim() == 4 {
+                let laid_out = format.apply(&v);
+                v.set_data(&laid_out);
+            }
+        }
+        self.memory_format = format;
     }
     /// The device the model lives on.
     pub fn device(&self) -> Device {
@@ -195,6 +219,10 @@ impl Classifier for Model {
                 self.spec.in_shape[1],
                 self.spec.in_shape[2],
             ])
+        };
+        let x = match self.memory_format {
+            runtime::MemoryFormat::Contiguous => x,
+            cl => cl.apply(&x),
         };
         match &self.norm {
             Some((mean, std)) => self.net.forward_rep(&((x - mean) / std), train),

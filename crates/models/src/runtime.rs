@@ -46,3 +46,177 @@ pub fn malloc_env() -> [(&'static str, String); 2] {
         ("MALLOC_TRIM_THRESHOLD_", TRIM_THRESHOLD_BYTES.to_string()),
     ]
 }
+
+/// How a model lays out its 4-d tensors (convolution weights, and the images it is given) in
+/// memory. Channels-last puts a pixel's channels next to each other, the layout oneDNN's CPU
+/// convolutions work in: libtorch then skips the reorders it makes around every NCHW
+/// convolution (and its backward pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryFormat {
+    /// NCHW, libtorch's default.
+    Contiguous,
+    /// NHWC strides on an NCHW-shaped tensor (PyTorch's `torch.channels_last`).
+    ChannelsLast,
+}
+
+impl MemoryFormat {
+    /// The environment variable that overrides [`MemoryFormat::for_model`]'s choice:
+    /// `contiguous` or `channels_last`.
+    pub const ENV: &'static str = "NRF_MEMORY_FORMAT";
+
+    /// The layout a model of `arch` uses on `device`: [`MemoryFormat::ENV`] when set, else
+    /// channels-last for the Fashion-MNIST CNN on the CPU (measured faster there in training and
+    /// attack steps, as the twin runs it: docs/performance.md, "Memory format") and contiguous
+    /// for everything not measured (the other architectures, CUDA). A bad value of the variable
+    /// is an error that names it.
+    pub fn for_model(arch: &crate::Arch, device: tch::Device) -> anyhow::Result<MemoryFormat> {
+        match std::env::var(Self::ENV) {
+            Ok(v) => Self::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(
+                if device == tch::Device::Cpu && *arch == crate::Arch::FmnistCnn {
+                    MemoryFormat::ChannelsLast
+                } else {
+                    MemoryFormat::Contiguous
+                },
+            ),
+            Err(e) => anyhow::bail!("{}: {e}", Self::ENV),
+        }
+    }
+
+    /// `contiguous` or `channels_last`.
+    pub fn parse(v: &str) -> anyhow::Result<MemoryFormat> {
+        match v.trim() {
+            "contiguous" => Ok(MemoryFormat::Contiguous),
+            "channels_last" => Ok(MemoryFormat::ChannelsLast),
+            other => anyhow::bail!(
+                "{}={other:?}: expected `contiguous` or `channels_last`",
+                Self::ENV
+            ),
+        }
+    }
+
+    /// `t` in this layout: itself (a shallow clone) when it already is, or when it is not 4-d;
+    /// otherwise a copy, which autograd sees (the gradient flows back in `t`'s own layout).
+    /// A model in the contiguous layout leaves its inputs as they come (libtorch takes any
+    /// strides); this is for converting weights and for callers that want the layout.
+    ///
+    /// ```
+    /// use nrf_models::runtime::MemoryFormat;
+    /// let x = tch::Tensor::rand([2, 1, 4, 4], (tch::Kind::Float, tch::Device::Cpu));
+    /// let y = MemoryFormat::ChannelsLast.apply(&x);
+    /// assert_eq!(y.stride(), vec![16, 1, 4, 1]); // even with one channel
+    /// assert!(y.equal(&x));
+    /// ```
+    pub fn apply(self, t: &tch::Tensor) -> tch::Tensor {
+        let size = t.size();
+        if size.len() != 4 {
+            return t.shallow_clone();
+        }
+        let (c, h, w) = (size[1], size[2], size[3]);
+        let strides = match self {
+            MemoryFormat::Contiguous => vec![c * h * w, h * w, w, 1],
+            MemoryFormat::ChannelsLast => vec![h * w * c, 1, w * c, c],
+        };
+        if t.stride() == strides {
+            return t.shallow_clone();
+        }
+        // Built from explicit strides: permute-contiguous-permute (or `contiguous()`) leaves a
+        // tensor with one channel (the Fashion-MNIST images, the first convolution's weight) in
+        // the other layout's strides, since a size-1 dimension's stride is never looked at, and
+        // libtorch then mixes the two layouts.
+        let mut out = tch::Tensor::empty_strided(&size, &strides, (t.kind(), t.device()));
+        out.copy_(t);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryFormat;
+    use crate::{Arch, Classifier, Model, ModelSpec};
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn channels_last_strides_even_with_one_channel() {
+        let _g = crate::rng_lock();
+        for c in [1, 3] {
+            let x = Tensor::rand([2, c, 5, 4], (Kind::Float, Device::Cpu));
+            let y = MemoryFormat::ChannelsLast.apply(&x);
+            assert_eq!(y.stride(), vec![20 * c, 1, 4 * c, c]);
+            assert!(y.equal(&x));
+            let back = MemoryFormat::Contiguous.apply(&y);
+            assert_eq!(back.stride(), vec![20 * c, 20, 4, 1]);
+            assert!(back.equal(&x));
+        }
+        // Not 4-d: unchanged.
+        let v = Tensor::rand([3, 4], (Kind::Float, Device::Cpu));
+        assert_eq!(MemoryFormat::ChannelsLast.apply(&v).stride(), vec![4, 1]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        assert_eq!(
+            MemoryFormat::parse("channels_last").unwrap(),
+            MemoryFormat::ChannelsLast
+        );
+        assert_eq!(
+            MemoryFormat::parse(" contiguous").unwrap(),
+            MemoryFormat::Contiguous
+        );
+        let e = MemoryFormat::parse("nhwc").unwrap_err().to_string();
+        assert!(e.contains(MemoryFormat::ENV) && e.contains("nhwc"), "{e}");
+        if std::env::var_os(MemoryFormat::ENV).is_none() {
+            let cnn = MemoryFormat::for_model(&Arch::FmnistCnn, Device::Cpu).unwrap();
+            assert_eq!(cnn, MemoryFormat::ChannelsLast);
+            let mlp = Arch::Mlp { hidden: vec![8] };
+            let mlp = MemoryFormat::for_model(&mlp, Device::Cpu).unwrap();
+            assert_eq!(mlp, MemoryFormat::Contiguous);
+        }
+    }
+
+    /// The same weights give the same logits and input gradients in either layout (to float
+    /// rounding), and the weights are laid out as asked.
+    #[test]
+    fn both_layouts_compute_the_same_function() {
+        let _g = crate::rng_lock();
+        let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+        let mut a = Model::new(&spec, Device::Cpu, 3).unwrap();
+        let mut b = Model::new(&spec, Device::Cpu, 3).unwrap();
+        a.set_memory_format(MemoryFormat::Contiguous);
+        b.set_memory_format(MemoryFormat::ChannelsLast);
+        let wa = &a.vs.variables()["c2.weight"];
+        let wb = &b.vs.variables()["c2.weight"];
+        assert_eq!(wa.stride(), vec![144, 9, 3, 1]);
+        assert_eq!(wb.stride(), vec![144, 1, 48, 16]);
+        // One input channel: channels-last strides all the same (not left NCHW).
+        assert_eq!(b.vs.variables()["c1.weight"].stride(), vec![9, 1, 3, 1]);
+        let vb = b.vs.variables();
+        for (name, v) in a.vs.variables() {
+            assert!(
+                v.equal(&vb[&name]),
+                "{name}: the same weights in both layouts"
+            );
+        }
+        tch::manual_seed(5);
+        let x = Tensor::rand([6, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5]);
+        let grad = |m: &Model| {
+            let xg = x.detach().set_requires_grad(true);
+            let logits = m.logits(&xg, false);
+            let loss = logits.cross_entropy_for_logits(&y);
+            let g = Tensor::run_backward(&[&loss], &[&xg], false, false).remove(0);
+            (logits.detach(), g)
+        };
+        let (la, ga) = grad(&a);
+        let (lb, gb) = grad(&b);
+        assert_eq!(gb.size(), vec![6, 1, 28, 28]);
+        let close = |p: &Tensor, q: &Tensor| {
+            let d = (p - q).abs().max().double_value(&[]);
+            let s = p.abs().max().double_value(&[]);
+            assert!(d <= 1e-5 * s.max(1e-6), "max difference {d} at scale {s}");
+        };
+        close(&la, &lb);
+        close(&ga, &gb);
+    }
+}
