@@ -208,11 +208,12 @@ pub(crate) fn value_and_grad(
     })
 }
 
-/// Rows an attack takes per forward / backward pass on the CPU. The per-image rate of an attack
-/// step (forward + input gradient) of the Fashion-MNIST CNN falls for large batches: at 500 rows
-/// it was ~0.6x the rate at 64-250 rows on 1 and 2 threads (`cargo run --release -p nrf-models
-/// --example attack_batch`; docs/performance.md, "Rows per pass"), the activations of a large
-/// batch no longer staying in cache.
+/// Rows an attack takes per forward / backward pass on the CPU. With the Fashion-MNIST CNN in
+/// NCHW, the per-image rate of an attack step fell for large batches (at 500 rows ~0.6x the rate
+/// at 64-250 rows, `cargo run --release -p nrf-models --example attack_batch`); channels-last
+/// (nrf's layout for it since session 19) removed most of that: 128- and 500-row passes were
+/// level in whole stages (docs/performance.md, "Rows per pass" and "Memory format"), and 128
+/// stays.
 pub const CPU_ROWS_PER_PASS: i64 = 128;
 
 /// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU, all of

@@ -66,10 +66,10 @@ impl MemoryFormat {
     pub const ENV: &'static str = "NRF_MEMORY_FORMAT";
 
     /// The layout a model of `arch` uses on `device`: [`MemoryFormat::ENV`] when set, else
-    /// channels-last for the Fashion-MNIST CNN on the CPU (measured faster there in training and
-    /// attack steps, as the twin runs it: docs/performance.md, "Memory format") and contiguous
-    /// for everything not measured (the other architectures, CUDA). A bad value of the variable
-    /// is an error that names it.
+    /// channels-last for the Fashion-MNIST CNN on the CPU (as the twin runs it; measured faster
+    /// in whole pipeline stages and in attack steps at batch 500, level at batch 128:
+    /// docs/performance.md, "Memory format") and contiguous for everything not measured (the
+    /// other architectures, CUDA). A bad value of the variable is an error that names it.
     pub fn for_model(arch: &crate::Arch, device: tch::Device) -> anyhow::Result<MemoryFormat> {
         match std::env::var(Self::ENV) {
             Ok(v) => Self::parse(&v),
