@@ -6,9 +6,11 @@ use nrf_models::images_to_tensor;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// `x` with the same shape and values but NHWC strides (PyTorch's channels-last layout).
+/// `x` with the same shape and values but NHWC strides (PyTorch's channels-last layout), built
+/// by nrf-models: permute-contiguous-permute, used here until session 19, leaves one-channel
+/// tensors (the images, the first weight) in NCHW strides, so this A/B timed a mixed layout.
 fn to_channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    nrf_models::runtime::MemoryFormat::ChannelsLast.apply(x)
 }
 
 /// The Fashion-MNIST CNN as functional convolutions: [w1, b1, w2, b2, w3, b3, fc1 w, fc1 b,
