@@ -29,8 +29,9 @@ use tch::{Kind, Tensor};
 
 use crate::eval::robust_evaluation;
 use crate::objectives::cross_entropy;
-use crate::pgd::{check_objective, rows_per_pass, PgdConfig};
+use crate::pgd::{check_objective, row_blocks, rows_per_pass, PgdConfig};
 use crate::threat::{per_example_norm, per_example_shape, ThreatModel};
+use nrf_models::replicas::{map_on_replicas, replica_workers};
 
 /// The loss APGD maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,12 +227,44 @@ fn loss_and_grad(
     ))
 }
 
-/// One APGD run on `(x, y)` (every row attacked); returns `(x_adv, fooled)` as [`ApgdOutput`]
-/// but with the last misclassified iterate (the start where none) for every row.
+/// One APGD run on `(x, y)` (every row attacked): the start is drawn for all rows here (one
+/// random stream, whatever the blocks), then the rows run in blocks ([`row_blocks`]) on the
+/// replica workers ([`nrf_models::replicas`]); every row's run is independent of the others.
+/// Returns `(x_adv, fooled)` as [`ApgdOutput`] but with the last misclassified iterate (the start
+/// where none) for every row.
 fn single_run(
     model: &dyn Classifier,
     x: &Tensor,
     y: &Tensor,
+    threat: &dyn ThreatModel,
+    cfg: &ApgdConfig,
+    target_rank: Option<i64>,
+    what: &str,
+) -> Result<(Tensor, Tensor)> {
+    let start = tch::no_grad(|| boundary_start(threat, x))?;
+    let workers = replica_workers()?;
+    let spans = row_blocks(x.size()[0], rows_per_pass(x), workers);
+    if spans.len() <= 1 {
+        return block_run(model, x, y, start, threat, cfg, target_rank, what);
+    }
+    let blocks: Vec<[Tensor; 3]> = spans
+        .into_iter()
+        .map(|(lo, len)| [x, y, &start].map(|t| t.narrow(0, lo, len)))
+        .collect();
+    let outs = map_on_replicas(model, blocks, workers, |m, [xb, yb, sb]| {
+        block_run(m, &xb, &yb, sb, threat, cfg, target_rank, what)
+    })?;
+    let (advs, fooled): (Vec<Tensor>, Vec<Tensor>) = outs.into_iter().unzip();
+    Ok((Tensor::cat(&advs, 0), Tensor::cat(&fooled, 0)))
+}
+
+/// [`single_run`] on one block of rows from its drawn `start`.
+#[allow(clippy::too_many_arguments)] // single_run's arguments plus the start
+fn block_run(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    start: Tensor,
     threat: &dyn ThreatModel,
     cfg: &ApgdConfig,
     target_rank: Option<i64>,
@@ -263,7 +296,7 @@ fn single_run(
         }
     };
 
-    let mut x_adv = tch::no_grad(|| boundary_start(threat, x))?;
+    let mut x_adv = start;
     let mut x_best = x_adv.copy();
     let mut x_best_adv = x_adv.copy();
     let (mut cur, mut grad, logits) = loss_and_grad(model, &x_adv, &loss, what, 0)?;

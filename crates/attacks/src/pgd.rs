@@ -231,6 +231,28 @@ pub fn rows_per_pass(x: &Tensor) -> i64 {
     }
 }
 
+/// The fewest rows a block gets when an attack's rows are split among workers: below that,
+/// copying the model for a second worker costs more than the second core saves.
+pub const MIN_ROWS_PER_WORKER: i64 = 16;
+
+/// The blocks `(lo, len)` an attack on `n` rows runs in, in order: at most `per_pass` rows each
+/// ([`rows_per_pass`]), and at least one per worker while each keeps [`MIN_ROWS_PER_WORKER`]
+/// rows; their sizes differ by at most one row, so that the workers finish together.
+pub fn row_blocks(n: i64, per_pass: i64, workers: usize) -> Vec<(i64, i64)> {
+    if n <= 0 {
+        return Vec::new();
+    }
+    let by_size = (n + per_pass.max(1) - 1) / per_pass.max(1);
+    let by_workers = (workers as i64).min(n / MIN_ROWS_PER_WORKER);
+    let k = by_size.max(by_workers).max(1);
+    (0..k)
+        .map(|b| {
+            let (lo, hi) = (b * n / k, (b + 1) * n / k);
+            (lo, hi - lo)
+        })
+        .collect()
+}
+
 /// `model`'s logits of `x` without autograd, in blocks of [`rows_per_pass`] rows (the same
 /// values as one pass, faster on the CPU for large batches).
 pub fn logits_by_rows(model: &dyn nrf_models::Classifier, x: &Tensor) -> Tensor {
@@ -275,25 +297,53 @@ pub(crate) fn value_and_grad_by_rows(
     Ok((Tensor::cat(&objs, 0), Tensor::cat(&grads, 0)))
 }
 
-/// [`pgd`] run block by block: `run(lo, len)` runs it on rows `lo..lo + len` (with the objective
-/// of those rows) for consecutive blocks of at most [`rows_per_pass`] rows, and the outputs are
-/// concatenated. Without a random start (nothing is drawn at random) and with an objective
-/// computed per example, every row's result is the one a single call on all rows gives, bit for
-/// bit on CPU; with a random start `run(0, n)` is called once, so that the random stream is the
-/// whole batch's.
+/// [`pgd`] run block by block: `run(model, block)` runs it on one block of rows — `block[i]` is
+/// rows `lo..lo + len` of `rows[i]` (the start, its targets, ...) — for consecutive blocks
+/// ([`row_blocks`]), and the outputs are concatenated. The blocks run on
+/// [`replica_workers`](nrf_models::replicas::replica_workers) workers (one per libtorch thread
+/// the stage was given, each with a replica of `model`: [`nrf_models::replicas`]). Without a
+/// random start (nothing is drawn at random) and with an objective computed per example, every
+/// row's result is the one a single call on all rows gives, bit for bit on CPU at one thread,
+/// whichever worker computes it; with a random start `run` gets all rows at once, so that the
+/// random stream is the whole batch's.
 pub fn pgd_by_rows(
     cfg: &PgdConfig,
-    center: &Tensor,
-    mut run: impl FnMut(i64, i64) -> Result<PgdOutput>,
+    model: &dyn nrf_models::Classifier,
+    rows: &[&Tensor],
+    run: impl Fn(&dyn nrf_models::Classifier, &[Tensor]) -> Result<PgdOutput> + Sync,
 ) -> Result<PgdOutput> {
-    let n = center.size().first().copied().unwrap_or(0);
-    let rows = rows_per_pass(center);
-    if cfg.random_start || n <= rows {
-        return run(0, n);
+    let workers = nrf_models::replicas::replica_workers()?;
+    pgd_by_rows_on(cfg, model, rows, workers, run)
+}
+
+/// [`pgd_by_rows`] on `workers` workers.
+pub fn pgd_by_rows_on(
+    cfg: &PgdConfig,
+    model: &dyn nrf_models::Classifier,
+    rows: &[&Tensor],
+    workers: usize,
+    run: impl Fn(&dyn nrf_models::Classifier, &[Tensor]) -> Result<PgdOutput> + Sync,
+) -> Result<PgdOutput> {
+    let first = rows
+        .first()
+        .ok_or_else(|| anyhow!("pgd_by_rows: no rows given"))?;
+    let n = first.size().first().copied().unwrap_or(0);
+    if let Some(t) = rows.iter().find(|t| t.size().first() != Some(&n)) {
+        bail!(
+            "pgd_by_rows: every tensor needs {n} rows, one has shape {:?}",
+            t.size()
+        );
     }
-    let outs = nrf_data::batch::spans(n, rows)
-        .map(|(lo, len)| run(lo, len))
-        .collect::<Result<Vec<_>>>()?;
+    let spans = row_blocks(n, rows_per_pass(first), workers);
+    if cfg.random_start || spans.len() <= 1 {
+        let all: Vec<Tensor> = rows.iter().map(|t| t.shallow_clone()).collect();
+        return run(model, &all);
+    }
+    let blocks: Vec<Vec<Tensor>> = spans
+        .into_iter()
+        .map(|(lo, len)| rows.iter().map(|t| t.narrow(0, lo, len)).collect())
+        .collect();
+    let outs = nrf_models::replicas::map_on_replicas(model, blocks, workers, |m, b| run(m, &b))?;
     let cat =
         |f: fn(&PgdOutput) -> &Tensor| Tensor::cat(&outs.iter().map(f).collect::<Vec<_>>(), 0);
     Ok(PgdOutput {

@@ -204,8 +204,9 @@ fn unbounded_margin_attack_equals_full_batch() {
 }
 
 /// PGD in blocks of rows (`pgd_by_rows`, used by the constructions) gives every row exactly
-/// what one call on all rows gives, for a per-example objective without a random start: here
-/// representation matching (D_R's objective) and a targeted attack on the CNN, 300 rows.
+/// what one call on all rows gives, for a per-example objective without a random start, on one
+/// worker or three (replicas of the model in threads of their own): here representation matching
+/// (D_R's objective) and a targeted attack on the CNN, 300 rows.
 #[test]
 fn pgd_by_rows_equals_one_call_on_all_rows() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
@@ -226,18 +227,20 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
         let mut obj = nrf_attacks::rep_match(&model, &target_rep, nrf_attacks::Distance::L2Squared);
         nrf_attacks::pgd(&Unconstrained, &x0, &x0, &cfg, &mut obj, None).unwrap()
     };
-    let blocks = nrf_attacks::pgd_by_rows(&cfg, &x0, |lo, len| {
-        let (x0b, tb) = (x0.narrow(0, lo, len), target_rep.narrow(0, lo, len));
-        let mut obj = nrf_attacks::rep_match(&model, &tb, nrf_attacks::Distance::L2Squared);
-        nrf_attacks::pgd(&Unconstrained, &x0b, &x0b, &cfg, &mut obj, None)
-    })
-    .unwrap();
-    assert_eq!(
-        mask_bits(&whole.x),
-        mask_bits(&blocks.x),
-        "rep-matching iterates differ"
-    );
-    assert_eq!(mask_bits(&whole.objective), mask_bits(&blocks.objective));
+    for workers in [1, 3] {
+        let blocks =
+            nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x0, &target_rep], workers, |m, b| {
+                let mut obj = nrf_attacks::rep_match(m, &b[1], nrf_attacks::Distance::L2Squared);
+                nrf_attacks::pgd(&Unconstrained, &b[0], &b[0], &cfg, &mut obj, None)
+            })
+            .unwrap();
+        assert_eq!(
+            mask_bits(&whole.x),
+            mask_bits(&blocks.x),
+            "rep-matching iterates differ ({workers} workers)"
+        );
+        assert_eq!(mask_bits(&whole.objective), mask_bits(&blocks.objective));
+    }
     // A targeted attack in an L2 ball, best iterate kept.
     let t = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu));
     let threat = L2::new(1.0).unwrap();
@@ -246,21 +249,28 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
         let mut obj = nrf_attacks::targeted_ce(&model, &t);
         nrf_attacks::pgd(&threat, &x, &x, &cfg, &mut obj, None).unwrap()
     };
-    let blocks = nrf_attacks::pgd_by_rows(&cfg, &x, |lo, len| {
-        let (xb, tb) = (x.narrow(0, lo, len), t.narrow(0, lo, len));
-        let mut obj = nrf_attacks::targeted_ce(&model, &tb);
-        nrf_attacks::pgd(&threat, &xb, &xb, &cfg, &mut obj, None)
-    })
-    .unwrap();
-    assert_eq!(
-        mask_bits(&whole.x),
-        mask_bits(&blocks.x),
-        "targeted iterates differ"
-    );
-    assert_eq!(
-        Vec::<i64>::try_from(&whole.best_step).unwrap(),
-        Vec::<i64>::try_from(&blocks.best_step).unwrap()
-    );
+    for workers in [1, 3] {
+        let blocks = nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x, &t], workers, |m, b| {
+            let mut obj = nrf_attacks::targeted_ce(m, &b[1]);
+            nrf_attacks::pgd(&threat, &b[0], &b[0], &cfg, &mut obj, None)
+        })
+        .unwrap();
+        assert_eq!(
+            mask_bits(&whole.x),
+            mask_bits(&blocks.x),
+            "targeted iterates differ ({workers} workers)"
+        );
+        assert_eq!(
+            Vec::<i64>::try_from(&whole.best_step).unwrap(),
+            Vec::<i64>::try_from(&blocks.best_step).unwrap()
+        );
+    }
+    // Rows that do not line up are an error, not a panic.
+    let e = nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x, &t.narrow(0, 0, 5)], 2, |m, b| {
+        let mut obj = nrf_attacks::targeted_ce(m, &b[1]);
+        nrf_attacks::pgd(&threat, &b[0], &b[0], &cfg, &mut obj, None)
+    });
+    assert!(e.is_err());
 }
 
 /// The bits of a float tensor, to compare exactly.

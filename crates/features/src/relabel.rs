@@ -127,12 +127,12 @@ pub fn build_with(
         let t = Tensor::from_slice(&targets[lo..hi]).to_device(device);
         let eot_seed = cfg.seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let res = if attack.eot.is_none() {
-            // In blocks of rows (faster on the CPU; the same images bit for bit). EOT draws its
-            // transformations for the whole chunk at every step, so it runs on the whole chunk.
-            pgd_by_rows(&pgd_cfg, &x, |lo, len| {
-                let (xb, tb) = (x.narrow(0, lo, len), t.narrow(0, lo, len));
-                let mut obj = targeted_objective(model, &tb, attack, eot_seed);
-                pgd(&threat, &xb, &xb, &pgd_cfg, &mut obj, None)
+            // In blocks of rows (faster on the CPU, on as many cores as the stage has threads;
+            // the same images bit for bit). EOT draws its transformations for the whole chunk at
+            // every step, so it runs on the whole chunk.
+            pgd_by_rows(&pgd_cfg, model, &[&x, &t], |m, b| {
+                let mut obj = targeted_objective(m, &b[1], attack, eot_seed);
+                pgd(&threat, &b[0], &b[0], &pgd_cfg, &mut obj, None)
             })?
         } else {
             let mut obj = targeted_objective(model, &t, attack, eot_seed);

@@ -141,11 +141,11 @@ pub fn build(
             })
         };
         let init = rel(&x0);
-        // In blocks of rows (faster on the CPU; the same images bit for bit).
-        let res = pgd_by_rows(&pgd_cfg, &x0, |lo, len| {
-            let (x0b, tb) = (x0.narrow(0, lo, len), target_rep.narrow(0, lo, len));
-            let mut obj = rep_match(model, &tb, cfg.distance);
-            pgd(&Unconstrained, &x0b, &x0b, &pgd_cfg, &mut obj, None)
+        // In blocks of rows (faster on the CPU, on as many cores as the stage has threads; the
+        // same images bit for bit).
+        let res = pgd_by_rows(&pgd_cfg, model, &[&x0, &target_rep], |m, b| {
+            let mut obj = rep_match(m, &b[1], cfg.distance);
+            pgd(&Unconstrained, &b[0], &b[0], &pgd_cfg, &mut obj, None)
         })?;
         let z = res.x;
         let fin = rel(&z);

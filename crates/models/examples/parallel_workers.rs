@@ -1,8 +1,9 @@
 //! Two ways to use two cores for independent work (two models training, or two halves of a
 //! construction): one worker with libtorch's 2 intra-op threads, or two workers (OS threads) with
-//! 1 intra-op thread each. Prints the images per second of both, for training steps and attack
-//! steps (forward + input gradient) of the Fashion-MNIST CNN at batch 128; the two ways alternate
-//! in rounds and each keeps its best round:
+//! 1 intra-op thread each. Prints the images per second of both, and of one worker with one
+//! thread (what either way is measured against), for training steps and attack steps (forward +
+//! input gradient) of the Fashion-MNIST CNN at batch 128; the ways alternate in rounds and each
+//! keeps its best round:
 //! `cargo run --release -p nrf-models --example parallel_workers [steps] [rounds]`.
 use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Sgd};
 use std::time::Instant;
@@ -32,8 +33,12 @@ fn main() {
     let steps: usize = std::env::args().nth(1).map_or(30, |s| s.parse().unwrap());
     let rounds: usize = std::env::args().nth(2).map_or(3, |s| s.parse().unwrap());
     for attack in [false, true] {
-        let (mut one, mut two) = (0f64, 0f64);
+        let (mut single, mut one, mut two) = (0f64, 0f64, 0f64);
         for _ in 0..rounds {
+            tch::set_num_threads(1);
+            let t = Instant::now();
+            let n = work(steps, attack, 0) + work(steps, attack, 1);
+            single = single.max(n as f64 / t.elapsed().as_secs_f64());
             tch::set_num_threads(2);
             let t = Instant::now();
             let n = work(steps, attack, 0) + work(steps, attack, 1);
@@ -54,7 +59,10 @@ fn main() {
             "training steps"
         };
         println!(
-            "{what:15}: 1 worker x 2 threads {one:7.0} img/s; 2 workers x 1 thread {two:7.0} img/s; ratio {:.2}",
+            "{what:15}: 1 worker x 1 thread {single:7.0} img/s; 1 worker x 2 threads {one:7.0} img/s \
+             ({:.2}x); 2 workers x 1 thread {two:7.0} img/s ({:.2}x); ratio {:.2}",
+            one / single,
+            two / single,
             two / one
         );
     }

@@ -106,7 +106,37 @@ pub fn build(
     classes: i64,
     init: Init,
 ) -> Box<dyn Net> {
-    let p = &Layers { path: p, init };
+    build_layers(
+        &Layers {
+            path: p,
+            init: Some(init),
+        },
+        arch,
+        in_shape,
+        classes,
+    )
+}
+
+/// [`build`] with every weight 0 and nothing drawn from torch's global generator: the
+/// skeleton of a copy whose weights are copied in next ([`crate::Model::replica`]).
+pub(crate) fn build_placeholder(
+    p: &nn::Path,
+    arch: &Arch,
+    in_shape: [i64; 3],
+    classes: i64,
+) -> Box<dyn Net> {
+    build_layers(
+        &Layers {
+            path: p,
+            init: None,
+        },
+        arch,
+        in_shape,
+        classes,
+    )
+}
+
+fn build_layers(p: &Layers, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Box<dyn Net> {
     match arch {
         Arch::FmnistCnn => Box::new(FmnistCnn::new(p, in_shape, classes)),
         Arch::Mlp { hidden } => Box::new(Mlp::new(p, in_shape, hidden, classes)),
@@ -144,11 +174,14 @@ pub fn build(
     }
 }
 
-/// Where layers are created, and how their weights are drawn.
+/// Where layers are created, and how their weights are drawn (`None`: all 0, nothing drawn).
 struct Layers<'a> {
     path: &'a nn::Path<'a>,
-    init: Init,
+    init: Option<Init>,
 }
+
+/// Weights and biases of 0: a placeholder layer draws nothing.
+const ZERO: nn::Init = nn::Init::Const(0.0);
 
 impl Layers<'_> {
     /// A convolution with a square kernel `k`.
@@ -169,10 +202,14 @@ impl Layers<'_> {
             bias,
             ..Default::default()
         };
-        if self.init == Init::Pytorch {
-            let bound = pytorch_bound(cin * k * k);
-            cfg.ws_init = uniform(bound);
-            cfg.bs_init = uniform(bound);
+        match self.init {
+            Some(Init::Pytorch) => {
+                let bound = pytorch_bound(cin * k * k);
+                cfg.ws_init = uniform(bound);
+                cfg.bs_init = uniform(bound);
+            }
+            Some(Init::Tch) => {}
+            None => (cfg.ws_init, cfg.bs_init) = (ZERO, ZERO),
         }
         nn::conv2d(p, cin, cout, k, cfg)
     }
@@ -180,12 +217,17 @@ impl Layers<'_> {
     /// A fully connected layer with bias.
     fn linear(&self, p: nn::Path, din: i64, dout: i64) -> nn::Linear {
         let cfg = match self.init {
-            Init::Pytorch => nn::LinearConfig {
+            Some(Init::Pytorch) => nn::LinearConfig {
                 ws_init: uniform(pytorch_bound(din)),
                 bs_init: Some(uniform(pytorch_bound(din))),
                 bias: true,
             },
-            Init::Tch => Default::default(),
+            Some(Init::Tch) => Default::default(),
+            None => nn::LinearConfig {
+                ws_init: ZERO,
+                bs_init: Some(ZERO),
+                bias: true,
+            },
         };
         nn::linear(p, din, dout, cfg)
     }
@@ -193,9 +235,13 @@ impl Layers<'_> {
     /// 2-d batch norm over `c` channels.
     fn bn(&self, p: nn::Path, c: i64) -> nn::BatchNorm {
         let mut cfg = nn::BatchNormConfig::default();
-        if self.init == Init::Pytorch {
-            cfg.ws_init = nn::Init::Const(1.0);
-            cfg.bs_init = nn::Init::Const(0.0);
+        match self.init {
+            Some(Init::Pytorch) => {
+                cfg.ws_init = nn::Init::Const(1.0);
+                cfg.bs_init = ZERO;
+            }
+            Some(Init::Tch) => {}
+            None => (cfg.ws_init, cfg.bs_init) = (ZERO, ZERO),
         }
         nn::batch_norm2d(p, c, cfg)
     }

@@ -20,6 +20,7 @@ pub mod arch;
 pub mod checkpoint;
 pub mod flops;
 pub mod optim;
+pub mod replicas;
 pub mod runtime;
 pub mod torchscript;
 pub mod train;
@@ -46,6 +47,13 @@ pub trait Classifier {
     }
     /// Number of classes.
     fn num_classes(&self) -> i64;
+    /// An independent copy (the same outputs) that another thread may own, so that independent
+    /// work, such as the row blocks of an attack, runs on several CPU cores at once
+    /// ([`replicas::map_on_replicas`]). `None` (the default) where there is none to make: the
+    /// work then runs on this classifier, one job after another.
+    fn replica(&self) -> Option<Box<dyn Classifier + Send>> {
+        None
+    }
 }
 
 /// A per-batch perturbation applied during training (adversarial training). nrf-attacks
@@ -194,6 +202,27 @@ impl Model {
         }
         self.memory_format = format;
     }
+    /// A copy that owns its weights: the same values (batch-norm statistics included), layout and
+    /// outputs, built without drawing from torch's global generator (so a seeded stream in
+    /// progress, such as an evaluation's random starts, is left as it is).
+    pub fn try_clone(&self) -> Result<Model> {
+        let device = self.device();
+        let mut vs = nn::VarStore::new(device);
+        let s = &self.spec;
+        let net = arch::build_placeholder(&vs.root(), &s.arch, s.in_shape, s.num_classes);
+        vs.copy(&self.vs)?;
+        let _g = tch::no_grad_guard();
+        let norm = self.norm.as_ref().map(|(m, sd)| (m.copy(), sd.copy()));
+        let mut model = Model {
+            vs,
+            spec: self.spec.clone(),
+            net,
+            norm,
+            memory_format: runtime::MemoryFormat::Contiguous,
+        };
+        model.set_memory_format(self.memory_format);
+        Ok(model)
+    }
     /// The device the model lives on.
     pub fn device(&self) -> Device {
         self.vs.device()
@@ -231,6 +260,20 @@ impl Classifier for Model {
     }
     fn num_classes(&self) -> i64 {
         self.spec.num_classes
+    }
+    /// On the CPU, a [`Model::try_clone`]; none on an accelerator (its threads would share one
+    /// device).
+    fn replica(&self) -> Option<Box<dyn Classifier + Send>> {
+        if self.device() != Device::Cpu {
+            return None;
+        }
+        match self.try_clone() {
+            Ok(m) => Some(Box::new(m)),
+            Err(e) => {
+                tracing::warn!("could not copy the model for a second worker: {e:#}");
+                None
+            }
+        }
     }
 }
 
