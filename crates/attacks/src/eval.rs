@@ -11,10 +11,11 @@ use tch::{Kind, Tensor};
 use crate::attack::{check_images, check_labels};
 use crate::objectives::{cross_entropy, margin};
 use crate::pgd::{
-    check_grad, check_objective, logits_by_rows, rows_per_pass, value_and_grad_by_rows, PgdConfig,
-    StepSize,
+    check_grad, check_objective, logits_by_rows, row_blocks, rows_per_pass, value_and_grad_by_rows,
+    PgdConfig, StepSize,
 };
 use crate::threat::{flat, ThreatModel, Unconstrained};
+use nrf_models::replicas::{map_on_replicas, replica_workers};
 
 fn check_batch_size(what: &str, batch_size: usize) -> Result<()> {
     if batch_size == 0 {
@@ -180,6 +181,10 @@ pub fn robust_evaluation(
 
 /// Attacks the clean-correct rows `(xa, ya)` until each is fooled; returns the indices (into
 /// `xa`, int64) of the rows never fooled, and adds the work to `work`.
+///
+/// Each restart's start is drawn here for the whole batch; then the rows still alive run their
+/// steps in one block per replica worker ([`nrf_models::replicas`]; one block on one worker), a
+/// row's iterates depending on its own row only.
 #[allow(clippy::too_many_arguments)]
 fn attack_until_fooled(
     model: &dyn Classifier,
@@ -196,6 +201,7 @@ fn attack_until_fooled(
     work.attacked += m as u64;
     work.full_forward_rows += m as u64 * restarts * (steps + 1);
     work.full_backward_rows += m as u64 * restarts * steps;
+    let workers = replica_workers()?;
     // Indices into xa of the rows not fooled yet.
     let mut alive = Tensor::arange(m, (Kind::Int64, xa.device()));
     for _run in 0..cfg.restarts {
@@ -208,80 +214,110 @@ fn attack_until_fooled(
                 threat.project(xa, xa)
             }
         });
-        let mut k = alive.size()[0];
+        let k = alive.size()[0];
         if k == 0 {
             continue;
         }
-        let (mut x, mut center, mut y) = if k == m {
-            (start, xa.shallow_clone(), ya.shallow_clone())
+        let rows: [Tensor; 3] = if k == m {
+            [start, xa.shallow_clone(), ya.shallow_clone()]
         } else {
-            (
-                start.index_select(0, &alive),
-                xa.index_select(0, &alive),
-                ya.index_select(0, &alive),
-            )
+            [&start, xa, ya].map(|t| t.index_select(0, &alive))
         };
-        for t in 0..=cfg.steps {
-            // Forward (and, before the last iterate, the input gradient) on the alive rows; the
-            // rows misclassified at this iterate are fooled.
-            let mut correct: Option<Tensor> = None;
-            let grad = if t < cfg.steps {
-                // In blocks of `rows_per_pass` rows: the same values, faster on the CPU.
-                let mut parts = Vec::new();
-                let mut objective = |lo: i64, z: &Tensor| {
-                    let yb = y.narrow(0, lo, z.size()[0]);
-                    let logits = model.logits(z, false);
-                    parts.push(logits.detach().argmax(-1, false).eq_tensor(&yb));
-                    loss.of(&logits, &yb)
-                };
-                let (obj, grad) =
-                    value_and_grad_by_rows(&mut objective, &x, rows_per_pass(&x), what)?;
-                correct = Some(Tensor::cat(&parts, 0));
-                check_objective(&obj, k, what, t)?;
-                check_grad(&grad, what, t)?;
-                work.forward_rows += k as u64;
-                work.backward_rows += k as u64;
-                Some(grad)
-            } else {
-                let obj = tch::no_grad(|| {
-                    let logits = logits_by_rows(model, &x);
-                    correct = Some(logits.argmax(-1, false).eq_tensor(&y));
-                    loss.of(&logits, &y)
-                });
-                check_objective(&obj, k, what, t)?;
-                work.forward_rows += k as u64;
-                None
-            };
-            let correct =
-                correct.ok_or_else(|| anyhow!("{what}: the model was not run at iterate {t}"))?;
-            let keep = correct.nonzero().squeeze_dim(1);
-            let kept = keep.size()[0];
-            if kept == 0 {
-                alive = alive.narrow(0, 0, 0);
-                break;
-            }
-            let grad = match grad {
-                Some(g) if kept < k => {
-                    alive = alive.index_select(0, &keep);
-                    x = x.index_select(0, &keep);
-                    center = center.index_select(0, &keep);
-                    y = y.index_select(0, &keep);
-                    k = kept;
-                    g.index_select(0, &keep)
-                }
-                Some(g) => g,
-                None => {
-                    if kept < k {
-                        alive = alive.index_select(0, &keep);
-                    }
-                    break;
-                }
-            };
-            let lr = cfg.step_size.at(t, cfg.steps);
-            x = tch::no_grad(|| threat.project(&threat.step(&x, &grad, lr), &center));
+        let spans = row_blocks(k, k, workers);
+        let blocks: Vec<[Tensor; 3]> = spans
+            .iter()
+            .map(|&(lo, len)| [&rows[0], &rows[1], &rows[2]].map(|t| t.narrow(0, lo, len)))
+            .collect();
+        let outs = map_on_replicas(model, blocks, workers, |model, [x, center, y]| {
+            steps_until_fooled(model, x, center, y, threat, cfg, loss, what)
+        })?;
+        let mut kept = Vec::with_capacity(outs.len());
+        for (&(lo, _), (keep, forward_rows, backward_rows)) in spans.iter().zip(outs) {
+            kept.push(keep + lo);
+            work.forward_rows += forward_rows;
+            work.backward_rows += backward_rows;
         }
+        alive = alive.index_select(0, &Tensor::cat(&kept, 0));
     }
     Ok(alive)
+}
+
+/// One restart of [`attack_until_fooled`] on rows `x` (the start) around `center` with labels
+/// `y`: returns the indices (into these rows) of the rows at no iterate misclassified, and the
+/// forward and backward rows computed.
+#[allow(clippy::too_many_arguments)]
+fn steps_until_fooled(
+    model: &dyn Classifier,
+    mut x: Tensor,
+    mut center: Tensor,
+    mut y: Tensor,
+    threat: &dyn ThreatModel,
+    cfg: &PgdConfig,
+    loss: Loss,
+    what: &str,
+) -> Result<(Tensor, u64, u64)> {
+    let mut k = x.size()[0];
+    let mut alive = Tensor::arange(k, (Kind::Int64, x.device()));
+    let (mut forward_rows, mut backward_rows) = (0u64, 0u64);
+    for t in 0..=cfg.steps {
+        // Forward (and, before the last iterate, the input gradient) on the alive rows; the
+        // rows misclassified at this iterate are fooled.
+        let mut correct: Option<Tensor> = None;
+        let grad = if t < cfg.steps {
+            // In blocks of `rows_per_pass` rows: the same values, faster on the CPU.
+            let mut parts = Vec::new();
+            let mut objective = |lo: i64, z: &Tensor| {
+                let yb = y.narrow(0, lo, z.size()[0]);
+                let logits = model.logits(z, false);
+                parts.push(logits.detach().argmax(-1, false).eq_tensor(&yb));
+                loss.of(&logits, &yb)
+            };
+            let (obj, grad) = value_and_grad_by_rows(&mut objective, &x, rows_per_pass(&x), what)?;
+            correct = Some(Tensor::cat(&parts, 0));
+            check_objective(&obj, k, what, t)?;
+            check_grad(&grad, what, t)?;
+            forward_rows += k as u64;
+            backward_rows += k as u64;
+            Some(grad)
+        } else {
+            let obj = tch::no_grad(|| {
+                let logits = logits_by_rows(model, &x);
+                correct = Some(logits.argmax(-1, false).eq_tensor(&y));
+                loss.of(&logits, &y)
+            });
+            check_objective(&obj, k, what, t)?;
+            forward_rows += k as u64;
+            None
+        };
+        let correct =
+            correct.ok_or_else(|| anyhow!("{what}: the model was not run at iterate {t}"))?;
+        let keep = correct.nonzero().squeeze_dim(1);
+        let kept = keep.size()[0];
+        if kept == 0 {
+            alive = alive.narrow(0, 0, 0);
+            break;
+        }
+        let grad = match grad {
+            Some(g) if kept < k => {
+                alive = alive.index_select(0, &keep);
+                x = x.index_select(0, &keep);
+                center = center.index_select(0, &keep);
+                y = y.index_select(0, &keep);
+                k = kept;
+                g.index_select(0, &keep)
+            }
+            Some(g) => g,
+            None => {
+                if kept < k {
+                    alive = alive.index_select(0, &keep);
+                }
+                break;
+            }
+        };
+        let lr = cfg.step_size.at(t, cfg.steps);
+        x = tch::no_grad(|| threat.project(&threat.step(&x, &grad, lr), &center));
+    }
+    Ok((alive, forward_rows, backward_rows))
 }
 
 /// The robust evaluation of every batch of `batch_size` rows, or, with `only`, of the batches

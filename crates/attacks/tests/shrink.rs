@@ -10,7 +10,7 @@ use nrf_attacks::{
     StepSize, ThreatModel, Unconstrained, L1, L2,
 };
 use nrf_data::batch::spans;
-use nrf_models::{Arch, Classifier, Model, ModelSpec};
+use nrf_models::{replicas::WORKERS_ENV, Arch, Classifier, Model, ModelSpec};
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
@@ -80,10 +80,28 @@ fn compare(
     tch::manual_seed(77);
     let old = full_batch_mask(model, x, y, threat, cfg, batch as i64, false);
     let after_old = Tensor::rand([4], (Kind::Float, Device::Cpu));
-    tch::manual_seed(77);
-    let new = robust_evaluation(model, x, y, threat, cfg, batch, false).unwrap();
-    let after_new = Tensor::rand([4], (Kind::Float, Device::Cpu));
+    // On one worker, and on three (each block of rows on its own replica of the model, where
+    // the model has one: nrf's CNN here, not the test MLP).
+    let on_workers = |workers: &str| {
+        std::env::set_var(WORKERS_ENV, workers);
+        tch::manual_seed(77);
+        let new = robust_evaluation(model, x, y, threat, cfg, batch, false).unwrap();
+        std::env::remove_var(WORKERS_ENV);
+        (new, Tensor::rand([4], (Kind::Float, Device::Cpu)))
+    };
+    let (new, after_new) = on_workers("1");
+    let (three, after_three) = on_workers("3");
     let what = format!("{} {}", threat.describe(), cfg.describe());
+    assert_eq!(
+        mask_vec(&three.robust),
+        mask_vec(&old),
+        "{what}: per-example outcome differs on three workers"
+    );
+    assert_eq!(three.work, new.work, "{what}: three workers did other work");
+    assert!(
+        after_three.equal(&after_new),
+        "{what}: the RNG stream differs afterwards on three workers"
+    );
     assert_eq!(
         mask_vec(&new.robust),
         mask_vec(&old),
@@ -284,7 +302,8 @@ fn mask_bits(t: &Tensor) -> Vec<u32> {
 
 /// APGD (cross-entropy and targeted DLR) computes its passes in blocks of rows on the CPU: the
 /// adversarial points and the fooled set are the same bit for bit whatever the block size (here
-/// one block of all 150 rows against blocks of 128 and of 50), from the same random state.
+/// one block of all 150 rows against blocks of 128 and of 50, and blocks of 50 on three replica
+/// workers), from the same random state.
 #[test]
 fn apgd_in_blocks_equals_one_block() {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
@@ -299,18 +318,36 @@ fn apgd_in_blocks_equals_one_block() {
         nrf_attacks::ApgdConfig::new(nrf_attacks::ApgdLoss::CrossEntropy, 8),
         nrf_attacks::ApgdConfig::new(nrf_attacks::ApgdLoss::DlrTargeted { targets: 2 }, 6),
     ] {
-        let run = |rows: &str| {
-            // The block size is read at every pass; results must not depend on it (the test
-            // binary's other tests are indifferent to it for the same reason).
+        let run = |rows: &str, workers: &str| {
+            // The block size and the workers are read at every pass; results must not depend on
+            // them (the test binary's other tests are indifferent to them for the same reason).
             std::env::set_var("NRF_CPU_ROWS_PER_PASS", rows);
+            std::env::set_var(WORKERS_ENV, workers);
             tch::manual_seed(9);
             let out = nrf_attacks::apgd(&model, &x, &y, &threat, &cfg).unwrap();
             std::env::remove_var("NRF_CPU_ROWS_PER_PASS");
+            std::env::remove_var(WORKERS_ENV);
             (mask_bits(&out.x), mask_vec(&out.fooled))
         };
-        let one = run("1000");
-        assert_eq!(one, run("128"), "{}: blocks of 128 differ", cfg.describe());
-        assert_eq!(one, run("50"), "{}: blocks of 50 differ", cfg.describe());
+        let one = run("1000", "1");
+        assert_eq!(
+            one,
+            run("128", "1"),
+            "{}: blocks of 128 differ",
+            cfg.describe()
+        );
+        assert_eq!(
+            one,
+            run("50", "1"),
+            "{}: blocks of 50 differ",
+            cfg.describe()
+        );
+        assert_eq!(
+            one,
+            run("50", "3"),
+            "{}: three workers differ",
+            cfg.describe()
+        );
         let fooled = one.1.iter().filter(|&&f| f).count();
         assert!(
             fooled > 0 && fooled < 150,
