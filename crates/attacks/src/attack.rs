@@ -5,8 +5,11 @@ use nrf_models::{BatchPerturber, Classifier};
 use tch::{Kind, Tensor};
 
 use crate::objectives::{targeted_ce, untargeted_ce};
-use crate::pgd::{pgd, PgdConfig, StepSize};
+use crate::pgd::{
+    first_iterate, pgd, pgd_from_first, row_blocks, rows_per_pass, PgdConfig, StepSize,
+};
 use crate::threat::{ThreatModel, L2};
+use nrf_models::replicas::{map_on_replicas, replica_workers};
 
 /// Checks that `labels` are int64 class indices `[N]` in `0..num_classes` matching `x`'s batch.
 pub(crate) fn check_labels(
@@ -62,6 +65,11 @@ pub(crate) fn check_images(what: &str, x: &Tensor) -> Result<()> {
 ///
 /// Untargeted (`target = None`): maximises the cross-entropy of `y`. Targeted: minimises the
 /// cross-entropy of `target`. Returns the adversarial inputs (same shape as `x`), detached.
+///
+/// With one restart the rows run in blocks ([`row_blocks`]) on the replica workers
+/// ([`nrf_models::replicas`]), the first iterate (the random start) drawn for all rows first:
+/// every row's result is the one a single call on all rows gives (bit for bit on CPU at one
+/// thread per worker), and the random stream is used as by one call.
 pub fn pgd_attack(
     model: &dyn Classifier,
     x: &Tensor,
@@ -85,14 +93,35 @@ pub fn pgd_attack(
     if x.size()[0] == 0 {
         return Ok(x.detach());
     }
-    let out = match target {
-        None => pgd(threat, x, x, cfg, &mut untargeted_ce(model, y), None),
-        Some(t) => {
-            check_labels(&format!("{what} target"), x, t, model.num_classes())?;
-            pgd(threat, x, x, cfg, &mut targeted_ce(model, t), None)
-        }
-    }?;
-    Ok(out.x)
+    if let Some(t) = target {
+        check_labels(&format!("{what} target"), x, t, model.num_classes())?;
+    }
+    let workers = replica_workers()?;
+    let spans = row_blocks(x.size()[0], rows_per_pass(x), workers);
+    if spans.len() <= 1 || cfg.restarts != 1 {
+        let out = match target {
+            None => pgd(threat, x, x, cfg, &mut untargeted_ce(model, y), None),
+            Some(t) => pgd(threat, x, x, cfg, &mut targeted_ce(model, t), None),
+        }?;
+        return Ok(out.x);
+    }
+    threat.validate().with_context(|| what.clone())?;
+    cfg.validate().with_context(|| what.clone())?;
+    let first = first_iterate(threat, x, x, cfg);
+    let (labels, targeted) = (target.unwrap_or(y), target.is_some());
+    let blocks: Vec<[Tensor; 3]> = spans
+        .into_iter()
+        .map(|(lo, len)| [x, labels, &first].map(|t| t.narrow(0, lo, len)))
+        .collect();
+    let outs = map_on_replicas(model, blocks, workers, |m, [xb, lb, fb]| {
+        let out = if targeted {
+            pgd_from_first(threat, &xb, &fb, cfg, &mut targeted_ce(m, &lb), None)
+        } else {
+            pgd_from_first(threat, &xb, &fb, cfg, &mut untargeted_ce(m, &lb), None)
+        }?;
+        Ok(out.x)
+    })?;
+    Ok(Tensor::cat(&outs, 0))
 }
 
 /// Fast gradient (sign) method: one untargeted cross-entropy step of size `eps` in the threat

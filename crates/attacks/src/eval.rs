@@ -11,8 +11,8 @@ use tch::{Kind, Tensor};
 use crate::attack::{check_images, check_labels};
 use crate::objectives::{cross_entropy, margin};
 use crate::pgd::{
-    check_grad, check_objective, logits_by_rows, row_blocks, rows_per_pass, value_and_grad_by_rows,
-    PgdConfig, StepSize,
+    check_grad, check_objective, first_iterate, logits_by_rows, row_blocks, rows_per_pass,
+    value_and_grad_by_rows, PgdConfig, StepSize,
 };
 use crate::threat::{flat, ThreatModel, Unconstrained};
 use nrf_models::replicas::{map_on_replicas, replica_workers};
@@ -207,13 +207,7 @@ fn attack_until_fooled(
     for _run in 0..cfg.restarts {
         // As in `pgd`: the (random) start of the whole batch, so the RNG use does not depend on
         // how many rows are left.
-        let start = tch::no_grad(|| {
-            if cfg.random_start {
-                threat.project(&threat.random_start(xa), xa)
-            } else {
-                threat.project(xa, xa)
-            }
-        });
+        let start = first_iterate(threat, xa, xa, cfg);
         let k = alive.size()[0];
         if k == 0 {
             continue;

@@ -65,8 +65,9 @@ pub use objectives::{
     Distance,
 };
 pub use pgd::{
-    logits_by_rows, pgd, pgd_by_rows, pgd_by_rows_on, row_blocks, rows_per_pass, IterateHook,
-    Objective, PgdConfig, PgdOutput, StepSize, CPU_ROWS_PER_PASS, MIN_ROWS_PER_WORKER,
+    first_iterate, logits_by_rows, pgd, pgd_by_rows, pgd_by_rows_on, pgd_from_first, row_blocks,
+    rows_per_pass, IterateHook, Objective, PgdConfig, PgdOutput, StepSize, CPU_ROWS_PER_PASS,
+    MIN_ROWS_PER_WORKER,
 };
 pub use square::{square, SquareConfig};
 pub use threat::{per_example_norm, Linf, Norm, ThreatModel, ThreatSpec, Unconstrained, L1, L2};

@@ -427,6 +427,67 @@ pub fn pgd(
     start: &Tensor,
     cfg: &PgdConfig,
     objective: &mut Objective<'_>,
+    on_iterate: Option<&mut IterateHook<'_>>,
+) -> Result<PgdOutput> {
+    pgd_runs(threat, center, start, None, cfg, objective, on_iterate)
+}
+
+/// A run's first iterate, as [`pgd`] draws it: `start` projected into the ball around `center`,
+/// or with `cfg.random_start` a random point of the ball around `start`, projected. Draws from
+/// torch's generator in the second case.
+pub fn first_iterate(
+    threat: &dyn ThreatModel,
+    center: &Tensor,
+    start: &Tensor,
+    cfg: &PgdConfig,
+) -> Tensor {
+    tch::no_grad(|| {
+        if cfg.random_start {
+            threat.project(&threat.random_start(start), center)
+        } else {
+            threat.project(start, center)
+        }
+    })
+}
+
+/// [`pgd`] whose first run starts at `first` as given — a [`first_iterate`] drawn beforehand,
+/// e.g. for a whole batch before its rows are split into blocks — instead of drawing it; later
+/// restarts draw theirs as [`pgd`] does. `first` has `center`'s shape.
+pub fn pgd_from_first(
+    threat: &dyn ThreatModel,
+    center: &Tensor,
+    first: &Tensor,
+    cfg: &PgdConfig,
+    objective: &mut Objective<'_>,
+    on_iterate: Option<&mut IterateHook<'_>>,
+) -> Result<PgdOutput> {
+    if first.size() != center.size() {
+        bail!(
+            "PGD ({}): first iterate shape {:?} differs from center shape {:?}",
+            threat.describe(),
+            first.size(),
+            center.size()
+        );
+    }
+    pgd_runs(
+        threat,
+        center,
+        first,
+        Some(first),
+        cfg,
+        objective,
+        on_iterate,
+    )
+}
+
+/// [`pgd`], the first run starting at `first` where given.
+fn pgd_runs(
+    threat: &dyn ThreatModel,
+    center: &Tensor,
+    start: &Tensor,
+    first: Option<&Tensor>,
+    cfg: &PgdConfig,
+    objective: &mut Objective<'_>,
     mut on_iterate: Option<&mut IterateHook<'_>>,
 ) -> Result<PgdOutput> {
     let what = format!("PGD ({}, {})", threat.describe(), cfg.describe());
@@ -456,14 +517,12 @@ pub fn pgd(
     let mut best: Option<Best> = None;
     let mut start_objective: Option<Tensor> = None;
 
+    let mut first = first;
     for _run in 0..cfg.restarts {
-        let mut x = tch::no_grad(|| {
-            if cfg.random_start {
-                threat.project(&threat.random_start(start), &center)
-            } else {
-                threat.project(start, &center)
-            }
-        });
+        let mut x = match first.take() {
+            Some(f) => f.detach(),
+            None => first_iterate(threat, &center, start, cfg),
+        };
         for t in 0..cfg.steps {
             let (obj, grad) = value_and_grad(objective, &x, &what)?;
             check_objective(&obj, n, &what, t)?;

@@ -357,6 +357,49 @@ fn apgd_in_blocks_equals_one_block() {
     }
 }
 
+/// `pgd_attack` (one restart, random start: adversarial training's attack) in blocks of rows on
+/// one or three replica workers: the same adversarial points bit for bit as one call on all rows,
+/// untargeted and targeted, and the same random stream afterwards.
+#[test]
+fn pgd_attack_in_blocks_equals_one_call() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    common::init();
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    let model = Model::new(&spec, Device::Cpu, 4).unwrap();
+    tch::manual_seed(6);
+    let x = Tensor::rand([150, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = tch::no_grad(|| model.logits(&x, false).argmax(-1, false));
+    let t = (&y + 3).remainder(10);
+    let threat = L2::new(0.5).unwrap();
+    let cfg = PgdConfig::new(4, 0.3)
+        .with_random_start(true)
+        .with_use_best(true);
+    for target in [None, Some(&t)] {
+        let run = |rows: &str, workers: &str| {
+            std::env::set_var("NRF_CPU_ROWS_PER_PASS", rows);
+            std::env::set_var(WORKERS_ENV, workers);
+            tch::manual_seed(10);
+            let adv = nrf_attacks::pgd_attack(&model, &x, &y, &threat, &cfg, target).unwrap();
+            let after = Tensor::rand([4], (Kind::Float, Device::Cpu));
+            std::env::remove_var("NRF_CPU_ROWS_PER_PASS");
+            std::env::remove_var(WORKERS_ENV);
+            (mask_bits(&adv), mask_bits(&after))
+        };
+        let one = run("1000", "1");
+        // `assert!` on `==`: a failure prints the message, not 117,600 bit patterns.
+        let targeted = target.is_some();
+        assert!(one.0 != mask_bits(&x), "the attack moved nothing");
+        assert!(
+            one == run("50", "1"),
+            "blocks of 50 differ (targeted: {targeted})"
+        );
+        assert!(
+            one == run("50", "3"),
+            "three workers differ (targeted: {targeted})"
+        );
+    }
+}
+
 /// Square's forward passes in blocks of rows: the same adversarial points and fooled set bit for
 /// bit whatever the block size.
 #[test]
