@@ -32,7 +32,9 @@ pub struct Preset {
     pub name: String,
     /// Master seed; every stage derives its own seed from it and records it.
     pub seed: u64,
-    /// libtorch CPU threads (0 = leave libtorch's default).
+    /// libtorch CPU threads (0 = leave libtorch's default). A process with more than one runs
+    /// an attack's blocks of rows on as many replica workers (`nrf_models::replicas`), with the
+    /// results of one thread per row.
     #[serde(default)]
     pub threads: i32,
     /// Worker processes on a CPU (default 1): `threads` is split between them, and they share
