@@ -461,14 +461,7 @@ pub fn pgd_from_first(
     objective: &mut Objective<'_>,
     on_iterate: Option<&mut IterateHook<'_>>,
 ) -> Result<PgdOutput> {
-    if first.size() != center.size() {
-        bail!(
-            "PGD ({}): first iterate shape {:?} differs from center shape {:?}",
-            threat.describe(),
-            first.size(),
-            center.size()
-        );
-    }
+    // `first` is also the start, whose shape `pgd_runs` checks against `center`'s.
     pgd_runs(
         threat,
         center,
