@@ -217,6 +217,8 @@ fn attack_until_fooled(
         } else {
             [&start, xa, ya].map(|t| t.index_select(0, &alive))
         };
+        // One block per worker (no cap on a block's rows: within a block the passes are split
+        // into `rows_per_pass` rows anyway, over the rows still alive).
         let spans = row_blocks(k, k, workers);
         let blocks: Vec<[Tensor; 3]> = spans
             .iter()
