@@ -29,9 +29,9 @@ use tch::{Kind, Tensor};
 
 use crate::eval::robust_evaluation;
 use crate::objectives::cross_entropy;
-use crate::pgd::{check_objective, row_blocks, rows_per_pass, PgdConfig};
+use crate::pgd::{check_objective, map_row_blocks, row_blocks, rows_per_pass, PgdConfig};
 use crate::threat::{per_example_norm, per_example_shape, ThreatModel};
-use nrf_models::replicas::{map_on_replicas, replica_workers};
+use nrf_models::replicas::replica_workers;
 
 /// The loss APGD maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,11 +247,7 @@ fn single_run(
     if spans.len() <= 1 {
         return block_run(model, x, y, start, threat, cfg, target_rank, what);
     }
-    let blocks: Vec<[Tensor; 3]> = spans
-        .into_iter()
-        .map(|(lo, len)| [x, y, &start].map(|t| t.narrow(0, lo, len)))
-        .collect();
-    let outs = map_on_replicas(model, blocks, workers, |m, [xb, yb, sb]| {
+    let outs = map_row_blocks(model, [x, y, &start], &spans, workers, |m, [xb, yb, sb]| {
         block_run(m, &xb, &yb, sb, threat, cfg, target_rank, what)
     })?;
     let (advs, fooled): (Vec<Tensor>, Vec<Tensor>) = outs.into_iter().unzip();

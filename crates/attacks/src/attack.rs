@@ -6,10 +6,11 @@ use tch::{Kind, Tensor};
 
 use crate::objectives::{targeted_ce, untargeted_ce};
 use crate::pgd::{
-    first_iterate, pgd, pgd_from_first, row_blocks, rows_per_pass, PgdConfig, StepSize,
+    first_iterate, map_row_blocks, pgd, pgd_from_first, row_blocks, rows_per_pass, PgdConfig,
+    StepSize,
 };
 use crate::threat::{ThreatModel, L2};
-use nrf_models::replicas::{map_on_replicas, replica_workers};
+use nrf_models::replicas::replica_workers;
 
 /// Checks that `labels` are int64 class indices `[N]` in `0..num_classes` matching `x`'s batch.
 pub(crate) fn check_labels(
@@ -109,18 +110,20 @@ pub fn pgd_attack(
     cfg.validate().with_context(|| what.clone())?;
     let first = first_iterate(threat, x, x, cfg);
     let (labels, targeted) = (target.unwrap_or(y), target.is_some());
-    let blocks: Vec<[Tensor; 3]> = spans
-        .into_iter()
-        .map(|(lo, len)| [x, labels, &first].map(|t| t.narrow(0, lo, len)))
-        .collect();
-    let outs = map_on_replicas(model, blocks, workers, |m, [xb, lb, fb]| {
-        let out = if targeted {
-            pgd_from_first(threat, &xb, &fb, cfg, &mut targeted_ce(m, &lb), None)
-        } else {
-            pgd_from_first(threat, &xb, &fb, cfg, &mut untargeted_ce(m, &lb), None)
-        }?;
-        Ok(out.x)
-    })?;
+    let outs = map_row_blocks(
+        model,
+        [x, labels, &first],
+        &spans,
+        workers,
+        |m, [xb, lb, fb]| {
+            let out = if targeted {
+                pgd_from_first(threat, &xb, &fb, cfg, &mut targeted_ce(m, &lb), None)
+            } else {
+                pgd_from_first(threat, &xb, &fb, cfg, &mut untargeted_ce(m, &lb), None)
+            }?;
+            Ok(out.x)
+        },
+    )?;
     Ok(Tensor::cat(&outs, 0))
 }
 

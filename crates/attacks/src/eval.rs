@@ -11,11 +11,11 @@ use tch::{Kind, Tensor};
 use crate::attack::{check_images, check_labels};
 use crate::objectives::{cross_entropy, margin};
 use crate::pgd::{
-    check_grad, check_objective, first_iterate, logits_by_rows, row_blocks, rows_per_pass,
-    value_and_grad_by_rows, PgdConfig, StepSize,
+    check_grad, check_objective, first_iterate, logits_by_rows, map_row_blocks, row_blocks,
+    rows_per_pass, value_and_grad_by_rows, PgdConfig, StepSize,
 };
 use crate::threat::{flat, ThreatModel, Unconstrained};
-use nrf_models::replicas::{map_on_replicas, replica_workers};
+use nrf_models::replicas::replica_workers;
 
 fn check_batch_size(what: &str, batch_size: usize) -> Result<()> {
     if batch_size == 0 {
@@ -220,12 +220,8 @@ fn attack_until_fooled(
         // One block per worker (no cap on a block's rows: within a block the passes are split
         // into `rows_per_pass` rows anyway, over the rows still alive).
         let spans = row_blocks(k, k, workers);
-        let blocks: Vec<[Tensor; 3]> = spans
-            .iter()
-            .map(|&(lo, len)| [&rows[0], &rows[1], &rows[2]].map(|t| t.narrow(0, lo, len)))
-            .collect();
-        let outs = map_on_replicas(model, blocks, workers, |model, [x, center, y]| {
-            steps_until_fooled(model, x, center, y, threat, cfg, loss, what)
+        let outs = map_row_blocks(model, rows.each_ref(), &spans, workers, |m, [x, c, y]| {
+            steps_until_fooled(m, x, c, y, threat, cfg, loss, what)
         })?;
         let mut kept = Vec::with_capacity(outs.len());
         for (&(lo, _), (keep, forward_rows, backward_rows)) in spans.iter().zip(outs) {

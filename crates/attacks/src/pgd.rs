@@ -253,6 +253,23 @@ pub fn row_blocks(n: i64, per_pass: i64, workers: usize) -> Vec<(i64, i64)> {
         .collect()
 }
 
+/// `f(model, block)` for each span `(lo, len)` of `spans`, `block[i]` being rows `lo..lo + len`
+/// of `rows[i]`, on `workers` replica workers ([`nrf_models::replicas::map_on_replicas`]); the
+/// results in span order.
+pub(crate) fn map_row_blocks<const K: usize, T: Send>(
+    model: &dyn nrf_models::Classifier,
+    rows: [&Tensor; K],
+    spans: &[(i64, i64)],
+    workers: usize,
+    f: impl Fn(&dyn nrf_models::Classifier, [Tensor; K]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let blocks: Vec<[Tensor; K]> = spans
+        .iter()
+        .map(|&(lo, len)| rows.map(|t| t.narrow(0, lo, len)))
+        .collect();
+    nrf_models::replicas::map_on_replicas(model, blocks, workers, f)
+}
+
 /// `model`'s logits of `x` without autograd, in blocks of [`rows_per_pass`] rows (the same
 /// values as one pass, faster on the CPU for large batches).
 pub fn logits_by_rows(model: &dyn nrf_models::Classifier, x: &Tensor) -> Tensor {
