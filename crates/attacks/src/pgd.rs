@@ -216,12 +216,15 @@ pub(crate) fn value_and_grad(
 /// stays.
 pub const CPU_ROWS_PER_PASS: i64 = 128;
 
+/// The environment variable that overrides [`CPU_ROWS_PER_PASS`] ([`rows_per_pass`]).
+pub const ROWS_PER_PASS_ENV: &str = "NRF_CPU_ROWS_PER_PASS";
+
 /// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU, all of
 /// them on an accelerator (which wants large batches).
-/// `NRF_CPU_ROWS_PER_PASS` overrides [`CPU_ROWS_PER_PASS`] (results do not depend on it).
+/// [`ROWS_PER_PASS_ENV`] overrides [`CPU_ROWS_PER_PASS`] (results do not depend on it).
 pub fn rows_per_pass(x: &Tensor) -> i64 {
     if x.device() == tch::Device::Cpu {
-        std::env::var("NRF_CPU_ROWS_PER_PASS")
+        std::env::var(ROWS_PER_PASS_ENV)
             .ok()
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|&r| r >= 1)

@@ -255,10 +255,19 @@ pub(crate) fn loadavg() -> Option<String> {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
+/// The exported environment variables that change how fast a stage runs: libtorch's threading,
+/// glibc's allocator, and nrf's own execution settings (replica workers, rows per pass, memory
+/// format).
 pub(super) fn relevant_env() -> Vec<(String, String)> {
+    let nrf = [
+        nrf_models::replicas::WORKERS_ENV,
+        nrf_attacks::ROWS_PER_PASS_ENV,
+        nrf_models::runtime::MemoryFormat::ENV,
+    ];
     let mut v: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
-            k.starts_with("MALLOC_")
+            nrf.contains(&k.as_str())
+                || k.starts_with("MALLOC_")
                 || k == "GLIBC_TUNABLES"
                 || k.starts_with("OMP_")
                 || k.starts_with("MKL_")

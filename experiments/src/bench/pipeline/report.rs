@@ -294,8 +294,9 @@ pub struct PipelineReport {
     pub wall_s: f64,
     /// What the reader must know.
     pub notes: Vec<String>,
-    /// Environment variables that change libtorch's threading or glibc's allocator, as exported
-    /// when the benchmark ran (the twin inherits them; an exported `MALLOC_*` wins over
+    /// Environment variables that change libtorch's threading, glibc's allocator or nrf's own
+    /// execution (`NRF_REPLICA_WORKERS`, `NRF_CPU_ROWS_PER_PASS`, `NRF_MEMORY_FORMAT`), as
+    /// exported when the benchmark ran (the twin inherits them; an exported `MALLOC_*` wins over
     /// [`PipelineConfig::python_malloc_as_nrf`]). Absent in older reports: empty.
     #[serde(default)]
     pub env: Vec<(String, String)>,
