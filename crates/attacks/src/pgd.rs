@@ -326,23 +326,23 @@ pub(crate) fn value_and_grad_by_rows(
 /// row's result is the one a single call on all rows gives, bit for bit on CPU at one thread,
 /// whichever worker computes it; with a random start `run` gets all rows at once, so that the
 /// random stream is the whole batch's.
-pub fn pgd_by_rows(
+pub fn pgd_by_rows<const K: usize>(
     cfg: &PgdConfig,
     model: &dyn nrf_models::Classifier,
-    rows: &[&Tensor],
-    run: impl Fn(&dyn nrf_models::Classifier, &[Tensor]) -> Result<PgdOutput> + Sync,
+    rows: [&Tensor; K],
+    run: impl Fn(&dyn nrf_models::Classifier, [Tensor; K]) -> Result<PgdOutput> + Sync,
 ) -> Result<PgdOutput> {
     let workers = nrf_models::replicas::replica_workers()?;
     pgd_by_rows_on(cfg, model, rows, workers, run)
 }
 
 /// [`pgd_by_rows`] on `workers` workers.
-pub fn pgd_by_rows_on(
+pub fn pgd_by_rows_on<const K: usize>(
     cfg: &PgdConfig,
     model: &dyn nrf_models::Classifier,
-    rows: &[&Tensor],
+    rows: [&Tensor; K],
     workers: usize,
-    run: impl Fn(&dyn nrf_models::Classifier, &[Tensor]) -> Result<PgdOutput> + Sync,
+    run: impl Fn(&dyn nrf_models::Classifier, [Tensor; K]) -> Result<PgdOutput> + Sync,
 ) -> Result<PgdOutput> {
     let first = rows
         .first()
@@ -356,14 +356,9 @@ pub fn pgd_by_rows_on(
     }
     let spans = row_blocks(n, rows_per_pass(first), workers);
     if cfg.random_start || spans.len() <= 1 {
-        let all: Vec<Tensor> = rows.iter().map(|t| t.shallow_clone()).collect();
-        return run(model, &all);
+        return run(model, rows.map(|t| t.shallow_clone()));
     }
-    let blocks: Vec<Vec<Tensor>> = spans
-        .into_iter()
-        .map(|(lo, len)| rows.iter().map(|t| t.narrow(0, lo, len)).collect())
-        .collect();
-    let outs = nrf_models::replicas::map_on_replicas(model, blocks, workers, |m, b| run(m, &b))?;
+    let outs = map_row_blocks(model, rows, &spans, workers, run)?;
     let cat =
         |f: fn(&PgdOutput) -> &Tensor| Tensor::cat(&outs.iter().map(f).collect::<Vec<_>>(), 0);
     Ok(PgdOutput {

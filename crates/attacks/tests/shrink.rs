@@ -246,12 +246,17 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
         nrf_attacks::pgd(&Unconstrained, &x0, &x0, &cfg, &mut obj, None).unwrap()
     };
     for workers in [1, 3] {
-        let blocks =
-            nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x0, &target_rep], workers, |m, b| {
-                let mut obj = nrf_attacks::rep_match(m, &b[1], nrf_attacks::Distance::L2Squared);
-                nrf_attacks::pgd(&Unconstrained, &b[0], &b[0], &cfg, &mut obj, None)
-            })
-            .unwrap();
+        let blocks = nrf_attacks::pgd_by_rows_on(
+            &cfg,
+            &model,
+            [&x0, &target_rep],
+            workers,
+            |m, [x0b, tb]| {
+                let mut obj = nrf_attacks::rep_match(m, &tb, nrf_attacks::Distance::L2Squared);
+                nrf_attacks::pgd(&Unconstrained, &x0b, &x0b, &cfg, &mut obj, None)
+            },
+        )
+        .unwrap();
         assert_eq!(
             mask_bits(&whole.x),
             mask_bits(&blocks.x),
@@ -268,9 +273,9 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
         nrf_attacks::pgd(&threat, &x, &x, &cfg, &mut obj, None).unwrap()
     };
     for workers in [1, 3] {
-        let blocks = nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x, &t], workers, |m, b| {
-            let mut obj = nrf_attacks::targeted_ce(m, &b[1]);
-            nrf_attacks::pgd(&threat, &b[0], &b[0], &cfg, &mut obj, None)
+        let blocks = nrf_attacks::pgd_by_rows_on(&cfg, &model, [&x, &t], workers, |m, [xb, tb]| {
+            let mut obj = nrf_attacks::targeted_ce(m, &tb);
+            nrf_attacks::pgd(&threat, &xb, &xb, &cfg, &mut obj, None)
         })
         .unwrap();
         assert_eq!(
@@ -284,10 +289,11 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
         );
     }
     // Rows that do not line up are an error, not a panic.
-    let e = nrf_attacks::pgd_by_rows_on(&cfg, &model, &[&x, &t.narrow(0, 0, 5)], 2, |m, b| {
-        let mut obj = nrf_attacks::targeted_ce(m, &b[1]);
-        nrf_attacks::pgd(&threat, &b[0], &b[0], &cfg, &mut obj, None)
-    });
+    let e =
+        nrf_attacks::pgd_by_rows_on(&cfg, &model, [&x, &t.narrow(0, 0, 5)], 2, |m, [xb, tb]| {
+            let mut obj = nrf_attacks::targeted_ce(m, &tb);
+            nrf_attacks::pgd(&threat, &xb, &xb, &cfg, &mut obj, None)
+        });
     assert!(e.is_err());
 }
 

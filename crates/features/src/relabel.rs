@@ -130,9 +130,9 @@ pub fn build_with(
             // In blocks of rows (faster on the CPU, on as many cores as the stage has threads;
             // the same images bit for bit). EOT draws its transformations for the whole chunk at
             // every step, so it runs on the whole chunk.
-            pgd_by_rows(&pgd_cfg, model, &[&x, &t], |m, b| {
-                let mut obj = targeted_objective(m, &b[1], attack, eot_seed);
-                pgd(&threat, &b[0], &b[0], &pgd_cfg, &mut obj, None)
+            pgd_by_rows(&pgd_cfg, model, [&x, &t], |m, [xb, tb]| {
+                let mut obj = targeted_objective(m, &tb, attack, eot_seed);
+                pgd(&threat, &xb, &xb, &pgd_cfg, &mut obj, None)
             })?
         } else {
             let mut obj = targeted_objective(model, &t, attack, eot_seed);

@@ -143,9 +143,9 @@ pub fn build(
         let init = rel(&x0);
         // In blocks of rows (faster on the CPU, on as many cores as the stage has threads; the
         // same images bit for bit).
-        let res = pgd_by_rows(&pgd_cfg, model, &[&x0, &target_rep], |m, b| {
-            let mut obj = rep_match(m, &b[1], cfg.distance);
-            pgd(&Unconstrained, &b[0], &b[0], &pgd_cfg, &mut obj, None)
+        let res = pgd_by_rows(&pgd_cfg, model, [&x0, &target_rep], |m, [x0b, tb]| {
+            let mut obj = rep_match(m, &tb, cfg.distance);
+            pgd(&Unconstrained, &x0b, &x0b, &pgd_cfg, &mut obj, None)
         })?;
         let z = res.x;
         let fin = rel(&z);
