@@ -190,3 +190,55 @@ fn check_comparison(twin_dir: &Path, preset: &nrf::experiments::preset::Preset) 
         );
     }
 }
+
+/// `nrf bench --end-to-end` on the smoke preset at one run per side: both sides run whole from
+/// the same preset file (nrf's without the ensemble, extras and theory), the report has one time
+/// per side and a ratio, the last pair's comparison is summarised and kept next to the report, and
+/// the work folder is gone. Timings are not asserted (never in a test).
+#[test]
+fn end_to_end_bench_runs_both_pipelines_and_compares_them() {
+    let (Some(bin), Some(py), true) = (nrf_bin(), python(), data_present()) else {
+        eprintln!(
+            "SKIPPED: needs the nrf binary and NRF_PYTHON (run through `cargo xtask test`) and \
+             Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e2e.json");
+    run(
+        Command::new(&bin)
+            .args(["bench", "--end-to-end", "--preset", "smoke", "--reps", "1"])
+            .args(["--set", "fresh.seeds=1", "--set", "train_std.epochs=2"])
+            .args(["--set", "train_rob.epochs=1", "--out"])
+            .arg(&out)
+            .env("NRF_PYTHON", &py)
+            .env("NRF_TWIN_DIR", root().join("experiments/twin"))
+            .env_remove("PYTHONPATH"),
+        "nrf bench --end-to-end",
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for side in ["nrf", "twin"] {
+        let runs = r[side]["wall_s"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{side}: {runs:?}");
+        assert!(runs[0].as_f64().unwrap() > 0.0);
+    }
+    assert!(r["ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["verdict"], "undecided", "one pair decides nothing");
+    let text = r["preset_text"].as_str().unwrap();
+    let p = nrf::experiments::preset::Preset::parse(text, "the report's preset").unwrap();
+    assert!(p.eval.ensemble.is_none() && !p.extras.enabled && p.theory.skip);
+    let agreement = r["agreement"].as_str().expect("the pair was not compared");
+    assert!(agreement.contains("rows agree"), "{agreement}");
+    let kept = dir.path().join("e2e.comparison.md");
+    assert!(
+        std::fs::read_to_string(&kept).unwrap().contains("Rule:"),
+        "{} is not the comparison",
+        kept.display()
+    );
+    assert!(std::fs::read_to_string(out.with_extension("md"))
+        .unwrap()
+        .contains("twin / nrf"));
+    assert!(!dir.path().join(".e2e-work").exists(), "work folder left");
+}

@@ -169,8 +169,22 @@ enum Cmd {
         /// (nrf keeps its activation buffers mapped between steps; by default the twin does too).
         #[arg(long)]
         python_default_malloc: bool,
+        /// The whole Figure 2 / Table 1 pipeline as each side runs it (nrf's `reproduce` with
+        /// its workers, the twin's `nrf_twin.py` in one process), alternating, on one preset
+        /// file both read (--preset and --set; extras, theory and the ensemble off: what the
+        /// twin computes). Runs per side: --reps (default 3).
+        #[arg(long, conflicts_with = "pipeline")]
+        end_to_end: bool,
+        /// With --end-to-end: the preset (default fashion-mnist).
+        #[arg(long, requires = "end_to_end")]
+        preset: Option<String>,
+        /// With --end-to-end: KEY=VALUE overrides, repeatable (default: the core at reduced
+        /// sizes, ~5 min a side: rep_match.n=2000 relabel.n=2000 train_rob.epochs=1
+        /// fresh.epochs=5 fresh.seeds=2 eval.robust_n=300).
+        #[arg(long = "set", requires = "end_to_end")]
+        sets: Vec<String>,
         /// Where to write the JSON report (default results/bench.json, with --pipeline
-        /// results/bench-pipeline.json).
+        /// results/bench-pipeline.json, with --end-to-end results/bench-end-to-end.json).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -364,8 +378,41 @@ fn run() -> Result<()> {
             threads,
             no_side_by_side,
             python_default_malloc,
+            end_to_end,
+            preset,
+            sets,
             out,
         } => {
+            if end_to_end {
+                if !stages.is_empty()
+                    || !threads.is_empty()
+                    || no_side_by_side
+                    || python_default_malloc
+                    || quick
+                {
+                    bail!("--stages, --threads, --no-side-by-side, --python-default-malloc and --quick go with --pipeline, not --end-to-end");
+                }
+                use nrf_experiments::bench::end_to_end;
+                let mut args = end_to_end::EndToEndArgs::default();
+                if let Some(p) = preset {
+                    args.preset = p;
+                }
+                if !sets.is_empty() {
+                    args.sets = sets;
+                }
+                if let Some(r) = reps {
+                    args.reps = r;
+                }
+                let out = out.unwrap_or_else(|| PathBuf::from(end_to_end::DEFAULT_OUT));
+                let report = end_to_end::run(&args, &out)?;
+                println!("{}", report.to_markdown());
+                println!(
+                    "written {} and {}",
+                    out.display(),
+                    out.with_extension("md").display()
+                );
+                return Ok(());
+            }
             let args = nrf_experiments::bench::pipeline::PipelineArgs {
                 reps,
                 quick,

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod end_to_end;
 pub mod pipeline;
 mod report;
 mod steps;

@@ -226,7 +226,8 @@ fn pair_sum_ratios(
 }
 
 /// What a 95% ratio interval (Python s / Rust s) says about nrf against the twin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SpeedVerdict {
     /// The whole interval lies above 1.
     Faster,
@@ -456,7 +457,7 @@ impl PipelineReport {
         }
         if let Some(a) = self.as_run() {
             s.push_str(&format!(
-                "As run on 2 cores: nrf's pipeline (two 1-thread workers: half the side-by-side Rust seconds, {:.2} s) against the twin's (one process at 2 threads, {:.2} s), over the same stages: {:.2}x ({}; run i of each round, not side by side in time).\n",
+                "As run on 2 cores: nrf's pipeline (two 1-thread workers: half the side-by-side Rust seconds, {:.2} s) against the twin's (one process at 2 threads, {:.2} s), over the same stages: {:.2}x ({}; run i of each round, not side by side in time). An estimate that flatters nrf (the twin beside it may finish first and leave it alone): `nrf bench --end-to-end` times the pipeline as each side runs it.\n",
                 a.rust_s,
                 a.python_s,
                 a.ratio,
