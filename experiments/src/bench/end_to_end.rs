@@ -10,7 +10,7 @@
 //! runs both, whole, from empty folders, on one preset file that both read:
 //!
 //! - the preset (default `fashion-mnist` at [`DEFAULT_SETS`], the core at session 9's reduced
-//!   sizes, ~5 min a side here) with what the twin does not compute switched off on nrf's side:
+//!   sizes, ~5.5 min a side here) with what the twin does not compute switched off on nrf's side:
 //!   the extras and Section 4's theory ([`CORE_ONLY`]) and the ensemble evaluation (`[eval]
 //!   ensemble` removed: the twin evaluates with PGD only), so both compute the same 24 stages;
 //! - runs alternate nrf, twin, then twin, nrf, ... (`reps` of each), so the machine's drift
@@ -46,7 +46,8 @@ pub const DEFAULT_OUT: &str = "results/bench-end-to-end.json";
 /// Default preset.
 pub const DEFAULT_PRESET: &str = "fashion-mnist";
 /// Default overrides: the default preset's core at session 9's reduced sizes (docs/performance.md,
-/// "Workers"), about 5 minutes a side on a quiet 2-core machine. `--set` replaces them.
+/// "Workers"), about 5.5 minutes a side on a quiet 2-core machine. `--set` replaces them; another
+/// preset runs without them ([`EndToEndArgs::with_preset`]).
 pub const DEFAULT_SETS: &[&str] = &[
     "rep_match.n=2000",
     "relabel.n=2000",
@@ -78,6 +79,17 @@ impl Default for EndToEndArgs {
             sets: DEFAULT_SETS.iter().map(|s| s.to_string()).collect(),
             reps: 3,
         }
+    }
+}
+
+impl EndToEndArgs {
+    /// Runs `preset`: [`DEFAULT_SETS`] are the default preset's reduced sizes, so another preset
+    /// runs as it is (until `sets` is given).
+    pub fn with_preset(&mut self, preset: String) {
+        if preset != DEFAULT_PRESET {
+            self.sets.clear();
+        }
+        self.preset = preset;
     }
 }
 
@@ -501,6 +513,19 @@ mod tests {
             .eval
             .ensemble
             .is_some());
+    }
+
+    #[test]
+    fn the_default_sizes_belong_to_the_default_preset() {
+        let mut a = EndToEndArgs::default();
+        a.with_preset(DEFAULT_PRESET.into());
+        assert_eq!(a.sets.len(), DEFAULT_SETS.len());
+        a.with_preset("smoke".into());
+        assert!(a.sets.is_empty(), "{:?}", a.sets);
+        let (p, _) = core_preset(&a).unwrap();
+        let (smoke, _) = Preset::load("smoke").unwrap();
+        assert_eq!(p.rep_match.n, smoke.rep_match.n);
+        assert!(p.eval.ensemble.is_none() && !p.extras.enabled && p.theory.skip);
     }
 
     #[test]
