@@ -38,7 +38,7 @@ use std::time::Instant;
 
 use super::pipeline::SpeedVerdict;
 use super::worker::relevant_env;
-use super::{loadavg, median, python_from_env, twin_dir, TWIN_DIR_ENV};
+use super::{loadavg, median, python_from_env, set_unless_exported, twin_dir, TWIN_DIR_ENV};
 use crate::preset::Preset;
 
 /// Default output file (the markdown table goes next to it, `.md`).
@@ -91,14 +91,19 @@ impl EndToEndArgs {
         }
         self.preset = preset;
     }
+
+    /// Every override applied: `sets`, then [`CORE_ONLY`].
+    pub fn applied_sets(&self) -> Vec<String> {
+        let core = CORE_ONLY.iter().map(|s| s.to_string());
+        self.sets.iter().cloned().chain(core).collect()
+    }
 }
 
 /// The preset both sides run: `args`' preset with its overrides and [`CORE_ONLY`] applied and
 /// `[eval] ensemble` removed, as TOML text (validated by nrf's own parser), with the parsed
 /// preset.
 pub fn core_preset(args: &EndToEndArgs) -> Result<(Preset, String)> {
-    let mut sets = args.sets.clone();
-    sets.extend(CORE_ONLY.iter().map(|s| s.to_string()));
+    let sets = args.applied_sets();
     let (_, text) = Preset::load_with_overrides(&args.preset, &sets)?;
     let mut doc: toml_edit::DocumentMut = text
         .parse()
@@ -302,9 +307,7 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
 
     let started = Instant::now();
     let load_before = loadavg();
-    let threads = preset.threads.max(1) as usize;
-    let workers = preset.workers.max(1);
-    let malloc: Vec<(&str, String)> = nrf_models::runtime::malloc_env().to_vec();
+    let malloc = nrf_models::runtime::malloc_env();
     let (mut nrf_s, mut twin_s) = (Vec::new(), Vec::new());
     let total = 2 * args.reps;
     let mut last = (PathBuf::new(), PathBuf::new());
@@ -343,12 +346,8 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
                     .arg(&preset_file)
                     .arg("--out")
                     .arg(&folder)
-                    .args(["--threads", &threads.to_string(), "--fresh"]);
-                for (k, v) in &malloc {
-                    if std::env::var_os(k).is_none() {
-                        cmd.env(k, v);
-                    }
-                }
+                    .arg("--fresh");
+                set_unless_exported(&mut cmd, &malloc);
                 let w = timed("the twin", cmd, &log)?;
                 twin_s.push(w);
                 last.1 = folder;
@@ -382,30 +381,30 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
             kept.display()
         ));
     }
+    // Both sides take their thread count from the preset file (0: libtorch's default).
+    let threads = match preset.threads {
+        t if t > 0 => t.to_string(),
+        _ => "libtorch's default".into(),
+    };
     let pairs: Vec<f64> = nrf_s.iter().zip(&twin_s).map(|(n, t)| t / n).collect();
     let ratio_interval = ratio_interval(&pairs).map(|(_, iv)| iv);
     let (nrf_m, twin_m) = (median(&nrf_s), median(&twin_s));
     let report = EndToEndReport {
         preset: args.preset.clone(),
-        sets: args
-            .sets
-            .iter()
-            .chain(CORE_ONLY.iter().map(|s| s.to_string()).collect::<Vec<_>>().iter())
-            .cloned()
-            .collect(),
+        sets: args.applied_sets(),
         preset_text: text,
         stages,
         nrf: SideRuns {
             how: format!(
-                "`nrf reproduce`: {workers} worker process(es) x {} libtorch thread(s)",
-                (threads / workers).max(1)
+                "`nrf reproduce`: {} worker process(es), {threads} libtorch thread(s) in all",
+                preset.workers.max(1)
             ),
             wall_s: nrf_s,
             median_s: nrf_m,
         },
         twin: SideRuns {
             how: format!(
-                "`{TWIN_SCRIPT}`: 1 process x {threads} torch thread(s), channels-last, nrf's malloc settings"
+                "`{TWIN_SCRIPT}`: 1 process, {threads} torch thread(s), channels-last, nrf's malloc settings"
             ),
             wall_s: twin_s,
             median_s: twin_m,

@@ -41,7 +41,7 @@ mod worker;
 
 pub use report::{median, BenchReport, BenchRow, CheckResult, PythonInfo};
 pub use steps::{det_uniform, CheckValues, Steps};
-pub(crate) use worker::{loadavg, Hello, JsonWorker};
+pub(crate) use worker::{loadavg, set_unless_exported, Hello, JsonWorker};
 pub use worker::{python_from_env, twin_dir, TWIN_DIR_ENV};
 use worker::{relevant_env, torch_base_version, PyBench};
 

@@ -23,6 +23,16 @@ pub fn twin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/twin")))
 }
 
+/// Sets each of `env` in `cmd`'s environment unless this process's own environment sets the
+/// variable: what the user exported wins.
+pub(crate) fn set_unless_exported(cmd: &mut Command, env: &[(&str, String)]) {
+    for (k, v) in env {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// The interpreter from [`PYTHON_ENV`], else [`PYTHON_FALLBACK`].
 pub fn python_from_env() -> PathBuf {
     std::env::var_os(PYTHON_ENV)
@@ -63,11 +73,7 @@ impl JsonWorker {
     ) -> std::result::Result<(JsonWorker, Hello), String> {
         let what = python.display().to_string();
         let mut command = Command::new(python);
-        for (k, v) in env {
-            if std::env::var_os(k).is_none() {
-                command.env(k, v);
-            }
-        }
+        set_unless_exported(&mut command, env);
         let mut child = command
             .args(args)
             .stdin(Stdio::piped())
