@@ -38,7 +38,10 @@ use std::time::Instant;
 
 use super::pipeline::SpeedVerdict;
 use super::worker::relevant_env;
-use super::{loadavg, median, python_from_env, set_unless_exported, twin_dir, TWIN_DIR_ENV};
+use super::{
+    loadavg, median, python_from_env, scratch_beside, set_unless_exported, twin_dir, write_report,
+    TWIN_DIR_ENV,
+};
 use crate::preset::Preset;
 
 /// Default output file (the markdown table goes next to it, `.md`).
@@ -267,12 +270,7 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    if out.extension().is_some_and(|e| e == "md") {
-        bail!(
-            "--out {}: names the JSON report, and the markdown goes next to it (.md); give a .json path",
-            out.display()
-        );
-    }
+    let work = scratch_beside(out, "bench-end-to-end")?;
     let (preset, text) = core_preset(args)?;
     let script = twin_dir().join(TWIN_SCRIPT);
     if !script.is_file() {
@@ -283,14 +281,6 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
     }
     let python = python_from_env();
     let exe = std::env::current_exe().context("finding the nrf binary")?;
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let stem = out.file_stem().map_or("bench-end-to-end".into(), |s| {
-        s.to_string_lossy().into_owned()
-    });
-    let work = dir.join(format!(".{stem}-work"));
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
     }
@@ -371,9 +361,8 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
         notes.push(format!("the last pair could not be compared: {e:#}"));
         None
     });
-    let kept = dir.join(format!("{stem}.comparison.md"));
+    let kept = out.with_extension("comparison.md");
     if agreement.is_some() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::copy(last.1.join("comparison.md"), &kept)
             .with_context(|| format!("keeping the comparison as {}", kept.display()))?;
         notes.push(format!(
@@ -420,12 +409,7 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
         wall_s: started.elapsed().as_secs_f64(),
         notes,
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    nrf_data::store::write_json_atomic(out, &report)
-        .with_context(|| format!("writing {}", out.display()))?;
-    let md = out.with_extension("md");
-    nrf_data::store::write_atomic(&md, report.to_markdown().as_bytes())
-        .with_context(|| format!("writing {}", md.display()))?;
+    write_report(out, &report, &report.to_markdown())?;
     std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     Ok(report)
 }

@@ -40,6 +40,7 @@ mod tests;
 mod worker;
 
 pub use report::{median, BenchReport, BenchRow, CheckResult, PythonInfo};
+pub(crate) use report::{scratch_beside, write_report};
 pub use steps::{det_uniform, CheckValues, Steps};
 pub(crate) use worker::{loadavg, set_unless_exported, Hello, JsonWorker};
 pub use worker::{python_from_env, twin_dir, TWIN_DIR_ENV};

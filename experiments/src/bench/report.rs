@@ -145,3 +145,42 @@ pub fn median(v: &[f64]) -> f64 {
         0.5 * (s[m - 1] + s[m])
     }
 }
+
+/// Where a whole-run benchmark (`--pipeline`, `--end-to-end`) works: `out` names its JSON report
+/// (an `.md` path is refused: the markdown goes next to it), its folder is created, and the
+/// returned scratch folder is `.<stem>-work` beside it (`default_stem` when `out` has none).
+pub(crate) fn scratch_beside(
+    out: &std::path::Path,
+    default_stem: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    if out.extension().is_some_and(|e| e == "md") {
+        anyhow::bail!(
+            "--out {}: names the JSON report, and the markdown table goes next to it with the extension .md (the table would overwrite the report); give a .json path",
+            out.display()
+        );
+    }
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stem = out
+        .file_stem()
+        .map_or(default_stem.into(), |s| s.to_string_lossy().into_owned());
+    Ok(dir.join(format!(".{stem}-work")))
+}
+
+/// Writes `report` to `out` (JSON) and `markdown` next to it (`.md`), each atomically.
+pub(crate) fn write_report<T: serde::Serialize>(
+    out: &std::path::Path,
+    report: &T,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    nrf_data::store::write_json_atomic(out, report)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let md = out.with_extension("md");
+    nrf_data::store::write_atomic(&md, markdown.as_bytes())
+        .with_context(|| format!("writing {}", md.display()))
+}

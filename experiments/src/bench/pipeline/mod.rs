@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::worker::relevant_env;
-use super::{loadavg, median};
+use super::{loadavg, median, scratch_beside, write_report};
 
 mod config;
 mod python_side;
@@ -518,25 +518,8 @@ pub fn run(args: &PipelineArgs, out: &Path) -> Result<PipelineReport> {
 
 /// [`run_pipeline`] for `cfg`, then writes `out` (JSON) and `out` with extension `.md`.
 pub fn run_config(cfg: &PipelineConfig, out: &Path) -> Result<PipelineReport> {
-    if out.extension().is_some_and(|e| e == "md") {
-        bail!(
-            "--out {}: names the JSON report, and the markdown table goes next to it with the extension .md (the table would overwrite the report); give a .json path",
-            out.display()
-        );
-    }
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stem = out.file_stem().map_or("bench-pipeline".into(), |s| {
-        s.to_string_lossy().into_owned()
-    });
-    let report = run_pipeline(cfg, &dir.join(format!(".{stem}-work")))?;
-    nrf_data::store::write_json_atomic(out, &report)
-        .with_context(|| format!("writing {}", out.display()))?;
-    let md = out.with_extension("md");
-    nrf_data::store::write_atomic(&md, report.to_markdown().as_bytes())
-        .with_context(|| format!("writing {}", md.display()))?;
+    let work = scratch_beside(out, "bench-pipeline")?;
+    let report = run_pipeline(cfg, &work)?;
+    write_report(out, &report, &report.to_markdown())?;
     Ok(report)
 }
