@@ -45,6 +45,22 @@ fn data_present() -> bool {
         .exists()
 }
 
+/// The nrf binary and the torch environment's python, or `None` (the test is skipped, saying
+/// so) when either or Fashion-MNIST is missing.
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    let found = match (nrf_bin(), python(), data_present()) {
+        (Some(bin), Some(py), true) => Some((bin, py)),
+        _ => None,
+    };
+    if found.is_none() {
+        eprintln!(
+            "SKIPPED: needs the nrf binary and NRF_PYTHON (run through `cargo xtask test`) and \
+             Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+        );
+    }
+    found
+}
+
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()
@@ -60,11 +76,7 @@ fn run(cmd: &mut Command, what: &str) {
 
 #[test]
 fn twin_and_nrf_agree_on_the_smoke_preset() {
-    let (Some(bin), Some(py), true) = (nrf_bin(), python(), data_present()) else {
-        eprintln!(
-            "SKIPPED: needs the nrf binary and NRF_PYTHON (run through `cargo xtask test`) and \
-             Fashion-MNIST (apt-get install dataset-fashion-mnist)"
-        );
+    let Some((bin, py)) = prerequisites() else {
         return;
     };
     let start = Instant::now();
@@ -197,11 +209,7 @@ fn check_comparison(twin_dir: &Path, preset: &nrf::experiments::preset::Preset) 
 /// the work folder is gone. Timings are not asserted (never in a test).
 #[test]
 fn end_to_end_bench_runs_both_pipelines_and_compares_them() {
-    let (Some(bin), Some(py), true) = (nrf_bin(), python(), data_present()) else {
-        eprintln!(
-            "SKIPPED: needs the nrf binary and NRF_PYTHON (run through `cargo xtask test`) and \
-             Fashion-MNIST (apt-get install dataset-fashion-mnist)"
-        );
+    let Some((bin, py)) = prerequisites() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
