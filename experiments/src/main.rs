@@ -179,7 +179,7 @@ enum Cmd {
         #[arg(long, requires = "end_to_end")]
         preset: Option<String>,
         /// With --end-to-end: KEY=VALUE overrides, repeatable (default, for the default preset
-        /// only: its core at reduced sizes, ~5.5 min a side: rep_match.n=2000 relabel.n=2000
+        /// only: its core at reduced sizes, ~5.5-12 min a side on a 2-core VM: rep_match.n=2000 relabel.n=2000
         /// train_rob.epochs=1 fresh.epochs=5 fresh.seeds=2 eval.robust_n=300).
         #[arg(long = "set", requires = "end_to_end")]
         sets: Vec<String>,

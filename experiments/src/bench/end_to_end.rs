@@ -10,7 +10,7 @@
 //! runs both, whole, from empty folders, on one preset file that both read:
 //!
 //! - the preset (default `fashion-mnist` at [`DEFAULT_SETS`], the core at session 9's reduced
-//!   sizes, ~5.5 min a side here) with what the twin does not compute switched off on nrf's side:
+//!   sizes, ~5.5-12 min a side on the 2-core VMs measured) with what the twin does not compute switched off on nrf's side:
 //!   the extras and Section 4's theory ([`CORE_ONLY`]) and the ensemble evaluation (`[eval]
 //!   ensemble` removed: the twin evaluates with PGD only), so both compute the same 24 stages;
 //! - runs alternate nrf, twin, then twin, nrf, ... (`reps` of each), so the machine's drift
