@@ -17,6 +17,8 @@ Command line:
       runs the pipeline and writes DIR/twin.json (progress lines with rate and ETA on stderr).
       An interrupted run resumes: first-seed weights and constructed sets live in DIR/work/
       and are reused when DIR/twin.json was made with the same settings (--fresh: start over).
+      The seed counts may differ from the previous run's: with more seeds only the missing
+      ones are trained (how a disagreement on a fresh model is settled with more seeds).
       P is a preset file or the name of a built-in preset (experiments/presets/<P>.toml).
       --set takes a dotted key and a TOML value, e.g. --set rep_match.n=100 --set model.init=tch.
   python nrf_twin.py compare --nrf RESULTS --twin DIR [--out DIR]
@@ -121,8 +123,11 @@ class Pipeline:
         self.resumed = self._resume() if not fresh else False
 
     # What decides the numbers: a previous twin.json is resumed only when all of it is equal.
-    _RESUME_KEYS = ("twin_version", "preset_effective", "init", "arch", "seeds", "source_seeds",
-                    "channels_last", "headline_eps")
+    # The seed counts are not among them: a model's seed k is the same run whatever the count
+    # (its seed comes from the tag `train:<name>#k`), so a resumed run with more seeds trains
+    # only the missing ones, and one with fewer uses the first ones (`model`).
+    _RESUME_KEYS = ("twin_version", "preset_effective", "init", "arch", "channels_last",
+                    "headline_eps")
 
     def _resume(self):
         """Picks up a previous run in the same folder: its finished models and constructed sets
@@ -174,17 +179,26 @@ class Pipeline:
         return out
 
     def model(self, name, trained_on, x, y, section, n_seeds):
-        """Trains `name` with n_seeds seeds and evaluates each; returns the first seed's model."""
+        """Trains `name` with n_seeds seeds and evaluates each; returns the first seed's model.
+        Seeds a previous run in this folder finished are reused: with more seeds now only the
+        missing ones are trained; with fewer the first n_seeds are used (the others are kept
+        in twin.json under `per_seed_unused`, not lost)."""
         p, data = self.p, self.data
-        if name in self.doc["models"]:
+        done = self.doc["models"].get(name, {})
+        runs = list(done.get("per_seed", [])) + list(done.get("per_seed_unused", []))
+        first = None
+        if runs:
             state = self._load(f"model_{name}")
-            if state is not None:
-                model = build_model(p, tuple(x.shape[1:]), data.classes, 0, self.device, self.cl)
-                model.load_state_dict(state)
-                log(f"{name}: reused from the previous run")
-                return model
-        runs, first = [], None
-        for k in range(n_seeds):
+            if state is None:  # the first seed's weights are gone: train everything again
+                runs = []
+            else:
+                first = build_model(p, tuple(x.shape[1:]), data.classes, 0, self.device, self.cl)
+                first.load_state_dict(state)
+                log(f"{name}: {min(len(runs), n_seeds)} of {n_seeds} seed(s) reused from the "
+                    "previous run")
+        if first is not None and len(done.get("per_seed", [])) == n_seeds:
+            return first
+        for k in range(len(runs), n_seeds):
             tag = f"train:{name}" + (f"#{k}" if k else "")
             seed = stage_seed(p["seed"], tag)
             model = build_model(p, tuple(x.shape[1:]), data.classes, seed, self.device, self.cl)
@@ -203,15 +217,17 @@ class Pipeline:
             if first is None:
                 first = model
                 self._saved(f"model_{name}", model.state_dict())
-        std_m, std_s = _mean_std([r["std_acc"] for r in runs])
+        used, unused = runs[:n_seeds], runs[n_seeds:]
+        std_m, std_s = _mean_std([r["std_acc"] for r in used])
         robust = []
-        for i, pt in enumerate(runs[0]["robust"]):
-            m, s = _mean_std([r["robust"][i]["acc"] for r in runs])
+        for i, pt in enumerate(used[0]["robust"]):
+            m, s = _mean_std([r["robust"][i]["acc"] for r in used])
             robust.append({**pt, "acc": m, "spread": s})
         self.doc["models"][name] = {
             "name": name, "trained_on": trained_on, "train_size": int(x.shape[0]),
             "adversarial": section["attack"], "std_acc": std_m, "std_acc_spread": std_s,
-            "test_size": int(data.test_x.shape[0]), "robust": robust, "per_seed": runs}
+            "test_size": int(data.test_x.shape[0]), "robust": robust, "per_seed": used,
+            **({"per_seed_unused": unused} if unused else {})}
         self.save()
         return first
 

@@ -7,12 +7,25 @@ crates/report/src/results/), DIR holds the twin's twin.json; comparison.md and c
 go to --out (default DIR). The preset values in nrf's run.json are checked against the twin's:
 a difference is listed at the top of comparison.md and makes the exit status 3.
 
-The rule, per row (a model's standard accuracy, or its robust accuracy at one norm and eps):
-  agree  <=>  |nrf - twin| <= 2 * sqrt(se_nrf^2 + se_twin^2 + spread^2)
+The rule, per row (a model's standard accuracy, or its robust accuracy at one norm and eps): a
+two-sided test at 95% of "the two sides' means are equal", calibrated for the few seeds a row has:
+  SE^2 = se_nrf^2 + se_twin^2 + s^2 * (1/k_nrf + 1/k_twin)
+  agree  <=>  |nrf - twin| <= c * SE,   c = max(2, t95(df))
 where se = sqrt(p (1 - p) / n) is the binomial standard error of an accuracy p measured on n test
-images, and spread is the larger of nrf's and the twin's seed-to-seed standard deviation of that
-number (sample standard deviation over the seeds of that model; 0 when both have one seed, which
-the row then says). With several seeds a side's value is the mean over its seeds.
+images (each side draws its own test subset), k a side's number of seeds, a side's value its mean
+over them, and s the pooled seed-to-seed standard deviation of the two sides (under "equal" both
+sides have the same seed distribution): s^2 = sum over sides of (k - 1) * sd^2, over
+k_nrf + k_twin - 2 degrees of freedom (0 when both sides have one seed: the row says "no spread").
+t95(df) is Student's t 97.5% quantile at the Welch-Satterthwaite degrees of freedom of SE (the
+binomial parts known exactly): df = (k_nrf + k_twin - 2) * SE^4 / (s^2 (1/k_nrf + 1/k_twin))^2,
+rounded down; 2 is nrf's own margin rule (nrf_results::uncertainty) where the spread is well
+known. When the two sides are the same, a row disagrees by chance with probability 4.6-5.7%
+from 3 seeds a side on and up to 7.4% at 2 (where the degrees of freedom come from a 2-seed
+spread), over binomial-dominated to seed-dominated rows (simulated, Gaussian seeds; the summary
+says how many chance disagreements 5% makes). Before session 25 the rule was
+|nrf - twin| <= 2 sqrt(se_nrf^2 + se_twin^2 + max(sd)^2), which took one seed's spread for the
+mean's and a 2-seed spread as known: up to 12.7% chance disagreements per row at 2 seeds a side,
+0.1% (no power) at 8.
 
 nrf's seeds are read, when its results carry several, from a list under `seeds`, `per_seed` or
 `runs` in models/<name>.json (objects with `std_acc` and `robust`, as the twin writes them), or
@@ -32,9 +45,19 @@ from twin_data import PresetError, comparable, preset_differences, preset_from_t
 
 # The Figure 2 / Table 1 models, in the order of the paper's figure and table.
 ORDER = ("C_std", "C_rob", "on_D_R", "on_D_NR", "on_control", "on_D_rand", "on_D_det")
-RULE = ("agree <=> |nrf - twin| <= 2 * sqrt(se_nrf^2 + se_twin^2 + spread^2); se = sqrt(p(1-p)/n) "
-        "(binomial, n test images); spread = the larger of nrf's and the twin's seed-to-seed "
-        "standard deviation (0 when both sides have one seed)")
+RULE = ("agree <=> |nrf - twin| <= c * SE; SE^2 = se_nrf^2 + se_twin^2 + s^2 (1/k_nrf + "
+        "1/k_twin); se = sqrt(p(1-p)/n) (binomial, n test images); k = seeds; s = the pooled "
+        "seed-to-seed standard deviation of both sides (k_nrf + k_twin - 2 degrees of freedom; 0 "
+        "when both sides have one seed); c = max(2, Student's t 97.5% quantile at the "
+        "Welch-Satterthwaite degrees of freedom of SE): a 95% two-sided test, ~5% chance "
+        "disagreements per row (up to ~7.5% at 2 seeds a side)")
+# Chance disagreements per row under the rule when nrf and the twin agree.
+FALSE_ALARM = 0.05
+# Student's t 97.5% quantiles for 1..30 degrees of freedom (nrf_results::uncertainty::student_t95).
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+       2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+       2.052, 2.048, 2.045, 2.042)
+Z95 = 1.959963984540054
 SEED_LIST_KEYS = ("seeds", "per_seed", "runs")
 SEED_FILE = re.compile(r"(?:_seed|@|#)(\d+)")
 
@@ -84,6 +107,33 @@ def _stats(values, n):
     return mean, se, spread, k
 
 
+def student_t95(df):
+    """Student's t 97.5% quantile at `df` (>= 1) degrees of freedom: tabulated to 30, then the
+    Cornish-Fisher expansion around Z95 (as nrf_results::uncertainty::student_t95)."""
+    if df <= 30:
+        return T95[int(df) - 1]
+    z = Z95
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
+
+
+def tolerance(se_a, se_b, sd_a, k_a, sd_b, k_b):
+    """(tolerance, pooled seed sd or None, critical value c, degrees of freedom or None) of the
+    difference of two means (the module's rule): c * SE, SE^2 = se_a^2 + se_b^2 +
+    s^2 (1/k_a + 1/k_b), s the pooled seed sd, c = max(2, t95(Welch-Satterthwaite df))."""
+    dof = (k_a - 1) + (k_b - 1)
+    binom = se_a ** 2 + se_b ** 2
+    if dof == 0:
+        return 2.0 * math.sqrt(binom), None, 2.0, None
+    pooled = ((k_a - 1) * (sd_a or 0.0) ** 2 + (k_b - 1) * (sd_b or 0.0) ** 2) / dof
+    seed_part = pooled * (1.0 / k_a + 1.0 / k_b)
+    var = binom + seed_part
+    if seed_part <= 0.0:
+        return 2.0 * math.sqrt(var), 0.0, 2.0, None
+    df = max(dof, math.floor(dof * var ** 2 / seed_part ** 2))
+    c = max(2.0, student_t95(df))
+    return c * math.sqrt(var), math.sqrt(pooled), c, df
+
+
 def _metric(runs, metric, fallback_n):
     """Values and n of `metric` ("std" or (norm, eps)) over seed runs; None if absent."""
     vals, n = [], fallback_n
@@ -122,13 +172,12 @@ def compare_row(model, metric, nrf_runs, twin_model, nrf_test_size=0):
         return row
     nm, nse, nsp, nk = _stats(*nv)
     tm, tse, tsp, tk = _stats(*t)
-    spread = max(s for s in (nsp, tsp, 0.0) if s is not None)
-    tol = 2.0 * math.sqrt(nse ** 2 + tse ** 2 + spread ** 2)
+    tol, pooled, crit, df = tolerance(nse, tse, nsp, nk, tsp, tk)
     diff = nm - tm
     row.update({
         "nrf": nm, "nrf_se": nse, "nrf_spread": nsp, "nrf_seeds": nk, "nrf_n": nv[1],
         "twin": tm, "twin_se": tse, "twin_spread": tsp, "twin_seeds": tk, "twin_n": t[1],
-        "spread": spread, "spread_known": nsp is not None or tsp is not None,
+        "spread": pooled or 0.0, "spread_known": pooled is not None, "critical": crit, "df": df,
         "diff": diff, "tolerance": tol,
         "verdict": "agree" if abs(diff) <= tol else "disagree",
     })
@@ -244,6 +293,8 @@ def _table(rows):
             out.append(f"| {r['model']} | {r['metric']} | - | - | - | - | {r['verdict']} |")
             continue
         tol = _pct(r["tolerance"]) + ("" if r["spread_known"] else " (no spread)")
+        if r.get("critical", 2.0) > 2.0:
+            tol += f" (t {r['critical']:.2f}, {r['df']} df)"
         out.append(f"| {r['model']} | {r['metric']} | {_side(r, 'nrf')} | {_side(r, 'twin')} | "
                    f"{100 * r['diff']:+.1f} | {tol} | {r['verdict']} |")
     return out
@@ -262,6 +313,22 @@ def _mismatch_lines(c):
     return out + [""]
 
 
+def _settle_lines(c):
+    """How to settle the disagreeing rows of fresh models (which rest on few seeds): more seeds
+    on both sides, each resuming its run and training only the missing seeds."""
+    few = sorted({r["model"] for r in c["rows"] + c["further"]
+                  if r["verdict"] == "disagree" and r["model"] not in ("C_std", "C_rob")})
+    if not few:
+        return []
+    k = max(r.get("nrf_seeds", 1) for r in c["rows"] if r["model"] in few)
+    return [f"Fresh models with a disagreeing row in the tables below ({', '.join(few)}; {k} "
+            "seed(s) a side): a disagreement "
+            "that rests on few seeds is settled with more on both sides. Both runs resume and "
+            "train only the missing seeds: `nrf reproduce --preset <its preset> --results "
+            f"{c['nrf_results']} --set fresh.seeds=K`, `nrf_twin.py --preset <the same> --out "
+            f"{c['twin_results']} --seeds K`, then compare again.", ""]
+
+
 def to_markdown(c):
     """The comparison as a markdown document."""
     s = c["summary"]
@@ -277,8 +344,12 @@ def to_markdown(c):
         "",
         *_mismatch_lines(c),
         f"**{s['agree']} of {s['rows']} rows agree, {s['disagree']} disagree"
-        f"{', ' + str(s['missing']) + ' missing' if s['missing'] else ''}.**",
+        f"{', ' + str(s['missing']) + ' missing' if s['missing'] else ''}.** "
+        f"At {FALSE_ALARM:.0%} per row, {FALSE_ALARM * (s['agree'] + s['disagree']):.1f} of "
+        f"these {s['agree'] + s['disagree']} rows would disagree by chance alone (on average) "
+        "if nrf and the twin were the same.",
         "",
+        *_settle_lines(c),
         f"Rule: {c['rule']}. Accuracies in %; ± is the binomial standard error; sd the "
         "seed-to-seed standard deviation. The twin draws its own random subsets, start images, "
         "targets and attack starts (seeded), so only statistical agreement is expected.",
