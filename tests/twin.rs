@@ -343,7 +343,7 @@ fn twin_resumes_with_more_or_fewer_seeds() {
 
 /// The comparison's rule is a calibrated test: when nrf and the twin are the same (both sides'
 /// seeds drawn from one Gaussian, each side's accuracies measured on its own n test images),
-/// about 5% of rows disagree from 3 seeds a side on, and at most ~7.5% at 2 (where the
+/// about 5% of rows disagree from 3 seeds a side on, and at most ~8% at 2 (where the
 /// Welch-Satterthwaite degrees of freedom come from a 2-seed spread). The rule before session 25,
 /// 2·sqrt(se² + se² + max sd²), gives 0.5% at 8 seeds here (and 12.7% at 2 seeds when the seed
 /// spread dominates), and fails this test.

@@ -17,11 +17,11 @@ over them, and s the pooled seed-to-seed standard deviation of the two sides (un
 sides have the same seed distribution): s^2 = sum over sides of (k - 1) * sd^2, over
 k_nrf + k_twin - 2 degrees of freedom (0 when both sides have one seed: the row says "no spread").
 t95(df) is Student's t 97.5% quantile at the Welch-Satterthwaite degrees of freedom of SE (the
-binomial parts known exactly): df = (k_nrf + k_twin - 2) * SE^4 / (s^2 (1/k_nrf + 1/k_twin))^2,
-rounded down; 2 is nrf's own margin rule (nrf_results::uncertainty) where the spread is well
-known. When the two sides are the same, a row disagrees by chance with probability 4.6-5.7%
-from 3 seeds a side on and up to 7.4% at 2 (where the degrees of freedom come from a 2-seed
-spread), over binomial-dominated to seed-dominated rows (simulated, Gaussian seeds; the summary
+binomial parts known exactly): df = (k_nrf + k_twin - 2) * SE^4 / (s^2 (1/k_nrf + 1/k_twin))^2
+(t interpolated in 1/df between whole df, as nrf's margins); 2 is nrf's own margin rule
+(nrf_results::uncertainty) where the spread is well known. When the two sides are the same, a
+row disagrees by chance with probability 4.6-5.9% from 3 seeds a side on and up to 7.8% at 2
+(where the degrees of freedom come from a 2-seed spread), over binomial-dominated to seed-dominated rows (simulated, Gaussian seeds; the summary
 says how many chance disagreements 5% makes). Before session 25 the rule was
 |nrf - twin| <= 2 sqrt(se_nrf^2 + se_twin^2 + max(sd)^2), which took one seed's spread for the
 mean's and a 2-seed spread as known: up to 12.7% chance disagreements per row at 2 seeds a side,
@@ -50,7 +50,7 @@ RULE = ("agree <=> |nrf - twin| <= c * SE; SE^2 = se_nrf^2 + se_twin^2 + s^2 (1/
         "seed-to-seed standard deviation of both sides (k_nrf + k_twin - 2 degrees of freedom; 0 "
         "when both sides have one seed); c = max(2, Student's t 97.5% quantile at the "
         "Welch-Satterthwaite degrees of freedom of SE): a 95% two-sided test, ~5% chance "
-        "disagreements per row (up to ~7.5% at 2 seeds a side)")
+        "disagreements per row (up to ~8% at 2 seeds a side)")
 # Chance disagreements per row under the rule when nrf and the twin agree.
 FALSE_ALARM = 0.05
 # Student's t 97.5% quantiles for 1..30 degrees of freedom (nrf_results::uncertainty::student_t95).
@@ -108,12 +108,24 @@ def _stats(values, n):
 
 
 def student_t95(df):
-    """Student's t 97.5% quantile at `df` (>= 1) degrees of freedom: tabulated to 30, then the
-    Cornish-Fisher expansion around Z95 (as nrf_results::uncertainty::student_t95)."""
+    """Student's t 97.5% quantile at whole `df` (>= 1) degrees of freedom: tabulated to 30, then
+    the Cornish-Fisher expansion around Z95 (as nrf_results::uncertainty::student_t95)."""
     if df <= 30:
         return T95[int(df) - 1]
     z = Z95
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
+
+
+def t95_at(df):
+    """student_t95 at a fractional df (>= 1): linear in 1/df between the whole numbers around it
+    (as nrf_results::uncertainty's margins)."""
+    df = max(df, 1.0)
+    lo = math.floor(df)
+    a = student_t95(lo)
+    if df == lo or lo >= 1e9:
+        return a
+    b = student_t95(lo + 1)
+    return a + (b - a) * (1.0 / lo - 1.0 / df) / (1.0 / lo - 1.0 / (lo + 1))
 
 
 def tolerance(se_a, se_b, sd_a, k_a, sd_b, k_b):
@@ -129,8 +141,8 @@ def tolerance(se_a, se_b, sd_a, k_a, sd_b, k_b):
     var = binom + seed_part
     if seed_part <= 0.0:
         return 2.0 * math.sqrt(var), 0.0, 2.0, None
-    df = max(dof, math.floor(dof * var ** 2 / seed_part ** 2))
-    c = max(2.0, student_t95(df))
+    df = max(dof, dof * var ** 2 / seed_part ** 2)
+    c = max(2.0, t95_at(df))
     return c * math.sqrt(var), math.sqrt(pooled), c, df
 
 
@@ -294,7 +306,7 @@ def _table(rows):
             continue
         tol = _pct(r["tolerance"]) + ("" if r["spread_known"] else " (no spread)")
         if r.get("critical", 2.0) > 2.0:
-            tol += f" (t {r['critical']:.2f}, {r['df']} df)"
+            tol += f" (t {r['critical']:.2f}, {r['df']:.1f} df)"
         out.append(f"| {r['model']} | {r['metric']} | {_side(r, 'nrf')} | {_side(r, 'twin')} | "
                    f"{100 * r['diff']:+.1f} | {tol} | {r['verdict']} |")
     return out

@@ -7,7 +7,8 @@
 //! - [`paper`]: the paper's numbers with their source tags (`paper_numbers.toml`).
 //! - [`verdict`]: the documented, fixed decision rules for each claim.
 //! - [`uncertainty`]: Wilson intervals, seed spread, margins and their standard errors: the one
-//!   rule every verdict uses (holds only when the margin exceeds twice its standard error).
+//!   rule every verdict uses (holds only when the margin exceeds c standard errors: 2, or Student's t
+//!   when few seeds' spread is part of them).
 //! - [`plot`]: PNG plots (line, scatter, grouped bars, multi-chart figures) with an embedded
 //!   font: the one plotting stack of the workspace.
 //! - [`theory_figures`]: the theory's figures, drawn from nrf-theory's figure data.

@@ -14,7 +14,9 @@
 //!
 //! > SE(p̄)² = binomial_se(p̄, n)² + s² / k
 //!
-//! and the interval is the Wilson interval of p̄ widened, on each side, in quadrature by z·s/√k.
+//! and the interval is p̄ ± c·SE on each side, with the binomial part of SE from that side of
+//! the Wilson interval and c = max(z, [`student_t95`](df)) at the Welch-Satterthwaite degrees of
+//! freedom below (so one seed gives exactly the Wilson interval).
 //!
 //! **A margin** is a signed sum of accuracies and constants, m = Σ ± a_i + c (e.g. m =
 //! rob(on_D_R) − rob(on_control)); its standard error is
@@ -24,8 +26,22 @@
 //! treating the accuracies as independent. Models evaluated on the same images make correlated
 //! errors, which makes the true SE of a difference smaller: the rule is conservative.
 //!
-//! **Decision** ([`Margin::verdict`]): the claim **holds** when m > 2·SE(m) (one-sided, about
-//! 97.5%), **does not hold** when m < −2·SE(m), and is **inconclusive** otherwise. A claim with
+//! **Degrees of freedom.** A seed spread s is estimated from k − 1 degrees of freedom, so a
+//! margin whose SE rests on seed spreads is a t statistic, not a z one. Its degrees of freedom
+//! are Welch-Satterthwaite's, the binomial parts counted as known:
+//!
+//! > df = SE(m)⁴ / Σ_i (s_i²/k_i)² / (k_i − 1)
+//!
+//! (none when no accuracy has seeds), and the margin needs c = max(2, [`student_t95`](df))
+//! standard errors ([`Margin::critical`]; t interpolated in 1/df between whole df): 2 where the
+//! spread is well known or the binomial errors dominate, up to 4.30 for a margin that rests on
+//! the spread of three seeds (2 degrees of freedom). Taking the spread as known (c = 2 always,
+//! the rule until session 25) decided a margin between two 3-seed models whose spread dominates
+//! with 5.8% one-sided error (9.2% when it rests on one model's), where 2.5% is meant; with t it
+//! is 1.7% (Welch-Satterthwaite errs on the safe side at so few seeds; simulated).
+//!
+//! **Decision** ([`Margin::verdict`]): the claim **holds** when m > c·SE(m) (one-sided, about
+//! 97.5%), **does not hold** when m < −c·SE(m), and is **inconclusive** otherwise. A claim with
 //! two parts is **partly** true when one part holds and the other does not ([`combine_parts`]).
 //!
 //! **Above chance** (the one rule for it, [`above_chance`]): the accuracy's interval lies above
@@ -212,17 +228,25 @@ impl Accuracy {
         (binomial_se(self.value, self.n).powi(2) + self.seed_var()).sqrt()
     }
 
-    /// The 95% interval: Wilson on `n` images around the value, each side widened in quadrature
-    /// by z·s/√k for the seed spread; within [0, 1].
+    /// The 95% interval: p̄ ± c·SE on each side, the binomial part of SE from that side of the
+    /// Wilson interval on `n` images, c = max(z, t95) at the Welch-Satterthwaite degrees of
+    /// freedom of the seed spread (the module docs); the Wilson interval for one seed; within
+    /// [0, 1].
     pub fn interval(&self) -> Interval {
         let w = wilson(self.value, self.n);
         if !self.value.is_finite() {
             return w;
         }
-        let t2 = Z95 * Z95 * self.seed_var();
+        let v = self.seed_var();
+        let c = |half: f64| {
+            let var = (half / Z95).powi(2) + v;
+            let df = satterthwaite(var, &[(v, self.n_seeds())]);
+            (Z95.max(df.map_or(Z95, t95_at)), var.sqrt())
+        };
+        let ((c_lo, se_lo), (c_hi, se_hi)) = (c(self.value - w.lo), c(w.hi - self.value));
         Interval {
-            lo: (self.value - ((self.value - w.lo).powi(2) + t2).sqrt()).max(0.0),
-            hi: (self.value + ((w.hi - self.value).powi(2) + t2).sqrt()).min(1.0),
+            lo: (self.value - c_lo * se_lo).max(0.0),
+            hi: (self.value + c_hi * se_hi).min(1.0),
         }
     }
 
@@ -265,6 +289,31 @@ impl Accuracy {
     }
 }
 
+/// Welch-Satterthwaite degrees of freedom of a variance `var` whose estimated parts are
+/// `seed_parts` (s²/k, k): var² / Σ (s²/k)² / (k − 1), the other parts counted as known. None when
+/// no part is estimated (every k < 2 or every s = 0).
+fn satterthwaite(var: f64, seed_parts: &[(f64, usize)]) -> Option<f64> {
+    let denom: f64 = seed_parts
+        .iter()
+        .filter(|(v, k)| *k >= 2 && *v > 0.0)
+        .map(|(v, k)| v * v / (*k - 1) as f64)
+        .sum();
+    (denom > 0.0 && var.is_finite()).then(|| var * var / denom)
+}
+
+/// [`student_t95`] at a fractional `df` (at least 1): linear in 1/df between the whole numbers
+/// around it, the usual interpolation of t tables.
+fn t95_at(df: f64) -> f64 {
+    let df = df.max(1.0);
+    let lo = df.floor();
+    let a = student_t95(lo as usize);
+    if df == lo || lo >= 1e9 {
+        return a;
+    }
+    let b = student_t95(lo as usize + 1);
+    a + (b - a) * (1.0 / lo - 1.0 / df) / (1.0 / lo - 1.0 / (lo + 1.0))
+}
+
 /// A margin m and its standard error (see the module docs), as fractions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Margin {
@@ -272,18 +321,39 @@ pub struct Margin {
     pub m: f64,
     /// Its standard error.
     pub se: f64,
+    /// Welch-Satterthwaite degrees of freedom of `se` when seed spreads are part of it (None:
+    /// binomial errors only, known). Absent in files from before session 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub df: Option<f64>,
 }
 
 impl Margin {
-    /// m = Σ sign_i · a_i + offset, SE = sqrt(Σ SE(a_i)²). `terms`: (sign, accuracy), sign ±1.
+    /// m = Σ sign_i · a_i + offset, SE = sqrt(Σ SE(a_i)²), with the Welch-Satterthwaite degrees
+    /// of freedom of the seed spreads in it. `terms`: (sign, accuracy), sign ±1.
     pub fn of(terms: &[(f64, &Accuracy)], offset: f64) -> Margin {
         let m = terms.iter().map(|(s, a)| s * a.value).sum::<f64>() + offset;
-        let se = terms
+        let var = terms.iter().map(|(_, a)| a.se().powi(2)).sum::<f64>();
+        let parts: Vec<(f64, usize)> = terms
             .iter()
-            .map(|(_, a)| a.se().powi(2))
-            .sum::<f64>()
-            .sqrt();
-        Margin { m, se }
+            .map(|(_, a)| (a.seed_var(), a.n_seeds()))
+            .collect();
+        Margin {
+            m,
+            se: var.sqrt(),
+            df: satterthwaite(var, &parts),
+        }
+    }
+
+    /// A margin `m` with a known standard error `se` (no seed spread in it).
+    pub fn known(m: f64, se: f64) -> Margin {
+        Margin { m, se, df: None }
+    }
+
+    /// How many standard errors the margin needs to decide the claim: max(2, t95(df)) (2 when
+    /// no seed spread is part of SE).
+    pub fn critical(&self) -> f64 {
+        self.df
+            .map_or(MARGIN_SIGMAS, |df| MARGIN_SIGMAS.max(t95_at(df)))
     }
 
     /// m = a − b.
@@ -312,24 +382,33 @@ impl Margin {
         }
     }
 
-    /// Holds when m > 2·SE, does not hold when m < −2·SE, inconclusive otherwise; undetermined
-    /// when m or SE is not a number.
+    /// Holds when m > c·SE, does not hold when m < −c·SE ([`Margin::critical`]: c = 2, or
+    /// Student's t for a margin resting on few seeds), inconclusive otherwise; undetermined when
+    /// m or SE is not a number.
     pub fn verdict(&self) -> Verdict {
         if !self.m.is_finite() || self.se.is_nan() {
             return Verdict::Undetermined;
         }
-        if self.m > MARGIN_SIGMAS * self.se {
+        let c = self.critical();
+        if self.m > c * self.se {
             Verdict::Holds
-        } else if self.m < -MARGIN_SIGMAS * self.se {
+        } else if self.m < -c * self.se {
             Verdict::DoesNotHold
         } else {
             Verdict::Inconclusive
         }
     }
 
-    /// "+11.4 ± 3.1 points": the margin ± one standard error, in percentage points.
+    /// "+11.4 ± 3.1 points": the margin ± one standard error, in percentage points; "+3.8 ± 1.6
+    /// points, needs 4.30 SE" when the margin rests on few seeds ([`Margin::critical`] above 2).
     pub fn text(&self) -> String {
-        format!("{:+.1} ± {:.1} points", self.m * 100.0, self.se * 100.0)
+        let base = format!("{:+.1} ± {:.1} points", self.m * 100.0, self.se * 100.0);
+        let c = self.critical();
+        if c > MARGIN_SIGMAS {
+            format!("{base}, needs {c:.2} SE")
+        } else {
+            base
+        }
     }
 }
 

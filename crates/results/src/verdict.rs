@@ -7,17 +7,17 @@ use serde::{Deserialize, Serialize};
 /// Outcome of a claim check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
-    /// The claim holds by the rule: its margin exceeds twice its standard error.
+    /// The claim holds by the rule: its margin exceeds c standard errors (`Margin::critical`).
     #[serde(rename = "holds")]
     Holds,
     /// A claim of two parts of which one holds.
     #[serde(rename = "partly")]
     Partly,
-    /// The claim does not hold: its margin is more than twice its standard error on the wrong
+    /// The claim does not hold: its margin is more than c standard errors on the wrong
     /// side.
     #[serde(rename = "does not hold")]
     DoesNotHold,
-    /// The margin is within twice its standard error of zero: the numbers cannot decide.
+    /// The margin is within c standard errors of zero: the numbers cannot decide.
     #[serde(rename = "inconclusive")]
     Inconclusive,
     /// Not decidable: an input is missing.

@@ -1,6 +1,7 @@
 //! What `nrf bench` writes: the table of Rust and Python timings ([`BenchReport`]).
 use super::{BenchConfig, CheckValues, Row, CHECK_BATCH, CHECK_STEPS};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,10 +150,7 @@ pub fn median(v: &[f64]) -> f64 {
 /// Where a whole-run benchmark (`--pipeline`, `--end-to-end`) works: `out` names its JSON report
 /// (an `.md` path is refused: the markdown goes next to it), its folder is created, and the
 /// returned scratch folder is `.<stem>-work` beside it (`default_stem` when `out` has none).
-pub(crate) fn scratch_beside(
-    out: &std::path::Path,
-    default_stem: &str,
-) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn scratch_beside(out: &Path, default_stem: &str) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     if out.extension().is_some_and(|e| e == "md") {
         anyhow::bail!(
@@ -163,7 +161,7 @@ pub(crate) fn scratch_beside(
     let dir = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let stem = out
         .file_stem()
@@ -173,7 +171,7 @@ pub(crate) fn scratch_beside(
 
 /// Writes `report` to `out` (JSON) and `markdown` next to it (`.md`), each atomically.
 pub(crate) fn write_report<T: serde::Serialize>(
-    out: &std::path::Path,
+    out: &Path,
     report: &T,
     markdown: &str,
 ) -> anyhow::Result<()> {

@@ -40,7 +40,7 @@ pub type Entry<'a> = (&'a str, &'a Accuracy, &'a Accuracy);
 
 /// Finding and verdict from the D_R model built with the preset's distance (`base`), the one
 /// built with the other distance (`alt`) and the D_NR model's robust accuracy at the headline
-/// `eps`. "More robust" is the margin rule m = rob(D_R model) − rob(D_NR model) > 2 SE. "holds"
+/// `eps`. "More robust" is the margin rule m = rob(D_R model) − rob(D_NR model) > c SE. "holds"
 /// when both D_R models are more robust than the D_NR model; "does not hold" when only the
 /// preset's distance is and the other is clearly not; "inconclusive" when only the preset's
 /// distance is and the other is within noise; "partly" when only the alternative is; "n/a" when

@@ -31,29 +31,22 @@ pub fn model_name(init: Init, set: &str) -> String {
     format!("init_{}_on_{set}", init.label())
 }
 
-/// Robust-accuracy margin of the D_R model over the control, with its standard error (the one
-/// rule of [`nrf_results::uncertainty`]: binomial errors and, for models trained with several
-/// seeds, their seed spread).
-fn margin(on_r: &Accuracy, control: &Accuracy) -> (f64, f64) {
-    let m = Margin::between(on_r, control);
-    (m.m, m.se)
-}
-
-/// Words for a margin `m` with standard error `se`: outside two standard errors it is a
-/// difference, inside it is not distinguishable from noise.
-fn margin_words(m: f64, se: f64) -> String {
+/// Words for the robust-accuracy margin of the D_R model over the control (the one rule of
+/// [`nrf_results::uncertainty`]: binomial errors and, for models trained with several seeds,
+/// their seed spread): decided either way it is a difference, else it is not distinguishable
+/// from noise.
+fn margin_words(margin: &Margin) -> String {
+    let m = margin.m;
     let sign = if m >= 0.0 { "+" } else { "-" };
-    let what = if m > 2.0 * se {
-        "more robust than"
-    } else if m < -2.0 * se {
-        "less robust than"
-    } else {
-        "within noise of"
+    let what = match margin.verdict() {
+        Verdict::Holds => "more robust than",
+        Verdict::DoesNotHold => "less robust than",
+        _ => "within noise of",
     };
     format!(
         "{what} the clean control ({sign}{} ± {} points)",
         points(m.abs()),
-        points(se)
+        points(margin.se)
     )
 }
 
@@ -224,16 +217,17 @@ fn finding(
     eps: f64,
 ) -> String {
     let part = |(init, on_r, control): (Init, &ModelResult, &ModelResult)| {
-        let (m, se) = margin(&robust(on_r), &robust(control));
+        let margin = Margin::between(&robust(on_r), &robust(control));
         format!(
             "under {} initialisation the D_R model reaches {} robust accuracy (L2 eps={eps}), {}",
             init.label(),
             robust(on_r).text(),
-            margin_words(m, se)
+            margin_words(&margin)
         )
     };
-    let (d, se) = margin(&robust(base.1), &robust(alt.1));
-    let change = if d.abs() > 2.0 * se {
+    let change_margin = Margin::between(&robust(base.1), &robust(alt.1));
+    let (d, se) = (change_margin.m, change_margin.se);
+    let change = if change_margin.verdict() != Verdict::Inconclusive {
         format!(
             "switching the initialisation changes the D_R model's robust accuracy by {}{} ± {} \
              points",
@@ -269,8 +263,14 @@ mod tests {
 
     #[test]
     fn margin_words_follow_noise() {
-        assert!(margin_words(0.10, 0.02).starts_with("more robust"));
-        assert!(margin_words(-0.10, 0.02).starts_with("less robust"));
-        assert!(margin_words(0.03, 0.02).starts_with("within noise"));
+        let words = |m, se| margin_words(&Margin::known(m, se));
+        assert!(words(0.10, 0.02).starts_with("more robust"));
+        assert!(words(-0.10, 0.02).starts_with("less robust"));
+        assert!(words(0.03, 0.02).starts_with("within noise"));
+        // Three seeds whose spread dominates: 2.6 SE is not enough (t95 at 2 df is 4.30).
+        let seeds = Accuracy::with_seeds(&[0.52, 0.56, 0.60], 100_000);
+        let m = Margin::between(&seeds, &Accuracy::single(0.50, 100_000));
+        assert!(m.m > 2.0 * m.se && m.critical() > 4.0, "{m:?}");
+        assert!(margin_words(&m).starts_with("within noise"), "{m:?}");
     }
 }

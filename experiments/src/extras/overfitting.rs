@@ -98,7 +98,7 @@ impl GapRow {
 /// models among `rows` over-fit more than it.
 fn control_part(rows: &[GapRow], c: &GapRow) -> String {
     let get = |m: &str| rows.iter().find(|r| r.model == m);
-    // "Larger" by the margin rule: the difference of the gaps exceeds twice its SE.
+    // "Larger" by the margin rule: the difference of the gaps exceeds c SE (binomial only: 2).
     let larger = |r: &&GapRow| r.gap_over(c).verdict() == Verdict::Holds;
     let bigger: Vec<&str> = ["on_D_R", "on_D_NR"]
         .iter()

@@ -1,6 +1,6 @@
 //! Pure computations shared by the extra experiments: distances, correlation, number formatting,
 //! and the verdict helpers over the one uncertainty rule of [`nrf_results::uncertainty`] (Wilson
-//! intervals, seed spread, margin > 2 SE), re-exported here. No data or model needed, so they
+//! intervals, seed spread, margin > c SE), re-exported here. No data or model needed, so they
 //! are unit-tested directly.
 use anyhow::{bail, Result};
 use nrf_data::batch::spans;

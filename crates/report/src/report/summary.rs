@@ -54,7 +54,7 @@ pub(super) fn summary_section(
     let h = r.headline();
     let (nc, nc_src) = r.num_classes();
     b.push(Block::Para(format!(
-        "Robust accuracies in the verdicts are at **{}** ({}); chance is 1/{nc} = {} ({nc_src}). The rules are fixed in advance and listed with each claim; \"undetermined\" means an input is missing, \"inconclusive\" that the margin is within twice its standard error.",
+        "Robust accuracies in the verdicts are at **{}** ({}); chance is 1/{nc} = {} ({nc_src}). The rules are fixed in advance and listed with each claim; \"undetermined\" means an input is missing, \"inconclusive\" that the margin is within c standard errors of zero (c = 2, more for a margin resting on few seeds).",
         headline_text(h.as_ref()),
         h.as_ref().map(|h| h.source.as_str()).unwrap_or("no headline_eps in run.json or the preset"),
         pct(1.0 / nc as f64)

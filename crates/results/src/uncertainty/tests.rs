@@ -111,11 +111,7 @@ fn margins_inside_noise_are_inconclusive() {
     );
     assert_eq!(m.verdict(), Verdict::Inconclusive, "{m:?}");
     assert_eq!(
-        Margin {
-            m: f64::NAN,
-            se: 0.1
-        }
-        .verdict(),
+        Margin::known(f64::NAN, 0.1).verdict(),
         Verdict::Undetermined
     );
 }
@@ -238,4 +234,91 @@ fn student_t_quantiles_and_the_ratio_interval() {
     assert!(iv.lo > 1.1 && iv.hi < 1.3 && iv.contains(g));
     assert!(ratio_interval(&[1.2]).is_none());
     assert!(ratio_interval(&[1.2, 0.0]).is_none() && ratio_interval(&[1.2, f64::NAN]).is_none());
+}
+
+#[test]
+fn margins_resting_on_few_seeds_need_student_t() {
+    // Binomial errors only: known, c = 2, no degrees of freedom.
+    let m = Margin::between(&Accuracy::single(0.49, 500), &Accuracy::single(0.376, 500));
+    assert_eq!((m.df, m.critical()), (None, 2.0));
+    // Three seeds whose spread dominates SE (100,000 images: binomial errors ~0.16 points):
+    // df ≈ 2 (k − 1), c = t95(2) = 4.303, and a margin of 2.6 SE is inconclusive.
+    let three = Accuracy::with_seeds(&[0.52, 0.56, 0.60], 100_000);
+    let m = Margin::between(&three, &Accuracy::single(0.50, 100_000));
+    let df = m.df.unwrap();
+    assert!((2.0..2.1).contains(&df), "{m:?}");
+    assert!(close(m.critical(), 4.303, 0.1), "{m:?}");
+    assert!(m.m > 2.5 * m.se);
+    assert_eq!(m.verdict(), Verdict::Inconclusive);
+    assert!(m.text().contains("points, needs 4."), "{}", m.text());
+    // The same spread on 500 images: the binomial errors dominate, df is large, c = 2.
+    let three = Accuracy::with_seeds(&[0.555, 0.56, 0.565], 500);
+    let m = Margin::between(&three, &Accuracy::single(0.45, 500));
+    assert!(m.df.unwrap() > 1000.0 && m.critical() == 2.0, "{m:?}");
+    assert_eq!(
+        m.text(),
+        format!("{:+.1} ± {:.1} points", m.m * 100.0, m.se * 100.0)
+    );
+    // Two seed-spread terms pool their degrees of freedom (Welch-Satterthwaite): two models of
+    // three seeds with equal spreads give ~4.
+    let a = Accuracy::with_seeds(&[0.52, 0.56, 0.60], 100_000);
+    let b = Accuracy::with_seeds(&[0.42, 0.46, 0.50], 100_000);
+    let df = Margin::between(&a, &b).df.unwrap();
+    assert!((4.0..4.2).contains(&df), "{df}");
+    // Files from before the field read as known margins.
+    let old: Margin = serde_json::from_str(r#"{"m": 0.1, "se": 0.02}"#).unwrap();
+    assert_eq!(old, Margin::known(0.1, 0.02));
+}
+
+#[test]
+fn t_between_whole_degrees_of_freedom() {
+    assert!(close(t95_at(2.0), 4.303, 1e-12) && close(t95_at(0.3), 12.706, 1e-12));
+    let (a, b, c) = (t95_at(2.0), t95_at(2.5), t95_at(3.0));
+    assert!(a > b && b > c, "{a} {b} {c}");
+    assert!(close(t95_at(1e12), Z95, 1e-6));
+}
+
+#[test]
+fn a_seeded_interval_uses_student_t() {
+    // One seed: exactly the Wilson interval.
+    assert_eq!(Accuracy::single(0.49, 500).interval(), wilson(0.49, 500));
+    // Three seeds on 100,000 images (the spread dominates): about ± t95(2)·s/√3.
+    let a = Accuracy::with_seeds(&[0.52, 0.56, 0.60], 100_000);
+    let i = a.interval();
+    let half = 4.303 * 0.04 / 3f64.sqrt();
+    assert!(
+        close(i.hi - 0.56, half, 2e-3) && close(0.56 - i.lo, half, 2e-3),
+        "{i:?}"
+    );
+}
+
+/// The rule's one-sided error when the claim is false at its boundary (true margin 0), for
+/// three seeds a side whose spread dominates: 1.7% with Student's t (2.5% meant; Welch-
+/// Satterthwaite errs on the safe side at so few seeds), where c = 2 gave 5.8% (simulated).
+#[test]
+fn the_margin_rule_is_calibrated_for_three_seeds() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let rows = 20_000;
+    let mut holds = 0;
+    for _ in 0..rows {
+        let mut draw = || -> Vec<f64> {
+            (0..3)
+                .map(|_| 0.5 + 0.02 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+                .collect()
+        };
+        let (a, b) = (draw(), draw());
+        let m = Margin::between(
+            &Accuracy::with_seeds(&a, 1_000_000),
+            &Accuracy::with_seeds(&b, 1_000_000),
+        );
+        holds += usize::from(m.verdict() == Verdict::Holds);
+    }
+    let rate = holds as f64 / rows as f64;
+    // 20,000 rows: the rate's standard error is ~0.11 points.
+    assert!(
+        (0.012..=0.035).contains(&rate),
+        "{:.2}% hold by chance",
+        100.0 * rate
+    );
 }
