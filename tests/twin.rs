@@ -61,7 +61,8 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     found
 }
 
-fn run(cmd: &mut Command, what: &str) {
+/// Runs `cmd`, fails the test (with its output) unless it succeeds, and returns its output.
+fn run(cmd: &mut Command, what: &str) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
@@ -72,6 +73,7 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 #[test]
@@ -370,16 +372,12 @@ for k in (2, 3, 8):
         alarms += abs(a.mean() - b.mean()) > tol
     print(k, alarms / rows)
 "#;
-    let out = Command::new(&py)
-        .args(["-c", code])
-        .arg(root().join("experiments/twin"))
-        .env_remove("PYTHONPATH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run(
+        Command::new(&py)
+            .args(["-c", code])
+            .arg(root().join("experiments/twin"))
+            .env_remove("PYTHONPATH"),
+        "the rule's simulation",
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 3, "{text}");
