@@ -65,12 +65,14 @@ fn all_of(margins: &[Margin]) -> Verdict {
     }
 }
 
-/// The margin closest to the other side of its decision (smallest m / SE).
+/// The margin closest to the other side of its decision (smallest m / (c·SE), c the number of
+/// standard errors it needs: [`Margin::critical`]).
 fn binding(margins: &[Margin]) -> Option<Margin> {
+    let scaled = |m: &Margin| m.z() / m.critical();
     margins
         .iter()
         .copied()
-        .min_by(|a, b| a.z().total_cmp(&b.z()))
+        .min_by(|a, b| scaled(a).total_cmp(&scaled(b)))
 }
 
 /// F2a / F2d on numbers: the claim that `subject` is more robust than every one of `refs`.

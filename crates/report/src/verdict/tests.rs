@@ -344,3 +344,17 @@ fn missing_inputs_are_undetermined() {
     );
     assert_eq!(f2[2].verdict, Verdict::Holds);
 }
+
+/// The margin a verdict shows is the one nearest its decision in units of what it needs: a
+/// 3.0-SE margin that needs t ≈ 4.3 (three seeds) binds before a 2.5-SE margin that needs 2.
+#[test]
+fn the_binding_margin_counts_what_each_needs() {
+    let seeded = Margin::between(
+        &Accuracy::with_seeds(&[0.52, 0.56, 0.60], 100_000),
+        &Accuracy::single(0.4904, 100_000),
+    );
+    assert!(seeded.z() > 2.9 && seeded.critical() > 4.0, "{seeded:?}");
+    let known = Margin::known(0.05, 0.02);
+    assert_eq!(binding(&[known, seeded]), Some(seeded));
+    assert_eq!(binding(&[seeded, known]), Some(seeded));
+}
