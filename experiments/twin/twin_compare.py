@@ -21,8 +21,9 @@ binomial parts known exactly): df = (k_nrf + k_twin - 2) * SE^4 / (s^2 (1/k_nrf 
 (t interpolated in 1/df between whole df, as nrf's margins); 2 is nrf's own margin rule
 (nrf_results::uncertainty) where the spread is well known. When the two sides are the same, a
 row disagrees by chance with probability 4.6-5.9% from 3 seeds a side on and up to 7.8% at 2
-(where the degrees of freedom come from a 2-seed spread), over binomial-dominated to seed-dominated rows (simulated, Gaussian seeds; the summary
-says how many chance disagreements 5% makes). Before session 25 the rule was
+(where the degrees of freedom come from a 2-seed spread), over binomial-dominated to
+seed-dominated rows (simulated, Gaussian seeds; the summary says how many chance disagreements
+5% makes). Before session 25 the rule was
 |nrf - twin| <= 2 sqrt(se_nrf^2 + se_twin^2 + max(sd)^2), which took one seed's spread for the
 mean's and a 2-seed spread as known: up to 12.7% chance disagreements per row at 2 seeds a side,
 0.1% (no power) at 8.
@@ -332,9 +333,11 @@ def _settle_lines(c):
                   if r["verdict"] == "disagree" and r["model"] not in ("C_std", "C_rob")})
     if not few:
         return []
-    k = max(r.get("nrf_seeds", 1) for r in c["rows"] if r["model"] in few)
-    return [f"Fresh models with a disagreeing row in the tables below ({', '.join(few)}; {k} "
-            "seed(s) a side): a disagreement "
+    seeds = [(r.get("nrf_seeds", 1), r.get("twin_seeds", 1))
+             for r in c["rows"] if r["model"] in few]
+    k_nrf, k_twin = max(k for k, _ in seeds), max(k for _, k in seeds)
+    return [f"Fresh models with a disagreeing row in the tables below ({', '.join(few)}; nrf "
+            f"{k_nrf}, twin {k_twin} seed(s)): a disagreement "
             "that rests on few seeds is settled with more on both sides. Both runs resume and "
             "train only the missing seeds: `nrf reproduce --preset <its preset> --results "
             f"{c['nrf_results']} --set fresh.seeds=K`, `nrf_twin.py --preset <the same> --out "
