@@ -111,6 +111,19 @@ enum Cmd {
         #[arg(long)]
         results: PathBuf,
     },
+    /// Figure 2 and Table 1 across independent runs of one preset (master seeds differ, e.g.
+    /// `nrf reproduce --set seed=1 --results R1`): each run's numbers and verdicts, every claim
+    /// decided with the run-to-run spread (source models and subsets included, which one run's
+    /// error bars cannot see), and an F test of that spread against what one run predicts.
+    /// Writes replicates.md, replicates.json and replicates.png into --out.
+    Combine {
+        /// A run's results folder (two or more: --results R0 --results R1 ...).
+        #[arg(long = "results", required = true, value_name = "DIR")]
+        results: Vec<PathBuf>,
+        /// Where to write the combined report.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Section 4's theory only: tables and plots into a directory.
     Theory {
         #[arg(long, default_value = "results/theory")]
@@ -343,6 +356,25 @@ fn run() -> Result<()> {
                 .with_context(|| format!("writing the report of {}", results.display()))?;
             println!("{s:?}");
             println!("{}", nrf_report::summary_markdown(&results)?);
+        }
+        Cmd::Combine { results, out } => {
+            // Not while a run writes one of the folders.
+            let _locks = results
+                .iter()
+                .map(|r| nrf_experiments::lock::ResultsLock::acquire(r, "nrf combine"))
+                .collect::<Result<Vec<_>>>()?;
+            let r = nrf_report::replicates::Replicates::load(&results)?;
+            r.write(&out)
+                .with_context(|| format!("writing the combined report into {}", out.display()))?;
+            println!("{}", r.markdown());
+            let unstable = r.unstable_claims();
+            if !unstable.is_empty() {
+                println!(
+                    "Claims whose verdict differs between the runs: {}",
+                    unstable.join(", ")
+                );
+            }
+            println!("Written: {}", out.join("replicates.md").display());
         }
         Cmd::Theory { out, seed } => {
             let s = nrf_experiments::theory::write(&out, seed)?;

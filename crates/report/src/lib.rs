@@ -14,6 +14,8 @@
 //! - [`theory_figures`]: the theory's figures, drawn from nrf-theory's figure data.
 //! - [`grid`]: labelled image grids.
 //! - [`write_report`] / [`summary_markdown`]: the report.
+//! - [`replicates`]: independent runs of one preset (master seeds differ) read together: Figure 2
+//!   and Table 1 decided with the run-to-run spread, which includes the source models.
 //!
 //! ```rust
 //! use nrf_report::{demo::write_demo_results, summary_markdown, write_report, Verdict};
@@ -35,6 +37,7 @@ pub mod io;
 mod load;
 pub mod paper;
 pub mod plot;
+pub mod replicates;
 mod report;
 pub mod results;
 pub mod text;

@@ -322,3 +322,45 @@ fn the_margin_rule_is_calibrated_for_three_seeds() {
         100.0 * rate
     );
 }
+
+#[test]
+fn f_tail_matches_tables() {
+    // 95% points of F (tables), of t² (F(1, d)) and of χ²(d1)/d1 (d2 = ∞).
+    for (f, d1, d2) in [
+        (4.2565, 2.0, 9.0),
+        (4.9646, 1.0, 10.0),
+        (3.0984, 3.0, 20.0),
+        (3.2592, 4.0, 12.0),
+        (2.776f64.powi(2), 1.0, 4.0),
+        (2.9957, 2.0, f64::INFINITY),
+        (3.8415, 1.0, f64::INFINITY),
+        (1.8307, 10.0, f64::INFINITY),
+    ] {
+        let p = f_upper_tail(f, d1, d2);
+        assert!(close(p, 0.05, 2e-4), "F({d1}, {d2}) > {f}: {p}");
+    }
+    // 99% points, fractional df between whole ones, and the χ² limit.
+    assert!(close(f_upper_tail(8.0215, 2.0, 9.0), 0.01, 1e-4));
+    let (a, b, c) = (
+        f_upper_tail(4.0, 2.0, 9.0),
+        f_upper_tail(4.0, 2.0, 9.5),
+        f_upper_tail(4.0, 2.0, 10.0),
+    );
+    assert!(a > b && b > c, "{a} {b} {c}");
+    assert!(close(
+        f_upper_tail(3.0, 2.0, 1e7),
+        f_upper_tail(3.0, 2.0, f64::INFINITY),
+        1e-5
+    ));
+    // Edges.
+    assert_eq!(f_upper_tail(0.0, 2.0, 9.0), 1.0);
+    assert_eq!(f_upper_tail(f64::INFINITY, 2.0, 9.0), 0.0);
+    assert!(f_upper_tail(f64::NAN, 2.0, 9.0).is_nan() && f_upper_tail(1.0, 0.0, 9.0).is_nan());
+    // Tails are monotone in f and stay in [0, 1].
+    let mut last = 1.0;
+    for i in 1..200 {
+        let p = f_upper_tail(i as f64 * 0.1, 3.0, 7.0);
+        assert!((0.0..=last).contains(&p), "{p} after {last}");
+        last = p;
+    }
+}

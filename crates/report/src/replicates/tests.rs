@@ -1,0 +1,266 @@
+use super::*;
+use crate::demo::demo_models;
+use crate::io::read_json;
+use crate::results::RunInfo;
+use crate::uncertainty::sample_sd;
+
+/// A results folder holding the demo models with `shift(name)` added to every accuracy of
+/// the model `name` (each of its seeds alike), under master seed `seed`.
+fn write_run(dir: &Path, seed: u64, shift: impl Fn(&str) -> f64) -> PathBuf {
+    crate::demo::write_demo_results(dir).unwrap();
+    let path = dir.join("run.json");
+    let mut run: RunInfo = read_json(&path).unwrap();
+    run.seed = seed;
+    write_json_atomic(&path, &run).unwrap();
+    for mut m in demo_models() {
+        let d = shift(&m.name);
+        let bump = |a: &mut f64| *a = (*a + d).clamp(0.0, 1.0);
+        bump(&mut m.std_acc);
+        m.robust.iter_mut().for_each(|p| bump(&mut p.acc));
+        for s in &mut m.seeds {
+            bump(&mut s.std_acc);
+            s.robust.iter_mut().for_each(|p| bump(&mut p.acc));
+        }
+        if m.seeds.len() >= 2 {
+            m.seed_summary = Some(m.summarise_seeds());
+        }
+        write_json_atomic(dir.join("models").join(format!("{}.json", m.name)), &m).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn runs_become_the_seeds_of_one_model() {
+    let t = tempfile::tempdir().unwrap();
+    let shifts = [0.0, 0.02, -0.01];
+    let dirs: Vec<PathBuf> = shifts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let dir = t.path().join(format!("run{i}"));
+            write_run(&dir, 10 + i as u64, |_| *d)
+        })
+        .collect();
+    let r = Replicates::load(&dirs).unwrap();
+    assert_eq!(r.runs.len(), 3);
+    assert_eq!(
+        r.runs.iter().map(|x| x.seed).collect::<Vec<_>>(),
+        [10, 11, 12]
+    );
+    assert_eq!(r.headline, Some(("L2".to_string(), 0.5)));
+    // on_D_R has two seeds in every run: each run contributes its mean over them.
+    let demo = demo_models();
+    let dr0 = demo.iter().find(|m| m.name == "on_D_R").unwrap();
+    let own_mean = dr0.std_accuracy().value;
+    assert_eq!(r.runs[0].fresh_seeds, 2);
+    let dr = r.models.iter().find(|m| m.name == "on_D_R").unwrap();
+    assert_eq!(dr.n_seeds(), 3);
+    for (i, d) in shifts.iter().enumerate() {
+        assert!(close(dr.seeds[i].std_acc, own_mean + d), "run {i}");
+        assert_eq!(dr.seeds[i].train_seed, 10 + i as u64);
+    }
+    let a = dr.std_accuracy();
+    assert!(close(a.value, own_mean + 0.01 / 3.0));
+    assert!(close(a.seed_sd().unwrap(), sample_sd(&shifts).unwrap()));
+    // Every grid point is carried over; the single-seed models become 3-"seed" models too.
+    assert_eq!(dr.robust.len(), dr0.robust.len());
+    let c_std = r.models.iter().find(|m| m.name == "C_std").unwrap();
+    assert_eq!(c_std.n_seeds(), 3);
+    assert!(c_std.epochs.is_empty() && c_std.checks.is_none());
+    // The verdicts across runs are the report's rules on those models.
+    let again = verdicts_of(&r.models, r.headline().as_ref(), 10);
+    assert_eq!(r.verdicts, again);
+    assert_eq!(r.per_run.len(), 3);
+    assert!(r.verdicts.iter().any(|v| v.id == "F2a"));
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    // Spreads: the sd of the runs' values, one entry per model and number.
+    let sp = r
+        .spreads
+        .iter()
+        .find(|s| s.model == "on_D_R" && s.number == "std acc")
+        .unwrap();
+    assert!(close(sp.sd, sample_sd(&shifts).unwrap()));
+    // One run predicts its 2 seeds' spread over 2 (the same in every run), no sampling part
+    // (the whole test set).
+    let s0 = dr0.std_accuracy().seed_sd().unwrap();
+    assert!(close(sp.predicted_sd.unwrap(), (s0 * s0 / 2.0).sqrt()));
+    // C_std's standard accuracy: one model on the whole test set, one run shows no spread.
+    let c = r
+        .spreads
+        .iter()
+        .find(|s| s.model == "C_std" && s.number == "std acc")
+        .unwrap();
+    assert!(c.predicted_sd.is_none() && c.p_value.is_none());
+    assert_eq!(c.words(), "one run shows none of it");
+    // Its robust accuracy: 1000 of 10000 test images, the sampling part only (known: no df).
+    let c = r
+        .spreads
+        .iter()
+        .find(|s| s.model == "C_std" && s.number.starts_with("L2 ε=0.5"))
+        .unwrap();
+    let p = mean(&c.runs);
+    assert!(close(
+        c.predicted_sd.unwrap(),
+        (p * (1.0 - p) / 1000.0 * 0.9).sqrt()
+    ));
+    assert!(c.predicted_df.is_none() && c.p_value.is_some());
+    // Written: three files, the markdown with every run's column and the claims.
+    let out = t.path().join("out");
+    r.write(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("replicates.md")).unwrap();
+    assert!(
+        md.contains("| claim | seed 10 | seed 11 | seed 12 | across runs |"),
+        "{md}"
+    );
+    assert!(md.contains("F2a") && md.contains("replicates.png"));
+    let back: Replicates = read_json(out.join("replicates.json")).unwrap();
+    assert_eq!(back.verdicts, r.verdicts);
+    assert!(out.join("replicates.png").metadata().unwrap().len() > 1000);
+}
+
+#[test]
+fn the_f_test_flags_runs_that_spread_more_than_one_run_predicts() {
+    let t = tempfile::tempdir().unwrap();
+    // on_D_R's two seeds differ by 0.01 in every run (the demo's); its runs by 0.1.
+    let wide = |i: u64| {
+        move |name: &str| {
+            if name == "on_D_R" {
+                0.1 * i as f64
+            } else {
+                0.0
+            }
+        }
+    };
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| write_run(&t.path().join(format!("w{i}")), i, wide(i)))
+        .collect();
+    let r = Replicates::load(&dirs).unwrap();
+    let sp = r
+        .spreads
+        .iter()
+        .find(|s| s.model == "on_D_R" && s.number == "std acc")
+        .unwrap();
+    assert!(sp.p_value.unwrap() < SPREAD_ALPHA, "{sp:?}");
+    assert_eq!(sp.words(), "more than one run predicts");
+    // Runs that differ by less than the seeds do: within.
+    let narrow = |i: u64| {
+        move |name: &str| {
+            if name == "on_D_R" {
+                0.001 * i as f64
+            } else {
+                0.0
+            }
+        }
+    };
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| write_run(&t.path().join(format!("n{i}")), i, narrow(i)))
+        .collect();
+    let r = Replicates::load(&dirs).unwrap();
+    let sp = r
+        .spreads
+        .iter()
+        .find(|s| s.model == "on_D_R" && s.number == "std acc")
+        .unwrap();
+    assert!(sp.p_value.unwrap() > 0.5, "{sp:?}");
+    assert_eq!(sp.words(), "within what one run predicts");
+}
+
+#[test]
+fn runs_that_are_not_replicates_are_refused_by_name() {
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), 1, |_| 0.0);
+    let b = write_run(&t.path().join("b"), 1, |_| 0.0);
+    let err = |dirs: &[PathBuf]| format!("{:#}", Replicates::load(dirs).unwrap_err());
+    // One run.
+    assert!(err(std::slice::from_ref(&a)).contains("two or more"));
+    // The same master seed.
+    let e = err(&[a.clone(), b.clone()]);
+    assert!(
+        e.contains("same master seed 1") && e.contains("not independent"),
+        "{e}"
+    );
+    // Another preset: the differing key is named; the free keys are not.
+    let path = b.join("run.json");
+    let mut run: RunInfo = read_json(&path).unwrap();
+    run.seed = 2;
+    run.config_toml = format!(
+        "threads = 4\n{}",
+        run.config_toml
+            .replace("headline_eps = 0.5", "headline_eps = 0.25")
+    );
+    write_json_atomic(&path, &run).unwrap();
+    let e = err(&[a.clone(), b.clone()]);
+    assert!(e.ends_with("data.dir): eval.headline_eps"), "{e}");
+    // Free keys alone may differ.
+    run.config_toml = run
+        .config_toml
+        .replace("headline_eps = 0.25", "headline_eps = 0.5");
+    write_json_atomic(&path, &run).unwrap();
+    assert!(Replicates::load(&[a.clone(), b.clone()]).is_ok());
+    // A folder that is not a run's.
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = err(&[a.clone(), empty.clone()]);
+    assert!(
+        e.contains("empty") && e.contains("run.json is missing"),
+        "{e}"
+    );
+    std::fs::write(empty.join("run.json"), "{ not json").unwrap();
+    let e = err(&[a.clone(), empty]);
+    assert!(e.contains("run.json:"), "{e}");
+    assert!(err(&[a, t.path().join("nowhere")]).contains("nowhere"));
+}
+
+#[test]
+fn a_model_missing_from_a_run_is_left_out_with_a_note() {
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), 1, |_| 0.0);
+    let b = write_run(&t.path().join("b"), 2, |_| 0.01);
+    std::fs::remove_file(b.join("models").join("on_D_NR.json")).unwrap();
+    let r = Replicates::load(&[a, b.clone()]).unwrap();
+    assert!(r.models.iter().all(|m| m.name != "on_D_NR"));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("on_D_NR is left out") && n.contains(&b.display().to_string())),
+        "{:?}",
+        r.notes
+    );
+    // Claims that need it are undetermined across runs, not decided without it.
+    let f2b = r.verdicts.iter().find(|v| v.id == "F2b").unwrap();
+    assert_eq!(f2b.verdict, crate::Verdict::Undetermined);
+    assert!(r.markdown().contains("## Notes"));
+}
+
+#[test]
+fn unstable_claims_are_those_whose_runs_disagree() {
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), 1, |_| 0.0);
+    // The second run's D_R model loses all robustness: F2a cannot hold there.
+    let b = write_run(&t.path().join("b"), 2, |n| {
+        if n == "on_D_R" {
+            -0.6
+        } else {
+            0.0
+        }
+    });
+    let r = Replicates::load(&[a.clone(), b]).unwrap();
+    let own = |i: usize| r.per_run[i].iter().find(|c| c.id == "F2a").unwrap().verdict;
+    assert_ne!(own(0), own(1));
+    assert!(r.unstable_claims().contains(&"F2a".to_string()));
+    let c = write_run(&t.path().join("c"), 3, |_| 0.0);
+    let r = Replicates::load(&[a, c]).unwrap();
+    assert!(r.unstable_claims().is_empty());
+}
+
+#[test]
+fn run_times_read_as_dates() {
+    assert_eq!(when("unix:0"), "1970-01-01 00:00 UTC");
+    assert_eq!(when("unix:1796332126"), "2026-12-03 21:08 UTC");
+    assert_eq!(when("unix:951782400"), "2000-02-29 00:00 UTC");
+    assert_eq!(when("2026-12-03T21:08:00Z"), "2026-12-03T21:08:00Z");
+}
