@@ -582,6 +582,21 @@ impl Replicates {
                 sp.sd * 100.0
             );
         }
+        let tested: Vec<&Spread> = self
+            .spreads
+            .iter()
+            .filter(|sp| sp.p_value.is_some())
+            .collect();
+        let flagged = tested
+            .iter()
+            .filter(|sp| sp.p_value.is_some_and(|p| p < SPREAD_ALPHA))
+            .count();
+        let _ = writeln!(
+            s,
+            "\n{flagged} of {} numbers tested spread more than one run predicts; {:.1} would by chance alone (5% each).",
+            tested.len(),
+            SPREAD_ALPHA * tested.len() as f64
+        );
         if !self.notes.is_empty() {
             s.push_str("\n## Notes\n\n");
             for n in &self.notes {

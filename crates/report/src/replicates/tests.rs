@@ -117,6 +117,14 @@ fn runs_become_the_seeds_of_one_model() {
         "{md}"
     );
     assert!(md.contains("F2a") && md.contains("replicates.png"));
+    let tested = r.spreads.iter().filter(|s| s.p_value.is_some()).count();
+    assert!(
+        md.contains(&format!(
+            "numbers tested spread more than one run predicts; {:.1} would",
+            0.05 * tested as f64
+        )),
+        "{md}"
+    );
     let back: Replicates = read_json(out.join("replicates.json")).unwrap();
     assert_eq!(back.verdicts, r.verdicts);
     assert!(out.join("replicates.png").metadata().unwrap().len() > 1000);
