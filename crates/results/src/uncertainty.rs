@@ -518,7 +518,7 @@ fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
 /// allowed, e.g. Welch-Satterthwaite's; `d2` = ∞ gives χ²(d1)/d1): the p-value of a variance
 /// ratio. 1 for f ≤ 0; NaN for a df that is not positive or a NaN `f`.
 pub fn f_upper_tail(f: f64, d1: f64, d2: f64) -> f64 {
-    if f.is_nan() || !(d1 > 0.0) || !(d2 > 0.0) {
+    if f.is_nan() || d1.is_nan() || d2.is_nan() || d1 <= 0.0 || d2 <= 0.0 {
         return f64::NAN;
     }
     if f <= 0.0 {
