@@ -153,7 +153,7 @@ fn holder_text(command: &str) -> String {
         "pid: {}\nhost: {}\nstarted: {} UTC\nstarted_unix: {secs}\ncommand: {command}\n",
         std::process::id(),
         hostname(),
-        utc_string(secs)
+        nrf_results::utc_string(secs)
     )
 }
 
@@ -204,39 +204,9 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn utc_string(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_string(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_string(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc_string(1_709_251_199), "2024-02-29 23:59:59");
-        assert_eq!(utc_string(1_709_251_200), "2024-03-01 00:00:00");
-    }
 
     #[test]
     fn the_message_names_the_holder_or_says_it_is_unknown() {

@@ -193,25 +193,10 @@ fn common_points(
 
 /// A run.json time ("unix:1796332126" or already a date) as "2026-12-03 21:08 UTC".
 fn when(t: &str) -> String {
-    let Some(secs) = t.strip_prefix("unix:").and_then(|n| n.parse::<i64>().ok()) else {
-        return t.to_string();
-    };
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    match t.strip_prefix("unix:").and_then(|n| n.parse::<u64>().ok()) {
+        Some(secs) => format!("{} UTC", &crate::results::utc_string(secs)[..16]),
+        None => t.to_string(),
+    }
 }
 
 fn mean(v: &[f64]) -> f64 {

@@ -130,49 +130,36 @@ fn runs_become_the_seeds_of_one_model() {
     assert!(out.join("replicates.png").metadata().unwrap().len() > 1000);
 }
 
+/// on_D_R's standard-accuracy spread over three runs whose on_D_R is shifted by `step` x run.
+fn on_d_r_spread(root: &Path, step: f64) -> Spread {
+    let dirs: Vec<PathBuf> = (0..3u64)
+        .map(|i| {
+            let shift = move |name: &str| {
+                if name == "on_D_R" {
+                    step * i as f64
+                } else {
+                    0.0
+                }
+            };
+            write_run(&root.join(format!("{step}-{i}")), i, shift)
+        })
+        .collect();
+    let r = Replicates::load(&dirs).unwrap();
+    r.spreads
+        .into_iter()
+        .find(|s| s.model == "on_D_R" && s.number == "std acc")
+        .unwrap()
+}
+
 #[test]
 fn the_f_test_flags_runs_that_spread_more_than_one_run_predicts() {
     let t = tempfile::tempdir().unwrap();
-    // on_D_R's two seeds differ by 0.01 in every run (the demo's); its runs by 0.1.
-    let wide = |i: u64| {
-        move |name: &str| {
-            if name == "on_D_R" {
-                0.1 * i as f64
-            } else {
-                0.0
-            }
-        }
-    };
-    let dirs: Vec<PathBuf> = (0..3)
-        .map(|i| write_run(&t.path().join(format!("w{i}")), i, wide(i)))
-        .collect();
-    let r = Replicates::load(&dirs).unwrap();
-    let sp = r
-        .spreads
-        .iter()
-        .find(|s| s.model == "on_D_R" && s.number == "std acc")
-        .unwrap();
+    // on_D_R's two seeds differ by 0.012 in every run (the demo's); its runs by 0.1.
+    let sp = on_d_r_spread(t.path(), 0.1);
     assert!(sp.p_value.unwrap() < SPREAD_ALPHA, "{sp:?}");
     assert_eq!(sp.words(), "more than one run predicts");
     // Runs that differ by less than the seeds do: within.
-    let narrow = |i: u64| {
-        move |name: &str| {
-            if name == "on_D_R" {
-                0.001 * i as f64
-            } else {
-                0.0
-            }
-        }
-    };
-    let dirs: Vec<PathBuf> = (0..3)
-        .map(|i| write_run(&t.path().join(format!("n{i}")), i, narrow(i)))
-        .collect();
-    let r = Replicates::load(&dirs).unwrap();
-    let sp = r
-        .spreads
-        .iter()
-        .find(|s| s.model == "on_D_R" && s.number == "std acc")
-        .unwrap();
+    let sp = on_d_r_spread(t.path(), 0.001);
     assert!(sp.p_value.unwrap() > 0.5, "{sp:?}");
     assert_eq!(sp.words(), "within what one run predicts");
 }
