@@ -43,7 +43,7 @@ use crate::io::{atomic_write, write_json_atomic};
 use crate::load::Results;
 use crate::plot::{bar_plot_with_errors, PlotOptions};
 use crate::results::{Headline, ModelResult, RobustPoint, SeedRun};
-use crate::uncertainty::{f_upper_tail, Accuracy};
+use crate::uncertainty::{f_upper_tail, satterthwaite, Accuracy};
 use crate::verdict::{figure2_verdicts, table1_verdicts, ClaimVerdict};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -269,12 +269,8 @@ fn spread(model: &str, number: String, accs: &[Accuracy], test_size: usize) -> S
     let fpc = (1.0 - n / test_size.max(1) as f64).max(0.0);
     let sampling = p * (1.0 - p) / n.max(1.0) * fpc;
     let var = seed_var + sampling;
-    let denom: f64 = parts
-        .iter()
-        .filter(|(v, k)| *k >= 2 && *v > 0.0)
-        .map(|(v, k)| (v / r).powi(2) / (*k - 1) as f64)
-        .sum();
-    let df = (denom > 0.0).then(|| var * var / denom);
+    let averaged: Vec<(f64, usize)> = parts.iter().map(|(v, k)| (v / r, *k)).collect();
+    let df = satterthwaite(var, &averaged);
     let (predicted_sd, p_value) = if var > 0.0 {
         let f = sd * sd / var;
         (

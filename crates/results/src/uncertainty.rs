@@ -292,7 +292,7 @@ impl Accuracy {
 /// Welch-Satterthwaite degrees of freedom of a variance `var` whose estimated parts are
 /// `seed_parts` (s²/k, k): var² / Σ (s²/k)² / (k − 1), the other parts counted as known. None when
 /// no part is estimated (every k < 2 or every s = 0).
-fn satterthwaite(var: f64, seed_parts: &[(f64, usize)]) -> Option<f64> {
+pub fn satterthwaite(var: f64, seed_parts: &[(f64, usize)]) -> Option<f64> {
     let denom: f64 = seed_parts
         .iter()
         .filter(|(v, k)| *k >= 2 && *v > 0.0)
