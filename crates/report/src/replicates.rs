@@ -162,30 +162,17 @@ fn differing_keys(a: &toml::Value, b: &toml::Value, prefix: &str, out: &mut Vec<
     }
 }
 
-/// A run's number for `m`: (the accuracy with the run's seeds, the point it was measured at).
-fn decisive(m: &ModelResult, h: &Headline) -> Option<(Accuracy, &'static str)> {
-    m.decisive_robust_accuracy(&h.norm, h.eps)
-}
-
-/// Points of `list(m)` that every model of `ms` has, with each model's value there (its mean
-/// over seeds, from `acc`).
+/// The points of `points` that every model of `ms` has (`acc` finds them), with each model's
+/// value there (its mean over seeds).
 fn common_points(
     ms: &[&ModelResult],
-    list: impl Fn(&ModelResult) -> &Vec<RobustPoint>,
+    points: &[RobustPoint],
     acc: impl Fn(&ModelResult, &RobustPoint) -> Option<Accuracy>,
 ) -> Vec<(RobustPoint, Vec<f64>)> {
-    list(ms[0])
+    points
         .iter()
         .filter_map(|p| {
-            let vals: Option<Vec<f64>> = ms
-                .iter()
-                .map(|m| {
-                    let q = list(m).iter().find(|q| {
-                        q.norm.eq_ignore_ascii_case(&p.norm) && (q.eps - p.eps).abs() < 1e-9
-                    })?;
-                    acc(m, q).map(|a| a.value)
-                })
-                .collect();
+            let vals: Option<Vec<f64>> = ms.iter().map(|m| acc(m, p).map(|a| a.value)).collect();
             vals.map(|v| (p.clone(), v))
         })
         .collect()
@@ -206,12 +193,10 @@ fn mean(v: &[f64]) -> f64 {
 /// `ms` (one per run, the same model) as one model whose seeds are the runs: run i's seed is its
 /// mean over its own seeds, `train_seed` its master seed.
 fn combine(ms: &[&ModelResult], seeds: &[u64]) -> ModelResult {
-    let robust = common_points(ms, |m| &m.robust, |m, p| m.robust_accuracy(&p.norm, p.eps));
-    let ensemble = common_points(
-        ms,
-        |m| &m.ensemble,
-        |m, p| m.ensemble_accuracy(&p.norm, p.eps),
-    );
+    let robust = common_points(ms, &ms[0].robust, |m, p| m.robust_accuracy(&p.norm, p.eps));
+    let ensemble = common_points(ms, &ms[0].ensemble, |m, p| {
+        m.ensemble_accuracy(&p.norm, p.eps)
+    });
     let at = |points: &[(RobustPoint, Vec<f64>)], i: Option<usize>| -> Vec<RobustPoint> {
         points
             .iter()
@@ -397,8 +382,10 @@ impl Replicates {
             let std: Vec<Accuracy> = ms.iter().map(|m| m.std_accuracy()).collect();
             spreads.push(spread(&m0.name, "std acc".into(), &std, m0.test_size));
             if let Some(h) = &headline {
-                let rob: Option<Vec<(Accuracy, &str)>> =
-                    ms.iter().map(|m| decisive(m, h)).collect();
+                let rob: Option<Vec<(Accuracy, &str)>> = ms
+                    .iter()
+                    .map(|m| m.decisive_robust_accuracy(&h.norm, h.eps))
+                    .collect();
                 if let Some(rob) = rob {
                     let attacks: BTreeSet<&str> = rob.iter().map(|(_, a)| *a).collect();
                     let attack = attacks.into_iter().collect::<Vec<_>>().join(" / ");
@@ -538,7 +525,9 @@ impl Replicates {
                     if sp.number == "std acc" {
                         Some(m.std_accuracy())
                     } else {
-                        h.as_ref().and_then(|h| decisive(m, h)).map(|(a, _)| a)
+                        h.as_ref()
+                            .and_then(|h| m.decisive_robust_accuracy(&h.norm, h.eps))
+                            .map(|(a, _)| a)
                     }
                 })
                 .map_or("—".into(), |a| {
@@ -604,7 +593,10 @@ impl Replicates {
             let (v, e) = bar(Some(&m.std_accuracy()));
             std_v.push(v);
             std_e.push(e);
-            let rob = h.as_ref().and_then(|h| decisive(m, h)).map(|(a, _)| a);
+            let rob = h
+                .as_ref()
+                .and_then(|h| m.decisive_robust_accuracy(&h.norm, h.eps))
+                .map(|(a, _)| a);
             let (v, e) = bar(rob.as_ref());
             rob_v.push(v);
             rob_e.push(e);
