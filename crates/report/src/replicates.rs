@@ -348,6 +348,12 @@ impl Replicates {
         let classes = results[0].num_classes().0;
         let mut notes = Vec::new();
         for (d, r) in dirs.iter().zip(&results) {
+            if r.run.as_ref().is_some_and(|x| x.finished.is_none()) {
+                notes.push(format!(
+                    "{}: the run did not finish (run.json has no finish time); what it had written is combined",
+                    d.display()
+                ));
+            }
             for p in &r.problems {
                 notes.push(format!("{}: {p}", d.display()));
             }
@@ -355,11 +361,18 @@ impl Replicates {
         let seeds: Vec<u64> = (0..results.len()).map(|i| run(i).seed).collect();
         let mut models = Vec::new();
         let mut spreads = Vec::new();
-        for m0 in results[0]
-            .models
+        // Every Figure 2 / Table 1 model of any run, in the order the runs first list them.
+        let mut paper_models: Vec<&ModelResult> = Vec::new();
+        for m in results
             .iter()
+            .flat_map(|r| &r.models)
             .filter(|m| m.role.paper().is_some())
         {
+            if paper_models.iter().all(|p| p.name != m.name) {
+                paper_models.push(m);
+            }
+        }
+        for m0 in paper_models {
             let ms: Vec<Option<&ModelResult>> = results
                 .iter()
                 .map(|r| r.model(&m0.name).filter(|m| m.role == m0.role))

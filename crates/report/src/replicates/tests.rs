@@ -229,6 +229,36 @@ fn a_model_missing_from_a_run_is_left_out_with_a_note() {
     let f2b = r.verdicts.iter().find(|v| v.id == "F2b").unwrap();
     assert_eq!(f2b.verdict, crate::Verdict::Undetermined);
     assert!(r.markdown().contains("## Notes"));
+    // The same when the first run is the one without it.
+    let r = Replicates::load(&[b.clone(), t.path().join("a")]).unwrap();
+    assert!(r.models.iter().all(|m| m.name != "on_D_NR"));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("on_D_NR is left out") && n.contains(&b.display().to_string())),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[test]
+fn an_unfinished_run_is_noted() {
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), 1, |_| 0.0);
+    let b = write_run(&t.path().join("b"), 2, |_| 0.01);
+    let path = b.join("run.json");
+    let mut run: RunInfo = read_json(&path).unwrap();
+    run.finished = None;
+    write_json_atomic(&path, &run).unwrap();
+    let r = Replicates::load(&[a, b.clone()]).unwrap();
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("did not finish") && n.contains(&b.display().to_string())),
+        "{:?}",
+        r.notes
+    );
+    assert!(r.markdown().contains("not finished"));
 }
 
 #[test]
