@@ -55,6 +55,9 @@ use std::path::{Path, PathBuf};
 /// replicates, and how a run used its machine and where it found the data.
 pub const FREE_KEYS: [&str; 4] = ["seed", "threads", "workers", "data.dir"];
 
+/// Where [`Replicates::write`] keeps each run's inputs: `runs/seed-K` in its output folder.
+pub const KEPT_DIR: &str = "runs";
+
 /// The runs' spread is flagged as more than one run predicts when the F test's p-value is
 /// below this (one-sided, 5%).
 pub const SPREAD_ALPHA: f64 = 0.05;
@@ -192,16 +195,24 @@ fn mean(v: &[f64]) -> f64 {
 
 /// `ms` (one per run, the same model) as one model whose seeds are the runs: run i's seed is its
 /// mean over its own seeds, `train_seed` its master seed.
+///
+/// Its robust points are counted on the whole test set (N images), not on a run's subset of n:
+/// each run draws its own robust-evaluation subset, so the runs' spread already holds that
+/// subset's sampling, p(1 − p)/n · (1 − n/N); what it does not hold is the test set's own,
+/// p(1 − p)/N, and that is the binomial part an accuracy on N images adds (the two sum to one
+/// run's p(1 − p)/n). Counted on n, the subset's sampling would be charged twice.
 fn combine(ms: &[&ModelResult], seeds: &[u64]) -> ModelResult {
     let robust = common_points(ms, &ms[0].robust, |m, p| m.robust_accuracy(&p.norm, p.eps));
     let ensemble = common_points(ms, &ms[0].ensemble, |m, p| {
         m.ensemble_accuracy(&p.norm, p.eps)
     });
+    let test_size = ms[0].test_size;
     let at = |points: &[(RobustPoint, Vec<f64>)], i: Option<usize>| -> Vec<RobustPoint> {
         points
             .iter()
             .map(|(p, v)| RobustPoint {
                 acc: i.map_or_else(|| mean(v), |i| v[i]),
+                n: p.n.max(test_size),
                 ..p.clone()
             })
             .collect()
@@ -495,7 +506,7 @@ impl Replicates {
             "Runs of one preset that differ only in the master seed (also allowed to differ: ",
         );
         s.push_str(&FREE_KEYS[1..].join(", "));
-        s.push_str("), so each drew its own source models (C_std, C_rob), subsets and fresh models. Each run's number is its mean over its fresh seeds; across runs these are the seeds of one model, so every interval and margin below carries the run-to-run spread, which one run's report cannot see. Claims are decided by the report's rules: a margin holds when it exceeds c SE, c = 2 or Student's t at its Welch-Satterthwaite degrees of freedom (few runs need a large c). Robust accuracy at ");
+        s.push_str("), so each drew its own source models (C_std, C_rob), subsets and fresh models. Each run's number is its mean over its fresh seeds; across runs these are the seeds of one model, so every interval and margin below carries the run-to-run spread, which one run's report cannot see. A robust accuracy across runs is counted on the whole test set: each run drew its own robust-evaluation subset, so the runs' spread already holds the subset's sampling, and only the test set's own is added to it. Claims are decided by the report's rules: a margin holds when it exceeds c SE, c = 2 or Student's t at its Welch-Satterthwaite degrees of freedom (few runs need a large c). Robust accuracy at ");
         s.push_str(&head);
         s.push_str(", under the attack ensemble where it ran, else PGD.\n\n## Runs\n\n| master seed | folder | fresh seeds | nrf | started | finished | machine |\n|---:|---|---:|---|---|---|---|\n");
         for r in &self.runs {
@@ -511,6 +522,11 @@ impl Replicates {
                 r.machine
             );
         }
+        let _ = writeln!(
+            s,
+            "\nWhat `nrf combine` reads of each run (run.json, models/, datasets/; no weights) is kept in `{KEPT_DIR}/seed-K/` beside this file, so the combination can be re-decided, or extended with more runs, without the runs' folders: `nrf combine --results {KEPT_DIR}/seed-{} ... --results NEW_RUN --out DIR`.",
+            self.runs.first().map_or(0, |r| r.seed)
+        );
         s.push_str("\n## Claims\n\n");
         s.push_str(&self.claims_table());
         s.push_str("\nThe evidence across runs:\n\n");
@@ -644,13 +660,58 @@ impl Replicates {
     }
 
     /// Writes `replicates.json`, `replicates.md` and `replicates.png` into `out` (created),
-    /// each atomically.
+    /// each atomically, and keeps every run's inputs beside them ([`Replicates::keep_runs`]).
     pub fn write(&self, out: &Path) -> Result<()> {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        self.keep_runs(&out.join(KEPT_DIR))?;
         write_json_atomic(out.join("replicates.json"), self)?;
         self.plot(&out.join("replicates.png"))
             .with_context(|| format!("drawing {}", out.join("replicates.png").display()))?;
         atomic_write(out.join("replicates.md"), self.markdown().as_bytes())
+    }
+
+    /// Copies what [`Replicates::load`] reads of each run (`run.json`, `models/*.json`,
+    /// `datasets/*.json`: about 100 kB a run, no weights) into `kept/seed-K`, so that the
+    /// combination can be re-decided, or extended with more runs, after the runs' folders are
+    /// gone: `nrf combine --results OUT/runs/seed-0 --results OUT/runs/seed-1 --results NEW`.
+    /// A run read from its own kept copy is left as it is. Fails naming the file it could not
+    /// copy.
+    pub fn keep_runs(&self, kept: &Path) -> Result<()> {
+        for r in &self.runs {
+            let src = Path::new(&r.dir);
+            let dst = kept.join(format!("seed-{}", r.seed));
+            let same = match (src.canonicalize(), dst.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            let mut files = vec![PathBuf::from("run.json")];
+            for sub in ["models", "datasets"] {
+                let Ok(rd) = std::fs::read_dir(src.join(sub)) else {
+                    continue;
+                };
+                let mut names: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+                    .filter_map(|p| p.file_name().map(|f| Path::new(sub).join(f)))
+                    .collect();
+                names.sort();
+                files.extend(names);
+            }
+            for f in files {
+                let from = src.join(&f);
+                let bytes = std::fs::read(&from).with_context(|| {
+                    format!("keeping run {}: reading {}", r.seed, from.display())
+                })?;
+                atomic_write(dst.join(&f), &bytes).with_context(|| {
+                    format!("keeping run {}: writing {}", r.seed, dst.join(&f).display())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The claims whose verdict differs between runs (each run decided on its own).

@@ -128,6 +128,58 @@ fn runs_become_the_seeds_of_one_model() {
     let back: Replicates = read_json(out.join("replicates.json")).unwrap();
     assert_eq!(back.verdicts, r.verdicts);
     assert!(out.join("replicates.png").metadata().unwrap().len() > 1000);
+    // Each run's inputs are kept: combined from the kept copies alone, the same verdicts.
+    for (i, d) in dirs.iter().enumerate() {
+        let kept = out.join(KEPT_DIR).join(format!("seed-{}", 10 + i));
+        for f in ["run.json", "models/on_D_R.json", "models/C_std.json"] {
+            assert_eq!(
+                std::fs::read(kept.join(f)).unwrap(),
+                std::fs::read(d.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        assert!(!kept.join("weights").exists());
+    }
+    let kept: Vec<PathBuf> = (10..13)
+        .map(|s| out.join(KEPT_DIR).join(format!("seed-{s}")))
+        .collect();
+    let again = Replicates::load(&kept).unwrap();
+    assert_eq!(again.verdicts, r.verdicts);
+    assert_eq!(again.models, r.models);
+    // Re-written into the same folder, from its own kept copies: they stay as they were.
+    again.write(&out).unwrap();
+    let back: Replicates = read_json(out.join("replicates.json")).unwrap();
+    assert_eq!(back.verdicts, r.verdicts);
+    assert!(out.join(KEPT_DIR).join("seed-12/run.json").is_file());
+}
+
+#[test]
+fn a_robust_subset_s_sampling_is_not_counted_twice_across_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let shifts = [0.0, 0.03, -0.02];
+    let dirs: Vec<PathBuf> = shifts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_run(&t.path().join(format!("run{i}")), 10 + i as u64, |_| *d))
+        .collect();
+    let r = Replicates::load(&dirs).unwrap();
+    // One run measures C_std's robust accuracy on a 1000-image subset of the 10000 test images.
+    let demo = demo_models();
+    let own = demo.iter().find(|m| m.name == "C_std").unwrap();
+    assert_eq!(own.robust_accuracy("L2", 0.5).unwrap().n, 1000);
+    // Across runs (each its own subset) it counts on all 10000: the runs' spread holds the
+    // subset's sampling; only the test set's own is added.
+    let c = r.models.iter().find(|m| m.name == "C_std").unwrap();
+    let a = c.robust_accuracy("L2", 0.5).unwrap();
+    assert_eq!(a.n, 10000);
+    let runs: Vec<f64> = c.seeds.iter().map(|s| s.robust[1].acc).collect();
+    assert!(close(c.seeds[1].robust[1].eps, 0.5));
+    let s = sample_sd(&runs).unwrap();
+    let expect = (s * s / 3.0 + crate::uncertainty::binomial_se(a.value, 10000).powi(2)).sqrt();
+    assert!(close(a.se(), expect), "{} vs {expect}", a.se());
+    assert!(a.se() < Accuracy::with_seeds(&runs, 1000).se());
+    // Standard accuracy was on the whole test set already: unchanged.
+    assert_eq!(c.std_accuracy().n, 10000);
 }
 
 /// on_D_R's standard-accuracy spread over three runs whose on_D_R is shifted by `step` x run.
