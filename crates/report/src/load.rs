@@ -43,7 +43,7 @@ fn is_image(p: &Path) -> bool {
 }
 
 /// Sorted visible files of `dir` (no hidden / temporary files); empty if `dir` does not exist.
-fn list(dir: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
+pub(crate) fn list(dir: &Path, problems: &mut Vec<String>) -> Vec<PathBuf> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),

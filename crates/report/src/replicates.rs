@@ -687,19 +687,20 @@ impl Replicates {
             if same {
                 continue;
             }
+            // The files Results::load reads, listed the way it lists them.
             let mut files = vec![PathBuf::from("run.json")];
+            let mut problems = Vec::new();
             for sub in ["models", "datasets"] {
-                let Ok(rd) = std::fs::read_dir(src.join(sub)) else {
-                    continue;
-                };
-                let mut names: Vec<PathBuf> = rd
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
-                    .filter_map(|p| p.file_name().map(|f| Path::new(sub).join(f)))
-                    .collect();
-                names.sort();
-                files.extend(names);
+                let listed = crate::load::list(&src.join(sub), &mut problems);
+                files.extend(
+                    listed
+                        .iter()
+                        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                        .filter_map(|p| p.file_name().map(|f| Path::new(sub).join(f))),
+                );
+            }
+            if !problems.is_empty() {
+                bail!("keeping run {}: {}", r.seed, problems.join("; "));
             }
             for f in files {
                 let from = src.join(&f);
