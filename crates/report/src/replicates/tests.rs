@@ -29,6 +29,15 @@ fn write_run(dir: &Path, seed: u64, shift: impl Fn(&str) -> f64) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// One run per shift, `root/run{i}` under master seed 10 + i, every accuracy moved by `shifts[i]`.
+fn shifted_runs(root: &Path, shifts: &[f64]) -> Vec<PathBuf> {
+    shifts
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_run(&root.join(format!("run{i}")), 10 + i as u64, |_| *d))
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -37,14 +46,7 @@ fn close(a: f64, b: f64) -> bool {
 fn runs_become_the_seeds_of_one_model() {
     let t = tempfile::tempdir().unwrap();
     let shifts = [0.0, 0.02, -0.01];
-    let dirs: Vec<PathBuf> = shifts
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let dir = t.path().join(format!("run{i}"));
-            write_run(&dir, 10 + i as u64, |_| *d)
-        })
-        .collect();
+    let dirs = shifted_runs(t.path(), &shifts);
     let r = Replicates::load(&dirs).unwrap();
     assert_eq!(r.runs.len(), 3);
     assert_eq!(
@@ -157,11 +159,7 @@ fn runs_become_the_seeds_of_one_model() {
 fn a_robust_subset_s_sampling_is_not_counted_twice_across_runs() {
     let t = tempfile::tempdir().unwrap();
     let shifts = [0.0, 0.03, -0.02];
-    let dirs: Vec<PathBuf> = shifts
-        .iter()
-        .enumerate()
-        .map(|(i, d)| write_run(&t.path().join(format!("run{i}")), 10 + i as u64, |_| *d))
-        .collect();
+    let dirs = shifted_runs(t.path(), &shifts);
     let r = Replicates::load(&dirs).unwrap();
     // One run measures C_std's robust accuracy on a 1000-image subset of the 10000 test images.
     let demo = demo_models();
