@@ -1,7 +1,7 @@
 //! A run split over worker processes (`workers = 2`, one libtorch thread each) ends with exactly
 //! the results of the same run in one process at one thread, file for file (JSON without
 //! timings, weights and data sets byte for byte), computes every stage once, and records each
-//! as done in run.json. On the smoke preset with the extras whose order matters to workers: the
+//! as done in run.json, dated from the invocation's start (not the last pass's). On the smoke preset with the extras whose order matters to workers: the
 //! D_det study (its own source models run beside the core; it reads eps_sensitivity's models),
 //! eps_sensitivity, over-fitting (reads Figure 2's results); two seeds per
 //! fresh model (each worker takes the seeds in its own order).
@@ -50,12 +50,14 @@ fn two_workers_give_the_one_process_results_and_compute_each_stage_once() {
     let t = std::time::Instant::now();
     run(&bin, &one, &["threads=1", "workers=1"]);
     let t_one = t.elapsed().as_secs_f64();
+    let launched = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let t = std::time::Instant::now();
     let log = run(&bin, &two, &["threads=2", "workers=2"]);
-    eprintln!(
-        "one process: {t_one:.0} s; two workers: {:.0} s",
-        t.elapsed().as_secs_f64()
-    );
+    let t_two = t.elapsed().as_secs_f64();
+    eprintln!("one process: {t_one:.0} s; two workers: {t_two:.0} s");
     assert!(
         log.contains("2 workers of 1 libtorch thread(s) each"),
         "{log}"
@@ -97,6 +99,20 @@ fn two_workers_give_the_one_process_results_and_compute_each_stage_once() {
     for s in stages {
         assert_eq!(s["status"], "done", "{s}");
     }
+    // run.json dates the invocation, the workers' time included, not the last pass alone.
+    let total = run_json["total_wall_s"].as_f64().unwrap();
+    assert!(
+        total > 0.5 * t_two && total <= t_two,
+        "run.json total_wall_s {total:.1} s for an invocation of {t_two:.1} s"
+    );
+    let started: u64 = (run_json["started"].as_str().unwrap())
+        .strip_prefix("unix:")
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        started <= launched + 2,
+        "run.json started {started}, the command at {launched}"
+    );
     // The workers' bookkeeping is gone.
     assert!(!two.join("work/workers").exists());
     assert!(!two.join("work/claims").exists());

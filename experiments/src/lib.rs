@@ -83,6 +83,7 @@ fn reproduce_in(
     preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = lock::ResultsLock::acquire(&results, "nrf reproduce")?;
+    let invoked = (std::time::Instant::now(), pipeline::now());
     let parallel = match launch {
         Some(l) if preset.workers > 1 && !tch::Cuda::is_available() => Some(l),
         Some(_) if preset.workers > 1 => {
@@ -98,6 +99,9 @@ fn reproduce_in(
         workers::run_workers(l, &preset, &text, &results)?;
     }
     let mut ctx = pipeline::Ctx::new(preset, text, results, data_dir, progress)?;
+    // run.json dates the invocation (its workers and the data's loading included), not this
+    // pass: after workers, the last pass takes seconds.
+    ctx.cache.started_at(invoked.0, invoked.1);
     let outcome = match run_stages(&mut ctx) {
         // Nothing ran, so nothing to record: the folder's run.json and report stay as they were.
         Err(e) if ctx.cache.run.stages.is_empty() => return Err(e),

@@ -42,7 +42,7 @@
 use crate::io::{atomic_write, write_json_atomic};
 use crate::load::Results;
 use crate::plot::{bar_plot_with_errors, PlotOptions};
-use crate::results::{Headline, ModelResult, RobustPoint, SeedRun};
+use crate::results::{run_time, Headline, ModelResult, RobustPoint, SeedRun};
 use crate::uncertainty::{f_upper_tail, satterthwaite, Accuracy};
 use crate::verdict::{figure2_verdicts, table1_verdicts, ClaimVerdict};
 use anyhow::{bail, Context, Result};
@@ -179,14 +179,6 @@ fn common_points(
             vals.map(|v| (p.clone(), v))
         })
         .collect()
-}
-
-/// A run.json time ("unix:1796332126" or already a date) as "2026-12-03 21:08 UTC".
-fn when(t: &str) -> String {
-    match t.strip_prefix("unix:").and_then(|n| n.parse::<u64>().ok()) {
-        Some(secs) => format!("{} UTC", &crate::results::utc_string(secs)[..16]),
-        None => t.to_string(),
-    }
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -517,8 +509,10 @@ impl Replicates {
                 r.dir,
                 r.fresh_seeds,
                 r.nrf_version,
-                when(&r.started),
-                r.finished.as_deref().map_or("not finished".into(), when),
+                run_time(&r.started),
+                r.finished
+                    .as_deref()
+                    .map_or("not finished".into(), run_time),
                 r.machine
             );
         }

@@ -28,6 +28,15 @@ pub fn utc_string(secs: u64) -> String {
     )
 }
 
+/// A run.json time (`started`, `finished`: "unix:1796332126", or already a date) as
+/// "2026-12-03 21:08 UTC", as the reports show it.
+pub fn run_time(t: &str) -> String {
+    match t.strip_prefix("unix:").and_then(|n| n.parse::<u64>().ok()) {
+        Some(secs) => format!("{} UTC", &utc_string(secs)[..16]),
+        None => t.to_string(),
+    }
+}
+
 /// Machine description recorded with every run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MachineInfo {

@@ -80,6 +80,15 @@ impl StageCache {
         self.results.join(rel)
     }
 
+    /// Dates the run record from `started` (`when`: its run.json form, [`super::now`]) instead of
+    /// this cache's creation: the invocation's start, so that run.json's `started` and
+    /// `total_wall_s` hold the data's loading and, with worker processes, the workers' time
+    /// (their last pass alone takes seconds).
+    pub fn started_at(&mut self, started: Instant, when: String) {
+        self.started = started;
+        self.run.started = when;
+    }
+
     /// Writes run.json: [`RunInfo`] and the run's `--set KEY=VALUE` strings
     /// ([`crate::preset::Preset::overrides`]; `config_toml` is the preset text with them applied).
     pub fn save_run(&mut self) -> Result<()> {

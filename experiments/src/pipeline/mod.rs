@@ -137,7 +137,7 @@ fn machine_info(device: Device) -> MachineInfo {
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     let s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

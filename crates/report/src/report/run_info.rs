@@ -3,7 +3,7 @@ use super::common::{dur, stage_seconds};
 use super::{title, Ctx};
 use crate::doc::{Block, DocSection, DocTable, Status};
 use crate::paper::fmt_num;
-use crate::results::RunInfo;
+use crate::results::{run_time, RunInfo};
 
 pub(super) fn run_section(ctx: &mut Ctx) -> DocSection {
     let r = ctx.r;
@@ -27,12 +27,12 @@ pub(super) fn run_section(ctx: &mut Ctx) -> DocSection {
         rows: vec![
             kv("Preset", format!("`{}`", run.preset)),
             kv("Seed", run.seed.to_string()),
-            kv("Started", run.started.clone()),
+            kv("Started", run_time(&run.started)),
             kv(
                 "Finished",
                 run.finished
-                    .clone()
-                    .unwrap_or_else(|| "not finished".into()),
+                    .as_deref()
+                    .map_or_else(|| "not finished".into(), run_time),
             ),
             kv("Wall time of this invocation", dur(run.total_wall_s)),
             kv("Compute time of all stages", dur(stage_seconds(run))),

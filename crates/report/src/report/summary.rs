@@ -2,7 +2,7 @@
 use super::common::{dur, headline_text, pct, stage_seconds, METHODS};
 use super::{title, Ctx};
 use crate::doc::{Block, DocSection, DocTable, Status};
-use crate::results::Section;
+use crate::results::{run_time, Section};
 use crate::verdict::{ClaimVerdict, Verdict};
 
 pub(super) fn summary_section(
@@ -15,14 +15,14 @@ pub(super) fn summary_section(
     match &r.run {
         Some(run) => {
             let state = match &run.finished {
-                Some(f) => format!("finished {f}"),
+                Some(f) => format!("finished {}", run_time(f)),
                 None => "**not finished**".into(),
             };
             b.push(Block::Para(format!(
                 "Preset `{}`, seed {}, started {}, {state}; wall time of this invocation {}, compute time of all stages {} (the sum of their stage times, whichever invocation ran them).",
                 run.preset,
                 run.seed,
-                run.started,
+                run_time(&run.started),
                 dur(run.total_wall_s),
                 dur(stage_seconds(run))
             )));
