@@ -1,10 +1,10 @@
 //! A run split over worker processes (`workers = 2`, one libtorch thread each) ends with exactly
 //! the results of the same run in one process at one thread, file for file (JSON without
 //! timings, weights and data sets byte for byte), computes every stage once, and records each
-//! as done in run.json, dated from the invocation's start (not the last pass's). On the smoke preset with the extras whose order matters to workers: the
-//! D_det study (its own source models run beside the core; it reads eps_sensitivity's models),
-//! eps_sensitivity, over-fitting (reads Figure 2's results); two seeds per
-//! fresh model (each worker takes the seeds in its own order).
+//! as done in run.json, dated from the invocation's start (not the last pass's). On the smoke
+//! preset with the extras whose order matters to workers: the D_det study (its own source models
+//! run beside the core; it reads eps_sensitivity's models), eps_sensitivity, over-fitting (reads
+//! Figure 2's results); two seeds per fresh model (each worker takes the seeds in its own order).
 //!
 //! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf) and the real
 //! Fashion-MNIST files; without them the test says why and passes vacuously.
