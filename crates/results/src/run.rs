@@ -213,6 +213,14 @@ mod tests {
         assert_eq!(utc_string(1_709_251_200), "2024-03-01 00:00:00");
     }
 
+    #[test]
+    fn run_times_read_as_dates() {
+        assert_eq!(run_time("unix:0"), "1970-01-01 00:00 UTC");
+        assert_eq!(run_time("unix:1796332126"), "2026-12-03 21:08 UTC");
+        assert_eq!(run_time("unix:951782400"), "2000-02-29 00:00 UTC");
+        assert_eq!(run_time("2026-12-03T21:08:00Z"), "2026-12-03T21:08:00Z");
+    }
+
     use super::*;
 
     #[test]

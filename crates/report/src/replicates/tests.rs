@@ -331,11 +331,3 @@ fn unstable_claims_are_those_whose_runs_disagree() {
     let r = Replicates::load(&[a, c]).unwrap();
     assert!(r.unstable_claims().is_empty());
 }
-
-#[test]
-fn run_times_read_as_dates() {
-    assert_eq!(run_time("unix:0"), "1970-01-01 00:00 UTC");
-    assert_eq!(run_time("unix:1796332126"), "2026-12-03 21:08 UTC");
-    assert_eq!(run_time("unix:951782400"), "2000-02-29 00:00 UTC");
-    assert_eq!(run_time("2026-12-03T21:08:00Z"), "2026-12-03T21:08:00Z");
-}
