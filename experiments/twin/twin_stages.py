@@ -27,10 +27,13 @@ PROGRESS_EVERY_S = 30.0
 
 class FmnistCnn(nn.Module):
     """conv3x3(C->16) - ReLU - conv3x3(16->32, s2) - ReLU - conv3x3(32->64, s2) - ReLU -
-    fc(->256) - ReLU = g(x) - fc(256->K)."""
+    fc(->256) - ReLU = g(x) - fc(256->K). With ``bf16`` (``model.precision = "bf16"``) the
+    layers run under ``torch.autocast`` in bfloat16 and the outputs come back in f32, as
+    nrf_models::Precision::Bf16 computes them."""
 
-    def __init__(self, in_shape, classes):
+    def __init__(self, in_shape, classes, bf16=False):
         super().__init__()
+        self.bf16 = bf16
         c, h, w = in_shape
         h, w = ((h + 1) // 2 + 1) // 2, ((w + 1) // 2 + 1) // 2
         self.c1 = nn.Conv2d(c, 16, 3, stride=1, padding=1)
@@ -40,9 +43,11 @@ class FmnistCnn(nn.Module):
         self.fc2 = nn.Linear(256, classes)
 
     def forward(self, x):
-        h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
-        rep = F.relu(self.fc1(h.flatten(1)))
-        return self.fc2(rep), rep
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
+            rep = F.relu(self.fc1(h.flatten(1)))
+            logits = self.fc2(rep)
+        return logits.float(), rep.float()
 
 
 class Mlp(nn.Module):
@@ -97,11 +102,12 @@ def tch_init_(module):
 
 def build_model(preset, in_shape, classes, seed, device="cpu", channels_last=True, arch=None):
     """A freshly initialised classifier for `preset["model"]` (or `arch`, a preset arch table):
-    torch.nn's default initialisation, or tch's when `model.init = "tch"`. `seed` fixes it."""
+    torch.nn's default initialisation, or tch's when `model.init = "tch"`. `seed` fixes it.
+    `model.precision = "bf16"` applies to the CNN (another architecture runs in f32, as in nrf)."""
     arch = arch or preset["model"]["arch"]
     torch.manual_seed(seed)
     if arch["type"] == "fmnist_cnn":
-        net = FmnistCnn(in_shape, classes)
+        net = FmnistCnn(in_shape, classes, bf16=preset["model"]["precision"] == "bf16")
     elif arch["type"] == "mlp":
         net = Mlp(in_shape, arch["hidden"], classes)
     else:

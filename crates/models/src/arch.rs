@@ -2,7 +2,7 @@
 //! penultimate layer g(x) (after its ReLU, before the final linear layer), as in the paper.
 use serde::{Deserialize, Serialize};
 use tch::nn;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// Which architecture to build; part of every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +79,48 @@ impl Init {
     }
 }
 
+/// The arithmetic of a network's convolutions and linear layers; part of every checkpoint's
+/// spec.
+///
+/// The paper's code computes in f32, and so does nrf by default. `Bf16` is mixed precision as
+/// PyTorch's `torch.autocast("cpu", torch.bfloat16)` does it: the weights (and what an optimiser
+/// updates) stay f32, and each convolution and linear layer casts its input, weights and bias to
+/// bfloat16 on the way in (differentiably: gradients reach the f32 weights and the f32 input);
+/// the ReLUs run on bfloat16, the logits and representation come back as f32. On CPUs with
+/// bfloat16 arithmetic (`avx512_bf16` or `amx_bf16`: AMD Zen 4, Intel Sapphire Rapids and later)
+/// a training step of the Fashion-MNIST CNN took 0.61x and an attack step 0.38-0.48x of f32's
+/// time (experiments/twin/probe_bf16.py); elsewhere libtorch emulates it and it is slower. Its
+/// input gradients point where f32's do (cosine 0.997 per image) but are not the same: a run in
+/// bf16 is another run, compared with f32's by its results (docs/performance.md, "bfloat16").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f32 throughout, as the paper's code.
+    #[default]
+    F32,
+    /// bfloat16 convolutions and linear layers, f32 weights and outputs (Fashion-MNIST CNN only).
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this is the default, f32 (a spec in f32 serialises as it did before the field).
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+    /// Short name for tables: "f32" or "bf16".
+    pub fn label(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+    /// Whether `arch` can run in this precision (bf16: the Fashion-MNIST CNN, the only network
+    /// whose bf16 steps are measured).
+    pub fn supports(&self, arch: &Arch) -> bool {
+        self.is_f32() || *arch == Arch::FmnistCnn
+    }
+}
+
 /// PyTorch's bound 1/sqrt(fan_in) for a layer's weights and biases (`fan_in` > 0).
 fn pytorch_bound(fan_in: i64) -> f64 {
     1.0 / (fan_in.max(1) as f64).sqrt()
@@ -98,18 +140,21 @@ pub trait Net: Send {
 }
 
 /// Builds `arch` under `p` for inputs of shape `[c, h, w]` and `classes` outputs, its weights
-/// drawn as `init` says (from torch's global generator: seed it first).
+/// drawn as `init` says (from torch's global generator: seed it first), computing in `precision`
+/// (which `arch` must support: [`Precision::supports`]).
 pub fn build(
     p: &nn::Path,
     arch: &Arch,
     in_shape: [i64; 3],
     classes: i64,
     init: Init,
+    precision: Precision,
 ) -> Box<dyn Net> {
     build_layers(
         &Layers {
             path: p,
             init: Some(init),
+            precision,
         },
         arch,
         in_shape,
@@ -124,11 +169,13 @@ pub(crate) fn build_placeholder(
     arch: &Arch,
     in_shape: [i64; 3],
     classes: i64,
+    precision: Precision,
 ) -> Box<dyn Net> {
     build_layers(
         &Layers {
             path: p,
             init: None,
+            precision,
         },
         arch,
         in_shape,
@@ -178,6 +225,8 @@ fn build_layers(p: &Layers, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Bo
 struct Layers<'a> {
     path: &'a nn::Path<'a>,
     init: Option<Init>,
+    /// The arithmetic of the network built (f32 for every architecture but the CNN's bf16).
+    precision: Precision,
 }
 
 /// Weights and biases of 0: a placeholder layer draws nothing.
@@ -253,6 +302,9 @@ struct FmnistCnn {
     c3: nn::Conv2D,
     fc1: nn::Linear,
     fc2: nn::Linear,
+    /// The kind its layers compute in when it is not their weights' (f32): bfloat16 for
+    /// [`Precision::Bf16`].
+    compute: Option<Kind>,
 }
 
 impl FmnistCnn {
@@ -268,12 +320,37 @@ impl FmnistCnn {
             c3: l.conv(p / "c3", 32, 64, 3, 2, 1, true),
             fc1: l.linear(p / "fc1", 64 * h * w, 256),
             fc2: l.linear(p / "fc2", 256, classes),
+            compute: match l.precision {
+                Precision::F32 => None,
+                Precision::Bf16 => Some(Kind::BFloat16),
+            },
         }
+    }
+
+    /// The forward pass with every layer in `kind` (its input, weights and bias cast on the way
+    /// in, autograd through the casts), logits and representation returned in f32.
+    fn forward_rep_in(&self, x: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let conv = |h: &Tensor, c: &nn::Conv2D, stride: i64| {
+            let bias = c.bs.as_ref().map(|b| b.to_kind(kind));
+            h.conv2d(&c.ws.to_kind(kind), bias, [stride], [1], [1], 1)
+                .relu()
+        };
+        let linear = |h: &Tensor, l: &nn::Linear| {
+            h.linear(&l.ws.to_kind(kind), l.bs.as_ref().map(|b| b.to_kind(kind)))
+        };
+        let h = conv(&x.to_kind(kind), &self.c1, 1);
+        let h = conv(&conv(&h, &self.c2, 2), &self.c3, 2);
+        let rep = linear(&h.flatten(1, -1), &self.fc1).relu();
+        let logits = linear(&rep, &self.fc2);
+        (logits.to_kind(Kind::Float), rep.to_kind(Kind::Float))
     }
 }
 
 impl Net for FmnistCnn {
     fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
+        if let Some(kind) = self.compute {
+            return self.forward_rep_in(x, kind);
+        }
         let h = x
             .apply(&self.c1)
             .relu()

@@ -25,7 +25,7 @@ pub mod runtime;
 pub mod torchscript;
 pub mod train;
 
-pub use arch::{Arch, Init};
+pub use arch::{Arch, Init, Precision};
 pub use checkpoint::{load_model, save_model};
 pub use optim::{LrSchedule, Sgd};
 pub use torchscript::{RepSource, TorchScriptClassifier};
@@ -79,6 +79,11 @@ pub struct ModelSpec {
     /// Checkpoints written before this field existed read as the default.
     #[serde(default)]
     pub init: Init,
+    /// The arithmetic of its layers (f32, as the paper's code, unless a preset says otherwise).
+    /// Left out of the JSON when f32, so an f32 spec serialises (and keys the stage cache) as it
+    /// did before the field existed.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl ModelSpec {
@@ -92,11 +97,17 @@ impl ModelSpec {
             mean: vec![0.0; c],
             std: vec![1.0; c],
             init: Init::default(),
+            precision: Precision::default(),
         }
     }
     /// Sets the initialisation scheme.
     pub fn with_init(mut self, init: Init) -> Self {
         self.init = init;
+        self
+    }
+    /// Sets the arithmetic of its layers.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
     /// Sets the per-channel normalisation.
@@ -134,6 +145,13 @@ impl ModelSpec {
                 self.std
             );
         }
+        if !self.precision.supports(&self.arch) {
+            bail!(
+                "model spec: precision {} is implemented for fmnist_cnn only, not {}",
+                self.precision.label(),
+                self.arch.label()
+            );
+        }
         Ok(())
     }
 }
@@ -163,6 +181,7 @@ impl Model {
             spec.in_shape,
             spec.num_classes,
             spec.init,
+            spec.precision,
         );
         let c = spec.in_shape[0];
         let per_channel = |v: &[f64]| {
@@ -209,7 +228,8 @@ impl Model {
         let device = self.device();
         let mut vs = nn::VarStore::new(device);
         let s = &self.spec;
-        let net = arch::build_placeholder(&vs.root(), &s.arch, s.in_shape, s.num_classes);
+        let net =
+            arch::build_placeholder(&vs.root(), &s.arch, s.in_shape, s.num_classes, s.precision);
         vs.copy(&self.vs)?;
         let _g = tch::no_grad_guard();
         let norm = self.norm.as_ref().map(|(m, sd)| (m.copy(), sd.copy()));

@@ -47,6 +47,20 @@ pub fn malloc_env() -> [(&'static str, String); 2] {
     ]
 }
 
+/// Whether this CPU does bfloat16 arithmetic in hardware (`avx512_bf16` or `amx_bf16` among
+/// /proc/cpuinfo's flags), which [`crate::Precision::Bf16`] needs to be faster than f32; `None`
+/// where that cannot be read (not Linux, or no flags line).
+pub fn cpu_has_bf16() -> Option<bool> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let flags = info.lines().find(|l| l.starts_with("flags"))?;
+    let flags = flags.split(':').nth(1)?;
+    Some(
+        flags
+            .split_whitespace()
+            .any(|f| f == "avx512_bf16" || f == "amx_bf16"),
+    )
+}
+
 /// How a model lays out its 4-d tensors (convolution weights, and the images it is given) in
 /// memory. Channels-last puts a pixel's channels next to each other, the layout oneDNN's CPU
 /// convolutions work in: libtorch then skips the reorders it makes around every NCHW

@@ -131,6 +131,71 @@ fn identity_normalisation_is_skipped_without_changing_a_bit() {
     let (a, b) = (pass(false), pass(true));
     assert!(a.0.equal(&b.0) && a.1.equal(&b.1) && a.2.equal(&b.2));
 }
+/// `Precision::Bf16`: the same weights give f32 logits, representation and input gradient close
+/// to f32's (bfloat16 keeps 8 bits of mantissa), the gradient reaches the f32 weights, the
+/// precision survives a checkpoint and a clone, an f32 spec's JSON has no `precision` (cache
+/// keys unchanged), and an architecture without a bf16 path is refused.
+#[test]
+fn bf16_precision_is_close_to_f32_and_kept_by_checkpoints() {
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+    assert!(serde_json::to_value(&spec)
+        .unwrap()
+        .get("precision")
+        .is_none());
+    let f32_model = Model::new(&spec, Device::Cpu, 4).unwrap();
+    let bf16_spec = spec.clone().with_precision(Precision::Bf16);
+    assert_eq!(
+        serde_json::to_value(&bf16_spec).unwrap()["precision"],
+        "bf16"
+    );
+    let bf16 = Model::new(&bf16_spec, Device::Cpu, 4).unwrap();
+    tch::manual_seed(2);
+    let x = Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5, 6, 7]);
+    let pass = |m: &Model| {
+        let xg = x.copy().set_requires_grad(true);
+        let (logits, rep) = m.forward_rep(&xg, false);
+        assert_eq!((logits.kind(), rep.kind()), (Kind::Float, Kind::Float));
+        let loss = logits.cross_entropy_for_logits(&y);
+        let grad = Tensor::run_backward(&[&loss], &[&xg], false, false).remove(0);
+        (logits.detach(), rep.detach(), grad)
+    };
+    let rel = |a: &Tensor, b: &Tensor| ((a - b).abs().max() / b.abs().max()).double_value(&[]);
+    let (a, b) = (pass(&bf16), pass(&f32_model));
+    assert!(!a.0.equal(&b.0), "bf16 computed in f32");
+    assert!(rel(&a.0, &b.0) < 3e-2, "logits {}", rel(&a.0, &b.0));
+    assert!(rel(&a.1, &b.1) < 3e-2, "representation {}", rel(&a.1, &b.1));
+    let cos =
+        a.2.flatten(0, -1)
+            .dot(&b.2.flatten(0, -1))
+            .double_value(&[])
+            / (a.2.norm().double_value(&[]) * b.2.norm().double_value(&[]));
+    assert!(cos > 0.98, "input-gradient cosine {cos}");
+    // Training reaches the f32 weights.
+    let loss = bf16.logits(&x, true).cross_entropy_for_logits(&y);
+    loss.backward();
+    for (name, v) in bf16.vs.variables() {
+        assert_eq!(v.kind(), Kind::Float, "{name}");
+        assert!(v.grad().defined() && v.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+    // A checkpoint and a clone keep the precision.
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("m");
+    save_model(&bf16, &stem).unwrap();
+    let back = load_model(&stem, Device::Cpu).unwrap();
+    assert_eq!(back.spec.precision, Precision::Bf16);
+    assert!(back.logits(&x, false).equal(&a.0));
+    assert!(bf16.try_clone().unwrap().logits(&x, false).equal(&a.0));
+    // Only the CNN has a bf16 path.
+    let mlp = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 28, 28], 10)
+        .with_precision(Precision::Bf16);
+    let e = Model::new(&mlp, Device::Cpu, 0).err().unwrap().to_string();
+    assert!(
+        e.contains("precision bf16") && e.contains("fmnist_cnn only"),
+        "{e}"
+    );
+}
+
 #[test]
 fn checkpoint_round_trip_and_bad_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -177,6 +177,16 @@ impl Ctx {
             tch::set_num_threads(preset.threads);
         }
         let device = Device::cuda_if_available();
+        if !preset.model.precision.is_f32()
+            && device == Device::Cpu
+            && nrf_models::runtime::cpu_has_bf16() == Some(false)
+        {
+            tracing::warn!(
+                "model.precision = {}: this CPU has no bfloat16 arithmetic (no avx512_bf16 or \
+                 amx_bf16 in /proc/cpuinfo), so libtorch emulates it, slower than f32",
+                preset.model.precision.label()
+            );
+        }
         let files = source_files(&preset)?;
         let (train, test) = load_data(&preset, data_dir)?;
         tracing::info!(

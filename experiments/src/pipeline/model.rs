@@ -6,7 +6,8 @@ use nrf_attacks::{AdvTraining, PgdConfig};
 use nrf_data::store::write_json_atomic;
 use nrf_data::Dataset;
 use nrf_models::{
-    dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, TrainConfig,
+    dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, Precision,
+    TrainConfig,
 };
 use nrf_results::{ModelResult, ModelRole, SeedRun};
 use std::path::Path;
@@ -89,7 +90,9 @@ impl<'a> ModelJob<'a> {
     }
 }
 
-/// The spec of a model of `[model]` section `model` for images shaped like `data`.
+/// The spec of a model of `[model]` section `model` for images shaped like `data`. Its
+/// precision is the section's where the architecture supports it, else f32 (an extra that varies
+/// the architecture of a bf16 preset trains that model in f32).
 pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
     let [c, h, w] = data.shape;
     let mut spec = ModelSpec::new(
@@ -97,7 +100,12 @@ pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
         [c as i64, h as i64, w as i64],
         data.num_classes as i64,
     )
-    .with_init(model.init);
+    .with_init(model.init)
+    .with_precision(if model.precision.supports(&model.arch) {
+        model.precision
+    } else {
+        Precision::F32
+    });
     if let (Some(m), Some(s)) = (&model.mean, &model.std) {
         spec = spec.with_normalization(m.clone(), s.clone());
     }

@@ -4,7 +4,7 @@ use super::validate::check;
 use anyhow::Result;
 use nrf_attacks::{Distance, Norm};
 use nrf_features::repmatch::StartMode;
-use nrf_models::{Arch, Init};
+use nrf_models::{Arch, Init, Precision};
 use nrf_results::eps_eq;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -79,6 +79,12 @@ pub struct ModelSection {
     /// or "tch" (tch's defaults, ~2.45x wider conv/linear weights; for the ablation).
     #[serde(default)]
     pub init: Init,
+    /// The arithmetic of its layers: "f32" (as the paper's code; the default) or "bf16"
+    /// (bfloat16 convolutions and linear layers, f32 weights: faster on CPUs with bfloat16
+    /// arithmetic; `model.arch` must be fmnist_cnn, and the extras' models of other
+    /// architectures run in f32). Left out of serialised sections when f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 use super::*;
 use nrf_attacks::Distance;
-use nrf_models::{Arch, Init};
+use nrf_models::{Arch, Init, Precision};
 use std::path::PathBuf;
 
 fn sets(v: &[&str]) -> Vec<String> {
@@ -158,13 +158,14 @@ fn bad_values_are_errors_naming_the_key() {
 /// accepted spellings, both in a preset file and through `--set`.
 #[test]
 fn bad_enum_values_name_the_field_and_the_choices() {
-    let cases: [(&str, &str, &[&str]); 11] = [
+    let cases: [(&str, &str, &[&str]); 12] = [
         (
             "data.dataset=imagenet",
             "data.dataset",
             &["fashion-mnist", "mnist", "cifar10", "restricted-imagenet"],
         ),
         ("model.init=xavier", "model.init", &["pytorch", "tch"]),
+        ("model.precision=fp16", "model.precision", &["f32", "bf16"]),
         (
             "model.arch.type=resnet99",
             "model.arch",
@@ -294,6 +295,29 @@ fn enum_fields_serialise_as_the_files_spell_them() {
     }
     let e = "imagenet".parse::<DatasetName>().unwrap_err().to_string();
     assert!(e.contains("`fashion-mnist`"), "{e}");
+}
+
+/// `model.precision`: f32 by default and left out of the serialised preset (so an f32 preset's
+/// stage keys are those from before the field); bf16 for the CNN; refused for another
+/// architecture, naming the field.
+#[test]
+fn precision_is_f32_unless_set_and_bf16_only_for_the_cnn() {
+    let (p, _) = Preset::load_with_overrides("smoke", &[]).unwrap();
+    assert_eq!(p.model.precision, Precision::F32);
+    let json = serde_json::to_value(&p).unwrap();
+    assert!(json["model"].get("precision").is_none(), "{json}");
+    let (p, _) = Preset::load_with_overrides("smoke", &sets(&["model.precision=bf16"])).unwrap();
+    assert_eq!(p.model.precision, Precision::Bf16);
+    assert_eq!(
+        serde_json::to_value(&p).unwrap()["model"]["precision"],
+        "bf16"
+    );
+    let e = err(&[
+        "model.precision=bf16",
+        "model.arch={ type = \"mlp\", hidden = [32] }",
+    ]);
+    assert!(e.contains("model.precision"), "{e}");
+    assert!(e.contains("fmnist_cnn only"), "{e}");
 }
 
 #[test]

@@ -28,8 +28,18 @@ pub(super) fn check_name(name: &str) -> Result<()> {
 }
 
 impl ModelSection {
-    /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive.
+    /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive; and that
+    /// `arch` runs in `precision`.
     pub fn validate(&self) -> Result<()> {
+        check(
+            self.precision.supports(&self.arch),
+            "model.precision",
+            format!(
+                "{} is implemented for model.arch fmnist_cnn only, not {}",
+                self.precision.label(),
+                self.arch.label()
+            ),
+        )?;
         match (&self.mean, &self.std) {
             (None, None) => Ok(()),
             (Some(_), None) | (None, Some(_)) => {
