@@ -25,13 +25,11 @@ Usage: python probe_bf16.py [--threads 1] [--train-batch 128] [--attack-batch 50
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from probe_first_conv import channels_last
+from probe_first_conv import alternating_rounds, channels_last, print_times
 from probe_grouped_seeds import Cnn, sgd
 
 
@@ -136,22 +134,10 @@ def main():
         "attack bf16": attack(net_bf16, xa_bf16),
         "attack cast": attack(net, xa, "cast"),
     }
-    times = {k: [] for k in variants}
-    for _ in range(a.rounds):
-        for k, f in variants.items():
-            for _ in range(2):
-                f()
-            t = time.perf_counter()
-            for _ in range(a.reps):
-                f()
-            times[k].append((time.perf_counter() - t) / a.reps * 1e3)
+    times = alternating_rounds(variants, a.rounds, a.reps, warmup=2)
     print(f"{a.threads} thread(s), training batch {a.train_batch}, attack batch {a.attack_batch}, "
           f"{a.rounds} rounds x {a.reps} steps:")
-    for k, ts in times.items():
-        base = statistics.median(times[k.split()[0] + " f32"])
-        med = statistics.median(ts)
-        print(f"  {k:16s} min {min(ts):8.2f} ms  median {med:8.2f} ms  "
-              f"f32 / this (medians) {base / med:.2f}x")
+    print_times(times, lambda k: k.split()[0] + " f32", "f32", width=16)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,32 @@ def channels_last(t):
     return out
 
 
+def alternating_rounds(variants, rounds, reps, warmup=3):
+    """Times the zero-argument functions of ``variants`` (name -> function) in ``rounds`` rounds
+    that alternate between them, each call ``warmup`` times untimed and then ``reps`` times timed:
+    name -> the milliseconds per call of each round."""
+    times = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, f in variants.items():
+            for _ in range(warmup):
+                f()
+            t = time.perf_counter()
+            for _ in range(reps):
+                f()
+            times[k].append((time.perf_counter() - t) / reps * 1e3)
+    return times
+
+
+def print_times(times, base_of, base_label, width=14):
+    """One line per variant of ``times``: its fastest round, its median, and the median of
+    ``base_of(name)``'s variant over its own (``base_label`` / this)."""
+    for k, ts in times.items():
+        base = statistics.median(times[base_of(k)])
+        med = statistics.median(ts)
+        print(f"  {k:{width}s} min {min(ts):7.2f} ms  median {med:7.2f} ms  "
+              f"{base_label} / this (medians) {base / med:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -95,21 +121,10 @@ def main():
     print(f"im2col vs nrf: loss {got[0].item():.6g} vs {ref[0].item():.6g}, "
           f"input gradient max relative difference {rel:.2e}")
 
-    times = {k: [] for k in variants}
-    for _ in range(a.rounds):
-        for k, (f, z) in variants.items():
-            for _ in range(3):
-                step(f, z)
-            t = time.perf_counter()
-            for _ in range(a.reps):
-                step(f, z)
-            times[k].append((time.perf_counter() - t) / a.reps * 1e3)
-    base = statistics.median(times["nrf"])
+    calls = {k: (lambda f=f, z=z: step(f, z)) for k, (f, z) in variants.items()}
+    times = alternating_rounds(calls, a.rounds, a.reps)
     print(f"attack step, batch {b}, {a.threads} thread(s), {a.rounds} rounds x {a.reps} steps:")
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        print(f"  {k:14s} min {min(ts):7.2f} ms  median {med:7.2f} ms  "
-              f"nrf / this (medians) {base / med:.2f}x")
+    print_times(times, lambda k: "nrf", "nrf")
 
     if a.profile:
         from torch.profiler import ProfilerActivity, profile

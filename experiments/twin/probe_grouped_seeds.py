@@ -27,14 +27,12 @@ Usage: python probe_grouped_seeds.py [--threads 1] [--seeds 3] [--batch 128] [--
 """
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from probe_first_conv import channels_last
+from probe_first_conv import alternating_rounds, channels_last, print_times
 
 
 class Cnn(nn.Module):
@@ -169,22 +167,10 @@ def main():
         "attack separate": frozen(attack_separate, nets),
         "attack grouped": frozen(attack_grouped, [grouped]),
     }
-    times = {k: [] for k in variants}
-    for _ in range(a.rounds):
-        for k, f in variants.items():
-            for _ in range(3):
-                f()
-            t = time.perf_counter()
-            for _ in range(a.reps):
-                f()
-            times[k].append((time.perf_counter() - t) / a.reps * 1e3)
+    times = alternating_rounds(variants, a.rounds, a.reps)
     print(f"a step of {s} seeds, batch {b} each, {a.threads} thread(s), "
           f"{a.rounds} rounds x {a.reps} steps:")
-    for k, ts in times.items():
-        base = statistics.median(times[k.split()[0] + " separate"])
-        med = statistics.median(ts)
-        print(f"  {k:16s} min {min(ts):7.2f} ms  median {med:7.2f} ms  "
-              f"separate / this (medians) {base / med:.2f}x")
+    print_times(times, lambda k: k.split()[0] + " separate", "separate", width=16)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,16 @@ class FmnistCnn(nn.Module):
         self.fc2 = nn.Linear(256, classes)
 
     def forward(self, x):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
-            rep = F.relu(self.fc1(h.flatten(1)))
-            logits = self.fc2(rep)
-        return logits.float(), rep.float()
+        if self.bf16:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                logits, rep = self.layers(x)
+            return logits.float(), rep.float()
+        return self.layers(x)
+
+    def layers(self, x):
+        h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
+        rep = F.relu(self.fc1(h.flatten(1)))
+        return self.fc2(rep), rep
 
 
 class Mlp(nn.Module):
@@ -107,7 +112,7 @@ def build_model(preset, in_shape, classes, seed, device="cpu", channels_last=Tru
     arch = arch or preset["model"]["arch"]
     torch.manual_seed(seed)
     if arch["type"] == "fmnist_cnn":
-        net = FmnistCnn(in_shape, classes, bf16=preset["model"]["precision"] == "bf16")
+        net = FmnistCnn(in_shape, classes, bf16=preset["model"].get("precision") == "bf16")
     elif arch["type"] == "mlp":
         net = Mlp(in_shape, arch["hidden"], classes)
     else:
