@@ -83,6 +83,7 @@ fn reproduce_in(
     preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = lock::ResultsLock::acquire(&results, "nrf reproduce")?;
+    pipeline::warn_if_precision_emulated(&preset);
     let invoked = (std::time::Instant::now(), pipeline::now());
     let parallel = match launch {
         Some(l) if preset.workers > 1 && !tch::Cuda::is_available() => Some(l),
@@ -224,6 +225,7 @@ pub fn reproduce_with(
         ),
         other => other,
     };
+    pipeline::warn_if_precision_emulated(&preset);
     preset.check_results_folder(&results)?;
     std::fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     let _lock = match shard {

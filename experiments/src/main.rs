@@ -124,6 +124,21 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Two `nrf combine` outputs side by side, e.g. the same preset with and without an option:
+    /// every number's change (other − base) with its 95% interval, paired by master seed when
+    /// both ran the same seeds, and every claim's verdict in both. Writes comparison.md,
+    /// comparison.json and comparison.png into --out.
+    Compare {
+        /// The reference set (an `nrf combine --out` folder).
+        #[arg(long)]
+        base: PathBuf,
+        /// The set compared with it.
+        #[arg(long)]
+        other: PathBuf,
+        /// Where to write the comparison.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Section 4's theory only: tables and plots into a directory.
     Theory {
         #[arg(long, default_value = "results/theory")]
@@ -356,6 +371,12 @@ fn run() -> Result<()> {
                 .with_context(|| format!("writing the report of {}", results.display()))?;
             println!("{s:?}");
             println!("{}", nrf_report::summary_markdown(&results)?);
+        }
+        Cmd::Compare { base, other, out } => {
+            let c = nrf_report::replicates::compare::Comparison::load(&base, &other)?;
+            c.write(&out)
+                .with_context(|| format!("writing the comparison into {}", out.display()))?;
+            println!("{}", c.markdown());
         }
         Cmd::Combine { results, out } => {
             // Not while a run writes one of the folders.

@@ -66,3 +66,47 @@ fn combine_writes_the_report_across_runs_and_refuses_what_is_not_one() {
     );
     drop(held);
 }
+
+#[test]
+fn compare_sets_two_combinations_side_by_side() {
+    let t = tempfile::tempdir().unwrap();
+    let a = run_with_seed(&t.path().join("a"), 1);
+    let b = run_with_seed(&t.path().join("b"), 2);
+    let set = t.path().join("set");
+    assert!(combine(&[&a, &b], &set).status.success());
+    let compare = |other: &Path, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_nrf"))
+            .arg("compare")
+            .arg("--base")
+            .arg(&set)
+            .arg("--other")
+            .arg(other)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    // A set against itself: the same preset, no number moves, no verdict changes.
+    let out = t.path().join("cmp");
+    let o = compare(&set, &out);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("replicates of one another"), "{stdout}");
+    for what in ["numbers differ", "verdicts changed"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("0 of ") && l.contains(what)),
+            "{what}: {stdout}"
+        );
+    }
+    assert!(!stdout.contains("**differs**") && !stdout.contains("**changed**"));
+    for f in ["comparison.md", "comparison.json", "comparison.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // A run's folder is not a combination: refused, naming it.
+    let o = compare(&a, &t.path().join("cmp2"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains(&a.display().to_string()), "{err}");
+}

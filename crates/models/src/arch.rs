@@ -326,40 +326,31 @@ impl FmnistCnn {
             },
         }
     }
-
-    /// The forward pass with every layer in `kind` (its input, weights and bias cast on the way
-    /// in, autograd through the casts), logits and representation returned in f32.
-    fn forward_rep_in(&self, x: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-        let conv = |h: &Tensor, c: &nn::Conv2D, stride: i64| {
-            let bias = c.bs.as_ref().map(|b| b.to_kind(kind));
-            h.conv2d(&c.ws.to_kind(kind), bias, [stride], [1], [1], 1)
-                .relu()
-        };
-        let linear = |h: &Tensor, l: &nn::Linear| {
-            h.linear(&l.ws.to_kind(kind), l.bs.as_ref().map(|b| b.to_kind(kind)))
-        };
-        let h = conv(&x.to_kind(kind), &self.c1, 1);
-        let h = conv(&conv(&h, &self.c2, 2), &self.c3, 2);
-        let rep = linear(&h.flatten(1, -1), &self.fc1).relu();
-        let logits = linear(&rep, &self.fc2);
-        (logits.to_kind(Kind::Float), rep.to_kind(Kind::Float))
-    }
 }
 
 impl Net for FmnistCnn {
+    /// In f32 (`compute` unset) the ATen calls tch's `Conv2D` and `Linear` modules make, on the
+    /// same tensors (the test below holds it to the bit). With `compute` every layer computes in
+    /// that kind: its input, weights and bias cast on the way in (autograd through the casts),
+    /// logits and representation returned in f32.
     fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
-        if let Some(kind) = self.compute {
-            return self.forward_rep_in(x, kind);
+        let cast = |t: &Tensor| match self.compute {
+            Some(kind) => t.to_kind(kind),
+            None => t.shallow_clone(),
+        };
+        let conv = |h: &Tensor, c: &nn::Conv2D, stride: i64| {
+            h.conv2d(&cast(&c.ws), c.bs.as_ref().map(cast), [stride], [1], [1], 1)
+                .relu()
+        };
+        let linear = |h: &Tensor, l: &nn::Linear| h.linear(&cast(&l.ws), l.bs.as_ref().map(cast));
+        let h = conv(&cast(x), &self.c1, 1);
+        let h = conv(&conv(&h, &self.c2, 2), &self.c3, 2);
+        let rep = linear(&h.flatten(1, -1), &self.fc1).relu();
+        let logits = linear(&rep, &self.fc2);
+        match self.compute {
+            Some(_) => (logits.to_kind(Kind::Float), rep.to_kind(Kind::Float)),
+            None => (logits, rep),
         }
-        let h = x
-            .apply(&self.c1)
-            .relu()
-            .apply(&self.c2)
-            .relu()
-            .apply(&self.c3)
-            .relu();
-        let rep = h.flatten(1, -1).apply(&self.fc1).relu();
-        (rep.apply(&self.fc2), rep)
     }
 }
 
@@ -643,5 +634,51 @@ impl Net for DenseNet {
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1);
         (rep.apply(&self.fc), rep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CNN's f32 forward pass is, to the bit, what tch's `Conv2D` and `Linear` modules
+    /// compute with the same weights (the path nrf took before `model.precision` existed).
+    #[test]
+    fn fmnist_cnn_f32_forward_is_tchs_modules_bit_for_bit() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let l = Layers {
+            path: &vs.root(),
+            init: Some(Init::Pytorch),
+            precision: Precision::F32,
+        };
+        let net = FmnistCnn::new(&l, [1, 28, 28], 10);
+        let x = Tensor::rand([5, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+        let (logits, rep) = net.forward_rep(&x, false);
+        let want_rep = x
+            .apply(&net.c1)
+            .relu()
+            .apply(&net.c2)
+            .relu()
+            .apply(&net.c3)
+            .relu()
+            .flatten(1, -1)
+            .apply(&net.fc1)
+            .relu();
+        let want_logits = want_rep.apply(&net.fc2);
+        assert_eq!(logits.kind(), Kind::Float);
+        assert!(rep.equal(&want_rep), "representation differs");
+        assert!(logits.equal(&want_logits), "logits differ");
+        // ... and bf16 computes something else, returned in f32 (the models test bounds how
+        // close it stays).
+        let bf16 = FmnistCnn {
+            compute: Some(Kind::BFloat16),
+            ..net
+        };
+        let (bf16_logits, bf16_rep) = bf16.forward_rep(&x, false);
+        assert_eq!(
+            (bf16_logits.kind(), bf16_rep.kind()),
+            (Kind::Float, Kind::Float)
+        );
+        assert!(!bf16_logits.equal(&want_logits));
     }
 }

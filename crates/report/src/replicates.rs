@@ -18,7 +18,8 @@
 //!   robust-evaluation subset, p(1 − p)/n · (1 − n/N)), decided by an F test.
 //!
 //! [`Replicates::write`] writes `replicates.json`, `replicates.md` and `replicates.png`;
-//! `nrf combine --results R1 --results R2 ... --out DIR` runs both.
+//! `nrf combine --results R1 --results R2 ... --out DIR` runs both. [`compare`] puts two such
+//! sets side by side (`nrf compare`): does an option change the results beyond the runs' spread?
 //!
 //! ```rust
 //! use nrf_report::{demo::write_demo_results, replicates::Replicates, results::RunInfo};
@@ -152,6 +153,11 @@ fn differing_keys(a: &toml::Value, b: &toml::Value, prefix: &str, out: &mut Vec<
                 match (x.get(k), y.get(k)) {
                     (Some(va), Some(vb)) => differing_keys(va, vb, &key, out),
                     _ if FREE_KEYS.contains(&key.as_str()) => {}
+                    // A table only one side has: its keys, each set on one side only.
+                    (Some(t), None) | (None, Some(t)) if t.is_table() => {
+                        let empty = toml::Value::Table(Default::default());
+                        differing_keys(t, &empty, &key, out)
+                    }
                     _ => out.push(key),
                 }
             }
@@ -726,5 +732,6 @@ impl Replicates {
     }
 }
 
+pub mod compare;
 #[cfg(test)]
 mod tests;

@@ -303,7 +303,7 @@ pub fn satterthwaite(var: f64, seed_parts: &[(f64, usize)]) -> Option<f64> {
 
 /// [`student_t95`] at a fractional `df` (at least 1): linear in 1/df between the whole numbers
 /// around it, the usual interpolation of t tables.
-fn t95_at(df: f64) -> f64 {
+pub fn t95_at(df: f64) -> f64 {
     let df = df.max(1.0);
     let lo = df.floor();
     let a = student_t95(lo as usize);

@@ -145,6 +145,21 @@ pub(crate) fn now() -> String {
     format!("unix:{s}")
 }
 
+/// Warns, once per invocation (not in each worker), when `model.precision` asks for bfloat16 on
+/// a CPU without bfloat16 arithmetic: libtorch then emulates it, slower than f32.
+pub(crate) fn warn_if_precision_emulated(preset: &Preset) {
+    if !preset.model.precision.is_f32()
+        && !tch::Cuda::is_available()
+        && nrf_models::runtime::cpu_has_bf16() == Some(false)
+    {
+        tracing::warn!(
+            "model.precision = {}: this CPU has no bfloat16 arithmetic (no avx512_bf16 or \
+             amx_bf16 in /proc/cpuinfo), so libtorch emulates it, slower than f32",
+            preset.model.precision.label()
+        );
+    }
+}
+
 impl Ctx {
     /// Loads data, prepares the evaluation tensors and the run record.
     pub fn new(
@@ -177,16 +192,6 @@ impl Ctx {
             tch::set_num_threads(preset.threads);
         }
         let device = Device::cuda_if_available();
-        if !preset.model.precision.is_f32()
-            && device == Device::Cpu
-            && nrf_models::runtime::cpu_has_bf16() == Some(false)
-        {
-            tracing::warn!(
-                "model.precision = {}: this CPU has no bfloat16 arithmetic (no avx512_bf16 or \
-                 amx_bf16 in /proc/cpuinfo), so libtorch emulates it, slower than f32",
-                preset.model.precision.label()
-            );
-        }
         let files = source_files(&preset)?;
         let (train, test) = load_data(&preset, data_dir)?;
         tracing::info!(

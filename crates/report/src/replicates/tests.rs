@@ -331,3 +331,99 @@ fn unstable_claims_are_those_whose_runs_disagree() {
     let r = Replicates::load(&[a, c]).unwrap();
     assert!(r.unstable_claims().is_empty());
 }
+
+#[test]
+fn change_interval_is_paired_on_the_same_seeds_else_welch() {
+    use super::compare::change_interval;
+    // Paired: differences 0.02 and 0.04, mean 0.03, SE 0.01, t(1) = 12.706.
+    let (c, half, df, paired) =
+        change_interval(&[(0, 0.30), (1, 0.40)], &[(1, 0.44), (0, 0.32)]).unwrap();
+    assert!(paired && close(c, 0.03) && close(df, 1.0));
+    assert!((half - 0.12706).abs() < 1e-6, "{half}");
+    // Other seeds: Welch. Each side's variance of the mean 0.0025, SE² 0.005, df 2, t(2) = 4.303.
+    let (c, half, df, paired) =
+        change_interval(&[(0, 0.30), (1, 0.40)], &[(2, 0.50), (3, 0.60)]).unwrap();
+    assert!(!paired && close(c, 0.2) && close(df, 2.0));
+    assert!((half - 4.303 * 0.005f64.sqrt()).abs() < 1e-9, "{half}");
+    // One run has no spread.
+    assert!(change_interval(&[(0, 0.3)], &[(0, 0.4), (1, 0.5)]).is_none());
+}
+
+/// `nrf combine` of runs under `seeds`, each run's accuracies moved by `shift(i, model)`, with
+/// `extra` appended to every run's preset; returns the combined folder.
+fn combined_set(
+    root: &Path,
+    seeds: &[u64],
+    extra: &str,
+    shift: impl Fn(usize, &str) -> f64,
+) -> PathBuf {
+    let dirs: Vec<PathBuf> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let d = write_run(&root.join(format!("run{s}")), s, |m| shift(i, m));
+            let path = d.join("run.json");
+            let mut run: RunInfo = read_json(&path).unwrap();
+            run.config_toml.push_str(extra);
+            write_json_atomic(&path, &run).unwrap();
+            d
+        })
+        .collect();
+    let out = root.join("combined");
+    Replicates::load(&dirs).unwrap().write(&out).unwrap();
+    out
+}
+
+#[test]
+fn a_comparison_names_the_option_and_finds_the_number_it_moved() {
+    use super::compare::Comparison;
+    let t = tempfile::tempdir().unwrap();
+    let noise = [0.0, 0.02, -0.01];
+    let base = combined_set(&t.path().join("f32"), &[10, 11, 12], "", |i, _| noise[i]);
+    // The option moves on_D_R by 5 ± 1 points and nothing else.
+    let moved = [0.05, 0.06, 0.04];
+    let other = combined_set(
+        &t.path().join("bf16"),
+        &[10, 11, 12],
+        "\n[model]\nprecision = \"bf16\"\n",
+        |i, m| noise[i] + if m == "on_D_R" { moved[i] } else { 0.0 },
+    );
+    let c = Comparison::load(&base, &other).unwrap();
+    assert_eq!(c.keys.len(), 1, "{:?}", c.keys);
+    assert_eq!(c.keys[0].key, "model.precision");
+    assert_eq!(c.keys[0].base, "(not set: the default)");
+    assert_eq!(c.keys[0].other, "\"bf16\"");
+    assert!(c.paired);
+    assert_eq!(c.base.seeds, [10, 11, 12]);
+    for n in &c.numbers {
+        if n.model == "on_D_R" {
+            assert!(close(n.change, 0.05) && n.differs, "{n:?}");
+            assert!(close(n.half, 4.303 * 0.01 / 3f64.sqrt()), "{n:?}");
+        } else {
+            assert!(close(n.change, 0.0) && !n.differs, "{n:?}");
+        }
+    }
+    assert!(c
+        .numbers
+        .iter()
+        .any(|n| n.model == "on_D_R" && n.number != "std acc"));
+    assert!(c.claims.iter().any(|x| x.id == "F2a"));
+    let out = t.path().join("cmp");
+    c.write(&out).unwrap();
+    for f in ["comparison.md", "comparison.json", "comparison.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let md = c.markdown();
+    assert!(md.contains("`model.precision`") && md.contains("**differs**"));
+    let back: Comparison = read_json(out.join("comparison.json")).unwrap();
+    assert_eq!(back, c);
+
+    // Other master seeds: the sets' means, Welch's interval.
+    let later = combined_set(&t.path().join("later"), &[20, 21], "", |i, _| noise[i]);
+    let c = Comparison::load(&base, &later).unwrap();
+    assert!(!c.paired && c.keys.is_empty());
+    assert!(c.markdown().contains("replicates of one another"));
+    // A folder that is not a combination is named.
+    let e = Comparison::load(&base, t.path()).unwrap_err();
+    assert!(format!("{e:#}").contains(&t.path().display().to_string()));
+}
