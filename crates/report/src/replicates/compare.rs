@@ -16,11 +16,11 @@
 //!
 //! `nrf compare --base A --other B --out DIR` writes `comparison.md`, `comparison.json` and
 //! `comparison.png`.
-use super::{differing_keys, Replicates, KEPT_DIR};
+use super::{differing_keys, mean, Replicates, KEPT_DIR};
 use crate::io::{atomic_write, read_json, write_json_atomic};
 use crate::plot::{bar_plot_with_errors, PlotOptions};
 use crate::results::RunInfo;
-use crate::uncertainty::{sample_sd, student_t95, t95_at};
+use crate::uncertainty::{sample_sd, satterthwaite, student_t95, t95_at};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -119,7 +119,6 @@ pub fn change_interval(base: &[(u64, f64)], other: &[(u64, f64)]) -> Option<(f64
     if base.len() < 2 || other.len() < 2 {
         return None;
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let paired: Option<Vec<f64>> = (base.len() == other.len())
         .then(|| {
             base.iter()
@@ -140,12 +139,7 @@ pub fn change_interval(base: &[(u64, f64)], other: &[(u64, f64)]) -> Option<(f64
             let vb = sample_sd(&b)?.powi(2) / b.len() as f64;
             let vo = sample_sd(&o)?.powi(2) / o.len() as f64;
             let se2 = vb + vo;
-            let denom = vb * vb / (b.len() - 1) as f64 + vo * vo / (o.len() - 1) as f64;
-            let df = if denom > 0.0 {
-                se2 * se2 / denom
-            } else {
-                f64::INFINITY
-            };
+            let df = satterthwaite(se2, &[(vb, b.len()), (vo, o.len())]).unwrap_or(f64::INFINITY);
             (mean(&o) - mean(&b), t95_at(df) * se2.sqrt(), df, false)
         }
     })
@@ -232,12 +226,11 @@ impl Comparison {
                 continue;
             };
             paired &= p;
-            let mean = |v: &[(u64, f64)]| v.iter().map(|x| x.1).sum::<f64>() / v.len() as f64;
             numbers.push(NumberChange {
                 model: sa.model.clone(),
                 number: sa.number.clone(),
-                base: mean(&xa),
-                other: mean(&xb),
+                base: mean(&sa.runs),
+                other: mean(&sb.runs),
                 change,
                 half,
                 df,
