@@ -4,7 +4,8 @@
 //! as done in run.json, dated from the invocation's start (not the last pass's). On the smoke
 //! preset with the extras whose order matters to workers: the D_det study (its own source models
 //! run beside the core; it reads eps_sensitivity's models), eps_sensitivity, over-fitting (reads
-//! Figure 2's results); two seeds per fresh model (each worker takes the seeds in its own order).
+//! Figure 2's results), Figure 3 and the initialisation ablation (their models in each worker's
+//! order); two seeds per fresh model (each worker takes the seeds in its own order).
 //!
 //! Needs the `nrf` binary (NRF_BIN, set by `cargo xtask test`, or target/debug/nrf) and the real
 //! Fashion-MNIST files; without them the test says why and passes vacuously.
@@ -21,9 +22,7 @@ const SET: &[&str] = &[
     "eval.robust_n=50",
     "extras.diversity=false",
     "extras.source_vs_target=false",
-    "extras.init_ablation=false",
     "extras.cosine_ablation=false",
-    "extras.figure3=false",
     "extras.train_sizes=[]",
 ];
 

@@ -146,6 +146,33 @@ pub fn order<T>(worker: Option<Worker>, items: Vec<T>) -> Vec<T> {
     mine
 }
 
+/// `f` on each of `items`, taken in `worker`'s [`order`], the results in `items`' order: the
+/// independent models of one job, so that two workers in the same job train different models
+/// instead of one waiting for the other. An item whose stage another worker holds
+/// ([`Deferred`]) is passed over and the others are done; the job is then deferred (the first
+/// such error), to find that item cached later. Any other error stops it at once.
+pub fn map_in_order<T, R>(
+    worker: Option<Worker>,
+    items: Vec<T>,
+    mut f: impl FnMut(T) -> Result<R>,
+) -> Result<Vec<R>> {
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    let mut deferred = None;
+    for (i, item) in order(worker, items.into_iter().enumerate().collect()) {
+        match f(item) {
+            Ok(r) => out[i] = Some(r),
+            Err(e) if is_deferred(&e) => {
+                deferred.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    match deferred {
+        Some(e) => Err(e),
+        None => Ok(out.into_iter().flatten().collect()),
+    }
+}
+
 /// A piece of the pipeline that does not depend on the others' order: it asks the stage cache
 /// (and so the other workers) for what it needs.
 pub struct Job {

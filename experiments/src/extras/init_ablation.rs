@@ -65,6 +65,7 @@ fn alt_models(ctx: &mut Ctx, src: &Sources, alt: Init) -> Result<Vec<ModelResult
     let d_r = ctx.load_constructed("D_R")?.dataset;
     let d_nr = ctx.load_constructed("D_NR")?.dataset;
     let (control, k_c) = control_set(ctx, src);
+    let worker = ctx.cache.mode.worker;
     // Figure 2's three models, fully evaluated, with the other initialisation.
     let mut train = |set: &str, kind, name: &str, data: &Dataset, key: &str| {
         let role = ModelRole::Extra {
@@ -80,11 +81,15 @@ fn alt_models(ctx: &mut Ctx, src: &Sources, alt: Init) -> Result<Vec<ModelResult
             ModelJob::new(&ctx.preset, model_name(alt, name), role, set, &fresh).with_init(alt);
         ctx.model_stage(&job).map(|(m, _)| m)
     };
-    Ok(vec![
-        train("D_R", ModelKind::DR, "D_R", &d_r, &k_r)?,
-        train("D_NR", ModelKind::DNR, "D_NR", &d_nr, &k_nr)?,
-        train("D_control", ModelKind::Control, "control", &control, &k_c)?,
-    ])
+    // In the worker's order: on two workers both train them.
+    let models = vec![
+        ("D_R", ModelKind::DR, "D_R", &d_r, &k_r),
+        ("D_NR", ModelKind::DNR, "D_NR", &d_nr, &k_nr),
+        ("D_control", ModelKind::Control, "control", &control, &k_c),
+    ];
+    crate::workers::map_in_order(worker, models, |(set, kind, name, data, key)| {
+        train(set, kind, name, data, key)
+    })
 }
 
 /// The section's table: one row per model of each group (`sets` names their sets), its test

@@ -262,12 +262,6 @@ impl StageCache {
         Ok(Some((output, key)))
     }
 
-    /// `items` in the order this process takes them: as they are in an ordinary run, in the
-    /// worker's own order in a worker ([`crate::workers::order`]).
-    pub fn worker_order<T>(&self, items: Vec<T>) -> Vec<T> {
-        crate::workers::order(self.mode.worker, items)
-    }
-
     /// The work folder of stage `name` with key `key`: unfinished work (checkpoints, chunks,
     /// shard slices), removed when the stage completes.
     pub fn work_dir(&self, name: &str, key: &str) -> PathBuf {

@@ -129,11 +129,11 @@ impl Ctx {
     pub fn model_stage(&mut self, job: &ModelJob) -> Result<(ModelResult, String)> {
         let (name, seeds) = (job.name.as_str(), self.seeds_for(job.role));
         // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
-        let mut runs: Vec<Option<(ModelResult, String, u64)>> = (0..seeds).map(|_| None).collect();
-        for k in self.cache.worker_order((0..seeds).collect()) {
-            runs[k] = Some(self.train_eval(&job.seed(k))?);
-        }
-        let mut runs = runs.into_iter().flatten();
+        let worker = self.cache.mode.worker;
+        let runs = crate::workers::map_in_order(worker, (0..seeds).collect(), |k| {
+            self.train_eval(&job.seed(k))
+        })?;
+        let mut runs = runs.into_iter();
         let (mut result, train_key, seed) = runs.next().expect("seed 0 is trained");
         if self.cache.mode.defer_eval {
             // Training only: models/<name>.json is written by the run that evaluates.
