@@ -14,8 +14,11 @@
 //! job it was in is put back at the end of its queue ([`Deferred`]) and it goes on with the next
 //! one. Jobs are the pipeline's independent pieces ([`crate::jobs`]): the source models, each
 //! constructed set with its fresh models, each extra, the theory. Each worker takes them in its
-//! own order ([`order`]: worker k starts with the jobs k, k+N, ...), and the seeds of a model too,
-//! so that they meet as rarely as possible.
+//! own order ([`order`]: worker k starts with the jobs k, k+N, ...), and the seeds of a model and
+//! the independent models of a job too ([`map_in_order`]: a model the other worker holds is
+//! passed over, the rest trained, then the job put back), so that they meet as rarely as
+//! possible and both work inside one long job (Figure 3's twelve models were the whole run's
+//! last, one-worker minutes before).
 //!
 //! The results are the sequential run's, file for file: every stage seeds torch's generator
 //! from its own name and reads its inputs from the cache, so neither the order nor the process
