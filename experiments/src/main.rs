@@ -126,7 +126,8 @@ enum Cmd {
     },
     /// Two `nrf combine` outputs side by side, e.g. the same preset with and without an option:
     /// every number's change (other − base) with its 95% interval, paired by master seed when
-    /// both ran the same seeds, and every claim's verdict in both. Writes comparison.md,
+    /// both ran the same seeds (or on the seeds both ran, when they share at least three), and
+    /// every claim's verdict in both. Writes comparison.md,
     /// comparison.json and comparison.png into --out.
     Compare {
         /// The reference set (an `nrf combine --out` folder).

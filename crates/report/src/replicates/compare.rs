@@ -9,8 +9,10 @@
 //!
 //! When both sets ran the same master seeds the change is taken run by run (paired: a seed's
 //! runs share their subsets and initial weights, so what they share cancels), its interval
-//! Student's t at k − 1 degrees of freedom over the k seeds; otherwise from the two sets' means
-//! (Welch: each set's spread over its runs, Welch-Satterthwaite degrees of freedom). A number
+//! Student's t at k − 1 degrees of freedom over the k seeds. When their seeds only overlap, it is
+//! paired on the seeds both ran if there are at least [`MIN_COMMON_SEEDS`] of them (the others'
+//! runs left out of the change, not of the sets' means); otherwise it comes from the two sets'
+//! means (Welch: each set's spread over its runs, Welch-Satterthwaite degrees of freedom). A number
 //! "differs" when its interval leaves out zero. With many numbers some differ by chance (5% of
 //! them at no change at all); the report says how many to expect.
 //!
@@ -28,6 +30,11 @@ use std::path::Path;
 
 /// The chance that a number with no true change "differs" (its 95% interval leaves out zero).
 pub const CHANGE_ALPHA: f64 = 0.05;
+
+/// The fewest master seeds two sets that ran different seeds must share for the change to be
+/// paired on them (2 degrees of freedom; with one, Student's t at 1 is 12.7 and Welch's interval
+/// over all the runs is the narrower).
+pub const MIN_COMMON_SEEDS: usize = 3;
 
 /// One set of replicates as compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,8 +67,8 @@ pub struct NumberChange {
     pub base: f64,
     /// Mean over the other set's runs.
     pub other: f64,
-    /// other − base: the mean of the per-seed differences when paired (equal to the difference
-    /// of the means), else the difference of the means.
+    /// other − base: the mean of the per-seed differences when paired (the difference of the
+    /// means when both sets ran the same seeds), else the difference of the means.
     pub change: f64,
     /// Half-width of its 95% interval.
     pub half: f64,
@@ -105,24 +112,46 @@ pub struct Comparison {
     /// What differs between their presets (their master seeds, threads, workers and data
     /// folder aside).
     pub keys: Vec<KeyChange>,
-    /// Whether the changes are taken seed by seed (both sets ran the same master seeds).
+    /// Whether the changes are taken seed by seed (on [`Comparison::paired_seeds`]).
     pub paired: bool,
+    /// The master seeds the changes are paired on: every seed when both sets ran the same ones,
+    /// the seeds both ran when they overlap in at least [`MIN_COMMON_SEEDS`]; empty for Welch.
+    #[serde(default)]
+    pub paired_seeds: Vec<u64>,
     /// Every number both sets combined.
     pub numbers: Vec<NumberChange>,
     /// Every claim both sets decided.
     pub claims: Vec<ClaimChange>,
 }
 
-/// other − base with its 95% interval: paired by seed when `base` and `other` hold the same
-/// seeds (each `(seed, value)`), else Welch's. None when either side has fewer than two runs.
+/// The master seeds a change between sets with these seeds is paired on (in `base`'s order):
+/// all of them when both ran the same seeds (at least two), those both ran when there are at
+/// least [`MIN_COMMON_SEEDS`], else none (Welch's interval).
+pub fn paired_seeds(base: &[u64], other: &[u64]) -> Vec<u64> {
+    let common: Vec<u64> = base.iter().copied().filter(|s| other.contains(s)).collect();
+    let same = common.len() == base.len() && common.len() == other.len();
+    if (same && common.len() >= 2) || common.len() >= MIN_COMMON_SEEDS {
+        common
+    } else {
+        Vec::new()
+    }
+}
+
+/// other − base with its 95% interval, its degrees of freedom and whether it is paired: paired
+/// on [`paired_seeds`] (each side `(seed, value)`), else Welch's over every run. None when
+/// either side has fewer than two runs.
 pub fn change_interval(base: &[(u64, f64)], other: &[(u64, f64)]) -> Option<(f64, f64, f64, bool)> {
     if base.len() < 2 || other.len() < 2 {
         return None;
     }
-    let paired: Option<Vec<f64>> = (base.len() == other.len())
+    let seeds = |x: &[(u64, f64)]| x.iter().map(|p| p.0).collect::<Vec<u64>>();
+    let common = paired_seeds(&seeds(base), &seeds(other));
+    let value = |x: &[(u64, f64)], s: u64| x.iter().find(|p| p.0 == s).map(|p| p.1);
+    let paired: Option<Vec<f64>> = (!common.is_empty())
         .then(|| {
-            base.iter()
-                .map(|(s, b)| other.iter().find(|(t, _)| t == s).map(|(_, o)| o - b))
+            common
+                .iter()
+                .map(|&s| Some(value(other, s)? - value(base, s)?))
                 .collect()
         })
         .flatten();
@@ -261,6 +290,11 @@ impl Comparison {
             },
             keys,
             paired: paired && !numbers.is_empty(),
+            paired_seeds: if paired && !numbers.is_empty() {
+                paired_seeds(&seeds(&a), &seeds(&b))
+            } else {
+                Vec::new()
+            },
             numbers,
             claims,
         })
@@ -268,9 +302,8 @@ impl Comparison {
 
     /// The comparison as markdown (what `comparison.md` holds).
     pub fn markdown(&self) -> String {
-        let seeds = |s: &Side| {
-            s.seeds
-                .iter()
+        let seeds = |s: &[u64]| {
+            s.iter()
                 .map(|x| x.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -280,9 +313,9 @@ impl Comparison {
             self.other.dir,
             self.base.dir,
             self.base.dir,
-            seeds(&self.base),
+            seeds(&self.base.seeds),
             self.other.dir,
-            seeds(&self.other)
+            seeds(&self.other.seeds)
         );
         if self.keys.is_empty() {
             s.push_str("Their presets are the same (master seeds, threads, workers and the data folder aside): the two sets are replicates of one another.\n");
@@ -294,10 +327,17 @@ impl Comparison {
                 let _ = writeln!(s, "| `{}` | `{}` | `{}` |", k.key, k.base, k.other);
             }
         }
-        let how = if self.paired {
-            "taken seed by seed (both sets ran the same master seeds: a seed's runs share their subsets and initial weights), its 95% interval Student's t over the seeds"
+        let same_seeds = self.paired_seeds.len() == self.base.seeds.len()
+            && self.paired_seeds.len() == self.other.seeds.len();
+        let how = if self.paired && same_seeds {
+            "taken seed by seed (both sets ran the same master seeds: a seed's runs share their subsets and initial weights), its 95% interval Student's t over the seeds".to_string()
+        } else if self.paired {
+            format!(
+                "taken seed by seed on the master seeds both sets ran ({}: a seed's runs share their subsets and initial weights; the other runs count in the sets' means, not in the change), its 95% interval Student's t over those seeds",
+                seeds(&self.paired_seeds)
+            )
         } else {
-            "the difference of the sets' means, its 95% interval Welch's (each set's spread over its runs)"
+            "the difference of the sets' means, its 95% interval Welch's (each set's spread over its runs)".to_string()
         };
         let _ = write!(
             s,

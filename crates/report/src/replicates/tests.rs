@@ -347,6 +347,28 @@ fn change_interval_is_paired_on_the_same_seeds_else_welch() {
     assert!((half - 4.303 * 0.005f64.sqrt()).abs() < 1e-9, "{half}");
     // One run has no spread.
     assert!(change_interval(&[(0, 0.3)], &[(0, 0.4), (1, 0.5)]).is_none());
+    // Overlapping seeds, three in common: paired on them (differences 0.02, 0.04, 0.06: mean
+    // 0.04, sd 0.02, SE 0.02/sqrt(3), t(2) = 4.303); seed 3's and seed 9's runs left out.
+    let base = [(0, 0.30), (1, 0.40), (2, 0.50), (3, 0.90)];
+    let other = [(2, 0.56), (9, 0.10), (1, 0.44), (0, 0.32)];
+    let (c, half, df, paired) = change_interval(&base, &other).unwrap();
+    assert!(paired && close(c, 0.04) && close(df, 2.0), "{c} {df}");
+    assert!((half - 4.303 * 0.02 / 3f64.sqrt()).abs() < 1e-9, "{half}");
+    // One seed in common is too few to pair on: Welch over every run.
+    let (_, _, _, paired) =
+        change_interval(&[(0, 0.30), (1, 0.40)], &[(1, 0.44), (2, 0.50)]).unwrap();
+    assert!(!paired);
+}
+
+#[test]
+fn changes_are_paired_on_the_same_seeds_or_on_enough_common_ones() {
+    use super::compare::{paired_seeds, MIN_COMMON_SEEDS};
+    assert_eq!(MIN_COMMON_SEEDS, 3);
+    assert_eq!(paired_seeds(&[0, 1], &[1, 0]), vec![0, 1]);
+    assert_eq!(paired_seeds(&[0, 1, 2, 3], &[0, 1, 2, 4]), vec![0, 1, 2]);
+    assert_eq!(paired_seeds(&[3, 0, 1, 2], &[0, 1, 2]), vec![0, 1, 2]);
+    assert!(paired_seeds(&[0, 1, 5], &[0, 1, 2]).is_empty());
+    assert!(paired_seeds(&[0, 1], &[2, 3]).is_empty());
 }
 
 /// `nrf combine` of runs under `seeds`, each run's accuracies moved by `shift(i, model)`, with
@@ -421,8 +443,26 @@ fn a_comparison_names_the_option_and_finds_the_number_it_moved() {
     // Other master seeds: the sets' means, Welch's interval.
     let later = combined_set(&t.path().join("later"), &[20, 21], "", |i, _| noise[i]);
     let c = Comparison::load(&base, &later).unwrap();
-    assert!(!c.paired && c.keys.is_empty());
+    assert!(!c.paired && c.keys.is_empty() && c.paired_seeds.is_empty());
     assert!(c.markdown().contains("replicates of one another"));
+    // Overlapping master seeds: paired on the three both ran; seed 13's run (far off) counts in
+    // the other set's means but not in the change.
+    let shifts = [0.0, 0.02, -0.01, -0.3];
+    let more = combined_set(&t.path().join("more"), &[10, 11, 12, 13], "", |i, _| {
+        shifts[i]
+    });
+    let c = Comparison::load(&base, &more).unwrap();
+    assert!(
+        c.paired && c.paired_seeds == [10, 11, 12],
+        "{:?}",
+        c.paired_seeds
+    );
+    for n in &c.numbers {
+        assert!(close(n.change, 0.0) && !n.differs, "{n:?}");
+        assert!(n.other <= n.base, "{n:?}");
+    }
+    assert!(c.numbers.iter().any(|n| n.other - n.base < -0.05));
+    assert!(c.markdown().contains("both sets ran (10, 11, 12:"));
     // A folder that is not a combination is named.
     let e = Comparison::load(&base, t.path()).unwrap_err();
     assert!(format!("{e:#}").contains(&t.path().display().to_string()));
