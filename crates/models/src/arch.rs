@@ -86,10 +86,12 @@ impl Init {
 /// PyTorch's `torch.autocast("cpu", torch.bfloat16)` does it: the weights (and what an optimiser
 /// updates) stay f32, and each convolution and linear layer casts its input, weights and bias to
 /// bfloat16 on the way in (differentiably: gradients reach the f32 weights and the f32 input);
-/// the ReLUs run on bfloat16, the logits and representation come back as f32. On CPUs with
-/// bfloat16 arithmetic (`avx512_bf16` or `amx_bf16`: AMD Zen 4, Intel Sapphire Rapids and later)
-/// a training step of the Fashion-MNIST CNN took 0.61x and an attack step 0.38-0.48x of f32's
-/// time (experiments/twin/probe_bf16.py); elsewhere libtorch emulates it and it is slower. Its
+/// batch norms (their weights and running statistics f32), ReLUs, pools and residual sums run on
+/// bfloat16, the logits and representation come back as f32. On CPUs with bfloat16 arithmetic
+/// (`avx512_bf16` or `amx_bf16`: AMD Zen 4, Intel Sapphire Rapids and later) a training step of
+/// the Fashion-MNIST CNN took 0.61x and an attack step 0.38-0.48x of f32's time
+/// (experiments/twin/probe_bf16.py), ResNet-18 and VGG-16 at width 8 0.67-0.76x and 0.58-0.67x
+/// under autocast; elsewhere libtorch emulates it and it is slower. Its
 /// input gradients point where f32's do (cosine 0.997 per image) but are not the same: a run in
 /// bf16 is another run, compared with f32's by its results (docs/performance.md, "bfloat16").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,7 +100,8 @@ pub enum Precision {
     /// f32 throughout, as the paper's code.
     #[default]
     F32,
-    /// bfloat16 convolutions and linear layers, f32 weights and outputs (Fashion-MNIST CNN only).
+    /// bfloat16 convolutions and linear layers, f32 weights and outputs (the Fashion-MNIST CNN,
+    /// ResNet-18 and VGG-16: [`Precision::supports`]).
     Bf16,
 }
 
@@ -114,10 +117,14 @@ impl Precision {
             Precision::Bf16 => "bf16",
         }
     }
-    /// Whether `arch` can run in this precision (bf16: the Fashion-MNIST CNN, the only network
-    /// whose bf16 steps are measured).
+    /// Whether `arch` can run in this precision (bf16: the networks whose bf16 steps are
+    /// measured, the Fashion-MNIST CNN, ResNet-18 and VGG-16; docs/performance.md).
     pub fn supports(&self, arch: &Arch) -> bool {
-        self.is_f32() || *arch == Arch::FmnistCnn
+        self.is_f32()
+            || matches!(
+                arch,
+                Arch::FmnistCnn | Arch::ResNet18 { .. } | Arch::Vgg16 { .. }
+            )
     }
 }
 
@@ -137,6 +144,64 @@ fn uniform(bound: f64) -> nn::Init {
 pub trait Net: Send {
     /// Forward pass.
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor);
+}
+
+/// A 2-d convolution and the stride and padding its forward pass uses (tch keeps them private).
+struct Conv {
+    m: nn::Conv2D,
+    stride: i64,
+    padding: i64,
+}
+
+/// The kind a network's convolutions and linear layers compute in when it is not their
+/// weights' (f32): bfloat16 for [`Precision::Bf16`], as `torch.autocast("cpu")` does it. Batch
+/// norms, ReLUs, pools and residual sums run on what they are given (bfloat16 then; a batch
+/// norm keeps its f32 weights and running statistics, as under autocast).
+#[derive(Debug, Clone, Copy)]
+struct Compute(Option<Kind>);
+
+impl Compute {
+    fn of(p: Precision) -> Compute {
+        match p {
+            Precision::F32 => Compute(None),
+            Precision::Bf16 => Compute(Some(Kind::BFloat16)),
+        }
+    }
+
+    /// `t` in the compute kind (differentiably); itself in f32.
+    fn cast(self, t: &Tensor) -> Tensor {
+        match self.0 {
+            Some(kind) => t.to_kind(kind),
+            None => t.shallow_clone(),
+        }
+    }
+
+    /// `c` on `h`: in f32 the ATen call tch's `Conv2D` makes; else on `h`, weights and bias
+    /// cast to the compute kind.
+    fn conv(self, h: &Tensor, c: &Conv) -> Tensor {
+        self.cast(h).conv2d(
+            &self.cast(&c.m.ws),
+            c.m.bs.as_ref().map(|b| self.cast(b)),
+            [c.stride, c.stride],
+            [c.padding, c.padding],
+            [1, 1],
+            1,
+        )
+    }
+
+    /// `l` on `h`, as [`Compute::conv`].
+    fn linear(self, h: &Tensor, l: &nn::Linear) -> Tensor {
+        self.cast(h)
+            .linear(&self.cast(&l.ws), l.bs.as_ref().map(|b| self.cast(b)))
+    }
+
+    /// A network's output (logits, representation) in f32.
+    fn output(self, t: Tensor) -> Tensor {
+        match self.0 {
+            Some(_) => t.to_kind(Kind::Float),
+            None => t,
+        }
+    }
 }
 
 /// Builds `arch` under `p` for inputs of shape `[c, h, w]` and `classes` outputs, its weights
@@ -225,7 +290,7 @@ fn build_layers(p: &Layers, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Bo
 struct Layers<'a> {
     path: &'a nn::Path<'a>,
     init: Option<Init>,
-    /// The arithmetic of the network built (f32 for every architecture but the CNN's bf16).
+    /// The arithmetic of the network built ([`Precision::supports`] says which can be bf16).
     precision: Precision,
 }
 
@@ -244,7 +309,7 @@ impl Layers<'_> {
         stride: i64,
         padding: i64,
         bias: bool,
-    ) -> nn::Conv2D {
+    ) -> Conv {
         let mut cfg = nn::ConvConfig {
             stride,
             padding,
@@ -260,7 +325,11 @@ impl Layers<'_> {
             Some(Init::Tch) => {}
             None => (cfg.ws_init, cfg.bs_init) = (ZERO, ZERO),
         }
-        nn::conv2d(p, cin, cout, k, cfg)
+        Conv {
+            m: nn::conv2d(p, cin, cout, k, cfg),
+            stride,
+            padding,
+        }
     }
 
     /// A fully connected layer with bias.
@@ -297,14 +366,12 @@ impl Layers<'_> {
 }
 
 struct FmnistCnn {
-    c1: nn::Conv2D,
-    c2: nn::Conv2D,
-    c3: nn::Conv2D,
+    c1: Conv,
+    c2: Conv,
+    c3: Conv,
     fc1: nn::Linear,
     fc2: nn::Linear,
-    /// The kind its layers compute in when it is not their weights' (f32): bfloat16 for
-    /// [`Precision::Bf16`].
-    compute: Option<Kind>,
+    compute: Compute,
 }
 
 impl FmnistCnn {
@@ -320,10 +387,7 @@ impl FmnistCnn {
             c3: l.conv(p / "c3", 32, 64, 3, 2, 1, true),
             fc1: l.linear(p / "fc1", 64 * h * w, 256),
             fc2: l.linear(p / "fc2", 256, classes),
-            compute: match l.precision {
-                Precision::F32 => None,
-                Precision::Bf16 => Some(Kind::BFloat16),
-            },
+            compute: Compute::of(l.precision),
         }
     }
 }
@@ -334,23 +398,12 @@ impl Net for FmnistCnn {
     /// that kind: its input, weights and bias cast on the way in (autograd through the casts),
     /// logits and representation returned in f32.
     fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
-        let cast = |t: &Tensor| match self.compute {
-            Some(kind) => t.to_kind(kind),
-            None => t.shallow_clone(),
-        };
-        let conv = |h: &Tensor, c: &nn::Conv2D, stride: i64| {
-            h.conv2d(&cast(&c.ws), c.bs.as_ref().map(cast), [stride], [1], [1], 1)
-                .relu()
-        };
-        let linear = |h: &Tensor, l: &nn::Linear| h.linear(&cast(&l.ws), l.bs.as_ref().map(cast));
-        let h = conv(&cast(x), &self.c1, 1);
-        let h = conv(&conv(&h, &self.c2, 2), &self.c3, 2);
-        let rep = linear(&h.flatten(1, -1), &self.fc1).relu();
-        let logits = linear(&rep, &self.fc2);
-        match self.compute {
-            Some(_) => (logits.to_kind(Kind::Float), rep.to_kind(Kind::Float)),
-            None => (logits, rep),
-        }
+        let c = self.compute;
+        let h = c.conv(x, &self.c1).relu();
+        let h = c.conv(&c.conv(&h, &self.c2).relu(), &self.c3).relu();
+        let rep = c.linear(&h.flatten(1, -1), &self.fc1).relu();
+        let logits = c.linear(&rep, &self.fc2);
+        (c.output(logits), c.output(rep))
     }
 }
 
@@ -386,22 +439,22 @@ impl Net for Mlp {
 }
 
 struct Block {
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    shortcut: Option<(nn::Conv2D, nn::BatchNorm)>,
+    convs: Vec<(Conv, nn::BatchNorm)>,
+    shortcut: Option<(Conv, nn::BatchNorm)>,
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, train: bool, c: Compute) -> Tensor {
         let mut h = x.shallow_clone();
         let n = self.convs.len();
-        for (i, (c, bn)) in self.convs.iter().enumerate() {
-            h = h.apply(c).apply_t(bn, train);
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            h = c.conv(&h, conv).apply_t(bn, train);
             if i + 1 < n {
                 h = h.relu();
             }
         }
         let s = match &self.shortcut {
-            Some((c, bn)) => x.apply(c).apply_t(bn, train),
+            Some((conv, bn)) => c.conv(x, conv).apply_t(bn, train),
             None => x.shallow_clone(),
         };
         (h + s).relu()
@@ -409,11 +462,12 @@ impl Block {
 }
 
 struct ResNet {
-    stem: (nn::Conv2D, nn::BatchNorm),
+    stem: (Conv, nn::BatchNorm),
     /// ImageNet stem (7x7 at stride 2, then a 3x3 max-pool at stride 2) instead of CIFAR's 3x3.
     imagenet_stem: bool,
     blocks: Vec<Block>,
     fc: nn::Linear,
+    compute: Compute,
 }
 
 impl ResNet {
@@ -485,31 +539,35 @@ impl ResNet {
             imagenet_stem,
             blocks,
             fc: l.linear(p / "fc", cur, classes),
+            compute: Compute::of(l.precision),
         }
     }
 }
 
 impl Net for ResNet {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let mut h = x.apply(&self.stem.0).apply_t(&self.stem.1, train).relu();
+        let c = self.compute;
+        let mut h = c.conv(x, &self.stem.0).apply_t(&self.stem.1, train).relu();
         if self.imagenet_stem {
             h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
         for b in &self.blocks {
-            h = b.forward(&h, train);
+            h = b.forward(&h, train, c);
         }
         let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        (rep.apply(&self.fc), rep)
+        let logits = c.linear(&rep, &self.fc);
+        (c.output(logits), c.output(rep))
     }
 }
 
 struct Vgg {
     layers: Vec<VggLayer>,
     fc: nn::Linear,
+    compute: Compute,
 }
 
 enum VggLayer {
-    Conv(Box<(nn::Conv2D, nn::BatchNorm)>),
+    Conv(Box<(Conv, nn::BatchNorm)>),
     Pool,
 }
 
@@ -538,35 +596,38 @@ impl Vgg {
         Vgg {
             layers,
             fc: l.linear(p / "fc", c, classes),
+            compute: Compute::of(l.precision),
         }
     }
 }
 
 impl Net for Vgg {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let c = self.compute;
         let mut h = x.shallow_clone();
         for l in &self.layers {
             h = match l {
-                VggLayer::Conv(cb) => h.apply(&cb.0).apply_t(&cb.1, train).relu(),
+                VggLayer::Conv(cb) => c.conv(&h, &cb.0).apply_t(&cb.1, train).relu(),
                 VggLayer::Pool => h.max_pool2d_default(2),
             };
         }
         let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
-        (rep.apply(&self.fc), rep)
+        let logits = c.linear(&rep, &self.fc);
+        (c.output(logits), c.output(rep))
     }
 }
 
 struct DenseLayer {
     bn1: nn::BatchNorm,
-    c1: nn::Conv2D,
+    c1: Conv,
     bn2: nn::BatchNorm,
-    c2: nn::Conv2D,
+    c2: Conv,
 }
 
 struct DenseNet {
-    stem: nn::Conv2D,
+    stem: Conv,
     blocks: Vec<Vec<DenseLayer>>,
-    transitions: Vec<(nn::BatchNorm, nn::Conv2D)>,
+    transitions: Vec<(nn::BatchNorm, Conv)>,
     bn: nn::BatchNorm,
     fc: nn::Linear,
 }
@@ -609,20 +670,20 @@ impl DenseNet {
 
 impl Net for DenseNet {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let mut h = x.apply(&self.stem);
+        let mut h = x.apply(&self.stem.m);
         for (b, layers) in self.blocks.iter().enumerate() {
             for l in layers {
                 let y = h
                     .apply_t(&l.bn1, train)
                     .relu()
-                    .apply(&l.c1)
+                    .apply(&l.c1.m)
                     .apply_t(&l.bn2, train)
                     .relu()
-                    .apply(&l.c2);
+                    .apply(&l.c2.m);
                 h = Tensor::cat(&[h, y], 1);
             }
             if let Some((bn, c)) = self.transitions.get(b) {
-                h = h.apply_t(bn, train).relu().apply(c);
+                h = h.apply_t(bn, train).relu().apply(&c.m);
                 if h.size()[2] >= 2 {
                     h = h.avg_pool2d_default(2);
                 }
@@ -655,11 +716,11 @@ mod tests {
         let x = Tensor::rand([5, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
         let (logits, rep) = net.forward_rep(&x, false);
         let want_rep = x
-            .apply(&net.c1)
+            .apply(&net.c1.m)
             .relu()
-            .apply(&net.c2)
+            .apply(&net.c2.m)
             .relu()
-            .apply(&net.c3)
+            .apply(&net.c3.m)
             .relu()
             .flatten(1, -1)
             .apply(&net.fc1)
@@ -671,7 +732,7 @@ mod tests {
         // ... and bf16 computes something else, returned in f32 (the models test bounds how
         // close it stays).
         let bf16 = FmnistCnn {
-            compute: Some(Kind::BFloat16),
+            compute: Compute::of(Precision::Bf16),
             ..net
         };
         let (bf16_logits, bf16_rep) = bf16.forward_rep(&x, false);
@@ -680,5 +741,108 @@ mod tests {
             (Kind::Float, Kind::Float)
         );
         assert!(!bf16_logits.equal(&want_logits));
+    }
+
+    /// ResNet-18's and VGG-16's f32 forward passes (training mode too) are, to the bit, tch's
+    /// `Conv2D` modules' with the same weights; in bf16 they return f32, near f32's, and train:
+    /// the weights' gradients and the batch norms' running statistics stay f32.
+    #[test]
+    fn resnet18_and_vgg16_f32_are_tchs_modules_and_bf16_trains() {
+        let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+        // The forward passes as they were written with tch's modules.
+        fn resnet_modules(net: &ResNet, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+            let mut h = x.apply(&net.stem.0.m).apply_t(&net.stem.1, train).relu();
+            for b in &net.blocks {
+                let mut y = h.shallow_clone();
+                for (i, (c, bn)) in b.convs.iter().enumerate() {
+                    y = y.apply(&c.m).apply_t(bn, train);
+                    if i + 1 < b.convs.len() {
+                        y = y.relu();
+                    }
+                }
+                let s = match &b.shortcut {
+                    Some((c, bn)) => h.apply(&c.m).apply_t(bn, train),
+                    None => h.shallow_clone(),
+                };
+                h = (y + s).relu();
+            }
+            let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+            (rep.apply(&net.fc), rep)
+        }
+        fn vgg_modules(net: &Vgg, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+            let mut h = x.shallow_clone();
+            for l in &net.layers {
+                h = match l {
+                    VggLayer::Conv(cb) => h.apply(&cb.0.m).apply_t(&cb.1, train).relu(),
+                    VggLayer::Pool => h.max_pool2d_default(2),
+                };
+            }
+            let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+            (rep.apply(&net.fc), rep)
+        }
+        /// The f32 network built with `build` equals `modules` bit for bit, in evaluation and
+        /// in training mode (the batch norms' batch statistics).
+        fn f32_is_modules<N: Net>(
+            x: &Tensor,
+            build: impl Fn(&Layers) -> N,
+            modules: impl Fn(&N, &Tensor, bool) -> (Tensor, Tensor),
+        ) {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let l = Layers {
+                path: &vs.root(),
+                init: Some(Init::Pytorch),
+                precision: Precision::F32,
+            };
+            let net = build(&l);
+            for train in [false, true] {
+                let ((logits, rep), (want_logits, want_rep)) =
+                    (net.forward_rep(x, train), modules(&net, x, train));
+                assert!(logits.equal(&want_logits), "train={train}: logits");
+                assert!(rep.equal(&want_rep), "train={train}: representation");
+            }
+        }
+        let resnet = |l: &Layers| ResNet::new(l, 1, 4, false, &[2, 2, 2, 2], 10, false);
+        let vgg = |l: &Layers| Vgg::new(l, [1, 28, 28], 4, 10);
+        f32_is_modules(&x, resnet, resnet_modules);
+        f32_is_modules(&x, vgg, vgg_modules);
+
+        for arch in [Arch::ResNet18 { width: 4 }, Arch::Vgg16 { width: 4 }] {
+            assert!(Precision::Bf16.supports(&arch));
+            // The same weights (the same seed) in both precisions.
+            let build_in = |precision| {
+                tch::manual_seed(7);
+                let vs = nn::VarStore::new(tch::Device::Cpu);
+                let l = Layers {
+                    path: &vs.root(),
+                    init: Some(Init::Pytorch),
+                    precision,
+                };
+                let net = build_layers(&l, &arch, [1, 28, 28], 10);
+                (vs, net)
+            };
+            let (_vs32, f32_net) = build_in(Precision::F32);
+            let (vs16, bf16_net) = build_in(Precision::Bf16);
+            let (want, _) = f32_net.forward_rep(&x, false);
+            let (got, rep) = bf16_net.forward_rep(&x, false);
+            assert_eq!((got.kind(), rep.kind()), (Kind::Float, Kind::Float));
+            let scale = want.abs().max().double_value(&[]);
+            let err = (&got - &want).abs().max().double_value(&[]);
+            assert!(
+                err > 0.0 && err < 0.05 * scale,
+                "{arch:?}: {err} of {scale}"
+            );
+            // A training step's backward: f32 gradients on f32 weights, f32 running statistics.
+            let (logits, _) = bf16_net.forward_rep(&x, true);
+            let y = Tensor::from_slice(&[0i64, 1, 2, 3]);
+            logits.cross_entropy_for_logits(&y).backward();
+            for (name, t) in vs16.variables() {
+                assert_eq!(t.kind(), Kind::Float, "{arch:?} {name}");
+                if t.requires_grad() {
+                    let g = t.grad();
+                    assert!(g.defined() && g.kind() == Kind::Float, "{arch:?} {name}");
+                    assert_eq!(g.isfinite().all().int64_value(&[]), 1, "{arch:?} {name}");
+                }
+            }
+        }
     }
 }

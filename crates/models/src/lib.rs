@@ -147,7 +147,7 @@ impl ModelSpec {
         }
         if !self.precision.supports(&self.arch) {
             bail!(
-                "model spec: precision {} is implemented for fmnist_cnn only, not {}",
+                "model spec: precision {} is implemented for fmnist_cnn, resnet18 and vgg16 only, not {}",
                 self.precision.label(),
                 self.arch.label()
             );

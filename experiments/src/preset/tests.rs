@@ -317,7 +317,7 @@ fn precision_is_f32_unless_set_and_bf16_only_for_the_cnn() {
         "model.arch={ type = \"mlp\", hidden = [32] }",
     ]);
     assert!(e.contains("model.precision"), "{e}");
-    assert!(e.contains("fmnist_cnn only"), "{e}");
+    assert!(e.contains("resnet18 and vgg16 only"), "{e}");
 }
 
 #[test]

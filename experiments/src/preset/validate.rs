@@ -35,7 +35,7 @@ impl ModelSection {
             self.precision.supports(&self.arch),
             "model.precision",
             format!(
-                "{} is implemented for model.arch fmnist_cnn only, not {}",
+                "{} is implemented for model.arch fmnist_cnn, resnet18 and vgg16 only, not {}",
                 self.precision.label(),
                 self.arch.label()
             ),
