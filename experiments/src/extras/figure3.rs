@@ -309,13 +309,13 @@ struct ArchModels {
 /// The sets an architecture's three models are trained on, in [`ArchModels`]' order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TrainedOn {
-    OnDDet,
-    OnDRand,
-    OnControl,
+    DDet,
+    DRand,
+    Control,
 }
 
 impl TrainedOn {
-    const ALL: [TrainedOn; 3] = [TrainedOn::OnDDet, TrainedOn::OnDRand, TrainedOn::OnControl];
+    const ALL: [TrainedOn; 3] = [TrainedOn::DDet, TrainedOn::DRand, TrainedOn::Control];
 }
 
 /// Trains (or reuses) the three models of each of `archs` with the `fresh` settings, standard
@@ -362,9 +362,9 @@ fn model_name(ctx: &Ctx, sets: &TrainingSets, arch: &Arch, on: TrainedOn) -> (St
         varies: Varies::Architecture,
     };
     match on {
-        TrainedOn::OnDDet | TrainedOn::OnDRand => {
+        TrainedOn::DDet | TrainedOn::DRand => {
             let (set, rule, kind) = match on {
-                TrainedOn::OnDDet => (&sets.det_set, TargetRule::Deterministic, ModelKind::DDet),
+                TrainedOn::DDet => (&sets.det_set, TargetRule::Deterministic, ModelKind::DDet),
                 _ => (&sets.rand_set, TargetRule::Random, ModelKind::DRand),
             };
             if own && sets.table1 {
@@ -373,11 +373,11 @@ fn model_name(ctx: &Ctx, sets: &TrainingSets, arch: &Arch, on: TrainedOn) -> (St
                 (format!("f3_{slug}_on_{set}"), extra_role(kind))
             }
         }
-        TrainedOn::OnControl if own && sets.same_control => (
+        TrainedOn::Control if own && sets.same_control => (
             "on_control".to_string(),
             ModelRole::Main(ModelKind::Control),
         ),
-        TrainedOn::OnControl => (
+        TrainedOn::Control => (
             format!("f3_{slug}_on_control"),
             extra_role(ModelKind::Control),
         ),
@@ -401,17 +401,17 @@ fn train_model(
         format!("D_control_{}", sets.n)
     };
     let set = match on {
-        TrainedOn::OnDDet => TrainingSet {
+        TrainedOn::DDet => TrainingSet {
             name: &sets.det_set,
             data: &sets.det,
             key: &sets.det_key,
         },
-        TrainedOn::OnDRand => TrainingSet {
+        TrainedOn::DRand => TrainingSet {
             name: &sets.rand_set,
             data: &sets.rand,
             key: &sets.rand_key,
         },
-        TrainedOn::OnControl => TrainingSet {
+        TrainedOn::Control => TrainingSet {
             name: &control_name,
             data: &sets.control,
             key: &sets.control_key,
