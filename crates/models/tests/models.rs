@@ -86,12 +86,15 @@ fn bad_spec_is_an_error() {
 fn normalisation_is_inside_the_model() {
     let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 2, 2], 2);
     let a = Model::new(&spec, Device::Cpu, 3).unwrap();
-    let b = Model::new(
+    let mut b = Model::new(
         &spec.clone().with_normalization(vec![0.5], vec![0.25]),
         Device::Cpu,
         3,
     )
     .unwrap();
+    // The same weights: copied, not drawn again from the seed (tests in other threads draw from
+    // torch's global generator between two draws).
+    b.vs.copy(&a.vs).unwrap();
     let x = Tensor::rand([4, 1, 2, 2], (Kind::Float, Device::Cpu));
     let xa = (&x - 0.5) / 0.25;
     let diff = (a.logits(&xa, false) - b.logits(&x, false))
@@ -239,8 +242,11 @@ fn training_learns_and_resume_is_exact() {
     let spec = ModelSpec::new(Arch::Mlp { hidden: vec![32] }, [1, 8, 8], 4);
     let (x, y) = dataset_to_tensors(&data, Device::Cpu);
 
-    // Uninterrupted run.
+    // Uninterrupted run; `first` (below) starts from the same weights, copied (tests in other
+    // threads draw from torch's global generator between two draws from one seed).
     let mut full = Model::new(&spec, Device::Cpu, 5).unwrap();
+    let mut first = Model::new(&spec, Device::Cpu, 5).unwrap();
+    first.vs.copy(&full.vs).unwrap();
     let hist = train(&mut full, &data, &cfg(6), None, Some((&x, &y)), None).unwrap();
     assert_eq!(hist.len(), 6);
     assert!(hist[5].test_acc.unwrap() > 0.9, "{hist:?}");
@@ -248,7 +254,6 @@ fn training_learns_and_resume_is_exact() {
     // Interrupted after 2 epochs, then resumed from the checkpoint by a new model.
     let dir = tempfile::tempdir().unwrap();
     let stem = dir.path().join("ckpt");
-    let mut first = Model::new(&spec, Device::Cpu, 5).unwrap();
     let mut two = cfg(6);
     two.stop_after = Some(2);
     assert_eq!(nrf_models::checkpoint::training_done_fraction(&stem), None);
