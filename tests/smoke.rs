@@ -391,10 +391,19 @@ fn check_d_det_study_and_ensemble(results: &Path) {
 /// Figure 3's subset, the theory and the report's sections.
 fn check_figure3_and_report(results: &Path) {
     // extras.figure3_n = 200: Figure 3's models train on the first 200 images of the sets.
+    // extras.figure3_seeds defaults to [fresh] seeds (2): every point is a mean over 2 models.
     for m in ["f3_fmnist_cnn_on_D_det", "f3_fmnist_cnn_on_control"] {
         let j = json(&results.join(format!("models/{m}.json")));
         assert_eq!(j["train_size"], 200, "{m}: train_size");
+        let seeds = j["seeds"].as_array().map_or(0, Vec::len);
+        assert_eq!(seeds, 2, "{m}: seeds");
     }
+    let f3 = json(&results.join("sections/figure3.json"));
+    let transfer = f3["tables"][0]["rows"][0][4].as_str().unwrap_or_default();
+    assert!(
+        transfer.contains("(seeds "),
+        "Figure 3's transfer without its seeds: {transfer}"
+    );
     assert!(results.join("theory/theory.json").exists());
     let html = std::fs::read_to_string(results.join("report.html")).unwrap();
     let md = std::fs::read_to_string(results.join("report.md")).unwrap();

@@ -14,8 +14,14 @@
 //!   dataset for Figure 3 is not confirmed (see the spec), and where no architecture learns from
 //!   D_det (it falls below chance on Fashion-MNIST) D_rand still can test the claim.
 //!
+//! Each of the section's own models is trained with `extras.figure3_seeds` seeds (default
+//! `[fresh] seeds`): a point is the mean over seeds, and its uncertainty, which the correlation's
+//! interval carries, includes the seed spread (one model per point hides how far another seed
+//! of the same architecture lands: measured, more than the binomial intervals).
+//!
 //! When an architecture is the preset's own and the control has the same size, the Figure 2 /
-//! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached).
+//! Table 1 models `on_D_det`, `on_D_rand` and `on_control` are reused (same stages, cached; their
+//! seeds are `[fresh] seeds`).
 
 /// The id of this extra's section (`sections/figure3.json`) and job (`extras:figure3`).
 pub const ID: &str = "figure3";
@@ -46,14 +52,15 @@ use tch::{Kind, Tensor};
 pub struct ArchPoint {
     /// Architecture label, e.g. "resnet18(w=8)".
     pub arch: String,
-    /// Real-test accuracy of the model trained on D_det (x; the mean over seeds for a Figure 2 /
-    /// Table 1 model trained with several).
+    /// Real-test accuracy of the model trained on D_det (x; the mean over seeds when it was
+    /// trained with several: `extras.figure3_seeds`, or `[fresh] seeds` for a reused model).
     pub acc_det: Accuracy,
     /// Real-test accuracy of the model trained on D_rand (the alternative x; None when not run).
     pub acc_rand: Option<Accuracy>,
     /// Real-test accuracy of the standard model trained on the clean control.
     pub acc_std: Accuracy,
-    /// Transfer success rate to the standard model (y), on the attacked images.
+    /// Transfer success rate to the standard model (y), on the attacked images (the mean over
+    /// its seeds).
     pub transfer: Accuracy,
 }
 
@@ -105,15 +112,17 @@ pub fn finding_for(
     let ys: Vec<Accuracy> = points.iter().map(|p| p.transfer.clone()).collect();
     let c = correlation(xs, &ys);
     let mut verdict = correlation_verdict(c.as_ref());
+    let seeded = xs.iter().chain(&ys).any(|a| a.n_seeds() >= 2);
     let mut s = match &c {
         Some(c) => format!(
             "across {} architectures, accuracy on D after training on {set} and the transfer \
              rate of C_std's targeted adversarial examples show {} correlation (Pearson {}, a \
-             95% interval from the {} points and their measurement errors)",
+             95% interval from the {} points and their measurement errors{})",
             points.len(),
             correlation_words(c.r),
             c.text(),
-            c.k
+            c.k,
+            if seeded { " and seed spreads" } else { "" }
         ),
         None => format!(
             "the correlation over {} architectures is undefined (too few points or no spread)",
@@ -296,14 +305,13 @@ fn training_sets(ctx: &mut Ctx, src: &Sources) -> Result<TrainingSets> {
 }
 
 /// One architecture's models: trained on D_det, on D_rand, and the standard one on the control
-/// (its name and weights' key, for the transfer stage).
+/// (every seed's name and weights' key, for the transfer stage).
 struct ArchModels {
     label: String,
     det: ModelResult,
     rand: ModelResult,
-    std_name: String,
     std: ModelResult,
-    std_key: String,
+    std_seeds: Vec<(String, String)>,
 }
 
 /// The sets an architecture's three models are trained on, in [`ArchModels`]' order.
@@ -329,12 +337,12 @@ fn arch_models(ctx: &mut Ctx, sets: &TrainingSets, archs: &[Arch]) -> Result<Vec
     let worker = ctx.cache.mode.worker;
     let mut trained = crate::workers::map_in_order(worker, models, |(arch, on)| {
         let (name, role) = model_name(ctx, sets, arch, on);
-        train_model(ctx, sets, arch, on, name.clone(), role).map(|(m, key)| (name, m, key))
+        train_model(ctx, sets, arch, on, name, role)
     })?
     .into_iter();
     let mut runs = Vec::new();
     for arch in archs {
-        let (Some((_, det, _)), Some((_, rand, _)), Some((std_name, std, std_key))) =
+        let (Some((det, _)), Some((rand, _)), Some((std, std_seeds))) =
             (trained.next(), trained.next(), trained.next())
         else {
             bail!("figure3: three models per architecture");
@@ -343,9 +351,8 @@ fn arch_models(ctx: &mut Ctx, sets: &TrainingSets, archs: &[Arch]) -> Result<Vec
             label: arch.label(),
             det,
             rand,
-            std_name,
             std,
-            std_key,
+            std_seeds,
         });
     }
     Ok(runs)
@@ -385,8 +392,9 @@ fn model_name(ctx: &Ctx, sets: &TrainingSets, arch: &Arch, on: TrainedOn) -> (St
 }
 
 /// Trains (or reuses) model `name` of `arch` on the set `on` names: the architecture is this
-/// row's, the rest the preset's `fresh` settings; standard accuracy only. Returns its result
-/// and its training key.
+/// row's, the rest the preset's `fresh` settings; standard accuracy only. The section's own
+/// models are trained with `extras.figure3_seeds` seeds, a reused Figure 2 / Table 1 model with
+/// its own. Returns its result and every seed's name and training key.
 fn train_model(
     ctx: &mut Ctx,
     sets: &TrainingSets,
@@ -394,7 +402,7 @@ fn train_model(
     on: TrainedOn,
     name: String,
     role: ModelRole,
-) -> Result<(ModelResult, String)> {
+) -> Result<(ModelResult, Vec<(String, String)>)> {
     let control_name = if sets.same_control {
         "D_control".to_string()
     } else {
@@ -418,14 +426,18 @@ fn train_model(
         },
     };
     let fresh = ctx.preset.fresh.clone();
-    let job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
+    let mut job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
         .with_arch(arch)
         .with_level(EvalLevel::Standard);
-    ctx.model_stage(&job)
+    if matches!(role, ModelRole::Extra { .. }) {
+        job = job.with_seeds(ctx.preset.figure3_seeds());
+    }
+    let (result, _) = ctx.model_stage(&job)?;
+    Ok((result, ctx.seed_models(&job)?))
 }
 
-/// Transfer: targeted attacks on C_std, evaluated on every standard model (one stage,
-/// `extras:figure3_transfer`).
+/// Transfer: targeted attacks on C_std, evaluated on every standard model, every seed (one
+/// stage, `extras:figure3_transfer`).
 fn transfer(
     ctx: &mut Ctx,
     src: &Sources,
@@ -433,9 +445,10 @@ fn transfer(
     runs: &[ArchModels],
 ) -> Result<Transfer> {
     let (r, eps, step) = (&sets.relabel, sets.eps, sets.step);
+    // Every seed's (name, training key); with one seed per model the key of earlier runs.
     let std_models: Vec<(String, String)> = runs
         .iter()
-        .map(|m| (m.std_name.clone(), m.std_key.clone()))
+        .flat_map(|m| m.std_seeds.iter().cloned())
         .collect();
     let c_std = src.c_std(ctx)?;
     let key_input = (
@@ -496,23 +509,26 @@ fn transfer(
     Ok(transfer)
 }
 
-/// Every architecture's point: its models' accuracies and its standard model's transfer rate.
+/// Every architecture's point: its models' accuracies and its standard model's transfer rate
+/// (the mean over its seeds, with their spread).
 fn arch_points(runs: &[ArchModels], transfer: &Transfer) -> Vec<ArchPoint> {
+    let rate = |name: &str| {
+        transfer
+            .rates
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(f64::NAN, |(_, v)| *v)
+    };
     runs.iter()
-        .map(|m| ArchPoint {
-            arch: m.label.clone(),
-            acc_det: m.det.std_accuracy(),
-            acc_rand: Some(m.rand.std_accuracy()),
-            acc_std: m.std.std_accuracy(),
-            transfer: Accuracy::single(
-                transfer
-                    .rates
-                    .iter()
-                    .find(|(n, _)| *n == m.std_name)
-                    .map(|(_, v)| *v)
-                    .unwrap_or(f64::NAN),
-                transfer.n,
-            ),
+        .map(|m| {
+            let rates: Vec<f64> = m.std_seeds.iter().map(|(name, _)| rate(name)).collect();
+            ArchPoint {
+                arch: m.label.clone(),
+                acc_det: m.det.std_accuracy(),
+                acc_rand: Some(m.rand.std_accuracy()),
+                acc_std: m.std.std_accuracy(),
+                transfer: Accuracy::with_seeds(&rates, transfer.n),
+            }
         })
         .collect()
 }

@@ -35,6 +35,8 @@ pub struct ModelJob<'a> {
     pub set: TrainingSet<'a>,
     pub train: &'a TrainSection,
     pub level: EvalLevel,
+    /// Seeds to train (None: as the role decides, [`Ctx::seeds_for`]).
+    pub seeds: Option<usize>,
 }
 
 impl<'a> ModelJob<'a> {
@@ -54,6 +56,7 @@ impl<'a> ModelJob<'a> {
             set,
             train,
             level: EvalLevel::Full,
+            seeds: None,
         }
     }
 
@@ -72,6 +75,13 @@ impl<'a> ModelJob<'a> {
     /// The same job evaluated at `level`.
     pub fn with_level(mut self, level: EvalLevel) -> ModelJob<'a> {
         self.level = level;
+        self
+    }
+
+    /// The same job trained with `seeds` seeds, whatever its role: for an extra's own models
+    /// (never for a Figure 2 / Table 1 model it reuses, whose seeds `[fresh] seeds` decides).
+    pub fn with_seeds(mut self, seeds: usize) -> ModelJob<'a> {
+        self.seeds = Some(seeds.max(1));
         self
     }
 
@@ -114,7 +124,8 @@ pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
 
 impl Ctx {
     /// Trains (or resumes, or loads from cache) the model of `job`, whose role in the
-    /// experiments (recorded in its result) decides its seeds ([`Ctx::seeds_for`]) and whether
+    /// experiments (recorded in its result) decides its seeds ([`Ctx::seeds_for`]; an extra's
+    /// own model may set them, [`ModelJob::with_seeds`]) and whether
     /// it gets the ensemble ([`super::claims_robustness`]), and evaluates it at the job's level.
     /// Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
@@ -122,12 +133,12 @@ impl Ctx {
     /// depends on the weights keys on it).
     ///
     /// The fresh models of Figure 2 / Table 1 ([`Ctx::seeds_for`]) are trained with every seed
-    /// of `[fresh] seeds`: seed 0 is the model itself (its stages and keys are the same as with
+    /// of `[fresh] seeds` (a job with several seeds of its own likewise): seed 0 is the model itself (its stages and keys are the same as with
     /// one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
     /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
     /// returned key is seed 0's, whose weights are what later stages load.
     pub fn model_stage(&mut self, job: &ModelJob) -> Result<(ModelResult, String)> {
-        let (name, seeds) = (job.name.as_str(), self.seeds_for(job.role));
+        let (name, seeds) = (job.name.as_str(), self.job_seeds(job));
         // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
         let worker = self.cache.mode.worker;
         let runs = crate::workers::map_in_order(worker, (0..seeds).collect(), |k| {
@@ -167,6 +178,27 @@ impl Ctx {
         }
         write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
         Ok((result, train_key))
+    }
+
+    /// How many seeds `job`'s model is trained with: the job's own count
+    /// ([`ModelJob::with_seeds`]), else its role's ([`Ctx::seeds_for`]).
+    pub fn job_seeds(&self, job: &ModelJob) -> usize {
+        job.seeds.unwrap_or_else(|| self.seeds_for(job.role))
+    }
+
+    /// Every seed's model of `job` as later stages load it: its name (`<name>`, then
+    /// `<name>~s<k>`) and its training key, in seed order. Errors when a seed's training stage
+    /// has not completed (call after [`Ctx::model_stage`]).
+    pub fn seed_models(&self, job: &ModelJob) -> Result<Vec<(String, String)>> {
+        (0..self.job_seeds(job))
+            .map(|k| {
+                let seed_job = job.seed(k);
+                match self.trained_key(&seed_job) {
+                    Some(key) => Ok((seed_job.name, key)),
+                    None => bail!("{}: not trained yet", seed_job.name),
+                }
+            })
+            .collect()
     }
 
     /// The training key of `job`'s model (seed 0) if its training stage has completed; runs

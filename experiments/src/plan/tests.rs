@@ -84,6 +84,25 @@ fn seeds_and_overrides_follow_the_preset() {
 }
 
 #[test]
+fn figure3_own_models_take_its_seeds_and_reused_ones_keep_fresh_seeds() {
+    let seeds = |sets: &[&str], name: &str| {
+        let plan = plan(&preset("fashion-mnist", sets), &given(1000.0)).unwrap();
+        let s = plan.stages.iter().find(|s| s.name == name);
+        s.unwrap_or_else(|| panic!("{name} not planned")).seeds
+    };
+    // The default: `[fresh] seeds` (3) for every model of Figure 3.
+    assert_eq!(seeds(&[], "train:f3_resnet18_w8_on_D_det_eps2"), 3);
+    assert_eq!(seeds(&[], "train:f3_vgg16_w8_on_control"), 3);
+    // Its own count for its own models; Table 1's models it reuses (figure3_n = relabel.n)
+    // keep theirs.
+    let own = ["extras.figure3_seeds=2", "extras.figure3_n=10000"];
+    assert_eq!(seeds(&own, "train:f3_mlp_512_256_on_D_rand_eps2"), 2);
+    assert_eq!(seeds(&own, "train:f3_vgg16_w8_on_control"), 2);
+    assert_eq!(seeds(&own, "train:on_D_det_eps2"), 3);
+    assert_eq!(seeds(&own, "train:on_control"), 3);
+}
+
+#[test]
 fn a_torchscript_source_is_evaluated_not_trained() {
     let p = preset("cifar10", &["sources.c_rob.model=robust.pt"]);
     let plan = plan(&p, &given(1000.0)).unwrap();

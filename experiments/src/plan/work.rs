@@ -147,6 +147,22 @@ impl<'a> Builder<'a> {
         full: bool,
     ) {
         let seeds = crate::pipeline::seeds_for(role, self.p.fresh_seeds());
+        self.model_seeds(name, role, arch, n, section, full, seeds);
+    }
+
+    /// [`Builder::model`] with `seeds` seeds whatever the role (an extra's own models,
+    /// [`crate::pipeline::ModelJob::with_seeds`]).
+    #[allow(clippy::too_many_arguments)] // Builder::model's row and the seeds
+    pub(super) fn model_seeds(
+        &mut self,
+        name: &str,
+        role: ModelRole,
+        arch: &Arch,
+        n: usize,
+        section: &TrainSection,
+        full: bool,
+        seeds: usize,
+    ) {
         let curve = match self.p.eval.curve_n {
             0 => self.test_n,
             k => k.min(self.test_n),

@@ -36,6 +36,11 @@ pub struct ExtrasSection {
     /// Smaller keeps the larger architectures affordable; the sets are subsets, not rebuilt.
     #[serde(default)]
     pub figure3_n: Option<usize>,
+    /// Seeds of each of Figure 3's own models (default: `[fresh] seeds`): every point is the
+    /// mean over its seeds and its uncertainty includes their spread, as Figure 2's. The Figure 2
+    /// / Table 1 models Figure 3 reuses keep `[fresh] seeds`.
+    #[serde(default)]
+    pub figure3_seeds: Option<usize>,
     /// L2 radii of D_rand / D_det for section `eps_sensitivity` (empty = that extra is off).
     #[serde(default)]
     pub eps_sensitivity: Vec<f64>,
@@ -315,6 +320,13 @@ impl ExtrasSection {
         }
         if let Some(eps) = self.figure3_eps {
             positive(eps, "extras.figure3_eps")?;
+        }
+        if let Some(s) = self.figure3_seeds {
+            check(
+                s >= 1,
+                "extras.figure3_seeds",
+                format!("must be at least 1, got {s}"),
+            )?;
         }
         if let Some(n) = self.figure3_n {
             check(

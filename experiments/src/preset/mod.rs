@@ -328,6 +328,14 @@ impl Preset {
         self.fresh.seeds.unwrap_or(1).max(1)
     }
 
+    /// Seeds of each of Figure 3's own models (`extras.figure3_seeds`, default `[fresh] seeds`).
+    pub fn figure3_seeds(&self) -> usize {
+        self.extras
+            .figure3_seeds
+            .unwrap_or_else(|| self.fresh_seeds())
+            .max(1)
+    }
+
     /// A seed for `stage`, derived from the master seed.
     pub fn stage_seed(&self, stage: &str) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

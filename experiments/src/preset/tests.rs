@@ -152,6 +152,8 @@ fn bad_values_are_errors_naming_the_key() {
     assert!(e.contains("`eval.headline_eps`"), "{e}");
     let e = err(&["train_rob.schedule=linear"]);
     assert!(e.contains("`train_rob.schedule`"), "{e}");
+    let e = err(&["extras.figure3_seeds=0"]);
+    assert!(e.contains("`extras.figure3_seeds`"), "{e}");
 }
 
 /// Issue 12, item 2: an enum-valued field refuses a bad value, naming the field and the

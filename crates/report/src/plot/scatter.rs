@@ -2,7 +2,7 @@
 use super::axes::{draw_axes, draw_hbar, draw_hlines, draw_vbar, XTicks};
 use super::frame::{chart_on, check_points, de, finite_bars, padded_range, render_png, Frame};
 use super::{color, PlotOptions};
-use crate::text::{draw_text, HAlign, TextStyle, VAlign};
+use crate::text::{draw_text, text_width, HAlign, TextStyle, VAlign};
 use anyhow::Result;
 use plotters::prelude::*;
 use std::path::Path;
@@ -59,6 +59,23 @@ pub fn scatter_plot_with(
         })
         .collect();
     scatter_points_plot(path, title, x_label, y_label, &pts, opts)
+}
+
+/// The points' labels' size in pixels.
+const LABEL_PX: f64 = 14.0;
+
+/// Where a point's label of `width` pixels goes: starting at `right` (right of the point and its
+/// bar) when it fits in an image `image_w` pixels wide, else ending at `left` (left of them) when
+/// it stays right of the plot's left edge `plot_left`, else ending at the image's right edge.
+fn label_x(left: i32, right: i32, width: f64, plot_left: i32, image_w: u32) -> (i32, HAlign) {
+    let edge = f64::from(image_w) - 4.0;
+    if f64::from(right) + width <= edge {
+        (right, HAlign::Left)
+    } else if f64::from(left) - width >= f64::from(plot_left) {
+        (left, HAlign::Right)
+    } else {
+        (edge as i32, HAlign::Right)
+    }
 }
 
 /// Scatter plot of [`ScatterPoint`]s with their error bars (the legend option is ignored:
@@ -118,22 +135,47 @@ pub fn scatter_points_plot(
             chart
                 .draw_series(std::iter::once(Circle::new((p.x, p.y), 6, c.filled())))
                 .map_err(de)?;
-            // The label starts right of the point and of its horizontal error bar, a little
-            // above the point so that a vertical bar does not run through it.
-            let right = p
+            // The label sits a little above the point so that a vertical bar does not run
+            // through it, right of the point and of its horizontal error bar, or left of them
+            // where it would run past the image's right edge.
+            let (lo, hi) = p
                 .x_interval
-                .map(|(_, hi)| hi)
-                .filter(|hi| hi.is_finite() && *hi > p.x)
-                .unwrap_or(p.x);
-            let (px, py) = chart.backend_coord(&(right, p.y));
-            let (cx, _) = chart.backend_coord(&(p.x, p.y));
+                .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+                .map_or((p.x, p.x), |(lo, hi)| (lo.min(p.x), hi.max(p.x)));
+            let (cx, py) = chart.backend_coord(&(p.x, p.y));
+            let (rx, _) = chart.backend_coord(&(hi, p.y));
+            let (lx, _) = chart.backend_coord(&(lo, p.y));
+            let (plot_left, _) = chart.backend_coord(&(xr.0, p.y));
+            let width = text_width(&p.label, LABEL_PX, false)?;
+            let (x, align) = label_x(
+                lx.min(cx - 6) - 8,
+                rx.max(cx + 6) + 8,
+                width,
+                plot_left,
+                root.dim_in_pixel().0,
+            );
             draw_text(
                 root,
                 &p.label,
-                (px.max(cx + 6) + 8, py - 10),
-                &TextStyle::new(14.0).anchor(HAlign::Left, VAlign::Center),
+                (x, py - 10),
+                &TextStyle::new(LABEL_PX).anchor(align, VAlign::Center),
             )?;
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{label_x, HAlign};
+
+    #[test]
+    fn a_label_that_would_leave_the_image_goes_left_of_its_point() {
+        // 100 px of label from x = 800 fits in 960 px; from x = 900 it does not, and goes left
+        // of the point when that stays right of the plot's left edge (at 80 px) ...
+        assert_eq!(label_x(500, 800, 100.0, 80, 960), (800, HAlign::Left));
+        assert_eq!(label_x(500, 900, 100.0, 80, 960), (500, HAlign::Right));
+        // ... else it ends at the image's right edge.
+        assert_eq!(label_x(150, 900, 100.0, 80, 960), (956, HAlign::Right));
+    }
 }
