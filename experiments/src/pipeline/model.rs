@@ -133,8 +133,8 @@ impl Ctx {
     /// depends on the weights keys on it).
     ///
     /// The fresh models of Figure 2 / Table 1 ([`Ctx::seeds_for`]) are trained with every seed
-    /// of `[fresh] seeds` (a job with several seeds of its own likewise): seed 0 is the model itself (its stages and keys are the same as with
-    /// one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
+    /// of `[fresh] seeds` (a job with several seeds of its own likewise): seed 0 is the model
+    /// itself (its stages and keys are the same as with one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
     /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
     /// returned key is seed 0's, whose weights are what later stages load.
     pub fn model_stage(&mut self, job: &ModelJob) -> Result<(ModelResult, String)> {
