@@ -391,6 +391,16 @@ fn model_name(ctx: &Ctx, sets: &TrainingSets, arch: &Arch, on: TrainedOn) -> (St
     }
 }
 
+/// The seeds of a Figure 3 model of role `role`: `extras.figure3_seeds` for the section's own
+/// models, the role's (`[fresh] seeds`) for a Figure 2 / Table 1 model it reuses. One rule for
+/// the run and for `nrf plan`.
+pub fn model_seeds(preset: &crate::preset::Preset, role: ModelRole) -> usize {
+    match role {
+        ModelRole::Extra { .. } => preset.figure3_seeds(),
+        _ => crate::pipeline::seeds_for(role, preset.fresh_seeds()),
+    }
+}
+
 /// Trains (or reuses) model `name` of `arch` on the set `on` names: the architecture is this
 /// row's, the rest the preset's `fresh` settings; standard accuracy only. The section's own
 /// models are trained with `extras.figure3_seeds` seeds, a reused Figure 2 / Table 1 model with
@@ -426,12 +436,10 @@ fn train_model(
         },
     };
     let fresh = ctx.preset.fresh.clone();
-    let mut job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
+    let job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
         .with_arch(arch)
         .with_level(EvalLevel::Standard);
-    if matches!(role, ModelRole::Extra { .. }) {
-        job = job.with_seeds(ctx.preset.figure3_seeds());
-    }
+    let job = job.with_seeds(model_seeds(&ctx.preset, role));
     let (result, _) = ctx.model_stage(&job)?;
     Ok((result, ctx.seed_models(&job)?))
 }

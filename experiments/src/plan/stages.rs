@@ -171,7 +171,6 @@ fn figure3(b: &mut Builder, rep_n: usize, rel_n: usize) {
     let n = e.figure3_n.unwrap_or(rel_n).min(rel_n);
     let table1 = table1 && n == rel_n;
     let same_control = rep_n == n;
-    let seeds = p.figure3_seeds();
     for a in &e.figure3_archs {
         let own = *a == arch;
         let slug = arch_slug(a);
@@ -183,23 +182,24 @@ fn figure3(b: &mut Builder, rep_n: usize, rel_n: usize) {
             (&det, TargetRule::Deterministic),
             (&rand, TargetRule::Random),
         ] {
-            if own && table1 {
-                let role = table1::role(rule, eps, r.eps);
-                b.model(&format!("on_{set}"), role, a, n, &p.fresh, false);
+            let (name, role) = if own && table1 {
+                (format!("on_{set}"), table1::role(rule, eps, r.eps))
             } else {
-                let (name, role) = (
+                (
                     format!("f3_{slug}_on_{set}"),
                     extra_role(table1::kind(rule)),
-                );
-                b.model_seeds(&name, role, a, n, &p.fresh, false, seeds);
-            }
-        }
-        if own && same_control {
-            b.model("on_control", main(K::Control), a, n, &p.fresh, false);
-        } else {
-            let (name, role) = (format!("f3_{slug}_on_control"), extra_role(K::Control));
+                )
+            };
+            let seeds = crate::extras::figure3::model_seeds(p, role);
             b.model_seeds(&name, role, a, n, &p.fresh, false, seeds);
         }
+        let (std_name, std_role) = if own && same_control {
+            ("on_control".to_string(), main(K::Control))
+        } else {
+            (format!("f3_{slug}_on_control"), extra_role(K::Control))
+        };
+        let seeds = crate::extras::figure3::model_seeds(p, std_role);
+        b.model_seeds(&std_name, std_role, a, n, &p.fresh, false, seeds);
     }
     // Targeted attacks on C_std (robust_n images), then every standard model's predictions.
     let rn = p.eval.robust_n.min(b.test_n);
