@@ -74,7 +74,8 @@ impl Sources {
                 key: &data_key,
             };
             ctx.model_stage(&ModelJob::new(&ctx.preset, name, role, set, &section))?
-                .1
+                .key()
+                .to_string()
         };
         Ok(cell.get_or_init(|| key).clone())
     }

@@ -1,6 +1,6 @@
 //! Stage records (`stages/<name>.json`) that check themselves and the files their stage wrote.
 //!
-//! A finished stage's record holds its key, wall time and output, the SHA-256 of every file the
+//! A finished stage's record holds its key, start, wall time and output, the SHA-256 of every file the
 //! stage wrote for later stages to read (`files`: weights and their sidecars, constructed data
 //! sets, relative to the results folder), and `sha256`, the checksum of the record's own content
 //! (`nrf_data::store::canonical_json_sha256` of every other field). `read` uses a record only
@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 #[derive(Serialize, Deserialize)]
 pub(crate) struct StageRecord<T> {
     pub key: String,
+    /// When the stage started (`unix:<seconds>`, as run.json's `started`; absent in records of
+    /// older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
     pub wall_s: f64,
     pub output: T,
     /// SHA-256 of each file the stage wrote, by path relative to the results folder.
@@ -86,12 +90,18 @@ fn relative(results: &Path, file: &Path) -> String {
         .into_owned()
 }
 
+/// When a stage ran: its start (`unix:<seconds>`) and its wall time in seconds.
+pub(crate) struct Ran<'a> {
+    pub started: &'a str,
+    pub wall_s: f64,
+}
+
 /// Writes the record of a finished stage (atomically), with the SHA-256 of `files` and its own.
 pub(crate) fn write<T: Serialize>(
     results: &Path,
     record_path: &Path,
     key: &str,
-    wall_s: f64,
+    ran: Ran,
     output: &T,
     files: &[PathBuf],
     outputs: &Outputs,
@@ -107,7 +117,8 @@ pub(crate) fn write<T: Serialize>(
     }
     let mut record = StageRecord {
         key: key.to_string(),
-        wall_s,
+        started: Some(ran.started.to_string()),
+        wall_s: ran.wall_s,
         output,
         files: sums,
         sha256: None,
@@ -205,7 +216,11 @@ mod tests {
         outputs.note(weights.clone());
         let files = outputs.end();
         let out = Out { acc: 0.8125, n: 3 };
-        write(dir.path(), &record, "k1", 1.5, &out, &files, &outputs).unwrap();
+        let ran = Ran {
+            started: "unix:1764547200",
+            wall_s: 1.5,
+        };
+        write(dir.path(), &record, "k1", ran, &out, &files, &outputs).unwrap();
         (dir, record, weights, outputs)
     }
 
@@ -243,7 +258,10 @@ mod tests {
             dir.path(),
             &record,
             "k",
-            0.981268065,
+            Ran {
+                started: "unix:1764547200",
+                wall_s: 0.981268065,
+            },
             &out,
             &[],
             &Outputs::default(),
@@ -259,6 +277,8 @@ mod tests {
         let (dir, record, _, outputs) = folder();
         let r = read::<Out>(dir.path(), &record, "k1", &outputs).unwrap();
         assert_eq!(r.output, Out { acc: 0.8125, n: 3 });
+        assert_eq!(r.started.as_deref(), Some("unix:1764547200"));
+        assert_eq!(r.wall_s, 1.5);
         assert_eq!(
             r.files.keys().collect::<Vec<_>>(),
             ["weights/m.safetensors"]

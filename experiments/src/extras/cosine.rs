@@ -208,7 +208,7 @@ pub fn run(ctx: &mut Ctx, src: &Sources) -> Result<()> {
     cfg.distance = alt_distance;
     let c_rob = src.c_rob(ctx)?;
     let key = construct_rep(ctx, alt_name, "C_rob", &c_rob, &src.subset, &cfg)?;
-    let (alt_model, _) = ctx.fresh_model(
+    let alt_model = ctx.fresh_model(
         &format!("cos_on_{alt_name}"),
         ModelRole::Extra {
             set: ModelKind::DR,

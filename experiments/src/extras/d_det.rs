@@ -132,7 +132,7 @@ fn fresh_models(ctx: &mut Ctx, set: &str, key: &str, seeds: usize) -> Result<(Ac
             set: ModelKind::DDet,
             varies: Varies::Construction,
         };
-        let (m, _) = ctx.fresh_model(&name, role, set, key, EvalLevel::Standard)?;
+        let m = ctx.fresh_model(&name, role, set, key, EvalLevel::Standard)?;
         accs.push(m.std_acc);
         test_n = m.test_size;
         shifted.push(shifted_agreement(ctx, &name)?);
@@ -178,7 +178,8 @@ pub fn source_models(
     };
     let big_job = ModelJob::new(&ctx.preset, big.as_str(), big_role, set, &std_section)
         .with_arch(&study.source_arch);
-    let (big_m, big_key) = ctx.model_stage(&big_job)?;
+    let big_m = ctx.model_stage(&big_job)?;
+    let big_key = big_m.key().to_string();
     let mut rob_section = with_epochs(&ctx.preset.train_rob, study.robust_source_epochs);
     match rob_section.attack.as_mut() {
         Some(a) => a.eps = study.robust_source_eps,
@@ -192,8 +193,9 @@ pub fn source_models(
         varies: Varies::Eps,
     };
     let rob_job = ModelJob::new(&ctx.preset, rob.as_str(), rob_role, set, &rob_section);
-    let (rob_m, rob_key) = ctx.model_stage(&rob_job)?;
-    Ok(((big, big_m, big_key), (rob, rob_m, rob_key)))
+    let rob_m = ctx.model_stage(&rob_job)?;
+    let rob_key = rob_m.key().to_string();
+    Ok(((big, big_m.result, big_key), (rob, rob_m.result, rob_key)))
 }
 
 /// The source models of the study's variants: (name, result, training key) of each.

@@ -106,7 +106,7 @@ fn sweep(
         let key = construct(ctx, &name, src, rule, eps, step)?;
         // Table 1's sets keep Table 1's models; the others are this section's own.
         let (model, role) = table1::radius_model(r, rule, eps, &name);
-        let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
+        let m = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
         if rule == TargetRule::Deterministic {
             det_shifted.push(super::shifted_agreement(ctx, &model)?);
         }

@@ -31,7 +31,7 @@ use super::stats::{
 };
 use super::{arch_slug, predictions, write_section};
 use crate::figure2::Sources;
-use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
+use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainedSeed, TrainingSet};
 use crate::preset::RelabelSection;
 use crate::table1::{construct, set_name};
 use anyhow::{bail, Result};
@@ -311,7 +311,7 @@ struct ArchModels {
     det: ModelResult,
     rand: ModelResult,
     std: ModelResult,
-    std_seeds: Vec<(String, String)>,
+    std_seeds: Vec<TrainedSeed>,
 }
 
 /// The sets an architecture's three models are trained on, in [`ArchModels`]' order.
@@ -412,7 +412,7 @@ fn train_model(
     on: TrainedOn,
     name: String,
     role: ModelRole,
-) -> Result<(ModelResult, Vec<(String, String)>)> {
+) -> Result<(ModelResult, Vec<TrainedSeed>)> {
     let control_name = if sets.same_control {
         "D_control".to_string()
     } else {
@@ -440,8 +440,8 @@ fn train_model(
         .with_arch(arch)
         .with_level(EvalLevel::Standard);
     let job = job.with_seeds(model_seeds(&ctx.preset, role));
-    let (result, _) = ctx.model_stage(&job)?;
-    Ok((result, ctx.seed_models(&job)?))
+    let staged = ctx.model_stage(&job)?;
+    Ok((staged.result, staged.trained))
 }
 
 /// Transfer: targeted attacks on C_std, evaluated on every standard model, every seed (one
@@ -456,7 +456,7 @@ fn transfer(
     // Every seed's (name, training key); with one seed per model the key of earlier runs.
     let std_models: Vec<(String, String)> = runs
         .iter()
-        .flat_map(|m| m.std_seeds.iter().cloned())
+        .flat_map(|m| m.std_seeds.iter().map(|s| (s.name.clone(), s.key.clone())))
         .collect();
     let c_std = src.c_std(ctx)?;
     let key_input = (
@@ -529,7 +529,7 @@ fn arch_points(runs: &[ArchModels], transfer: &Transfer) -> Vec<ArchPoint> {
     };
     runs.iter()
         .map(|m| {
-            let rates: Vec<f64> = m.std_seeds.iter().map(|(name, _)| rate(name)).collect();
+            let rates: Vec<f64> = m.std_seeds.iter().map(|s| rate(&s.name)).collect();
             ArchPoint {
                 arch: m.label.clone(),
                 acc_det: m.det.std_accuracy(),

@@ -79,7 +79,7 @@ fn alt_models(ctx: &mut Ctx, src: &Sources, alt: Init) -> Result<Vec<ModelResult
         };
         let job =
             ModelJob::new(&ctx.preset, model_name(alt, name), role, set, &fresh).with_init(alt);
-        ctx.model_stage(&job).map(|(m, _)| m)
+        ctx.model_stage(&job).map(|m| m.result)
     };
     // In the worker's order: on two workers both train them.
     let models = vec![

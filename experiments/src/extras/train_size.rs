@@ -170,7 +170,7 @@ fn relabelled_models(
             };
             (format!("ts_on_{name}"), role)
         };
-        let (m, _) = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
+        let m = ctx.fresh_model(&model, role, &name, &key, EvalLevel::Standard)?;
         let info: ConstructedInfo =
             nrf_data::store::read_json(ctx.path(&format!("datasets/{name}.json")))?;
         info.validate()?;
@@ -214,7 +214,7 @@ fn clean_model(
     };
     let job = ModelJob::new(&ctx.preset, clean_name, clean_role, set, fresh)
         .with_level(EvalLevel::Standard);
-    let (m_clean, _) = ctx.model_stage(&job)?;
+    let m_clean = ctx.model_stage(&job)?.result;
     Ok(m_clean.std_accuracy())
 }
 

@@ -52,6 +52,8 @@ pub struct Running {
     /// The stage's private work folder (checkpoints, chunks), removed when it completes.
     pub work: PathBuf,
     start: Instant,
+    /// `start` as the stage record dates it ([`super::now`]).
+    started: String,
     _claim: Option<crate::workers::Claim>,
 }
 
@@ -190,6 +192,7 @@ impl StageCache {
             record,
             work,
             start: Instant::now(),
+            started: super::now(),
             _claim: claim,
         }))
     }
@@ -206,7 +209,10 @@ impl StageCache {
                     &self.results,
                     &run.record,
                     &run.key,
-                    wall_s,
+                    records::Ran {
+                        started: &run.started,
+                        wall_s,
+                    },
                     &output,
                     &files,
                     &self.outputs,

@@ -122,6 +122,33 @@ pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
     spec
 }
 
+/// One seed's trained model: its name (`<name>`, then `<name>~s<k>`) and its training stage's
+/// key, what a stage that loads its weights keys on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainedSeed {
+    /// The model's name, as its weights (`weights/<name>`) and stages are named.
+    pub name: String,
+    /// Its training stage's key.
+    pub key: String,
+}
+
+/// What [`Ctx::model_stage`] gives: the model's result and every seed's trained model, in seed
+/// order (seed 0 first: the model itself).
+#[derive(Debug, Clone)]
+pub struct StagedModel {
+    /// The model's result (every seed's numbers when it has several).
+    pub result: ModelResult,
+    /// Every seed's trained model, seed 0 first.
+    pub trained: Vec<TrainedSeed>,
+}
+
+impl StagedModel {
+    /// Seed 0's training key: the weights later stages load.
+    pub fn key(&self) -> &str {
+        &self.trained[0].key
+    }
+}
+
 impl Ctx {
     /// Trains (or resumes, or loads from cache) the model of `job`, whose role in the
     /// experiments (recorded in its result) decides its seeds ([`Ctx::seeds_for`]; an extra's
@@ -129,26 +156,33 @@ impl Ctx {
     /// it gets the ensemble ([`super::claims_robustness`]), and evaluates it at the job's level.
     /// Training and evaluation are two cached stages, `train:<name>` and `eval:<name>`:
     /// changing `[eval]` re-evaluates without retraining. The weights go to `weights/<name>`, the
-    /// result to `models/<name>.json`. Returns the result and the training stage's key (what
-    /// depends on the weights keys on it).
+    /// result to `models/<name>.json`. Returns the result and every seed's trained model (its
+    /// name and training key: what depends on the weights keys on it).
     ///
     /// The fresh models of Figure 2 / Table 1 ([`Ctx::seeds_for`]) are trained with every seed
     /// of `[fresh] seeds` (a job with several seeds of its own likewise): seed 0 is the model
     /// itself (its stages and keys are the same as with one seed), seed k ≥ 1 the stages `train:<name>~s<k>` / `eval:<name>~s<k>` (weights
-    /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. The
-    /// returned key is seed 0's, whose weights are what later stages load.
-    pub fn model_stage(&mut self, job: &ModelJob) -> Result<(ModelResult, String)> {
+    /// `weights/<name>~s<k>`); `models/<name>.json` then carries every seed's numbers. Seed 0's
+    /// weights are what later stages load ([`StagedModel::key`]).
+    pub fn model_stage(&mut self, job: &ModelJob) -> Result<StagedModel> {
         let (name, seeds) = (job.name.as_str(), self.job_seeds(job));
         // Seed k's model is `name~s<k>` (seed 0's is `name`); a worker takes them in its order.
         let worker = self.cache.mode.worker;
         let runs = crate::workers::map_in_order(worker, (0..seeds).collect(), |k| {
-            self.train_eval(&job.seed(k))
+            let seed_job = job.seed(k);
+            let (result, key, seed) = self.train_eval(&seed_job)?;
+            let trained = TrainedSeed {
+                name: seed_job.name,
+                key,
+            };
+            Ok((result, trained, seed))
         })?;
+        let trained = runs.iter().map(|(_, t, _)| t.clone()).collect();
         let mut runs = runs.into_iter();
-        let (mut result, train_key, seed) = runs.next().expect("seed 0 is trained");
+        let (mut result, _, seed) = runs.next().expect("seed 0 is trained");
         if self.cache.mode.defer_eval {
             // Training only: models/<name>.json is written by the run that evaluates.
-            return Ok((result, train_key));
+            return Ok(StagedModel { result, trained });
         }
         if seeds >= 2 {
             let mut all = vec![SeedRun {
@@ -177,28 +211,13 @@ impl Ctx {
             }
         }
         write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
-        Ok((result, train_key))
+        Ok(StagedModel { result, trained })
     }
 
     /// How many seeds `job`'s model is trained with: the job's own count
     /// ([`ModelJob::with_seeds`]), else its role's ([`Ctx::seeds_for`]).
     pub fn job_seeds(&self, job: &ModelJob) -> usize {
         job.seeds.unwrap_or_else(|| self.seeds_for(job.role))
-    }
-
-    /// Every seed's model of `job` as later stages load it: its name (`<name>`, then
-    /// `<name>~s<k>`) and its training key, in seed order. Errors when a seed's training stage
-    /// has not completed (call after [`Ctx::model_stage`]).
-    pub fn seed_models(&self, job: &ModelJob) -> Result<Vec<(String, String)>> {
-        (0..self.job_seeds(job))
-            .map(|k| {
-                let seed_job = job.seed(k);
-                match self.trained_key(&seed_job) {
-                    Some(key) => Ok((seed_job.name, key)),
-                    None => bail!("{}: not trained yet", seed_job.name),
-                }
-            })
-            .collect()
     }
 
     /// The training key of `job`'s model (seed 0) if its training stage has completed; runs
@@ -300,7 +319,7 @@ impl Ctx {
         set: &str,
         set_key: &str,
         level: EvalLevel,
-    ) -> Result<(ModelResult, String)> {
+    ) -> Result<ModelResult> {
         let data = self.load_constructed(set)?.dataset;
         let fresh = self.preset.fresh.clone();
         let set = TrainingSet {
@@ -309,7 +328,7 @@ impl Ctx {
             key: set_key,
         };
         let job = ModelJob::new(&self.preset, model, role, set, &fresh).with_level(level);
-        self.model_stage(&job)
+        Ok(self.model_stage(&job)?.result)
     }
 
     /// The spec of the preset's model for images shaped like `data`.

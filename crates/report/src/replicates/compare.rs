@@ -237,6 +237,8 @@ impl Comparison {
             })
             .collect();
         let seeds = |r: &Replicates| r.runs.iter().map(|x| x.seed).collect::<Vec<u64>>();
+        // Every number's runs are the sets' runs, so each is paired on these seeds or on none.
+        let common = paired_seeds(&seeds(&a), &seeds(&b));
         let mut numbers = Vec::new();
         let mut paired = true;
         for sa in &a.spreads {
@@ -279,6 +281,7 @@ impl Comparison {
                 })
             })
             .collect();
+        let paired = paired && !numbers.is_empty();
         Ok(Comparison {
             base: Side {
                 dir: base.display().to_string(),
@@ -289,12 +292,8 @@ impl Comparison {
                 seeds: seeds(&b),
             },
             keys,
-            paired: paired && !numbers.is_empty(),
-            paired_seeds: if paired && !numbers.is_empty() {
-                paired_seeds(&seeds(&a), &seeds(&b))
-            } else {
-                Vec::new()
-            },
+            paired,
+            paired_seeds: if paired { common } else { Vec::new() },
             numbers,
             claims,
         })
