@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// JSON keys whose values measure time or the machine, not the results (left out of the
-/// comparison). `sha256` is a stage record's checksum of its own content, wall time included;
+/// JSON keys whose values measure time, the machine or which process computed a stage, not the
+/// results (left out of the comparison). `sha256` is a stage record's checksum of its own content, wall time included;
 /// the files it lists are compared byte for byte.
 pub const VOLATILE_KEYS: &[&str] = &[
     "sha256",
@@ -40,6 +40,7 @@ pub const VOLATILE_KEYS: &[&str] = &[
     "elapsed_s",
     "total_wall_s",
     "started",
+    "worker",
     "finished",
     "machine",
     "status",

@@ -26,6 +26,9 @@ pub(crate) struct StageRecord<T> {
     /// older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
+    /// The worker process that ran it (`k/n`; absent for a run's own process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub wall_s: f64,
     pub output: T,
     /// SHA-256 of each file the stage wrote, by path relative to the results folder.
@@ -90,10 +93,12 @@ fn relative(results: &Path, file: &Path) -> String {
         .into_owned()
 }
 
-/// When a stage ran: its start (`unix:<seconds>`) and its wall time in seconds.
+/// When and where a stage ran: its start (`unix:<seconds>`), its wall time in seconds and the
+/// worker process that ran it (`k/n`; `None`: the run's own process).
 pub(crate) struct Ran<'a> {
     pub started: &'a str,
     pub wall_s: f64,
+    pub worker: Option<String>,
 }
 
 /// Writes the record of a finished stage (atomically), with the SHA-256 of `files` and its own.
@@ -118,6 +123,7 @@ pub(crate) fn write<T: Serialize>(
     let mut record = StageRecord {
         key: key.to_string(),
         started: Some(ran.started.to_string()),
+        worker: ran.worker,
         wall_s: ran.wall_s,
         output,
         files: sums,
@@ -219,6 +225,7 @@ mod tests {
         let ran = Ran {
             started: "unix:1764547200",
             wall_s: 1.5,
+            worker: Some("2/2".into()),
         };
         write(dir.path(), &record, "k1", ran, &out, &files, &outputs).unwrap();
         (dir, record, weights, outputs)
@@ -261,6 +268,7 @@ mod tests {
             Ran {
                 started: "unix:1764547200",
                 wall_s: 0.981268065,
+                worker: None,
             },
             &out,
             &[],
@@ -279,6 +287,7 @@ mod tests {
         assert_eq!(r.output, Out { acc: 0.8125, n: 3 });
         assert_eq!(r.started.as_deref(), Some("unix:1764547200"));
         assert_eq!(r.wall_s, 1.5);
+        assert_eq!(r.worker.as_deref(), Some("2/2"));
         assert_eq!(
             r.files.keys().collect::<Vec<_>>(),
             ["weights/m.safetensors"]

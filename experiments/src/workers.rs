@@ -460,7 +460,7 @@ pub fn adopt_worker_stages(results: &Path, stages: &mut [StageInfo]) {
 }
 
 /// Marks the stages of `stages` that a worker computed (`ran`, status done) as done, with the
-/// worker's wall time.
+/// worker's wall time, start and name.
 fn mark_done(stages: &mut [StageInfo], ran: &[StageInfo]) {
     for s in stages
         .iter_mut()
@@ -472,6 +472,8 @@ fn mark_done(stages: &mut [StageInfo], ran: &[StageInfo]) {
         {
             s.status = StageStatus::Done;
             s.wall_s = r.wall_s;
+            s.started.clone_from(&r.started);
+            s.worker.clone_from(&r.worker);
         }
     }
 }

@@ -197,6 +197,9 @@ pub fn write_demo_results(dir: impl AsRef<Path>) -> Result<()> {
     Ok(())
 }
 
+/// When the demo run started: 2025-01-01 00:00 UTC.
+const DEMO_START: u64 = 1_735_689_600;
+
 /// The demo run.json: preset "demo", an invented machine and eight stages.
 fn demo_run_info() -> RunInfo {
     let config = "# demo preset (fake)\n[data]\nname = \"fashion-mnist\"\nnum_classes = 10\n\n[eval]\nheadline_eps = 0.5\nl2_eps = [0.25, 0.5, 1.0, 2.0]\nlinf_eps = [0.1]\n";
@@ -220,6 +223,9 @@ fn demo_run_info() -> RunInfo {
             StageStatus::Done
         },
         wall_s: 12.5 * (i + 1) as f64,
+        // Two workers taking turns, each stage starting a minute after the one before.
+        started: Some(format!("unix:{}", DEMO_START + 60 * i as u64)),
+        worker: Some(format!("{}/2", i % 2 + 1)),
         key: format!("{:016x}", 0x9e3779b97f4a7c15u64.wrapping_mul(i as u64 + 1)),
         message: None,
     })
@@ -241,7 +247,7 @@ fn demo_run_info() -> RunInfo {
         torch_version: "2.13.0".into(),
         nrf_version: env!("CARGO_PKG_VERSION").into(),
         crate_versions: versions,
-        started: "2025-01-01T00:00:00Z".into(),
+        started: format!("unix:{DEMO_START}"),
         finished: Some("2025-01-01T00:40:00Z".into()),
         stages,
         total_wall_s: 2400.0,

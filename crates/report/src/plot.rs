@@ -5,7 +5,7 @@
 //! no system fonts or fontconfig and look the same on every machine. plotters draws the shapes;
 //! axes, ticks and labels are drawn here. Every PNG is rendered in memory and written atomically.
 //!
-//! One file per plot kind: `lines` (line plots and panels), `scatter`, `bars`, [`chart`]
+//! One file per plot kind: `lines` (line plots and panels), `scatter`, `bars`, `timeline`, [`chart`]
 //! (figures of several charts); shared by them: `frame` (rendering, ranges, a chart's frame),
 //! `axes` (ticks, axis lines, reference lines, error bars) and `legend`.
 use plotters::prelude::*;
@@ -21,6 +21,7 @@ mod lines;
 mod scatter;
 #[cfg(test)]
 mod tests;
+mod timeline;
 
 pub use axes::nice_ticks;
 pub use bars::{bar_plot, bar_plot_with, bar_plot_with_errors};
@@ -28,6 +29,7 @@ pub(crate) use frame::save_rgb_png;
 pub use frame::{register_fonts, render_png, text_size, Area};
 pub use lines::{line_plot, line_plot_with, panel_line_plot, LineSeriesSpec, Panel};
 pub use scatter::{scatter_plot, scatter_plot_with, scatter_points_plot, ScatterPoint};
+pub use timeline::{timeline_plot, Span};
 
 /// Colours for series (the "tab10" palette).
 pub const PALETTE: [RGBColor; 10] = [

@@ -81,12 +81,12 @@ fn complete_run_gives_a_complete_report() {
         !html.contains("class=\"missing\""),
         "a complete run shows a missing box"
     );
-    // 5 report plots (figure 2, table 1, robust L2, robust Linf, training) + 4 grids + the
-    // theory's 4 figures + section.
-    assert_eq!(s.plots.len(), 5, "{:?}", s.plots);
+    // 6 report plots (figure 2, table 1, robust L2, robust Linf, training, the run's timeline)
+    // + 4 grids + the theory's 4 figures + section.
+    assert_eq!(s.plots.len(), 6, "{:?}", s.plots);
     let (n_html, n_md) = check_images(dir, &html, &md);
-    assert_eq!(n_html, 14);
-    assert_eq!(n_md, 14);
+    assert_eq!(n_html, 15);
+    assert_eq!(n_md, 15);
     // Self-contained: no reference to a file on disk.
     assert!(!html.contains("src=\"plots/") && !html.contains("<link"));
     // Verdict badges, paper numbers with their source tags, and the theory / section tables.
@@ -141,6 +141,8 @@ fn partial_run_says_what_is_missing() {
         name: "train:on_D_R".into(),
         status: nrf_report::results::StageStatus::Failed,
         wall_s: 3.0,
+        started: None,
+        worker: None,
         key: "abc".into(),
         message: Some("out of memory".into()),
     });

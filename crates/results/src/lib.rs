@@ -62,7 +62,9 @@ pub use checks::EvalChecks;
 pub use constructed::ConstructedInfo;
 pub use model::{EpochMetrics, ModelResult, RobustPoint};
 pub use role::{ModelRole, Varies};
-pub use run::{run_time, utc_string, Headline, MachineInfo, RunInfo, StageInfo, StageStatus};
+pub use run::{
+    run_time, unix_seconds, utc_string, Headline, MachineInfo, RunInfo, StageInfo, StageStatus,
+};
 pub use seeds::{RobustSeedStat, SeedRun, SeedStat, SeedSummary};
 pub use uncertainty::{above_chance, wilson, Accuracy, Interval, Margin};
 pub use verdict::{ClaimVerdict, ModelKind, Verdict};

@@ -28,10 +28,16 @@ pub fn utc_string(secs: u64) -> String {
     )
 }
 
+/// The seconds since the Unix epoch of a run.json time in its `unix:<seconds>` form (`None` for
+/// another form).
+pub fn unix_seconds(t: &str) -> Option<u64> {
+    t.strip_prefix("unix:").and_then(|n| n.parse::<u64>().ok())
+}
+
 /// A run.json time (`started`, `finished`: "unix:1796332126", or already a date) as
 /// "2026-12-03 21:08 UTC", as the reports show it.
 pub fn run_time(t: &str) -> String {
-    match t.strip_prefix("unix:").and_then(|n| n.parse::<u64>().ok()) {
+    match unix_seconds(t) {
         Some(secs) => format!("{} UTC", &utc_string(secs)[..16]),
         None => t.to_string(),
     }
@@ -75,6 +81,14 @@ pub struct StageInfo {
     pub status: StageStatus,
     /// Wall time of the computation in seconds (for cached stages: the original computation's).
     pub wall_s: f64,
+    /// When the computation started (`unix:<seconds>`; cached stages: the original
+    /// computation's). Absent in results of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// The worker process that computed it (`k/n`, [`RunInfo`] of a run with several worker
+    /// processes); absent when the run's own process did, and in results of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// Hash of the stage's configuration and inputs (cache key).
     pub key: String,
     /// Error or note (failed stages).
@@ -216,6 +230,8 @@ mod tests {
     #[test]
     fn run_times_read_as_dates() {
         assert_eq!(run_time("unix:0"), "1970-01-01 00:00 UTC");
+        assert_eq!(unix_seconds("unix:1796332126"), Some(1796332126));
+        assert_eq!(unix_seconds("2025-01-01T00:00:00Z"), None);
         assert_eq!(run_time("unix:1796332126"), "2026-12-03 21:08 UTC");
         assert_eq!(run_time("unix:951782400"), "2000-02-29 00:00 UTC");
         assert_eq!(run_time("2026-12-03T21:08:00Z"), "2026-12-03T21:08:00Z");

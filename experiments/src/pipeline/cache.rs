@@ -135,10 +135,19 @@ impl StageCache {
         name: &str,
         key_input: &impl Serialize,
     ) -> Option<(T, f64, String)> {
+        self.cached_record(name, key_input)
+            .map(|(rec, key)| (rec.output, rec.wall_s, key))
+    }
+
+    /// [`StageCache::cached`]'s whole record (when and where the stage ran too) and key.
+    fn cached_record<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        key_input: &impl Serialize,
+    ) -> Option<(records::StageRecord<T>, String)> {
         let (key, record_path) = self.stage_key(name, key_input);
         // A damaged record, or one whose files are damaged, is not used (a warning names it).
-        records::read::<T>(&self.results, &record_path, &key, &self.outputs)
-            .map(|rec| (rec.output, rec.wall_s, key))
+        records::read::<T>(&self.results, &record_path, &key, &self.outputs).map(|rec| (rec, key))
     }
 
     /// Opens stage `name` for `key_input`: its cached output, or the go-ahead to compute it (a
@@ -212,6 +221,7 @@ impl StageCache {
                     records::Ran {
                         started: &run.started,
                         wall_s,
+                        worker: self.mode.worker.map(|w| w.to_string()),
                     },
                     &output,
                     &files,
@@ -221,6 +231,8 @@ impl StageCache {
                     name: name.into(),
                     status: StageStatus::Done,
                     wall_s,
+                    started: Some(run.started.clone()),
+                    worker: self.mode.worker.map(|w| w.to_string()),
                     key: run.key.clone(),
                     message: None,
                 })?;
@@ -235,6 +247,8 @@ impl StageCache {
                     name: name.into(),
                     status: StageStatus::Failed,
                     wall_s,
+                    started: Some(run.started.clone()),
+                    worker: self.mode.worker.map(|w| w.to_string()),
                     key: run.key.clone(),
                     message: Some(format!("{e:#}")),
                 })?;
@@ -249,7 +263,7 @@ impl StageCache {
         name: &str,
         key_input: &impl Serialize,
     ) -> Result<Option<(T, String)>> {
-        let Some((output, wall_s, key)) = self.cached::<T>(name, key_input) else {
+        let Some((rec, key)) = self.cached_record::<T>(name, key_input) else {
             return Ok(None);
         };
         if self.mode.worker.is_some() {
@@ -261,11 +275,13 @@ impl StageCache {
         self.record(StageInfo {
             name: name.into(),
             status: StageStatus::Cached,
-            wall_s,
+            wall_s: rec.wall_s,
+            started: rec.started,
+            worker: rec.worker,
             key: key.clone(),
             message: None,
         })?;
-        Ok(Some((output, key)))
+        Ok(Some((rec.output, key)))
     }
 
     /// The work folder of stage `name` with key `key`: unfinished work (checkpoints, chunks,

@@ -3,7 +3,8 @@ use super::common::{dur, stage_seconds};
 use super::{title, Ctx};
 use crate::doc::{Block, DocSection, DocTable, Status};
 use crate::paper::fmt_num;
-use crate::results::{run_time, RunInfo};
+use crate::plot::{timeline_plot, PlotOptions, Span};
+use crate::results::{run_time, unix_seconds, RunInfo, StageStatus};
 
 pub(super) fn run_section(ctx: &mut Ctx) -> DocSection {
     let r = ctx.r;
@@ -78,6 +79,33 @@ pub(super) fn run_section(ctx: &mut Ctx) -> DocSection {
     if run.stages.is_empty() {
         b.push(Block::Missing("run.json lists no stages".into()));
     } else {
+        if let Some(t) = Timeline::of(run) {
+            let caption = format!(
+                "Where this invocation's time went: each of the {} stages computed in it (cached ones are not), from its start to its end, on the process that computed it, coloured by the part of its name before `:`; the invocation took {}. A gap in a lane is time that process spent on no stage (loading, waiting for a stage another process held).",
+                t.spans.len(),
+                dur(run.total_wall_s)
+            );
+            let width = 1200;
+            let height = (150 + 60 * t.lanes.len() as u32).max(260);
+            if let Some(img) = ctx.plot("run_timeline.png", &caption, |p| {
+                let opts = PlotOptions {
+                    width,
+                    height,
+                    ..Default::default()
+                };
+                timeline_plot(
+                    p,
+                    "Stages over time",
+                    "minutes since the run started",
+                    &t.lanes,
+                    &t.kinds,
+                    &t.spans,
+                    &opts,
+                )
+            }) {
+                b.push(img);
+            }
+        }
         b.push(Block::Table(stages_table(run)));
     }
     if !run.missing.is_empty() {
@@ -118,9 +146,9 @@ fn stages_table(run: &RunInfo) -> DocTable {
                 vec![
                     format!("`{}`", s.name),
                     match s.status {
-                        crate::results::StageStatus::Done => "done".into(),
-                        crate::results::StageStatus::Cached => "cached".into(),
-                        crate::results::StageStatus::Failed => "**failed**".into(),
+                        StageStatus::Done => "done".into(),
+                        StageStatus::Cached => "cached".into(),
+                        StageStatus::Failed => "**failed**".into(),
                     },
                     dur(s.wall_s),
                     if key.is_empty() { "—".into() } else { format!("`{key}`") },
@@ -130,5 +158,140 @@ fn stages_table(run: &RunInfo) -> DocTable {
             .collect(),
         verdict_cols: vec![],
         left_align: false,
+    }
+}
+
+/// The stages a run computed (status done, with a start time) as a timeline: one lane per
+/// process ("worker k/n", or "main process"), minutes since the run's start, one kind per prefix
+/// of the stage names (`train` of `train:C_std`; a name without `:` is its own kind). Spans are
+/// ordered longest first, so that a stage run inside another is drawn over it. `None` when the
+/// run's start or no stage's start is known (results of older versions).
+struct Timeline {
+    lanes: Vec<String>,
+    kinds: Vec<String>,
+    spans: Vec<Span>,
+}
+
+impl Timeline {
+    fn of(run: &RunInfo) -> Option<Timeline> {
+        let t0 = unix_seconds(&run.started)? as f64;
+        let mut lanes: Vec<String> = Vec::new();
+        let mut kinds: Vec<String> = Vec::new();
+        let mut spans = Vec::new();
+        let index = |v: &mut Vec<String>, x: String| match v.iter().position(|y| *y == x) {
+            Some(i) => i,
+            None => {
+                v.push(x);
+                v.len() - 1
+            }
+        };
+        for s in run.stages.iter().filter(|s| s.status == StageStatus::Done) {
+            let Some(start) = s.started.as_deref().and_then(unix_seconds) else {
+                continue;
+            };
+            let lane = s
+                .worker
+                .as_ref()
+                .map_or_else(|| "main process".to_string(), |w| format!("worker {w}"));
+            let kind = s.name.split(':').next().unwrap_or(&s.name).to_string();
+            let start = (start as f64 - t0) / 60.0;
+            spans.push(Span {
+                lane: index(&mut lanes, lane),
+                start,
+                end: start + s.wall_s.max(0.0) / 60.0,
+                kind: index(&mut kinds, kind),
+            });
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        // Lanes in name order ("main process", then the workers by number).
+        let mut order: Vec<usize> = (0..lanes.len()).collect();
+        order.sort_by(|&a, &b| lanes[a].cmp(&lanes[b]));
+        for s in &mut spans {
+            s.lane = order.iter().position(|&i| i == s.lane).unwrap_or(s.lane);
+        }
+        let lanes = order.iter().map(|&i| lanes[i].clone()).collect();
+        spans.sort_by(|a, b| (b.end - b.start).total_cmp(&(a.end - a.start)));
+        Some(Timeline {
+            lanes,
+            kinds,
+            spans,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timeline;
+    use crate::results::{RunInfo, StageInfo, StageStatus};
+
+    fn stage(
+        name: &str,
+        status: StageStatus,
+        started: Option<u64>,
+        wall_s: f64,
+        worker: Option<&str>,
+    ) -> StageInfo {
+        StageInfo {
+            name: name.into(),
+            status,
+            wall_s,
+            started: started.map(|s| format!("unix:{s}")),
+            worker: worker.map(String::from),
+            key: "k".into(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn the_timeline_holds_the_stages_computed_on_their_processes() {
+        let run = RunInfo {
+            started: "unix:1000".into(),
+            stages: vec![
+                stage("data", StageStatus::Done, Some(1000), 6.0, None),
+                stage(
+                    "train:C_std",
+                    StageStatus::Done,
+                    Some(1060),
+                    120.0,
+                    Some("2/2"),
+                ),
+                stage(
+                    "train:C_rob",
+                    StageStatus::Done,
+                    Some(1030),
+                    600.0,
+                    Some("1/2"),
+                ),
+                // Computed by an earlier run, or by a version that kept no start: left out.
+                stage(
+                    "eval:C_std",
+                    StageStatus::Cached,
+                    Some(10),
+                    30.0,
+                    Some("1/2"),
+                ),
+                stage("construct:D_R", StageStatus::Done, None, 30.0, Some("1/2")),
+            ],
+            ..Default::default()
+        };
+        let t = Timeline::of(&run).unwrap();
+        assert_eq!(t.lanes, ["main process", "worker 1/2", "worker 2/2"]);
+        assert_eq!(t.kinds, ["data", "train"]);
+        // Longest first; minutes since the run's start.
+        let got: Vec<(usize, f64, f64, usize)> = t
+            .spans
+            .iter()
+            .map(|s| (s.lane, s.start, s.end, s.kind))
+            .collect();
+        assert_eq!(got, [(1, 0.5, 10.5, 1), (2, 1.0, 3.0, 1), (0, 0.0, 0.1, 0)]);
+        // Nothing to draw without start times.
+        let old = RunInfo {
+            started: "unix:1000".into(),
+            stages: vec![stage("data", StageStatus::Done, None, 6.0, None)],
+            ..Default::default()
+        };
+        assert!(Timeline::of(&old).is_none());
     }
 }
