@@ -186,21 +186,7 @@ pub(super) fn draw_axes(
             &tick_style.anchor(HAlign::Right, VAlign::Center),
         )?;
     }
-    for x in &xticks {
-        let (xx, _) = chart.backend_coord(&(*x, yr.0));
-        let xx = xx - base.0;
-        root.draw(&PathElement::new(
-            vec![(xx, y1), (xx, y1 + 5)],
-            AXIS.stroke_width(1),
-        ))
-        .map_err(de)?;
-        draw_text(
-            root,
-            &x_tick_label(*x),
-            (xx, y1 + 8),
-            &tick_style.anchor(HAlign::Center, VAlign::Top),
-        )?;
-    }
+    draw_x_ticks(root, chart, &xticks, yr.0, x_tick_label, &tick_style)?;
     let desc = TextStyle::new(f.font + 2.0).color(INK);
     if !x_label.is_empty() {
         draw_text(
@@ -221,6 +207,36 @@ pub(super) fn draw_axes(
             y_label,
             (x, (y0 + y1) / 2),
             &desc.anchor(HAlign::Center, VAlign::Center).rotated(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The x axis's tick marks and labels (`label` of each tick) below the plotting area of `chart`
+/// on `root`, at `y0` in the chart's coordinates (its bottom).
+pub(super) fn draw_x_ticks(
+    root: &Area,
+    chart: &Chart,
+    ticks: &[f64],
+    y0: f64,
+    label: impl Fn(f64) -> String,
+    style: &TextStyle,
+) -> Result<()> {
+    let base = root.get_base_pixel();
+    let y1 = chart.plotting_area().get_pixel_range().1.end - base.1;
+    for x in ticks {
+        let (xx, _) = chart.backend_coord(&(*x, y0));
+        let xx = xx - base.0;
+        root.draw(&PathElement::new(
+            vec![(xx, y1), (xx, y1 + 5)],
+            AXIS.stroke_width(1),
+        ))
+        .map_err(de)?;
+        draw_text(
+            root,
+            &label(*x),
+            (xx, y1 + 8),
+            &style.anchor(HAlign::Center, VAlign::Top),
         )?;
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Timelines: intervals on horizontal lanes, e.g. a run's stages on the processes that computed
 //! them, coloured by kind.
-use super::axes::{nice_ticks, tick_label};
+use super::axes::{draw_x_ticks, nice_ticks, tick_label};
 use super::frame::{chart_on, de, render_png, Frame, AXIS, GRID, INK};
 use super::legend::{draw_legend, legend_width, Mark};
 use super::{color, PlotOptions};
@@ -131,21 +131,14 @@ pub fn timeline_plot(
         ))
         .map_err(de)?;
         let tick_style = TextStyle::new(f.font).color(RGBColor(60, 60, 60));
-        for x in &ticks {
-            let (xx, _) = chart.backend_coord(&(*x, yr.0));
-            let xx = xx - base.0;
-            area.draw(&PathElement::new(
-                vec![(xx, y1), (xx, y1 + 5)],
-                AXIS.stroke_width(1),
-            ))
-            .map_err(de)?;
-            draw_text(
-                &area,
-                &tick_label(*x, false),
-                (xx, y1 + 8),
-                &tick_style.anchor(HAlign::Center, VAlign::Top),
-            )?;
-        }
+        draw_x_ticks(
+            &area,
+            &chart,
+            &ticks,
+            yr.0,
+            |x| tick_label(x, false),
+            &tick_style,
+        )?;
         for (i, lane) in lanes.iter().enumerate() {
             let (_, yy) = chart.backend_coord(&(xr.0, (n - i) as f64 - 0.5));
             draw_text(
