@@ -4,7 +4,7 @@ use super::{title, Ctx};
 use crate::doc::{Block, DocSection, DocTable, Status};
 use crate::paper::fmt_num;
 use crate::plot::{timeline_plot, PlotOptions, Span};
-use crate::results::{run_time, unix_seconds, RunInfo, StageStatus};
+use crate::results::{run_time, unix_seconds, RunInfo, StageInfo, StageStatus};
 
 pub(super) fn run_section(ctx: &mut Ctx) -> DocSection {
     let r = ctx.r;
@@ -175,43 +175,41 @@ struct Timeline {
 impl Timeline {
     fn of(run: &RunInfo) -> Option<Timeline> {
         let t0 = unix_seconds(&run.started)? as f64;
-        let mut lanes: Vec<String> = Vec::new();
+        let done: Vec<(&StageInfo, f64)> = (run.stages.iter())
+            .filter(|s| s.status == StageStatus::Done)
+            .filter_map(|s| Some((s, unix_seconds(s.started.as_deref()?)? as f64)))
+            .collect();
+        // The main process (no worker) first, then the workers by number ("2/12" before "10/12").
+        let number = |w: &Option<String>| {
+            (w.as_deref()).map(|w| w.split('/').next().and_then(|k| k.parse::<usize>().ok()))
+        };
+        let mut procs: Vec<&Option<String>> = done.iter().map(|(s, _)| &s.worker).collect();
+        procs.sort_by_key(|w| number(w));
+        procs.dedup();
         let mut kinds: Vec<String> = Vec::new();
         let mut spans = Vec::new();
-        let index = |v: &mut Vec<String>, x: String| match v.iter().position(|y| *y == x) {
-            Some(i) => i,
-            None => {
-                v.push(x);
-                v.len() - 1
+        for (s, start) in &done {
+            let kind = s.name.split(':').next().unwrap_or(&s.name);
+            if !kinds.iter().any(|k| k == kind) {
+                kinds.push(kind.to_string());
             }
-        };
-        for s in run.stages.iter().filter(|s| s.status == StageStatus::Done) {
-            let Some(start) = s.started.as_deref().and_then(unix_seconds) else {
-                continue;
-            };
-            let lane = s
-                .worker
-                .as_ref()
-                .map_or_else(|| "main process".to_string(), |w| format!("worker {w}"));
-            let kind = s.name.split(':').next().unwrap_or(&s.name).to_string();
-            let start = (start as f64 - t0) / 60.0;
+            let start = (start - t0) / 60.0;
             spans.push(Span {
-                lane: index(&mut lanes, lane),
+                lane: procs.iter().position(|w| **w == s.worker)?,
                 start,
                 end: start + s.wall_s.max(0.0) / 60.0,
-                kind: index(&mut kinds, kind),
+                kind: kinds.iter().position(|k| k == kind)?,
             });
         }
         if spans.is_empty() {
             return None;
         }
-        // Lanes in name order ("main process", then the workers by number).
-        let mut order: Vec<usize> = (0..lanes.len()).collect();
-        order.sort_by(|&a, &b| lanes[a].cmp(&lanes[b]));
-        for s in &mut spans {
-            s.lane = order.iter().position(|&i| i == s.lane).unwrap_or(s.lane);
-        }
-        let lanes = order.iter().map(|&i| lanes[i].clone()).collect();
+        let lanes = (procs.iter())
+            .map(|w| {
+                w.as_ref()
+                    .map_or("main process".into(), |w| format!("worker {w}"))
+            })
+            .collect();
         spans.sort_by(|a, b| (b.end - b.start).total_cmp(&(a.end - a.start)));
         Some(Timeline {
             lanes,
@@ -286,6 +284,19 @@ mod tests {
             .map(|s| (s.lane, s.start, s.end, s.kind))
             .collect();
         assert_eq!(got, [(1, 0.5, 10.5, 1), (2, 1.0, 3.0, 1), (0, 0.0, 0.1, 0)]);
+        // Workers by number, not by name.
+        let many = RunInfo {
+            started: "unix:1000".into(),
+            stages: vec![
+                stage("train:a", StageStatus::Done, Some(1000), 6.0, Some("10/12")),
+                stage("train:b", StageStatus::Done, Some(1000), 6.0, Some("2/12")),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            Timeline::of(&many).unwrap().lanes,
+            ["worker 2/12", "worker 10/12"]
+        );
         // Nothing to draw without start times.
         let old = RunInfo {
             started: "unix:1000".into(),
