@@ -1,9 +1,9 @@
 //! Stage records (`stages/<name>.json`) that check themselves and the files their stage wrote.
 //!
-//! A finished stage's record holds its key, start, wall time and output, the SHA-256 of every file the
-//! stage wrote for later stages to read (`files`: weights and their sidecars, constructed data
-//! sets, relative to the results folder), and `sha256`, the checksum of the record's own content
-//! (`nrf_data::store::canonical_json_sha256` of every other field). `read` uses a record only
+//! A finished stage's record holds its key, start, worker, wall time and output, the SHA-256 of
+//! every file the stage wrote for later stages to read (`files`: weights and their sidecars,
+//! constructed data sets, relative to the results folder), and `sha256`, the checksum of the
+//! record's own content (`nrf_data::store::canonical_json_sha256` of every other field). `read` uses a record only
 //! when it parses, its checksum matches, its key is the stage's, and every file it lists is there
 //! with the same checksum; otherwise it says why, naming the file, in a warning, and the stage is
 //! treated as not cached (it runs again and rewrites its files and its record).

@@ -438,8 +438,8 @@ fn train_model(
     let fresh = ctx.preset.fresh.clone();
     let job = ModelJob::new(&ctx.preset, name, role, set, &fresh)
         .with_arch(arch)
-        .with_level(EvalLevel::Standard);
-    let job = job.with_seeds(model_seeds(&ctx.preset, role));
+        .with_level(EvalLevel::Standard)
+        .with_seeds(model_seeds(&ctx.preset, role));
     let staged = ctx.model_stage(&job)?;
     Ok((staged.result, staged.trained))
 }

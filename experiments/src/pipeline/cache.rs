@@ -212,6 +212,7 @@ impl StageCache {
         let files = self.outputs.end();
         let wall_s = run.start.elapsed().as_secs_f64();
         let name = run.name.as_str();
+        let worker = self.mode.worker.map(|w| w.to_string());
         match result {
             Ok(output) => {
                 records::write(
@@ -221,7 +222,7 @@ impl StageCache {
                     records::Ran {
                         started: &run.started,
                         wall_s,
-                        worker: self.mode.worker.map(|w| w.to_string()),
+                        worker: worker.clone(),
                     },
                     &output,
                     &files,
@@ -232,7 +233,7 @@ impl StageCache {
                     status: StageStatus::Done,
                     wall_s,
                     started: Some(run.started.clone()),
-                    worker: self.mode.worker.map(|w| w.to_string()),
+                    worker: worker.clone(),
                     key: run.key.clone(),
                     message: None,
                 })?;
@@ -248,7 +249,7 @@ impl StageCache {
                     status: StageStatus::Failed,
                     wall_s,
                     started: Some(run.started.clone()),
-                    worker: self.mode.worker.map(|w| w.to_string()),
+                    worker,
                     key: run.key.clone(),
                     message: Some(format!("{e:#}")),
                 })?;
