@@ -1,10 +1,13 @@
 //! Where a training step's time goes (forward + backward, the SGD update, the whole step) and what
-//! an attack step (forward + input gradient) costs, for the Fashion-MNIST CNN at batch 128, in
-//! the default memory format and channels-last, at 1 and 2 threads. The variants alternate in
-//! rounds and each keeps its fastest round, so that a busy machine disturbs the comparison
-//! less: `cargo run --release -p nrf-models --example step_parts [reps] [rounds]`.
+//! an attack step (forward + input gradient) costs at batch 128, in the contiguous memory format
+//! and channels-last, at 1 and 2 threads. The variants alternate in rounds and each keeps its
+//! fastest round, so that a busy machine disturbs the comparison less:
+//! `cargo run --release -p nrf-models --example step_parts [reps] [rounds] [arch] [precision]
+//! [threads]`, where `arch` is a preset's architecture as JSON (default the Fashion-MNIST CNN,
+//! `'{"type":"fmnist_cnn"}'`; e.g. `'{"type":"resnet18","width":8}'`), `precision` `f32`
+//! (default) or `bf16`, and `threads` `1`, `2` or `1,2` (default).
 use nrf_models::runtime::MemoryFormat;
-use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Sgd};
+use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Precision, Sgd};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -15,8 +18,8 @@ struct Case {
     y: Tensor,
 }
 
-fn case(cl: bool) -> anyhow::Result<Case> {
-    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10);
+fn case(arch: &Arch, precision: Precision, cl: bool) -> anyhow::Result<Case> {
+    let spec = ModelSpec::new(arch.clone(), [1, 28, 28], 10).with_precision(precision);
     let format = if cl {
         MemoryFormat::ChannelsLast
     } else {
@@ -43,9 +46,25 @@ fn main() -> anyhow::Result<()> {
     nrf_models::runtime::tune_allocator();
     let reps: usize = std::env::args().nth(1).map_or(20, |s| s.parse().unwrap());
     let rounds: usize = std::env::args().nth(2).map_or(5, |s| s.parse().unwrap());
-    for threads in [1, 2] {
+    let arch: Arch = match std::env::args().nth(3) {
+        Some(s) => serde_json::from_str(&s)?,
+        None => Arch::FmnistCnn,
+    };
+    let precision: Precision = match std::env::args().nth(4) {
+        Some(s) => serde_json::from_value(serde_json::Value::String(s))?,
+        None => Precision::F32,
+    };
+    let threads: Vec<i32> = match std::env::args().nth(5) {
+        Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
+        None => vec![1, 2],
+    };
+    println!("{} in {}, batch 128", arch.label(), precision.label());
+    for threads in threads {
         tch::set_num_threads(threads);
-        let mut cases = [case(false)?, case(true)?];
+        let mut cases = [
+            case(&arch, precision, false)?,
+            case(&arch, precision, true)?,
+        ];
         // [variant][measure] = fastest round in ms.
         let mut best = [[f64::INFINITY; 5]; 2];
         for _ in 0..rounds {

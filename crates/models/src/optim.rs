@@ -141,11 +141,33 @@ fn tensor_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) {
     let _ = p.g_add_(&(d * (-u.lr)));
 }
 
+/// Whether a tensor of `size` with `stride` covers its memory exactly once with no gaps (as a
+/// contiguous or a channels-last tensor does): then an element-wise operation can run over the
+/// memory in its order, whatever the order of the dimensions.
+fn dense(size: &[i64], stride: &[i64]) -> bool {
+    let mut dims: Vec<(i64, i64)> = size
+        .iter()
+        .zip(stride)
+        .filter(|(&n, _)| n != 1)
+        .map(|(&n, &s)| (s, n))
+        .collect();
+    dims.sort_unstable();
+    let mut expected = 1;
+    for (s, n) in dims {
+        if s != expected {
+            return false;
+        }
+        expected *= n;
+    }
+    true
+}
+
 /// The update of [`tensor_update`] in one pass over the memory of `p`, `g` and `buf`, when all
-/// three are contiguous f32 tensors of the same size on the CPU; returns false (and changes
-/// nothing) otherwise. libtorch computes a tensor times a scalar in f32 with the scalar rounded
-/// to f32, and each operation rounds once; so does this loop (Rust never contracts `a * b + c`
-/// into a fused multiply-add), hence the same bits.
+/// three are f32 tensors on the CPU of the same size and the same dense layout (contiguous, or
+/// channels-last as a convolution's weights are then); returns false (and changes nothing)
+/// otherwise. libtorch computes a tensor times a scalar in f32 with the scalar rounded to f32,
+/// and each operation rounds once; so does this loop (Rust never contracts `a * b + c` into a
+/// fused multiply-add), hence the same bits.
 fn fused_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) -> bool {
     let Update {
         lr,
@@ -154,13 +176,14 @@ fn fused_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) -> bool
         weight_decay,
     } = u;
     let n = p.numel();
+    let (size, stride) = (p.size(), p.stride());
     let plain = |t: &Tensor| {
         t.device() == tch::Device::Cpu
             && t.kind() == tch::Kind::Float
-            && t.is_contiguous()
-            && t.numel() == n
+            && t.size() == size
+            && t.stride() == stride
     };
-    if !(plain(p) && plain(g) && plain(buf)) {
+    if !(plain(p) && plain(g) && plain(buf) && dense(&size, &stride)) {
         return false;
     }
     let (pp, gp, bp) = (
@@ -208,6 +231,57 @@ fn fused_update(p: &mut Tensor, g: &Tensor, buf: &mut Tensor, u: Update) -> bool
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    /// A convolution's weights laid out channels-last (with their gradient and momentum buffer,
+    /// as training makes them) take the fused update too, with the same bits as the tensor
+    /// operations; layouts that differ or leave gaps do not.
+    #[test]
+    fn fused_update_takes_channels_last_weights_bit_for_bit() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(4);
+        let cl = |t: Tensor| crate::runtime::MemoryFormat::ChannelsLast.apply(&t);
+        let p0 = cl(Tensor::randn([8, 3, 3, 3], (Kind::Float, Device::Cpu)));
+        assert_eq!(p0.stride(), vec![27, 1, 9, 3]);
+        let (mut pa, mut pb) = (p0.copy(), p0.copy());
+        let (mut ba, mut bb) = (p0.zeros_like(), p0.zeros_like());
+        assert_eq!(ba.stride(), p0.stride());
+        let u = Update {
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+        };
+        for _ in 0..3 {
+            let g = cl(Tensor::randn([8, 3, 3, 3], (Kind::Float, Device::Cpu)));
+            assert!(fused_update(&mut pa, &g, &mut ba, u));
+            tensor_update(&mut pb, &g, &mut bb, u);
+            assert!(pa.equal(&pb) && ba.equal(&bb));
+        }
+        // A contiguous gradient for channels-last weights: the tensor operations.
+        let g = Tensor::randn([8, 3, 3, 3], (Kind::Float, Device::Cpu));
+        assert!(!fused_update(&mut pa, &g, &mut ba, u));
+        // Every other column of a matrix: not dense.
+        let m = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
+        let (mut q, gq, mut bq) = (
+            m.slice(1, 0, 6, 2),
+            m.slice(1, 1, 6, 2),
+            m.slice(1, 0, 6, 2),
+        );
+        assert!(!fused_update(&mut q, &gq, &mut bq, u));
+    }
+
+    #[test]
+    fn dense_layouts() {
+        assert!(dense(&[8, 3, 3, 3], &[27, 9, 3, 1]));
+        assert!(dense(&[8, 3, 3, 3], &[27, 1, 9, 3]));
+        assert!(
+            dense(&[8, 1, 3, 3], &[9, 1, 3, 1]),
+            "size-1 dimensions: any stride"
+        );
+        assert!(dense(&[5], &[1]) && dense(&[], &[]));
+        assert!(!dense(&[4, 3], &[6, 2]), "gaps");
+        assert!(!dense(&[4, 3], &[1, 1]), "overlap");
+    }
 
     /// The fused CPU update gives exactly the tensor operations' bits, for every combination of
     /// momentum, Nesterov and weight decay, over several steps (the buffers carry over).
