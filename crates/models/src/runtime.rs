@@ -82,9 +82,9 @@ impl MemoryFormat {
     /// The layout a model of `arch` uses on `device`: [`MemoryFormat::ENV`] when set, else
     /// channels-last for every convolutional network on the CPU (as the twin runs them; measured
     /// faster: the Fashion-MNIST CNN in whole pipeline stages and in attack steps at batch 500,
-    /// level at batch 128; ResNet-18, ResNet-50, VGG-16 and DenseNet 0.62-0.78x of the contiguous
-    /// layout's training-step time at 1 thread, 0.91-0.97x at 2: docs/performance.md, "Memory
-    /// format") and contiguous for the MLP (no convolutions) and on CUDA (not measured). A bad
+    /// level at batch 128; ResNet-18, ResNet-50, VGG-16 and DenseNet: training and attack steps
+    /// 0.62-0.91x of the contiguous layout's time at 1 thread, 0.85-0.97x at 2:
+    /// docs/performance.md, "Memory format") and contiguous for the MLP (no convolutions) and on CUDA (not measured). A bad
     /// value of the variable is an error that names it.
     pub fn for_model(arch: &crate::Arch, device: tch::Device) -> anyhow::Result<MemoryFormat> {
         match std::env::var(Self::ENV) {
