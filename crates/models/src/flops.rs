@@ -296,20 +296,7 @@ mod tests {
     #[test]
     fn parameters_match_the_built_models() {
         let _rng = crate::rng_lock();
-        let archs = [
-            Arch::FmnistCnn,
-            Arch::Mlp {
-                hidden: vec![32, 16],
-            },
-            Arch::ResNet18 { width: 4 },
-            Arch::ResNet50 { width: 4 },
-            Arch::ResNet50ImageNet { width: 4 },
-            Arch::Vgg16 { width: 4 },
-            Arch::DenseNet {
-                growth: 4,
-                blocks: vec![2, 3, 2],
-            },
-        ];
+        let archs = crate::small_archs();
         for arch in &archs {
             for (shape, classes) in [([1, 28, 28], 10), ([3, 32, 32], 9), ([3, 17, 23], 4)] {
                 let spec = ModelSpec::new(arch.clone(), shape, classes).with_init(Init::Pytorch);

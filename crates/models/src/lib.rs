@@ -361,3 +361,23 @@ pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Every architecture nrf builds, each small (width 4, a few blocks): for tests that check a
+/// property of all of them.
+#[cfg(test)]
+pub(crate) fn small_archs() -> Vec<Arch> {
+    vec![
+        Arch::FmnistCnn,
+        Arch::Mlp {
+            hidden: vec![32, 16],
+        },
+        Arch::ResNet18 { width: 4 },
+        Arch::ResNet50 { width: 4 },
+        Arch::ResNet50ImageNet { width: 4 },
+        Arch::Vgg16 { width: 4 },
+        Arch::DenseNet {
+            growth: 4,
+            blocks: vec![2, 3, 2],
+        },
+    ]
+}

@@ -240,17 +240,9 @@ mod tests {
 
     /// Every convolutional architecture nrf builds, small.
     fn convolutional_archs() -> Vec<Arch> {
-        vec![
-            Arch::FmnistCnn,
-            Arch::ResNet18 { width: 4 },
-            Arch::ResNet50 { width: 4 },
-            Arch::ResNet50ImageNet { width: 4 },
-            Arch::Vgg16 { width: 4 },
-            Arch::DenseNet {
-                growth: 4,
-                blocks: vec![2, 2],
-            },
-        ]
+        let mut archs = crate::small_archs();
+        archs.retain(|a| !matches!(a, Arch::Mlp { .. }));
+        archs
     }
 
     /// The networks with batch norms and residual or dense connections compute the same function
