@@ -255,7 +255,12 @@ mod tests {
             let g = cl(Tensor::randn([8, 3, 3, 3], (Kind::Float, Device::Cpu)));
             assert!(fused_update(&mut pa, &g, &mut ba, u));
             tensor_update(&mut pb, &g, &mut bb, u);
-            assert!(pa.equal(&pb) && ba.equal(&bb));
+            let bits = |t: &Tensor| {
+                let v = Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap();
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&pa), bits(&pb));
+            assert_eq!(bits(&ba), bits(&bb));
         }
         // A contiguous gradient for channels-last weights: the tensor operations.
         let g = Tensor::randn([8, 3, 3, 3], (Kind::Float, Device::Cpu));
