@@ -84,8 +84,8 @@ impl MemoryFormat {
     /// faster: the Fashion-MNIST CNN in whole pipeline stages and in attack steps at batch 500,
     /// level at batch 128; ResNet-18, ResNet-50, VGG-16 and DenseNet: training and attack steps
     /// 0.62-0.91x of the contiguous layout's time at 1 thread, 0.85-0.97x at 2:
-    /// docs/performance.md, "Memory format") and contiguous for the MLP (no convolutions) and on CUDA (not measured). A bad
-    /// value of the variable is an error that names it.
+    /// docs/performance.md, "Memory format") and contiguous for the MLP (no convolutions) and on
+    /// CUDA (not measured). A bad value of the variable is an error that names it.
     pub fn for_model(arch: &crate::Arch, device: tch::Device) -> anyhow::Result<MemoryFormat> {
         match std::env::var(Self::ENV) {
             Ok(v) => Self::parse(&v),
@@ -252,8 +252,8 @@ mod tests {
     /// statistics) within 1e-3 (measured: 1.3e-5 contiguous, 1.9e-4 channels-last), and that
     /// pass's weight gradients within 4x the contiguous layout's deviation from f64 plus 1e-2
     /// for all of them together, plus 5e-2 for each tensor. libtorch's CPU batch norm is less
-    /// exact channels-last in training mode, where its input has a large mean (the first stage
-    /// of a ResNet on unnormalised pixels): ResNet-18's first-stage gradients come within 8.8e-3
+    /// exact channels-last in training mode, in the first stage of a ResNet on unnormalised
+    /// pixels (why there is not measured): ResNet-18's first-stage gradients come within 8.8e-3
     /// of f64's against the contiguous layout's 3.4e-6 (all of them together: 1.3e-3 against
     /// 1.8e-6); ResNet-50 (CIFAR) at width 4 is as far from f64 in either layout (5.0e-2 and
     /// 1.8e-2 together); VGG-16, ResNet-50 (ImageNet) and DenseNet match. Errors of 1e-2 in a
