@@ -179,12 +179,13 @@ impl Timeline {
             .filter(|s| s.status == StageStatus::Done)
             .filter_map(|s| Some((s, unix_seconds(s.started.as_deref()?)? as f64)))
             .collect();
-        // The main process (no worker) first, then the workers by number ("2/12" before "10/12").
+        // The main process (no worker) first, then the workers by number ("2/12" before "10/12"),
+        // then by name (so that equal names end up side by side for `dedup`, numbers or not).
         let number = |w: &Option<String>| {
             (w.as_deref()).map(|w| w.split('/').next().and_then(|k| k.parse::<usize>().ok()))
         };
         let mut procs: Vec<&Option<String>> = done.iter().map(|(s, _)| &s.worker).collect();
-        procs.sort_by_key(|w| number(w));
+        procs.sort_by(|a, b| number(a).cmp(&number(b)).then_with(|| a.cmp(b)));
         procs.dedup();
         let mut kinds: Vec<String> = Vec::new();
         let mut spans = Vec::new();
@@ -297,6 +298,17 @@ mod tests {
             Timeline::of(&many).unwrap().lanes,
             ["worker 2/12", "worker 10/12"]
         );
+        // Names without a number: one lane each, however the stages interleave.
+        let odd = RunInfo {
+            started: "unix:1000".into(),
+            stages: vec![
+                stage("train:a", StageStatus::Done, Some(1000), 6.0, Some("x")),
+                stage("train:b", StageStatus::Done, Some(1000), 6.0, Some("y")),
+                stage("train:c", StageStatus::Done, Some(1000), 6.0, Some("x")),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(Timeline::of(&odd).unwrap().lanes, ["worker x", "worker y"]);
         // Nothing to draw without start times.
         let old = RunInfo {
             started: "unix:1000".into(),
