@@ -459,21 +459,17 @@ pub fn adopt_worker_stages(results: &Path, stages: &mut [StageInfo]) {
     let _ = std::fs::remove_dir_all(claims_dir(results));
 }
 
-/// Marks the stages of `stages` that a worker computed (`ran`, status done) as done, with the
-/// worker's wall time, start and name.
+/// Marks the stages of `stages` that a worker computed (`ran`, status done) as done. Their wall
+/// time, start and worker are already there: the last pass met them cached and took those from
+/// their records, which the worker wrote with the same values as its list.
 fn mark_done(stages: &mut [StageInfo], ran: &[StageInfo]) {
-    for s in stages
-        .iter_mut()
-        .filter(|s| s.status == StageStatus::Cached)
-    {
-        if let Some(r) = ran
-            .iter()
-            .find(|r| r.name == s.name && r.key == s.key && r.status == StageStatus::Done)
-        {
+    let computed = |s: &StageInfo| {
+        ran.iter()
+            .any(|r| r.name == s.name && r.key == s.key && r.status == StageStatus::Done)
+    };
+    for s in stages.iter_mut() {
+        if s.status == StageStatus::Cached && computed(s) {
             s.status = StageStatus::Done;
-            s.wall_s = r.wall_s;
-            s.started.clone_from(&r.started);
-            s.worker.clone_from(&r.worker);
         }
     }
 }

@@ -71,6 +71,7 @@ fn model(
         train_size: if trained_on == "D" { 60000 } else { 10000 },
         adversarial: adversarial.map(str::to_string),
         epochs,
+        curve_n: Some(2000),
         std_acc,
         test_size: 10000,
         robust,

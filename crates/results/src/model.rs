@@ -68,6 +68,11 @@ pub struct ModelResult {
     pub adversarial: Option<String>,
     /// Per-epoch training metrics.
     pub epochs: Vec<EpochMetrics>,
+    /// Test images behind every epoch's `test_acc` (a fixed random subset of the test set, the
+    /// same first images for every model). Absent in files written before it was recorded: those
+    /// used the preset's `eval.curve_n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_n: Option<usize>,
     /// Standard accuracy on the whole real test set, in [0, 1].
     pub std_acc: f64,
     /// Size of the real test set used for `std_acc`.
@@ -112,6 +117,8 @@ struct ModelResultFile {
     train_size: usize,
     adversarial: Option<String>,
     epochs: Vec<EpochMetrics>,
+    #[serde(default)]
+    curve_n: Option<usize>,
     std_acc: f64,
     test_size: usize,
     robust: Vec<RobustPoint>,
@@ -138,6 +145,7 @@ impl From<ModelResultFile> for ModelResult {
             train_size: f.train_size,
             adversarial: f.adversarial,
             epochs: f.epochs,
+            curve_n: f.curve_n,
             std_acc: f.std_acc,
             test_size: f.test_size,
             robust: f.robust,
@@ -240,6 +248,9 @@ impl ModelResult {
             check_unit("final_train_acc", a)?;
         }
         check_nonneg("wall_s", self.wall_s)?;
+        if self.curve_n == Some(0) {
+            bail!("curve_n is 0: a per-epoch curve measures at least one test image");
+        }
         for (i, e) in self.epochs.iter().enumerate() {
             check_unit(&format!("epochs[{i}].train_acc"), e.train_acc)?;
             if let Some(a) = e.test_acc {
@@ -281,6 +292,7 @@ mod tests {
             train_size: 1,
             adversarial: None,
             epochs: vec![],
+            curve_n: None,
             std_acc: 0.5,
             test_size: 1,
             ensemble: Vec::new(),
@@ -314,6 +326,10 @@ mod tests {
         });
         assert!(format!("{:#}", m.validate().unwrap_err()).contains("epochs[0].train_acc"));
         m.epochs[0].train_acc = 0.9;
+        m.curve_n = Some(0);
+        assert!(format!("{:#}", m.validate().unwrap_err()).contains("curve_n"));
+        m.curve_n = Some(900);
+        assert!(m.validate().is_ok());
         assert_eq!(m.train_acc(), Some((0.9, true)));
         assert!((m.gap().unwrap() - 0.4).abs() < 1e-12);
         m.final_train_acc = Some(0.95);

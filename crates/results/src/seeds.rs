@@ -148,6 +148,7 @@ pub(super) mod tests {
             train_size: 1000,
             adversarial: None,
             epochs: vec![],
+            curve_n: None,
             std_acc: accs[0].0,
             test_size: 10_000,
             ensemble: Vec::new(),

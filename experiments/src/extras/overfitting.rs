@@ -244,10 +244,30 @@ fn gap_row(ctx: &Ctx, name: &str, on: &str, m: &ModelResult) -> GapRow {
             .unwrap_or(f64::NAN),
         train_n: m.train_size,
         test_n: m.test_size,
-        curve_n: match ctx.preset.eval.curve_n {
+        // Files written before the model recorded its curve's size used the preset's.
+        curve_n: m.curve_n.unwrap_or(match ctx.preset.eval.curve_n {
             0 => ctx.test.len(),
             k => k.min(ctx.test.len()),
-        },
+        }),
+    }
+}
+
+/// What the rows' per-epoch curves were measured on, for the table's caption.
+fn curve_words(ctx: &Ctx, rows: &[GapRow]) -> String {
+    let mut sizes: Vec<usize> = rows.iter().map(|r| r.curve_n).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    match sizes.as_slice() {
+        [k] if *k >= ctx.test.len() => "the whole test set".into(),
+        [k] => format!("a fixed random subset of {k} test images"),
+        ks => format!(
+            "the first {} images of a fixed random subset of the test set (per model: a model \
+             trained on few images measures fewer)",
+            ks.iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
     }
 }
 
@@ -312,13 +332,7 @@ fn table(ctx: &Ctx, rows: &[GapRow]) -> Table {
             "Generalisation gap = accuracy on the model's own training set (with that set's \
              labels, measured after training) minus accuracy on the whole real test set. Best test \
              = best per-epoch test accuracy and last = the last epoch's, on {}.",
-            match ctx.preset.eval.curve_n {
-                0 => "the whole test set".to_string(),
-                k => format!(
-                    "a fixed random subset of {} test images",
-                    k.min(ctx.test.len())
-                ),
-            }
+            curve_words(ctx, rows)
         ),
         headers: [
             "model",

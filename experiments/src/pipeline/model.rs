@@ -245,7 +245,15 @@ impl Ctx {
         spec: &'a ModelSpec,
         cfg: &'a TrainConfig,
     ) -> impl serde::Serialize + 'a {
-        (spec, cfg, job.train, job.set.key, self.preset.eval.curve_n)
+        (spec, cfg, job.train, job.set.key, self.curve_images(job))
+    }
+
+    /// Test images of `job`'s per-epoch accuracy curve: the first this many of the curve subset
+    /// ([`crate::preset::EvalSection::curve_images`] for its training set's size).
+    pub fn curve_images(&self, job: &ModelJob) -> usize {
+        self.preset
+            .eval
+            .curve_images(self.test.len(), job.set.data.len())
     }
 
     /// How many seeds a model of role `role` is trained with: `[fresh] seeds` for the fresh
@@ -279,6 +287,7 @@ impl Ctx {
             train_size: trained.train_size,
             adversarial: trained.adversarial,
             epochs: trained.epochs,
+            curve_n: Some(self.curve_images(job)),
             std_acc: f64::NAN,
             test_size: self.test.len(),
             robust: Vec::new(),
@@ -397,7 +406,8 @@ fn train_model(
             .unwrap_or_default()
     );
     let perturber = adv.as_ref().map(|a| a as &dyn nrf_models::BatchPerturber);
-    let (tx, ty) = (ctx.curve_x.shallow_clone(), ctx.curve_y.shallow_clone());
+    let k = ctx.curve_images(job) as i64;
+    let (tx, ty) = (ctx.curve_x.narrow(0, 0, k), ctx.curve_y.narrow(0, 0, k));
     let history = nrf_models::train(
         &mut model,
         data,

@@ -163,6 +163,7 @@ impl Ctx {
             train_size: 0,
             adversarial: None,
             epochs: Vec::new(),
+            curve_n: None,
             std_acc: f64::NAN,
             test_size: self.test.len(),
             robust: Vec::new(),

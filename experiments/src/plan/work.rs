@@ -163,10 +163,7 @@ impl<'a> Builder<'a> {
         full: bool,
         seeds: usize,
     ) {
-        let curve = match self.p.eval.curve_n {
-            0 => self.test_n,
-            k => k.min(self.test_n),
-        };
+        let curve = self.p.eval.curve_images(self.test_n, n);
         let e = section.epochs;
         let step = Passes {
             fwd: 1.0,

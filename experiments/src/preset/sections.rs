@@ -174,8 +174,10 @@ pub struct EvalSection {
     pub headline_eps: f64,
     pub batch_size: usize,
     /// Test images (a fixed random subset) for the per-epoch test-accuracy curves of training;
-    /// 0 = the whole test set. Final standard accuracy always uses the whole test set. Part of
-    /// every training stage's key.
+    /// 0 = the whole test set. A model trained on few images uses fewer, the first
+    /// [`EvalSection::curve_images`] of the subset, so that its curve costs at most a tenth of its
+    /// training. Final standard accuracy always uses the whole test set. Part of every training
+    /// stage's key.
     #[serde(default = "default_curve_n")]
     pub curve_n: usize,
     /// An AutoAttack-style ensemble at the headline threat model (L2, `headline_eps`), run after
@@ -240,7 +242,25 @@ fn default_square_queries() -> usize {
     1000
 }
 
+/// The most test images a per-epoch curve evaluates, per training image of the epoch: a tenth of
+/// the epoch's training work, a training step's forward and backward passes costing about three
+/// forward passes (the curve's). Bounds the curve's overhead at ~10% of the pure step time.
+pub const CURVE_IMAGES_PER_TRAINING_IMAGE: f64 = 0.3;
+
 impl EvalSection {
+    /// Test images behind the per-epoch accuracy curve of a model trained on `train_n` images,
+    /// out of `test_n`: `curve_n` (0: all `test_n`), at most
+    /// [`CURVE_IMAGES_PER_TRAINING_IMAGE`] x `train_n` (rounded up), at least one. A 10,000-image
+    /// model keeps the default 2,000; Figure 3's 3,000-image models use 900.
+    pub fn curve_images(&self, test_n: usize, train_n: usize) -> usize {
+        let all = match self.curve_n {
+            0 => test_n,
+            k => k.min(test_n),
+        };
+        let cap = (CURVE_IMAGES_PER_TRAINING_IMAGE * train_n as f64).ceil() as usize;
+        all.min(cap).max(1)
+    }
+
     /// The evaluation's PGD at radius `eps` (any norm): `steps` steps of
     /// `step_factor * eps / steps`, random start.
     pub fn pgd_at(&self, eps: f64) -> nrf_attacks::PgdConfig {

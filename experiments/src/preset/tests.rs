@@ -615,3 +615,31 @@ fn arbitrary_preset_text_never_panics() {
     }
     assert!(cases >= 50, "only {cases} cases in the time");
 }
+
+#[test]
+fn the_curve_costs_at_most_a_tenth_of_an_epoch() {
+    let mut e = Preset::load("fashion-mnist").unwrap().0.eval;
+    assert_eq!(e.curve_n, 2000);
+    // (test images, training images) -> the curve's test images.
+    for ((test_n, train_n), k) in [
+        ((10_000, 60_000), 2000),
+        ((10_000, 10_000), 2000),
+        ((10_000, 6_667), 2000),
+        ((10_000, 6_666), 2000),
+        ((10_000, 6_600), 1980),
+        ((10_000, 3_000), 900),
+        ((10_000, 1_000), 300),
+        ((1_000, 60_000), 1000),
+        ((10_000, 1), 1),
+        ((10_000, 0), 1),
+    ] {
+        assert_eq!(
+            e.curve_images(test_n, train_n),
+            k,
+            "{test_n} test, {train_n} train"
+        );
+    }
+    e.curve_n = 0; // the whole test set, still capped
+    assert_eq!(e.curve_images(10_000, 60_000), 10_000);
+    assert_eq!(e.curve_images(10_000, 10_000), 3000);
+}

@@ -12,6 +12,7 @@ fn model(name: &str, role: ModelRole, std_acc: f64, rob: f64) -> ModelResult {
         train_size: 1,
         adversarial: None,
         epochs: vec![],
+        curve_n: None,
         std_acc,
         test_size: 10_000,
         ensemble: Vec::new(),
