@@ -40,7 +40,8 @@ pub struct Ctx {
     /// The fixed evaluation subset for robust accuracy.
     pub robust_x: Tensor,
     pub robust_y: Tensor,
-    /// The fixed test subset of the per-epoch accuracy curves (`eval.curve_n`).
+    /// The fixed test subset of the per-epoch accuracy curves (`eval.curve_n`, in a random
+    /// order): a model's curve uses its first [`Ctx::curve_images`].
     pub curve_x: Tensor,
     pub curve_y: Tensor,
     /// Fingerprint of the training and test data: the training key of D, and salted into every
@@ -246,10 +247,14 @@ impl Ctx {
             Ok((test_x.index_select(0, &idx), test_y.index_select(0, &idx)))
         };
         let (robust_x, robust_y) = test_subset(preset.eval.robust_n, "eval-subset")?;
-        let (curve_x, curve_y) = match preset.eval.curve_n {
-            0 => (test_x.shallow_clone(), test_y.shallow_clone()),
-            k => test_subset(k, "curve-subset")?,
+        // In a random order even when it is the whole test set (`curve_n = 0`): a model trained
+        // on few images measures the first images of it (`EvalSection::curve_images`), which
+        // must not be the first classes of a test set stored class by class.
+        let curve_n = match preset.eval.curve_n {
+            0 => test.len(),
+            k => k,
         };
+        let (curve_x, curve_y) = test_subset(curve_n, "curve-subset")?;
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
         std::fs::create_dir_all(&results)
             .with_context(|| format!("creating {}", results.display()))?;
