@@ -70,7 +70,8 @@ __all__ = [
     "Box", "Classifier", "Data", "FmnistCnn", "L2Ball", "LinfBall", "Mlp", "PresetError",
     "comparable", "preset_differences", "preset_from_text",
     "build_model", "build_relabel", "build_rep_match", "choose_starts", "cosine_step",
-    "crop_flip", "draws", "eps_tag", "evaluate", "frozen", "load_data", "load_preset", "lr_at", "pgd",
+    "crop_flip", "curve_for", "draws", "eps_tag", "evaluate", "frozen", "load_data",
+    "load_preset", "lr_at", "pgd",
     "pgd_attack", "random_subset", "rep_distance", "resolve_preset", "robust_accuracy",
     "run_pipeline", "stage_seed", "standard_accuracy", "tch_init_", "threat_for", "train_model",
 ]
@@ -202,8 +203,9 @@ class Pipeline:
             tag = f"train:{name}" + (f"#{k}" if k else "")
             seed = stage_seed(p["seed"], tag)
             model = build_model(p, tuple(x.shape[1:]), data.classes, seed, self.device, self.cl)
+            curve = curve_for(self.curve, x.shape[0])
             hist = self.timed(tag, lambda: train_model(model, x, y, section, seed,
-                                                       self.curve, label=tag))
+                                                       curve, label=tag))
             train_acc = standard_accuracy(model, x, y, p["eval"]["batch_size"])
             ev = "eval:" + tag[len("train:"):]
             std_acc, robust = self.timed(ev, lambda: evaluate(
@@ -311,6 +313,15 @@ class Pipeline:
         return self.doc
 
 
+def curve_for(curve, n_train):
+    """The per-epoch curve of a model trained on n_train images, as nrf's
+    `EvalSection::curve_images`: the first min(curve_n, ceil(0.3 n_train)) images of the curve
+    set (`draws`), at most a tenth of its epoch's training work, at least one."""
+    x, y = curve
+    k = max(1, min(x.shape[0], math.ceil(0.3 * n_train)))
+    return x[:k], y[:k]
+
+
 def draws(p, data, device="cpu"):
     """The pipeline's seeded draws, one place for every script that must match it: the robust
     evaluation subset (`robust_idx`), the per-epoch curve set (`curve`: images, labels), the
@@ -321,8 +332,10 @@ def draws(p, data, device="cpu"):
     robust_idx = idx(random_subset(n_test, min(p["eval"]["robust_n"], n_test),
                                    stage_seed(p["seed"], "eval-subset")))
     cn = p["eval"]["curve_n"]
-    cidx = idx(random_subset(n_test, min(cn, n_test), stage_seed(p["seed"], "curve-subset"))
-               if cn else np.arange(n_test))
+    # A random order even for the whole test set (curve_n = 0), as nrf: a model on few images
+    # measures the first images of it (`curve_for`).
+    cidx = idx(random_subset(n_test, min(cn, n_test) if cn else n_test,
+                             stage_seed(p["seed"], "curve-subset")))
     rm, rl = p["rep_match"], p["relabel"]
     subset = random_subset(n_train, min(max(rm["n"], rl["n"]), n_train),
                            stage_seed(p["seed"], "construct-subset"))

@@ -24,8 +24,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from nrf_twin import (build_model, build_rep_match, draws, evaluate, load_data,  # noqa: E402
-                      load_preset, log, stage_seed, train_model, _mean_std)
+from nrf_twin import (build_model, build_rep_match, curve_for, draws, evaluate,  # noqa: E402
+                      load_data, load_preset, log, stage_seed, train_model, _mean_std)
 
 
 def load_set(path):
@@ -73,7 +73,7 @@ def main(argv=None):
         tag = f"train:{a.label}" + (f"#{k}" if k else "")
         seed = stage_seed(p["seed"], tag)
         model = build_model(p, tuple(x.shape[1:]), data.classes, seed)
-        train_model(model, x, y, p["fresh"], seed, curve, label=tag)
+        train_model(model, x, y, p["fresh"], seed, curve_for(curve, x.shape[0]), label=tag)
         std_acc, robust = evaluate(model, data, p, robust_idx, stage_seed(p["seed"], "eval:" + tag[6:]))
         head = next(r["acc"] for r in robust
                     if r["norm"] == "L2" and abs(r["eps"] - p["eval"]["headline_eps"]) < 1e-9)
