@@ -245,10 +245,9 @@ fn gap_row(ctx: &Ctx, name: &str, on: &str, m: &ModelResult) -> GapRow {
         train_n: m.train_size,
         test_n: m.test_size,
         // Files written before the model recorded its curve's size used the preset's.
-        curve_n: m.curve_n.unwrap_or(match ctx.preset.eval.curve_n {
-            0 => ctx.test.len(),
-            k => k.min(ctx.test.len()),
-        }),
+        curve_n: m
+            .curve_n
+            .unwrap_or_else(|| ctx.preset.eval.curve_subset(ctx.test.len())),
     }
 }
 

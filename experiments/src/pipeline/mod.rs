@@ -250,11 +250,7 @@ impl Ctx {
         // In a random order even when it is the whole test set (`curve_n = 0`): a model trained
         // on few images measures the first images of it (`EvalSection::curve_images`), which
         // must not be the first classes of a test set stored class by class.
-        let curve_n = match preset.eval.curve_n {
-            0 => test.len(),
-            k => k,
-        };
-        let (curve_x, curve_y) = test_subset(curve_n, "curve-subset")?;
+        let (curve_x, curve_y) = test_subset(preset.eval.curve_subset(test.len()), "curve-subset")?;
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
         std::fs::create_dir_all(&results)
             .with_context(|| format!("creating {}", results.display()))?;

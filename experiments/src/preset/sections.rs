@@ -253,12 +253,16 @@ impl EvalSection {
     /// [`CURVE_IMAGES_PER_TRAINING_IMAGE`] x `train_n` (rounded up), at least one. A 10,000-image
     /// model keeps the default 2,000; Figure 3's 3,000-image models use 900.
     pub fn curve_images(&self, test_n: usize, train_n: usize) -> usize {
-        let all = match self.curve_n {
+        let cap = (CURVE_IMAGES_PER_TRAINING_IMAGE * train_n as f64).ceil() as usize;
+        self.curve_subset(test_n).min(cap).max(1)
+    }
+
+    /// Size of the fixed curve subset out of `test_n` test images: `curve_n`, 0 = all of them.
+    pub fn curve_subset(&self, test_n: usize) -> usize {
+        match self.curve_n {
             0 => test_n,
             k => k.min(test_n),
-        };
-        let cap = (CURVE_IMAGES_PER_TRAINING_IMAGE * train_n as f64).ceil() as usize;
-        all.min(cap).max(1)
+        }
     }
 
     /// The evaluation's PGD at radius `eps` (any norm): `steps` steps of
