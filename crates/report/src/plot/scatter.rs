@@ -64,8 +64,8 @@ pub fn scatter_plot_with(
 /// The points' labels' size in pixels.
 const LABEL_PX: f64 = 14.0;
 
-/// Where a point's label of `width` pixels goes: starting at `right` (right of the point and its
-/// bar) when it fits in an image `image_w` pixels wide, else ending at `left` (left of them) when
+/// Where a point's label of `width` pixels goes: starting at `right` (right of the point) when it
+/// fits in an image `image_w` pixels wide, else ending at `left` (left of it) when
 /// it stays right of the plot's left edge `plot_left`, else ending at the image's right edge.
 fn label_x(left: i32, right: i32, width: f64, plot_left: i32, image_w: u32) -> (i32, HAlign) {
     let edge = f64::from(image_w) - 4.0;
@@ -135,30 +135,36 @@ pub fn scatter_points_plot(
             chart
                 .draw_series(std::iter::once(Circle::new((p.x, p.y), 6, c.filled())))
                 .map_err(de)?;
-            // The label sits a little above the point so that a vertical bar does not run
-            // through it, right of the point and of its horizontal error bar, or left of them
-            // where it would run past the image's right edge.
-            let (lo, hi) = p
-                .x_interval
-                .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
-                .map_or((p.x, p.x), |(lo, hi)| (lo.min(p.x), hi.max(p.x)));
+        }
+        // The labels after every point and bar, so that none is drawn over a label.
+        for (i, p) in points.iter().enumerate() {
+            let c = color(i);
+            // The label sits next to its point, in its colour, a little above it so that the
+            // horizontal error bar runs under it and the vertical one beside it: right of the
+            // point, or left of it where it would run past the image's right edge. (Past the
+            // error bar, a wide bar put a label next to another point.)
             let (cx, py) = chart.backend_coord(&(p.x, p.y));
-            let (rx, _) = chart.backend_coord(&(hi, p.y));
-            let (lx, _) = chart.backend_coord(&(lo, p.y));
             let (plot_left, _) = chart.backend_coord(&(xr.0, p.y));
             let width = text_width(&p.label, LABEL_PX, false)?;
-            let (x, align) = label_x(
-                lx.min(cx - 6) - 8,
-                rx.max(cx + 6) + 8,
-                width,
-                plot_left,
-                root.dim_in_pixel().0,
-            );
+            let (x, align) = label_x(cx - 10, cx + 10, width, plot_left, root.dim_in_pixel().0);
+            // A light box behind it, so that another point's bar does not cut through it.
+            let x0 = match align {
+                HAlign::Left => x,
+                _ => x - width.ceil() as i32,
+            };
+            let top = py - 12 - LABEL_PX.ceil() as i32;
+            root.draw(&Rectangle::new(
+                [(x0 - 2, top), (x0 + width.ceil() as i32 + 2, py - 10)],
+                WHITE.mix(0.85).filled(),
+            ))
+            .map_err(de)?;
             draw_text(
                 root,
                 &p.label,
-                (x, py - 10),
-                &TextStyle::new(LABEL_PX).anchor(align, VAlign::Center),
+                (x, py - 12),
+                &TextStyle::new(LABEL_PX)
+                    .color(c)
+                    .anchor(align, VAlign::Bottom),
             )?;
         }
         Ok(())
