@@ -91,11 +91,15 @@ fn figure3_own_models_take_its_seeds_and_reused_ones_keep_fresh_seeds() {
         s.unwrap_or_else(|| panic!("{name} not planned")).seeds
     };
     // The default: `[fresh] seeds` (3) for every model of Figure 3.
-    assert_eq!(seeds(&[], "train:f3_resnet18_w8_on_D_det_eps2"), 3);
+    assert_eq!(seeds(&[], "train:f3_resnet18_w8_on_D_det_eps4"), 3);
     assert_eq!(seeds(&[], "train:f3_vgg16_w8_on_control"), 3);
-    // Its own count for its own models; Table 1's models it reuses (figure3_n = relabel.n)
-    // keep theirs.
-    let own = ["extras.figure3_seeds=2", "extras.figure3_n=10000"];
+    // Its own count for its own models; Table 1's models it reuses (at Table 1's eps 2, with
+    // figure3_n = relabel.n) keep theirs.
+    let own = [
+        "extras.figure3_seeds=2",
+        "extras.figure3_n=10000",
+        "extras.figure3_eps=2.0",
+    ];
     assert_eq!(seeds(&own, "train:f3_mlp_512_256_on_D_rand_eps2"), 2);
     assert_eq!(seeds(&own, "train:f3_vgg16_w8_on_control"), 2);
     assert_eq!(seeds(&own, "train:on_D_det_eps2"), 3);
@@ -143,7 +147,7 @@ fn a_torchscript_source_is_evaluated_not_trained() {
 #[test]
 fn extras_share_stages_with_table1() {
     // fashion-mnist: eps_sensitivity 1.0 / 2.0 and train_sizes 10000 reuse Table 1's sets
-    // and models; each stage is listed once.
+    // and models, Figure 3 eps_sensitivity's eps-4 sets; each stage is listed once.
     let p = preset("fashion-mnist", &[]);
     let plan = plan(&p, &given(100.0)).unwrap();
     let mut names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
@@ -159,7 +163,7 @@ fn extras_share_stages_with_table1() {
         "train:C_indep",
         "construct:D_R_cos",
         "train:init_tch_on_D_R",
-        "train:f3_resnet18_w8_on_D_det_eps2",
+        "train:f3_resnet18_w8_on_D_det_eps4",
         "extras:figure3_transfer",
     ] {
         assert!(names.contains(&s), "{s} missing");
