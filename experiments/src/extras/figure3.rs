@@ -114,24 +114,28 @@ pub fn finding_for(
     let mut verdict = correlation_verdict(c.as_ref());
     let seeded = xs.iter().chain(&ys).any(|a| a.n_seeds() >= 2);
     let mut s = match &c {
-        Some(c) => format!(
-            "across {} architectures, accuracy on D after training on {set} and the transfer \
-             rate of C_std's targeted adversarial examples show {} correlation{} (Pearson {}, a \
-             95% interval from the {} points and their measurement errors{})",
-            points.len(),
-            correlation_words(c.r),
-            // The words describe r alone; say so where its interval spans 0.
-            if c.interval.lo <= 0.0 && c.interval.hi >= 0.0 && correlation_words(c.r) != "no clear"
-            {
-                " in the point estimate, which these points do not resolve: its interval \
-                 includes 0"
-            } else {
-                ""
-            },
-            c.text(),
-            c.k,
-            if seeded { " and seed spreads" } else { "" }
-        ),
+        Some(c) => {
+            let words = correlation_words(c.r);
+            // The words describe r alone; say so where its interval spans 0 (the correlation's
+            // verdict is inconclusive exactly then).
+            let unresolved = c.verdict() == Verdict::Inconclusive && words != "no clear";
+            format!(
+                "across {} architectures, accuracy on D after training on {set} and the \
+                 transfer rate of C_std's targeted adversarial examples show {words} \
+                 correlation{} (Pearson {}, a 95% interval from the {} points and their \
+                 measurement errors{})",
+                points.len(),
+                if unresolved {
+                    " in the point estimate, which these points do not resolve: its interval \
+                     includes 0"
+                } else {
+                    ""
+                },
+                c.text(),
+                c.k,
+                if seeded { " and seed spreads" } else { "" }
+            )
+        }
         None => format!(
             "the correlation over {} architectures is undefined (too few points or no spread)",
             points.len()
