@@ -224,7 +224,8 @@ fn finding(
     let part = |(init, on_r, control): (Init, &ModelResult, &ModelResult)| {
         let margin = Margin::between(&robust(on_r), &robust(control));
         format!(
-            "under {} initialisation the D_R model reaches {} robust accuracy (L2 eps={eps}), {}",
+            "under {} initialisation the D_R model reaches {} robust accuracy (L2 PGD, eps={eps}), \
+             {}",
             init.label(),
             robust(on_r).text(),
             margin_words(&margin)
@@ -249,6 +250,14 @@ fn finding(
         )
     };
     let mut s = format!("{}; {}; {change}.", part(base), part(alt));
+    // F2d compares the same models under the attack ensemble, which the other initialisation's
+    // models do not get: here both initialisations are measured with the same attack (PGD).
+    if !base.1.ensemble.is_empty() {
+        s.push_str(
+            " Both under PGD: Figure 2's F2d decides on the attack ensemble, which only the \
+             preset's own models get.",
+        );
+    }
     if let Some(c) = s.get_mut(0..1) {
         c.make_ascii_uppercase();
     }
@@ -264,6 +273,66 @@ mod tests {
         assert_eq!(other(Init::Pytorch), Init::Tch);
         assert_eq!(other(Init::Tch), Init::Pytorch);
         assert_eq!(model_name(Init::Tch, "D_R"), "init_tch_on_D_R");
+    }
+
+    /// A model on `set` with robust accuracy `acc` at L2 0.5 (PGD, 1,000 images), and the same
+    /// under the attack ensemble when `ensemble`.
+    fn model(set: ModelKind, acc: f64, ensemble: bool) -> ModelResult {
+        let point = |attack: Option<String>| nrf_results::RobustPoint {
+            norm: "L2".into(),
+            eps: 0.5,
+            acc,
+            steps: 20,
+            n: 1000,
+            attack,
+        };
+        ModelResult {
+            name: format!("on_{set:?}"),
+            role: ModelRole::Main(set),
+            arch: "fmnist_cnn".into(),
+            trained_on: format!("{set:?}"),
+            train_size: 10_000,
+            adversarial: None,
+            epochs: vec![],
+            curve_n: None,
+            std_acc: 0.85,
+            test_size: 10_000,
+            robust: vec![point(None)],
+            ensemble: if ensemble {
+                vec![point(Some("PGD + APGD".into()))]
+            } else {
+                Vec::new()
+            },
+            checks: None,
+            final_train_acc: Some(1.0),
+            wall_s: 1.0,
+            seeds: vec![],
+            seed_summary: None,
+        }
+    }
+
+    #[test]
+    fn the_finding_names_the_attack_it_compares_under() {
+        let robust = |m: &ModelResult| m.robust_accuracy("L2", 0.5).unwrap();
+        for ensemble in [true, false] {
+            let (r, c) = (
+                model(ModelKind::DR, 0.49, ensemble),
+                model(ModelKind::Control, 0.42, ensemble),
+            );
+            let (tr, tc) = (
+                model(ModelKind::DR, 0.40, false),
+                model(ModelKind::Control, 0.38, false),
+            );
+            let f = finding((Init::Pytorch, &r, &c), (Init::Tch, &tr, &tc), robust, 0.5);
+            assert!(f.starts_with("Under pytorch initialisation"), "{f}");
+            assert!(f.contains("robust accuracy (L2 PGD, eps=0.5)"), "{f}");
+            // The note on F2d's attack only where the preset's models have the ensemble.
+            assert_eq!(
+                f.contains("F2d decides on the attack ensemble"),
+                ensemble,
+                "{f}"
+            );
+        }
     }
 
     #[test]
