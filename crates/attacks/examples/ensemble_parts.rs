@@ -9,7 +9,7 @@ use nrf_attacks::{
     apgd, robust_evaluation, square, unbounded_attack_accuracy, ApgdConfig, ApgdLoss, PgdConfig,
     SquareConfig, L2,
 };
-use nrf_data::{load_fashion_mnist, Split};
+use nrf_data::{load_fashion_mnist, Split, FASHION_MNIST_DIR};
 use nrf_models::checkpoint::load_model;
 use std::path::Path;
 use std::time::Instant;
@@ -25,7 +25,7 @@ fn main() -> Result<()> {
     let threads: i32 = args.get(2).map_or(Ok(1), |s| s.parse())?;
     tch::set_num_threads(threads);
     let model = load_model(Path::new(stem), Device::Cpu)?;
-    let test = load_fashion_mnist("/usr/share/datasets/fashion-mnist", Split::Test)?;
+    let test = load_fashion_mnist(FASHION_MNIST_DIR, Split::Test)?;
     let all = Tensor::from_slice(&test.images).view([-1, 1, 28, 28]);
     let labels = Tensor::from_slice(&test.labels);
     tch::manual_seed(0);
@@ -33,11 +33,6 @@ fn main() -> Result<()> {
     let (x, y) = (all.index_select(0, &pick), labels.index_select(0, &pick));
     let eps = 0.5;
     let threat = L2::new(eps)?;
-    let pgd_cfg = |steps: usize| {
-        let mut c = PgdConfig::eval(eps, steps);
-        c.step_size = nrf_attacks::StepSize::Constant(2.5 * eps / steps as f64);
-        c
-    };
     let timed = |what: &str, f: &mut dyn FnMut() -> Result<String>| -> Result<()> {
         let t = Instant::now();
         let out = f()?;
@@ -46,7 +41,15 @@ fn main() -> Result<()> {
     };
     let mut survivors = Tensor::new();
     timed("PGD-20", &mut || {
-        let r = robust_evaluation(&model, &x, &y, &threat, &pgd_cfg(20), 500, false)?;
+        let r = robust_evaluation(
+            &model,
+            &x,
+            &y,
+            &threat,
+            &PgdConfig::eval(eps, 20),
+            500,
+            false,
+        )?;
         survivors = r.robust.nonzero().squeeze_dim(1);
         Ok(format!("acc {:.3}", r.acc))
     })?;
@@ -75,7 +78,15 @@ fn main() -> Result<()> {
         Ok(format!("{left} of {} left", after_ce.numel()))
     })?;
     timed("PGD-100", &mut || {
-        let r = robust_evaluation(&model, &x, &y, &threat, &pgd_cfg(100), 500, false)?;
+        let r = robust_evaluation(
+            &model,
+            &x,
+            &y,
+            &threat,
+            &PgdConfig::eval(eps, 100),
+            500,
+            false,
+        )?;
         Ok(format!("acc {:.3}", r.acc))
     })?;
     timed("unbounded", &mut || {
