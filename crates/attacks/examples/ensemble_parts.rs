@@ -39,17 +39,21 @@ fn main() -> Result<()> {
         println!("{what:>10}: {:7.1} s  {out}", t.elapsed().as_secs_f64());
         Ok(())
     };
-    let mut survivors = Tensor::new();
-    timed("PGD-20", &mut || {
-        let r = robust_evaluation(
+    // The preset's evaluation PGD (random start, ever-fooled rule) on all n images, batch 500.
+    let pgd_eval = |steps: usize| {
+        robust_evaluation(
             &model,
             &x,
             &y,
             &threat,
-            &PgdConfig::eval(eps, 20),
+            &PgdConfig::eval(eps, steps),
             500,
             false,
-        )?;
+        )
+    };
+    let mut survivors = Tensor::new();
+    timed("PGD-20", &mut || {
+        let r = pgd_eval(20)?;
         survivors = r.robust.nonzero().squeeze_dim(1);
         Ok(format!("acc {:.3}", r.acc))
     })?;
@@ -78,15 +82,7 @@ fn main() -> Result<()> {
         Ok(format!("{left} of {} left", after_ce.numel()))
     })?;
     timed("PGD-100", &mut || {
-        let r = robust_evaluation(
-            &model,
-            &x,
-            &y,
-            &threat,
-            &PgdConfig::eval(eps, 100),
-            500,
-            false,
-        )?;
+        let r = pgd_eval(100)?;
         Ok(format!("acc {:.3}", r.acc))
     })?;
     timed("unbounded", &mut || {
