@@ -165,10 +165,23 @@ fn d_det_from_the_method_export(nrf_cmd: &NrfCmd, d: &Path) {
 fn eval_gives_pytorchs_accuracy(nrf_cmd: &NrfCmd, torch_acc: f64) {
     // nrf eval of the export that expects normalised inputs, told the normalisation: PyTorch's
     // accuracy (same weights, same test set).
+    // The default preset's ensemble, shortened: its results and checks come with the grid's.
     let e = ok_json(
         &mut nrf_cmd(
             "normalised.pt",
-            &["eval", "--mean", "0.2860", "--std", "0.3530"],
+            &[
+                "eval",
+                "--mean",
+                "0.2860",
+                "--std",
+                "0.3530",
+                "--set",
+                "eval.ensemble.steps=3",
+                "--set",
+                "eval.ensemble.targets=2",
+                "--set",
+                "eval.ensemble.square_queries=10",
+            ],
         ),
         "nrf eval",
     );
@@ -177,6 +190,32 @@ fn eval_gives_pytorchs_accuracy(nrf_cmd: &NrfCmd, torch_acc: f64) {
         (nrf_acc - torch_acc).abs() < 0.005,
         "nrf eval {nrf_acc} vs PyTorch {torch_acc}"
     );
+    let lo_hi = |v: &serde_json::Value| (v[0].as_f64().unwrap(), v[1].as_f64().unwrap());
+    let (lo, hi) = lo_hi(&e["std_acc_interval"]);
+    assert!(lo < nrf_acc && nrf_acc < hi, "{e}");
+    assert_eq!(e["name"], "normalised", "{e}");
+    let grid = e["robust"].as_array().unwrap();
+    assert!(!grid.is_empty(), "{e}");
+    for p in grid {
+        assert_eq!(p["n"], 200, "{p}");
+        let (lo, hi) = lo_hi(&p["interval"]);
+        let acc = p["acc"].as_f64().unwrap();
+        assert!(lo <= acc && acc <= hi, "{p}");
+    }
+    // The ensemble: PGD, then each APGD attack on what is left; the accuracy after each attack
+    // never rises, and the last is the ensemble's. Its checks come with it.
+    let ens = &e["ensemble"];
+    let after: Vec<f64> = ens["after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(after.len(), 3, "PGD, APGD-CE, APGD-T: {e}");
+    assert!(after.windows(2).all(|w| w[1] <= w[0]), "{e}");
+    assert_eq!(ens["robust"]["acc"].as_f64(), after.last().copied(), "{e}");
+    assert_eq!(ens["checks"]["pgd_acc"].as_f64(), Some(after[0]), "{e}");
+    assert!(ens["flags"].is_array(), "{e}");
 }
 
 /// A wildly wrong normalisation (every input ~ -100): refused before anything is built, with

@@ -5,7 +5,7 @@
 //! Before anything is built the model is checked on real test images: a model whose accuracy is
 //! near chance almost always means mismatched inputs (range, normalisation, channel order), the
 //! classic silent bug, and nrf stops with a message that says so.
-use crate::pipeline::load_data;
+use crate::pipeline::{attack_ensemble, load_data, test_subset, EVAL_SUBSET};
 use crate::preset::Preset;
 use anyhow::{bail, Context, Result};
 use nrf_attacks::evaluate_grid;
@@ -15,6 +15,7 @@ use nrf_features::repmatch;
 use nrf_features::targeted::TargetedAttack;
 use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
 use nrf_results::uncertainty::Accuracy;
+use nrf_results::{EvalChecks, RobustPoint};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -323,24 +324,162 @@ pub fn construct(
     })
 }
 
+/// How `nrf eval` runs.
+#[derive(Debug, Clone, Default)]
+pub struct EvalOptions {
+    /// The name the random draws are seeded by (PGD's random starts: `eval:<name>`; the
+    /// ensemble: `ensemble:<name>`), as a run seeds its model of that name: a run whose C_std is
+    /// this file (`[sources]`) and `nrf eval --name C_std` on the same preset give the same
+    /// numbers. `None`: the file's stem.
+    pub name: Option<String>,
+    /// Also run the preset's `[eval] ensemble` (when it has one) and its gradient-masking checks.
+    pub ensemble: bool,
+}
+
+/// A robust accuracy of `nrf eval` with its 95% interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct RobustAcc {
+    /// "L2" or "Linf".
+    pub norm: String,
+    /// The radius.
+    pub eps: f64,
+    /// Attack steps (of each attack, for the ensemble).
+    pub steps: usize,
+    /// Accuracy in [0, 1].
+    pub acc: f64,
+    /// Its 95% Wilson interval over `n` images.
+    pub interval: (f64, f64),
+    /// Images.
+    pub n: usize,
+    /// The attack: "PGD", or the ensemble's attacks.
+    pub attack: String,
+}
+
+impl RobustAcc {
+    fn new(p: &RobustPoint) -> Self {
+        let i = Accuracy::single(p.acc, p.n).interval();
+        RobustAcc {
+            norm: p.norm.clone(),
+            eps: p.eps,
+            steps: p.steps,
+            acc: p.acc,
+            interval: (i.lo, i.hi),
+            n: p.n,
+            attack: p.attack.clone().unwrap_or_else(|| "PGD".into()),
+        }
+    }
+}
+
+/// The attack ensemble's part of `nrf eval`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnsembleEval {
+    /// Robust accuracy under the whole ensemble (worst case per example).
+    pub robust: RobustAcc,
+    /// Per attack in order: its description and the robust accuracy after it.
+    pub after: Vec<(String, f64)>,
+    /// The gradient-masking checks.
+    pub checks: EvalChecks,
+    /// The checks' flags, one sentence each; empty when every check passes.
+    pub flags: Vec<String>,
+}
+
 /// What `nrf eval` measured.
 #[derive(Debug, Serialize)]
 pub struct Evaluated {
     /// The model's check (the first [`CHECK_N`] test images).
     pub check: ModelCheck,
+    /// The name the random draws were seeded by ([`EvalOptions::name`]).
+    pub name: String,
     /// Standard accuracy on the whole test set.
     pub std_acc: f64,
+    /// Its 95% Wilson interval.
+    pub std_acc_interval: (f64, f64),
     /// Test images.
     pub test_size: usize,
-    /// Robust accuracy per (norm, eps) of the preset's `[eval]` grid on its `robust_n` first
-    /// test images.
-    pub robust: Vec<(String, f64, f64)>,
+    /// Robust accuracy at every point of the preset's `[eval]` PGD grid, on the run's
+    /// evaluation subset: `robust_n` random test images, the same a run of this preset
+    /// evaluates its models on (its `eval-subset` seed).
+    pub robust: Vec<RobustAcc>,
+    /// The preset's `[eval] ensemble` at `headline_eps` on the same images, with the
+    /// gradient-masking checks (None: the preset has none, or `--no-ensemble`).
+    pub ensemble: Option<EnsembleEval>,
     /// Seconds.
     pub wall_s: f64,
 }
 
-/// Standard accuracy and the preset's PGD grid for an external model.
-pub fn eval(preset: &Preset, model: &ExternalModel, data_dir: Option<&Path>) -> Result<Evaluated> {
+impl Evaluated {
+    /// The numbers as a markdown table, with the checks' flags below it.
+    pub fn markdown(&self) -> String {
+        let pct = |a: f64| format!("{:.1}%", 100.0 * a);
+        let row = |what: String, attack: &str, acc: f64, (lo, hi): (f64, f64), n: usize| {
+            format!(
+                "| {what} | {attack} | {} [{:.1}, {:.1}] | {n} |\n",
+                pct(acc),
+                100.0 * lo,
+                100.0 * hi
+            )
+        };
+        let mut out = format!(
+            "| {} | attack | accuracy [95% interval] | images |\n|---|---|---|---|\n",
+            self.name
+        );
+        out += &row(
+            "standard".into(),
+            "-",
+            self.std_acc,
+            self.std_acc_interval,
+            self.test_size,
+        );
+        let rows = self
+            .robust
+            .iter()
+            .chain(self.ensemble.iter().map(|e| &e.robust));
+        for r in rows {
+            let what = format!("{} eps {}", r.norm, r.eps);
+            let attack = match r.attack.as_str() {
+                "PGD" => format!("PGD-{}", r.steps),
+                a => a.to_string(),
+            };
+            out += &row(what, &attack, r.acc, r.interval, r.n);
+        }
+        if let Some(e) = &self.ensemble {
+            let c = &e.checks;
+            out += &format!(
+                "\nGradient-masking checks at {} eps {}: PGD-{} {}, an unbounded attack ({} steps) \
+                 {}",
+                c.norm,
+                c.eps,
+                c.more_steps,
+                pct(c.more_steps_acc),
+                c.unbounded_steps,
+                pct(c.unbounded_acc)
+            );
+            if let Some(sq) = c.square_acc {
+                out += &format!(", Square alone ({} queries) {}", c.square_queries, pct(sq));
+            }
+            out += &format!(", two passes' logits differ by {:.1e}: ", c.output_spread);
+            if e.flags.is_empty() {
+                out += "none raised.\n";
+            } else {
+                out += "raised:\n";
+                for f in &e.flags {
+                    out += &format!("- {f}\n");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Standard accuracy, the preset's PGD grid and (with `opts.ensemble`) its attack ensemble with
+/// the gradient-masking checks for an external model, on the images a run of the preset
+/// evaluates its own models on.
+pub fn eval(
+    preset: &Preset,
+    model: &ExternalModel,
+    data_dir: Option<&Path>,
+    opts: &EvalOptions,
+) -> Result<Evaluated> {
     let start = std::time::Instant::now();
     if preset.threads > 0 {
         tch::set_num_threads(preset.threads);
@@ -348,18 +487,47 @@ pub fn eval(preset: &Preset, model: &ExternalModel, data_dir: Option<&Path>) -> 
     let device = Device::cuda_if_available();
     let (_, test) = load_data(preset, data_dir)?;
     let (classifier, check) = load_checked(model, &test, device)?;
+    let name = opts.name.clone().unwrap_or_else(|| {
+        model
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
+    });
     let e = &preset.eval;
     let (x, y) = dataset_to_tensors(&test, device);
+    let (rx, ry) = test_subset(preset, &x, &y, e.robust_n, EVAL_SUBSET)?;
+    // Seeded as a run seeds its stages `eval:<name>` and `ensemble:<name>`.
+    tch::manual_seed(preset.stage_seed(&format!("eval:{name}")) as i64);
     let std_acc = nrf_models::accuracy(&classifier, &x, &y, e.batch_size as i64);
-    let n = (e.robust_n.min(test.len())) as i64;
-    let (rx, ry) = (x.narrow(0, 0, n), y.narrow(0, 0, n));
     let grid = e.grid()?;
-    let evals = evaluate_grid(&classifier, &rx, &ry, &grid, e.batch_size, true)?;
+    let robust = evaluate_grid(&classifier, &rx, &ry, &grid, e.batch_size, true)?;
+    for w in nrf_attacks::sanity_check(&robust) {
+        tracing::warn!("gradient-masking check: {w}");
+    }
+    let ensemble = match (&e.ensemble, opts.ensemble) {
+        (Some(ens), true) => {
+            let label = format!("ensemble:{name}");
+            tch::manual_seed(preset.stage_seed(&label) as i64);
+            let out = attack_ensemble(&classifier, &rx, &ry, e, ens, &label)?;
+            Some(EnsembleEval {
+                robust: RobustAcc::new(&out.point),
+                flags: out.checks.flags(),
+                after: out.after,
+                checks: out.checks,
+            })
+        }
+        _ => None,
+    };
+    let i = Accuracy::single(std_acc, test.len()).interval();
     Ok(Evaluated {
         check,
+        name,
         std_acc,
+        std_acc_interval: (i.lo, i.hi),
         test_size: test.len(),
-        robust: evals.into_iter().map(|r| (r.norm, r.eps, r.acc)).collect(),
+        robust: robust.iter().map(RobustAcc::new).collect(),
+        ensemble,
         wall_s: start.elapsed().as_secs_f64(),
     })
 }

@@ -233,10 +233,20 @@ enum Cmd {
         #[arg(long)]
         n: Option<usize>,
     },
-    /// Standard accuracy and the preset's PGD robust-accuracy grid of your own TorchScript model.
+    /// Standard accuracy, the preset's PGD robust-accuracy grid and its attack ensemble (APGD,
+    /// with the gradient-masking checks) of your own TorchScript model, each with its 95%
+    /// interval, on the test images a run of the preset evaluates its models on. JSON on stdout,
+    /// a table on stderr.
     Eval {
         #[command(flatten)]
         model: ModelArgs,
+        /// Seed the random draws as a run seeds its model of this name (e.g. C_std: the same
+        /// numbers as a run whose `[sources]` C_std is this file); default the file's stem.
+        #[arg(long)]
+        name: Option<String>,
+        /// Skip the `[eval] ensemble` and its checks (PGD grid only).
+        #[arg(long)]
+        no_ensemble: bool,
     },
     /// The kill/resume harness: run the preset once uninterrupted, then again killed with
     /// SIGKILL at --kills seeded random moments and resumed, and compare every result file (1
@@ -494,9 +504,18 @@ fn run() -> Result<()> {
             )?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
-        Cmd::Eval { model } => {
+        Cmd::Eval {
+            model,
+            name,
+            no_ensemble,
+        } => {
             let (p, m) = model.load()?;
-            let r = nrf_experiments::construct_cmd::eval(&p, &m, model.data_dir.as_deref())?;
+            let opts = nrf_experiments::construct_cmd::EvalOptions {
+                name,
+                ensemble: !no_ensemble,
+            };
+            let r = nrf_experiments::construct_cmd::eval(&p, &m, model.data_dir.as_deref(), &opts)?;
+            eprintln!("{}", r.markdown());
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }

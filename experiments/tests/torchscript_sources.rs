@@ -217,6 +217,7 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
         );
     }
     report_names_the_untrained_models(&results);
+    nrf_eval_gives_the_runs_numbers(&results, &sets, &std_pt);
     let s2 = editing_c_std_recomputes_what_depends_on_it(&py, &std_pt, &results, &sets, &s1);
     assert_eq!(set_source(&results, "D_R").0, rob_sha);
     let first_s = start.elapsed().as_secs_f64();
@@ -228,6 +229,54 @@ fn a_preset_builds_the_constructions_from_torchscript_sources() {
          {torch_acc:.4}), the extras on them in {extras_s:.1}s; whole test {:.1}s",
         start.elapsed().as_secs_f64()
     );
+}
+
+/// `nrf eval` of C_std's file on the same preset, seeded by the name C_std: the numbers the run
+/// recorded for its C_std (the same test images — another subset of 20 changes them — the same
+/// settings and seeds, one thread), the ensemble and its checks included; every accuracy inside
+/// its 95% interval.
+fn nrf_eval_gives_the_runs_numbers(results: &Path, sets: &[String], std_pt: &Path) {
+    use nrf_experiments::construct_cmd::{eval, EvalOptions, ExternalModel};
+    let (preset, _) = Preset::load_with_overrides("smoke", sets).unwrap();
+    let model = ExternalModel {
+        path: std_pt.to_path_buf(),
+        rep: nrf_models::RepSource::parse("tuple").unwrap(),
+        mean: vec![0.2860],
+        std: vec![0.3530],
+    };
+    let opts = EvalOptions {
+        name: Some("C_std".into()),
+        ensemble: true,
+    };
+    let e = eval(&preset, &model, None, &opts).unwrap();
+    let run = json(&results.join("models/C_std.json"));
+    assert_eq!(e.std_acc, run["std_acc"].as_f64().unwrap());
+    let (lo, hi) = e.std_acc_interval;
+    assert!(lo < e.std_acc && e.std_acc < hi, "{lo} {} {hi}", e.std_acc);
+    let grid = run["robust"].as_array().unwrap();
+    assert_eq!(e.robust.len(), grid.len());
+    for (mine, theirs) in e.robust.iter().zip(grid) {
+        assert_eq!(mine.acc, theirs["acc"].as_f64().unwrap(), "{theirs}");
+        assert_eq!(mine.eps, theirs["eps"].as_f64().unwrap());
+        assert_eq!(mine.n, preset.eval.robust_n);
+        assert!(mine.interval.0 <= mine.acc && mine.acc <= mine.interval.1);
+    }
+    let ens = e
+        .ensemble
+        .as_ref()
+        .expect("the smoke preset has an ensemble");
+    assert_eq!(ens.robust.acc, run["ensemble"][0]["acc"].as_f64().unwrap());
+    assert!(ens.robust.attack.contains("APGD"), "{}", ens.robust.attack);
+    assert_eq!(serde_json::to_value(&ens.checks).unwrap(), run["checks"]);
+    assert!(e.markdown().contains("| C_std |"), "{}", e.markdown());
+    // Without the ensemble: the same grid, nothing else.
+    let opts = EvalOptions {
+        ensemble: false,
+        ..opts
+    };
+    let plain = eval(&preset, &model, None, &opts).unwrap();
+    assert!(plain.ensemble.is_none());
+    assert_eq!(plain.robust[0].acc, e.robust[0].acc);
 }
 
 /// Editing C_std's file (its weights moved a little, in PyTorch) recomputes what depends on it,

@@ -507,7 +507,8 @@ pub fn ensemble_evaluation(
     };
     let clean_acc = rate(&robust);
     let (mut after, mut fooled_by) = (Vec::new(), Vec::new());
-    for attack in attacks {
+    for (k, attack) in attacks.iter().enumerate() {
+        let started = std::time::Instant::now();
         let alive = robust.nonzero().squeeze_dim(1);
         let m = alive.numel() as i64;
         let mut still = Vec::new();
@@ -537,6 +538,17 @@ pub fn ensemble_evaluation(
             fooled_by.push(0);
         }
         after.push((attack.describe(), rate(&robust)));
+        // Progress: an attack on a large model can take minutes.
+        tracing::info!(
+            "ensemble attack {}/{}: {} on the {m} examples still robust: {} fooled, {:.4} left, \
+             {:.1} s",
+            k + 1,
+            attacks.len(),
+            attack.describe(),
+            fooled_by[k],
+            rate(&robust),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(EnsembleEval {
         clean_acc,

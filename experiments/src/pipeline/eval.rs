@@ -58,12 +58,9 @@ impl Ctx {
         Ok(())
     }
 
-    /// The stage `ensemble:<name>`: robust accuracy of the trained model `name` under the
-    /// `[eval] ensemble` at the headline threat model (L2, `headline_eps`) on the evaluation
-    /// subset: PGD as in the grid, then every APGD attack of the ensemble on the examples still
-    /// robust; and the gradient-masking checks ([`EvalChecks`]: PGD with 5x the steps, an
-    /// unbounded attack, two forward passes). Cached on the weights' key and the evaluation
-    /// settings.
+    /// The stage `ensemble:<name>`: [`attack_ensemble`] of the trained model `name` on the
+    /// evaluation subset, libtorch's generator seeded with the stage's seed. Cached on the
+    /// weights' key and the evaluation settings.
     pub(super) fn ensemble_stage(
         &mut self,
         name: &str,
@@ -77,108 +74,18 @@ impl Ctx {
             let start = Instant::now();
             tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
             let model = ctx.load_classifier(name)?;
-            let model = model.as_ref();
-            let eps = e.headline_eps;
-            let threat = L2::new(eps)?;
-            let pgd = e.pgd_at(eps);
-            let mut attacks = vec![EnsembleAttack::Pgd(pgd)];
-            attacks.extend(ens.attacks());
-            let r = ensemble_evaluation(
-                model,
+            let out = attack_ensemble(
+                model.as_ref(),
                 &ctx.robust_x,
                 &ctx.robust_y,
-                &threat,
-                &attacks,
-                e.batch_size,
+                &e,
+                ens,
+                &stage,
             )?;
-            // Gradient-masking checks (AutoAttack's spirit): more PGD steps must not raise the
-            // robust accuracy, an unbounded attack must reach ~0, the output must not be random.
-            let more_steps = 5 * e.steps;
-            let mut more = pgd;
-            more.steps = more_steps;
-            more.step_size =
-                nrf_attacks::StepSize::Constant(e.step_factor * eps / more_steps as f64);
-            let more_acc = nrf_attacks::robust_evaluation(
-                model,
-                &ctx.robust_x,
-                &ctx.robust_y,
-                &threat,
-                &more,
-                e.batch_size,
-                false,
-            )?
-            .acc;
-            let unbounded_steps = 100;
-            let unbounded = nrf_attacks::unbounded_attack_accuracy(
-                model,
-                &ctx.robust_x,
-                &ctx.robust_y,
-                unbounded_steps,
-                e.batch_size,
-            )?;
-            let output_spread = tch::no_grad(|| {
-                let a = model.logits(&ctx.robust_x, false);
-                let b = model.logits(&ctx.robust_x, false);
-                (a - b).abs().max().double_value(&[])
-            });
-            // The black-box check: Square alone must not beat the white-box attacks.
-            let square_acc = if ens.square_queries > 0 {
-                let cfg = nrf_attacks::SquareConfig::new(ens.square_queries);
-                let fooled =
-                    nrf_attacks::square(model, &ctx.robust_x, &ctx.robust_y, &threat, &cfg)?.fooled;
-                Some(
-                    1.0 - fooled
-                        .to_kind(tch::Kind::Double)
-                        .mean(tch::Kind::Double)
-                        .double_value(&[]),
-                )
-            } else {
-                None
-            };
-            let n = ctx.robust_y.size()[0] as usize;
-            let checks = EvalChecks {
-                square_queries: ens.square_queries,
-                square_acc,
-                norm: "L2".into(),
-                eps,
-                n,
-                pgd_steps: e.steps,
-                pgd_acc: r.after[0].1,
-                more_steps,
-                more_steps_acc: more_acc,
-                ensemble_acc: r.acc,
-                unbounded_steps,
-                unbounded_acc: unbounded,
-                output_spread,
-            };
-            for f in checks.flags() {
-                tracing::warn!("{stage}: {f}");
-            }
-            let steps: Vec<String> = r
-                .after
-                .iter()
-                .zip(&r.fooled_by)
-                .map(|((a, acc), k)| format!("{a}: {acc:.4} ({k} more fooled)"))
-                .collect();
-            tracing::info!("{stage}: L2 eps {eps}: {}", steps.join(" -> "));
+            // The stage's time includes loading the model.
             Ok(Ensembled {
-                point: RobustPoint {
-                    norm: "L2".into(),
-                    eps,
-                    acc: r.acc,
-                    steps: ens.steps,
-                    n: ctx.robust_y.size()[0] as usize,
-                    attack: Some(
-                        attacks
-                            .iter()
-                            .map(|a| a.describe())
-                            .collect::<Vec<_>>()
-                            .join(" + "),
-                    ),
-                },
-                after: r.after,
-                checks,
                 wall_s: start.elapsed().as_secs_f64(),
+                ..out
             })
         })?;
         Ok((vec![out.point], Some(out.checks)))
@@ -391,4 +298,111 @@ impl Ctx {
         self.eval_stage(name, train_key, EvalLevel::Full)
             .map(|_| ())
     }
+}
+
+/// Robust accuracy of `model` on the images `x` / `y` under the `[eval] ensemble` `ens` at the
+/// headline threat model (L2, `e.headline_eps`): PGD as in the grid, then every attack of the
+/// ensemble on the examples still robust (worst case per example); and the gradient-masking
+/// checks ([`EvalChecks`]: PGD with 5x the steps, an unbounded attack, two forward passes, the
+/// black-box Square attack alone). Draws from libtorch's generator (seed it first for a
+/// reproducible result); raised flags are logged as warnings prefixed with `label`. The
+/// `ensemble:<name>` stage of a run and `nrf eval` both compute it.
+pub fn attack_ensemble(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    e: &EvalSection,
+    ens: &EnsembleSection,
+    label: &str,
+) -> Result<Ensembled> {
+    let start = Instant::now();
+    let eps = e.headline_eps;
+    let threat = L2::new(eps)?;
+    let pgd = e.pgd_at(eps);
+    let mut attacks = vec![EnsembleAttack::Pgd(pgd)];
+    attacks.extend(ens.attacks());
+    let r = ensemble_evaluation(model, x, y, &threat, &attacks, e.batch_size)?;
+    tracing::info!(
+        "{label}: the checks (PGD-{}, an unbounded attack{})",
+        5 * e.steps,
+        if ens.square_queries > 0 {
+            ", Square"
+        } else {
+            ""
+        }
+    );
+    // Gradient-masking checks (AutoAttack's spirit): more PGD steps must not raise the robust
+    // accuracy, an unbounded attack must reach ~0, the output must not be random.
+    let more_steps = 5 * e.steps;
+    let mut more = pgd;
+    more.steps = more_steps;
+    more.step_size = nrf_attacks::StepSize::Constant(e.step_factor * eps / more_steps as f64);
+    let more_acc =
+        nrf_attacks::robust_evaluation(model, x, y, &threat, &more, e.batch_size, false)?.acc;
+    let unbounded_steps = 100;
+    let unbounded =
+        nrf_attacks::unbounded_attack_accuracy(model, x, y, unbounded_steps, e.batch_size)?;
+    let output_spread = tch::no_grad(|| {
+        let a = model.logits(x, false);
+        let b = model.logits(x, false);
+        (a - b).abs().max().double_value(&[])
+    });
+    // The black-box check: Square alone must not beat the white-box attacks.
+    let square_acc = if ens.square_queries > 0 {
+        let cfg = nrf_attacks::SquareConfig::new(ens.square_queries);
+        let fooled = nrf_attacks::square(model, x, y, &threat, &cfg)?.fooled;
+        Some(
+            1.0 - fooled
+                .to_kind(tch::Kind::Double)
+                .mean(tch::Kind::Double)
+                .double_value(&[]),
+        )
+    } else {
+        None
+    };
+    let n = y.size()[0] as usize;
+    let checks = EvalChecks {
+        square_queries: ens.square_queries,
+        square_acc,
+        norm: "L2".into(),
+        eps,
+        n,
+        pgd_steps: e.steps,
+        pgd_acc: r.after[0].1,
+        more_steps,
+        more_steps_acc: more_acc,
+        ensemble_acc: r.acc,
+        unbounded_steps,
+        unbounded_acc: unbounded,
+        output_spread,
+    };
+    for f in checks.flags() {
+        tracing::warn!("{label}: {f}");
+    }
+    let steps: Vec<String> = r
+        .after
+        .iter()
+        .zip(&r.fooled_by)
+        .map(|((a, acc), k)| format!("{a}: {acc:.4} ({k} more fooled)"))
+        .collect();
+    tracing::info!("{label}: L2 eps {eps}: {}", steps.join(" -> "));
+    Ok(Ensembled {
+        point: RobustPoint {
+            norm: "L2".into(),
+            eps,
+            acc: r.acc,
+            steps: ens.steps,
+            n,
+            attack: Some(
+                attacks
+                    .iter()
+                    .map(|a| a.describe())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
+        },
+        after: r.after,
+        checks,
+        wall_s: start.elapsed().as_secs_f64(),
+    })
 }

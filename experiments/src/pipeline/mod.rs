@@ -9,6 +9,7 @@ mod sources;
 
 pub use cache::{Opened, Running, StageCache};
 pub use data::load_data;
+pub use eval::attack_ensemble;
 pub use model::{model_spec, ModelJob, StagedModel, TrainedSeed, TrainingSet};
 pub use sources::ExternalSource;
 
@@ -98,14 +99,39 @@ struct Evaluated {
     wall_s: f64,
 }
 
-/// Output of an `ensemble:<name>` stage.
-#[derive(Serialize, Deserialize)]
-struct Ensembled {
-    point: RobustPoint,
+/// What [`attack_ensemble`] measured: the output of an `ensemble:<name>` stage, and the
+/// ensemble part of `nrf eval`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ensembled {
+    /// Robust accuracy under the whole ensemble (worst case per example), with the attacks'
+    /// names in `attack`.
+    pub point: RobustPoint,
     /// Per attack in order: its description and the robust accuracy after it.
-    after: Vec<(String, f64)>,
-    checks: EvalChecks,
-    wall_s: f64,
+    pub after: Vec<(String, f64)>,
+    /// The gradient-masking checks ([`EvalChecks::flags`] says which are raised).
+    pub checks: EvalChecks,
+    /// Seconds.
+    pub wall_s: f64,
+}
+
+/// The seed name of the fixed random test subset on which robust accuracy is measured
+/// ([`Ctx::robust_x`]; `nrf eval` measures an external model on the same images).
+pub const EVAL_SUBSET: &str = "eval-subset";
+
+/// A fixed random subset of `k` of the test images `test_x` / `test_y` (all of them, in a random
+/// order, when `k` is at least their number), drawn with the preset's seed for `stage`.
+pub fn test_subset(
+    preset: &Preset,
+    test_x: &Tensor,
+    test_y: &Tensor,
+    k: usize,
+    stage: &str,
+) -> Result<(Tensor, Tensor)> {
+    let n = test_y.size()[0] as usize;
+    let sub = nrf_data::batch::random_subset(n, k.min(n), preset.stage_seed(stage))?;
+    let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
+        .to_device(test_x.device());
+    Ok((test_x.index_select(0, &idx), test_y.index_select(0, &idx)))
 }
 
 /// SHA-256 (hex, 16 chars) of the JSON of `v`.
@@ -236,21 +262,12 @@ impl Ctx {
         }
         let (test_x, test_y) = dataset_to_tensors(&test, device);
         // A fixed random subset of k test images (seeded by `stage`), as tensors.
-        let test_subset = |k: usize, stage: &str| -> Result<(Tensor, Tensor)> {
-            let sub = nrf_data::batch::random_subset(
-                test.len(),
-                k.min(test.len()),
-                preset.stage_seed(stage),
-            )?;
-            let idx = Tensor::from_slice(&sub.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                .to_device(device);
-            Ok((test_x.index_select(0, &idx), test_y.index_select(0, &idx)))
-        };
-        let (robust_x, robust_y) = test_subset(preset.eval.robust_n, "eval-subset")?;
+        let subset = |k: usize, stage: &str| test_subset(&preset, &test_x, &test_y, k, stage);
+        let (robust_x, robust_y) = subset(preset.eval.robust_n, EVAL_SUBSET)?;
         // In a random order even when it is the whole test set (`curve_n = 0`): a model trained
         // on few images measures the first images of it (`EvalSection::curve_images`), which
         // must not be the first classes of a test set stored class by class.
-        let (curve_x, curve_y) = test_subset(preset.eval.curve_subset(test.len()), "curve-subset")?;
+        let (curve_x, curve_y) = subset(preset.eval.curve_subset(test.len()), "curve-subset")?;
         let data_key = hash_key(&(dataset_fingerprint(&train), dataset_fingerprint(&test)));
         std::fs::create_dir_all(&results)
             .with_context(|| format!("creating {}", results.display()))?;
