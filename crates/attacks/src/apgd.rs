@@ -31,7 +31,7 @@ use crate::eval::robust_evaluation;
 use crate::objectives::cross_entropy;
 use crate::pgd::{check_objective, map_row_blocks, row_blocks, rows_per_pass, PgdConfig};
 use crate::threat::{per_example_norm, per_example_shape, ThreatModel};
-use nrf_models::replicas::replica_workers;
+use nrf_models::replicas::replica_workers_on;
 
 /// The loss APGD maximises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +242,7 @@ fn single_run(
     what: &str,
 ) -> Result<(Tensor, Tensor)> {
     let start = tch::no_grad(|| boundary_start(threat, x))?;
-    let workers = replica_workers()?;
+    let workers = replica_workers_on(x.device())?;
     let spans = row_blocks(x.size()[0], rows_per_pass(x), workers);
     if spans.len() <= 1 {
         return block_run(model, x, y, start, threat, cfg, target_rank, what);

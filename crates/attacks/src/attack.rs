@@ -10,7 +10,7 @@ use crate::pgd::{
     StepSize,
 };
 use crate::threat::{ThreatModel, L2};
-use nrf_models::replicas::replica_workers;
+use nrf_models::replicas::replica_workers_on;
 
 /// Checks that `labels` are int64 class indices `[N]` in `0..num_classes` matching `x`'s batch.
 pub(crate) fn check_labels(
@@ -97,7 +97,7 @@ pub fn pgd_attack(
     if let Some(t) = target {
         check_labels(&format!("{what} target"), x, t, model.num_classes())?;
     }
-    let workers = replica_workers()?;
+    let workers = replica_workers_on(x.device())?;
     let spans = row_blocks(x.size()[0], rows_per_pass(x), workers);
     if spans.len() <= 1 || cfg.restarts != 1 {
         let out = match target {

@@ -15,7 +15,7 @@ use crate::pgd::{
     rows_per_pass, value_and_grad_by_rows, PgdConfig, StepSize,
 };
 use crate::threat::{flat, ThreatModel, Unconstrained};
-use nrf_models::replicas::replica_workers;
+use nrf_models::replicas::replica_workers_on;
 
 fn check_batch_size(what: &str, batch_size: usize) -> Result<()> {
     if batch_size == 0 {
@@ -201,7 +201,7 @@ fn attack_until_fooled(
     work.attacked += m as u64;
     work.full_forward_rows += m as u64 * restarts * (steps + 1);
     work.full_backward_rows += m as u64 * restarts * steps;
-    let workers = replica_workers()?;
+    let workers = replica_workers_on(xa.device())?;
     // Indices into xa of the rows not fooled yet.
     let mut alive = Tensor::arange(m, (Kind::Int64, xa.device()));
     for _run in 0..cfg.restarts {

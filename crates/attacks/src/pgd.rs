@@ -320,8 +320,9 @@ pub(crate) fn value_and_grad_by_rows(
 /// [`pgd`] run block by block: `run(model, block)` runs it on one block of rows — `block[i]` is
 /// rows `lo..lo + len` of `rows[i]` (the start, its targets, ...) — for consecutive blocks
 /// ([`row_blocks`]), and the outputs are concatenated. The blocks run on
-/// [`replica_workers`](nrf_models::replicas::replica_workers) workers (one per libtorch thread
-/// the stage was given, each with a replica of `model`: [`nrf_models::replicas`]). Without a
+/// [`replica_workers_on`](nrf_models::replicas::replica_workers_on) workers (on the CPU one per
+/// libtorch thread the stage was given, each with a replica of `model`:
+/// [`nrf_models::replicas`]; one on an accelerator). Without a
 /// random start (nothing is drawn at random) and with an objective computed per example, every
 /// row's result is the one a single call on all rows gives, bit for bit on CPU at one thread,
 /// whichever worker computes it; with a random start `run` gets all rows at once, so that the
@@ -332,7 +333,8 @@ pub fn pgd_by_rows<const K: usize>(
     rows: [&Tensor; K],
     run: impl Fn(&dyn nrf_models::Classifier, [Tensor; K]) -> Result<PgdOutput> + Sync,
 ) -> Result<PgdOutput> {
-    let workers = nrf_models::replicas::replica_workers()?;
+    let device = rows.first().map_or(tch::Device::Cpu, |x| x.device());
+    let workers = nrf_models::replicas::replica_workers_on(device)?;
     pgd_by_rows_on(cfg, model, rows, workers, run)
 }
 

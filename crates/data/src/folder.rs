@@ -228,6 +228,13 @@ fn decode_all(
                 format!("{} images of {per_image} values overflow", files.len()),
             )
         })?;
+        check_fits_in_memory(
+            &name,
+            files.len(),
+            size,
+            class_names.len(),
+            available_memory(),
+        )?;
         images = vec![0f32; len];
         let first_error = images
             .par_chunks_mut(per_image)
@@ -246,6 +253,49 @@ fn decode_all(
         num_classes: class_names.len(),
         class_names,
     })
+}
+
+/// The memory this machine has available for new allocations, in bytes (`MemAvailable` in
+/// /proc/meminfo); `None` where that cannot be read (not Linux).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Fails, before anything is decoded, when `n` images of `3 x size x size` f32 values (the
+/// buffer [`decode_all`] fills) would need more than `available` bytes: an ImageNet-sized
+/// folder at 224 px (~0.6 MB an image) would otherwise be killed for lack of memory after hours
+/// of decoding. The error says how many images per class would take half of it.
+fn check_fits_in_memory(
+    name: &str,
+    n: usize,
+    size: usize,
+    classes: usize,
+    available: Option<u64>,
+) -> Result<()> {
+    let Some(available) = available else {
+        return Ok(());
+    };
+    let per_image = 3 * (size as u64).pow(2) * 4;
+    let need = n as u64 * per_image;
+    if need <= available {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    let per_class = available / 2 / per_image / classes.max(1) as u64;
+    Err(DataError::invalid(
+        "max_per_class",
+        format!(
+            "{name}: {n} images of 3x{size}x{size} take {:.1} GB as f32, more than the {:.1} GB \
+             of memory available (MemAvailable); cap the images per class (a preset's \
+             `data.max_per_class`: {per_class} per class would take half of it; training holds \
+             a second copy) or lower `data.image_size`",
+            gb(need),
+            gb(available)
+        ),
+    ))
 }
 
 /// Loads an image folder: class = index of the sub-folder in sorted order, at most
@@ -369,4 +419,27 @@ pub fn load_restricted_imagenet(
             .map(|s| s.to_string())
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_too_large_for_memory_is_refused_before_decoding() {
+        // 100,000 images of 3x224x224 f32 (602,112 bytes each) = 60.2 GB against 16 GB.
+        let e = check_fits_in_memory("rin/train", 100_000, 224, 9, Some(16_000_000_000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("60.2 GB") && e.contains("16.0 GB"), "{e}");
+        assert!(
+            e.contains("data.max_per_class") && e.contains("data.image_size"),
+            "{e}"
+        );
+        // Half of 16 GB over 9 classes: 1476 images per class.
+        assert!(e.contains("1476 per class"), "{e}");
+        check_fits_in_memory("rin/train", 26_000, 224, 9, Some(16_000_000_000)).unwrap();
+        check_fits_in_memory("rin/train", 10_000_000, 224, 9, None).unwrap();
+        assert!(available_memory().is_none_or(|b| b > 0));
+    }
 }

@@ -365,7 +365,9 @@ fn check_sidecar(side: &mut serde_json::Value, js: &Path, st: &Path) -> Result<(
 
 /// Loads a model saved by [`save_model`] (or a training checkpoint) onto `device`, checking the
 /// checksums (see the module's documentation): a damaged or mismatched file is [`Damaged`],
-/// named.
+/// named. The model is built with [`Model::new`] at seed 0 before its weights are read, which
+/// reseeds libtorch's generator: seed after loading where later draws (e.g. PGD's random starts)
+/// should follow a seed of your own.
 pub fn load_model(stem: &Path, device: Device) -> Result<Model> {
     let (st, js) = paths(stem);
     let mut side = read_json::<serde_json::Value>(&js)?;

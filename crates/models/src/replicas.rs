@@ -42,6 +42,17 @@ pub fn replica_workers() -> Result<usize> {
     }
 }
 
+/// [`replica_workers`] for work on tensors on `device`: 1 off the CPU, where a model has no
+/// replica ([`Classifier::replica`] is CPU-only) and an accelerator wants one large batch, not
+/// blocks of rows run one after another on the same model.
+pub fn replica_workers_on(device: tch::Device) -> Result<usize> {
+    if device == tch::Device::Cpu {
+        replica_workers()
+    } else {
+        Ok(1)
+    }
+}
+
 /// Restores libtorch's intra-op threads when dropped.
 struct RestoreThreads(i32);
 
@@ -225,7 +236,16 @@ mod tests {
         assert_eq!(r.unwrap_err().to_string(), "job 3 failed");
         std::env::set_var(WORKERS_ENV, "zero");
         let e = replica_workers().unwrap_err().to_string();
+        // Off the CPU there are no replicas: one worker, whatever is asked.
+        let on_gpu = replica_workers_on(tch::Device::Cuda(0));
+        std::env::set_var(WORKERS_ENV, "3");
+        let (cpu, gpu) = (
+            replica_workers_on(tch::Device::Cpu),
+            replica_workers_on(tch::Device::Cuda(0)),
+        );
         std::env::remove_var(WORKERS_ENV);
         assert!(e.contains(WORKERS_ENV), "{e}");
+        assert_eq!(on_gpu.unwrap(), 1);
+        assert_eq!((cpu.unwrap(), gpu.unwrap()), (3, 1));
     }
 }

@@ -72,8 +72,9 @@ impl Ctx {
         let stage = format!("ensemble:{name}");
         let (out, _) = self.stage(&stage, &key, |ctx, _| {
             let start = Instant::now();
-            tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
+            // Seeded after loading: loading an nrf checkpoint reseeds the generator.
             let model = ctx.load_classifier(name)?;
+            tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
             let out = attack_ensemble(
                 model.as_ref(),
                 &ctx.robust_x,
@@ -263,9 +264,11 @@ impl Ctx {
             None => {
                 let run = |ctx: &mut Ctx, work: &Path| -> Result<Evaluated> {
                     let start = Instant::now();
-                    // PGD's random starts: the same numbers whether or not training ran first.
-                    tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
+                    // PGD's random starts from the stage's own seed: the same numbers whether
+                    // or not training ran first. Seeded after loading, which reseeds the
+                    // generator for an nrf checkpoint (`load_model`).
                     let model = ctx.load_classifier(name)?;
+                    tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
                     let model = model.as_ref();
                     let (std_acc, robust) = match (level, ctx.cache.mode.shard) {
                         // A shard job: the shard's slice of the grid, merged by a later run.
