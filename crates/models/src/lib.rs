@@ -327,12 +327,24 @@ pub fn dataset_to_tensors(data: &nrf_data::Dataset, device: Device) -> (Tensor, 
 /// When `batch_size` is not positive ([`nrf_data::batch::spans`]; `nrf_attacks::accuracy`
 /// rejects it with an error first).
 pub fn accuracy(model: &dyn Classifier, x: &Tensor, y: &Tensor, batch_size: i64) -> f64 {
+    accuracy_on(model, x, y, batch_size, x.device())
+}
+
+/// [`accuracy`] of a model on `device` over `(x, y)` held elsewhere (e.g. a whole training set
+/// in host memory): each batch is moved to `device` on its own.
+pub fn accuracy_on(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    batch_size: i64,
+    device: Device,
+) -> f64 {
     let _g = tch::no_grad_guard();
     let n = x.size()[0];
     let mut correct = 0i64;
     for (lo, len) in spans(n, batch_size) {
-        let xb = x.narrow(0, lo, len);
-        let yb = y.narrow(0, lo, len);
+        let xb = x.narrow(0, lo, len).to_device(device);
+        let yb = y.narrow(0, lo, len).to_device(device);
         let pred = model.logits(&xb, false).argmax(-1, false);
         correct += pred.eq_tensor(&yb).sum(Kind::Int64).int64_value(&[]);
     }

@@ -280,7 +280,8 @@ pub fn train(
             last_saved = Some(history.len());
         }
     }
-    let (x_all, y_all) = dataset_to_tensors(data, device);
+    // Held in host memory: only each batch goes to the device (a GPU need not hold the set).
+    let (x_all, y_all) = dataset_to_tensors(data, tch::Device::Cpu);
     let n = data.len();
     let bs = cfg.batch_size;
     let steps_per_epoch = n.div_ceil(bs);
@@ -409,9 +410,9 @@ struct EpochInputs<'a> {
     checkpoint: Option<&'a Path>,
     /// The model's device.
     device: tch::Device,
-    /// The whole training set's images, on `device`.
+    /// The whole training set's images, in host memory (each batch is moved to `device`).
     x_all: Tensor,
-    /// The whole training set's labels, on `device`.
+    /// The whole training set's labels, in host memory.
     y_all: Tensor,
     /// Steps per epoch (the last batch may be partial).
     steps_per_epoch: usize,
@@ -445,7 +446,7 @@ fn train_epoch(
     let mut noted = start;
     tch::manual_seed((cfg.seed as i64).wrapping_add(epoch as i64 * 1_000_003));
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919));
-    let order = epoch_order_tensor(n, cfg.seed, epoch, device);
+    let order = epoch_order_tensor(n, cfg.seed, epoch, tch::Device::Cpu);
     let pb = progress_bar(
         steps_per_epoch as u64,
         &format!("epoch {epoch}/{}", cfg.epochs),
@@ -459,8 +460,8 @@ fn train_epoch(
     for b in 0..steps_per_epoch {
         let len = bs.min(n - b * bs);
         let idx = order.narrow(0, (b * bs) as i64, len as i64);
-        let mut xb = run.x_all.index_select(0, &idx);
-        let yb = run.y_all.index_select(0, &idx);
+        let mut xb = run.x_all.index_select(0, &idx).to_device(device);
+        let yb = run.y_all.index_select(0, &idx).to_device(device);
         if let Augment::CropFlip { pad } = cfg.augment {
             xb = crop_flip(&xb, pad, &mut rng);
         }

@@ -418,8 +418,10 @@ fn train_model(
     )?;
     ctx.save_weights(&model, name)?;
     let final_train_acc = {
-        let (x, y) = dataset_to_tensors(data, ctx.device);
-        nrf_models::accuracy(&model, &x, &y, ctx.preset.eval.batch_size as i64)
+        // In host memory, a batch at a time on the device (as training holds it).
+        let (x, y) = dataset_to_tensors(data, tch::Device::Cpu);
+        let batch = ctx.preset.eval.batch_size as i64;
+        nrf_models::accuracy_on(&model, &x, &y, batch, ctx.device)
     };
     let train_wall: f64 = history.iter().map(|h| h.wall_s).sum();
     Ok(Trained {
