@@ -546,7 +546,7 @@ pub fn sanity_check(evals: &[RobustPoint]) -> Vec<String> {
 }
 
 /// Accuracy under an unbounded attack ([`Unconstrained`]: only the `[0, 1]` box): untargeted
-/// margin loss ([`margin`](crate::margin), which unlike cross-entropy does not saturate far from
+/// margin loss ([`crate::margin`], which unlike cross-entropy does not saturate far from
 /// the boundary), `steps` normalised-gradient steps cosine-decayed from `0.1·√d` to `0.001·√d`
 /// (d = input size; the box diameter is `√d`), no random start. Any classifier that is not
 /// constant on the box should end near 0; a clearly positive value points to gradient masking.

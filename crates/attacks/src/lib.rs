@@ -3,7 +3,7 @@
 //! matching (the machinery behind D_R / D_NR), robust evaluation and gradient-masking checks.
 //!
 //! The design follows MadryLab/robustness `attack_steps.py`: a [`ThreatModel`] provides a random
-//! start, a steepest-ascent step and a projection; [`pgd`] only calls those, so it knows nothing
+//! start, a steepest-ascent step and a projection; [`pgd()`] only calls those, so it knows nothing
 //! about norms. Targeted attacks negate the objective; the ball's centre may differ from the start
 //! point. All inputs live in `[0, 1]` with the batch dimension first.
 //!

@@ -1,4 +1,4 @@
-//! Per-example objectives to maximise with [`crate::pgd`].
+//! Per-example objectives to maximise with [`crate::pgd()`].
 //!
 //! Each constructor returns a closure `x -> [N]` that runs the model in evaluation mode
 //! (`train = false`). Objectives to be minimised are returned negated.

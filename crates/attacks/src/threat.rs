@@ -3,7 +3,7 @@
 //! A threat model knows three things (as in MadryLab/robustness `attack_steps.py`): how to draw a
 //! random starting point inside its ball, how to take one steepest-ascent step for its norm, and
 //! how to project a point back into the ball (and into the image box `[0, 1]`). The PGD loop in
-//! [`crate::pgd`] only calls these three methods, so it knows nothing about norms.
+//! [`crate::pgd()`] only calls these three methods, so it knows nothing about norms.
 //!
 //! All methods are per-example: the first dimension is the batch, every other dimension (any
 //! number of them, any shape) belongs to one example and norms are taken over all of them.

@@ -15,7 +15,7 @@
 //! > SE(p̄)² = binomial_se(p̄, n)² + s² / k
 //!
 //! and the interval is p̄ ± c·SE on each side, with the binomial part of SE from that side of
-//! the Wilson interval and c = max(z, [`student_t95`](df)) at the Welch-Satterthwaite degrees of
+//! the Wilson interval and c = max(z, [`student_t95`]`(df)`) at the Welch-Satterthwaite degrees of
 //! freedom below (so one seed gives exactly the Wilson interval).
 //!
 //! **A margin** is a signed sum of accuracies and constants, m = Σ ± a_i + c (e.g. m =
@@ -32,7 +32,7 @@
 //!
 //! > df = SE(m)⁴ / Σ_i (s_i²/k_i)² / (k_i − 1)
 //!
-//! (none when no accuracy has seeds), and the margin needs c = max(2, [`student_t95`](df))
+//! (none when no accuracy has seeds), and the margin needs c = max(2, [`student_t95`]`(df)`)
 //! standard errors ([`Margin::critical`]; t interpolated in 1/df between whole df): 2 where the
 //! spread is well known or the binomial errors dominate, up to 4.30 for a margin that rests on
 //! the spread of three seeds (2 degrees of freedom). Taking the spread as known (c = 2 always,

@@ -82,7 +82,7 @@ impl StageCache {
         self.results.join(rel)
     }
 
-    /// Dates the run record from `started` (`when`: its run.json form, [`super::now`]) instead of
+    /// Dates the run record from `started` (`when`: its run.json form, as `now` writes it) instead of
     /// this cache's creation: the invocation's start, so that run.json's `started` and
     /// `total_wall_s` hold the data's loading and, with worker processes, the workers' time
     /// (their last pass alone takes seconds).

@@ -250,7 +250,7 @@ pub const CURVE_IMAGES_PER_TRAINING_IMAGE: f64 = 0.3;
 impl EvalSection {
     /// Test images behind the per-epoch accuracy curve of a model trained on `train_n` images,
     /// out of `test_n`: `curve_n` (0: all `test_n`), at most
-    /// [`CURVE_IMAGES_PER_TRAINING_IMAGE`] x `train_n` (rounded up), at least one. A 10,000-image
+    /// `CURVE_IMAGES_PER_TRAINING_IMAGE` (0.3) x `train_n` (rounded up), at least one. A 10,000-image
     /// model keeps the default 2,000; Figure 3's 3,000-image models use 900.
     pub fn curve_images(&self, test_n: usize, train_n: usize) -> usize {
         let cap = (CURVE_IMAGES_PER_TRAINING_IMAGE * train_n as f64).ceil() as usize;
