@@ -24,6 +24,7 @@ commands:
   test [-- ARGS]        setup, build the nrf binary, then `cargo test --workspace --all-targets`
                         and `cargo test --workspace --doc` (ARGS go to both cargo test calls)
   clippy [-- ARGS]      setup, then `cargo clippy --workspace --all-targets ARGS -- -D warnings`
+                        and `cargo doc --no-deps --workspace` with RUSTDOCFLAGS=-D warnings
   reproduce [ARGS]      setup, then `nrf reproduce --preset fashion-mnist ARGS` (release build);
                         e.g. --preset smoke, --results DIR, --set rep_match.n=64 (repeatable)
   nrf -- ARGS           setup, then run the nrf binary (release build) with ARGS
@@ -322,6 +323,11 @@ fn clippy(extra: &[String]) -> Result<()> {
         .args(["clippy", "--workspace", "--all-targets"])
         .args(extra)
         .args(["--", "-D", "warnings"])
+        .run()?;
+    // The API documentation too: broken or ambiguous intra-doc links are errors.
+    cargo(&env)?
+        .env_shown("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--no-deps", "--workspace"])
         .run()
 }
 
