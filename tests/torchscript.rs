@@ -250,3 +250,69 @@ fn a_wrong_normalisation_is_refused(nrf_cmd: &NrfCmd, d: &Path) {
     );
     assert!(!d.join("refused/D_R.safetensors").exists());
 }
+
+/// Modules that run without gradients but fail under attack — one normalises its input in
+/// place, one fixes the batch size — are refused when loaded, with an error that says why, not
+/// a panic in the middle of an attack.
+#[test]
+fn a_model_that_cannot_be_attacked_is_refused_when_loaded() {
+    let (Some(nrf), Some(py)) = (nrf_bin(), python()) else {
+        eprintln!("skipped: needs NRF_BIN (or target/debug/nrf) and NRF_PYTHON (`cargo xtask test` sets both)");
+        return;
+    };
+    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
+        .join("train-images-idx3-ubyte.gz")
+        .exists()
+    {
+        eprintln!("skipped: no Fashion-MNIST files");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = r#"
+import sys, torch
+class InPlace(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+    def forward(self, x):
+        x.sub_(0.5)
+        f = x.flatten(1)
+        return self.fc(f), f
+class FixedBatch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+    def forward(self, x):
+        f = x.view(2, 784)
+        return self.fc(f), f
+torch.jit.script(InPlace()).save(sys.argv[1] + "/inplace.pt")
+torch.jit.script(FixedBatch()).save(sys.argv[1] + "/fixed.pt")
+"#;
+    // torch.jit.script reads the classes' source: a file, not `python -c`.
+    std::fs::write(d.join("modules.py"), script).unwrap();
+    let out = output(
+        Command::new(&py).arg(d.join("modules.py")).arg(d),
+        "scripting the modules",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["inplace.pt", "fixed.pt"] {
+        let out = output(
+            Command::new(&nrf)
+                .args(["--log", "warn", "eval", "--no-ensemble", "--model"])
+                .arg(d.join(file)),
+            "nrf eval",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file} was accepted");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+        assert!(
+            err.contains(file) && err.contains("fails as the attacks run it"),
+            "{file}: {err}"
+        );
+    }
+}

@@ -47,7 +47,49 @@ impl Arch {
             Arch::DenseNet { growth, blocks } => format!("densenet(k={growth},{blocks:?})"),
         }
     }
+
+    /// Checks the sizes before anything is built (libtorch would abort on a negative or absurd
+    /// one): widths in 1..=[`MAX_WIDTH`], MLP hidden layers in 1..=[`MAX_HIDDEN`], DenseNet's
+    /// growth in 1..=[`MAX_GROWTH`] and at least one block of 1..=[`MAX_BLOCK_LAYERS`] layers.
+    /// The error says which size is wrong, e.g. "width -8 is not in 1..=1024".
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let within = |what: &str, v: i64, max: i64| -> anyhow::Result<()> {
+            if (1..=max).contains(&v) {
+                Ok(())
+            } else {
+                anyhow::bail!("{}: {what} {v} is not in 1..={max}", self.label())
+            }
+        };
+        match self {
+            Arch::FmnistCnn => Ok(()),
+            Arch::Mlp { hidden } => hidden
+                .iter()
+                .try_for_each(|&h| within("hidden size", h, MAX_HIDDEN)),
+            Arch::ResNet18 { width }
+            | Arch::ResNet50 { width }
+            | Arch::ResNet50ImageNet { width }
+            | Arch::Vgg16 { width } => within("width", *width, MAX_WIDTH),
+            Arch::DenseNet { growth, blocks } => {
+                within("growth", *growth, MAX_GROWTH)?;
+                if blocks.is_empty() {
+                    anyhow::bail!("{}: needs at least one dense block", self.label());
+                }
+                blocks
+                    .iter()
+                    .try_for_each(|&b| within("block of", b, MAX_BLOCK_LAYERS))
+            }
+        }
+    }
 }
+
+/// The largest `width` [`Arch::validate`] accepts (the paper's networks use 64).
+pub const MAX_WIDTH: i64 = 1024;
+/// The largest MLP hidden layer [`Arch::validate`] accepts.
+pub const MAX_HIDDEN: i64 = 1 << 16;
+/// The largest DenseNet growth rate [`Arch::validate`] accepts (DenseNet-121: 32).
+pub const MAX_GROWTH: i64 = 256;
+/// The most layers in one DenseNet block [`Arch::validate`] accepts (DenseNet-121's largest: 24).
+pub const MAX_BLOCK_LAYERS: i64 = 128;
 
 /// How a freshly built network's weights are drawn; part of every checkpoint's spec.
 ///

@@ -122,6 +122,9 @@ impl ModelSpec {
     }
     /// Checks the spec for inconsistent values.
     pub fn validate(&self) -> Result<()> {
+        self.arch
+            .validate()
+            .map_err(|e| anyhow::anyhow!("model spec: {e}"))?;
         let c = self.in_shape[0] as usize;
         if self.in_shape.iter().any(|&d| d <= 0) {
             bail!("model spec: in_shape {:?} must be positive", self.in_shape);

@@ -146,7 +146,42 @@ impl TorchScriptClassifier {
         }
         model.num_classes = logits.size()[1];
         model.rep_dim = rep.size()[1..].iter().product();
+        model.probe_attack(in_shape, device).with_context(|| {
+            format!(
+                "TorchScript model {shown}: it runs without gradients but fails as the attacks \
+                 run it (a batch of 3 whose input gradient is taken). A model that normalises its \
+                 input in place (`x.sub_(...)`) or fixes the batch size (`view(2, -1)`) cannot be \
+                 attacked: normalise out of place, or export the model without its normalisation \
+                 and give --mean / --std"
+            )
+        })?;
         Ok(model)
+    }
+
+    /// Runs the module as the attacks do, once: a forward pass on a batch of 3 (another size than
+    /// the first probe's) whose input requires its gradient, and that gradient, so that a module
+    /// that fails under attack does so here, with an error, not in the middle of a run.
+    fn probe_attack(&self, in_shape: [i64; 3], device: Device) -> Result<()> {
+        let x = Tensor::zeros(
+            [3, in_shape[0], in_shape[1], in_shape[2]],
+            (Kind::Float, device),
+        )
+        .set_requires_grad(true);
+        let (logits, rep) = self.try_forward(&x)?;
+        if logits.size().first() != Some(&3) || rep.size().first() != Some(&3) {
+            bail!(
+                "for a batch of 3 the logits have shape {:?} and the representation {:?}",
+                logits.size(),
+                rep.size()
+            );
+        }
+        let total = logits.sum(Kind::Float) + rep.sum(Kind::Float);
+        let grads = Tensor::f_run_backward(&[total], &[&x], false, false)
+            .map_err(|e| anyhow!("the input gradient: {e}"))?;
+        if grads.first().map(|g| g.size()) != Some(x.size()) {
+            bail!("the input gradient has the wrong shape");
+        }
+        Ok(())
     }
 
     /// The representation's size (product of its non-batch dimensions).

@@ -262,6 +262,16 @@ pub fn train(
     if data.is_empty() {
         bail!("training set {} is empty", data.name);
     }
+    if let Augment::CropFlip { pad } = cfg.augment {
+        let side = data.shape[1].min(data.shape[2]) as i64;
+        if pad > side {
+            bail!(
+                "crop_pad {pad} is larger than the images' side ({side} px) of {}: the random \
+                 crops would be mostly padding",
+                data.name
+            );
+        }
+    }
     let device = model.device();
     let mut sgd = Sgd::new(
         model.vs.trainable_variables(),

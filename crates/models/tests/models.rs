@@ -80,6 +80,29 @@ fn bad_spec_is_an_error() {
     let spec =
         ModelSpec::new(Arch::FmnistCnn, [1, 28, 28], 10).with_normalization(vec![0.5], vec![0.0]);
     assert!(Model::new(&spec, Device::Cpu, 0).is_err());
+    // A size libtorch would abort on is an error before anything is built.
+    let spec = ModelSpec::new(Arch::ResNet18 { width: -8 }, [3, 32, 32], 10);
+    let err = Model::new(&spec, Device::Cpu, 0).err().unwrap().to_string();
+    assert!(err.contains("width -8"), "{err}");
+}
+
+#[test]
+fn a_crop_pad_larger_than_the_images_is_an_error() {
+    let data = synthetic(16, [1, 4, 4], 2, 1);
+    let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 4, 4], 2);
+    let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
+    let mut c = cfg(1);
+    c.augment = Augment::CropFlip { pad: 1_000_000 };
+    let err = train(&mut model, &data, &c, None, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("crop_pad 1000000") && err.contains("4 px"),
+        "{err}"
+    );
+    c.augment = Augment::CropFlip { pad: 4 };
+    train(&mut model, &data, &c, None, None, None).unwrap();
 }
 
 #[test]

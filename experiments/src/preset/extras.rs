@@ -107,6 +107,7 @@ impl DDetStudy {
     /// Checks the values; errors name the field.
     pub fn validate(&self) -> Result<()> {
         let f = "extras.d_det_study";
+        super::validate::arch_sizes(&self.source_arch, &format!("{f}.source_arch"))?;
         check(
             self.n >= 20,
             &format!("{f}.n"),
@@ -300,6 +301,7 @@ impl ExtrasSection {
             )?;
         }
         for (i, a) in self.figure3_archs.iter().enumerate() {
+            super::validate::arch_sizes(a, "extras.figure3_archs")?;
             check(
                 !self.figure3_archs[..i].contains(a),
                 "extras.figure3_archs",

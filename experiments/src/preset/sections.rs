@@ -336,9 +336,12 @@ impl EnsembleSection {
             "must be at least 1".into(),
         )?;
         check(
-            self.restarts >= 1,
+            (1..=1000).contains(&self.restarts),
             "eval.ensemble.restarts",
-            "must be at least 1".into(),
+            format!(
+                "must be in 1..=1000 (AutoAttack uses 1 to 5), got {}",
+                self.restarts
+            ),
         )?;
         check(
             self.square_queries >= 1 || !self.attacks.contains(&EnsembleMember::Square),

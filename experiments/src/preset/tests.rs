@@ -643,3 +643,58 @@ fn the_curve_costs_at_most_a_tenth_of_an_epoch() {
     assert_eq!(e.curve_images(10_000, 60_000), 10_000);
     assert_eq!(e.curve_images(10_000, 10_000), 3000);
 }
+
+/// Architecture sizes libtorch would abort on (negative, zero, absurd) and an APGD restart count
+/// that cannot be allocated are refused when the preset is read, naming the field.
+#[test]
+fn sizes_that_would_abort_libtorch_are_refused_naming_the_field() {
+    for (set, field, what) in [
+        (
+            "model.arch={type = \"resnet18\", width = -8}",
+            "model.arch",
+            "width -8 is not in 1..=1024",
+        ),
+        (
+            "model.arch={type = \"mlp\", hidden = [64, 0]}",
+            "model.arch",
+            "hidden size 0",
+        ),
+        (
+            "model.arch={type = \"densenet\", growth = 12, blocks = []}",
+            "model.arch",
+            "at least one dense block",
+        ),
+        (
+            "extras.figure3_archs=[{type = \"fmnist_cnn\"}, {type = \"vgg16\", width = 100000}, \
+             {type = \"mlp\", hidden = [16]}]",
+            "extras.figure3_archs",
+            "width 100000",
+        ),
+        (
+            "extras.d_det_study.source_arch={type = \"resnet18\", width = 0}",
+            "extras.d_det_study.source_arch",
+            "width 0",
+        ),
+        (
+            "eval.ensemble.restarts=1000000000000000000",
+            "eval.ensemble.restarts",
+            "1..=1000",
+        ),
+    ] {
+        let e = err(&[set]);
+        assert!(e.contains(&format!("preset field `{field}`")), "{set}: {e}");
+        assert!(e.contains(what), "{set}: {e}");
+    }
+    // The sizes that are fine stay fine.
+    for a in [
+        Arch::ResNet18 { width: 1 },
+        Arch::Vgg16 { width: 1024 },
+        Arch::Mlp { hidden: vec![] },
+        Arch::DenseNet {
+            growth: 32,
+            blocks: vec![6, 12, 24, 16],
+        },
+    ] {
+        a.validate().unwrap();
+    }
+}

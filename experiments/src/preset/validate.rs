@@ -31,6 +31,7 @@ impl ModelSection {
     /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive; and that
     /// `arch` runs in `precision`.
     pub fn validate(&self) -> Result<()> {
+        arch_sizes(&self.arch, "model.arch")?;
         check(
             self.precision.supports(&self.arch),
             "model.precision",
@@ -102,6 +103,12 @@ impl ModelSection {
         }
         Ok(())
     }
+}
+
+/// The architecture's sizes ([`nrf_models::Arch::validate`]), the error naming `field`.
+pub(super) fn arch_sizes(arch: &nrf_models::Arch, field: &str) -> Result<()> {
+    arch.validate()
+        .map_err(|e| anyhow::anyhow!("preset field `{field}`: {e}"))
 }
 
 pub(super) fn check(cond: bool, field: &str, msg: String) -> Result<()> {
