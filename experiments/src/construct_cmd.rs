@@ -249,6 +249,48 @@ impl Build<'_> {
     }
 }
 
+/// The file in a build's work folder that records what its chunks were built from.
+const WORK_KEY: &str = "key.json";
+
+/// Makes `work` the folder of the build whose inputs hash to `key`: a new or empty folder gets
+/// the key; a folder with the same key is resumed; a folder holding another build's chunks (other
+/// model, settings, images or data), or chunks of unknown origin, is an error naming it, since
+/// resuming from it would mix two builds into one set.
+fn claim_work_folder(work: &Path, key: &str) -> Result<()> {
+    let key_file = work.join(WORK_KEY);
+    let recorded = match std::fs::read_to_string(&key_file) {
+        Ok(text) => Some(
+            serde_json::from_str::<String>(&text)
+                .with_context(|| format!("{}: not a build key", key_file.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", key_file.display())),
+    };
+    match recorded {
+        Some(k) if k == key => return Ok(()),
+        Some(_) => bail!(
+            "{} holds an interrupted build from another model, other settings or other images; \
+             remove it to start over, or give another --out",
+            work.display()
+        ),
+        None => {}
+    }
+    let has_files = std::fs::read_dir(work)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if has_files {
+        bail!(
+            "{} holds files of a build that recorded no {WORK_KEY} (an older nrf): remove it to \
+             start over, or give another --out",
+            work.display()
+        );
+    }
+    std::fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    nrf_data::atomic::write_atomic(&key_file, serde_json::to_string(key)?.as_bytes())
+        .with_context(|| format!("writing {}", key_file.display()))?;
+    Ok(())
+}
+
 /// Builds `kind` from the first `n` images of a random subset of the training set (the preset's
 /// seed, as the pipeline draws it) with the preset's `[rep_match]` / `[relabel]` settings, into
 /// `out` (chunks under `out/work/<name>`, so an interrupted build resumes).
@@ -288,6 +330,22 @@ pub fn construct(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let work = out.join("work").join(name);
     let sha = nrf_data::store::sha256_file(&model.path)?;
+    // What the chunks under `work` depend on: an interrupted build resumes only with all of it.
+    let settings = match kind {
+        Kind::DR | Kind::DNr => serde_json::to_value(&preset.rep_match)?,
+        Kind::DRand | Kind::DDet => serde_json::to_value(&preset.relabel)?,
+    };
+    let key = crate::pipeline::hash_key(&(
+        &sha,
+        model.rep.spelling(),
+        &model.mean,
+        &model.std,
+        name,
+        &indices,
+        &settings,
+        crate::pipeline::dataset_fingerprint(&train_set),
+    ));
+    claim_work_folder(&work, &key)?;
     let build = Build {
         preset,
         classifier: &classifier,
@@ -530,4 +588,29 @@ pub fn eval(
         ensemble,
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build's work folder is resumed only by the same build: another key, or chunks of
+    /// unknown origin, are an error naming the folder; an empty folder is claimed.
+    #[test]
+    fn a_work_folder_is_resumed_only_by_the_build_that_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work/D_R");
+        claim_work_folder(&work, "aaaa").unwrap();
+        std::fs::write(work.join("chunk_00000.safetensors"), b"x").unwrap();
+        claim_work_folder(&work, "aaaa").unwrap();
+        let e = claim_work_folder(&work, "bbbb").unwrap_err().to_string();
+        assert!(e.contains("work/D_R") && e.contains("another model"), "{e}");
+        std::fs::remove_file(work.join(WORK_KEY)).unwrap();
+        let e = claim_work_folder(&work, "aaaa").unwrap_err().to_string();
+        assert!(e.contains("recorded no key.json"), "{e}");
+        let empty = dir.path().join("work/D_det");
+        std::fs::create_dir_all(&empty).unwrap();
+        claim_work_folder(&empty, "cccc").unwrap();
+        assert!(empty.join(WORK_KEY).exists());
+    }
 }

@@ -8,7 +8,7 @@ use nrf_results::ConstructedInfo;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-pub(super) fn dataset_fingerprint(d: &Dataset) -> String {
+pub(crate) fn dataset_fingerprint(d: &Dataset) -> String {
     let mut h = Sha256::new();
     h.update(d.name.as_bytes());
     for v in &d.images {

@@ -13,7 +13,7 @@ pub use eval::attack_ensemble;
 pub use model::{model_spec, ModelJob, StagedModel, TrainedSeed, TrainingSet};
 pub use sources::ExternalSource;
 
-use data::dataset_fingerprint;
+pub(crate) use data::dataset_fingerprint;
 use sources::source_files;
 
 use crate::preset::Preset;
