@@ -49,19 +49,28 @@ fn ok_json(cmd: &mut Command, what: &str) -> serde_json::Value {
     serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("{what}: {e}: {text}"))
 }
 
-#[test]
-fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
+/// The nrf binary and the torch environment's python, when they and the Fashion-MNIST files are
+/// there; else says what is missing (the test then passes vacuously).
+fn needs() -> Option<(PathBuf, PathBuf)> {
     let (Some(nrf), Some(py)) = (nrf_bin(), python()) else {
         eprintln!("skipped: needs NRF_BIN (or target/debug/nrf) and NRF_PYTHON (`cargo xtask test` sets both)");
-        return;
+        return None;
     };
     if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
         .join("train-images-idx3-ubyte.gz")
         .exists()
     {
         eprintln!("skipped: no Fashion-MNIST files");
-        return;
+        return None;
     }
+    Some((nrf, py))
+}
+
+#[test]
+fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
+    let Some((nrf, py)) = needs() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let exported = ok_json(
@@ -256,17 +265,9 @@ fn a_wrong_normalisation_is_refused(nrf_cmd: &NrfCmd, d: &Path) {
 /// a panic in the middle of an attack.
 #[test]
 fn a_model_that_cannot_be_attacked_is_refused_when_loaded() {
-    let (Some(nrf), Some(py)) = (nrf_bin(), python()) else {
-        eprintln!("skipped: needs NRF_BIN (or target/debug/nrf) and NRF_PYTHON (`cargo xtask test` sets both)");
+    let Some((nrf, py)) = needs() else {
         return;
     };
-    if !Path::new(nrf::data::idx::FASHION_MNIST_DIR)
-        .join("train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("skipped: no Fashion-MNIST files");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let script = r#"
