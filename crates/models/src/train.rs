@@ -378,6 +378,17 @@ fn resume_from_checkpoint(
                 let src = map
                     .get(format!("sgd.{i}").as_str())
                     .with_context(|| format!("{}: lacks sgd.{i}", st.display()))?;
+                if src.size() != buf.size() || src.kind() != buf.kind() {
+                    bail!(
+                        "{}: sgd.{i} is {:?} {:?}, the optimiser's buffer {:?} {:?} (a damaged or \
+                         hand-edited checkpoint: remove it to train afresh)",
+                        st.display(),
+                        src.kind(),
+                        src.size(),
+                        buf.kind(),
+                        buf.size()
+                    );
+                }
                 buf.copy_(src);
             }
             let history = meta.history;

@@ -182,3 +182,31 @@ fn crop_flip_draws_and_copies_as_per_image_crops() {
     }
     assert_eq!(rng.gen::<u64>(), rng2.gen::<u64>());
 }
+
+/// A checkpoint whose optimiser buffer has another shape than the model's parameter (a
+/// hand-edited or foreign file with a valid checksum) is an error naming it, not a libtorch
+/// abort in the copy.
+#[test]
+fn a_checkpoint_with_a_wrong_optimiser_buffer_is_an_error() {
+    let _rng = crate::rng_lock();
+    let data = data(64);
+    let spec = ModelSpec::new(Arch::Mlp { hidden: vec![8] }, [1, 10, 10], 3);
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 32,
+        ..TrainConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stem = dir.path().join("ckpt");
+    let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
+    train(&mut model, &data, &cfg, None, None, Some(&stem)).unwrap();
+    let (meta, mut tensors) = load_training::<CheckpointMeta>(&stem).unwrap().unwrap();
+    let sgd0 = tensors.iter_mut().find(|(n, _)| n == "sgd.0").unwrap();
+    sgd0.1 = Tensor::zeros([7], (Kind::Float, Device::Cpu));
+    save_training(&stem, &tensors, &meta).unwrap();
+    let mut again = Model::new(&spec, Device::Cpu, 0).unwrap();
+    let e = train(&mut again, &data, &cfg, None, None, Some(&stem))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sgd.0") && e.contains("[7]"), "{e}");
+}
