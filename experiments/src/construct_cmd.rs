@@ -5,7 +5,7 @@
 //! Before anything is built the model is checked on real test images: a model whose accuracy is
 //! near chance almost always means mismatched inputs (range, normalisation, channel order), the
 //! classic silent bug, and nrf stops with a message that says so.
-use crate::pipeline::{attack_ensemble, load_data, test_subset, EVAL_SUBSET};
+use crate::pipeline::{attack_ensemble, load_data, robust_points, test_subset, EVAL_SUBSET};
 use crate::preset::Preset;
 use anyhow::{bail, Context, Result};
 use nrf_attacks::evaluate_grid;
@@ -394,36 +394,23 @@ pub struct EvalOptions {
     pub ensemble: bool,
 }
 
-/// A robust accuracy of `nrf eval` with its 95% interval.
+/// A robust accuracy of `nrf eval` (as a run records it: norm, eps, acc, steps, n and, for the
+/// ensemble, its attacks) with its 95% Wilson interval over the `n` images.
 #[derive(Debug, Clone, Serialize)]
 pub struct RobustAcc {
-    /// "L2" or "Linf".
-    pub norm: String,
-    /// The radius.
-    pub eps: f64,
-    /// Attack steps (of each attack, for the ensemble).
-    pub steps: usize,
-    /// Accuracy in [0, 1].
-    pub acc: f64,
-    /// Its 95% Wilson interval over `n` images.
+    /// The accuracy, its threat model and attack, as in `models/<name>.json`.
+    #[serde(flatten)]
+    pub point: RobustPoint,
+    /// Its 95% Wilson interval.
     pub interval: (f64, f64),
-    /// Images.
-    pub n: usize,
-    /// The attack: "PGD", or the ensemble's attacks.
-    pub attack: String,
 }
 
 impl RobustAcc {
-    fn new(p: &RobustPoint) -> Self {
-        let i = Accuracy::single(p.acc, p.n).interval();
+    fn new(point: RobustPoint) -> Self {
+        let i = Accuracy::single(point.acc, point.n).interval();
         RobustAcc {
-            norm: p.norm.clone(),
-            eps: p.eps,
-            steps: p.steps,
-            acc: p.acc,
+            point,
             interval: (i.lo, i.hi),
-            n: p.n,
-            attack: p.attack.clone().unwrap_or_else(|| "PGD".into()),
         }
     }
 }
@@ -493,12 +480,13 @@ impl Evaluated {
             .iter()
             .chain(self.ensemble.iter().map(|e| &e.robust));
         for r in rows {
-            let what = format!("{} eps {}", r.norm, r.eps);
-            let attack = match r.attack.as_str() {
-                "PGD" => format!("PGD-{}", r.steps),
-                a => a.to_string(),
-            };
-            out += &row(what, &attack, r.acc, r.interval, r.n);
+            let p = &r.point;
+            let what = format!("{} eps {}", p.norm, p.eps);
+            let attack = p
+                .attack
+                .clone()
+                .unwrap_or_else(|| format!("PGD-{}", p.steps));
+            out += &row(what, &attack, p.acc, r.interval, p.n);
         }
         if let Some(e) = &self.ensemble {
             let c = &e.checks;
@@ -559,17 +547,21 @@ pub fn eval(
     tch::manual_seed(preset.stage_seed(&format!("eval:{name}")) as i64);
     let std_acc = nrf_models::accuracy(&classifier, &x, &y, e.batch_size as i64);
     let grid = e.grid()?;
-    let robust = evaluate_grid(&classifier, &rx, &ry, &grid, e.batch_size, true)?;
-    for w in nrf_attacks::sanity_check(&robust) {
-        tracing::warn!("gradient-masking check: {w}");
-    }
+    let robust = robust_points(evaluate_grid(
+        &classifier,
+        &rx,
+        &ry,
+        &grid,
+        e.batch_size,
+        true,
+    )?);
     let ensemble = match (&e.ensemble, opts.ensemble) {
         (Some(ens), true) => {
             let label = format!("ensemble:{name}");
             tch::manual_seed(preset.stage_seed(&label) as i64);
             let out = attack_ensemble(&classifier, &rx, &ry, e, ens, &label)?;
             Some(EnsembleEval {
-                robust: RobustAcc::new(&out.point),
+                robust: RobustAcc::new(out.point),
                 flags: out.checks.flags(),
                 after: out.after,
                 checks: out.checks,
@@ -584,7 +576,7 @@ pub fn eval(
         std_acc,
         std_acc_interval: (i.lo, i.hi),
         test_size: test.len(),
-        robust: robust.iter().map(RobustAcc::new).collect(),
+        robust: robust.into_iter().map(RobustAcc::new).collect(),
         ensemble,
         wall_s: start.elapsed().as_secs_f64(),
     })

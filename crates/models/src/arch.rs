@@ -76,7 +76,7 @@ impl Arch {
                 }
                 blocks
                     .iter()
-                    .try_for_each(|&b| within("block of", b, MAX_BLOCK_LAYERS))
+                    .try_for_each(|&b| within("block length", b, MAX_BLOCK_LAYERS))
             }
         }
     }

@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 /// The results' robust points of a grid evaluation (after its gradient-masking warnings).
 /// The PGD grid's points as they are, after logging the gradient-masking warnings of
 /// [`nrf_attacks::sanity_check`].
-fn robust_points(evals: Vec<RobustPoint>) -> Vec<RobustPoint> {
+pub fn robust_points(evals: Vec<RobustPoint>) -> Vec<RobustPoint> {
     for w in nrf_attacks::sanity_check(&evals) {
         tracing::warn!("gradient-masking check: {w}");
     }

@@ -9,7 +9,7 @@ mod sources;
 
 pub use cache::{Opened, Running, StageCache};
 pub use data::load_data;
-pub use eval::attack_ensemble;
+pub use eval::{attack_ensemble, robust_points};
 pub use model::{model_spec, ModelJob, StagedModel, TrainedSeed, TrainingSet};
 pub use sources::ExternalSource;
 
