@@ -269,8 +269,8 @@ fn claim_work_folder(work: &Path, key: &str) -> Result<()> {
     match recorded {
         Some(k) if k == key => return Ok(()),
         Some(_) => bail!(
-            "{} holds an interrupted build from another model, other settings or other images; \
-             remove it to start over, or give another --out",
+            "{} holds the chunks of another build (another model, other settings or other \
+             images); remove it to start over, or give another --out",
             work.display()
         ),
         None => {}
