@@ -210,6 +210,43 @@ pub fn step_on_device(
     Ok((loss.detach(), correct))
 }
 
+/// The error of a training run whose tensor `name` (a weight, a batch-norm statistic or an
+/// optimiser buffer) became NaN or infinite `at` (epoch, step, learning rate). A batch-norm
+/// running statistic does so when a layer sees one value per channel in training, a batch of
+/// one image on a 1x1 feature map: ATen then updates the running variance with 0/0 where PyTorch
+/// refuses the batch ("Expected more than 1 value per channel when training"), so the error says
+/// that, with the batch sizes that lead to it; anything else diverged ([`diverged`]).
+fn non_finite(
+    data: &nrf_data::Dataset,
+    cfg: &TrainConfig,
+    checkpoint: Option<&Path>,
+    last_saved: Option<usize>,
+    name: &str,
+    at: &str,
+) -> anyhow::Error {
+    if name.ends_with("running_var") || name.ends_with("running_mean") {
+        let (n, bs) = (data.len(), cfg.batch_size);
+        let last = match n % bs {
+            0 => bs,
+            r => r,
+        };
+        anyhow::anyhow!(
+            "training on {}: the batch-norm statistic {name} became NaN in {at}: a layer saw one \
+             value per channel (a batch of one image on a 1x1 feature map), which PyTorch refuses; \
+             {n} images at batch size {bs} leave a last batch of {last}: choose a batch size that \
+             does not leave one image",
+            data.name
+        )
+    } else {
+        diverged(
+            &data.name,
+            checkpoint,
+            last_saved,
+            format!("{name} became NaN or infinite in {at}"),
+        )
+    }
+}
+
 /// The error of a training run whose loss or weights became NaN or infinite: names the data
 /// set, says `what` happened (epoch, step, learning rate) and which checkpoint is kept (the last
 /// one written holds finite weights: none is written after the divergence).
@@ -312,6 +349,17 @@ pub fn train(
     for epoch in history.len() + 1..=cfg.epochs {
         let (report, step, lr) = train_epoch(&run, model, &mut sgd, epoch, last_saved)?;
         history.push(report);
+        // Every epoch, not only when a checkpoint is due: a batch-norm statistic turned NaN
+        // leaves the loss finite while every later evaluation is garbage.
+        if let Some((name, _)) = model
+            .vs
+            .variables()
+            .into_iter()
+            .find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0)
+        {
+            let at = format!("epoch {epoch} (up to step {step} overall; learning rate {lr})");
+            return Err(non_finite(data, cfg, checkpoint, last_saved, &name, &at));
+        }
         let stop = cfg.stop_after.is_some_and(|s| epoch >= s);
         let due = epoch == cfg.epochs
             || stop
@@ -325,15 +373,11 @@ pub fn train(
                 .iter()
                 .find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0)
             {
-                return Err(diverged(
-                    &data.name,
-                    checkpoint,
-                    last_saved,
-                    format!(
-                        "{name} became NaN or infinite in epoch {epoch} (by its last steps, up \
-                         to step {step} overall; learning rate {lr})"
-                    ),
-                ));
+                let at = format!(
+                    "epoch {epoch} (by its last steps, up to step {step} overall; learning rate \
+                     {lr})"
+                );
+                return Err(non_finite(data, cfg, checkpoint, last_saved, name, &at));
             }
             let meta = CheckpointMeta {
                 config: cfg.clone(),

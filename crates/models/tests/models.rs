@@ -321,3 +321,28 @@ fn nan_loss_stops_training() {
         .to_string();
     assert!(err.contains("diverged"), "{err}");
 }
+
+/// A last batch of one image reaches VGG-16's 1x1 feature maps with one value per channel:
+/// ATen turns the batch norms' running variance into NaN (PyTorch refuses such a batch), which
+/// would leave every later evaluation garbage. It is an error that says so, after that epoch.
+#[test]
+fn a_batch_norm_statistic_turned_nan_is_an_error_that_names_the_batch() {
+    let data = synthetic(33, [1, 28, 28], 2, 1);
+    let spec = ModelSpec::new(Arch::Vgg16 { width: 1 }, [1, 28, 28], 2);
+    let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
+    let mut c = cfg(1);
+    c.augment = Augment::None;
+    c.batch_size = 32;
+    let err = train(&mut model, &data, &c, None, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("running_var") && err.contains("last batch of 1"),
+        "{err}"
+    );
+    // 34 images leave a last batch of two: trained without complaint.
+    let data = synthetic(34, [1, 28, 28], 2, 1);
+    let mut model = Model::new(&spec, Device::Cpu, 0).unwrap();
+    train(&mut model, &data, &c, None, None, None).unwrap();
+}
