@@ -349,8 +349,10 @@ pub fn train(
     for epoch in history.len() + 1..=cfg.epochs {
         let (report, step, lr) = train_epoch(&run, model, &mut sgd, epoch, last_saved)?;
         history.push(report);
-        // Every epoch, not only when a checkpoint is due: a batch-norm statistic turned NaN
-        // leaves the loss finite while every later evaluation is garbage.
+        // Every epoch, not only when a checkpoint is due: the loss is read before each step's
+        // update, so the epoch's last update can make the weights non-finite unseen, and a
+        // batch-norm statistic turned NaN leaves the loss finite while every later evaluation
+        // is garbage.
         if let Some((name, _)) = model
             .vs
             .variables()
@@ -367,10 +369,11 @@ pub fn train(
         if let (Some(stem), true) = (checkpoint, due) {
             last_checkpoint = Instant::now();
             let tensors = checkpoint_tensors(model, &sgd);
-            // The loss is read before each step's update, so the epoch's last update can make
-            // the weights non-finite unseen: never checkpoint such weights.
+            // Never checkpoint non-finite tensors: the model's were checked after the epoch
+            // above; the optimiser's buffers are checked here.
             if let Some((name, _)) = tensors
                 .iter()
+                .filter(|(n, _)| n.starts_with("sgd."))
                 .find(|(_, t)| t.isfinite().all().int64_value(&[]) == 0)
             {
                 let at = format!(
