@@ -65,9 +65,10 @@ pub use objectives::{
     Distance,
 };
 pub use pgd::{
-    first_iterate, logits_by_rows, pgd, pgd_by_rows, pgd_by_rows_on, pgd_from_first, row_blocks,
-    rows_per_pass, IterateHook, Objective, PgdConfig, PgdOutput, StepSize, CPU_ROWS_PER_PASS,
-    MIN_ROWS_PER_WORKER, ROWS_PER_PASS_ENV,
+    accelerator_rows_per_pass, first_iterate, logits_by_rows, pgd, pgd_by_rows, pgd_by_rows_on,
+    pgd_from_first, row_blocks, rows_per_pass, IterateHook, Objective, PgdConfig, PgdOutput,
+    StepSize, ACCELERATOR_VALUES_PER_PASS, CPU_ROWS_PER_PASS, MIN_ROWS_PER_WORKER,
+    ROWS_PER_PASS_ENV,
 };
 pub use square::{square, SquareConfig};
 pub use threat::{per_example_norm, Linf, Norm, ThreatModel, ThreatSpec, Unconstrained, L1, L2};

@@ -219,8 +219,16 @@ pub const CPU_ROWS_PER_PASS: i64 = 128;
 /// The environment variable that overrides [`CPU_ROWS_PER_PASS`] ([`rows_per_pass`]).
 pub const ROWS_PER_PASS_ENV: &str = "NRF_CPU_ROWS_PER_PASS";
 
-/// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU, all of
-/// them on an accelerator (which wants large batches).
+/// The most input values (rows x values per row) one pass takes on an accelerator: 2^26, a
+/// 256 MB f32 input: 445 Restricted ImageNet images at 224 px, 21,845 CIFAR-10 images. Callers
+/// that attack in batches stay below it (a preset's `batch_size`); the passes over a whole
+/// evaluation subset (the Square check, the two-pass output check) are split by it, so that 1,000
+/// ImageNet images through a ResNet-50 do not need their activations at once.
+pub const ACCELERATOR_VALUES_PER_PASS: i64 = 1 << 26;
+
+/// The rows one pass of an attack on `x` should take: [`CPU_ROWS_PER_PASS`] on the CPU; on an
+/// accelerator (which wants large batches) all of them, up to [`ACCELERATOR_VALUES_PER_PASS`]
+/// input values ([`accelerator_rows_per_pass`]).
 /// [`ROWS_PER_PASS_ENV`] overrides [`CPU_ROWS_PER_PASS`] (results do not depend on it).
 pub fn rows_per_pass(x: &Tensor) -> i64 {
     if x.device() == tch::Device::Cpu {
@@ -230,8 +238,18 @@ pub fn rows_per_pass(x: &Tensor) -> i64 {
             .filter(|&r| r >= 1)
             .unwrap_or(CPU_ROWS_PER_PASS)
     } else {
-        x.size().first().copied().unwrap_or(1).max(1)
+        let size = x.size();
+        let rows = size.first().copied().unwrap_or(1);
+        accelerator_rows_per_pass(rows, size.iter().skip(1).product())
     }
+}
+
+/// The rows one accelerator pass takes of `rows` rows of `per_row` values each: all of them
+/// while they hold at most [`ACCELERATOR_VALUES_PER_PASS`] values, else as many as fit (at least
+/// one).
+pub fn accelerator_rows_per_pass(rows: i64, per_row: i64) -> i64 {
+    let fit = ACCELERATOR_VALUES_PER_PASS / per_row.max(1);
+    rows.min(fit).max(1)
 }
 
 /// The fewest rows a block gets when an attack's rows are split among workers: below that,

@@ -4,7 +4,7 @@ mod common;
 
 use common::{LinearModel, Mlp};
 use nrf_attacks::{
-    accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match, robust_accuracy, sanity_check,
+    accelerator_rows_per_pass, accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match, robust_accuracy, sanity_check,
     untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig, RobustPoint, StepSize,
     ThreatModel, ThreatSpec, Unconstrained, L1, L2,
 };
@@ -173,6 +173,21 @@ fn nan_objective_names_the_attack() {
         msg.contains("PGD (Linf eps=0.1") && msg.contains("NaN") && msg.contains("iterate 1"),
         "{msg}"
     );
+}
+
+#[test]
+fn accelerator_passes_are_bounded_by_input_size() {
+    // Restricted ImageNet at 224 px: 1,000 images go in passes of 445, never all at once.
+    let imagenet = 3 * 224 * 224;
+    assert_eq!(accelerator_rows_per_pass(1000, imagenet), 445);
+    assert_eq!(accelerator_rows_per_pass(100, imagenet), 100);
+    // Small images: a whole evaluation subset in one pass, as before.
+    assert_eq!(accelerator_rows_per_pass(1000, 28 * 28), 1000);
+    assert_eq!(accelerator_rows_per_pass(10_000, 3 * 32 * 32), 10_000);
+    // A row larger than the budget still goes, alone; no rows and no values are not errors.
+    assert_eq!(accelerator_rows_per_pass(8, 1 << 27), 1);
+    assert_eq!(accelerator_rows_per_pass(0, 10), 1);
+    assert_eq!(accelerator_rows_per_pass(5, 0), 5);
 }
 
 #[test]
