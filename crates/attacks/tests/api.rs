@@ -4,9 +4,9 @@ mod common;
 
 use common::{LinearModel, Mlp};
 use nrf_attacks::{
-    accelerator_rows_per_pass, accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match, robust_accuracy, sanity_check,
-    untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig, RobustPoint, StepSize,
-    ThreatModel, ThreatSpec, Unconstrained, L1, L2,
+    accelerator_rows_per_pass, accuracy, fgsm, pgd, pgd_attack, rep_distance, rep_match,
+    robust_accuracy, sanity_check, untargeted_ce, AdvTraining, Distance, Linf, Norm, PgdConfig,
+    RobustPoint, StepSize, ThreatModel, ThreatSpec, Unconstrained, L1, L2,
 };
 use nrf_models::{BatchPerturber, Classifier};
 use tch::{Device, Kind, Tensor};

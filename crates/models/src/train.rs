@@ -45,6 +45,11 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Seed of shuffling, augmentation and the attack's random starts.
     pub seed: u64,
+    /// The accuracy curve ([`train`]'s `eval` set) is measured after epochs `curve_every`,
+    /// `2 * curve_every`, ... and after the last one; 1 (the default): after every epoch. Written
+    /// into the configuration (and so into keys built from it) only when above 1.
+    #[serde(default = "every_epoch", skip_serializing_if = "is_every_epoch")]
+    pub curve_every: usize,
     /// Show a progress bar.
     #[serde(skip)]
     pub progress: bool,
@@ -68,10 +73,19 @@ impl Default for TrainConfig {
             weight_decay: 5e-4,
             augment: Augment::None,
             seed: 0,
+            curve_every: 1,
             progress: false,
             stop_after: None,
         }
     }
+}
+
+fn every_epoch() -> usize {
+    1
+}
+
+fn is_every_epoch(k: &usize) -> bool {
+    *k == 1
 }
 
 impl TrainConfig {
@@ -82,6 +96,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 {
             bail!("train config: batch_size must be at least 1");
+        }
+        if self.curve_every == 0 {
+            bail!("train config: curve_every must be at least 1");
         }
         let lr = self.schedule.base_lr();
         if !(lr > 0.0 && lr.is_finite()) {
@@ -283,7 +300,7 @@ const NOTE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 pub const CHECKPOINT_INTERVAL_S: f64 = 30.0;
 
 /// Trains `model` on `data`. With `eval = Some((x, y))` the accuracy on it is measured after
-/// every epoch. With `checkpoint = Some(stem)` a checkpoint is written after an epoch when
+/// every `cfg.curve_every`-th epoch and the last (every epoch by default). With `checkpoint = Some(stem)` a checkpoint is written after an epoch when
 /// [`CHECKPOINT_INTERVAL_S`] have passed since the last one, after the last epoch and at
 /// `cfg.stop_after`, and an existing one (same configuration) is resumed from. Stops with an
 /// error if the loss becomes NaN or infinite (checked every [`SYNC_EVERY`] steps).
@@ -472,7 +489,7 @@ struct EpochInputs<'a> {
     cfg: &'a TrainConfig,
     /// The adversary of adversarial training, if any.
     perturber: Option<&'a dyn BatchPerturber>,
-    /// The evaluation set, measured after every epoch.
+    /// The evaluation set, measured after every `cfg.curve_every`-th epoch and the last.
     eval: Option<(&'a Tensor, &'a Tensor)>,
     /// The checkpoint stem (named in a divergence error).
     checkpoint: Option<&'a Path>,
@@ -572,7 +589,11 @@ fn train_epoch(
     }
     let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.int64_value(&[]));
     pb.finish_and_clear();
-    let test_acc = run.eval.map(|(x, y)| crate::accuracy(model, x, y, 500));
+    let curve_due = epoch % run.cfg.curve_every == 0 || epoch == run.cfg.epochs;
+    let test_acc = run
+        .eval
+        .filter(|_| curve_due)
+        .map(|(x, y)| crate::accuracy(model, x, y, 500));
     let report = EpochMetrics {
         epoch,
         lr,

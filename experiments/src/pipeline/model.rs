@@ -234,7 +234,10 @@ impl Ctx {
     /// each model, each seed of a model, draws its own).
     fn training(&self, job: &ModelJob) -> (ModelSpec, TrainConfig, u64) {
         let seed = self.preset.stage_seed(&format!("train:{}", job.name));
-        (job.spec(), job.train.config(seed, self.progress), seed)
+        let mut cfg = job.train.config(seed, self.progress);
+        cfg.curve_every =
+            crate::preset::EvalSection::curve_every(self.curve_images(job), job.set.data.len());
+        (job.spec(), cfg, seed)
     }
 
     /// What `job`'s training stage keys on: its spec and configuration, its training section, its

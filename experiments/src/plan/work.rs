@@ -185,12 +185,19 @@ impl<'a> Builder<'a> {
             ),
             None => (step, format!("{e} ep x (fwd + bwd)")),
         };
-        // Per epoch: the images and the curve's test images; then the final training accuracy.
+        // Per epoch: the images, and the curve's test images every `every` epochs and after
+        // the last; then the final training accuracy.
+        let every = crate::preset::EvalSection::curve_every(curve, n);
+        let curves = e / every + usize::from(e % every != 0);
         let passes = per_image
             .scaled((n * e) as f64)
-            .plus(Passes::forward(curve * e))
+            .plus(Passes::forward(curve * curves))
             .plus(Passes::forward(n));
-        let words = format!("{words}; curve {curve} fwd/ep");
+        let words = if every == 1 {
+            format!("{words}; curve {curve} fwd/ep")
+        } else {
+            format!("{words}; curve {curve} fwd every {every} ep")
+        };
         self.push(
             format!("train:{name}"),
             "train",

@@ -247,6 +247,14 @@ fn default_square_queries() -> usize {
 /// forward passes (the curve's). Bounds the curve's overhead at ~10% of the pure step time.
 pub const CURVE_IMAGES_PER_TRAINING_IMAGE: f64 = 0.3;
 
+/// The most test images the curve measures per training image and epoch, on average over the
+/// epochs, as a fraction (numerator, denominator): a fifth. A curve image's forward pass costs a
+/// third to two fifths of a training image's step (measured on the CNN and the MLP, `cargo run
+/// --release -p nrf-models --example loop_overhead`), so the curve takes 5-8% of the pure step
+/// time and, with the loop's own ~3% (order, batching, sums), the per-epoch overhead stays below
+/// 10% ([`EvalSection::curve_every`]).
+pub const CURVE_IMAGES_PER_TRAINING_IMAGE_PER_EPOCH: (usize, usize) = (1, 5);
+
 impl EvalSection {
     /// Test images behind the per-epoch accuracy curve of a model trained on `train_n` images,
     /// out of `test_n`: `curve_n` (0: all `test_n`), at most
@@ -255,6 +263,19 @@ impl EvalSection {
     pub fn curve_images(&self, test_n: usize, train_n: usize) -> usize {
         let cap = (CURVE_IMAGES_PER_TRAINING_IMAGE * train_n as f64).ceil() as usize;
         self.curve_subset(test_n).min(cap).max(1)
+    }
+
+    /// Every how many epochs the curve of `curve_images` test images is measured for a model
+    /// trained on `train_n` images (and always after the last epoch): the fewest epochs that keep
+    /// it at [`CURVE_IMAGES_PER_TRAINING_IMAGE_PER_EPOCH`] (a fifth) test images per training
+    /// image and epoch, on average. 1 for every model on 10,000 images or more with the default
+    /// 2,000 (the Figure 2 / Table 1 models, C_std, C_rob); 2 for Figure 3's 3,000-image models
+    /// (900 images every other epoch) and the train-size extra's 1,000-image ones.
+    pub fn curve_every(curve_images: usize, train_n: usize) -> usize {
+        let per = CURVE_IMAGES_PER_TRAINING_IMAGE_PER_EPOCH;
+        (curve_images * per.1)
+            .div_ceil((train_n * per.0).max(1))
+            .max(1)
     }
 
     /// Size of the fixed curve subset out of `test_n` test images: `curve_n`, 0 = all of them.

@@ -644,6 +644,27 @@ fn the_curve_costs_at_most_a_tenth_of_an_epoch() {
     assert_eq!(e.curve_images(10_000, 10_000), 3000);
 }
 
+/// The curve is measured every epoch while it takes at most a fifth of a test image per
+/// training image, else every k-th epoch, the fewest that keep it at that on average.
+#[test]
+fn the_curve_of_a_small_training_set_skips_epochs() {
+    let every = EvalSection::curve_every;
+    // (curve images, training images) -> every how many epochs.
+    for ((curve, train_n), k) in [
+        ((2000, 60_000), 1), // C_std, C_rob
+        ((2000, 10_000), 1), // the Figure 2 / Table 1 fresh models: their keys are unchanged
+        ((2000, 9_999), 2),
+        ((2000, 6_667), 2),
+        ((900, 3_000), 2), // Figure 3, the D_det study
+        ((300, 1_000), 2), // the train-size extra
+        ((10_000, 10_000), 5),
+        ((1, 1), 5),
+        ((0, 0), 1),
+    ] {
+        assert_eq!(every(curve, train_n), k, "{curve} curve, {train_n} train");
+    }
+}
+
 /// Architecture sizes libtorch would abort on (negative, zero, absurd) and an APGD restart count
 /// that cannot be allocated are refused when the preset is read, naming the field.
 #[test]

@@ -233,6 +233,7 @@ impl TrainSection {
                 Augment::None
             },
             seed,
+            curve_every: 1,
             progress,
             stop_after: None,
         }

@@ -163,6 +163,68 @@ fn history_and_weights_equal_the_reference_loop() {
     }
 }
 
+/// With `curve_every = 2` the curve is measured after epochs 2, 4 and the last (5) only, and
+/// training is the same bits: the curve reads the model, nothing else.
+#[test]
+fn the_curve_every_other_epoch_skips_only_the_curve() {
+    let _rng = crate::rng_lock();
+    tch::set_num_threads(1);
+    let data = data(200);
+    let (x, y) = dataset_to_tensors(&data, Device::Cpu);
+    let spec = ModelSpec::new(Arch::FmnistCnn, [1, 10, 10], 3);
+    let every = TrainConfig {
+        epochs: 5,
+        batch_size: 32,
+        seed: 5,
+        ..TrainConfig::default()
+    };
+    let sparse = TrainConfig {
+        curve_every: 2,
+        ..every.clone()
+    };
+    let run = |cfg: &TrainConfig| {
+        let mut m = Model::new(&spec, Device::Cpu, 4).unwrap();
+        let h = train(&mut m, &data, cfg, None, Some((&x, &y)), None).unwrap();
+        (h, weights(&m))
+    };
+    let ((h1, w1), (h2, w2)) = (run(&every), run(&sparse));
+    assert!(w1 == w2, "weights differ");
+    let measured: Vec<usize> = h2
+        .iter()
+        .filter(|e| e.test_acc.is_some())
+        .map(|e| e.epoch)
+        .collect();
+    assert_eq!(measured, [2, 4, 5]);
+    for (a, b) in h1.iter().zip(&h2) {
+        assert_eq!(
+            (a.train_loss, a.train_acc, a.lr),
+            (b.train_loss, b.train_acc, b.lr)
+        );
+        if b.test_acc.is_some() {
+            assert_eq!(a.test_acc, b.test_acc, "epoch {}", a.epoch);
+        }
+    }
+    // Written into the configuration only when it is not every epoch.
+    let json = |c: &TrainConfig| serde_json::to_string(c).unwrap();
+    assert!(!json(&every).contains("curve_every"), "{}", json(&every));
+    assert!(
+        json(&sparse).contains("\"curve_every\":2"),
+        "{}",
+        json(&sparse)
+    );
+    let back: TrainConfig = serde_json::from_str(&json(&every)).unwrap();
+    assert_eq!(back.curve_every, 1);
+    let zero = TrainConfig {
+        curve_every: 0,
+        ..every
+    };
+    assert!(zero
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("curve_every"));
+}
+
 #[test]
 fn crop_flip_draws_and_copies_as_per_image_crops() {
     let _rng = crate::rng_lock();
