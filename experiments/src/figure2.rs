@@ -253,6 +253,11 @@ pub fn rep_config_of(preset: &crate::preset::Preset, stage: &str) -> RepMatchCon
         distance: r.distance,
         start: r.start,
         seed: preset.stage_seed(stage),
+        relu: if r.fake_relu {
+            nrf_models::RepRelu::Fake
+        } else {
+            nrf_models::RepRelu::Relu
+        },
     }
 }
 

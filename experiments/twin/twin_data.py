@@ -38,7 +38,7 @@ SECTION_REQUIRED = {
 }
 SECTION_DEFAULTS = {
     "eval": {"step_factor": 2.5, "linf_eps": [], "curve_n": 2000},
-    "rep_match": {"distance": "l2_squared", "start": "other_image"},
+    "rep_match": {"distance": "l2_squared", "start": "other_image", "fake_relu": True},
     "relabel": {"extra_eps": []},
 }
 
@@ -165,6 +165,9 @@ def preset_from_text(text, origin, overrides=()):
     if r["start"] not in ("other_image", "noise"):
         raise PresetError(f"preset {origin}: field `rep_match.start` must be other_image or "
                           f"noise; got {r['start']!r}")
+    if not isinstance(r["fake_relu"], bool):
+        raise PresetError(f"preset {origin}: field `rep_match.fake_relu` must be true or false; "
+                          f"got {r['fake_relu']!r}")
     _check_numbers(p, origin)
     p["_path"] = origin
     p["_overrides"] = list(overrides)

@@ -25,6 +25,25 @@ PROGRESS_EVERY_S = 30.0
 # Models (crates/models/src/arch.rs) and their initialisation
 # ---------------------------------------------------------------------------------------------
 
+class FakeReLU(torch.autograd.Function):
+    """ReLU forward, identity backward: the robustness library's FakeReLU, which its
+    representation inversion (`fake_relu=True`) puts at the end of g (nrf_models::RepRelu::Fake;
+    written here as the library writes it, not as nrf computes it)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output
+
+
+def rep_relu(h, fake_relu):
+    """The ReLU that ends g: FakeReLU when `fake_relu`, else F.relu."""
+    return FakeReLU.apply(h) if fake_relu else F.relu(h)
+
+
 class FmnistCnn(nn.Module):
     """conv3x3(C->16) - ReLU - conv3x3(16->32, s2) - ReLU - conv3x3(32->64, s2) - ReLU -
     fc(->256) - ReLU = g(x) - fc(256->K). With ``bf16`` (``model.precision = "bf16"``) the
@@ -42,16 +61,16 @@ class FmnistCnn(nn.Module):
         self.fc1 = nn.Linear(64 * h * w, 256)
         self.fc2 = nn.Linear(256, classes)
 
-    def forward(self, x):
+    def forward(self, x, fake_relu=False):
         if self.bf16:
             with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                logits, rep = self.layers(x)
+                logits, rep = self.layers(x, fake_relu)
             return logits.float(), rep.float()
-        return self.layers(x)
+        return self.layers(x, fake_relu)
 
-    def layers(self, x):
+    def layers(self, x, fake_relu=False):
         h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
-        rep = F.relu(self.fc1(h.flatten(1)))
+        rep = rep_relu(self.fc1(h.flatten(1)), fake_relu)
         return self.fc2(rep), rep
 
 
@@ -64,16 +83,18 @@ class Mlp(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         self.out = nn.Linear(dims[-1], classes)
 
-    def forward(self, x):
+    def forward(self, x, fake_relu=False):
         h = x.flatten(1)
-        for layer in self.layers:
-            h = F.relu(layer(h))
+        for i, layer in enumerate(self.layers):
+            last = i + 1 == len(self.layers)
+            h = rep_relu(layer(h), fake_relu) if last else F.relu(layer(h))
         return self.out(h), h
 
 
 class Classifier(nn.Module):
     """A network over images in [0, 1]: normalisation (x - mean) / std inside, as
-    nrf_models::Model (skipped when it is the identity). Returns (logits, g(x))."""
+    nrf_models::Model (skipped when it is the identity). Returns (logits, g(x)); with
+    `fake_relu` the ReLU that ends g passes gradients unchanged (FakeReLU)."""
 
     def __init__(self, net, mean, std):
         super().__init__()
@@ -82,10 +103,10 @@ class Classifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x):
+    def forward(self, x, fake_relu=False):
         if not self.identity:
             x = (x - self.mean) / self.std
-        return self.net(x)
+        return self.net(x, fake_relu=fake_relu)
 
 
 def tch_init_(module):
@@ -484,8 +505,8 @@ def build_rep_match(model, train_x, train_y, targets, starts, rep_match, label="
     """D_R / D_NR (repmatch::build): for each target x = train_x[targets[i]], start at
     x0 = train_x[starts[i]] (uniform noise when rep_match.start = "noise"; `starts` is then
     ignored) and take rep_match.steps normalised-gradient steps on -dist(g(z), g(x)), step
-    length cosine-decayed step_start -> step_end, clamped to [0, 1]; keep the last iterate and
-    the label of x. `targets`, `starts`: int64 tensors. Returns (images, labels, stats) with
+    length cosine-decayed step_start -> step_end, clamped to [0, 1], through FakeReLU at the
+    end of g unless rep_match.fake_relu is false; keep the last iterate and the label of x. `targets`, `starts`: int64 tensors. Returns (images, labels, stats) with
     stats a dict of per-example tensors init_rel_err, final_rel_err, dist_to_x, dist_to_x0."""
     r = rep_match
     imgs, stats = [], {k: [] for k in ("init_rel_err", "final_rel_err", "dist_to_x",
@@ -503,7 +524,8 @@ def build_rep_match(model, train_x, train_y, targets, starts, rep_match, label="
                     return rep_distance(model(z)[1], target_rep, "l2_relative")
 
             def objective(z):
-                return -rep_distance(model(z)[1], target_rep, r["distance"])
+                rep = model(z, fake_relu=r.get("fake_relu", True))[1]
+                return -rep_distance(rep, target_rep, r["distance"])
 
             init = rel(x0)
             z = pgd(objective, Box(), x0, x0, r["steps"],

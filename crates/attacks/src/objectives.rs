@@ -3,7 +3,7 @@
 //! Each constructor returns a closure `x -> [N]` that runs the model in evaluation mode
 //! (`train = false`). Objectives to be minimised are returned negated.
 
-use nrf_models::Classifier;
+use nrf_models::{Classifier, RepRelu};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
@@ -80,16 +80,20 @@ pub fn rep_distance(rep: &Tensor, target: &Tensor, distance: Distance) -> Tensor
 }
 
 /// Representation-matching objective: `−distance(g(x), target_rep)` per example, so PGD
-/// maximising it drives the representation `g(x)` towards `target_rep` (shape `[N, d]`).
+/// maximising it drives the representation `g(x)` towards `target_rep` (shape `[N, d]`), the
+/// gradient passing `g`'s last ReLU as `relu` says: [`RepRelu::Fake`] is the paper's inversion
+/// (the robustness library's `fake_relu=True`), for a model that has it
+/// ([`Classifier::has_fake_relu`]; another computes its own ReLU).
 ///
 /// D_R / D_NR are `pgd(&Unconstrained, x0, x0, cfg, &mut rep_match(model, &g_x, ...), None)`.
 pub fn rep_match<'a>(
     model: &'a dyn Classifier,
     target_rep: &'a Tensor,
     distance: Distance,
+    relu: RepRelu,
 ) -> impl FnMut(&Tensor) -> Tensor + 'a {
     move |x: &Tensor| {
-        let (_, rep) = model.forward_rep(x, false);
+        let (_, rep) = model.forward_rep_with(x, false, relu);
         -rep_distance(&rep, target_rep, distance)
     }
 }

@@ -298,7 +298,7 @@ fn rep_match_with_unconstrained_pulls_representations_together() {
             &x0,
             &x0,
             &cfg,
-            &mut rep_match(&model, &target, dist),
+            &mut rep_match(&model, &target, dist, nrf_models::RepRelu::Relu),
             None,
         )
         .unwrap();

@@ -242,7 +242,12 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
     let target_rep = tch::no_grad(|| model.forward_rep(&x, false).1);
     let cfg = PgdConfig::new(5, 0.5).with_use_best(false);
     let whole = {
-        let mut obj = nrf_attacks::rep_match(&model, &target_rep, nrf_attacks::Distance::L2Squared);
+        let mut obj = nrf_attacks::rep_match(
+            &model,
+            &target_rep,
+            nrf_attacks::Distance::L2Squared,
+            nrf_models::RepRelu::Relu,
+        );
         nrf_attacks::pgd(&Unconstrained, &x0, &x0, &cfg, &mut obj, None).unwrap()
     };
     for workers in [1, 3] {
@@ -252,7 +257,12 @@ fn pgd_by_rows_equals_one_call_on_all_rows() {
             [&x0, &target_rep],
             workers,
             |m, [x0b, tb]| {
-                let mut obj = nrf_attacks::rep_match(m, &tb, nrf_attacks::Distance::L2Squared);
+                let mut obj = nrf_attacks::rep_match(
+                    m,
+                    &tb,
+                    nrf_attacks::Distance::L2Squared,
+                    nrf_models::RepRelu::Relu,
+                );
                 nrf_attacks::pgd(&Unconstrained, &x0b, &x0b, &cfg, &mut obj, None)
             },
         )

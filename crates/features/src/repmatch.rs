@@ -9,7 +9,7 @@ use nrf_attacks::{
     per_example_norm, pgd, pgd_by_rows, rep_distance, rep_match, Distance, PgdConfig, StepSize,
     Unconstrained,
 };
-use nrf_models::{images_to_tensor, Classifier};
+use nrf_models::{images_to_tensor, Classifier, RepRelu};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,16 @@ pub struct RepMatchConfig {
     pub start: StartMode,
     /// Seed of the start-image choice.
     pub seed: u64,
+    /// How the gradient passes the ReLU that ends g: [`RepRelu::Fake`] is the paper's
+    /// inversion (the robustness library's `fake_relu=True`). Written into the configuration
+    /// (and so into the keys built from it) only when it is FakeReLU: a set built with the plain
+    /// ReLU keeps the key it had before this field existed.
+    #[serde(default, skip_serializing_if = "is_plain_relu")]
+    pub relu: RepRelu,
+}
+
+fn is_plain_relu(r: &RepRelu) -> bool {
+    *r == RepRelu::Relu
 }
 
 /// Per-example statistics, in the column order of the stored `stats` tensor.
@@ -111,6 +121,13 @@ pub fn build(
             data.len()
         );
     }
+    if cfg.relu == RepRelu::Fake && !model.has_fake_relu() {
+        tracing::warn!(
+            "representation matching: the model computes its own ReLUs (a TorchScript model), so \
+             the paper's FakeReLU cannot be applied at the end of its representation: units dead \
+             at an iterate get no gradient towards their targets"
+        );
+    }
     let starts = choose_starts(targets, data.len(), cfg.seed);
     let pgd_cfg = PgdConfig::new(cfg.steps, cfg.step_start)
         .with_step_size(StepSize::Cosine {
@@ -144,7 +161,7 @@ pub fn build(
         // In blocks of rows (faster on the CPU, on as many cores as the stage has threads; the
         // same images bit for bit).
         let res = pgd_by_rows(&pgd_cfg, model, [&x0, &target_rep], |m, [x0b, tb]| {
-            let mut obj = rep_match(m, &tb, cfg.distance);
+            let mut obj = rep_match(m, &tb, cfg.distance, cfg.relu);
             pgd(&Unconstrained, &x0b, &x0b, &pgd_cfg, &mut obj, None)
         })?;
         let z = res.x;

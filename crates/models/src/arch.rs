@@ -182,10 +182,42 @@ fn uniform(bound: f64) -> nn::Init {
     }
 }
 
+/// How gradients pass the ReLU that ends the representation `g(x)` (for a ResNet the last
+/// block's, for a DenseNet the one after its final batch norm).
+///
+/// The paper's code inverts representations (D_R, D_NR) with the robustness library's
+/// `fake_relu=True`: that ReLU computes `max(h, 0)` forward and passes the gradient unchanged
+/// backward, so that a unit dead at the current image (`h < 0`) still pulls towards a target
+/// that is positive there ("otherwise maximizing a ReLU which is dead is impossible"). The
+/// forward values are the same bits either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RepRelu {
+    /// The ReLU's own gradient (zero where `h < 0`): every forward pass but an inversion's.
+    #[default]
+    Relu,
+    /// FakeReLU: ReLU forward, identity backward.
+    Fake,
+}
+
+impl RepRelu {
+    /// The ReLU of `h` with this gradient: `h + (relu(h) - h).detach()` for [`RepRelu::Fake`],
+    /// whose value is `relu(h)` exactly (`h + (-h)` is 0 and `h + 0` is `h` in floating point).
+    pub fn apply(self, h: &Tensor) -> Tensor {
+        match self {
+            RepRelu::Relu => h.relu(),
+            RepRelu::Fake => h + (h.relu() - h).detach(),
+        }
+    }
+}
+
 /// A network body: `(logits, representation)` from *normalised* input.
 pub trait Net: Send {
+    /// Forward pass, the ReLU that ends the representation passing gradients as `relu` says.
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor);
     /// Forward pass.
-    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor);
+    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        self.forward_rep_with(x, train, RepRelu::Relu)
+    }
 }
 
 /// A 2-d convolution and the stride and padding its forward pass uses (tch keeps them private).
@@ -439,11 +471,11 @@ impl Net for FmnistCnn {
     /// same tensors (the test below holds it to the bit). With `compute` every layer computes in
     /// that kind: its input, weights and bias cast on the way in (autograd through the casts),
     /// logits and representation returned in f32.
-    fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
+    fn forward_rep_with(&self, x: &Tensor, _train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let c = self.compute;
         let h = c.conv(x, &self.c1).relu();
         let h = c.conv(&c.conv(&h, &self.c2).relu(), &self.c3).relu();
-        let rep = c.linear(&h.flatten(1, -1), &self.fc1).relu();
+        let rep = relu.apply(&c.linear(&h.flatten(1, -1), &self.fc1));
         let logits = c.linear(&rep, &self.fc2);
         (c.output(logits), c.output(rep))
     }
@@ -471,10 +503,16 @@ impl Mlp {
 }
 
 impl Net for Mlp {
-    fn forward_rep(&self, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
+    fn forward_rep_with(&self, x: &Tensor, _train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let mut h = x.flatten(1, -1);
-        for l in &self.layers {
-            h = h.apply(l).relu();
+        let last = self.layers.len();
+        for (i, l) in self.layers.iter().enumerate() {
+            h = h.apply(l);
+            h = if i + 1 == last {
+                relu.apply(&h)
+            } else {
+                h.relu()
+            };
         }
         (h.apply(&self.out), h)
     }
@@ -486,7 +524,8 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, train: bool, c: Compute) -> Tensor {
+    /// The block's output, its final ReLU as `relu` says.
+    fn forward(&self, x: &Tensor, train: bool, c: Compute, relu: RepRelu) -> Tensor {
         let mut h = x.shallow_clone();
         let n = self.convs.len();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
@@ -499,7 +538,7 @@ impl Block {
             Some((conv, bn)) => c.conv(x, conv).apply_t(bn, train),
             None => x.shallow_clone(),
         };
-        (h + s).relu()
+        relu.apply(&(h + s))
     }
 }
 
@@ -587,14 +626,17 @@ impl ResNet {
 }
 
 impl Net for ResNet {
-    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+    /// The representation's ReLU is the last block's (the robustness library's `fake_relu`).
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let c = self.compute;
         let mut h = c.conv(x, &self.stem.0).apply_t(&self.stem.1, train).relu();
         if self.imagenet_stem {
             h = h.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
-        for b in &self.blocks {
-            h = b.forward(&h, train, c);
+        let last = self.blocks.len();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let r = if i + 1 == last { relu } else { RepRelu::Relu };
+            h = b.forward(&h, train, c, r);
         }
         let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
         let logits = c.linear(&rep, &self.fc);
@@ -644,12 +686,25 @@ impl Vgg {
 }
 
 impl Net for Vgg {
-    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+    /// The representation's ReLU is the last convolution's (the robustness library's VGG has no
+    /// `fake_relu`; this is the same rule as its ResNets').
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let c = self.compute;
         let mut h = x.shallow_clone();
-        for l in &self.layers {
+        let last_conv = self
+            .layers
+            .iter()
+            .rposition(|l| matches!(l, VggLayer::Conv(_)));
+        for (i, l) in self.layers.iter().enumerate() {
             h = match l {
-                VggLayer::Conv(cb) => c.conv(&h, &cb.0).apply_t(&cb.1, train).relu(),
+                VggLayer::Conv(cb) => {
+                    let h = c.conv(&h, &cb.0).apply_t(&cb.1, train);
+                    if Some(i) == last_conv {
+                        relu.apply(&h)
+                    } else {
+                        h.relu()
+                    }
+                }
                 VggLayer::Pool => h.max_pool2d_default(2),
             };
         }
@@ -711,7 +766,9 @@ impl DenseNet {
 }
 
 impl Net for DenseNet {
-    fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+    /// The representation's ReLU is the one after the final batch norm (as the robustness
+    /// library's DenseNet applies `fake_relu`).
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let mut h = x.apply(&self.stem.m);
         for (b, layers) in self.blocks.iter().enumerate() {
             for l in layers {
@@ -731,9 +788,8 @@ impl Net for DenseNet {
                 }
             }
         }
-        let rep = h
-            .apply_t(&self.bn, train)
-            .relu()
+        let rep = relu
+            .apply(&h.apply_t(&self.bn, train))
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1);
         (rep.apply(&self.fc), rep)
@@ -887,5 +943,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// FakeReLU (the paper's inversion) changes only the representation's gradient: for every
+    /// architecture the logits and g(x) are the same bits as the plain ReLU's, in both modes;
+    /// and the input gradient of g differs where units are dead, which the plain ReLU's cannot
+    /// see. For the MLP, whose g is one linear layer and a ReLU, the gradient through FakeReLU is
+    /// exactly the linear layer's: d(v . g(x))/dx = W^T v at every x, dead units included.
+    #[test]
+    fn fake_relu_changes_the_gradient_of_g_and_nothing_else() {
+        use crate::{Classifier, Model, ModelSpec};
+        let _rng = crate::rng_lock();
+        for arch in crate::small_archs() {
+            let spec = ModelSpec::new(arch.clone(), [3, 32, 32], 10);
+            let model = Model::new(&spec, tch::Device::Cpu, 3).unwrap();
+            let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, tch::Device::Cpu));
+            for train in [false, true] {
+                let (l1, r1) = tch::no_grad(|| model.forward_rep(&x, train));
+                let (l2, r2) = tch::no_grad(|| model.forward_rep_with(&x, train, RepRelu::Fake));
+                assert!(l1.equal(&l2) && r1.equal(&r2), "{arch:?}: outputs differ");
+            }
+            let grad = |relu: RepRelu| {
+                let xg = x.copy().set_requires_grad(true);
+                let (_, rep) = model.forward_rep_with(&xg, false, relu);
+                // A target above every unit: a dead unit would want to rise.
+                let loss = (rep - 1.0).square().sum(Kind::Float);
+                Tensor::run_backward(&[loss], &[&xg], false, false)
+                    .pop()
+                    .unwrap()
+            };
+            let (g_relu, g_fake) = (grad(RepRelu::Relu), grad(RepRelu::Fake));
+            let dead = tch::no_grad(|| model.forward_rep(&x, false).1.eq(0.0).any());
+            if bool::try_from(dead).unwrap() {
+                assert!(!g_relu.allclose(&g_fake, 1e-6, 1e-7, false), "{arch:?}");
+            }
+        }
+        // The MLP: g = fake_relu(W x + b), so d(v . g)/dx = W^T v exactly.
+        let spec = ModelSpec::new(Arch::Mlp { hidden: vec![16] }, [1, 4, 4], 3);
+        let model = Model::new(&spec, tch::Device::Cpu, 5).unwrap();
+        let w = model
+            .vs
+            .variables()
+            .into_iter()
+            .find(|(n, _)| n.ends_with("fc0.weight"))
+            .expect("the MLP's first layer")
+            .1;
+        let x = Tensor::rand([2, 1, 4, 4], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let v = Tensor::randn([2, 16], (Kind::Float, tch::Device::Cpu));
+        let (_, rep) = model.forward_rep_with(&x, false, RepRelu::Fake);
+        assert!(
+            bool::try_from(rep.eq(0.0).any()).unwrap(),
+            "no dead unit to test"
+        );
+        let loss = (rep * &v).sum(Kind::Float);
+        let g = Tensor::run_backward(&[loss], &[&x], false, false)
+            .pop()
+            .unwrap()
+            .view([2, 16]);
+        let want = v.matmul(&w);
+        assert!(g.allclose(&want, 1e-5, 1e-6, false), "{g} vs {want}");
     }
 }

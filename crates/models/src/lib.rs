@@ -25,7 +25,7 @@ pub mod runtime;
 pub mod torchscript;
 pub mod train;
 
-pub use arch::{Arch, Init, Precision};
+pub use arch::{Arch, Init, Precision, RepRelu};
 pub use checkpoint::{load_model, save_model};
 pub use optim::{LrSchedule, Sgd};
 pub use torchscript::{RepSource, TorchScriptClassifier};
@@ -41,6 +41,19 @@ use tch::{nn, Device, Kind, Tensor};
 pub trait Classifier {
     /// Returns `(logits [N, classes], representation g(x) [N, d])`.
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor);
+    /// [`Classifier::forward_rep`] with the ReLU that ends `g(x)` passing gradients as `relu`
+    /// says ([`RepRelu`], the paper's FakeReLU for inverting representations). The default
+    /// cannot reach inside the model and computes [`Classifier::forward_rep`] whatever `relu`
+    /// is; [`Classifier::has_fake_relu`] says which one a classifier does.
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
+        let _ = relu;
+        self.forward_rep(x, train)
+    }
+    /// Whether [`Classifier::forward_rep_with`] applies [`RepRelu::Fake`] (false by default: a
+    /// TorchScript model's ReLUs are its own).
+    fn has_fake_relu(&self) -> bool {
+        false
+    }
     /// Logits only.
     fn logits(&self, x: &Tensor, train: bool) -> Tensor {
         self.forward_rep(x, train).0
@@ -262,6 +275,9 @@ impl Model {
 
 impl Classifier for Model {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        self.forward_rep_with(x, train, RepRelu::Relu)
+    }
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let x = if x.dim() == 4 {
             x.shallow_clone()
         } else {
@@ -277,9 +293,12 @@ impl Classifier for Model {
             cl => cl.apply(&x),
         };
         match &self.norm {
-            Some((mean, std)) => self.net.forward_rep(&((x - mean) / std), train),
-            None => self.net.forward_rep(&x, train),
+            Some((mean, std)) => self.net.forward_rep_with(&((x - mean) / std), train, relu),
+            None => self.net.forward_rep_with(&x, train, relu),
         }
+    }
+    fn has_fake_relu(&self) -> bool {
+        true
     }
     fn num_classes(&self) -> i64 {
         self.spec.num_classes

@@ -127,7 +127,12 @@ impl Steps {
                 end: REP_STEPS.1,
             })
             .with_use_best(false);
-        let mut obj = rep_match(&self.attack_model, &self.target_rep, Distance::L2Squared);
+        let mut obj = rep_match(
+            &self.attack_model,
+            &self.target_rep,
+            Distance::L2Squared,
+            nrf_models::RepRelu::Relu,
+        );
         pgd(&Unconstrained, &self.x0, &self.x0, &cfg, &mut obj, None)
     }
 

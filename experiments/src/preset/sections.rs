@@ -388,6 +388,12 @@ pub struct RepMatchSection {
     /// "other_image" (the default) or "noise".
     #[serde(default = "default_start")]
     pub start: StartMode,
+    /// The paper's FakeReLU at the end of g (its code inverts representations with the
+    /// robustness library's `fake_relu=True`: ReLU forward, identity backward, so that a unit
+    /// dead at the current image still moves towards its target): true (the default); false
+    /// back-propagates through the plain ReLU (nrf before session 40, the same keys).
+    #[serde(default = "yes")]
+    pub fake_relu: bool,
 }
 
 /// [`Distance`] as preset files spell it (its own serde spelling, "L2Squared", is in the cache

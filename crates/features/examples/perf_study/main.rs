@@ -288,7 +288,12 @@ fn run_match(
             let cfg = PgdConfig::new(steps, start)
                 .with_step_size(StepSize::Cosine { start, end })
                 .with_use_best(false);
-            let mut obj = rep_match(model, target_rep, Distance::L2Squared);
+            let mut obj = rep_match(
+                model,
+                target_rep,
+                Distance::L2Squared,
+                nrf_models::RepRelu::Relu,
+            );
             Ok(pgd(&Unconstrained, x0, x0, &cfg, &mut obj, None)?.x)
         }
         Optimiser::Adam { lr } => {

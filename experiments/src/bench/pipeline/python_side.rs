@@ -97,6 +97,7 @@ impl PyStages {
                 serde_json::json!({"n": inp.rep_targets.len(), "section": {
                     "steps": r.steps, "step_start": r.step_start, "step_end": r.step_end,
                     "batch_size": r.batch_size, "distance": "l2_squared", "start": "other_image",
+                    "fake_relu": r.relu == nrf_models::RepRelu::Fake,
                 }})
             }
             Stage::Relabel => serde_json::json!({

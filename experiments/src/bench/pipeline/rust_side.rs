@@ -147,6 +147,7 @@ impl Inputs {
             distance: nrf_attacks::Distance::L2Squared,
             start: StartMode::OtherImage,
             seed: SEED,
+            relu: nrf_models::RepRelu::Fake,
         }
     }
 
