@@ -128,9 +128,10 @@ pub fn construct_rep(
 ) -> Result<String> {
     let targets: Vec<usize> = subset[..ctx.preset.rep_match.n.min(subset.len())].to_vec();
     let inputs = (source_key, cfg, &targets);
-    let (_, key) = ctx.stage(&format!("construct:{name}"), &inputs, |ctx, work| {
+    let (info, key) = ctx.stage(&format!("construct:{name}"), &inputs, |ctx, work| {
         rep_stage(ctx, work, name, source, &targets, cfg)
     })?;
+    ctx.write_dataset_info(&info)?;
     Ok(key)
 }
 
@@ -172,7 +173,6 @@ fn rep_stage(
     if let Some(p) = provenance {
         stored.metadata.extra.insert("source_model".into(), p);
     }
-    let grid = crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
     let info = ConstructedInfo {
         name: name.into(),
         method: method.into(),
@@ -186,11 +186,14 @@ fn rep_stage(
         final_rel_err: Some(s.final_rel_err),
         mean_dist_to_x: Some(s.mean_dist_to_x),
         mean_dist_to_x0: Some(s.mean_dist_to_x0),
-        grid,
+        grid: Some(crate::grids::grid_path(name)),
         file: Some(format!("data/{name}.safetensors")),
         wall_s: t0.elapsed().as_secs_f64(),
     };
     ctx.store_constructed(&stored, &info)?;
+    // Drawn once the data are stored: a build that fails before that leaves the grid of
+    // the set there is (its record still valid) as it was.
+    crate::grids::rep_grid(ctx, name, &stored, &out.start_indices)?;
     Ok(info)
 }
 

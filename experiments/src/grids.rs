@@ -18,6 +18,11 @@ fn scale(shape: [usize; 3]) -> u32 {
     (96 / shape[1].max(1)).clamp(1, 4) as u32
 }
 
+/// Where the grid of constructed set `name` goes, relative to the results folder.
+pub fn grid_path(name: &str) -> String {
+    format!("grids/{name}.png")
+}
+
 /// Rows of (x0 start, x_r result, x target) for D_R / D_NR; returns the grid's relative path.
 pub fn rep_grid(
     ctx: &Ctx,
@@ -50,7 +55,7 @@ pub fn rep_grid(
             }
         })
         .collect();
-    let rel = format!("grids/{name}.png");
+    let rel = grid_path(name);
     image_grid(ctx.path(&rel), &rows, d.shape, scale(d.shape))?;
     Ok(Some(rel))
 }
@@ -76,7 +81,7 @@ pub fn relabel_grid(ctx: &Ctx, name: &str, ds: &ConstructedDataset) -> Result<Op
             }
         })
         .collect();
-    let rel = format!("grids/{name}.png");
+    let rel = grid_path(name);
     image_grid(ctx.path(&rel), &rows, d.shape, scale(d.shape))?;
     Ok(Some(rel))
 }

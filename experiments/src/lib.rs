@@ -116,6 +116,17 @@ fn reproduce_in(
     } else {
         vec!["the run stopped early: see the failed stage".into()]
     };
+    if outcome.is_ok() {
+        let moved = ctx.cache.set_aside_stale()?;
+        if !moved.is_empty() {
+            tracing::warn!(
+                "{} result file(s) of an earlier configuration of this folder moved to stale/ \
+                 (this run has no such model, set or section): {}",
+                moved.len(),
+                moved.join(", ")
+            );
+        }
+    }
     ctx.cache.finish(missing)?;
     let report = nrf_report::write_report(&ctx.cache.results);
     outcome?;

@@ -102,7 +102,10 @@ pub(crate) struct Ran<'a> {
 }
 
 /// Writes the record of a finished stage (atomically), with the SHA-256 of `files` and its own.
-pub(crate) fn write<T: Serialize>(
+/// Fails, naming the record, when the output would not read back (JSON writes a NaN or infinite
+/// number as `null`): such a record would be refused by every later run, which would then run
+/// the stage again each time.
+pub(crate) fn write<T: Serialize + DeserializeOwned>(
     results: &Path,
     record_path: &Path,
     key: &str,
@@ -111,6 +114,14 @@ pub(crate) fn write<T: Serialize>(
     files: &[PathBuf],
     outputs: &Outputs,
 ) -> Result<()> {
+    let value = serde_json::to_value(output)?;
+    if let Err(e) = serde_json::from_value::<T>(value) {
+        anyhow::bail!(
+            "{}: the stage's result cannot be recorded, it would not read back ({e}): a NaN or \
+             infinite number where a number belongs",
+            record_path.display()
+        );
+    }
     let mut sums = BTreeMap::new();
     for f in files {
         let sha = sha256_file(f)?;

@@ -127,7 +127,6 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
         if let Some(p) = provenance {
             stored.metadata.extra.insert("source_model".into(), p);
         }
-        let grid = crate::grids::relabel_grid(ctx, name, &stored)?;
         let info = ConstructedInfo {
             name: name.into(),
             method: method.into(),
@@ -141,19 +140,23 @@ pub fn construct_spec(ctx: &mut Ctx, spec: &RelabelSpec, indices: &[usize]) -> R
             final_rel_err: None,
             mean_dist_to_x: Some(s.mean_dist_to_x),
             mean_dist_to_x0: None,
-            grid,
+            grid: Some(crate::grids::grid_path(name)),
             file: Some(format!("data/{name}.safetensors")),
             wall_s: t0.elapsed().as_secs_f64(),
         };
         ctx.store_constructed(&stored, &info)?;
+        // Drawn once the data are stored: a build that fails before that leaves the grid of
+        // the set there is (its record still valid) as it was.
+        crate::grids::relabel_grid(ctx, name, &stored)?;
         Ok(info)
     };
-    let (_, key) = if attack.is_paper() && spec.source == "C_std" {
+    let (info, key) = if attack.is_paper() && spec.source == "C_std" {
         ctx.stage(&stage, &(&spec.source_key, &cfg, &indices), build_stage)?
     } else {
         let inputs = (&spec.source, &spec.source_key, &cfg, &indices, &attack);
         ctx.stage(&stage, &inputs, build_stage)?
     };
+    ctx.write_dataset_info(&info)?;
     Ok(key)
 }
 

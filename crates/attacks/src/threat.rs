@@ -108,7 +108,10 @@ impl L2 {
 }
 
 impl ThreatModel for L2 {
-    /// Uniform in the ball: a Gaussian direction and radius `eps · U^(1/d)`.
+    /// Uniform in the ball: a Gaussian direction and radius `eps · U^(1/d)`. The robustness
+    /// library's `L2Step.random_perturb` renormalises uniform noise to length `eps`, a point on
+    /// the sphere: the two differ by the radius alone, by `eps / (d + 1)` on average (0.13% of
+    /// `eps` for 784 pixels, 0.03% for 3,072).
     fn random_start(&self, center: &Tensor) -> Tensor {
         let shape = per_example_shape(center);
         let d = flat(center).size()[1] as f64;

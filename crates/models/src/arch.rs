@@ -102,7 +102,11 @@ pub const MAX_BLOCK_LAYERS: i64 = 128;
 pub enum Init {
     /// PyTorch's defaults (`reset_parameters` of each layer in torch 2.x): Conv2d and Linear
     /// weights `kaiming_uniform_(a = sqrt(5))`, i.e. uniform in +-1/sqrt(fan_in), biases uniform
-    /// in +-1/sqrt(fan_in); BatchNorm weight 1, bias 0.
+    /// in +-1/sqrt(fan_in); BatchNorm weight 1, bias 0. Where the paper's code overrides them in
+    /// the architecture's `__init__`, as it does: the ImageNet ResNet-50's convolution weights
+    /// are `kaiming_normal_(mode="fan_out", nonlinearity="relu")`, normal with std
+    /// sqrt(2 / (out channels x k x k)) (torchvision's ResNet, copied by the robustness
+    /// library); its CIFAR ResNets, VGG and DenseNet keep the layer defaults.
     #[default]
     Pytorch,
     /// tch 0.26's defaults: conv and linear weights Kaiming-uniform with the ReLU gain (uniform in
@@ -293,6 +297,7 @@ pub fn build(
         &Layers {
             path: p,
             init: Some(init),
+            fan_out_convs: false,
             precision,
         },
         arch,
@@ -314,6 +319,7 @@ pub(crate) fn build_placeholder(
         &Layers {
             path: p,
             init: None,
+            fan_out_convs: false,
             precision,
         },
         arch,
@@ -345,7 +351,10 @@ fn build_layers(p: &Layers, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Bo
             false,
         )),
         Arch::ResNet50ImageNet { width } => Box::new(ResNet::new(
-            p,
+            &Layers {
+                fan_out_convs: true,
+                ..*p
+            },
             in_shape[0],
             *width,
             true,
@@ -361,9 +370,15 @@ fn build_layers(p: &Layers, arch: &Arch, in_shape: [i64; 3], classes: i64) -> Bo
 }
 
 /// Where layers are created, and how their weights are drawn (`None`: all 0, nothing drawn).
+#[derive(Clone, Copy)]
 struct Layers<'a> {
     path: &'a nn::Path<'a>,
     init: Option<Init>,
+    /// Under [`Init::Pytorch`], convolution weights as the architecture's own reference
+    /// `__init__` draws them, `kaiming_normal_(mode="fan_out", nonlinearity="relu")`: the ImageNet
+    /// ResNet-50 (torchvision's, which the robustness library's `imagenet_models/resnet.py`
+    /// copies). False: PyTorch's `Conv2d` default.
+    fan_out_convs: bool,
     /// The arithmetic of the network built ([`Precision::supports`] says which can be bf16).
     precision: Precision,
 }
@@ -393,7 +408,14 @@ impl Layers<'_> {
         match self.init {
             Some(Init::Pytorch) => {
                 let bound = pytorch_bound(cin * k * k);
-                cfg.ws_init = uniform(bound);
+                cfg.ws_init = if self.fan_out_convs {
+                    nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: (2.0 / (cout * k * k) as f64).sqrt(),
+                    }
+                } else {
+                    uniform(bound)
+                };
                 cfg.bs_init = uniform(bound);
             }
             Some(Init::Tch) => {}
@@ -808,6 +830,7 @@ mod tests {
         let l = Layers {
             path: &vs.root(),
             init: Some(Init::Pytorch),
+            fan_out_convs: false,
             precision: Precision::F32,
         };
         let net = FmnistCnn::new(&l, [1, 28, 28], 10);
@@ -889,6 +912,7 @@ mod tests {
             let l = Layers {
                 path: &vs.root(),
                 init: Some(Init::Pytorch),
+                fan_out_convs: false,
                 precision: Precision::F32,
             };
             let net = build(&l);
@@ -911,6 +935,7 @@ mod tests {
                 let l = Layers {
                     path: &vs.root(),
                     init: Some(Init::Pytorch),
+                    fan_out_convs: false,
                     precision,
                 };
                 let net = build_layers(&l, &arch, [1, 28, 28], 10);

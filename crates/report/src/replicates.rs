@@ -702,15 +702,33 @@ impl Replicates {
             if !problems.is_empty() {
                 bail!("keeping run {}: {}", r.seed, problems.join("; "));
             }
+            // Into a fresh folder beside `seed-K`, which then replaces it whole: a copy
+            // killed half-way leaves the old copy (or none), never run.json of one run beside
+            // the models of another, and files the run no longer has do not stay.
+            let tmp = kept.join(format!(".seed-{}.tmp-{}", r.seed, std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
             for f in files {
                 let from = src.join(&f);
                 let bytes = std::fs::read(&from).with_context(|| {
                     format!("keeping run {}: reading {}", r.seed, from.display())
                 })?;
-                atomic_write(dst.join(&f), &bytes).with_context(|| {
-                    format!("keeping run {}: writing {}", r.seed, dst.join(&f).display())
+                atomic_write(tmp.join(&f), &bytes).with_context(|| {
+                    format!("keeping run {}: writing {}", r.seed, tmp.join(&f).display())
                 })?;
             }
+            if dst.exists() {
+                std::fs::remove_dir_all(&dst).with_context(|| {
+                    format!("keeping run {}: removing the old {}", r.seed, dst.display())
+                })?;
+            }
+            std::fs::rename(&tmp, &dst).with_context(|| {
+                format!(
+                    "keeping run {}: moving {} to {}",
+                    r.seed,
+                    tmp.display(),
+                    dst.display()
+                )
+            })?;
         }
         Ok(())
     }

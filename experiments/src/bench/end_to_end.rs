@@ -363,7 +363,9 @@ pub fn run(args: &EndToEndArgs, out: &Path) -> Result<EndToEndReport> {
     });
     let kept = out.with_extension("comparison.md");
     if agreement.is_some() {
-        std::fs::copy(last.1.join("comparison.md"), &kept)
+        let text = std::fs::read(last.1.join("comparison.md"))
+            .with_context(|| format!("reading {}", last.1.join("comparison.md").display()))?;
+        nrf_data::store::write_atomic(&kept, &text)
             .with_context(|| format!("keeping the comparison as {}", kept.display()))?;
         notes.push(format!(
             "the last pair's comparison, row by row: {}",

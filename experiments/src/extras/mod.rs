@@ -39,7 +39,7 @@ use crate::pipeline::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use crate::preset::IndependentModel;
 use crate::workers::Job;
 use anyhow::{bail, Context, Result};
-use nrf_data::store::{read_json, write_json_atomic, ConstructedDataset};
+use nrf_data::store::{read_json, ConstructedDataset};
 use nrf_data::Dataset;
 use nrf_models::{Arch, Classifier, Model};
 use nrf_results::ModelKind;
@@ -278,7 +278,8 @@ pub fn arch_slug(arch: &Arch) -> String {
 
 /// Writes `sections/<id>.json` atomically.
 pub fn write_section(ctx: &Ctx, section: &Section) -> Result<()> {
-    write_json_atomic(ctx.path(&format!("sections/{}.json", section.id)), section)?;
+    ctx.cache
+        .write_result(&format!("sections/{}.json", section.id), section)?;
     tracing::info!(
         "section {}: {} ({})",
         section.id,

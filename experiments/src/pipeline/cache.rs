@@ -26,8 +26,15 @@ pub struct StageCache {
     overrides: Vec<String>,
     started: Instant,
     /// The files the running stages write, for their records ([`records`]).
-    pub(super) outputs: records::Outputs,
+    pub(crate) outputs: records::Outputs,
+    /// The result files (`models/`, `datasets/`, `sections/`) this pass wrote
+    /// ([`StageCache::write_result`]): the others are an earlier configuration's
+    /// ([`StageCache::set_aside_stale`]).
+    written: std::cell::RefCell<std::collections::BTreeSet<PathBuf>>,
 }
+
+/// The folders of a results folder whose JSON files the report reads as this run's results.
+pub const RESULT_FOLDERS: [&str; 3] = ["models", "datasets", "sections"];
 
 /// A stage [`StageCache::open`]ed.
 pub enum Opened<T> {
@@ -74,7 +81,54 @@ impl StageCache {
             overrides,
             started: Instant::now(),
             outputs: records::Outputs::default(),
+            written: Default::default(),
         }
+    }
+
+    /// Writes the result file `rel` (under one of `RESULT_FOLDERS`) atomically as JSON and
+    /// notes it as this pass's.
+    pub fn write_result(&self, rel: &str, value: &impl serde::Serialize) -> Result<()> {
+        let path = self.path(rel);
+        write_json_atomic(&path, value)?;
+        self.written.borrow_mut().insert(path);
+        Ok(())
+    }
+
+    /// After a whole run (every stage met, none failed): moves the JSON files of
+    /// `RESULT_FOLDERS` that this pass did not write to `stale/<folder>/`, so that the report
+    /// and `nrf combine` read only this configuration's results (a model, set or section an
+    /// earlier configuration of the folder had and this one has not, such as an extra switched
+    /// off, was read as this run's before). Returns the files moved, relative to the results
+    /// folder. A shard job or a deferred evaluation writes only part of them, and moves nothing.
+    pub fn set_aside_stale(&self) -> Result<Vec<String>> {
+        if self.mode.shard.is_some() || self.mode.defer_eval || self.mode.worker.is_some() {
+            return Ok(Vec::new());
+        }
+        let written = self.written.borrow();
+        let mut moved = Vec::new();
+        for folder in RESULT_FOLDERS {
+            let dir = self.path(folder);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut stale: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json") && !written.contains(p))
+                .collect();
+            stale.sort();
+            for path in stale {
+                let name = path.file_name().unwrap_or_default().to_owned();
+                let to_dir = self.path("stale").join(folder);
+                std::fs::create_dir_all(&to_dir)
+                    .with_context(|| format!("creating {}", to_dir.display()))?;
+                let to = to_dir.join(&name);
+                std::fs::rename(&path, &to)
+                    .with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
+                moved.push(format!("{folder}/{}", name.to_string_lossy()));
+            }
+        }
+        Ok(moved)
     }
 
     /// A path under the results folder.
@@ -208,7 +262,11 @@ impl StageCache {
 
     /// Records the stage `run` with its `result`: on success its output, files and wall time
     /// (and its work folder is removed); on failure the error, in run.json.
-    pub fn close<T: Serialize>(&mut self, run: Running, result: Result<T>) -> Result<(T, String)> {
+    pub fn close<T: Serialize + DeserializeOwned>(
+        &mut self,
+        run: Running,
+        result: Result<T>,
+    ) -> Result<(T, String)> {
         let files = self.outputs.end();
         let wall_s = run.start.elapsed().as_secs_f64();
         let name = run.name.as_str();
@@ -353,5 +411,65 @@ impl Ctx {
     /// it: the same indices always give the same key, so such models are shared across modules.
     pub fn subset_key(&self, indices: &[usize]) -> String {
         hash_key(&(&self.data_key, indices))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a whole run, the result files this pass did not write (an earlier configuration's
+    /// model, set or section) go to `stale/`, those it wrote stay, other files are not touched;
+    /// a shard job or a deferred evaluation moves nothing.
+    #[test]
+    fn result_files_this_run_did_not_write_are_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let put = |rel: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "{}").unwrap();
+        };
+        for rel in [
+            "models/on_D_R.json",
+            "models/on_D_det_eps2.json",
+            "sections/overfitting.json",
+            "datasets/D_det_eps2.json",
+            "models/notes.txt",
+            "weights/on_D_det_eps2.safetensors",
+        ] {
+            put(rel);
+        }
+        let cache = |mode: Mode| {
+            StageCache::new(
+                root.clone(),
+                "salt".into(),
+                mode,
+                RunInfo::default(),
+                Vec::new(),
+            )
+        };
+        let deferred = cache(Mode {
+            defer_eval: true,
+            ..Mode::default()
+        });
+        assert!(deferred.set_aside_stale().unwrap().is_empty());
+        let c = cache(Mode::default());
+        c.write_result("models/on_D_R.json", &serde_json::json!({"acc": 0.5}))
+            .unwrap();
+        let moved = c.set_aside_stale().unwrap();
+        assert_eq!(
+            moved,
+            [
+                "models/on_D_det_eps2.json",
+                "datasets/D_det_eps2.json",
+                "sections/overfitting.json"
+            ]
+        );
+        assert!(root.join("models/on_D_R.json").exists());
+        assert!(root.join("stale/models/on_D_det_eps2.json").exists());
+        assert!(!root.join("sections/overfitting.json").exists());
+        assert!(root.join("models/notes.txt").exists());
+        assert!(root.join("weights/on_D_det_eps2.safetensors").exists());
     }
 }

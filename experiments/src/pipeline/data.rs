@@ -2,7 +2,6 @@
 use super::Ctx;
 use crate::preset::{DatasetName, Preset};
 use anyhow::{bail, Context, Result};
-use nrf_data::store::write_json_atomic;
 use nrf_data::{Dataset, Split};
 use nrf_results::ConstructedInfo;
 use sha2::{Digest, Sha256};
@@ -104,8 +103,15 @@ impl Ctx {
         // runs with the same results).
         self.cache.outputs.note(st);
         self.cache.outputs.note(js);
-        write_json_atomic(self.path(&format!("datasets/{}.json", info.name)), info)?;
-        Ok(())
+        self.write_dataset_info(info)
+    }
+
+    /// Writes `datasets/<name>.json`, the summary of a constructed set: by the stage that builds
+    /// it, and again from its record when the stage is cached (a run writes every result file
+    /// of its configuration: [`super::cache::StageCache::set_aside_stale`]).
+    pub fn write_dataset_info(&self, info: &ConstructedInfo) -> Result<()> {
+        self.cache
+            .write_result(&format!("datasets/{}.json", info.name), info)
     }
 
     /// Loads a constructed dataset stored by [`Ctx::store_constructed`].

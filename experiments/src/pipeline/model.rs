@@ -3,7 +3,6 @@ use super::{seeds_for, Ctx, EvalLevel, Trained};
 use crate::preset::{ModelSection, Preset, TrainSection};
 use anyhow::{bail, Result};
 use nrf_attacks::{AdvTraining, PgdConfig};
-use nrf_data::store::write_json_atomic;
 use nrf_data::Dataset;
 use nrf_models::{
     dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, Precision,
@@ -210,7 +209,8 @@ impl Ctx {
                 );
             }
         }
-        write_json_atomic(self.path(&format!("models/{name}.json")), &result)?;
+        self.cache
+            .write_result(&format!("models/{name}.json"), &result)?;
         Ok(StagedModel { result, trained })
     }
 
@@ -322,7 +322,8 @@ impl Ctx {
         Ok((result, train_key, seed))
     }
 
-    /// Trains model `model` (role `role`) with the preset's `fresh` settings on the stored
+    /// Trains model `model` (role `role`) with the preset's `fresh` settings for `set`
+    /// ([`crate::preset::Preset::fresh_for`]) on the stored
     /// constructed set `set` (built by the stage with key `set_key`); see [`Ctx::model_stage`].
     pub fn fresh_model(
         &mut self,
@@ -333,7 +334,7 @@ impl Ctx {
         level: EvalLevel,
     ) -> Result<ModelResult> {
         let data = self.load_constructed(set)?.dataset;
-        let fresh = self.preset.fresh.clone();
+        let fresh = self.preset.fresh_for(set);
         let set = TrainingSet {
             name: set,
             data: &data,

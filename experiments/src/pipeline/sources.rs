@@ -3,7 +3,6 @@
 use super::{Ctx, EvalLevel, ModelJob, TrainingSet};
 use crate::preset::{Preset, TrainSection};
 use anyhow::{bail, Context, Result};
-use nrf_data::store::write_json_atomic;
 use nrf_models::Classifier;
 use nrf_results::{ModelResult, ModelRole};
 use std::rc::Rc;
@@ -190,7 +189,8 @@ impl Ctx {
         );
         let mut json = serde_json::to_value(&result)?;
         json["source"] = provenance;
-        write_json_atomic(self.path(&format!("models/{name}.json")), &json)?;
+        self.cache
+            .write_result(&format!("models/{name}.json"), &json)?;
         Ok((result, key))
     }
 }

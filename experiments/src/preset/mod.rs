@@ -21,6 +21,7 @@ pub use sections::{
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use validate::{check, check_name, positive};
@@ -49,6 +50,12 @@ pub struct Preset {
     pub rep_match: RepMatchSection,
     pub relabel: RelabelSection,
     pub fresh: TrainSection,
+    /// `[fresh_by_set]`: where the fresh models of one kind of constructed set train otherwise
+    /// than `[fresh]` says (the paper's CIFAR recipe, \[PB\]: lr 0.01 for D_NR and D_rand, no
+    /// augmentation for D_det). Keyed by the set's kind (`D_R`, `D_NR`, `D_rand`, `D_det`); a
+    /// variant (`D_det_eps2`, `D_R_cos`) takes its kind's ([`Preset::fresh_for`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fresh_by_set: BTreeMap<String, FreshOverride>,
     #[serde(default)]
     pub theory: TheorySection,
     #[serde(default)]
@@ -67,6 +74,50 @@ pub struct Preset {
 
 fn one() -> usize {
     1
+}
+
+/// The constructed sets' kinds a `[fresh_by_set]` entry may name.
+pub const FRESH_SET_KINDS: [&str; 4] = ["D_R", "D_NR", "D_rand", "D_det"];
+
+/// One `[fresh_by_set]` entry: the `[fresh]` fields it replaces (absent: as `[fresh]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshOverride {
+    /// Learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Random-crop padding (0: no augmentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_pad: Option<i64>,
+}
+
+impl Preset {
+    /// The `[fresh]` section the models trained on set `set` use: `[fresh]` with the
+    /// `[fresh_by_set]` entry of its kind applied, the entry named `set` or, for a variant, the
+    /// longest one that `set` continues with `_` (`D_det_eps2` takes `D_det`'s, `D_NR` is not a
+    /// variant of `D_R`).
+    pub fn fresh_for(&self, set: &str) -> TrainSection {
+        let mut fresh = self.fresh.clone();
+        let entry = self
+            .fresh_by_set
+            .iter()
+            .filter(|(kind, _)| {
+                set == kind.as_str()
+                    || set
+                        .strip_prefix(kind.as_str())
+                        .is_some_and(|rest| rest.starts_with('_'))
+            })
+            .max_by_key(|(kind, _)| kind.len());
+        if let Some((_, o)) = entry {
+            if let Some(lr) = o.lr {
+                fresh.lr = lr;
+            }
+            if let Some(pad) = o.crop_pad {
+                fresh.crop_pad = pad;
+            }
+        }
+        fresh
+    }
 }
 
 impl Preset {
@@ -187,6 +238,18 @@ impl Preset {
             "the robust model needs an attack section".into(),
         )?;
         self.fresh.validate("fresh")?;
+        for kind in self.fresh_by_set.keys() {
+            check(
+                FRESH_SET_KINDS.contains(&kind.as_str()),
+                &format!("fresh_by_set.{kind}"),
+                format!(
+                    "not a kind of constructed set (one of {})",
+                    FRESH_SET_KINDS.join(", ")
+                ),
+            )?;
+            self.fresh_for(kind)
+                .validate(&format!("fresh_by_set.{kind}"))?;
+        }
         check(
             self.fresh.seeds.is_none_or(|n| n >= 1),
             "fresh.seeds",

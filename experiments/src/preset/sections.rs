@@ -267,7 +267,7 @@ impl EvalSection {
 
     /// Every how many epochs the curve of `curve_images` test images is measured for a model
     /// trained on `train_n` images (and always after the last epoch): the fewest epochs that keep
-    /// it at [`CURVE_IMAGES_PER_TRAINING_IMAGE_PER_EPOCH`] (a fifth) test images per training
+    /// it at `CURVE_IMAGES_PER_TRAINING_IMAGE_PER_EPOCH` (a fifth) test images per training
     /// image and epoch, on average. 1 for every model on 10,000 images or more with the default
     /// 2,000 (the Figure 2 / Table 1 models, C_std, C_rob); 2 for Figure 3's 3,000-image models
     /// (900 images every other epoch) and the train-size extra's 1,000-image ones.

@@ -719,3 +719,39 @@ fn sizes_that_would_abort_libtorch_are_refused_naming_the_field() {
         a.validate().unwrap();
     }
 }
+
+/// `[fresh_by_set]`: the CIFAR-10 preset trains D_NR's and D_rand's models at lr 0.01 and
+/// D_det's without augmentation ([PB]), variants take their kind's entry, other sets and
+/// presets without the table are `[fresh]`; a wrong kind or value is an error naming it.
+#[test]
+fn fresh_models_train_by_their_sets_kind() {
+    let p = Preset::load("cifar10").unwrap().0;
+    let base = &p.fresh;
+    assert_eq!((base.lr, base.crop_pad), (0.1, 4));
+    let of = |set: &str| {
+        let f = p.fresh_for(set);
+        (f.lr, f.crop_pad)
+    };
+    assert_eq!(of("D_R"), (0.1, 4));
+    assert_eq!(of("D_R_cos"), (0.1, 4));
+    assert_eq!(of("D_NR"), (0.01, 4));
+    assert_eq!(of("D_rand"), (0.01, 4));
+    assert_eq!(of("D_det"), (0.1, 0));
+    assert_eq!(of("D_det_eps2"), (0.1, 0));
+    assert_eq!(of("D_detour"), (0.1, 4)); // not a variant: no `_` after the kind
+    assert_eq!(p.fresh_for("D_det").epochs, base.epochs);
+    let fm = Preset::load("fashion-mnist").unwrap().0;
+    assert!(fm.fresh_by_set.is_empty());
+    assert_eq!(fm.fresh_for("D_NR").lr, fm.fresh.lr);
+
+    let bad = |set: &str| match Preset::load_with_overrides("cifar10", &[set.to_string()]) {
+        Err(e) => format!("{e:#}"),
+        Ok((p, _)) => format!("{:#}", p.validate().unwrap_err()),
+    };
+    let e = bad("fresh_by_set.D_XX.lr=0.01");
+    assert!(e.contains("fresh_by_set.D_XX"), "{e}");
+    let e = bad("fresh_by_set.D_NR.lr=-1");
+    assert!(e.contains("fresh_by_set.D_NR") && e.contains("lr"), "{e}");
+    let e = bad("fresh_by_set.D_det.crop_pad=-2");
+    assert!(e.contains("fresh_by_set.D_det.crop_pad"), "{e}");
+}
