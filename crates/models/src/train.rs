@@ -589,7 +589,7 @@ fn train_epoch(
     }
     let (loss_sum, correct) = (loss_sum.double_value(&[]), correct.int64_value(&[]));
     pb.finish_and_clear();
-    let curve_due = epoch % run.cfg.curve_every == 0 || epoch == run.cfg.epochs;
+    let curve_due = epoch.is_multiple_of(run.cfg.curve_every) || epoch == run.cfg.epochs;
     let test_acc = run
         .eval
         .filter(|_| curve_due)

@@ -188,7 +188,7 @@ impl<'a> Builder<'a> {
         // Per epoch: the images, and the curve's test images every `every` epochs and after
         // the last; then the final training accuracy.
         let every = crate::preset::EvalSection::curve_every(curve, n);
-        let curves = e / every + usize::from(e % every != 0);
+        let curves = e / every + usize::from(!e.is_multiple_of(every));
         let passes = per_image
             .scaled((n * e) as f64)
             .plus(Passes::forward(curve * curves))

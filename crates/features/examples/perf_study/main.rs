@@ -11,12 +11,14 @@
 //!     (L2 0.25/0.5/1/2, Linf 0.1, PGD-20): accuracy, the rows the shrinking evaluation pushes
 //!     through the model vs the full-batch loop, and a check that the full-batch loop gives the
 //!     same per-example outcome. Writes DIR/eval_work.json.
-//! cargo run --release -p nrf-features --example perf_study -- repmatch DIR [N]
+//! cargo run --release -p nrf-features --example perf_study -- repmatch DIR [N [fake|relu]]
 //!     representation matching (D_R from C_rob, D_NR from C_std) of N (128) random training
 //!     images from other random training images: the final mean relative representation error
 //!     ||g(z) - g(x)|| / ||g(x)|| against the number of steps, for the spec's schedule
 //!     (normalised-gradient steps, cosine 0.2 -> 0.002, rescaled to each step count) and for
-//!     alternatives (larger steps; Adam on the input). Writes DIR/repmatch_steps.{json,csv,png}.
+//!     alternatives (larger steps; Adam on the input), the gradient through the paper's FakeReLU
+//!     (`fake`, the pipeline's default) or the plain ReLU (`relu`, before session 40). Writes
+//!     DIR/repmatch_steps.{json,csv,png}.
 //! cargo run --release -p nrf-features --example perf_study -- channels-last [REPS [BATCH]]
 //!     A/B of the convolutions' memory format for the Fashion-MNIST CNN (the same network as
 //!     nrf_models' FmnistCnn, written with functional convolutions so that the weights and the
@@ -74,12 +76,19 @@ fn main() -> Result<()> {
     match (arg(0), arg(1)) {
         (Some("train"), Some(dir)) => train_models(Path::new(dir), num(2, 3)?, num(3, 2)?),
         (Some("eval-work"), Some(dir)) => eval_work(Path::new(dir), num(2, 1000)?),
-        (Some("repmatch"), Some(dir)) => repmatch_steps(Path::new(dir), num(2, 128)?),
+        (Some("repmatch"), Some(dir)) => {
+            let relu = match std::env::args().nth(4).as_deref() {
+                None | Some("fake") => nrf_models::RepRelu::Fake,
+                Some("relu") => nrf_models::RepRelu::Relu,
+                Some(other) => bail!("repmatch: the last argument is fake or relu, not {other}"),
+            };
+            repmatch_steps(Path::new(dir), num(2, 128)?, relu)
+        }
         (Some("channels-last"), _) => channels_last::run(num(1, 30)?, num(2, 128)?),
         (Some("eval-time"), Some(dir)) => eval_time(Path::new(dir), num(2, 5)?),
         (Some("sgd-share"), _) => sgd_share(num(1, 30)?),
         _ => bail!(
-            "usage: perf_study train DIR [STD_EPOCHS ROB_EPOCHS] | eval-work DIR [N] | repmatch DIR [N] | channels-last [REPS [BATCH]] | eval-time DIR [PAIRS] | sgd-share [REPS]"
+            "usage: perf_study train DIR [STD_EPOCHS ROB_EPOCHS] | eval-work DIR [N] | repmatch DIR [N [fake|relu]] | channels-last [REPS [BATCH]] | eval-time DIR [PAIRS] | sgd-share [REPS]"
         ),
     }
 }
@@ -281,6 +290,7 @@ fn run_match(
     target_rep: &Tensor,
     opt: Optimiser,
     steps: usize,
+    relu: nrf_models::RepRelu,
 ) -> Result<Tensor> {
     match opt {
         Optimiser::NormGrad { start, end } => {
@@ -288,12 +298,7 @@ fn run_match(
             let cfg = PgdConfig::new(steps, start)
                 .with_step_size(StepSize::Cosine { start, end })
                 .with_use_best(false);
-            let mut obj = rep_match(
-                model,
-                target_rep,
-                Distance::L2Squared,
-                nrf_models::RepRelu::Relu,
-            );
+            let mut obj = rep_match(model, target_rep, Distance::L2Squared, relu);
             Ok(pgd(&Unconstrained, x0, x0, &cfg, &mut obj, None)?.x)
         }
         Optimiser::Adam { lr } => {
@@ -310,7 +315,7 @@ fn run_match(
                 let grad = tch::with_grad(|| {
                     let zg = z.detach().set_requires_grad(true);
                     let d = rep_distance(
-                        &model.forward_rep(&zg, false).1,
+                        &model.forward_rep_with(&zg, false, relu).1,
                         target_rep,
                         Distance::L2Squared,
                     )
@@ -343,7 +348,7 @@ struct MatchPoint {
     wall_s: f64,
 }
 
-fn repmatch_steps(dir: &Path, n: usize) -> Result<()> {
+fn repmatch_steps(dir: &Path, n: usize, relu: nrf_models::RepRelu) -> Result<()> {
     let data = load_fashion_mnist(FASHION_MNIST_DIR, Split::Train)?;
     let targets = subset(data.len(), n.min(data.len()), SEED);
     let starts = nrf_features::repmatch::choose_starts(&targets, data.len(), SEED + 1);
@@ -381,7 +386,7 @@ fn repmatch_steps(dir: &Path, n: usize) -> Result<()> {
             let steps: &[usize] = if i == 0 { &spec_steps } else { &alt_steps };
             for &s in steps {
                 let t = Instant::now();
-                let z = run_match(&model, &x0, &target_rep, opt, s)?;
+                let z = run_match(&model, &x0, &target_rep, opt, s, relu)?;
                 let err = mean_rel_err(&model, &z, &target_rep);
                 let wall_s = t.elapsed().as_secs_f64();
                 println!("{set} {} {s} steps: {err:.4} ({wall_s:.1} s)", opt.label());
