@@ -82,7 +82,8 @@ fn write_cifar10(dir: &Path) {
 }
 
 /// The toy sizes: every value the preset keeps is its own (ResNet-50 family, step schedule with
-/// gamma 0.1, crop_pad 4, SGD 0.1 / 0.9 / 5e-4, mean/std, relative-L2 matching from other
+/// gamma 0.1, the paper's code's CIFAR transforms (crop 4, flip, jitter 0.25, rotation 2; none for
+/// D_det), SGD 0.1 / 0.9 / 5e-4, mean/std, relative-L2 matching from other
 /// images, the eval grid). One libtorch thread: on a shared 2-core machine two spinning threads
 /// are several times slower than one.
 const OVERRIDES: &[&str] = &[
@@ -155,14 +156,21 @@ fn cifar10_preset_runs_end_to_end_on_format_true_data() {
     );
 
     // The preset's own code path: ResNet-50 at the reduced width, normalisation inside the model
-    // with the preset's mean / std, crop + flip, the step schedule.
+    // with the preset's mean / std, the paper's code's CIFAR transforms, the step schedule.
     let spec = json(&results.join("weights/C_std.json"));
     assert_eq!(spec["arch"]["type"], "resnet50", "{spec}");
     assert_eq!(spec["arch"]["width"], 8, "{spec}");
     assert_eq!(spec["mean"][0], 0.4914, "{spec}");
     assert_eq!(spec["std"][2], 0.201, "{spec}");
     let config = run["config_toml"].as_str().unwrap();
-    assert!(config.contains("crop_pad = 4"), "{config}");
+    for field in [
+        "crop_pad = 4",
+        "color_jitter = 0.25",
+        "rotate_deg = 2.0",
+        "augment = false",
+    ] {
+        assert!(config.contains(field), "{field}: {config}");
+    }
     let c_std = json(&results.join("models/C_std.json"));
     assert_eq!(c_std["train_size"], 5 * PER_BATCH);
     assert_eq!(c_std["test_size"], TEST_N);

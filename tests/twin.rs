@@ -393,3 +393,29 @@ for k in (2, 3, 8):
         );
     }
 }
+
+/// The twin implements the crop and flip only: a preset asking for the paper's code's other
+/// transforms (nrf-models `augment`) is refused naming the field, not run without them.
+#[test]
+fn twin_refuses_augmentations_it_does_not_implement() {
+    let Some(py) = python() else {
+        eprintln!("SKIPPED: needs NRF_PYTHON (run through `cargo xtask test`)");
+        return;
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(py)
+        .arg(root().join("experiments/twin/nrf_twin.py"))
+        .args([
+            "--preset",
+            "smoke",
+            "--set",
+            "fresh.color_jitter=0.25",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("fresh.color_jitter"), "{stderr}");
+}

@@ -80,6 +80,10 @@ def _train_section(p, name, origin):
         raise PresetError(f"preset {origin}: section [{name}] is missing")
     _need(s, TRAIN_REQUIRED, name, origin)
     s = {**TRAIN_DEFAULTS, **s}
+    for k in ("resized_crop", "color_jitter", "rotate_deg", "lighting"):
+        if s.get(k):
+            raise PresetError(f"preset {origin}: field `{name}.{k}`: the twin implements the crop "
+                              f"and flip (crop_pad) only, got {k} = {s[k]!r}")
     if s["schedule"] not in ("cosine", "step"):
         raise PresetError(f"preset {origin}: field `{name}.schedule` must be \"cosine\" or "
                           f"\"step\", got {s['schedule']!r}")

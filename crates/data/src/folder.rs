@@ -6,7 +6,9 @@
 //! files below its folder (recursively) whose extension is `png`, `jpg` or `jpeg` (any case),
 //! sorted by path; other files and hidden files are ignored. Each image is decoded with the
 //! `image` crate (by content, not by extension), converted to RGB, resized so that its shorter
-//! side is `size` (bilinear), centre-cropped to `size x size`, and scaled to `[0, 1]`.
+//! side is `size` (bilinear), centre-cropped to `size x size`, and scaled to `[0, 1]`. Restricted
+//! ImageNet's test images are resized to [`imagenet_test_resize`]`(size)` first (256 for 224),
+//! as the paper's code's `TEST_TRANSFORMS_IMAGENET` (Resize(256), CenterCrop(224)).
 
 use std::path::{Path, PathBuf};
 
@@ -124,7 +126,7 @@ pub const MAX_IMAGE_ALLOC: u64 = 1 << 30;
 /// `path`'s extension); `path` names it in errors. Never panics: any byte string gives the
 /// image or [`DataError::UnreadableImage`].
 pub fn decode_image(path: impl AsRef<Path>, bytes: &[u8], size: usize) -> Result<Vec<f32>> {
-    let cropped = decode_cropped(path.as_ref(), bytes, size)?;
+    let cropped = decode_cropped(path.as_ref(), bytes, size, size)?;
     let mut out = vec![0f32; 3 * size * size];
     write_planes(&cropped, &mut out);
     Ok(out)
@@ -132,18 +134,31 @@ pub fn decode_image(path: impl AsRef<Path>, bytes: &[u8], size: usize) -> Result
 
 /// [`load_image`] into `out` (`3 * size * size` values), which [`decode_all`] hands each file
 /// as its slot of the dataset's buffer, so no per-image vector is kept.
-fn load_image_into(path: &Path, size: usize, out: &mut [f32]) -> Result<()> {
+fn load_image_into(path: &Path, resize: usize, size: usize, out: &mut [f32]) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read image", e))?;
-    let cropped = decode_cropped(path, &bytes, size)?;
+    let cropped = decode_cropped(path, &bytes, resize, size)?;
     write_planes(&cropped, out);
     Ok(())
 }
 
-/// Decodes, resizes (shorter side to `size`) and centre-crops: the `size x size` RGB image.
-fn decode_cropped(path: &Path, bytes: &[u8], size: usize) -> Result<image::RgbImage> {
+/// The shorter side Restricted ImageNet's test images are resized to before their centre crop
+/// of `size`: `size * 256 / 224`, rounded (the paper's code: Resize(256), CenterCrop(224)).
+pub fn imagenet_test_resize(size: usize) -> usize {
+    (size * 256 + 112) / 224
+}
+
+/// Decodes, resizes (shorter side to `resize`, at least `size`) and centre-crops: the
+/// `size x size` RGB image.
+fn decode_cropped(
+    path: &Path,
+    bytes: &[u8],
+    resize: usize,
+    size: usize,
+) -> Result<image::RgbImage> {
     if size == 0 {
         return Err(DataError::invalid("load_image: size", "must be positive"));
     }
+    let resize = resize.max(size);
     let unreadable = |reason: String| DataError::UnreadableImage {
         path: path.to_path_buf(),
         reason,
@@ -168,14 +183,14 @@ fn decode_cropped(path: &Path, bytes: &[u8], size: usize) -> Result<image::RgbIm
     if w == 0 || h == 0 {
         return Err(unreadable(format!("image has size {w}x{h}")));
     }
-    let s = size as u64;
+    let s = resize as u64;
     let short = w.min(h) as u64;
-    // Shorter side -> size, keeping the aspect ratio (rounded, never below size).
+    // Shorter side -> resize, keeping the aspect ratio (rounded, never below resize).
     let nw = ((w as u64 * s + short / 2) / short).max(s);
     let nh = ((h as u64 * s + short / 2) / short).max(s);
     if nw.max(nh) > u32::MAX as u64 || nw.saturating_mul(nh).saturating_mul(3) > MAX_IMAGE_ALLOC {
         return Err(unreadable(format!(
-            "a {w}x{h} image resized to {nw}x{nh} (shorter side {size}) would exceed {MAX_IMAGE_ALLOC} bytes"
+            "a {w}x{h} image resized to {nw}x{nh} (shorter side {resize}) would exceed {MAX_IMAGE_ALLOC} bytes"
         )));
     }
     let (nw, nh) = (nw as u32, nh as u32);
@@ -201,7 +216,8 @@ fn write_planes(img: &image::RgbImage, out: &mut [f32]) {
     }
 }
 
-/// Decodes `files` (with their labels) into a [`Dataset`] of `[3, size, size]` images.
+/// Decodes `files` (with their labels) into a [`Dataset`] of `[3, size, size]` images, each
+/// resized to shorter side `resize` before its centre crop.
 ///
 /// Files are decoded in parallel on rayon's global pool (`RAYON_NUM_THREADS` caps it, or run
 /// inside [`rayon::ThreadPool::install`]), each straight into its own slot of the dataset's
@@ -212,6 +228,7 @@ fn write_planes(img: &image::RgbImage, out: &mut [f32]) {
 /// are all decoded).
 fn decode_all(
     files: &[(PathBuf, usize)],
+    resize: usize,
     size: usize,
     name: String,
     class_names: Vec<String>,
@@ -239,7 +256,7 @@ fn decode_all(
         let first_error = images
             .par_chunks_mut(per_image)
             .zip(files.par_iter())
-            .find_map_first(|(out, (path, _))| load_image_into(path, size, out).err());
+            .find_map_first(|(out, (path, _))| load_image_into(path, resize, size, out).err());
         if let Some(e) = first_error {
             return Err(e);
         }
@@ -321,7 +338,7 @@ pub fn load_image_folder(
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    decode_all(&files, size, name, classes)
+    decode_all(&files, size, size, name, classes)
 }
 
 /// Loads Restricted ImageNet from an ImageNet root `dir` holding `train/` and `val/`, each with
@@ -329,7 +346,9 @@ pub fn load_image_folder(
 /// ImageNet class `i`; classes in [`RESTRICTED_IMAGENET_RANGES`] get their super-class label,
 /// the others are skipped. `max_per_class` caps the images per super-class, taken round-robin
 /// over its WordNet folders (first image of each folder, then the second...), so a small cap
-/// still covers many of them. Images are `[3, size, size]` (the paper uses 224).
+/// still covers many of them. Images are `[3, size, size]` (the paper uses 224): training
+/// images resized to shorter side `size`, test images to [`imagenet_test_resize`]`(size)`, then
+/// centre-cropped.
 ///
 /// Fails when the split folder holds fewer than 398 class folders (the highest index used is
 /// 397), since the sorted-index mapping would then be meaningless.
@@ -410,8 +429,13 @@ pub fn load_restricted_imagenet(
             round += 1;
         }
     }
+    let resize = match split {
+        Split::Train => size,
+        Split::Test => imagenet_test_resize(size),
+    };
     decode_all(
         &files,
+        resize,
         size,
         format!("restricted-imagenet/{split}"),
         RESTRICTED_IMAGENET_CLASSES

@@ -62,7 +62,7 @@ use std::path::{Path, PathBuf};
 
 pub use cifar::load_cifar10;
 pub use error::{DataError, Result};
-pub use folder::{load_image_folder, load_restricted_imagenet};
+pub use folder::{imagenet_test_resize, load_image_folder, load_restricted_imagenet};
 pub use idx::{load_fashion_mnist, load_mnist, FASHION_MNIST_DIR};
 pub use info::{data_info, DataInfo};
 pub use store::{load_constructed, save_constructed, ConstructedDataset, ConstructedMetadata};

@@ -573,3 +573,35 @@ print(json.dumps({
     assert_eq!(v["method"], "d_r");
     assert_eq!(v["seed"], 42);
 }
+
+/// Restricted ImageNet's test images are resized to 256/224 of the side before their centre
+/// crop (the paper's code's Resize(256), CenterCrop(224)); its training images to the side
+/// itself. A 16x16 image with a 1-pixel red frame at side 14: the test split resizes it to 16
+/// (no change) and crops the frame away; the training split shrinks it, frame included.
+#[test]
+fn restricted_imagenet_test_images_are_resized_to_256_over_224_then_centre_cropped() {
+    assert_eq!(folder::imagenet_test_resize(224), 256);
+    assert_eq!(folder::imagenet_test_resize(14), 16);
+    let root = tempfile::tempdir().unwrap();
+    let mut framed = RgbImage::from_pixel(16, 16, Rgb([0, 0, 255]));
+    for (x, y, p) in framed.enumerate_pixels_mut() {
+        if x == 0 || y == 0 || x == 15 || y == 15 {
+            *p = Rgb([255, 0, 0]);
+        }
+    }
+    for split in ["train", "val"] {
+        for i in 0..398 {
+            std::fs::create_dir_all(root.path().join(format!("{split}/n{i:08}"))).unwrap();
+        }
+        framed
+            .save(root.path().join(format!("{split}/n{:08}/a.png", 151)))
+            .unwrap();
+    }
+    let red = |split| {
+        let ds = load_restricted_imagenet(root.path(), split, 14, None).unwrap();
+        assert_eq!((ds.len(), ds.shape), (1, [3, 14, 14]));
+        ds.image(0)[..14 * 14].iter().fold(0f32, |m, &v| m.max(v))
+    };
+    assert_eq!(red(Split::Test), 0.0);
+    assert!(red(Split::Train) > 0.2);
+}

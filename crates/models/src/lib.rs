@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 pub mod arch;
+pub mod augment;
 pub mod checkpoint;
 pub mod flops;
 pub mod optim;

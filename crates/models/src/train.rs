@@ -15,16 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
-/// Data augmentation applied to training batches.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Augment {
-    /// No augmentation.
-    #[default]
-    None,
-    /// Random crop after zero padding by `pad` pixels, and random horizontal flip.
-    CropFlip { pad: i64 },
-}
+pub use crate::augment::{crop_flip, Augment};
 
 /// Hyper-parameters of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,36 +132,6 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
         idx.swap(i, rng.gen_range(0..=i));
     }
     idx
-}
-
-/// Applies random crop (zero padding `pad`) and horizontal flip to a batch `[N,C,H,W]`.
-///
-/// Per image, in order: the row offset, the column offset (both uniform in `0..=2*pad`), then
-/// the flip (probability 1/2) are drawn from `rng`. The crops are gathered with one indexing
-/// operation (pure copies), not one small tensor per image.
-pub fn crop_flip(x: &Tensor, pad: i64, rng: &mut impl Rng) -> Tensor {
-    let s = x.size();
-    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
-    let padded = x.constant_pad_nd([pad, pad, pad, pad]);
-    let (mut rows, mut cols) = (
-        Vec::with_capacity((n * h) as usize),
-        Vec::with_capacity((n * w) as usize),
-    );
-    for _ in 0..n {
-        let (dy, dx) = (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad));
-        rows.extend((0..h).map(|r| dy + r));
-        if rng.gen_bool(0.5) {
-            cols.extend((0..w).rev().map(|q| dx + q));
-        } else {
-            cols.extend((0..w).map(|q| dx + q));
-        }
-    }
-    let dev = x.device();
-    let rows = Tensor::from_slice(&rows).view([n, 1, h, 1]).to_device(dev);
-    let cols = Tensor::from_slice(&cols).view([n, 1, 1, w]).to_device(dev);
-    let img = Tensor::arange(n, (Kind::Int64, dev)).view([n, 1, 1, 1]);
-    let chan = Tensor::arange(c, (Kind::Int64, dev)).view([1, c, 1, 1]);
-    padded.index(&[Some(img), Some(chan), Some(rows), Some(cols)])
 }
 
 /// A progress bar with rate and ETA, hidden when `show` is false.
@@ -316,16 +277,7 @@ pub fn train(
     if data.is_empty() {
         bail!("training set {} is empty", data.name);
     }
-    if let Augment::CropFlip { pad } = cfg.augment {
-        let side = data.shape[1].min(data.shape[2]) as i64;
-        if pad > side {
-            bail!(
-                "crop_pad {pad} is larger than the images' side ({side} px) of {}: the random \
-                 crops would be mostly padding",
-                data.name
-            );
-        }
-    }
+    cfg.augment.check(&data.shape, &data.name)?;
     let device = model.device();
     let mut sgd = Sgd::new(
         model.vs.trainable_variables(),
@@ -547,8 +499,8 @@ fn train_epoch(
         let idx = order.narrow(0, (b * bs) as i64, len as i64);
         let mut xb = run.x_all.index_select(0, &idx).to_device(device);
         let yb = run.y_all.index_select(0, &idx).to_device(device);
-        if let Augment::CropFlip { pad } = cfg.augment {
-            xb = crop_flip(&xb, pad, &mut rng);
+        if cfg.augment != Augment::None {
+            xb = crate::augment::augment_batch(&xb, &cfg.augment, &mut rng);
         }
         step = (epoch - 1) * steps_per_epoch + b;
         lr = cfg.schedule.lr_at(step, run.total, steps_per_epoch);

@@ -86,9 +86,13 @@ pub struct FreshOverride {
     /// Learning rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
-    /// Random-crop padding (0: no augmentation).
+    /// Random-crop padding (0: no crop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_pad: Option<i64>,
+    /// `false`: no augmentation at all (crop, flip, jitter, rotation, lighting); `true`: as
+    /// `[fresh]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<bool>,
 }
 
 impl Preset {
@@ -114,6 +118,13 @@ impl Preset {
             }
             if let Some(pad) = o.crop_pad {
                 fresh.crop_pad = pad;
+            }
+            if o.augment == Some(false) {
+                fresh.crop_pad = 0;
+                fresh.resized_crop = false;
+                fresh.color_jitter = 0.0;
+                fresh.rotate_deg = 0.0;
+                fresh.lighting = 0.0;
             }
         }
         fresh
@@ -246,6 +257,12 @@ impl Preset {
                     "not a kind of constructed set (one of {})",
                     FRESH_SET_KINDS.join(", ")
                 ),
+            )?;
+            let pad = self.fresh_by_set[kind].crop_pad;
+            check(
+                pad.is_none_or(|p| p >= 0),
+                &format!("fresh_by_set.{kind}.crop_pad"),
+                format!("must be >= 0, got {}", pad.unwrap_or(0)),
             )?;
             self.fresh_for(kind)
                 .validate(&format!("fresh_by_set.{kind}"))?;

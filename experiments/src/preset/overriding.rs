@@ -10,6 +10,26 @@ const MARK: &str = "# --set";
 /// [`check_read`] compares the overrides with).
 const NOT_SERIALISED: [&str; 3] = ["train_std.seeds", "train_rob.seeds", "fresh.seeds"];
 
+/// Fields of a training section written only when they differ from their default (0 / false),
+/// so that the cache keys of sections without them stay as they were: setting one to its
+/// default is read, though the serialised preset does not show it.
+const SERIALISED_UNLESS_DEFAULT: [&str; 4] =
+    ["resized_crop", "color_jitter", "rotate_deg", "lighting"];
+
+/// Whether override `keys = value` sets one of [`SERIALISED_UNLESS_DEFAULT`] to its default.
+fn sets_a_default(keys: &[String], value: &Value) -> bool {
+    let default = match value {
+        Value::Boolean(b) => !*b.value(),
+        Value::Integer(i) => *i.value() == 0,
+        Value::Float(f) => *f.value() == 0.0,
+        _ => false,
+    };
+    default
+        && matches!(keys, [section, field]
+            if ["train_std", "train_rob", "fresh"].contains(&section.as_str())
+                && SERIALISED_UNLESS_DEFAULT.contains(&field.as_str()))
+}
+
 /// One `KEY=VALUE`: the dotted key's parts and the value (TOML, else the string VALUE).
 pub(super) fn parse(text: &str) -> Result<(Vec<String>, Value)> {
     let Some((key, raw)) = text.split_once('=') else {
@@ -201,7 +221,7 @@ pub(super) fn check_read(p: &Preset, overrides: &[String]) -> Result<()> {
     };
     for o in overrides {
         let (keys, value) = parse(o)?;
-        if NOT_SERIALISED.contains(&keys.join(".").as_str()) {
+        if NOT_SERIALISED.contains(&keys.join(".").as_str()) || sets_a_default(&keys, &value) {
             continue;
         }
         let mut at = &read;

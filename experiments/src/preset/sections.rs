@@ -132,6 +132,20 @@ pub struct TrainSection {
     /// Random-crop padding in pixels with horizontal flips (0 = no augmentation).
     #[serde(default)]
     pub crop_pad: i64,
+    /// RandomResizedCrop (torchvision's defaults) with horizontal flips instead of `crop_pad`'s
+    /// padded crop: the paper's code's ImageNet transforms.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resized_crop: bool,
+    /// ColorJitter(j, j, j) after the crop and flip (the paper's code: 0.25 for CIFAR-10, 0.1
+    /// for ImageNet; 0 = none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub color_jitter: f64,
+    /// RandomRotation(d) after the jitter, in degrees (the paper's code: 2 for CIFAR-10).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rotate_deg: f64,
+    /// PCA lighting noise (the paper's code: 0.05 for ImageNet; RGB images only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lighting: f64,
     /// Adversarial training (only for `train_rob`).
     #[serde(default)]
     pub attack: Option<AttackSection>,
@@ -141,6 +155,14 @@ pub struct TrainSection {
     /// key: changing it adds or drops stages and retrains nothing else.
     #[serde(default, skip_serializing)]
     pub seeds: Option<usize>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn default_gamma() -> f64 {

@@ -740,6 +740,20 @@ fn fresh_models_train_by_their_sets_kind() {
     assert_eq!(of("D_det_eps2"), (0.1, 0));
     assert_eq!(of("D_detour"), (0.1, 4)); // not a variant: no `_` after the kind
     assert_eq!(p.fresh_for("D_det").epochs, base.epochs);
+    // The paper's code's CIFAR transforms, and none at all for D_det.
+    use nrf_models::augment::{Augment, Transforms};
+    assert_eq!(base.augment(), Augment::Transforms(Transforms::CIFAR));
+    assert_eq!(
+        p.train_rob.augment(),
+        Augment::Transforms(Transforms::CIFAR)
+    );
+    assert_eq!(p.fresh_for("D_det").augment(), Augment::None);
+    assert_eq!(p.fresh_for("D_det_eps2").augment(), Augment::None);
+    let rin = Preset::load("restricted-imagenet").unwrap().0;
+    assert_eq!(
+        rin.train_std.augment(),
+        Augment::Transforms(Transforms::IMAGENET)
+    );
     let fm = Preset::load("fashion-mnist").unwrap().0;
     assert!(fm.fresh_by_set.is_empty());
     assert_eq!(fm.fresh_for("D_NR").lr, fm.fresh.lr);
@@ -754,4 +768,40 @@ fn fresh_models_train_by_their_sets_kind() {
     assert!(e.contains("fresh_by_set.D_NR") && e.contains("lr"), "{e}");
     let e = bad("fresh_by_set.D_det.crop_pad=-2");
     assert!(e.contains("fresh_by_set.D_det.crop_pad"), "{e}");
+    let e = bad("fresh.color_jitter=-0.5");
+    assert!(e.contains("fresh.color_jitter"), "{e}");
+    let e = bad("train_std.rotate_deg=nan");
+    assert!(e.contains("train_std.rotate_deg"), "{e}");
+    let e = bad("train_rob.resized_crop=true");
+    assert!(e.contains("train_rob.resized_crop"), "{e}");
+}
+
+/// The augmentation fields are written only when set, so the training keys of presets without
+/// them (every Fashion-MNIST model's) are what they were; setting one to its default is still
+/// an override the preset reads.
+#[test]
+fn augmentation_fields_leave_the_keys_of_sections_without_them_alone() {
+    let p = Preset::load("fashion-mnist").unwrap().0;
+    let text = serde_json::to_string(&p.train_std).unwrap();
+    for field in ["resized_crop", "color_jitter", "rotate_deg", "lighting"] {
+        assert!(!text.contains(field), "{field} in {text}");
+    }
+    let sets = [
+        "train_std.color_jitter=0",
+        "train_rob.resized_crop=false",
+        "fresh.lighting=0.0",
+        "fresh.rotate_deg=2",
+    ];
+    let (q, _) = Preset::load_with_overrides("fashion-mnist", &sets.map(String::from)).unwrap();
+    assert_eq!(q.train_std.augment(), p.train_std.augment());
+    assert!(matches!(
+        q.fresh.augment(),
+        nrf_models::augment::Augment::Transforms(t) if t.rotate_deg == 2.0 && t.crop == nrf_models::augment::Crop::None
+    ));
+    let e = format!(
+        "{:#}",
+        Preset::load_with_overrides("fashion-mnist", &["train_std.color_jiter=0".into()])
+            .unwrap_err()
+    );
+    assert!(e.contains("color_jiter"), "{e}");
 }

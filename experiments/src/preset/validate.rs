@@ -2,7 +2,7 @@
 //! [`TrainConfig`].
 use super::sections::{ModelSection, Schedule, TrainSection};
 use anyhow::{bail, Result};
-use nrf_models::train::Augment;
+use nrf_models::augment::{Augment, Crop, Transforms};
 use nrf_models::{LrSchedule, TrainConfig};
 
 /// `name` names the default results folder (`results/<name>`): one plain folder name.
@@ -196,6 +196,25 @@ impl TrainSection {
             &format!("{s}.crop_pad"),
             format!("must be >= 0, got {}", self.crop_pad),
         )?;
+        for (field, v, max) in [
+            ("color_jitter", self.color_jitter, 1e6),
+            ("rotate_deg", self.rotate_deg, 180.0),
+            ("lighting", self.lighting, 1e6),
+        ] {
+            check(
+                v.is_finite() && (0.0..=max).contains(&v),
+                &format!("{s}.{field}"),
+                format!("must be in [0, {max}], got {v}"),
+            )?;
+        }
+        check(
+            !(self.resized_crop && self.crop_pad > 0),
+            &format!("{s}.resized_crop"),
+            format!(
+                "a resized crop replaces the padded one: set crop_pad = 0 (it is {})",
+                self.crop_pad
+            ),
+        )?;
         if let Some(a) = &self.attack {
             positive(a.eps, &format!("{s}.attack.eps"))?;
             check(
@@ -206,6 +225,36 @@ impl TrainSection {
             positive(a.step_factor, &format!("{s}.attack.step_factor"))?;
         }
         Ok(())
+    }
+
+    /// The augmentation these fields ask for: the crop and flip alone as before (the same cache
+    /// keys), the paper's code's transforms as soon as a jitter, rotation, lighting or resized
+    /// crop is asked for.
+    pub fn augment(&self) -> Augment {
+        let library = self.resized_crop
+            || self.color_jitter > 0.0
+            || self.rotate_deg > 0.0
+            || self.lighting > 0.0;
+        if !library {
+            return if self.crop_pad > 0 {
+                Augment::CropFlip { pad: self.crop_pad }
+            } else {
+                Augment::None
+            };
+        }
+        Augment::Transforms(Transforms {
+            crop: if self.resized_crop {
+                Crop::Resized
+            } else if self.crop_pad > 0 {
+                Crop::Pad { pad: self.crop_pad }
+            } else {
+                Crop::None
+            },
+            flip: self.resized_crop || self.crop_pad > 0,
+            color_jitter: self.color_jitter,
+            rotate_deg: self.rotate_deg,
+            lighting: self.lighting,
+        })
     }
 
     /// The training configuration with `seed`.
@@ -227,11 +276,7 @@ impl TrainSection {
             momentum: self.momentum,
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,
-            augment: if self.crop_pad > 0 {
-                Augment::CropFlip { pad: self.crop_pad }
-            } else {
-                Augment::None
-            },
+            augment: self.augment(),
             seed,
             curve_every: 1,
             progress,
