@@ -26,7 +26,7 @@
 //! ```
 use anyhow::{bail, Result};
 use rand::Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -150,7 +150,9 @@ impl Augment {
     }
 }
 
-/// `x` `[N,C,H,W]` augmented as `augment` says, its random draws from `rng`.
+/// `x` `[N,C,H,W]` augmented as `augment` says, its random draws from `rng`. Values that
+/// [`Augment::check`] refuses (negative, NaN, infinite) count as 0 here instead of panicking;
+/// a padded crop larger than the image is the caller's to refuse.
 pub fn augment_batch(x: &Tensor, augment: &Augment, rng: &mut impl Rng) -> Tensor {
     match augment {
         Augment::None => x.shallow_clone(),
@@ -223,12 +225,15 @@ struct Draw {
 fn draw(t: &Transforms, h: i64, w: i64, rng: &mut impl Rng) -> Draw {
     let window = match t.crop {
         Crop::None => (0, 0, h, w),
-        Crop::Pad { pad } => (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad), h, w),
+        Crop::Pad { pad } => {
+            let pad = pad.max(0);
+            (rng.gen_range(0..=2 * pad), rng.gen_range(0..=2 * pad), h, w)
+        }
         Crop::Resized => resized_crop_window(h, w, rng),
     };
     let flip = t.flip && rng.gen_bool(0.5);
     let (mut jitter_order, mut jitter) = ([0, 1, 2], [1.0; 3]);
-    if t.color_jitter > 0.0 {
+    if t.color_jitter > 0.0 && t.color_jitter.is_finite() {
         for i in (1..3).rev() {
             jitter_order.swap(i, rng.gen_range(0..=i));
         }
@@ -237,16 +242,15 @@ fn draw(t: &Transforms, h: i64, w: i64, rng: &mut impl Rng) -> Draw {
             *f = rng.gen_range(lo..=1.0 + t.color_jitter);
         }
     }
-    let angle = if t.rotate_deg > 0.0 {
+    let angle = if t.rotate_deg > 0.0 && t.rotate_deg.is_finite() {
         rng.gen_range(-t.rotate_deg..=t.rotate_deg)
     } else {
         0.0
     };
     let mut alpha = [0.0; 3];
-    if t.lighting > 0.0 {
-        let normal = Normal::new(0.0, t.lighting).expect("lighting is checked finite and >= 0");
+    if t.lighting > 0.0 && t.lighting.is_finite() {
         for a in &mut alpha {
-            *a = normal.sample(rng);
+            *a = t.lighting * rng.sample::<f64, _>(StandardNormal);
         }
     }
     Draw {
@@ -299,7 +303,7 @@ fn transforms(x: &Tensor, t: &Transforms, rng: &mut impl Rng) -> Tensor {
             let windows: Vec<_> = (draws.iter())
                 .map(|d| (d.window.0, d.window.1, d.flip))
                 .collect();
-            gather_windows(x, pad, &windows)
+            gather_windows(x, pad.max(0), &windows)
         }
         Crop::None if t.flip => {
             gather_windows(x, 0, &flips().map(|f| (0, 0, f)).collect::<Vec<_>>())

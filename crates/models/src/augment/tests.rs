@@ -201,3 +201,22 @@ fn augment_serialises_as_before() {
         assert_eq!(serde_json::from_str::<Augment>(&s).unwrap(), a, "{s}");
     }
 }
+
+/// Values `check` refuses do not panic when the batch function is called without it.
+#[test]
+fn unchecked_bad_values_count_as_zero() {
+    let x = images(2, 3, 8, 8);
+    let t = Transforms {
+        crop: Crop::Pad { pad: -3 },
+        flip: false,
+        color_jitter: f64::INFINITY,
+        rotate_deg: f64::NAN,
+        lighting: -1.0,
+    };
+    let out = augment_batch(
+        &x,
+        &Augment::Transforms(t),
+        &mut ChaCha8Rng::seed_from_u64(0),
+    );
+    assert!(out.equal(&x));
+}
