@@ -380,10 +380,11 @@ fn color_jitter(x: &Tensor, jitters: &[([usize; 3], [f64; 3])]) -> Tensor {
             per_image(x, &hit).gt(0.5)
         };
         let bright = (&y * &fb).clamp(0.0, 1.0);
-        let mean = gray(&y).mean_dim([1i64, 2, 3].as_slice(), true, y.kind());
+        let g = gray(&y);
+        let mean = g.mean_dim([1i64, 2, 3].as_slice(), true, y.kind());
         let contrast = blend(&y, &mean, &fc);
         let saturation = if c == 3 {
-            blend(&y, &gray(&y), &fs)
+            blend(&y, &g, &fs)
         } else {
             y.shallow_clone()
         };

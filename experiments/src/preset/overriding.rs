@@ -10,24 +10,25 @@ const MARK: &str = "# --set";
 /// [`check_read`] compares the overrides with).
 const NOT_SERIALISED: [&str; 3] = ["train_std.seeds", "train_rob.seeds", "fresh.seeds"];
 
-/// Fields of a training section written only when they differ from their default (0 / false),
-/// so that the cache keys of sections without them stay as they were: setting one to its
-/// default is read, though the serialised preset does not show it.
-const SERIALISED_UNLESS_DEFAULT: [&str; 4] =
-    ["resized_crop", "color_jitter", "rotate_deg", "lighting"];
-
-/// Whether override `keys = value` sets one of [`SERIALISED_UNLESS_DEFAULT`] to its default.
+/// Whether override `keys = value` sets a field that the preset writes only when it differs
+/// from its default (so that the cache keys of presets without it stay as they were) to that
+/// default: `model.precision = "f32"`, or a training section's `resized_crop = false`,
+/// `color_jitter`, `rotate_deg` or `lighting` = 0. Such an override is read, though the
+/// serialised preset does not show it.
 fn sets_a_default(keys: &[String], value: &Value) -> bool {
-    let default = match value {
-        Value::Boolean(b) => !*b.value(),
-        Value::Integer(i) => *i.value() == 0,
-        Value::Float(f) => *f.value() == 0.0,
-        _ => false,
-    };
-    default
-        && matches!(keys, [section, field]
+    let train_field = |names: &[&str]| {
+        matches!(keys, [section, field]
             if ["train_std", "train_rob", "fresh"].contains(&section.as_str())
-                && SERIALISED_UNLESS_DEFAULT.contains(&field.as_str()))
+                && names.contains(&field.as_str()))
+    };
+    let amounts = ["color_jitter", "rotate_deg", "lighting"];
+    match value {
+        Value::Boolean(b) => !*b.value() && train_field(&["resized_crop"]),
+        Value::Integer(i) => *i.value() == 0 && train_field(&amounts),
+        Value::Float(f) => *f.value() == 0.0 && train_field(&amounts),
+        Value::String(s) => s.value() == "f32" && keys == ["model", "precision"],
+        _ => false,
+    }
 }
 
 /// One `KEY=VALUE`: the dotted key's parts and the value (TOML, else the string VALUE).

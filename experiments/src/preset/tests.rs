@@ -777,8 +777,8 @@ fn fresh_models_train_by_their_sets_kind() {
 }
 
 /// The augmentation fields are written only when set, so the training keys of presets without
-/// them (every Fashion-MNIST model's) are what they were; setting one to its default is still
-/// an override the preset reads.
+/// them (every Fashion-MNIST model's) are what they were; setting one to its default (and
+/// `model.precision` to f32, written the same way) is still an override the preset reads.
 #[test]
 fn augmentation_fields_leave_the_keys_of_sections_without_them_alone() {
     let p = Preset::load("fashion-mnist").unwrap().0;
@@ -791,6 +791,7 @@ fn augmentation_fields_leave_the_keys_of_sections_without_them_alone() {
         "train_rob.resized_crop=false",
         "fresh.lighting=0.0",
         "fresh.rotate_deg=2",
+        "model.precision=f32",
     ];
     let (q, _) = Preset::load_with_overrides("fashion-mnist", &sets.map(String::from)).unwrap();
     assert_eq!(q.train_std.augment(), p.train_std.augment());
