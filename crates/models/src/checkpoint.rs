@@ -365,9 +365,8 @@ fn check_sidecar(side: &mut serde_json::Value, js: &Path, st: &Path) -> Result<(
 
 /// Loads a model saved by [`save_model`] (or a training checkpoint) onto `device`, checking the
 /// checksums (see the module's documentation): a damaged or mismatched file is [`Damaged`],
-/// named. The model is built with [`Model::new`] at seed 0 before its weights are read, which
-/// reseeds libtorch's generator: seed after loading where later draws (e.g. PGD's random starts)
-/// should follow a seed of your own.
+/// named. Nothing is drawn from libtorch's global generator (the model is a
+/// [`Model::placeholder`] until its weights are read), so a seeded stream is left as it was.
 pub fn load_model(stem: &Path, device: Device) -> Result<Model> {
     let (st, js) = paths(stem);
     let mut side = read_json::<serde_json::Value>(&js)?;
@@ -378,7 +377,7 @@ pub fn load_model(stem: &Path, device: Device) -> Result<Model> {
         v => serde_json::from_value(v)
             .map_err(|e| damaged(&js, format!("not a model spec ({e})")))?,
     };
-    let mut model = Model::new(&spec, device, 0)?;
+    let mut model = Model::placeholder(&spec, device)?;
     let tensors = read_tensors(&st)?;
     load_into(&mut model, &tensors, &st)?;
     Ok(model)

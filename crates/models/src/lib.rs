@@ -191,15 +191,41 @@ impl Model {
     pub fn new(spec: &ModelSpec, device: Device, seed: i64) -> Result<Model> {
         spec.validate()?;
         tch::manual_seed(seed);
+        Model::assemble(spec, device, |root| {
+            arch::build(
+                root,
+                &spec.arch,
+                spec.in_shape,
+                spec.num_classes,
+                spec.init,
+                spec.precision,
+            )
+        })
+    }
+    /// The model of `spec` with every weight 0, built without drawing from torch's global
+    /// generator (a seeded stream in progress is left as it is): the skeleton that a copy
+    /// ([`Model::try_clone`]) or a load ([`checkpoint::load_model`]) fills in.
+    pub fn placeholder(spec: &ModelSpec, device: Device) -> Result<Model> {
+        spec.validate()?;
+        Model::assemble(spec, device, |root| {
+            arch::build_placeholder(
+                root,
+                &spec.arch,
+                spec.in_shape,
+                spec.num_classes,
+                spec.precision,
+            )
+        })
+    }
+    /// A model of `spec` whose network `build` creates under a new variable store on `device`,
+    /// with its input normalisation and [`runtime::MemoryFormat::for_model`]'s layout.
+    fn assemble(
+        spec: &ModelSpec,
+        device: Device,
+        build: impl FnOnce(&nn::Path) -> Box<dyn arch::Net>,
+    ) -> Result<Model> {
         let vs = nn::VarStore::new(device);
-        let net = arch::build(
-            &vs.root(),
-            &spec.arch,
-            spec.in_shape,
-            spec.num_classes,
-            spec.init,
-            spec.precision,
-        );
+        let net = build(&vs.root());
         let c = spec.in_shape[0];
         let per_channel = |v: &[f64]| {
             Tensor::from_slice(v)
@@ -242,21 +268,8 @@ impl Model {
     /// outputs, built without drawing from torch's global generator (so a seeded stream in
     /// progress, such as an evaluation's random starts, is left as it is).
     pub fn try_clone(&self) -> Result<Model> {
-        let device = self.device();
-        let mut vs = nn::VarStore::new(device);
-        let s = &self.spec;
-        let net =
-            arch::build_placeholder(&vs.root(), &s.arch, s.in_shape, s.num_classes, s.precision);
-        vs.copy(&self.vs)?;
-        let _g = tch::no_grad_guard();
-        let norm = self.norm.as_ref().map(|(m, sd)| (m.copy(), sd.copy()));
-        let mut model = Model {
-            vs,
-            spec: self.spec.clone(),
-            net,
-            norm,
-            memory_format: runtime::MemoryFormat::Contiguous,
-        };
+        let mut model = Model::placeholder(&self.spec, self.device())?;
+        model.vs.copy(&self.vs)?;
         model.set_memory_format(self.memory_format);
         Ok(model)
     }

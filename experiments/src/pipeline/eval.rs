@@ -72,7 +72,6 @@ impl Ctx {
         let stage = format!("ensemble:{name}");
         let (out, _) = self.stage(&stage, &key, |ctx, _| {
             let start = Instant::now();
-            // Seeded after loading: loading an nrf checkpoint reseeds the generator.
             let model = ctx.load_classifier(name)?;
             tch::manual_seed(ctx.preset.stage_seed(&stage) as i64);
             let out = attack_ensemble(
@@ -265,8 +264,7 @@ impl Ctx {
                 let run = |ctx: &mut Ctx, work: &Path| -> Result<Evaluated> {
                     let start = Instant::now();
                     // PGD's random starts from the stage's own seed: the same numbers whether
-                    // or not training ran first. Seeded after loading, which reseeds the
-                    // generator for an nrf checkpoint (`load_model`).
+                    // or not training ran first.
                     let model = ctx.load_classifier(name)?;
                     tch::manual_seed(ctx.preset.stage_seed(&format!("eval:{name}")) as i64);
                     let model = model.as_ref();
