@@ -5,7 +5,8 @@
 //! `cargo run --release -p nrf-models --example step_parts [reps] [rounds] [arch] [precision]
 //! [threads]`, where `arch` is a preset's architecture as JSON (default the Fashion-MNIST CNN,
 //! `'{"type":"fmnist_cnn"}'`; e.g. `'{"type":"resnet18","width":8}'`), `precision` `f32`
-//! (default) or `bf16`, and `threads` `1`, `2` or `1,2` (default).
+//! (default), `bf16` or `f32,bf16` (both, their rounds alternating too, so that their ratio is
+//! measured in one run), and `threads` `1`, `2` or `1,2` (default).
 use nrf_models::runtime::MemoryFormat;
 use nrf_models::{train::step_on_device, Arch, Classifier, Model, ModelSpec, Precision, Sgd};
 use std::time::Instant;
@@ -50,23 +51,30 @@ fn main() -> anyhow::Result<()> {
         Some(s) => serde_json::from_str(&s)?,
         None => Arch::FmnistCnn,
     };
-    let precision: Precision = match std::env::args().nth(4) {
-        Some(s) => serde_json::from_value(serde_json::Value::String(s))?,
-        None => Precision::F32,
+    let precisions: Vec<Precision> = match std::env::args().nth(4) {
+        Some(s) => (s.split(','))
+            .map(|p| serde_json::from_value(serde_json::Value::String(p.into())))
+            .collect::<Result<_, _>>()?,
+        None => vec![Precision::F32],
     };
     let threads: Vec<i32> = match std::env::args().nth(5) {
         Some(s) => s.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => vec![1, 2],
     };
-    println!("{} in {}, batch 128", arch.label(), precision.label());
+    println!("{}, batch 128", arch.label());
     for threads in threads {
         tch::set_num_threads(threads);
-        let mut cases = [
-            case(&arch, precision, false)?,
-            case(&arch, precision, true)?,
-        ];
+        // Every precision in both layouts.
+        let mut names = Vec::new();
+        let mut cases = Vec::new();
+        for &precision in &precisions {
+            for (cl, layout) in [(false, "contiguous"), (true, "channels-last")] {
+                names.push(format!("{} {layout}", precision.label()));
+                cases.push(case(&arch, precision, cl)?);
+            }
+        }
         // [variant][measure] = fastest round in ms.
-        let mut best = [[f64::INFINITY; 5]; 2];
+        let mut best = vec![[f64::INFINITY; 5]; cases.len()];
         for _ in 0..rounds {
             for (v, c) in cases.iter_mut().enumerate() {
                 let Case { model, sgd, x, y } = c;
@@ -103,10 +111,9 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        for (v, name) in ["contiguous", "channels-last"].iter().enumerate() {
-            let [s, fb, o, a, af] = best[v];
+        for (name, [s, fb, o, a, af]) in names.iter().zip(&best) {
             println!(
-                "threads {threads} {name:13}: train step {s:6.2} ms  fwd+bwd {fb:6.2}  sgd {o:5.2}  attack step {a:6.2}  frozen {af:6.2}"
+                "threads {threads} {name:18}: train step {s:6.2} ms  fwd+bwd {fb:6.2}  sgd {o:5.2}  attack step {a:6.2}  frozen {af:6.2}"
             );
         }
     }

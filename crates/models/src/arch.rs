@@ -137,7 +137,10 @@ impl Init {
 /// (`avx512_bf16` or `amx_bf16`: AMD Zen 4, Intel Sapphire Rapids and later) a training step of
 /// the Fashion-MNIST CNN took 0.61x and an attack step 0.38-0.48x of f32's time
 /// (experiments/twin/probe_bf16.py), ResNet-18 and VGG-16 at width 8 0.67-0.76x and 0.58-0.67x
-/// under autocast; elsewhere libtorch emulates it and it is slower. Its
+/// under autocast; in nrf (`step_parts`, 1 thread, an Intel Xeon with `amx_bf16`) the MLP
+/// 0.82-0.83x and 0.66-0.68x, DenseNet (k = 8) 0.61-0.67x and 0.63-0.65x, ResNet-50 at width 8
+/// 0.59-0.67x and 0.70-0.77x; elsewhere libtorch emulates it and it is slower. Every
+/// architecture runs in it. Its
 /// input gradients point where f32's do (cosine 0.997 per image) but are not the same: a run in
 /// bf16 is another run, compared with f32's by its results (docs/performance.md, "bfloat16").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -146,8 +149,7 @@ pub enum Precision {
     /// f32 throughout, as the paper's code.
     #[default]
     F32,
-    /// bfloat16 convolutions and linear layers, f32 weights and outputs (the Fashion-MNIST CNN,
-    /// ResNet-18 and VGG-16: [`Precision::supports`]).
+    /// bfloat16 convolutions and linear layers, f32 weights and outputs (every architecture).
     Bf16,
 }
 
@@ -162,15 +164,6 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
         }
-    }
-    /// Whether `arch` can run in this precision (bf16: the networks whose bf16 steps are
-    /// measured, the Fashion-MNIST CNN, ResNet-18 and VGG-16; docs/performance.md).
-    pub fn supports(&self, arch: &Arch) -> bool {
-        self.is_f32()
-            || matches!(
-                arch,
-                Arch::FmnistCnn | Arch::ResNet18 { .. } | Arch::Vgg16 { .. }
-            )
     }
 }
 
@@ -283,8 +276,7 @@ impl Compute {
 }
 
 /// Builds `arch` under `p` for inputs of shape `[c, h, w]` and `classes` outputs, its weights
-/// drawn as `init` says (from torch's global generator: seed it first), computing in `precision`
-/// (which `arch` must support: [`Precision::supports`]).
+/// drawn as `init` says (from torch's global generator: seed it first), computing in `precision`.
 pub fn build(
     p: &nn::Path,
     arch: &Arch,
@@ -379,7 +371,7 @@ struct Layers<'a> {
     /// ResNet-50 (torchvision's, which the robustness library's `imagenet_models/resnet.py`
     /// copies). False: PyTorch's `Conv2d` default.
     fan_out_convs: bool,
-    /// The arithmetic of the network built ([`Precision::supports`] says which can be bf16).
+    /// The arithmetic of the network built.
     precision: Precision,
 }
 
@@ -506,6 +498,7 @@ impl Net for FmnistCnn {
 struct Mlp {
     layers: Vec<nn::Linear>,
     out: nn::Linear,
+    compute: Compute,
 }
 
 impl Mlp {
@@ -520,23 +513,25 @@ impl Mlp {
         Mlp {
             layers,
             out: l.linear(p / "out", d, classes),
+            compute: Compute::of(l.precision),
         }
     }
 }
 
 impl Net for Mlp {
     fn forward_rep_with(&self, x: &Tensor, _train: bool, relu: RepRelu) -> (Tensor, Tensor) {
+        let c = self.compute;
         let mut h = x.flatten(1, -1);
         let last = self.layers.len();
         for (i, l) in self.layers.iter().enumerate() {
-            h = h.apply(l);
+            h = c.linear(&h, l);
             h = if i + 1 == last {
                 relu.apply(&h)
             } else {
                 h.relu()
             };
         }
-        (h.apply(&self.out), h)
+        (c.output(c.linear(&h, &self.out)), c.output(h))
     }
 }
 
@@ -749,6 +744,7 @@ struct DenseNet {
     transitions: Vec<(nn::BatchNorm, Conv)>,
     bn: nn::BatchNorm,
     fc: nn::Linear,
+    compute: Compute,
 }
 
 impl DenseNet {
@@ -783,6 +779,7 @@ impl DenseNet {
             transitions,
             bn: bn(p / "bn", c),
             fc: l.linear(p / "fc", c, classes),
+            compute: Compute::of(l.precision),
         }
     }
 }
@@ -791,20 +788,16 @@ impl Net for DenseNet {
     /// The representation's ReLU is the one after the final batch norm (as the robustness
     /// library's DenseNet applies `fake_relu`).
     fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
-        let mut h = x.apply(&self.stem.m);
+        let c = self.compute;
+        let mut h = c.conv(x, &self.stem);
         for (b, layers) in self.blocks.iter().enumerate() {
             for l in layers {
-                let y = h
-                    .apply_t(&l.bn1, train)
-                    .relu()
-                    .apply(&l.c1.m)
-                    .apply_t(&l.bn2, train)
-                    .relu()
-                    .apply(&l.c2.m);
+                let y = c.conv(&h.apply_t(&l.bn1, train).relu(), &l.c1);
+                let y = c.conv(&y.apply_t(&l.bn2, train).relu(), &l.c2);
                 h = Tensor::cat(&[h, y], 1);
             }
-            if let Some((bn, c)) = self.transitions.get(b) {
-                h = h.apply_t(bn, train).relu().apply(&c.m);
+            if let Some((bn, conv)) = self.transitions.get(b) {
+                h = c.conv(&h.apply_t(bn, train).relu(), conv);
                 if h.size()[2] >= 2 {
                     h = h.avg_pool2d_default(2);
                 }
@@ -814,7 +807,8 @@ impl Net for DenseNet {
             .apply(&h.apply_t(&self.bn, train))
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1);
-        (rep.apply(&self.fc), rep)
+        let logits = c.linear(&rep, &self.fc);
+        (c.output(logits), c.output(rep))
     }
 }
 
@@ -864,11 +858,12 @@ mod tests {
         assert!(!bf16_logits.equal(&want_logits));
     }
 
-    /// ResNet-18's and VGG-16's f32 forward passes (training mode too) are, to the bit, tch's
-    /// `Conv2D` modules' with the same weights; in bf16 they return f32, near f32's, and train:
-    /// the weights' gradients and the batch norms' running statistics stay f32.
+    /// ResNet-18's, VGG-16's, the MLP's and DenseNet's f32 forward passes (training mode too)
+    /// are, to the bit, tch's `Conv2D` / `Linear` modules' with the same weights; in bf16 they
+    /// return f32, near f32's, and train: the weights' gradients and the batch norms' running
+    /// statistics stay f32.
     #[test]
-    fn resnet18_and_vgg16_f32_are_tchs_modules_and_bf16_trains() {
+    fn f32_networks_are_tchs_modules_and_bf16_trains() {
         let x = Tensor::rand([4, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
         // The forward passes as they were written with tch's modules.
         fn resnet_modules(net: &ResNet, x: &Tensor, train: bool) -> (Tensor, Tensor) {
@@ -901,6 +896,35 @@ mod tests {
             let rep = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
             (rep.apply(&net.fc), rep)
         }
+        fn mlp_modules(net: &Mlp, x: &Tensor, _train: bool) -> (Tensor, Tensor) {
+            let mut h = x.flatten(1, -1);
+            for l in &net.layers {
+                h = h.apply(l).relu();
+            }
+            (h.apply(&net.out), h)
+        }
+        fn densenet_modules(net: &DenseNet, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+            let mut h = x.apply(&net.stem.m);
+            for (b, layers) in net.blocks.iter().enumerate() {
+                for l in layers {
+                    let y = (h.apply_t(&l.bn1, train).relu().apply(&l.c1.m))
+                        .apply_t(&l.bn2, train)
+                        .relu()
+                        .apply(&l.c2.m);
+                    h = Tensor::cat(&[h, y], 1);
+                }
+                if let Some((bn, c)) = net.transitions.get(b) {
+                    h = h.apply_t(bn, train).relu().apply(&c.m);
+                    if h.size()[2] >= 2 {
+                        h = h.avg_pool2d_default(2);
+                    }
+                }
+            }
+            let rep = (h.apply_t(&net.bn, train).relu())
+                .adaptive_avg_pool2d([1, 1])
+                .flatten(1, -1);
+            (rep.apply(&net.fc), rep)
+        }
         /// The f32 network built with `build` equals `modules` bit for bit, in evaluation and
         /// in training mode (the batch norms' batch statistics).
         fn f32_is_modules<N: Net>(
@@ -925,11 +949,24 @@ mod tests {
         }
         let resnet = |l: &Layers| ResNet::new(l, 1, 4, false, &[2, 2, 2, 2], 10, false);
         let vgg = |l: &Layers| Vgg::new(l, [1, 28, 28], 4, 10);
+        let mlp = |l: &Layers| Mlp::new(l, [1, 28, 28], &[16, 8], 10);
+        let densenet = |l: &Layers| DenseNet::new(l, 1, 4, &[2, 2], 10);
         f32_is_modules(&x, resnet, resnet_modules);
         f32_is_modules(&x, vgg, vgg_modules);
+        f32_is_modules(&x, mlp, mlp_modules);
+        f32_is_modules(&x, densenet, densenet_modules);
 
-        for arch in [Arch::ResNet18 { width: 4 }, Arch::Vgg16 { width: 4 }] {
-            assert!(Precision::Bf16.supports(&arch));
+        for arch in [
+            Arch::ResNet18 { width: 4 },
+            Arch::Vgg16 { width: 4 },
+            Arch::Mlp {
+                hidden: vec![16, 8],
+            },
+            Arch::DenseNet {
+                growth: 4,
+                blocks: vec![2, 2],
+            },
+        ] {
             let build_in = |precision| {
                 let vs = nn::VarStore::new(tch::Device::Cpu);
                 let l = Layers {

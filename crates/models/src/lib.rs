@@ -162,13 +162,6 @@ impl ModelSpec {
                 self.std
             );
         }
-        if !self.precision.supports(&self.arch) {
-            bail!(
-                "model spec: precision {} is implemented for fmnist_cnn, resnet18 and vgg16 only, not {}",
-                self.precision.label(),
-                self.arch.label()
-            );
-        }
         Ok(())
     }
 }

@@ -343,9 +343,6 @@ mod tests {
                     exact_grads[i].0
                 );
             }
-            if !Bf16.supports(&arch) {
-                continue;
-            }
             let (contiguous, _) = outputs(&arch, Bf16, Contiguous, false);
             let (cl, _) = outputs(&arch, Bf16, ChannelsLast, false);
             for i in 0..3 {

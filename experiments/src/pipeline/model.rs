@@ -5,8 +5,7 @@ use anyhow::{bail, Result};
 use nrf_attacks::{AdvTraining, PgdConfig};
 use nrf_data::Dataset;
 use nrf_models::{
-    dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, Precision,
-    TrainConfig,
+    dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, TrainConfig,
 };
 use nrf_results::{ModelResult, ModelRole, SeedRun};
 use std::path::Path;
@@ -99,9 +98,9 @@ impl<'a> ModelJob<'a> {
     }
 }
 
-/// The spec of a model of `[model]` section `model` for images shaped like `data`. Its
-/// precision is the section's where the architecture supports it, else f32 (an extra that varies
-/// the architecture of a bf16 preset trains that model in f32).
+/// The spec of a model of `[model]` section `model` for images shaped like `data`, in the
+/// section's precision (an extra that varies the architecture of a bf16 preset trains that
+/// architecture in bf16 too).
 pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
     let [c, h, w] = data.shape;
     let mut spec = ModelSpec::new(
@@ -110,11 +109,7 @@ pub fn model_spec(model: &ModelSection, data: &Dataset) -> ModelSpec {
         data.num_classes as i64,
     )
     .with_init(model.init)
-    .with_precision(if model.precision.supports(&model.arch) {
-        model.precision
-    } else {
-        Precision::F32
-    });
+    .with_precision(model.precision);
     if let (Some(m), Some(s)) = (&model.mean, &model.std) {
         spec = spec.with_normalization(m.clone(), s.clone());
     }

@@ -300,10 +300,10 @@ fn enum_fields_serialise_as_the_files_spell_them() {
 }
 
 /// `model.precision`: f32 by default and left out of the serialised preset (so an f32 preset's
-/// stage keys are those from before the field); bf16 for the CNN; refused for another
-/// architecture, naming the field.
+/// stage keys are those from before the field); bf16 for any architecture; a bad value refused,
+/// naming the field.
 #[test]
-fn precision_is_f32_unless_set_and_bf16_only_for_the_cnn() {
+fn precision_is_f32_unless_set_and_bf16_for_any_architecture() {
     let (p, _) = Preset::load_with_overrides("smoke", &[]).unwrap();
     assert_eq!(p.model.precision, Precision::F32);
     let json = serde_json::to_value(&p).unwrap();
@@ -314,12 +314,17 @@ fn precision_is_f32_unless_set_and_bf16_only_for_the_cnn() {
         serde_json::to_value(&p).unwrap()["model"]["precision"],
         "bf16"
     );
-    let e = err(&[
-        "model.precision=bf16",
-        "model.arch={ type = \"mlp\", hidden = [32] }",
-    ]);
-    assert!(e.contains("model.precision"), "{e}");
-    assert!(e.contains("resnet18 and vgg16 only"), "{e}");
+    let (p, _) = Preset::load_with_overrides(
+        "smoke",
+        &sets(&[
+            "model.precision=bf16",
+            "model.arch={ type = \"mlp\", hidden = [32] }",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(p.model.precision, Precision::Bf16);
+    let e = err(&["model.precision=\"f16\""]);
+    assert!(e.contains("model.precision") && e.contains("f16"), "{e}");
 }
 
 #[test]

@@ -28,19 +28,9 @@ pub(super) fn check_name(name: &str) -> Result<()> {
 }
 
 impl ModelSection {
-    /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive; and that
-    /// `arch` runs in `precision`.
+    /// Checks `mean` / `std`: both or neither, the same length, finite, `std` positive.
     pub fn validate(&self) -> Result<()> {
         arch_sizes(&self.arch, "model.arch")?;
-        check(
-            self.precision.supports(&self.arch),
-            "model.precision",
-            format!(
-                "{} is implemented for model.arch fmnist_cnn, resnet18 and vgg16 only, not {}",
-                self.precision.label(),
-                self.arch.label()
-            ),
-        )?;
         match (&self.mean, &self.std) {
             (None, None) => Ok(()),
             (Some(_), None) | (None, Some(_)) => {
