@@ -148,9 +148,6 @@ def preset_from_text(text, origin, overrides=()):
     if m["precision"] not in ("f32", "bf16"):
         raise PresetError(f"preset {origin}: field `model.precision` must be \"f32\" or \"bf16\", "
                           f"got {m['precision']!r}")
-    if m["precision"] == "bf16" and m["arch"].get("type") != "fmnist_cnn":
-        raise PresetError(f"preset {origin}: field `model.precision`: bf16 is implemented for "
-                          f"model.arch fmnist_cnn only, not {m['arch']!r}")
     for name in ("train_std", "train_rob", "fresh"):
         p[name] = _train_section(p, name, origin)
     if p["train_rob"]["attack"] is None:

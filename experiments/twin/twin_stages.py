@@ -44,6 +44,16 @@ def rep_relu(h, fake_relu):
     return FakeReLU.apply(h) if fake_relu else F.relu(h)
 
 
+def autocast_forward(compute, x, fake_relu, bf16):
+    """`compute(x, fake_relu)` -> (logits, g(x)); with ``bf16`` under ``torch.autocast`` in
+    bfloat16, the outputs back in f32, as nrf_models::Precision::Bf16 computes them."""
+    if not bf16:
+        return compute(x, fake_relu)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        logits, rep = compute(x, fake_relu)
+    return logits.float(), rep.float()
+
+
 class FmnistCnn(nn.Module):
     """conv3x3(C->16) - ReLU - conv3x3(16->32, s2) - ReLU - conv3x3(32->64, s2) - ReLU -
     fc(->256) - ReLU = g(x) - fc(256->K). With ``bf16`` (``model.precision = "bf16"``) the
@@ -62,11 +72,7 @@ class FmnistCnn(nn.Module):
         self.fc2 = nn.Linear(256, classes)
 
     def forward(self, x, fake_relu=False):
-        if self.bf16:
-            with torch.autocast(x.device.type, dtype=torch.bfloat16):
-                logits, rep = self.layers(x, fake_relu)
-            return logits.float(), rep.float()
-        return self.layers(x, fake_relu)
+        return autocast_forward(self.layers, x, fake_relu, self.bf16)
 
     def layers(self, x, fake_relu=False):
         h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
@@ -75,15 +81,19 @@ class FmnistCnn(nn.Module):
 
 
 class Mlp(nn.Module):
-    """Fully connected layers with ReLU; the last hidden layer is g(x)."""
+    """Fully connected layers with ReLU; the last hidden layer is g(x). ``bf16`` as the CNN's."""
 
-    def __init__(self, in_shape, hidden, classes):
+    def __init__(self, in_shape, hidden, classes, bf16=False):
         super().__init__()
+        self.bf16 = bf16
         dims = [math.prod(in_shape)] + list(hidden)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         self.out = nn.Linear(dims[-1], classes)
 
     def forward(self, x, fake_relu=False):
+        return autocast_forward(self.compute, x, fake_relu, self.bf16)
+
+    def compute(self, x, fake_relu=False):
         h = x.flatten(1)
         for i, layer in enumerate(self.layers):
             last = i + 1 == len(self.layers)
@@ -129,13 +139,14 @@ def tch_init_(module):
 def build_model(preset, in_shape, classes, seed, device="cpu", channels_last=True, arch=None):
     """A freshly initialised classifier for `preset["model"]` (or `arch`, a preset arch table):
     torch.nn's default initialisation, or tch's when `model.init = "tch"`. `seed` fixes it.
-    `model.precision = "bf16"` applies to the CNN (another architecture runs in f32, as in nrf)."""
+    `model.precision = "bf16"` runs it under autocast, as nrf runs every architecture."""
     arch = arch or preset["model"]["arch"]
     torch.manual_seed(seed)
+    bf16 = preset["model"].get("precision") == "bf16"
     if arch["type"] == "fmnist_cnn":
-        net = FmnistCnn(in_shape, classes, bf16=preset["model"].get("precision") == "bf16")
+        net = FmnistCnn(in_shape, classes, bf16=bf16)
     elif arch["type"] == "mlp":
-        net = Mlp(in_shape, arch["hidden"], classes)
+        net = Mlp(in_shape, arch["hidden"], classes, bf16=bf16)
     else:
         raise PresetError(f"model.arch: the twin does not build {arch!r}")
     if preset["model"]["init"] == "tch":
