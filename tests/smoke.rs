@@ -74,6 +74,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     check_d_det_study_and_ensemble(&results);
     check_figure3_and_report(&results);
     rerun_with_changed_eval(&bin, dir.path(), &results);
+    train_repeats_the_runs_c_std(&bin, dir.path(), &results);
 }
 
 /// Run 1: started, and killed as soon as D_R has stored a chunk (the source models are done).
@@ -459,6 +460,54 @@ fn rerun_with_changed_eval(bin: &Path, dir: &Path, results: &Path) {
             .any(|p| p["eps"].as_f64() == Some(2.0)),
         "C_std has no robust accuracy at the new eps 2.0: {c_std}"
     );
+}
+
+/// `nrf train` trains C_std as the run did (same weights, bit for bit: same spec, section and
+/// stage seed, same threads), and honours the preset's model section and its own options.
+fn train_repeats_the_runs_c_std(bin: &Path, dir: &Path, results: &Path) {
+    let train = |extra: &[&str], stem: &Path| -> serde_json::Value {
+        let out = Command::new(bin)
+            .args(["train", "--preset", "smoke", "--robust-n", "50", "--save"])
+            .arg(stem)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nrf train {extra:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let stem = dir.join("c_std");
+    let r = train(&[], &stem);
+    assert_eq!(r["model"], "C_std");
+    assert_eq!(r["init"], "pytorch");
+    let run_c_std = json(&results.join("models/C_std.json"));
+    let (a, b) = (r["test_acc"].as_f64(), run_c_std["std_acc"].as_f64());
+    assert!(
+        matches!((a, b), (Some(a), Some(b)) if (a - b).abs() <= 0.002),
+        "{r}\n{run_c_std}"
+    );
+    let ours = std::fs::read(stem.with_extension("safetensors")).unwrap();
+    let run = std::fs::read(results.join("weights/C_std.safetensors")).unwrap();
+    assert!(ours == run, "nrf train's C_std differs from the run's");
+
+    // The preset's model section (here its initialisation) and the seed and epochs asked for.
+    let stem = dir.join("c_std_tch");
+    let r = train(
+        &["--set", "model.init=tch", "--seed", "5", "--epochs", "1"],
+        &stem,
+    );
+    assert_eq!(
+        (r["init"].as_str(), r["seed"].as_u64()),
+        (Some("tch"), Some(5))
+    );
+    assert_eq!(r["epochs"], 1);
+    let side = json(&stem.with_extension("json"));
+    assert_eq!(side["init"], "tch", "{side}");
+    let ours = std::fs::read(stem.with_extension("safetensors")).unwrap();
+    assert!(ours != run);
 }
 
 #[test]

@@ -147,23 +147,39 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Train one model (standard, or L2 PGD adversarial with --adv-eps) and print its test
-    /// accuracy and L2 PGD-20 robust accuracy.
+    /// Train one source model as `nrf reproduce` trains it (C_std from the preset's train_std,
+    /// C_rob from train_rob, the seed the pipeline derives from the master seed), print its test
+    /// accuracy and L2 PGD-20 robust accuracy, and save its weights with --save. `--set seed=K`
+    /// gives master seed K's model; --seed, --epochs and --adv-eps depart from the pipeline's.
     Train {
         #[arg(long, default_value = "fashion-mnist")]
         preset: String,
-        #[arg(long, default_value_t = 2)]
-        epochs: usize,
-        /// Adversarial training radius (L2); standard training without it.
+        /// Override a preset value (repeatable), as for `nrf reproduce`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Which source model's training section and seed.
+        #[arg(long, value_enum, default_value = "C_std")]
+        model: nrf_experiments::train_cmd::Source,
+        /// Epochs (default the section's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// L2 adversarial training at this radius, in place of the section's attack.
         #[arg(long)]
         adv_eps: Option<f64>,
         #[arg(long, default_value_t = 7)]
         adv_steps: usize,
+        /// The seed of the initialisation and the training's draws (default the pipeline's).
+        #[arg(long)]
+        seed: Option<u64>,
         /// L2 radius of the PGD-20 evaluation.
         #[arg(long, default_value_t = 1.0)]
         eval_eps: f64,
         #[arg(long, default_value_t = 1000)]
         robust_n: usize,
+        /// Save the weights to STEM.safetensors and STEM.json (what `load_model` and
+        /// experiments/python/nrf_torch.py read).
+        #[arg(long, value_name = "STEM")]
+        save: Option<PathBuf>,
     },
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
@@ -414,20 +430,27 @@ fn run() -> Result<()> {
         }
         Cmd::Train {
             preset,
+            set,
+            model,
             epochs,
             adv_eps,
             adv_steps,
+            seed,
             eval_eps,
             robust_n,
+            save,
         } => {
-            let (p, _) = Preset::load(&preset)?;
-            let r = nrf_experiments::train_cmd::run(
-                &p,
+            let (p, _) = Preset::load_with_overrides(&preset, &set)?;
+            let req = nrf_experiments::train_cmd::TrainRequest {
+                model,
                 epochs,
-                adv_eps.map(|e| (e, adv_steps)),
+                adv: adv_eps.map(|e| (e, adv_steps)),
+                seed,
                 eval_eps,
                 robust_n,
-            )?;
+                save,
+            };
+            let r = nrf_experiments::train_cmd::run(&p, &req)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Presets { name } => match name {

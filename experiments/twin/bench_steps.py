@@ -87,7 +87,8 @@ if IMPORT_ERROR is None:
 
         def forward_rep(self, x):
             x = (x - self.mean) / self.std
-            h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
+            # contiguous before the last ReLU, as nrf (twin_stages.FmnistCnn says why)
+            h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))).contiguous())
             rep = F.relu(self.fc1(h.flatten(1)))
             return self.fc2(rep), rep
 

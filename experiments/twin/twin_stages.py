@@ -75,7 +75,10 @@ class FmnistCnn(nn.Module):
         return autocast_forward(self.layers, x, fake_relu, self.bf16)
 
     def layers(self, x, fake_relu=False):
-        h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))))
+        # contiguous before the last ReLU rather than in the flatten after it, as nrf: the same
+        # copy, but channels-last the ReLU's backward would see two layouts (several times
+        # slower; docs/performance.md, "Memory format")
+        h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(x))))).contiguous())
         rep = rep_relu(self.fc1(h.flatten(1)), fake_relu)
         return self.fc2(rep), rep
 

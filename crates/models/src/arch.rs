@@ -488,7 +488,13 @@ impl Net for FmnistCnn {
     fn forward_rep_with(&self, x: &Tensor, _train: bool, relu: RepRelu) -> (Tensor, Tensor) {
         let c = self.compute;
         let h = c.conv(x, &self.c1).relu();
-        let h = c.conv(&c.conv(&h, &self.c2).relu(), &self.c3).relu();
+        // The last feature map is made contiguous before its ReLU, not by the flatten after it
+        // (the same copy of the same values): channels-last, the flatten's gradient would come
+        // back contiguous to a ReLU whose saved output is channels-last, and ATen's backward of
+        // a ReLU over two layouts is several times slower than over one (docs/performance.md,
+        // "Memory format").
+        let h = c.conv(&c.conv(&h, &self.c2).relu(), &self.c3);
+        let h = h.contiguous().relu();
         let rep = relu.apply(&c.linear(&h.flatten(1, -1), &self.fc1));
         let logits = c.linear(&rep, &self.fc2);
         (c.output(logits), c.output(rep))
@@ -827,7 +833,7 @@ mod tests {
             fan_out_convs: false,
             precision: Precision::F32,
         };
-        let net = FmnistCnn::new(&l, [1, 28, 28], 10);
+        let mut net = FmnistCnn::new(&l, [1, 28, 28], 10);
         let x = Tensor::rand([5, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
         let (logits, rep) = net.forward_rep(&x, false);
         let want_rep = x
@@ -844,6 +850,33 @@ mod tests {
         assert_eq!(logits.kind(), Kind::Float);
         assert!(rep.equal(&want_rep), "representation differs");
         assert!(logits.equal(&want_logits), "logits differ");
+        // Channels-last too, and the weights' and the input's gradients as well.
+        let cl = crate::runtime::MemoryFormat::ChannelsLast;
+        for v in [&mut net.c1.m.ws, &mut net.c2.m.ws, &mut net.c3.m.ws] {
+            let d = cl.apply(v);
+            tch::no_grad(|| v.set_data(&d));
+        }
+        let x = cl.apply(&x).set_requires_grad(true);
+        let grads = |out: Tensor| {
+            let vars = [&net.c1.m.ws, &net.c3.m.ws, &net.fc1.ws, &x];
+            Tensor::run_backward(&[out.sum(Kind::Float)], &vars, false, false)
+        };
+        let got = grads(net.forward_rep(&x, true).0);
+        let want = grads(
+            x.apply(&net.c1.m)
+                .relu()
+                .apply(&net.c2.m)
+                .relu()
+                .apply(&net.c3.m)
+                .relu()
+                .flatten(1, -1)
+                .apply(&net.fc1)
+                .relu()
+                .apply(&net.fc2),
+        );
+        for (g, w) in got.iter().zip(&want) {
+            assert!(g.equal(w), "a gradient differs");
+        }
         // ... and bf16 computes something else, returned in f32 (the models test bounds how
         // close it stays).
         let bf16 = FmnistCnn {

@@ -2,7 +2,6 @@
 use super::{seeds_for, Ctx, EvalLevel, Trained};
 use crate::preset::{ModelSection, Preset, TrainSection};
 use anyhow::{bail, Result};
-use nrf_attacks::{AdvTraining, PgdConfig};
 use nrf_data::Dataset;
 use nrf_models::{
     dataset_to_tensors, load_model, save_model, Arch, Init, Model, ModelSpec, TrainConfig,
@@ -385,16 +384,7 @@ fn train_model(
     let (name, trained_on, data, section) = (&job.name, job.set.name, job.set.data, job.train);
     let start = Instant::now();
     let mut model = Model::new(spec, ctx.device, seed as i64)?;
-    let adv = match &section.attack {
-        Some(a) => {
-            let threat = a.norm.ball(a.eps)?;
-            let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
-                .with_random_start(a.random_start)
-                .with_use_best(true);
-            Some(AdvTraining::new(threat, pgd)?)
-        }
-        None => None,
-    };
+    let adv = section.adversary()?;
     tracing::info!(
         "training {name} ({}) on {trained_on}: {} images, {} epochs{}",
         spec.arch.label(),

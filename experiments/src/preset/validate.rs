@@ -2,6 +2,7 @@
 //! [`TrainConfig`].
 use super::sections::{ModelSection, Schedule, TrainSection};
 use anyhow::{bail, Result};
+use nrf_attacks::{AdvTraining, PgdConfig};
 use nrf_models::augment::{Augment, Crop, Transforms};
 use nrf_models::{LrSchedule, TrainConfig};
 
@@ -245,6 +246,19 @@ impl TrainSection {
             rotate_deg: self.rotate_deg,
             lighting: self.lighting,
         })
+    }
+
+    /// The section's adversary (`attack`: PGD with a random start as set, its best iterate kept),
+    /// or None for standard training.
+    pub fn adversary(&self) -> Result<Option<AdvTraining>> {
+        let Some(a) = &self.attack else {
+            return Ok(None);
+        };
+        let threat = a.norm.ball(a.eps)?;
+        let pgd = PgdConfig::new(a.steps, a.step_factor * a.eps / a.steps as f64)
+            .with_random_start(a.random_start)
+            .with_use_best(true);
+        Ok(Some(AdvTraining::new(threat, pgd)?))
     }
 
     /// The training configuration with `seed`.
