@@ -836,16 +836,19 @@ mod tests {
         let mut net = FmnistCnn::new(&l, [1, 28, 28], 10);
         let x = Tensor::rand([5, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
         let (logits, rep) = net.forward_rep(&x, false);
-        let want_rep = x
-            .apply(&net.c1.m)
-            .relu()
-            .apply(&net.c2.m)
-            .relu()
-            .apply(&net.c3.m)
-            .relu()
-            .flatten(1, -1)
-            .apply(&net.fc1)
-            .relu();
+        // tch's modules: the representation.
+        let modules = |net: &FmnistCnn, x: &Tensor| {
+            x.apply(&net.c1.m)
+                .relu()
+                .apply(&net.c2.m)
+                .relu()
+                .apply(&net.c3.m)
+                .relu()
+                .flatten(1, -1)
+                .apply(&net.fc1)
+                .relu()
+        };
+        let want_rep = modules(&net, &x);
         let want_logits = want_rep.apply(&net.fc2);
         assert_eq!(logits.kind(), Kind::Float);
         assert!(rep.equal(&want_rep), "representation differs");
@@ -862,18 +865,7 @@ mod tests {
             Tensor::run_backward(&[out.sum(Kind::Float)], &vars, false, false)
         };
         let got = grads(net.forward_rep(&x, true).0);
-        let want = grads(
-            x.apply(&net.c1.m)
-                .relu()
-                .apply(&net.c2.m)
-                .relu()
-                .apply(&net.c3.m)
-                .relu()
-                .flatten(1, -1)
-                .apply(&net.fc1)
-                .relu()
-                .apply(&net.fc2),
-        );
+        let want = grads(modules(&net, &x).apply(&net.fc2));
         for (g, w) in got.iter().zip(&want) {
             assert!(g.equal(w), "a gradient differs");
         }
