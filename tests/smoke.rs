@@ -493,19 +493,29 @@ fn train_repeats_the_runs_c_std(bin: &Path, dir: &Path, results: &Path) {
     let run = std::fs::read(results.join("weights/C_std.safetensors")).unwrap();
     assert!(ours == run, "nrf train's C_std differs from the run's");
 
-    // The preset's model section (here its initialisation) and the seed and epochs asked for.
-    let stem = dir.join("c_std_tch");
+    // The preset's model section (its initialisation and precision: bfloat16 end to end, from
+    // training to the saved spec) and the seed and epochs asked for.
+    let stem = dir.join("c_std_tch_bf16");
+    let args = ["--set", "model.init=tch", "--set", "model.precision=bf16"];
     let r = train(
-        &["--set", "model.init=tch", "--seed", "5", "--epochs", "1"],
+        &[&args[..], &["--seed", "5", "--epochs", "1"]].concat(),
         &stem,
     );
     assert_eq!(
         (r["init"].as_str(), r["seed"].as_u64()),
         (Some("tch"), Some(5))
     );
-    assert_eq!(r["epochs"], 1);
+    assert_eq!(
+        (r["precision"].as_str(), r["epochs"].as_u64()),
+        (Some("bf16"), Some(1))
+    );
+    // One epoch of the smoke preset's 2,000 images learns (chance is 10%).
+    assert!(r["test_acc"].as_f64().is_some_and(|a| a > 0.3), "{r}");
     let side = json(&stem.with_extension("json"));
-    assert_eq!(side["init"], "tch", "{side}");
+    assert_eq!(
+        (side["init"].as_str(), side["precision"].as_str()),
+        (Some("tch"), Some("bf16"))
+    );
     let ours = std::fs::read(stem.with_extension("safetensors")).unwrap();
     assert!(ours != run);
 }
