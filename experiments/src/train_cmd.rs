@@ -14,11 +14,11 @@ use tch::{Device, Tensor};
 /// Which source model's training `nrf train` repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Source {
-    /// C_std: the preset's `train_std` section.
+    /// The preset's `train_std` section.
     #[value(name = "C_std", alias = "c_std")]
     #[serde(rename = "C_std")]
     CStd,
-    /// C_rob: the preset's `train_rob` section (adversarial, its `attack`).
+    /// The preset's `train_rob` section (adversarial, its `attack`).
     #[value(name = "C_rob", alias = "c_rob")]
     #[serde(rename = "C_rob")]
     CRob,
@@ -64,6 +64,8 @@ pub struct TrainCheck {
     pub adversarial: Option<String>,
     pub init: Init,
     pub precision: Precision,
+    /// libtorch threads it trained with.
+    pub threads: i32,
     pub test_acc: f64,
     pub robust_eps: f64,
     pub robust_acc: f64,
@@ -75,12 +77,20 @@ pub struct TrainCheck {
 /// Trains the model `req` asks for and evaluates it with L2 PGD-20 (step 2.5*eps/20, random
 /// start) at `eval_eps` on the first `robust_n` test images. With neither `epochs`, `adv` nor
 /// `seed`, the model is trained as `nrf reproduce` trains it under the same preset (its spec,
-/// its section, its stage seed): the same weights, as the pipeline's curve evaluation draws
-/// nothing.
+/// its section, its stage seed, and on a CPU the libtorch threads of one of its workers,
+/// `threads / workers`): the same weights, as the pipeline's curve evaluation draws nothing.
+/// `--set workers=1` gives it all of `threads` (faster, the same model up to the last bits of
+/// its floating-point sums).
 pub fn run(preset: &Preset, req: &TrainRequest) -> Result<TrainCheck> {
     let start = std::time::Instant::now();
-    if preset.threads > 0 {
-        tch::set_num_threads(preset.threads);
+    let device = Device::cuda_if_available();
+    let threads = if device.is_cuda() || preset.workers <= 1 {
+        preset.threads
+    } else {
+        crate::workers::threads_per_worker(preset.threads, preset.workers)
+    };
+    if threads > 0 {
+        tch::set_num_threads(threads);
     }
     if req.epochs == Some(0) {
         bail!("--epochs must be at least 1");
@@ -88,7 +98,6 @@ pub fn run(preset: &Preset, req: &TrainRequest) -> Result<TrainCheck> {
     if req.robust_n == 0 {
         bail!("--robust-n must be at least 1");
     }
-    let device = Device::cuda_if_available();
     let (train_set, test) = load_data(preset, None)?;
     let spec = model_spec(&preset.model, &train_set);
     let seed = req
@@ -138,6 +147,7 @@ pub fn run(preset: &Preset, req: &TrainRequest) -> Result<TrainCheck> {
         adversarial: perturber.map(|p| p.describe()),
         init: spec.init,
         precision: spec.precision,
+        threads: tch::get_num_threads(),
         test_acc,
         robust_eps: req.eval_eps,
         robust_acc: robust,

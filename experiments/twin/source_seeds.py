@@ -83,9 +83,10 @@ def evaluate(model, x, y, eps_list, seed):
 def nrf_model(a, k, stem):
     """Master seed k's model trained by nrf (reused if its files are there)."""
     if not Path(f"{stem}.safetensors").exists():
+        # all of --threads in one process (workers=1): the run's model up to the last bits
         cmd = [a.nrf, "train", "--preset", a.preset, "--model", a.model, "--set", f"seed={k}",
-               "--set", f"threads={a.threads}", "--eval-eps", "0.5", "--robust-n", "100",
-               "--save", stem] + [x for s in a.set for x in ("--set", s)]
+               "--set", f"threads={a.threads}", "--set", "workers=1", "--eval-eps", "0.5",
+               "--robust-n", "100", "--save", stem] + [x for s in a.set for x in ("--set", s)]
         log(f"nrf {a.model} seed {k}: {' '.join(cmd)}")
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
