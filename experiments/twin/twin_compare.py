@@ -341,7 +341,13 @@ def _settle_lines(c):
             "that rests on few seeds is settled with more on both sides. Both runs resume and "
             "train only the missing seeds: `nrf reproduce --preset <its preset> --results "
             f"{c['nrf_results']} --set fresh.seeds=K`, `nrf_twin.py --preset <the same> --out "
-            f"{c['twin_results']} --seeds K`, then compare again.", ""]
+            f"{c['twin_results']} --seeds K`, then compare again. Each side also built every "
+            "constructed set from one source model (C_std for D_NR, D_rand and D_det, C_rob for "
+            "D_R), whose seed-to-seed spread no fresh seed can show: "
+            "`experiments/twin/source_seeds.py` measures the source models' spread on both sides "
+            "under one evaluator, and `experiments/twin/train_on_set.py --build-from "
+            "<nrf's weights/C_std>` runs the twin's construction and training on nrf's source "
+            "model.", ""]
 
 
 def to_markdown(c):
