@@ -34,23 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))
 
 from nrf_torch import load_model  # noqa: E402
+from twin_compare import student_t95  # noqa: E402
 from twin_data import load_data, load_preset, stage_seed  # noqa: E402
 from twin_stages import (build_model, log, robust_accuracy, standard_accuracy,  # noqa: E402
                          train_model)
-
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96).
-T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-       2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def t95(df):
-    """Student's t two-sided 95% quantile at `df` degrees of freedom (rounded down)."""
-    if df < 1:
-        return float("inf")
-    k = int(df)
-    return T95[k - 1] if k <= len(T95) else 1.96
-
 
 def mean_sd(xs):
     m = sum(xs) / len(xs)
@@ -69,7 +56,8 @@ def welch(a, b):
     if se == 0:
         return mb - ma, 0.0, float("inf")
     df = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
-    return mb - ma, t95(df) * se, df
+    # at the whole degrees of freedom below df (the conservative side)
+    return mb - ma, student_t95(max(math.floor(df), 1)) * se, df
 
 
 def evaluate(model, x, y, eps_list, seed):
