@@ -75,6 +75,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     check_figure3_and_report(&results);
     rerun_with_changed_eval(&bin, dir.path(), &results);
     train_repeats_the_runs_c_std(&bin, dir.path(), &results);
+    a_checkpoint_source_repeats_the_run(&bin, dir.path(), &results);
 }
 
 /// Run 1: started, and killed as soon as D_R has stored a chunk (the source models are done).
@@ -518,6 +519,66 @@ fn train_repeats_the_runs_c_std(bin: &Path, dir: &Path, results: &Path) {
     );
     let ours = std::fs::read(stem.with_extension("safetensors")).unwrap();
     assert!(ours != run);
+}
+
+/// A run driven from an nrf checkpoint of C_std (`[sources]`, here the run's own weights) is not
+/// trained and repeats the run that trained it: the same evaluation, the same D_NR / D_det bit
+/// for bit (FakeReLU included: an nrf model), the same fresh models on them.
+fn a_checkpoint_source_repeats_the_run(bin: &Path, dir: &Path, results: &Path) {
+    let copy = dir.join("from-checkpoint");
+    let cp = Command::new("cp")
+        .arg("-r")
+        .arg(results)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let weights = results.join("weights/C_std.safetensors");
+    let out = Command::new(bin)
+        .args(["reproduce", "--quiet", "--preset"])
+        // The third run's preset (its [eval]), so that only what depends on C_std runs.
+        .arg(dir.join("smoke-eval.toml"))
+        .args(["--set", "extras.enabled=false", "--set", "theory.skip=true"])
+        .arg("--set")
+        .arg(format!("sources.c_std.model={}", weights.display()))
+        .arg("--results")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run from a checkpoint failed:\n{log}");
+    for line in log.lines() {
+        assert!(
+            !(line.contains("running") && line.contains("train:C_std")),
+            "C_std trained although [sources] names its checkpoint: {line}"
+        );
+    }
+    assert!(log.contains("construct:D_NR: running"), "{log}");
+    let (ours, run) = (
+        json(&copy.join("models/C_std.json")),
+        json(&results.join("models/C_std.json")),
+    );
+    assert_eq!(ours["trained_on"], "external");
+    assert_eq!(ours["source"]["format"], "checkpoint");
+    assert_eq!(
+        ours["source"]["sha256"].as_str().unwrap(),
+        nrf::data::store::sha256_file(&weights).unwrap()
+    );
+    assert_eq!(
+        (&ours["std_acc"], &ours["robust"]),
+        (&run["std_acc"], &run["robust"])
+    );
+    for set in ["D_NR", "D_det"] {
+        let load = |r: &Path| nrf::data::load_constructed(r.join("data").join(set)).unwrap();
+        let (a, b) = (load(&copy), load(results));
+        assert!(
+            a.dataset.images == b.dataset.images && a.dataset.labels == b.dataset.labels,
+            "{set} from the checkpoint differs from the run's"
+        );
+        assert_eq!(a.metadata.extra["source_model"]["format"], "checkpoint");
+        let m = |r: &Path| json(&r.join(format!("models/on_{set}.json")));
+        assert_eq!(m(&copy)["std_acc"], m(results)["std_acc"], "on_{set}");
+    }
 }
 
 #[test]

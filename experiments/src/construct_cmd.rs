@@ -1,6 +1,7 @@
 //! `nrf construct` and `nrf eval`: bring your own model. D_R / D_NR / D_rand / D_det built from
-//! any PyTorch classifier exported with TorchScript, with the preset's settings and the same
-//! resumable, chunked machinery as the pipeline; and its standard / robust accuracy.
+//! any PyTorch classifier exported with TorchScript, or from an nrf checkpoint (`nrf train
+//! --save`, a run's `weights/`), with the preset's settings and the same resumable, chunked
+//! machinery as the pipeline; and its standard / robust accuracy.
 //!
 //! Before anything is built the model is checked on real test images: a model whose accuracy is
 //! near chance almost always means mismatched inputs (range, normalisation, channel order), the
@@ -13,7 +14,10 @@ use nrf_data::{ConstructedDataset, Dataset};
 use nrf_features::relabel::{self, RelabelConfig, TargetRule};
 use nrf_features::repmatch;
 use nrf_features::targeted::TargetedAttack;
-use nrf_models::{dataset_to_tensors, RepSource, TorchScriptClassifier};
+pub use nrf_models::ModelFormat;
+use nrf_models::{
+    dataset_to_tensors, Classifier, Model, RepRelu, RepSource, TorchScriptClassifier,
+};
 use nrf_results::uncertainty::Accuracy;
 use nrf_results::{EvalChecks, RobustPoint};
 use serde::Serialize;
@@ -23,17 +27,171 @@ use tch::Device;
 /// Test images the model is checked on before anything is built from it.
 pub const CHECK_N: usize = 500;
 
-/// A user's TorchScript model and how to feed it.
+/// A user's model file and how to feed it.
 #[derive(Debug, Clone)]
 pub struct ExternalModel {
-    /// The TorchScript file.
+    /// The file: TorchScript, or an nrf checkpoint (`.safetensors`, [`ModelFormat`]).
     pub path: PathBuf,
-    /// Where the representation g(x) comes from.
+    /// Where the representation g(x) comes from (TorchScript only).
     pub rep: RepSource,
-    /// Per-channel mean / std applied before the module (empty: inputs in [0, 1] as they are).
+    /// Per-channel mean / std applied before the module (empty: inputs in [0, 1] as they are;
+    /// TorchScript only: a checkpoint's spec has its own).
     pub mean: Vec<f64>,
     /// See `mean`.
     pub std: Vec<f64>,
+}
+
+/// A loaded [`ExternalModel`]: the TorchScript module, or the nrf model of a checkpoint (frozen).
+pub enum LoadedModel {
+    /// A TorchScript module and how it is fed.
+    TorchScript(TorchScriptClassifier),
+    /// An nrf model read from its checkpoint.
+    Checkpoint(Model),
+}
+
+impl LoadedModel {
+    /// The number of parameters.
+    pub fn num_params(&self) -> Result<i64> {
+        Ok(match self {
+            LoadedModel::TorchScript(m) => m.num_params()?,
+            LoadedModel::Checkpoint(m) => m.vs.variables().values().map(|t| t.numel() as i64).sum(),
+        })
+    }
+}
+
+impl Classifier for LoadedModel {
+    fn forward_rep(&self, x: &tch::Tensor, train: bool) -> (tch::Tensor, tch::Tensor) {
+        match self {
+            LoadedModel::TorchScript(m) => m.forward_rep(x, train),
+            LoadedModel::Checkpoint(m) => m.forward_rep(x, train),
+        }
+    }
+    fn forward_rep_with(
+        &self,
+        x: &tch::Tensor,
+        train: bool,
+        relu: RepRelu,
+    ) -> (tch::Tensor, tch::Tensor) {
+        match self {
+            LoadedModel::TorchScript(m) => m.forward_rep_with(x, train, relu),
+            LoadedModel::Checkpoint(m) => m.forward_rep_with(x, train, relu),
+        }
+    }
+    fn has_fake_relu(&self) -> bool {
+        match self {
+            LoadedModel::TorchScript(m) => m.has_fake_relu(),
+            LoadedModel::Checkpoint(m) => m.has_fake_relu(),
+        }
+    }
+    fn num_classes(&self) -> i64 {
+        match self {
+            LoadedModel::TorchScript(m) => m.num_classes(),
+            LoadedModel::Checkpoint(m) => m.num_classes(),
+        }
+    }
+    fn replica(&self) -> Option<Box<dyn Classifier + Send>> {
+        match self {
+            LoadedModel::TorchScript(m) => m.replica(),
+            LoadedModel::Checkpoint(m) => m.replica(),
+        }
+    }
+}
+
+impl ExternalModel {
+    /// The file's format ([`ModelFormat::of`]).
+    pub fn format(&self) -> ModelFormat {
+        ModelFormat::of(&self.path)
+    }
+
+    /// "the TorchScript model <path>" / "the nrf checkpoint <path>", for messages.
+    pub fn describe(&self) -> String {
+        format!("the {} {}", self.format().noun(), self.path.display())
+    }
+
+    /// The files the model is read from: the TorchScript file; a checkpoint's weights and spec.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self.format() {
+            ModelFormat::TorchScript => vec![self.path.clone()],
+            ModelFormat::Checkpoint => {
+                let (st, js) = nrf_models::checkpoint::paths(&self.path.with_extension(""));
+                vec![st, js]
+            }
+        }
+    }
+
+    /// What identifies the model's content: the SHA-256 of its file, of a checkpoint's two
+    /// files (weights and spec) together. Reads the files.
+    pub fn fingerprint(&self) -> Result<String> {
+        let shas = self
+            .files()
+            .iter()
+            .map(|f| {
+                nrf_data::store::sha256_file(f)
+                    .with_context(|| format!("cannot read {}", f.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(match shas.as_slice() {
+            [one] => one.clone(),
+            _ => crate::pipeline::hash_key(&shas),
+        })
+    }
+
+    /// Where the model came from, as the metadata of what is built from it records it: the
+    /// format and the file as given; for TorchScript, how it is fed.
+    pub fn provenance(&self) -> serde_json::Value {
+        let file = self.path.display().to_string();
+        match self.format() {
+            ModelFormat::TorchScript => serde_json::json!({
+                "format": ModelFormat::TorchScript,
+                "torchscript": file,
+                "representation": self.rep.spelling(),
+                "mean": self.mean,
+                "std": self.std,
+            }),
+            ModelFormat::Checkpoint => serde_json::json!({
+                "format": ModelFormat::Checkpoint,
+                "checkpoint": file,
+            }),
+        }
+    }
+
+    /// Loads the model for images of `shape` (C, H, W) onto `device`, unchecked. A checkpoint
+    /// must not be given a representation source or a normalisation (its spec has its own),
+    /// and must take images of `shape`.
+    pub fn load(&self, shape: [i64; 3], device: Device) -> Result<LoadedModel> {
+        match self.format() {
+            ModelFormat::TorchScript => Ok(LoadedModel::TorchScript(TorchScriptClassifier::load(
+                &self.path,
+                self.rep.clone(),
+                shape,
+                &self.mean,
+                &self.std,
+                device,
+            )?)),
+            ModelFormat::Checkpoint => {
+                if self.rep != RepSource::Tuple || !self.mean.is_empty() || !self.std.is_empty() {
+                    bail!(
+                        "{}: an nrf checkpoint brings its own representation and normalisation \
+                         (its spec, {}): give it no --rep / --mean / --std (in a preset's \
+                         [sources], no rep / mean / std)",
+                        self.path.display(),
+                        self.files()[1].display()
+                    );
+                }
+                let mut m = nrf_models::load_model(&self.path.with_extension(""), device)
+                    .with_context(|| format!("loading {}", self.describe()))?;
+                m.vs.freeze();
+                if m.spec.in_shape != shape {
+                    bail!(
+                        "{}: the model takes images of shape {:?}, the data set's are {shape:?}",
+                        self.path.display(),
+                        m.spec.in_shape
+                    );
+                }
+                Ok(LoadedModel::Checkpoint(m))
+            }
+        }
+    }
 }
 
 /// The constructions `nrf construct` builds.
@@ -84,7 +242,7 @@ pub fn load_checked(
     m: &ExternalModel,
     test: &Dataset,
     device: Device,
-) -> Result<(TorchScriptClassifier, ModelCheck)> {
+) -> Result<(LoadedModel, ModelCheck)> {
     load_checked_with(m, test, device, "with --mean / --std")
 }
 
@@ -95,17 +253,10 @@ pub fn load_checked_with(
     test: &Dataset,
     device: Device,
     how: &str,
-) -> Result<(TorchScriptClassifier, ModelCheck)> {
+) -> Result<(LoadedModel, ModelCheck)> {
     let [c, h, w] = test.shape;
-    let model = TorchScriptClassifier::load(
-        &m.path,
-        m.rep.clone(),
-        [c as i64, h as i64, w as i64],
-        &m.mean,
-        &m.std,
-        device,
-    )?;
-    let classes = nrf_models::Classifier::num_classes(&model);
+    let model = m.load([c as i64, h as i64, w as i64], device)?;
+    let classes = model.num_classes();
     if classes != test.num_classes as i64 {
         bail!(
             "{}: the model has {classes} outputs but the data set {} has {} classes",
@@ -126,6 +277,18 @@ pub fn load_checked_with(
         n,
         chance: 1.0 / classes as f64,
     };
+    if i.hi < 2.0 * check.chance && m.format() == ModelFormat::Checkpoint {
+        bail!(
+            "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
+             ({:.1}%): a checkpoint of a model trained on another data set, or not trained",
+            m.path.display(),
+            100.0 * acc,
+            100.0 * i.lo,
+            100.0 * i.hi,
+            test.name,
+            100.0 * check.chance,
+        );
+    }
     if i.hi < 2.0 * check.chance {
         bail!(
             "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
@@ -170,7 +333,7 @@ pub struct Constructed {
 /// of those built from, the device and the chunk directory (`out/work/<name>`).
 struct Build<'a> {
     preset: &'a Preset,
-    classifier: &'a TorchScriptClassifier,
+    classifier: &'a LoadedModel,
     kind: Kind,
     train_set: &'a Dataset,
     indices: &'a [usize],
@@ -336,7 +499,7 @@ pub fn construct(
         Kind::DRand | Kind::DDet => serde_json::to_value(&preset.relabel)?,
     };
     let key = crate::pipeline::hash_key(&(
-        &sha,
+        model.fingerprint()?,
         model.rep.spelling(),
         &model.mean,
         &model.std,
@@ -361,16 +524,9 @@ pub fn construct(
     };
     let meta = &mut stored.metadata;
     meta.source_model_sha256 = Some(sha);
-    meta.extra.insert(
-        "source_model".into(),
-        serde_json::json!({
-            "torchscript": model.path.display().to_string(),
-            "representation": format!("{:?}", model.rep),
-            "mean": model.mean,
-            "std": model.std,
-            "check_accuracy": check.acc,
-        }),
-    );
+    let mut provenance = model.provenance();
+    provenance["check_accuracy"] = check.acc.into();
+    meta.extra.insert("source_model".into(), provenance);
     let (file, _) = nrf_data::save_constructed(out.join(name), &stored)?;
     Ok(Constructed {
         kind,

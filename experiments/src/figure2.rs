@@ -82,7 +82,7 @@ impl Sources {
 }
 
 /// Trains C_std and C_rob on D (cached), in that order; a model the preset names in `[sources]`
-/// is that TorchScript file instead, evaluated but not trained ([`Ctx::external_model_stage`]).
+/// is that file instead, evaluated but not trained ([`Ctx::external_model_stage`]).
 pub fn source_models(ctx: &mut Ctx) -> Result<Sources> {
     let src = Sources::new(ctx)?;
     src.c_std(ctx)?;

@@ -234,8 +234,8 @@ enum Cmd {
         out: Option<PathBuf>,
     },
     /// Build one constructed data set (D_R, D_NR, D_rand or D_det) from your own PyTorch model
-    /// exported with TorchScript, with the preset's settings (resumable; the model is first
-    /// checked on real test images). See docs/pytorch.md.
+    /// exported with TorchScript, or from an nrf checkpoint, with the preset's settings
+    /// (resumable; the model is first checked on real test images). See docs/pytorch.md.
     Construct {
         #[command(flatten)]
         model: ModelArgs,
@@ -250,9 +250,9 @@ enum Cmd {
         n: Option<usize>,
     },
     /// Standard accuracy, the preset's PGD robust-accuracy grid and its attack ensemble (APGD,
-    /// with the gradient-masking checks) of your own TorchScript model, each with its 95%
-    /// interval, on the test images a run of the preset evaluates its models on. JSON on stdout,
-    /// a table on stderr.
+    /// with the gradient-masking checks) of your own TorchScript model or nrf checkpoint, each
+    /// with its 95% interval, on the test images a run of the preset evaluates its models on.
+    /// JSON on stdout, a table on stderr.
     Eval {
         #[command(flatten)]
         model: ModelArgs,
@@ -284,10 +284,12 @@ enum Cmd {
     },
 }
 
-/// A TorchScript model and the preset whose data and settings it is used with.
+/// A model file and the preset whose data and settings it is used with.
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// The TorchScript file (torch.jit.trace / torch.jit.script).
+    /// The TorchScript file (torch.jit.trace / torch.jit.script), or an nrf checkpoint
+    /// (STEM.safetensors with its spec STEM.json: `nrf train --save`, a run's weights/; no
+    /// --rep / --mean / --std, its spec has them).
     #[arg(long)]
     model: PathBuf,
     /// Where g(x) comes from: "tuple" (forward returns (logits, representation)) or

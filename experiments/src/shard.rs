@@ -79,7 +79,7 @@ pub fn run(ctx: &mut Ctx) -> Result<ShardReport> {
         ("C_std", ctx.preset.train_std.clone()),
         ("C_rob", ctx.preset.train_rob.clone()),
     ] {
-        // A TorchScript source ([sources]) is not trained: its key is the file's.
+        // A source model file ([sources]) is not trained: its key is the file's.
         let key = ctx.source_key(name, &section).ok_or_else(|| {
             anyhow!(
                 "shard {shard}: the source model {name} is not trained with these settings \

@@ -303,6 +303,36 @@ pub fn load_into(model: &mut Model, tensors: &[(String, Tensor)], source: &Path)
     Ok(())
 }
 
+/// What a model file is, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// A TorchScript module (`torch.jit.trace` / `torch.jit.script`): any other name.
+    TorchScript,
+    /// An nrf checkpoint: `<stem>.safetensors` with its spec `<stem>.json` ([`save_model`]:
+    /// `nrf train --save`, a run's `weights/`). An nrf model: the paper's FakeReLU applies to
+    /// it, its normalisation and representation are its spec's.
+    Checkpoint,
+}
+
+impl ModelFormat {
+    /// Of the file `path`: a checkpoint when it ends in `.safetensors`.
+    pub fn of(path: &Path) -> ModelFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("safetensors") => ModelFormat::Checkpoint,
+            _ => ModelFormat::TorchScript,
+        }
+    }
+
+    /// "TorchScript model" / "nrf checkpoint", for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ModelFormat::TorchScript => "TorchScript model",
+            ModelFormat::Checkpoint => "nrf checkpoint",
+        }
+    }
+}
+
 /// The keys of a model sidecar's checksums: of its own content, and of the weights file.
 const SIDECAR_SHA256: &str = "sha256";
 const SIDECAR_WEIGHTS_SHA256: &str = "safetensors_sha256";

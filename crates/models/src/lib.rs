@@ -27,7 +27,7 @@ pub mod torchscript;
 pub mod train;
 
 pub use arch::{Arch, Init, Precision, RepRelu};
-pub use checkpoint::{load_model, save_model};
+pub use checkpoint::{load_model, save_model, ModelFormat};
 pub use optim::{LrSchedule, Sgd};
 pub use torchscript::{RepSource, TorchScriptClassifier};
 pub use train::{train, EpochMetrics, TrainConfig};

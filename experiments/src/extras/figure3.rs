@@ -480,7 +480,7 @@ fn transfer(
         ctx.preset.eval.robust_n,
     );
     let (transfer, _) = ctx.stage("extras:figure3_transfer", &key_input, |ctx, _| {
-        // nrf's C_std, or the TorchScript model that stands for it (`[sources]`).
+        // nrf's C_std, or the model file that stands for it (`[sources]`).
         let source = ctx.load_classifier("C_std")?;
         let x = ctx.robust_x.shallow_clone();
         let y = ctx.robust_y.shallow_clone();

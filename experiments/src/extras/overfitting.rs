@@ -372,7 +372,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let mut external = Vec::new();
     for (i, (name, on)) in MODELS.iter().enumerate() {
         if ctx.external(name).is_some() {
-            // A TorchScript source (`[sources]`): nrf did not train it, so it has no curves.
+            // A model file (`[sources]`): this run did not train it, so it has no curves.
             external.push(*name);
             continue;
         }
@@ -392,7 +392,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         finding: match external.as_slice() {
             [] => finding(&rows),
             names => format!(
-                "{} Not listed: {}, a TorchScript source model that nrf did not train.",
+                "{} Not listed: {}, a source model from a file (the preset's [sources]) that \
+                 this run did not train.",
                 finding(&rows),
                 names.join(", ")
             ),

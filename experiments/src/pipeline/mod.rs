@@ -16,6 +16,7 @@ pub use sources::ExternalSource;
 pub(crate) use data::dataset_fingerprint;
 use sources::source_files;
 
+use crate::construct_cmd::ModelFormat;
 use crate::preset::Preset;
 use anyhow::{Context, Result};
 use nrf_data::Dataset;
@@ -48,8 +49,8 @@ pub struct Ctx {
     /// Fingerprint of the training and test data: the training key of D, and salted into every
     /// stage key.
     pub data_key: String,
-    /// The source models the preset names (`[sources]`): TorchScript files in place of the
-    /// trained C_std / C_rob, loaded and checked when the context is made.
+    /// The source models the preset names (`[sources]`): TorchScript files or nrf checkpoints
+    /// in place of the trained C_std / C_rob, loaded and checked when the context is made.
     pub sources: Vec<ExternalSource>,
     /// The stage cache, the run record and how this process takes part in the run.
     pub cache: StageCache,
@@ -241,9 +242,9 @@ impl Ctx {
                 crate::construct_cmd::load_checked_with(&model, &test, device, &how)
                     .with_context(|| format!("preset field `{field}` ({name})"))?;
             tracing::info!(
-                "{name}: the TorchScript model {} (sha256 {sha256}), accuracy {:.1}% on the \
-                 first {} test images (chance {:.1}%)",
-                model.path.display(),
+                "{name}: {} (sha256 {sha256}), accuracy {:.1}% on the first {} test images \
+                 (chance {:.1}%)",
+                model.describe(),
                 100.0 * check.acc,
                 check.n,
                 100.0 * check.chance
@@ -251,14 +252,20 @@ impl Ctx {
             // The master seed too: the evaluation subset and the attacks' starts of the stages
             // keyed on it derive from it (a trained model's key has it through its training
             // seed), so another `seed` evaluates the file again instead of reusing seed 0's.
-            let key = hash_key(&(
-                "torchscript",
-                &sha256,
-                model.rep.spelling(),
-                &model.mean,
-                &model.std,
-                preset.seed,
-            ));
+            let key = match model.format() {
+                ModelFormat::TorchScript => hash_key(&(
+                    "torchscript",
+                    &sha256,
+                    model.rep.spelling(),
+                    &model.mean,
+                    &model.std,
+                    preset.seed,
+                )),
+                // Weights and spec (the architecture, its normalisation) together.
+                ModelFormat::Checkpoint => {
+                    hash_key(&("checkpoint", model.fingerprint()?, preset.seed))
+                }
+            };
             sources.push(ExternalSource {
                 name,
                 field,

@@ -1,5 +1,6 @@
 //! Model stages: training (cached), then evaluation; fresh models on constructed sets; weights.
 use super::{seeds_for, Ctx, EvalLevel, Trained};
+use crate::construct_cmd::ModelFormat;
 use crate::preset::{ModelSection, Preset, TrainSection};
 use anyhow::{bail, Result};
 use nrf_data::Dataset;
@@ -354,18 +355,23 @@ impl Ctx {
         Ok(())
     }
 
-    /// Loads the weights saved by [`Ctx::model_stage`]. A model the preset names in `[sources]`
-    /// has none (see [`Ctx::load_classifier`]): an error that says so.
+    /// Loads the weights saved by [`Ctx::model_stage`], or those of the nrf checkpoint the
+    /// preset names for `name` (`[sources]`). A TorchScript source has none (see
+    /// [`Ctx::load_classifier`]): an error that says so.
     pub fn load_weights(&self, name: &str) -> Result<Model> {
-        if let Some(s) = self.external(name) {
-            bail!(
+        let stem = match self.external(name) {
+            Some(s) if s.model.format() == ModelFormat::Checkpoint => {
+                s.model.path.with_extension("")
+            }
+            Some(s) => bail!(
                 "{name} is the TorchScript model {} (preset field `{}`), not a model nrf \
                  trained: this step needs nrf's own weights of {name}",
                 s.model.path.display(),
                 s.field
-            );
-        }
-        let mut m = load_model(&self.path(&format!("weights/{name}")), self.device)?;
+            ),
+            None => self.path(&format!("weights/{name}")),
+        };
+        let mut m = load_model(&stem, self.device)?;
         m.vs.freeze();
         Ok(m)
     }

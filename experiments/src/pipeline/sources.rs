@@ -1,15 +1,16 @@
-//! Source models brought by the preset (`[sources]`): TorchScript files in place of the trained
-//! C_std / C_rob.
+//! Source models brought by the preset (`[sources]`): TorchScript files or nrf checkpoints in
+//! place of the trained C_std / C_rob.
 use super::{Ctx, EvalLevel, ModelJob, TrainingSet};
+use crate::construct_cmd::{LoadedModel, ModelFormat};
 use crate::preset::{Preset, TrainSection};
 use anyhow::{bail, Context, Result};
-use nrf_models::Classifier;
+use nrf_models::{Classifier, RepRelu};
 use nrf_results::{ModelResult, ModelRole};
 use std::rc::Rc;
 use tch::Tensor;
 
-/// A source model named in the preset's `[sources]`: a TorchScript file that stands for C_std
-/// or C_rob (it is not trained; see [`crate::preset::SourcesSection`]).
+/// A source model named in the preset's `[sources]`: a TorchScript file or an nrf checkpoint
+/// that stands for C_std or C_rob (it is not trained; see [`crate::preset::SourcesSection`]).
 pub struct ExternalSource {
     /// The model it stands for: "C_std" or "C_rob".
     pub name: &'static str,
@@ -17,14 +18,15 @@ pub struct ExternalSource {
     pub field: &'static str,
     /// The file and how to feed it.
     pub model: crate::construct_cmd::ExternalModel,
-    /// SHA-256 (hex) of the file.
+    /// SHA-256 (hex) of the file (a checkpoint's weights).
     pub sha256: String,
     /// What the stages that use the model key on, in place of a training stage's key: a hash
-    /// of the file's SHA-256, its representation source and its normalisation.
+    /// of the file's SHA-256, its representation source and its normalisation (a checkpoint's:
+    /// of its weights and spec), and the master seed.
     pub key: String,
     /// Its accuracy check on the first test images.
     pub check: crate::construct_cmd::ModelCheck,
-    pub(super) classifier: Rc<nrf_models::TorchScriptClassifier>,
+    pub(super) classifier: Rc<LoadedModel>,
 }
 
 impl ExternalSource {
@@ -33,29 +35,38 @@ impl ExternalSource {
         // As the preset gives it, and absolute (a relative path is from the run's folder).
         let absolute =
             std::fs::canonicalize(&self.model.path).unwrap_or_else(|_| self.model.path.clone());
-        serde_json::json!({
-            "torchscript": self.model.path.display().to_string(),
-            "torchscript_absolute": absolute.display().to_string(),
-            "sha256": self.sha256,
-            "field": self.field,
-            "representation": self.model.rep.spelling(),
-            "mean": self.model.mean,
-            "std": self.model.std,
-            "check_accuracy": self.check.acc,
-            "check_n": self.check.n,
-        })
+        let mut v = self.model.provenance();
+        let file_key = match self.model.format() {
+            ModelFormat::TorchScript => "torchscript_absolute",
+            ModelFormat::Checkpoint => "checkpoint_absolute",
+        };
+        v[file_key] = absolute.display().to_string().into();
+        v["sha256"] = self.sha256.clone().into();
+        v["field"] = self.field.into();
+        v["check_accuracy"] = self.check.acc.into();
+        v["check_n"] = self.check.n.into();
+        v
     }
 }
 
 /// A shared [`ExternalSource`] model as a [`Classifier`] of its own.
-struct SharedSource(Rc<nrf_models::TorchScriptClassifier>);
+struct SharedSource(Rc<LoadedModel>);
 
 impl Classifier for SharedSource {
     fn forward_rep(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         self.0.forward_rep(x, train)
     }
+    fn forward_rep_with(&self, x: &Tensor, train: bool, relu: RepRelu) -> (Tensor, Tensor) {
+        self.0.forward_rep_with(x, train, relu)
+    }
+    fn has_fake_relu(&self) -> bool {
+        self.0.has_fake_relu()
+    }
     fn num_classes(&self) -> i64 {
         self.0.num_classes()
+    }
+    fn replica(&self) -> Option<Box<dyn Classifier + Send>> {
+        self.0.replica()
     }
 }
 
@@ -74,21 +85,28 @@ pub(super) fn source_files(preset: &Preset) -> Result<Vec<SourceFile>> {
     let mut out = Vec::new();
     for (name, field, s) in preset.sources.named() {
         let path = &s.model;
-        let shown = path.display();
-        if !path.is_file() {
-            bail!(
-                "preset field `{field}.model`: {shown}: no such file (the TorchScript model that \
-                 stands for {name})"
-            );
-        }
-        let sha = nrf_data::store::sha256_file(path)
-            .with_context(|| format!("preset field `{field}.model`: cannot read {shown}"))?;
         let model = crate::construct_cmd::ExternalModel {
             path: path.clone(),
             rep: s.rep.clone(),
             mean: s.mean.clone(),
             std: s.std.clone(),
         };
+        let noun = model.format().noun();
+        for file in model.files() {
+            if !file.is_file() {
+                bail!(
+                    "preset field `{field}.model`: {}: no such file (of the {noun} that stands \
+                     for {name})",
+                    file.display()
+                );
+            }
+        }
+        let sha = nrf_data::store::sha256_file(path).with_context(|| {
+            format!(
+                "preset field `{field}.model`: cannot read {}",
+                path.display()
+            )
+        })?;
         out.push((name, field, model, sha));
     }
     Ok(out)
@@ -100,8 +118,8 @@ impl Ctx {
         self.sources.iter().find(|s| s.name == name)
     }
 
-    /// Model `name` as a classifier: the TorchScript model the preset names for it
-    /// (`[sources]`), else the weights saved by [`Ctx::model_stage`].
+    /// Model `name` as a classifier: the model file the preset names for it (`[sources]`),
+    /// else the weights saved by [`Ctx::model_stage`].
     pub fn load_classifier(&self, name: &str) -> Result<Box<dyn Classifier>> {
         Ok(match self.external(name) {
             Some(s) => Box::new(SharedSource(s.classifier.clone())),
@@ -109,9 +127,9 @@ impl Ctx {
         })
     }
 
-    /// SHA-256 of model `name`'s file (its TorchScript file, or its saved weights), for the
-    /// metadata of what is built from it; and, for a TorchScript source, its provenance
-    /// ([`ExternalSource::provenance`]).
+    /// SHA-256 of model `name`'s file (its TorchScript file or checkpoint, or its saved
+    /// weights), for the metadata of what is built from it; and, for a model the preset names
+    /// (`[sources]`), its provenance ([`ExternalSource::provenance`]).
     pub fn source_file(&self, name: &str) -> Result<(String, Option<serde_json::Value>)> {
         Ok(match self.external(name) {
             Some(s) => (s.sha256.clone(), Some(s.provenance())),
@@ -122,7 +140,7 @@ impl Ctx {
         })
     }
 
-    /// The key that the stages built on model `name` use: its TorchScript source's key
+    /// The key that the stages built on model `name` use: its `[sources]` model's key
     /// ([`ExternalSource::key`]), else its training stage's key if that stage has completed with
     /// `section` on the whole training set (see [`Ctx::trained_key`]).
     pub fn source_key(&self, name: &str, section: &TrainSection) -> Option<String> {
@@ -141,7 +159,7 @@ impl Ctx {
         }
     }
 
-    /// The results entry of the TorchScript model that stands for `name` (`[sources]`), of role
+    /// The results entry of the model file that stands for `name` (`[sources]`), of role
     /// `role`: not trained; evaluated as a trained model is (stages `eval:<name>` and, with an
     /// `[eval] ensemble`, `ensemble:<name>`, keyed on [`ExternalSource::key`]), and written to
     /// `models/<name>.json` with its provenance under `source`. Returns the result and the key.
@@ -150,14 +168,25 @@ impl Ctx {
         name: &str,
         role: ModelRole,
     ) -> Result<(ModelResult, String)> {
-        let (key, path, provenance) = match self.external(name) {
-            Some(s) => (s.key.clone(), s.model.path.clone(), s.provenance()),
-            None => bail!("{name}: no TorchScript source in the preset's [sources]"),
+        let (key, model, provenance) = match self.external(name) {
+            Some(s) => (s.key.clone(), s.model.clone(), s.provenance()),
+            None => bail!("{name}: no model file in the preset's [sources]"),
+        };
+        let arch = match (
+            model.format(),
+            self.external(name).map(|s| s.classifier.as_ref()),
+        ) {
+            (ModelFormat::Checkpoint, Some(LoadedModel::Checkpoint(m))) => format!(
+                "nrf checkpoint {}, {}",
+                model.path.display(),
+                m.spec.arch.label()
+            ),
+            _ => format!("TorchScript {}", model.path.display()),
         };
         let mut result = ModelResult {
             name: name.into(),
             role,
-            arch: format!("TorchScript {}", path.display()),
+            arch,
             trained_on: "external".into(),
             train_size: 0,
             adversarial: None,
@@ -174,17 +203,14 @@ impl Ctx {
             seed_summary: None,
         };
         if self.cache.mode.defer_eval {
-            tracing::info!(
-                "{name}: the TorchScript model {} (not trained)",
-                path.display()
-            );
+            tracing::info!("{name}: {} (not trained)", model.describe());
             return Ok((result, key));
         }
         // Not trained: the evaluation is its whole wall time.
         self.evaluate_into(&mut result, &key, EvalLevel::Full)?;
         tracing::info!(
-            "{name} (TorchScript {}): test accuracy {:.4}",
-            path.display(),
+            "{name} ({}): test accuracy {:.4}",
+            model.describe(),
             result.std_acc
         );
         let mut json = serde_json::to_value(&result)?;

@@ -72,10 +72,11 @@ pub struct Plan {
     pub image_shape: [i64; 3],
     pub classes: i64,
     pub throughput: Throughput,
-    /// Every architecture the plan uses, with its per-image cost (a TorchScript source's in
+    /// Every architecture the plan uses, with its per-image cost (a source model file's in
     /// FLOP-equivalents: [`SourceCost`]).
     pub models: Vec<ModelCost>,
-    /// The TorchScript source models of `[sources]`, priced by measurement.
+    /// The source models of `[sources]` (TorchScript files, nrf checkpoints), priced by
+    /// measurement.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceCost>,
     pub stages: Vec<StagePlan>,
@@ -103,13 +104,13 @@ pub struct Throughput {
     pub matmul_gflops: Option<f64>,
 }
 
-/// A TorchScript source model's cost ([`source_cost`]): every stage that runs on it counts its
+/// A source model file's cost ([`source_cost`]): every stage that runs on it counts its
 /// passes at `relative_cost` times the preset architecture's FLOPs.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceCost {
     /// "C_std" or "C_rob": the model it stands in for.
     pub model: String,
-    /// The TorchScript file.
+    /// The TorchScript file or nrf checkpoint.
     pub file: String,
     /// Its time per attack step over the preset architecture's, measured here (1 when the file
     /// is not here).
@@ -140,9 +141,9 @@ pub struct StagePlan {
     /// The part of the run that needs it first: [`CORE_PART`] (Figure 2 and Table 1), else the
     /// extra's section id ([`INDEPENDENT_MODEL_PART`] for `C_indep`, which two extras share).
     pub part: String,
-    /// The architecture whose passes these are (a TorchScript source: its file).
+    /// The architecture whose passes these are (a source model file: its file).
     pub arch: String,
-    /// The TorchScript source model ("C_std" / "C_rob") the stage runs on when `[sources]` names
+    /// The source model file ("C_std" / "C_rob") the stage runs on when `[sources]` names
     /// one: its passes are priced at that file's measured cost ([`SourceCost`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -270,7 +271,12 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
             .and_then(|m| sources.iter().find(|x| &x.model == m));
         let (scale, params) = match source {
             Some(x) => {
-                s.arch = format!("{} ({}, TorchScript)", x.file, x.model);
+                s.arch = format!(
+                    "{} ({}, {})",
+                    x.file,
+                    x.model,
+                    crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).noun()
+                );
                 (x.relative_cost, x.params.unwrap_or(c.params))
             }
             None => (1.0, c.params),

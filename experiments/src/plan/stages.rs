@@ -16,7 +16,7 @@ pub(super) fn stages(p: &Preset, train_n: usize, test_n: usize) -> Vec<(StagePla
     let arch = p.model.arch.clone();
     // Figure 2's sources ([`crate::figure2::source_models`]) and the construction subset.
     let main = ModelRole::Main;
-    // A TorchScript source (`[sources]`) is not trained, only evaluated (at the file's own cost,
+    // A source model file (`[sources]`) is not trained, only evaluated (at the file's own cost,
     // measured by [`crate::plan`], as every stage that runs on it).
     for (name, kind, section) in [
         ("C_std", K::Std, &p.train_std),

@@ -45,13 +45,17 @@ fn count_text(n: f64) -> String {
 }
 
 impl Plan {
-    /// The TorchScript source models' lines: how each is priced.
+    /// The source models' lines (`[sources]`): how each is priced.
     fn sources_text(&self) -> String {
         let mut s = String::new();
         for x in &self.sources {
             s += &format!(
-                "  {} = {} (TorchScript): {}; its stages are counted at {:.2}x the preset architecture's FLOPs (FLOP-equivalents)\n",
-                x.model, x.file, x.detail, x.relative_cost
+                "  {} = {} ({}): {}; its stages are counted at {:.2}x the preset architecture's FLOPs (FLOP-equivalents)\n",
+                x.model,
+                x.file,
+                crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).noun(),
+                x.detail,
+                x.relative_cost
             );
         }
         s

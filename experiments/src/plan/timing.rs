@@ -3,7 +3,7 @@ use super::{SourceCost, Throughput};
 use crate::preset::{Preset, SourceModel};
 use anyhow::{Context, Result};
 use nrf_models::flops::cost;
-use nrf_models::{Classifier, TorchScriptClassifier};
+use nrf_models::Classifier;
 use nrf_models::{Model, ModelSpec};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -109,7 +109,7 @@ pub fn measure(
     })
 }
 
-/// What a TorchScript source model (`[sources]`: `model` is "C_std" or "C_rob") costs per image
+/// What a source model file (`[sources]`: `model` is "C_std" or "C_rob") costs per image
 /// against the preset's own architecture: the best time of an attack step (forward and input
 /// gradient, as every stage on a source model runs it) on a batch of random images, for the file
 /// and for a fresh model of the preset's architecture, alternating for about `budget_s` seconds
@@ -127,7 +127,13 @@ pub fn source_cost(
     budget_s: f64,
 ) -> Result<SourceCost> {
     let file = src.model.display().to_string();
-    if !src.model.is_file() {
+    let external = crate::construct_cmd::ExternalModel {
+        path: src.model.clone(),
+        rep: src.rep.clone(),
+        mean: src.mean.clone(),
+        std: src.std.clone(),
+    };
+    if !external.files().iter().all(|f| f.is_file()) {
         return Ok(SourceCost {
             model: model.into(),
             file,
@@ -136,15 +142,9 @@ pub fn source_cost(
             detail: "the file is not on this machine: priced as the preset's architecture".into(),
         });
     }
-    let ts = TorchScriptClassifier::load(
-        &src.model,
-        src.rep.clone(),
-        shape,
-        &src.mean,
-        &src.std,
-        device,
-    )
-    .with_context(|| format!("[sources.{}]", model.to_ascii_lowercase()))?;
+    let ts = external
+        .load(shape, device)
+        .with_context(|| format!("[sources.{}]", model.to_ascii_lowercase()))?;
     let spec = ModelSpec::new(p.model.arch.clone(), shape, classes).with_init(p.model.init);
     let own = Model::new(&spec, device, 0)?;
     let batch = 32;

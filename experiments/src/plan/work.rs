@@ -61,7 +61,7 @@ pub(super) struct Builder<'a> {
     pub(super) stages: Vec<(StagePlan, Passes, Arch)>,
     /// Stage name -> index (a stage the run shares is counted once).
     seen: BTreeMap<String, usize>,
-    /// The TorchScript source model (`[sources]`, "C_std" / "C_rob") the stages pushed now run
+    /// The source model file (`[sources]`, "C_std" / "C_rob") the stages pushed now run
     /// on ([`Builder::on_source`]); None: the preset's own architecture.
     source: Option<String>,
     /// The part of the run the stages pushed now belong to ([`Builder::in_part`]).
@@ -91,7 +91,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Runs `push_stages` with the stages it pushes marked as running on the source model
-    /// `model` ("C_std" / "C_rob") when the preset names a TorchScript file for it
+    /// `model` ("C_std" / "C_rob") when the preset names a model file for it
     /// (`[sources]`); their cost is then that file's, measured by [`crate::plan`].
     pub(super) fn on_source(&mut self, model: &str, push_stages: impl FnOnce(&mut Self)) {
         let before = self.source.take();

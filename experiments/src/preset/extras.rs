@@ -145,12 +145,15 @@ impl DDetStudy {
     }
 }
 
-/// `[sources]`: bring your own model. A TorchScript file named here replaces the trained model
-/// of that role as the source of the constructions: `c_rob` builds D_R, `c_std` builds D_NR,
-/// D_rand and D_det. That model is not trained: its results entry (`models/C_rob.json` /
-/// `models/C_std.json`) is the file's model, evaluated as a trained one would be, and recording
-/// the file and its SHA-256; the stages that depend on it key on that SHA-256, so replacing the
-/// file recomputes them (and nothing else). Before any stage runs the file is loaded and its
+/// `[sources]`: bring your own model. A model file named here replaces the trained model of
+/// that role as the source of the constructions: `c_rob` builds D_R, `c_std` builds D_NR,
+/// D_rand and D_det. The file is a TorchScript module, or an nrf checkpoint (a name ending in
+/// `.safetensors`, its spec beside it as `.json`: `nrf train --save`, another run's
+/// `weights/`), which is an nrf model like a trained one (the paper's FakeReLU applies to it).
+/// That model is not trained: its results entry (`models/C_rob.json` / `models/C_std.json`) is
+/// the file's model, evaluated as a trained one would be, and recording the file and its
+/// SHA-256; the stages that depend on it key on the file's content, so replacing the file
+/// recomputes them (and nothing else). Before any stage runs the file is loaded and its
 /// accuracy checked on the first few hundred test images (near chance stops the run: usually an
 /// input-normalisation mismatch). The options are `nrf construct --model`'s.
 ///
@@ -161,6 +164,9 @@ impl DDetStudy {
 ///                          # "method:<name>" (forward returns the logits, <name>(x) g(x))
 /// mean = [0.2860]          # per-channel input normalisation applied before the model, when
 /// std = [0.3530]           # it does not normalise itself (both or neither; default: neither)
+///
+/// [sources.c_std]
+/// model = "C_std.safetensors"   # an nrf checkpoint: no rep / mean / std (its spec has them)
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,16 +179,18 @@ pub struct SourcesSection {
     pub c_rob: Option<SourceModel>,
 }
 
-/// One TorchScript source model of [`SourcesSection`].
+/// One source model of [`SourcesSection`]: a TorchScript file or an nrf checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceModel {
-    /// The TorchScript file (`nrf construct --model`).
+    /// The TorchScript file or nrf checkpoint (`<stem>.safetensors`; `nrf construct --model`).
     pub model: PathBuf,
     /// Where g(x) comes from: `"tuple"` (the default) or `"method:<name>"` (`--rep`).
+    /// TorchScript only.
     #[serde(default = "default_rep", with = "rep_spelling")]
     pub rep: nrf_models::RepSource,
     /// Per-channel mean / std applied before the model (`--mean` / `--std`; empty: none).
+    /// TorchScript only.
     #[serde(default)]
     pub mean: Vec<f64>,
     /// See `mean`.
@@ -242,8 +250,19 @@ impl SourcesSection {
             check(
                 !s.model.as_os_str().is_empty(),
                 &format!("{f}.model"),
-                "must name a TorchScript file".into(),
+                "must name a TorchScript file or an nrf checkpoint".into(),
             )?;
+            if nrf_models::ModelFormat::of(&s.model) == nrf_models::ModelFormat::Checkpoint {
+                check(
+                    s.rep == default_rep() && s.mean.is_empty() && s.std.is_empty(),
+                    &format!("{f}.rep / {f}.mean / {f}.std"),
+                    format!(
+                        "{} is an nrf checkpoint, which brings its own representation and \
+                         normalisation (its spec): leave these out",
+                        s.model.display()
+                    ),
+                )?;
+            }
             check(
                 s.mean.len() == s.std.len(),
                 &format!("{f}.mean / {f}.std"),

@@ -54,7 +54,7 @@ impl Progress {
         let opts = crate::plan::PlanOptions {
             gflops: Some(1.0), // FLOPs only: no time is computed from it
             data_dir: data_dir.map(Path::to_path_buf),
-            // Loading and timing the TorchScript files at every run's start buys no precision
+            // Loading and timing the source model files at every run's start buys no precision
             // a progress line needs.
             untimed_sources: true,
         };
