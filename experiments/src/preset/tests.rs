@@ -447,7 +447,7 @@ fn mean_and_std_are_checked_naming_the_field() {
 }
 
 #[test]
-fn sources_name_torchscript_files_typed_and_checked() {
+fn sources_name_model_files_typed_and_checked() {
     // No preset names one, and an empty [sources] serialises to nothing (no cache key or
     // recorded preset changes).
     for (name, text) in BUILTIN {
@@ -509,6 +509,33 @@ fn sources_name_torchscript_files_typed_and_checked() {
         "sources.c_rob.std=[0.0]",
     ]);
     assert!(e.contains("`sources.c_rob.std`"), "{e}");
+    // An nrf checkpoint (`.safetensors`) brings its own representation and normalisation.
+    let p = with(&["sources.c_std.model=runs/C_std.safetensors"]);
+    let s = p.sources.of("C_std").unwrap();
+    assert_eq!(
+        nrf_models::ModelFormat::of(&s.model),
+        nrf_models::ModelFormat::Checkpoint
+    );
+    assert_eq!(
+        nrf_models::ModelFormat::of(std::path::Path::new("std.pt")),
+        nrf_models::ModelFormat::TorchScript
+    );
+    for extra in [
+        "sources.c_std.rep=method:features",
+        "sources.c_std.mean=[0.5]",
+    ] {
+        let e = err(&[
+            "extras.enabled=false",
+            "sources.c_std.model=C_std.safetensors",
+            "sources.c_std.std=[0.5]",
+            extra,
+        ]);
+        assert!(
+            e.contains("`sources.c_std.rep / sources.c_std.mean / sources.c_std.std`")
+                && e.contains("nrf checkpoint"),
+            "{e}"
+        );
+    }
     // The extras run with named sources (experiments/tests/torchscript_sources.rs).
     let p = Preset::load_with_overrides("smoke", &sets(&["sources.c_rob.model=x.pt"]));
     assert!(p.unwrap().0.extras.enabled);
