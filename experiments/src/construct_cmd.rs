@@ -103,7 +103,7 @@ impl ExternalModel {
         ModelFormat::of(&self.path)
     }
 
-    /// "the TorchScript model <path>" / "the nrf checkpoint <path>", for messages.
+    /// "the TorchScript model PATH" / "the nrf checkpoint PATH", for messages.
     pub fn describe(&self) -> String {
         format!("the {} {}", self.format().noun(), self.path.display())
     }
