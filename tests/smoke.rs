@@ -76,6 +76,7 @@ fn smoke_preset_survives_a_kill_during_d_r_and_resumes() {
     rerun_with_changed_eval(&bin, dir.path(), &results);
     train_repeats_the_runs_c_std(&bin, dir.path(), &results);
     a_checkpoint_source_repeats_the_run(&bin, dir.path(), &results);
+    fresh_repeats_the_runs_models(&bin, dir.path(), &results);
 }
 
 /// Run 1: started, and killed as soon as D_R has stored a chunk (the source models are done).
@@ -579,6 +580,56 @@ fn a_checkpoint_source_repeats_the_run(bin: &Path, dir: &Path, results: &Path) {
         let m = |r: &Path| json(&r.join(format!("models/on_{set}.json")));
         assert_eq!(m(&copy)["std_acc"], m(results)["std_acc"], "on_{set}");
     }
+}
+
+/// `nrf fresh` on the run's stored D_NR, with the run's preset and its models' name, trains and
+/// evaluates the run's `on_D_NR` models: every seed's numbers as the run recorded them.
+fn fresh_repeats_the_runs_models(bin: &Path, dir: &Path, results: &Path) {
+    let out = Command::new(bin)
+        .args(["fresh", "--no-ensemble", "--name", "on_D_NR", "--preset"])
+        .arg(dir.join("smoke-eval.toml"))
+        .arg("--data")
+        .arg(results.join("data/D_NR.safetensors"))
+        .arg("--save")
+        .arg(dir.join("fresh"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nrf fresh failed:\n{log}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = json(&results.join("models/on_D_NR.json"));
+    let (ours, theirs) = (
+        r["seeds"].as_array().unwrap(),
+        run["seeds"].as_array().unwrap(),
+    );
+    assert_eq!(ours.len(), theirs.len(), "{r}");
+    for (k, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert_eq!(a["train_seed"], b["train_seed"], "seed {k}");
+        assert_eq!(a["eval"]["std_acc"], b["std_acc"], "seed {k}: {a}\n{b}");
+        let points = |v: &serde_json::Value| -> Vec<[serde_json::Value; 5]> {
+            let f = ["norm", "eps", "acc", "steps", "n"];
+            (v.as_array().unwrap().iter())
+                .map(|p| f.map(|k| p[k].clone()))
+                .collect()
+        };
+        assert_eq!(
+            points(&a["eval"]["robust"]),
+            points(&b["robust"]),
+            "seed {k}"
+        );
+        let name = if k == 0 {
+            "on_D_NR".into()
+        } else {
+            format!("on_D_NR~s{k}")
+        };
+        let weights = |d: &Path| std::fs::read(d.join(format!("{name}.safetensors"))).unwrap();
+        assert!(
+            weights(&dir.join("fresh")) == weights(&results.join("weights")),
+            "{name}: nrf fresh's weights differ from the run's"
+        );
+    }
+    assert_eq!(r["set"]["method"], "non_robust_features");
+    assert!(log.contains("| standard |"), "{log}");
 }
 
 #[test]

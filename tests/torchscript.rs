@@ -99,6 +99,7 @@ fn a_torchscript_model_builds_d_r_and_d_det_and_is_evaluated() {
 
     d_r_from_the_tuple_export(&nrf_cmd, d);
     d_det_from_the_method_export(&nrf_cmd, d);
+    a_released_style_set_trains_as_the_set_it_came_from(&nrf, &py, d);
     eval_gives_pytorchs_accuracy(&nrf_cmd, torch_acc);
     a_wrong_normalisation_is_refused(&nrf_cmd, d);
 }
@@ -167,6 +168,91 @@ fn d_det_from_the_method_export(nrf_cmd: &NrfCmd, d: &Path) {
         "{det}"
     );
     assert!(d.join("built/D_det.safetensors").exists());
+}
+
+/// The D_R just built, saved as the paper's sets were released (`torch.save`d lists of tensors)
+/// and imported with experiments/python/import_released.py, is the same set to `nrf fresh`: the
+/// same models, the same numbers. A label file that does not fit is refused, naming it.
+fn a_released_style_set_trains_as_the_set_it_came_from(nrf: &Path, py: &Path, d: &Path) {
+    let rel = d.join("released");
+    std::fs::create_dir_all(&rel).unwrap();
+    let script = format!(
+        "import sys, torch\nsys.path.insert(0, {lib:?})\nfrom nrf_torch import load_constructed\n\
+         ds, _ = load_constructed({set:?})\nx, y = ds.tensors\n\
+         torch.save(list(x.chunk(3)), {ims:?})\ntorch.save(list(y.chunk(3)), {lab:?})\n\
+         torch.save(y[:-1], {short:?})\n",
+        lib = root().join("experiments/python"),
+        set = d.join("built/D_R.safetensors"),
+        ims = rel.join("CIFAR_ims"),
+        lab = rel.join("CIFAR_lab"),
+        short = rel.join("short_lab"),
+    );
+    let out = output(
+        Command::new(py).args(["-c", &script]),
+        "saving a released-style set",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let import = |labels: &str, stem: &str| {
+        let mut c = Command::new(py);
+        c.arg(root().join("experiments/python/import_released.py"))
+            .arg("--images")
+            .arg(rel.join("CIFAR_ims"))
+            .arg("--labels")
+            .arg(rel.join(labels))
+            .args(["--name", "D_R", "--out"])
+            .arg(d.join(stem));
+        c
+    };
+    let imported = ok_json(
+        &mut import("CIFAR_lab", "imported/D_R"),
+        "import_released.py",
+    );
+    assert_eq!(imported["scaled_by"], 1.0, "{imported}");
+    let bad = output(
+        &mut import("short_lab", "imported/bad"),
+        "import_released.py",
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("short_lab") && err.contains("labels for"),
+        "{err}"
+    );
+    let fresh = |set: &Path| {
+        ok_json(
+            Command::new(nrf)
+                .args([
+                    "--log",
+                    "warn",
+                    "fresh",
+                    "--no-ensemble",
+                    "--seeds",
+                    "2",
+                    "--data",
+                ])
+                .arg(set)
+                .args(["--set", "fresh.epochs=2", "--set", "eval.robust_n=100"]),
+            "nrf fresh",
+        )
+    };
+    let (a, b) = (
+        fresh(&d.join("built/D_R.safetensors")),
+        fresh(&d.join("imported/D_R.safetensors")),
+    );
+    assert_eq!(
+        (&b["set"]["name"], &b["set"]["method"]),
+        (&a["set"]["name"], &a["set"]["method"])
+    );
+    assert_eq!(a["name"], "on_D_R");
+    for k in 0..2 {
+        let (sa, sb) = (&a["seeds"][k], &b["seeds"][k]);
+        assert_eq!(sa["eval"]["std_acc"], sb["eval"]["std_acc"], "seed {k}");
+        assert_eq!(sa["eval"]["robust"], sb["eval"]["robust"], "seed {k}");
+    }
+    assert_ne!(a["seeds"][0]["train_seed"], a["seeds"][1]["train_seed"]);
 }
 
 /// `nrf eval` of the export that expects normalised inputs, told the normalisation: PyTorch's

@@ -7,18 +7,21 @@
     logits, rep = model(x)                                           # x: [N, 1, 28, 28] in [0, 1]
     d_r, header = load_constructed("results/fashion-mnist/data/D_R.safetensors")
     loader = torch.utils.data.DataLoader(d_r, batch_size=128, shuffle=True)
+    save_constructed("built/D_R", images, labels, method="robust_features")  # nrf reads it
 
 Needs torch and safetensors only (the environment `cargo xtask setup` makes has both). See
 docs/pytorch.md for the file formats and what is checked.
 """
+import hashlib
 import json
 import os
 import re
 import sys
+import tempfile
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "twin"))
@@ -84,3 +87,80 @@ def load_constructed(path):
         raise ValueError(f"{path}: images {tuple(images.shape)} and labels {tuple(labels.shape)} "
                          "do not fit [N, C, H, W] / [N]")
     return TensorDataset(images, labels), header
+
+
+CONSTRUCTED_FORMAT = "nrf-constructed-dataset/1"
+
+
+def _write_atomic(path, write):
+    """`write(tmp_path)`, then the temporary file renamed to `path` (same folder): a crash never
+    leaves a half-written file under the final name."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_constructed(stem, images, labels, name=None, method="imported", num_classes=10,
+                     class_names=(), source_indices=None, extra=None):
+    """Writes a data set as nrf writes its constructed sets (`<stem>.safetensors` + `<stem>.json`,
+    read by nrf's `load_constructed`, `nrf fresh --data`, and `load_constructed` above): images
+    float32 `[N, C, H, W]` in [0, 1], labels int64 in `0..num_classes`, `source_indices` int64
+    (-1: unknown), the header with `metadata.method` and `metadata.extra`. Checks what nrf checks
+    when it reads the file and raises ValueError naming `stem` otherwise. Returns the two paths."""
+    images = torch.as_tensor(images).detach().to("cpu", torch.float32).contiguous()
+    labels = torch.as_tensor(labels).detach().to("cpu", torch.int64).contiguous()
+    where = f"{stem}: "
+    if images.dim() != 4 or 0 in images.shape:
+        raise ValueError(where + f"images of shape {tuple(images.shape)}, expected [N, C, H, W]")
+    n = images.shape[0]
+    if labels.shape != (n,):
+        raise ValueError(where + f"labels of shape {tuple(labels.shape)} for {n} images")
+    if not torch.isfinite(images).all():
+        raise ValueError(where + "images hold NaN or infinite values")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(where + f"pixel values in [{lo}, {hi}], nrf's images are in [0, 1]")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(where + f"labels in [{int(labels.min())}, {int(labels.max())}], "
+                         f"expected 0..{num_classes - 1}")
+    if class_names and len(class_names) != num_classes:
+        raise ValueError(where + f"{len(class_names)} class names for {num_classes} classes")
+    sources = (torch.full((n,), -1, dtype=torch.int64) if source_indices is None
+               else torch.as_tensor(source_indices).to(torch.int64).contiguous())
+    if sources.shape != (n,):
+        raise ValueError(where + f"{tuple(sources.shape)} source indices for {n} images")
+    stem = str(stem)
+    for ext in (".safetensors", ".json"):
+        stem = stem[: -len(ext)] if stem.endswith(ext) else stem
+    header = {
+        "format": CONSTRUCTED_FORMAT,
+        "name": name or os.path.basename(stem),
+        "len": n,
+        "shape": list(images.shape[1:]),
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+        "class_counts": [int((labels == c).sum()) for c in range(num_classes)],
+        "metadata": {"method": method, "epsilon": None, "steps": None, "step_size": None,
+                     "source_model_sha256": None, "seed": None, "extra": dict(extra or {})},
+    }
+    st, js = stem + ".safetensors", stem + ".json"
+    tensors = {"images": images, "labels": labels, "source_indices": sources}
+    _write_atomic(st, lambda tmp: save_file(tensors, tmp, metadata={"nrf": json.dumps(header)}))
+    with open(st, "rb") as f:
+        header["safetensors_sha256"] = hashlib.sha256(f.read()).hexdigest()
+
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(header, f, indent=2)
+    _write_atomic(js, write_json)
+    return st, js

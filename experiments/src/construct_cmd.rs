@@ -587,8 +587,10 @@ pub struct EnsembleEval {
 /// What `nrf eval` measured.
 #[derive(Debug, Serialize)]
 pub struct Evaluated {
-    /// The model's check (the first [`CHECK_N`] test images).
-    pub check: ModelCheck,
+    /// The model's check (the first [`CHECK_N`] test images; none for a model nrf trained
+    /// itself, `nrf fresh`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<ModelCheck>,
     /// The name the random draws were seeded by ([`EvalOptions::name`]).
     pub name: String,
     /// Standard accuracy on the whole test set.
@@ -696,26 +698,45 @@ pub fn eval(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into())
     });
+    let mut e = evaluate(preset, &classifier, &test, device, &name, opts.ensemble)?;
+    e.check = Some(check);
+    e.wall_s = start.elapsed().as_secs_f64();
+    Ok(e)
+}
+
+/// Standard accuracy on the whole `test` set, the preset's PGD grid on the run's evaluation
+/// subset and (with `ensemble`, when the preset has one) its attack ensemble with the
+/// gradient-masking checks, of `classifier`, its random draws seeded as a run seeds model
+/// `name` (`eval:<name>`, `ensemble:<name>`): what a run records for a model of that name.
+pub fn evaluate(
+    preset: &Preset,
+    classifier: &dyn Classifier,
+    test: &Dataset,
+    device: Device,
+    name: &str,
+    ensemble: bool,
+) -> Result<Evaluated> {
+    let start = std::time::Instant::now();
     let e = &preset.eval;
-    let (x, y) = dataset_to_tensors(&test, device);
+    let (x, y) = dataset_to_tensors(test, device);
     let (rx, ry) = test_subset(preset, &x, &y, e.robust_n, EVAL_SUBSET)?;
     // Seeded as a run seeds its stages `eval:<name>` and `ensemble:<name>`.
     tch::manual_seed(preset.stage_seed(&format!("eval:{name}")) as i64);
-    let std_acc = nrf_models::accuracy(&classifier, &x, &y, e.batch_size as i64);
+    let std_acc = nrf_models::accuracy(classifier, &x, &y, e.batch_size as i64);
     let grid = e.grid()?;
     let robust = robust_points(evaluate_grid(
-        &classifier,
+        classifier,
         &rx,
         &ry,
         &grid,
         e.batch_size,
         true,
     )?);
-    let ensemble = match (&e.ensemble, opts.ensemble) {
+    let ensemble = match (&e.ensemble, ensemble) {
         (Some(ens), true) => {
             let label = format!("ensemble:{name}");
             tch::manual_seed(preset.stage_seed(&label) as i64);
-            let out = attack_ensemble(&classifier, &rx, &ry, e, ens, &label)?;
+            let out = attack_ensemble(classifier, &rx, &ry, e, ens, &label)?;
             Some(EnsembleEval {
                 robust: RobustAcc::new(out.point),
                 flags: out.checks.flags(),
@@ -727,8 +748,8 @@ pub fn eval(
     };
     let i = Accuracy::single(std_acc, test.len()).interval();
     Ok(Evaluated {
-        check,
-        name,
+        check: None,
+        name: name.to_string(),
         std_acc,
         std_acc_interval: (i.lo, i.hi),
         test_size: test.len(),

@@ -9,9 +9,11 @@
 //! - [`shard`]: shard jobs (`--shard k/n`): one slice of every construction and robust
 //!   evaluation, merged by the next ordinary run (docs/cluster.md).
 //! - [`preset`]: the TOML presets (`smoke`, `fashion-mnist`, `cifar10`, `restricted-imagenet`);
-//!   `[sources]` names TorchScript files that stand for C_std / C_rob
+//!   `[sources]` names TorchScript files or nrf checkpoints that stand for C_std / C_rob
 //!   ([`preset::SourcesSection`]).
-//! - [`construct_cmd`]: `nrf construct` / `nrf eval` of a TorchScript model on its own.
+//! - [`construct_cmd`]: `nrf construct` / `nrf eval` of a TorchScript model or nrf checkpoint on
+//!   its own; [`fresh_cmd`]: `nrf fresh`, the preset's fresh models on a set given as a file;
+//!   [`train_cmd`]: `nrf train`, one source model as a run trains it.
 //! - [`workers`]: a run split over worker processes (`workers = N`), sharing the stage cache.
 //!
 //! ```no_run
@@ -25,6 +27,7 @@ pub mod chaos;
 pub mod construct_cmd;
 pub mod extras;
 pub mod figure2;
+pub mod fresh_cmd;
 pub mod gpu_check;
 pub mod grids;
 pub mod lock;

@@ -181,6 +181,40 @@ enum Cmd {
         #[arg(long, value_name = "STEM")]
         save: Option<PathBuf>,
     },
+    /// Train the preset's fresh models on a constructed data set given as a file (a run's
+    /// data/D_R.safetensors, `nrf construct`'s output, a set imported with
+    /// experiments/python/import_released.py) and evaluate every seed as a run does (`nrf eval`'s
+    /// numbers, seeded by the models' names). JSON on stdout, a table on stderr. See
+    /// docs/pytorch.md.
+    Fresh {
+        /// The set: STEM.safetensors (with STEM.json beside it when there is one).
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+        /// The set's name for the `[fresh_by_set]` entry (default: the name stored in the file).
+        #[arg(long = "as", value_name = "SET")]
+        set_name: Option<String>,
+        /// The models' name, from which their seeds derive as in a run (default on_<SET>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seeds (default the preset's `[fresh] seeds`).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Skip the `[eval] ensemble` and its checks (PGD grid only).
+        #[arg(long)]
+        no_ensemble: bool,
+        /// Save every seed's weights into this folder (NAME, NAME~s1, ...).
+        #[arg(long, value_name = "DIR")]
+        save: Option<PathBuf>,
+        /// Preset for the data set, the fresh models and the evaluation.
+        #[arg(long, default_value = "fashion-mnist")]
+        preset: String,
+        /// Override a preset value (repeatable), as for `nrf reproduce`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Dataset directory (overrides the preset's data.dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
     /// Time a training step, a PGD step and a rep-matching step in Rust and in PyTorch-in-Python
@@ -453,6 +487,31 @@ fn run() -> Result<()> {
                 save,
             };
             let r = nrf_experiments::train_cmd::run(&p, &req)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::Fresh {
+            data,
+            set_name,
+            name,
+            seeds,
+            no_ensemble,
+            save,
+            preset,
+            set,
+            data_dir,
+        } => {
+            let (p, _) = Preset::load_with_overrides(&preset, &set)?;
+            let req = nrf_experiments::fresh_cmd::FreshRequest {
+                data,
+                set_name,
+                name,
+                seeds,
+                ensemble: !no_ensemble,
+                save,
+                data_dir,
+            };
+            let r = nrf_experiments::fresh_cmd::run(&p, &req)?;
+            eprint!("{}", r.markdown());
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Cmd::Presets { name } => match name {

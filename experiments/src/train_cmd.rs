@@ -84,11 +84,7 @@ pub struct TrainCheck {
 pub fn run(preset: &Preset, req: &TrainRequest) -> Result<TrainCheck> {
     let start = std::time::Instant::now();
     let device = Device::cuda_if_available();
-    let threads = if device.is_cuda() || preset.workers <= 1 {
-        preset.threads
-    } else {
-        crate::workers::threads_per_worker(preset.threads, preset.workers)
-    };
+    let threads = crate::workers::model_threads(preset, device);
     if threads > 0 {
         tch::set_num_threads(threads);
     }

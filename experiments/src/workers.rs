@@ -319,6 +319,17 @@ pub fn threads_per_worker(threads: i32, workers: usize) -> i32 {
     (total / workers.max(1)).max(1) as i32
 }
 
+/// The libtorch threads one model trains with in a run of `preset` on `device`: on a CPU with
+/// several workers one worker's share of `threads` ([`threads_per_worker`]), else `threads`.
+/// What `nrf train` / `nrf fresh` use to train a model as a run does.
+pub fn model_threads(preset: &crate::preset::Preset, device: tch::Device) -> i32 {
+    if device.is_cuda() || preset.workers <= 1 {
+        preset.threads
+    } else {
+        threads_per_worker(preset.threads, preset.workers)
+    }
+}
+
 /// The file a worker records the stages it ran in (the last pass marks them done in run.json).
 pub fn stages_file(results: &Path, worker: Worker) -> PathBuf {
     results.join(format!("work/workers/stages-{}.json", worker.index + 1))

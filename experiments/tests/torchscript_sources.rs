@@ -368,7 +368,7 @@ fn the_extras_run_on_the_sources(results: &Path, sets: &[String], before: &Stage
     let over = json(&results.join("sections/overfitting.json"));
     let finding = over["finding"].as_str().unwrap();
     assert!(
-        finding.contains("Not listed: C_std, a TorchScript source model"),
+        finding.contains("Not listed: C_std, a source model from a file"),
         "{finding}"
     );
 }

@@ -324,6 +324,14 @@ impl ModelFormat {
         }
     }
 
+    /// "TorchScript" / "nrf checkpoint", for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelFormat::TorchScript => "TorchScript",
+            ModelFormat::Checkpoint => "nrf checkpoint",
+        }
+    }
+
     /// "TorchScript model" / "nrf checkpoint", for messages.
     pub fn noun(self) -> &'static str {
         match self {

@@ -275,7 +275,7 @@ pub fn plan(p: &Preset, opts: &PlanOptions) -> Result<Plan> {
                     "{} ({}, {})",
                     x.file,
                     x.model,
-                    crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).noun()
+                    crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).label()
                 );
                 (x.relative_cost, x.params.unwrap_or(c.params))
             }

@@ -53,7 +53,7 @@ impl Plan {
                 "  {} = {} ({}): {}; its stages are counted at {:.2}x the preset architecture's FLOPs (FLOP-equivalents)\n",
                 x.model,
                 x.file,
-                crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).noun(),
+                crate::construct_cmd::ModelFormat::of(std::path::Path::new(&x.file)).label(),
                 x.detail,
                 x.relative_cost
             );
