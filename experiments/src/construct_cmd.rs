@@ -277,35 +277,31 @@ pub fn load_checked_with(
         n,
         chance: 1.0 / classes as f64,
     };
-    if i.hi < 2.0 * check.chance && m.format() == ModelFormat::Checkpoint {
-        bail!(
-            "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
-             ({:.1}%): a checkpoint of a model trained on another data set, or not trained",
-            m.path.display(),
-            100.0 * acc,
-            100.0 * i.lo,
-            100.0 * i.hi,
-            test.name,
-            100.0 * check.chance,
-        );
-    }
     if i.hi < 2.0 * check.chance {
+        let cause = match m.format() {
+            ModelFormat::Checkpoint => {
+                "a checkpoint of a model trained on another data set, or not trained".to_string()
+            }
+            ModelFormat::TorchScript => format!(
+                "the usual cause is an input mismatch: nrf feeds images in [0, 1] ({}); give the \
+                 model's normalisation {how} if it does not normalise itself, and check the \
+                 channel order and image size ({c}x{h}x{w})",
+                if m.mean.is_empty() {
+                    "unnormalised".to_string()
+                } else {
+                    format!("normalised with mean {:?} / std {:?}", m.mean, m.std)
+                }
+            ),
+        };
         bail!(
             "{}: accuracy {:.1}% [{:.1}, {:.1}] on the first {n} test images of {} is near chance \
-             ({:.1}%). The usual cause is an input mismatch: nrf feeds images in [0, 1] ({}); give \
-             the model's normalisation {how} if it does not normalise itself, and check the \
-             channel order and image size ({c}x{h}x{w}).",
+             ({:.1}%): {cause}.",
             m.path.display(),
             100.0 * acc,
             100.0 * i.lo,
             100.0 * i.hi,
             test.name,
             100.0 * check.chance,
-            if m.mean.is_empty() {
-                "unnormalised".to_string()
-            } else {
-                format!("normalised with mean {:?} / std {:?}", m.mean, m.std)
-            }
         );
     }
     Ok((model, check))

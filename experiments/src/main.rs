@@ -205,15 +205,8 @@ enum Cmd {
         /// Save every seed's weights into this folder (NAME, NAME~s1, ...).
         #[arg(long, value_name = "DIR")]
         save: Option<PathBuf>,
-        /// Preset for the data set, the fresh models and the evaluation.
-        #[arg(long, default_value = "fashion-mnist")]
-        preset: String,
-        /// Override a preset value (repeatable), as for `nrf reproduce`.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Dataset directory (overrides the preset's data.dir).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        preset: PresetArgs,
     },
     /// List the built-in presets, or print one.
     Presets { name: Option<String> },
@@ -337,7 +330,14 @@ struct ModelArgs {
     /// Per-channel std applied before the model (comma-separated).
     #[arg(long, value_delimiter = ',')]
     std: Vec<f64>,
-    /// Preset for the data set and the construction / evaluation settings.
+    #[command(flatten)]
+    preset: PresetArgs,
+}
+
+/// The preset a command that works outside a run takes its data set and settings from.
+#[derive(clap::Args)]
+struct PresetArgs {
+    /// Preset for the data set and the settings (construction, fresh models, evaluation).
     #[arg(long, default_value = "fashion-mnist")]
     preset: String,
     /// Override a preset value (repeatable), as for `nrf reproduce`.
@@ -348,9 +348,15 @@ struct ModelArgs {
     data_dir: Option<PathBuf>,
 }
 
+impl PresetArgs {
+    fn load(&self) -> Result<Preset> {
+        Ok(Preset::load_with_overrides(&self.preset, &self.set)?.0)
+    }
+}
+
 impl ModelArgs {
     fn load(&self) -> Result<(Preset, nrf_experiments::construct_cmd::ExternalModel)> {
-        let (p, _) = Preset::load_with_overrides(&self.preset, &self.set)?;
+        let p = self.preset.load()?;
         let m = nrf_experiments::construct_cmd::ExternalModel {
             path: self.model.clone(),
             rep: nrf_models::RepSource::parse(&self.rep)?,
@@ -497,10 +503,8 @@ fn run() -> Result<()> {
             no_ensemble,
             save,
             preset,
-            set,
-            data_dir,
         } => {
-            let (p, _) = Preset::load_with_overrides(&preset, &set)?;
+            let p = preset.load()?;
             let req = nrf_experiments::fresh_cmd::FreshRequest {
                 data,
                 set_name,
@@ -508,7 +512,7 @@ fn run() -> Result<()> {
                 seeds,
                 ensemble: !no_ensemble,
                 save,
-                data_dir,
+                data_dir: preset.data_dir,
             };
             let r = nrf_experiments::fresh_cmd::run(&p, &req)?;
             eprint!("{}", r.markdown());
@@ -582,7 +586,7 @@ fn run() -> Result<()> {
                 &p,
                 &m,
                 kind,
-                model.data_dir.as_deref(),
+                model.preset.data_dir.as_deref(),
                 &out,
                 n,
             )?;
@@ -598,7 +602,12 @@ fn run() -> Result<()> {
                 name,
                 ensemble: !no_ensemble,
             };
-            let r = nrf_experiments::construct_cmd::eval(&p, &m, model.data_dir.as_deref(), &opts)?;
+            let r = nrf_experiments::construct_cmd::eval(
+                &p,
+                &m,
+                model.preset.data_dir.as_deref(),
+                &opts,
+            )?;
             eprintln!("{}", r.markdown());
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
