@@ -180,12 +180,14 @@ fn a_released_style_set_trains_as_the_set_it_came_from(nrf: &Path, py: &Path, d:
         "import sys, torch\nsys.path.insert(0, {lib:?})\nfrom nrf_torch import load_constructed\n\
          ds, _ = load_constructed({set:?})\nx, y = ds.tensors\n\
          torch.save(list(x.chunk(3)), {ims:?})\ntorch.save(list(y.chunk(3)), {lab:?})\n\
-         torch.save(y[:-1], {short:?})\n",
+         torch.save(y[:-1], {short:?})\n\
+         torch.save((x * 255).round().permute(0, 2, 3, 1), {nhwc:?})\n",
         lib = root().join("experiments/python"),
         set = d.join("built/D_R.safetensors"),
         ims = rel.join("CIFAR_ims"),
         lab = rel.join("CIFAR_lab"),
         short = rel.join("short_lab"),
+        nhwc = rel.join("nhwc_255"),
     );
     let out = output(
         Command::new(py).args(["-c", &script]),
@@ -196,22 +198,34 @@ fn a_released_style_set_trains_as_the_set_it_came_from(nrf: &Path, py: &Path, d:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let import = |labels: &str, stem: &str| {
+    let import_from = |images: &str, labels: &str, stem: &str| {
         let mut c = Command::new(py);
         c.arg(root().join("experiments/python/import_released.py"))
             .arg("--images")
-            .arg(rel.join("CIFAR_ims"))
+            .arg(rel.join(images))
             .arg("--labels")
             .arg(rel.join(labels))
             .args(["--name", "D_R", "--out"])
             .arg(d.join(stem));
         c
     };
+    let import = |labels: &str, stem: &str| import_from("CIFAR_ims", labels, stem);
     let imported = ok_json(
         &mut import("CIFAR_lab", "imported/D_R"),
         "import_released.py",
     );
     assert_eq!(imported["scaled_by"], 1.0, "{imported}");
+    // Whole numbers up to 255, channels last: divided by 255 and transposed, both recorded.
+    let other = ok_json(
+        &mut import_from("nhwc_255", "CIFAR_lab", "imported/nhwc"),
+        "import_released.py (NHWC, 0-255)",
+    );
+    assert_eq!(
+        (&other["scaled_by"], other["layout"].as_str()),
+        (&serde_json::json!(255.0), Some("NHWC (transposed)")),
+        "{other}"
+    );
+    assert_eq!(other["shape"], imported["shape"], "{other}");
     let bad = output(
         &mut import("short_lab", "imported/bad"),
         "import_released.py",
