@@ -119,9 +119,10 @@ impl ExternalModel {
         }
     }
 
-    /// What identifies the model's content: the SHA-256 of its file, of a checkpoint's two
-    /// files (weights and spec) together. Reads the files.
-    pub fn fingerprint(&self) -> Result<String> {
+    /// The SHA-256 of the model file (a checkpoint's weights), and what identifies the model's
+    /// content: that SHA-256 for TorchScript, a hash of a checkpoint's two files' (weights and
+    /// spec). Reads each file once.
+    pub fn hashes(&self) -> Result<(String, String)> {
         let shas = self
             .files()
             .iter()
@@ -130,10 +131,11 @@ impl ExternalModel {
                     .with_context(|| format!("cannot read {}", f.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(match shas.as_slice() {
+        let fingerprint = match shas.as_slice() {
             [one] => one.clone(),
             _ => crate::pipeline::hash_key(&shas),
-        })
+        };
+        Ok((shas[0].clone(), fingerprint))
     }
 
     /// Where the model came from, as the metadata of what is built from it records it: the
@@ -488,14 +490,14 @@ pub fn construct(
         nrf_data::batch::random_subset(train_set.len(), n, preset.stage_seed("construct-subset"))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let work = out.join("work").join(name);
-    let sha = nrf_data::store::sha256_file(&model.path)?;
+    let (sha, fingerprint) = model.hashes()?;
     // What the chunks under `work` depend on: an interrupted build resumes only with all of it.
     let settings = match kind {
         Kind::DR | Kind::DNr => serde_json::to_value(&preset.rep_match)?,
         Kind::DRand | Kind::DDet => serde_json::to_value(&preset.relabel)?,
     };
     let key = crate::pipeline::hash_key(&(
-        model.fingerprint()?,
+        fingerprint,
         model.rep.spelling(),
         &model.mean,
         &model.std,

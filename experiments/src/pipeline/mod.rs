@@ -236,7 +236,7 @@ impl Ctx {
         );
         // The named source models: loaded and checked on real test images before any stage.
         let mut sources = Vec::new();
-        for (name, field, model, sha256) in files {
+        for (name, field, model, (sha256, fingerprint)) in files {
             let how = format!("as `{field}.mean` / `{field}.std`");
             let (classifier, check) =
                 crate::construct_cmd::load_checked_with(&model, &test, device, &how)
@@ -262,9 +262,7 @@ impl Ctx {
                     preset.seed,
                 )),
                 // Weights and spec (the architecture, its normalisation) together.
-                ModelFormat::Checkpoint => {
-                    hash_key(&("checkpoint", model.fingerprint()?, preset.seed))
-                }
+                ModelFormat::Checkpoint => hash_key(&("checkpoint", &fingerprint, preset.seed)),
             };
             sources.push(ExternalSource {
                 name,

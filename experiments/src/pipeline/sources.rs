@@ -71,12 +71,14 @@ impl Classifier for SharedSource {
 }
 
 /// A named source model's file, before it is loaded: (model name, preset field, the file and
-/// how to feed it, its SHA-256).
+/// how to feed it, its SHA-256 and its content's fingerprint, [`ExternalModel::hashes`]).
+///
+/// [`ExternalModel::hashes`]: crate::construct_cmd::ExternalModel::hashes
 type SourceFile = (
     &'static str,
     &'static str,
     crate::construct_cmd::ExternalModel,
-    String,
+    (String, String),
 );
 
 /// The files of the preset's `[sources]`, each with its SHA-256: a missing or unreadable file
@@ -101,13 +103,10 @@ pub(super) fn source_files(preset: &Preset) -> Result<Vec<SourceFile>> {
                 );
             }
         }
-        let sha = nrf_data::store::sha256_file(path).with_context(|| {
-            format!(
-                "preset field `{field}.model`: cannot read {}",
-                path.display()
-            )
-        })?;
-        out.push((name, field, model, sha));
+        let hashes = model
+            .hashes()
+            .with_context(|| format!("preset field `{field}.model`"))?;
+        out.push((name, field, model, hashes));
     }
     Ok(out)
 }
@@ -168,20 +167,17 @@ impl Ctx {
         name: &str,
         role: ModelRole,
     ) -> Result<(ModelResult, String)> {
-        let (key, model, provenance) = match self.external(name) {
-            Some(s) => (s.key.clone(), s.model.clone(), s.provenance()),
-            None => bail!("{name}: no model file in the preset's [sources]"),
+        let Some(s) = self.external(name) else {
+            bail!("{name}: no model file in the preset's [sources]");
         };
-        let arch = match (
-            model.format(),
-            self.external(name).map(|s| s.classifier.as_ref()),
-        ) {
-            (ModelFormat::Checkpoint, Some(LoadedModel::Checkpoint(m))) => format!(
+        let (key, model, provenance) = (s.key.clone(), s.model.clone(), s.provenance());
+        let arch = match s.classifier.as_ref() {
+            LoadedModel::Checkpoint(m) => format!(
                 "nrf checkpoint {}, {}",
                 model.path.display(),
                 m.spec.arch.label()
             ),
-            _ => format!("TorchScript {}", model.path.display()),
+            LoadedModel::TorchScript(_) => format!("TorchScript {}", model.path.display()),
         };
         let mut result = ModelResult {
             name: name.into(),
