@@ -174,11 +174,7 @@ fn read_set(file: &Path, test: &Dataset) -> Result<nrf_data::ConstructedDataset>
 /// documentation).
 pub fn run(preset: &Preset, req: &FreshRequest) -> Result<FreshResult> {
     let start = std::time::Instant::now();
-    let device = Device::cuda_if_available();
-    let threads = crate::workers::model_threads(preset, device);
-    if threads > 0 {
-        tch::set_num_threads(threads);
-    }
+    let device = crate::workers::model_device(preset);
     if req.seeds == Some(0) {
         bail!("--seeds must be at least 1");
     }

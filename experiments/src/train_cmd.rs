@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use nrf_attacks::{robust_accuracy, AdvTraining, PgdConfig, L2};
 use nrf_models::{dataset_to_tensors, save_model, train, BatchPerturber, Init, Model, Precision};
 use std::path::PathBuf;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// Which source model's training `nrf train` repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -83,11 +83,7 @@ pub struct TrainCheck {
 /// its floating-point sums).
 pub fn run(preset: &Preset, req: &TrainRequest) -> Result<TrainCheck> {
     let start = std::time::Instant::now();
-    let device = Device::cuda_if_available();
-    let threads = crate::workers::model_threads(preset, device);
-    if threads > 0 {
-        tch::set_num_threads(threads);
-    }
+    let device = crate::workers::model_device(preset);
     if req.epochs == Some(0) {
         bail!("--epochs must be at least 1");
     }

@@ -330,6 +330,17 @@ pub fn model_threads(preset: &crate::preset::Preset, device: tch::Device) -> i32
     }
 }
 
+/// The device a command outside a run trains on (CUDA when there is one), with libtorch set to
+/// the threads one model of a run trains with there ([`model_threads`]; 0 leaves libtorch's).
+pub fn model_device(preset: &crate::preset::Preset) -> tch::Device {
+    let device = tch::Device::cuda_if_available();
+    let threads = model_threads(preset, device);
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
+    device
+}
+
 /// The file a worker records the stages it ran in (the last pass marks them done in run.json).
 pub fn stages_file(results: &Path, worker: Worker) -> PathBuf {
     results.join(format!("work/workers/stages-{}.json", worker.index + 1))
